@@ -1,0 +1,297 @@
+//! The contract between leadscore and a CRM connector, and the CRM-neutral types that cross it.
+//!
+//! A connector turns one CRM's wire format into [`Record`]s and [`ObjectSchema`]s, and turns
+//! [`RecordUpdate`]s back into that CRM's batch writes. Nothing outside a connector crate sees
+//! the CRM's JSON shapes. The pipeline drives paging itself, one [`Page`] at a time, so that it
+//! can persist every page and its cursor before asking for the next one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A field value, typed by the CRM's own field metadata.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    Date(NaiveDate),
+    DateTime(DateTime<Utc>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Returns the value as a number: numbers as they are, booleans as 0 or 1, and text that
+    /// parses as a number. Everything else is `None`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+            Value::Text(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Returns a point in time: a datetime as it is, a date as midnight UTC.
+    pub fn as_datetime(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Value::DateTime(t) => Some(*t),
+            Value::Date(d) => d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::DateTime(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        }
+    }
+}
+
+/// One CRM record in CRM-neutral form.
+///
+/// Parent fields selected through a relationship are flattened into dotted keys
+/// (`Owner.IsActive`), with `Value::Null` when the lookup is empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// CRM object name as configured, for example `Account`.
+    pub object: String,
+    pub id: String,
+    /// The change stamp the incremental cursor follows (`SystemModstamp` in Salesforce).
+    pub modstamp: DateTime<Utc>,
+    /// True when the CRM reports the record as deleted or merged away.
+    pub deleted: bool,
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl Record {
+    pub fn get(&self, field: &str) -> &Value {
+        self.fields.get(field).unwrap_or(&Value::Null)
+    }
+}
+
+/// Position of an incremental pull: the last change stamp and id stored, in that order.
+///
+/// Records are pulled in (modstamp, id) order, so everything at or before the cursor is stored
+/// and everything after it is not.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cursor {
+    pub modstamp: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Cursor {
+    /// Returns true when `record` comes strictly after this cursor in pull order.
+    pub fn precedes(&self, modstamp: DateTime<Utc>, id: &str) -> bool {
+        (modstamp, id) > (self.modstamp, self.id.as_str())
+    }
+}
+
+/// What to pull for one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PullSpec {
+    /// CRM object name, for example `Opportunity`.
+    pub object: String,
+    /// Fields to select, including dotted parent fields. The connector always adds the id and
+    /// the cursor field.
+    pub fields: Vec<String>,
+    /// Include deleted and merged records (Salesforce `queryAll`).
+    pub include_deleted: bool,
+}
+
+/// One page of a pull.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// Records in (modstamp, id) order, already past the cursor the pull started from.
+    pub records: Vec<Record>,
+    /// Opaque token for the next page, or `None` on the last page.
+    pub next: Option<String>,
+    /// The CRM's count of rows for the whole query, when it reports one.
+    pub total: Option<u64>,
+}
+
+/// Field types the pipeline distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FieldKind {
+    Id,
+    Reference,
+    Text,
+    LongText,
+    Picklist,
+    Boolean,
+    Number,
+    Date,
+    DateTime,
+    Other,
+}
+
+/// One field of an object, as the CRM describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldSchema {
+    pub name: String,
+    pub kind: FieldKind,
+    pub updateable: bool,
+    /// Active picklist values (empty for other kinds).
+    pub picklist_values: Vec<String>,
+    /// True when writing a value outside `picklist_values` is rejected.
+    pub restricted_picklist: bool,
+    /// Maximum length for text fields, in characters.
+    pub length: Option<u32>,
+    /// For references: the relationship name used in dotted fields (`Owner` for `OwnerId`).
+    pub relationship_name: Option<String>,
+    /// For references: the objects the field can point at.
+    pub reference_to: Vec<String>,
+}
+
+/// The fields of one object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSchema {
+    pub name: String,
+    pub fields: Vec<FieldSchema>,
+}
+
+impl ObjectSchema {
+    pub fn field(&self, name: &str) -> Option<&FieldSchema> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A change to write to one record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordUpdate {
+    pub object: String,
+    pub id: String,
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// Why one record of a batch write failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordError {
+    /// The CRM's error code, for example `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`.
+    pub code: String,
+    pub message: String,
+    pub fields: Vec<String>,
+    /// True for failures worth retrying later (row locks, transient server errors).
+    pub retryable: bool,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if !self.fields.is_empty() {
+            write!(f, " (fields: {})", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of writing one record, in the order the updates were given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteOutcome {
+    pub id: String,
+    pub result: Result<(), RecordError>,
+}
+
+/// API usage as the CRM last reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiUsage {
+    pub used: u64,
+    pub max: u64,
+}
+
+/// A failure of a whole connector call, as opposed to a per-record [`RecordError`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// Credentials were rejected; re-authorising is the fix.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The CRM's API allowance is spent.
+    #[error("API request limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// The query or object named something the CRM does not have.
+    #[error("the CRM rejected the request: {code}: {message}")]
+    Rejected { code: String, message: String },
+    /// A paging token expired; the pull restarts from the stored cursor.
+    #[error("query locator expired or invalid: {0}")]
+    LocatorExpired(String),
+    /// Network failures and server errors that persisted through retries.
+    #[error("CRM request failed: {0}")]
+    Transport(String),
+    /// The CRM answered with a body this connector could not understand.
+    #[error("unexpected response from the CRM: {0}")]
+    Payload(String),
+}
+
+/// Implemented once per CRM. The pipeline is generic over it and never sees wire types.
+pub trait Connector {
+    /// Short name of the CRM for logs, for example `salesforce`.
+    fn name(&self) -> &'static str;
+
+    /// Largest number of records one [`Connector::update`] call sends in a single request.
+    fn max_batch(&self) -> usize;
+
+    /// Authenticates and returns the API usage, proving the credentials and URL work.
+    fn check(&self) -> impl Future<Output = Result<ApiUsage, ConnectorError>> + Send;
+
+    /// Describes one object's fields.
+    fn describe(
+        &self,
+        object: &str,
+    ) -> impl Future<Output = Result<ObjectSchema, ConnectorError>> + Send;
+
+    /// Starts a pull of the records changed after `cursor` (all records when `None`), in
+    /// (modstamp, id) order, and returns the first page.
+    fn pull_first(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+    ) -> impl Future<Output = Result<Page, ConnectorError>> + Send;
+
+    /// Fetches the page after the one whose `next` token is given.
+    fn pull_next(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+        next: &str,
+    ) -> impl Future<Output = Result<Page, ConnectorError>> + Send;
+
+    /// Writes field changes, at most [`Connector::max_batch`] records per request, and returns
+    /// one outcome per update in the order given. A per-record failure is an `Err` in its
+    /// outcome; only failures of the whole call are returned as `ConnectorError`.
+    fn update(
+        &self,
+        updates: &[RecordUpdate],
+    ) -> impl Future<Output = Result<Vec<WriteOutcome>, ConnectorError>> + Send;
+
+    /// API usage as last reported by the CRM, without making a request.
+    fn usage(&self) -> Option<ApiUsage>;
+}

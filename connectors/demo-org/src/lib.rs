@@ -1,0 +1,1 @@
+//! Deterministic demo CRM history around real CMS hospitals.

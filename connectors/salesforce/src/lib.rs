@@ -1,0 +1,1 @@
+//! Salesforce REST connector for leadscore.

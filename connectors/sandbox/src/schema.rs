@@ -1,0 +1,295 @@
+//! The objects and fields of the seeded Salesforce org, as `describe` reports them.
+
+/// Salesforce field types the sandbox models, named as `describe` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    Id,
+    Reference,
+    String,
+    Textarea,
+    Picklist,
+    Boolean,
+    Double,
+    Currency,
+    Int,
+    Date,
+    Datetime,
+    Email,
+}
+
+impl FieldType {
+    /// Returns the `type` string `describe` uses.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            FieldType::Id => "id",
+            FieldType::Reference => "reference",
+            FieldType::String => "string",
+            FieldType::Textarea => "textarea",
+            FieldType::Picklist => "picklist",
+            FieldType::Boolean => "boolean",
+            FieldType::Double => "double",
+            FieldType::Currency => "currency",
+            FieldType::Int => "int",
+            FieldType::Date => "date",
+            FieldType::Datetime => "datetime",
+            FieldType::Email => "email",
+        }
+    }
+}
+
+/// One field of a sandbox object.
+#[derive(Clone, Debug)]
+pub struct FieldDef {
+    pub name: &'static str,
+    pub field_type: FieldType,
+    pub updateable: bool,
+    pub length: u32,
+    /// Picklist values as (value, active).
+    pub picklist: Vec<(&'static str, bool)>,
+    pub restricted: bool,
+    /// For references: the relationship name (`Owner` for `OwnerId`) and target objects.
+    pub relationship: Option<(&'static str, Vec<&'static str>)>,
+}
+
+/// One sandbox object.
+#[derive(Clone, Debug)]
+pub struct ObjectDef {
+    pub name: &'static str,
+    /// The three-character id prefix Salesforce uses for the object.
+    pub key_prefix: &'static str,
+    pub fields: Vec<FieldDef>,
+}
+
+impl ObjectDef {
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Finds the reference field whose relationship name is `relationship` (case-insensitive).
+    pub fn relationship(&self, relationship: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| {
+            f.relationship
+                .as_ref()
+                .is_some_and(|(name, _)| name.eq_ignore_ascii_case(relationship))
+        })
+    }
+}
+
+/// Values of the tier picklist that the score write-back uses.
+pub const TIER_VALUES: [&str; 4] = ["A", "B", "C", "D"];
+
+/// Buying-group roles of hospital contacts.
+pub const BUYING_ROLES: [&str; 5] = [
+    "Surgeon Champion",
+    "Administrator",
+    "Materials Manager",
+    "Finance",
+    "Patient Safety",
+];
+
+fn field(name: &'static str, field_type: FieldType, updateable: bool) -> FieldDef {
+    let length = match field_type {
+        FieldType::Id | FieldType::Reference => 18,
+        FieldType::String | FieldType::Email | FieldType::Picklist => 255,
+        FieldType::Textarea => 32768,
+        _ => 0,
+    };
+    FieldDef {
+        name,
+        field_type,
+        updateable,
+        length,
+        picklist: Vec::new(),
+        restricted: false,
+        relationship: None,
+    }
+}
+
+fn editable(name: &'static str, field_type: FieldType) -> FieldDef {
+    field(name, field_type, true)
+}
+
+fn reference(name: &'static str, relationship: &'static str, to: &[&'static str]) -> FieldDef {
+    FieldDef {
+        relationship: Some((relationship, to.to_vec())),
+        ..field(name, FieldType::Reference, true)
+    }
+}
+
+fn picklist(name: &'static str, values: &[&'static str], restricted: bool) -> FieldDef {
+    FieldDef {
+        picklist: values.iter().map(|v| (*v, true)).collect(),
+        restricted,
+        ..field(name, FieldType::Picklist, true)
+    }
+}
+
+/// Fields every object has: id, audit stamps and the deleted flag. None is updateable.
+fn system_fields() -> Vec<FieldDef> {
+    vec![
+        field("Id", FieldType::Id, false),
+        field("IsDeleted", FieldType::Boolean, false),
+        field("CreatedDate", FieldType::Datetime, false),
+        field("LastModifiedDate", FieldType::Datetime, false),
+        field("SystemModstamp", FieldType::Datetime, false),
+    ]
+}
+
+/// The score fields leadscore writes back, present on Account, Contact and Lead.
+fn score_fields() -> Vec<FieldDef> {
+    let mut tier = picklist("LS_Tier__c", &TIER_VALUES, true);
+    // An old value that is no longer active, as real orgs accumulate them.
+    tier.picklist.push(("Hot", false));
+    let mut model = editable("LS_Model_Version__c", FieldType::String);
+    model.length = 80;
+    vec![
+        editable("LS_Score__c", FieldType::Double),
+        tier,
+        editable("LS_Reasons__c", FieldType::Textarea),
+        model,
+        editable("LS_Scored_At__c", FieldType::Datetime),
+    ]
+}
+
+/// Returns every object of the seeded org.
+pub fn objects() -> Vec<ObjectDef> {
+    vec![user(), account(), contact(), lead(), opportunity(), contact_role(), task(), event()]
+}
+
+fn user() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        editable("Name", FieldType::String),
+        editable("Email", FieldType::Email),
+        editable("IsActive", FieldType::Boolean),
+        // Semicolon-separated two-letter state codes the rep covers.
+        editable("Territory__c", FieldType::String),
+    ]);
+    ObjectDef { name: "User", key_prefix: "005", fields }
+}
+
+fn account() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        editable("Name", FieldType::String),
+        picklist("Type", &["Health System", "Hospital"], false),
+        reference("ParentId", "Parent", &["Account"]),
+        reference("OwnerId", "Owner", &["User"]),
+        editable("BillingCity", FieldType::String),
+        editable("BillingState", FieldType::String),
+        editable("CMS_Certification_Number__c", FieldType::String),
+        editable("Hospital_Type__c", FieldType::String),
+        editable("Hospital_Ownership__c", FieldType::String),
+        editable("Emergency_Services__c", FieldType::Boolean),
+        editable("CMS_Overall_Rating__c", FieldType::Double),
+        editable("Hip_Knee_Discharges__c", FieldType::Double),
+        editable("CABG_Discharges__c", FieldType::Double),
+        editable("AMI_Discharges__c", FieldType::Double),
+        editable("HF_Discharges__c", FieldType::Double),
+        editable("PN_Discharges__c", FieldType::Double),
+        editable("COPD_Discharges__c", FieldType::Double),
+        editable("Incumbent_Competitor__c", FieldType::String),
+    ]);
+    fields.extend(score_fields());
+    ObjectDef { name: "Account", key_prefix: "001", fields }
+}
+
+fn contact() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("AccountId", "Account", &["Account"]),
+        reference("OwnerId", "Owner", &["User"]),
+        editable("FirstName", FieldType::String),
+        editable("LastName", FieldType::String),
+        editable("Title", FieldType::String),
+        editable("Email", FieldType::Email),
+        picklist("Buying_Role__c", &BUYING_ROLES, false),
+        editable("Specialty__c", FieldType::String),
+    ]);
+    fields.extend(score_fields());
+    ObjectDef { name: "Contact", key_prefix: "003", fields }
+}
+
+fn lead() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("OwnerId", "Owner", &["User"]),
+        editable("FirstName", FieldType::String),
+        editable("LastName", FieldType::String),
+        editable("Company", FieldType::String),
+        editable("Title", FieldType::String),
+        editable("Email", FieldType::Email),
+        editable("State", FieldType::String),
+        picklist(
+            "Status",
+            &["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"],
+            false,
+        ),
+        field("IsConverted", FieldType::Boolean, false),
+        editable("LeadSource", FieldType::String),
+    ]);
+    fields.extend(score_fields());
+    ObjectDef { name: "Lead", key_prefix: "00Q", fields }
+}
+
+fn opportunity() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("AccountId", "Account", &["Account"]),
+        reference("OwnerId", "Owner", &["User"]),
+        editable("Name", FieldType::String),
+        picklist(
+            "StageName",
+            &["Prospecting", "Evaluation", "Value Analysis Committee", "Negotiation", "Closed Won", "Closed Lost"],
+            false,
+        ),
+        field("IsClosed", FieldType::Boolean, false),
+        field("IsWon", FieldType::Boolean, false),
+        editable("Amount", FieldType::Currency),
+        editable("CloseDate", FieldType::Date),
+    ]);
+    ObjectDef { name: "Opportunity", key_prefix: "006", fields }
+}
+
+fn contact_role() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("OpportunityId", "Opportunity", &["Opportunity"]),
+        reference("ContactId", "Contact", &["Contact"]),
+        picklist("Role", &BUYING_ROLES, false),
+        editable("IsPrimary", FieldType::Boolean),
+    ]);
+    ObjectDef { name: "OpportunityContactRole", key_prefix: "00K", fields }
+}
+
+fn activity_fields() -> Vec<FieldDef> {
+    vec![
+        reference("WhoId", "Who", &["Contact", "Lead"]),
+        reference("WhatId", "What", &["Account", "Opportunity"]),
+        reference("OwnerId", "Owner", &["User"]),
+        editable("Subject", FieldType::String),
+        picklist("Type", &["Webinar", "Content Download", "Email", "Call", "Demo", "Meeting"], false),
+    ]
+}
+
+fn task() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend(activity_fields());
+    fields.extend([
+        editable("ActivityDate", FieldType::Date),
+        picklist("Status", &["Not Started", "In Progress", "Completed"], false),
+        picklist("Priority", &["High", "Normal", "Low"], false),
+        editable("Description", FieldType::Textarea),
+    ]);
+    ObjectDef { name: "Task", key_prefix: "00T", fields }
+}
+
+fn event() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend(activity_fields());
+    fields.extend([
+        editable("StartDateTime", FieldType::Datetime),
+        editable("EndDateTime", FieldType::Datetime),
+    ]);
+    ObjectDef { name: "Event", key_prefix: "00U", fields }
+}

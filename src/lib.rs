@@ -1,0 +1,1 @@
+//! leadscore: predictive lead and account scores for medical-device sales teams.
