@@ -1,0 +1,624 @@
+//! The one TOML file an admin edits: connector, store, feature mapping, model, tiers and
+//! write-back fields. Secrets are named by environment variable and never read from the file.
+
+mod toml_walk;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use toml::de::DeTable;
+
+pub use toml_walk::ConfigIssue;
+use toml_walk::{Issues, Section};
+
+/// A configuration file that could not be used, with every problem found in it.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.issues.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        writeln!(f, "invalid configuration {} ({count} {noun}):", self.path.display())?;
+        for issue in &self.issues {
+            write!(
+                f,
+                "  {}:{}:{}: {}: {}",
+                self.path.display(),
+                issue.line,
+                issue.column,
+                issue.key,
+                issue.message
+            )?;
+            if let Some(example) = &issue.example {
+                write!(f, "\n      example: {example}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How one account attribute becomes model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeKind {
+    /// A number used as it is; missing stays missing.
+    Number,
+    /// A text value, one-hot encoded over the values frequent in training.
+    Category,
+    /// A boolean.
+    Flag,
+    /// 1 when the field has any value, 0 when it is empty.
+    Present,
+}
+
+impl AttributeKind {
+    const NAMES: &'static str = "number, category, flag, present";
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "number" => Some(AttributeKind::Number),
+            "category" => Some(AttributeKind::Category),
+            "flag" => Some(AttributeKind::Flag),
+            "present" => Some(AttributeKind::Present),
+            _ => None,
+        }
+    }
+}
+
+/// One account field mapped to a feature.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttributeFeature {
+    /// Feature name, unique, used in reports.
+    pub name: String,
+    /// CRM field, possibly dotted (`Parent.Name`).
+    pub field: String,
+    pub kind: AttributeKind,
+    /// Plain words for reasons, for example `hip/knee volume`.
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureConfig {
+    /// Account attributes used as features.
+    pub attributes: Vec<AttributeFeature>,
+    /// Contact field holding the buying role (surgeon champion, finance, ...).
+    pub role_field: String,
+    /// Window in days for "engaged" aggregates (roles and contacts with an activity).
+    pub engagement_window_days: i64,
+    /// Windows in days for activity counts.
+    pub activity_windows_days: Vec<i64>,
+}
+
+/// Salesforce connection settings; the two secrets are environment variable names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SalesforceSettings {
+    pub login_url: String,
+    pub api_version: String,
+    pub client_id: String,
+    pub client_secret_env: String,
+    pub refresh_token_env: String,
+    pub page_size: Option<u32>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub trees: usize,
+    pub max_depth: usize,
+    pub learning_rate: f64,
+    /// Share of the closed deals, latest by close date, held out for validation.
+    pub holdout_fraction: f64,
+    /// Fewest closed deals (won plus lost) training accepts.
+    pub min_examples: usize,
+    pub seed: u64,
+}
+
+/// Score thresholds (0-100, inclusive lower bounds) and the picklist values written per tier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierConfig {
+    pub a: f64,
+    pub b: f64,
+    pub c: f64,
+    /// Values written for tiers A, B, C and D, in that order.
+    pub labels: [String; 4],
+}
+
+impl TierConfig {
+    /// Returns the label of the tier a 0-100 score falls in.
+    pub fn tier_for(&self, score: f64) -> &str {
+        let index = if score >= self.a {
+            0
+        } else if score >= self.b {
+            1
+        } else if score >= self.c {
+            2
+        } else {
+            3
+        };
+        &self.labels[index]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WritebackConfig {
+    pub score_field: String,
+    pub tier_field: String,
+    pub reasons_field: String,
+    pub model_version_field: String,
+    pub scored_at_field: String,
+    /// Records per write request, at most 200 for Salesforce.
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoringConfig {
+    /// How many reasons each score carries.
+    pub reasons: usize,
+    /// Point in time the scores are computed for; `None` means now.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Leave accounts with a won deal unscored: they are customers already.
+    pub skip_customers: bool,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub salesforce: SalesforceSettings,
+    /// Directory of the sled store, resolved against the config file's directory.
+    pub store_path: PathBuf,
+    pub features: FeatureConfig,
+    pub model: ModelConfig,
+    pub tiers: TierConfig,
+    pub writeback: WritebackConfig,
+    pub scoring: ScoringConfig,
+}
+
+/// Secrets read from the environment, held in memory only.
+pub struct Secrets {
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { client_secret: [redacted], refresh_token: [redacted] }")
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            issues: vec![ConfigIssue {
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {err}"),
+                example: Some("leadscore init --sandbox > leadscore.toml".to_string()),
+            }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, path, base)
+    }
+
+    /// Validates configuration text; `base` resolves a relative store path.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut issues = Issues::new(text);
+        let (root, syntax_errors) = DeTable::parse_recoverable(text);
+        for error in &syntax_errors {
+            let span = error.span().unwrap_or(0..0);
+            issues.push(span, "", format!("invalid TOML: {}", error.message()), None);
+        }
+        if !issues.list.is_empty() {
+            // Keys read from a document that failed to parse would only add noise.
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                issues: issues.list,
+            });
+        }
+        let mut top = Section::new("", Some(root.get_ref()), root.span());
+        let config = read_config(&mut top, &mut issues, base);
+        top.finish(&mut issues);
+        match config {
+            Some(config) if issues.list.is_empty() => Ok(config),
+            _ => {
+                let mut list = issues.list;
+                list.sort_by_key(|issue| (issue.line, issue.column));
+                Err(ConfigError {
+                    path: path.to_path_buf(),
+                    issues: list,
+                })
+            }
+        }
+    }
+
+    /// Reads the secrets from the environment variables the file names.
+    pub fn secrets(&self) -> Result<Secrets, String> {
+        let read = |name: &str, what: &str| -> Result<SecretString, String> {
+            match std::env::var(name) {
+                Ok(value) if !value.trim().is_empty() => Ok(SecretString::from(value)),
+                Ok(_) => Err(format!(
+                    "environment variable {name} (the Salesforce {what}) is empty; set it to the {what}"
+                )),
+                Err(_) => Err(format!(
+                    "environment variable {name} (the Salesforce {what}) is not set; export {name}=..."
+                )),
+            }
+        };
+        Ok(Secrets {
+            client_secret: read(&self.salesforce.client_secret_env, "client secret")?,
+            refresh_token: read(&self.salesforce.refresh_token_env, "refresh token")?,
+        })
+    }
+}
+
+fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) -> Option<Config> {
+    let mut connector = top.table(issues, "connector");
+    let salesforce = read_connector(&mut connector, issues);
+    connector.finish(issues);
+
+    let mut store = top.table(issues, "store");
+    let store_path = store
+        .required_string(issues, "path", r#"path = "leadscore-data""#)
+        .map(|p| base.join(p.into_inner()));
+    store.finish(issues);
+
+    let mut features = top.table(issues, "features");
+    let feature_config = read_features(&mut features, issues);
+    features.finish(issues);
+
+    let mut model = top.table(issues, "model");
+    let model_config = read_model(&mut model, issues);
+    model.finish(issues);
+
+    let mut tiers = top.table(issues, "tiers");
+    let tier_config = read_tiers(&mut tiers, issues);
+    tiers.finish(issues);
+
+    let mut writeback = top.table(issues, "writeback");
+    let writeback_config = read_writeback(&mut writeback, issues);
+    writeback.finish(issues);
+
+    let mut scoring = top.table(issues, "scoring");
+    let scoring_config = read_scoring(&mut scoring, issues);
+    scoring.finish(issues);
+
+    Some(Config {
+        salesforce: salesforce?,
+        store_path: store_path?,
+        features: feature_config?,
+        model: model_config?,
+        tiers: tier_config?,
+        writeback: writeback_config?,
+        scoring: scoring_config?,
+    })
+}
+
+fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<SalesforceSettings> {
+    for secret in ["client_secret", "refresh_token", "access_token", "password"] {
+        let secret_key: &'static str = secret;
+        if let Some(value) = s.raw(secret_key) {
+            issues.push(
+                value.span(),
+                &s.key_path(secret),
+                "secrets are never read from the file; name an environment variable instead"
+                    .to_string(),
+                Some(&format!(
+                    r#"{secret}_env = "LEADSCORE_SF_{}""#,
+                    secret.to_uppercase()
+                )),
+            );
+        }
+    }
+    let kind = s.required_string(issues, "kind", r#"kind = "salesforce""#);
+    if let Some(kind) = &kind {
+        if kind.get_ref() != "salesforce" {
+            issues.push(
+                kind.span(),
+                &s.key_path("kind"),
+                format!("unsupported connector {:?}; supported: salesforce", kind.get_ref()),
+                Some(r#"kind = "salesforce""#),
+            );
+        }
+    }
+    let url_example = r#"login_url = "https://login.salesforce.com""#;
+    let login_url = s.required_string(issues, "login_url", url_example);
+    if let Some(url) = &login_url {
+        let text = url.get_ref();
+        let valid = url::Url::parse(text)
+            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .unwrap_or(false);
+        if !valid {
+            issues.push(
+                url.span(),
+                &s.key_path("login_url"),
+                format!("{text:?} is not an http or https URL"),
+                Some(url_example),
+            );
+        }
+    }
+    let version_example = r#"api_version = "59.0""#;
+    let api_version = s
+        .string(issues, "api_version", version_example)
+        .map(|v| {
+            let text = v.get_ref().trim_start_matches('v').to_string();
+            let valid = text
+                .split_once('.')
+                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+            if !valid {
+                issues.push(
+                    v.span(),
+                    &s.key_path("api_version"),
+                    format!("{:?} is not an API version like 59.0", v.get_ref()),
+                    Some(version_example),
+                );
+            }
+            text
+        })
+        .unwrap_or_else(|| "59.0".to_string());
+    let client_id = s.required_string(issues, "client_id", r#"client_id = "3MVG9...""#);
+    let secret_env = s.required_string(
+        issues,
+        "client_secret_env",
+        r#"client_secret_env = "LEADSCORE_SF_CLIENT_SECRET""#,
+    );
+    let token_env = s.required_string(
+        issues,
+        "refresh_token_env",
+        r#"refresh_token_env = "LEADSCORE_SF_REFRESH_TOKEN""#,
+    );
+    for env in [&secret_env, &token_env].into_iter().flatten() {
+        let name = env.get_ref();
+        let valid = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            issues.push(
+                env.span(),
+                "connector",
+                format!("{name:?} is not an environment variable name (letters, digits, _)"),
+                Some(r#"client_secret_env = "LEADSCORE_SF_CLIENT_SECRET""#),
+            );
+        }
+    }
+    let page_size = s
+        .integer(issues, "page_size", 200..2001, "page_size = 2000")
+        .map(|n| n as u32);
+    let timeout = s
+        .integer(issues, "timeout_secs", 1..3601, "timeout_secs = 60")
+        .unwrap_or(60);
+    let max_retries = s
+        .integer(issues, "max_retries", 0..21, "max_retries = 4")
+        .unwrap_or(4);
+    Some(SalesforceSettings {
+        login_url: login_url?.into_inner().trim_end_matches('/').to_string(),
+        api_version,
+        client_id: client_id?.into_inner(),
+        client_secret_env: secret_env?.into_inner(),
+        refresh_token_env: token_env?.into_inner(),
+        page_size,
+        timeout: Duration::from_secs(timeout as u64),
+        max_retries: max_retries as u32,
+    })
+}
+
+fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<FeatureConfig> {
+    let role_field = s
+        .string(issues, "role_field", r#"role_field = "Buying_Role__c""#)
+        .map(|v| v.into_inner())
+        .unwrap_or_else(|| "Buying_Role__c".to_string());
+    let engagement_window_days = s
+        .integer(issues, "engagement_window_days", 1..3651, "engagement_window_days = 365")
+        .unwrap_or(365);
+    let activity_windows_days = s
+        .integer_array(
+            issues,
+            "activity_windows_days",
+            1..3651,
+            "activity_windows_days = [90, 365]",
+        )
+        .unwrap_or_else(|| vec![90, 365]);
+
+    let mut attributes = Vec::new();
+    let mut complete = true;
+    for mut entry in s.table_array(issues, "account") {
+        match read_attribute(&mut entry, issues) {
+            Some(attribute) => {
+                if attributes
+                    .iter()
+                    .any(|a: &AttributeFeature| a.name == attribute.name)
+                {
+                    issues.push(
+                        entry.span(),
+                        &entry.key_path("name"),
+                        format!("duplicate feature name {:?}; names must be unique", attribute.name),
+                        None,
+                    );
+                }
+                attributes.push(attribute);
+            }
+            None => complete = false,
+        }
+        entry.finish(issues);
+    }
+    if !complete {
+        return None;
+    }
+    Some(FeatureConfig {
+        attributes,
+        role_field,
+        engagement_window_days,
+        activity_windows_days,
+    })
+}
+
+fn read_attribute(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<AttributeFeature> {
+    let name = s.required_string(issues, "name", r#"name = "hip_knee_volume""#);
+    if let Some(name) = &name {
+        let valid = name
+            .get_ref()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            issues.push(
+                name.span(),
+                &s.key_path("name"),
+                format!("{:?} must be lower-case letters, digits and _", name.get_ref()),
+                Some(r#"name = "hip_knee_volume""#),
+            );
+        }
+    }
+    let field = s.required_string(issues, "field", r#"field = "Hip_Knee_Discharges__c""#);
+    let kind_example = r#"kind = "number""#;
+    let kind = s.required_string(issues, "kind", kind_example).and_then(|k| {
+        let parsed = AttributeKind::parse(k.get_ref());
+        if parsed.is_none() {
+            issues.push(
+                k.span(),
+                &s.key_path("kind"),
+                format!(
+                    "unknown kind {:?}; expected one of: {}",
+                    k.get_ref(),
+                    AttributeKind::NAMES
+                ),
+                Some(kind_example),
+            );
+        }
+        parsed
+    });
+    let label = s.string(issues, "label", r#"label = "hip/knee volume""#);
+    let name = name?.into_inner();
+    Some(AttributeFeature {
+        label: label
+            .map(|l| l.into_inner())
+            .unwrap_or_else(|| name.replace('_', " ")),
+        name,
+        field: field?.into_inner(),
+        kind: kind?,
+    })
+}
+
+fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelConfig> {
+    Some(ModelConfig {
+        trees: s.integer(issues, "trees", 1..5001, "trees = 100").unwrap_or(100) as usize,
+        max_depth: s.integer(issues, "max_depth", 1..17, "max_depth = 5").unwrap_or(5) as usize,
+        learning_rate: s
+            .float(issues, "learning_rate", 0.001, 1.0, "learning_rate = 0.1")
+            .unwrap_or(0.1),
+        holdout_fraction: s
+            .float(issues, "holdout_fraction", 0.05, 0.5, "holdout_fraction = 0.2")
+            .unwrap_or(0.2),
+        min_examples: s
+            .integer(issues, "min_examples", 10..1_000_000, "min_examples = 100")
+            .unwrap_or(100) as usize,
+        seed: s.integer(issues, "seed", 0..i64::MAX, "seed = 7").unwrap_or(7) as u64,
+    })
+}
+
+fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierConfig> {
+    let a = s.float(issues, "a", 0.0, 100.0, "a = 70").unwrap_or(70.0);
+    let b = s.float(issues, "b", 0.0, 100.0, "b = 45").unwrap_or(45.0);
+    let c = s.float(issues, "c", 0.0, 100.0, "c = 25").unwrap_or(25.0);
+    if !(a > b && b > c) {
+        issues.push(
+            s.span(),
+            &s.key_path("a"),
+            format!("thresholds must fall from A to C (a > b > c), found a = {a}, b = {b}, c = {c}"),
+            Some("a = 70, b = 45, c = 25"),
+        );
+    }
+    let labels_example = r#"labels = ["A", "B", "C", "D"]"#;
+    let labels = match s.string_array(issues, "labels", labels_example) {
+        Some(values) if values.len() == 4 => {
+            let values: Vec<String> = values.into_iter().map(|v| v.into_inner()).collect();
+            [values[0].clone(), values[1].clone(), values[2].clone(), values[3].clone()]
+        }
+        Some(values) => {
+            issues.push(
+                s.span(),
+                &s.key_path("labels"),
+                format!("expected 4 labels (tiers A to D), found {}", values.len()),
+                Some(labels_example),
+            );
+            return None;
+        }
+        None => ["A", "B", "C", "D"].map(str::to_string),
+    };
+    Some(TierConfig { a, b, c, labels })
+}
+
+fn read_writeback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<WritebackConfig> {
+    let mut field = |key: &'static str, default: &str| {
+        s.string(issues, key, &format!("{key} = {default:?}"))
+            .map(|v| v.into_inner())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let score_field = field("score_field", "LS_Score__c");
+    let tier_field = field("tier_field", "LS_Tier__c");
+    let reasons_field = field("reasons_field", "LS_Reasons__c");
+    let model_version_field = field("model_version_field", "LS_Model_Version__c");
+    let scored_at_field = field("scored_at_field", "LS_Scored_At__c");
+    let batch_size = s
+        .integer(issues, "batch_size", 1..201, "batch_size = 200")
+        .unwrap_or(200) as usize;
+    Some(WritebackConfig {
+        score_field,
+        tier_field,
+        reasons_field,
+        model_version_field,
+        scored_at_field,
+        batch_size,
+    })
+}
+
+fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ScoringConfig> {
+    let level_example = r#"level = "account""#;
+    if let Some(level) = s.string(issues, "level", level_example) {
+        if level.get_ref() != "account" {
+            issues.push(
+                level.span(),
+                &s.key_path("level"),
+                format!("unsupported level {:?}; supported: account", level.get_ref()),
+                Some(level_example),
+            );
+        }
+    }
+    let reasons = s.integer(issues, "reasons", 1..11, "reasons = 3").unwrap_or(3) as usize;
+    let as_of_example = "as_of = 2026-12-01T00:00:00Z";
+    let as_of = s.datetime(issues, "as_of", as_of_example).and_then(|v| {
+        let parsed = DateTime::parse_from_rfc3339(v.get_ref()).ok();
+        if parsed.is_none() {
+            issues.push(
+                v.span(),
+                &s.key_path("as_of"),
+                format!("{} needs a date, a time and a UTC offset", v.get_ref()),
+                Some(as_of_example),
+            );
+        }
+        parsed.map(|t| t.with_timezone(&Utc))
+    });
+    let skip_customers = s
+        .boolean(issues, "skip_customers", "skip_customers = true")
+        .unwrap_or(true);
+    Some(ScoringConfig {
+        reasons,
+        as_of,
+        skip_customers,
+    })
+}
+
+#[cfg(test)]
+mod tests;

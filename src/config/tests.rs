@@ -1,0 +1,111 @@
+//! Tests of configuration parsing and error reporting.
+
+use std::path::Path;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../deploy/leadscore.example.toml");
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("leadscore.toml"), Path::new("/etc/leadscore"))
+}
+
+#[test]
+fn example_config_parses() {
+    let config = parse(EXAMPLE).expect("the shipped example must be valid");
+    assert_eq!(config.salesforce.api_version, "59.0");
+    assert_eq!(config.store_path, Path::new("/etc/leadscore/leadscore-data"));
+    assert_eq!(config.features.attributes.len(), 12);
+    assert_eq!(config.tiers.tier_for(70.0), "A");
+    assert_eq!(config.tiers.tier_for(69.9), "B");
+    assert_eq!(config.tiers.tier_for(0.0), "D");
+    assert_eq!(config.writeback.batch_size, 200);
+}
+
+#[test]
+fn every_problem_reported_at_once() {
+    let text = EXAMPLE
+        .replace("page_size = 2000", "page_size = 5")
+        .replace("trees = 100", "trees = \"many\"")
+        .replace("kind = \"flag\"", "kind = \"switch\"")
+        .replace("[store]", "[store]\ncolour = \"blue\"");
+    let err = parse(&text).unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"connector.page_size"), "{err}");
+    assert!(keys.contains(&"model.trees"), "{err}");
+    assert!(keys.contains(&"features.account[9].kind"), "{err}");
+    assert!(keys.contains(&"store.colour"), "{err}");
+    assert_eq!(err.issues.len(), 4, "{err}");
+}
+
+#[test]
+fn issues_carry_line_and_column() {
+    let text = EXAMPLE.replace("page_size = 2000", "page_size = 5");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("page_size"))
+        .expect("line present")
+        + 1;
+    let err = parse(&text).unwrap_err();
+    let issue = &err.issues[0];
+    assert_eq!(issue.line, line);
+    assert_eq!(issue.column, 13);
+    assert!(issue.example.as_deref() == Some("page_size = 2000"));
+    let shown = err.to_string();
+    assert!(shown.contains(&format!("leadscore.toml:{line}:13: connector.page_size")), "{shown}");
+}
+
+#[test]
+fn secret_in_file_rejected() {
+    let text = EXAMPLE.replace(
+        "client_id = \"leadscore-demo-client\"",
+        "client_id = \"leadscore-demo-client\"\nclient_secret = \"hunter2\"",
+    );
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("connector.client_secret"), "{shown}");
+    assert!(shown.contains("environment variable"), "{shown}");
+    assert!(!shown.contains("hunter2"), "the secret itself must not be echoed: {shown}");
+}
+
+#[test]
+fn missing_sections_name_required_keys() {
+    let err = parse("[model]\ntrees = 10\n").unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    for key in ["connector.kind", "connector.login_url", "connector.client_id", "store.path"] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let err = parse("[connector\nkind = 1\n").unwrap_err();
+    assert!(err.issues[0].message.starts_with("invalid TOML"), "{err}");
+    assert_eq!(err.issues[0].line, 1);
+}
+
+#[test]
+fn tier_order_checked() {
+    let text = EXAMPLE.replace("a = 70", "a = 20");
+    let err = parse(&text).unwrap_err();
+    assert!(err.to_string().contains("a > b > c"), "{err}");
+}
+
+#[test]
+fn bad_url_and_duplicate_feature() {
+    let text = EXAMPLE
+        .replace("login_url = \"http://127.0.0.1:8580\"", "login_url = \"login.salesforce.com\"")
+        .replace("name = \"cabg_volume\"", "name = \"hip_knee_volume\"");
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("not an http or https URL"), "{shown}");
+    assert!(shown.contains("duplicate feature name"), "{shown}");
+}
+
+#[test]
+fn as_of_parsed_when_given() {
+    let text = EXAMPLE.replace("# as_of = 2026", "as_of = 2026");
+    let config = parse(&text).expect("valid");
+    let as_of = config.scoring.as_of.expect("as_of set");
+    assert_eq!(as_of.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+}

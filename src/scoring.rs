@@ -1,0 +1,99 @@
+//! Scoring open accounts with the current model: a 0-100 score, a tier and the reasons.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use leadscore_connector::Value;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::features::{fields, FeatureSpace};
+use crate::model::{GradientBoostedModel, Model};
+use crate::pipeline::PipelineError;
+use crate::store::{ScoreRow, Store};
+use crate::training::load_history;
+
+#[derive(Debug, Serialize)]
+pub struct ScoreReport {
+    pub model_version: String,
+    pub scored: usize,
+    /// Accounts per tier label, in tier order A to D.
+    pub tiers: BTreeMap<String, usize>,
+    /// The highest-scoring accounts, best first.
+    pub top: Vec<ScoreRow>,
+}
+
+/// Turns a probability into the 0-100 score written to the CRM.
+pub fn score_of(probability: f64) -> f64 {
+    (probability * 100.0).round().clamp(0.0, 100.0)
+}
+
+/// Scores every open account as of `config.scoring.as_of` (or `now`) and stores the scores.
+pub fn score(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<ScoreReport, PipelineError> {
+    let Some(stored) = store.current_model()? else {
+        return Err(PipelineError::Model(
+            "no trained model in the store; run `leadscore train` first".to_string(),
+        ));
+    };
+    let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
+        PipelineError::Model(format!("stored feature encoding of model {} is unreadable: {e}; retrain", stored.version))
+    })?;
+    let model = GradientBoostedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let history = load_history(store, config)?;
+    let at = config.scoring.as_of.unwrap_or(now);
+
+    let accounts: Vec<&str> = history
+        .accounts
+        .keys()
+        .map(String::as_str)
+        .filter(|id| history.has_activity_data(id))
+        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+        .collect();
+    let rows: Vec<Vec<f64>> = accounts.iter().map(|id| space.row(&history, id, at)).collect();
+    let probabilities = model.predict(&rows).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let contributions = model.contributions(&rows).map_err(|e| PipelineError::Model(e.to_string()))?;
+
+    let mut scores = Vec::with_capacity(accounts.len());
+    for (index, id) in accounts.iter().enumerate() {
+        let account = &history.accounts[*id];
+        let probability = probabilities[index];
+        let score = score_of(probability);
+        let reasons = space.reasons(
+            &history,
+            id,
+            &rows[index],
+            &contributions[index].values,
+            config.scoring.reasons,
+        );
+        scores.push(ScoreRow {
+            object: fields::ACCOUNT.to_string(),
+            id: id.to_string(),
+            name: account.get("Name").as_str().unwrap_or_default().to_string(),
+            owner_id: match account.get("OwnerId") {
+                Value::Text(owner) => Some(owner.clone()),
+                _ => None,
+            },
+            probability,
+            score,
+            tier: config.tiers.tier_for(score).to_string(),
+            reasons,
+            model_version: stored.version.clone(),
+            scored_at: now,
+        });
+    }
+    store.replace_scores(&scores)?;
+
+    let mut tiers: BTreeMap<String, usize> = config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
+    for row in &scores {
+        *tiers.entry(row.tier.clone()).or_default() += 1;
+    }
+    scores.sort_by(|a, b| b.probability.total_cmp(&a.probability).then_with(|| a.id.cmp(&b.id)));
+    scores.truncate(10);
+    tracing::info!(scored = accounts.len(), model = %stored.version, "scored");
+    Ok(ScoreReport {
+        model_version: stored.version,
+        scored: accounts.len(),
+        tiers,
+        top: scores,
+    })
+}

@@ -1,0 +1,349 @@
+//! The embedded store (sled): pulled records, incremental cursors, trained models, scores and
+//! the last values written to the CRM. No other module touches sled.
+//!
+//! Values are JSON so a store can be inspected and migrated. The format version is kept under
+//! `meta/format`; a store written by another format is refused rather than misread.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use leadscore_connector::{Cursor, Record};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+const FORMAT: &str = "leadscore-store-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}; check the [store] path and that no other leadscore process is using it")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("the store at {path} has format {found:?}, this build reads {FORMAT:?}; point [store] path at a new directory")]
+    Format { path: PathBuf, found: String },
+    #[error("store operation failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt entry in store tree {tree:?} key {key:?}: {message}")]
+    Corrupt {
+        tree: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The scores of one record, as computed by the last `score` step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRow {
+    pub object: String,
+    pub id: String,
+    pub name: String,
+    pub owner_id: Option<String>,
+    pub probability: f64,
+    pub score: f64,
+    pub tier: String,
+    pub reasons: Vec<String>,
+    pub model_version: String,
+    pub scored_at: DateTime<Utc>,
+}
+
+/// The values last written to one CRM record successfully.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WrittenValues {
+    pub score: f64,
+    pub tier: String,
+    pub reasons: String,
+    pub model_version: String,
+    pub written_at: DateTime<Utc>,
+}
+
+/// A trained model with its feature encoding and validation report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredModel {
+    pub version: String,
+    pub trained_at: DateTime<Utc>,
+    /// The feature encoding, as JSON owned by the features module.
+    pub features: serde_json::Value,
+    /// The validation report, as JSON owned by the pipeline.
+    pub report: serde_json::Value,
+    /// Model bytes from [`crate::model::Model::to_bytes`].
+    pub model: Vec<u8>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn records_tree(object: &str) -> String {
+    format!("records/{object}")
+}
+
+fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        tree: tree.to_string(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: err.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain data types to JSON cannot fail: they hold no maps with
+    // non-string keys and no types with failing Serialize impls.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Maps a transaction result; the transactions here never abort on their own.
+fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), StoreError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Storage(err)) => Err(StoreError::Sled(err)),
+        Err(TransactionError::Abort(())) => Err(StoreError::Corrupt {
+            tree: String::new(),
+            key: String::new(),
+            message: "transaction aborted".to_string(),
+        }),
+    }
+}
+
+impl Store {
+    /// Opens or creates the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(found) if found.as_ref() != FORMAT.as_bytes() => {
+                return Err(StoreError::Format {
+                    path: path.to_path_buf(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("format", FORMAT)?;
+            }
+        }
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn cursor(&self, object: &str) -> Result<Option<Cursor>, StoreError> {
+        let tree = self.db.open_tree("cursors")?;
+        match tree.get(object)? {
+            Some(bytes) => Ok(Some(decode("cursors", object.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores one page of pulled records and moves the object's cursor, atomically: either
+    /// both land or neither does. Deleted records are removed from the store.
+    pub fn save_page(
+        &self,
+        object: &str,
+        records: &[Record],
+        cursor: &Cursor,
+    ) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(records_tree(object))?;
+        let cursors = self.db.open_tree("cursors")?;
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
+            .iter()
+            .map(|r| (r.id.clone().into_bytes(), (!r.deleted).then(|| encode(r))))
+            .collect();
+        let cursor_bytes = encode(cursor);
+        let result: Result<(), TransactionError<()>> = (&tree, &cursors).transaction(|(t, c)| {
+            for (key, value) in &encoded {
+                match value {
+                    Some(bytes) => t.insert(key.as_slice(), bytes.as_slice())?,
+                    None => t.remove(key.as_slice())?,
+                };
+            }
+            c.insert(object.as_bytes(), cursor_bytes.as_slice())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        transaction_outcome(result)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Returns every stored record of an object, in id order.
+    pub fn records(&self, object: &str) -> Result<Vec<Record>, StoreError> {
+        let name = records_tree(object);
+        let tree = self.db.open_tree(&name)?;
+        let mut out = Vec::with_capacity(tree.len());
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            out.push(decode(&name, &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    pub fn record_count(&self, object: &str) -> Result<usize, StoreError> {
+        Ok(self.db.open_tree(records_tree(object))?.len())
+    }
+
+    /// Stores a trained model and makes it the current one.
+    pub fn save_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        let models = self.db.open_tree("models")?;
+        let meta = self.db.open_tree("meta")?;
+        let bytes = encode(model);
+        let version = model.version.as_bytes();
+        let result: Result<(), TransactionError<()>> = (&models, &meta).transaction(|(m, meta)| {
+            m.insert(version, bytes.as_slice())?;
+            meta.insert("current_model", version)?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        transaction_outcome(result)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Returns the current model, if one was trained.
+    pub fn current_model(&self) -> Result<Option<StoredModel>, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        let Some(version) = meta.get("current_model")? else {
+            return Ok(None);
+        };
+        let models = self.db.open_tree("models")?;
+        match models.get(&version)? {
+            Some(bytes) => Ok(Some(decode("models", &version, &bytes)?)),
+            None => Err(StoreError::Corrupt {
+                tree: "models".to_string(),
+                key: String::from_utf8_lossy(&version).into_owned(),
+                message: "the current model version has no stored model".to_string(),
+            }),
+        }
+    }
+
+    /// Replaces all stored scores with `rows`.
+    pub fn replace_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree("scores")?;
+        let mut batch = sled::Batch::default();
+        for key in tree.iter().keys() {
+            batch.remove(key?);
+        }
+        for row in rows {
+            batch.insert(row.id.as_bytes(), encode(row));
+        }
+        tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn scores(&self) -> Result<Vec<ScoreRow>, StoreError> {
+        let tree = self.db.open_tree("scores")?;
+        let mut out = Vec::with_capacity(tree.len());
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            out.push(decode("scores", &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Returns the values last written successfully, by record id.
+    pub fn written(&self) -> Result<BTreeMap<String, WrittenValues>, StoreError> {
+        let tree = self.db.open_tree("written")?;
+        let mut out = BTreeMap::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            out.insert(id, decode("written", &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Records values the CRM confirmed as written.
+    pub fn mark_written(&self, entries: &[(String, WrittenValues)]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree("written")?;
+        let mut batch = sled::Batch::default();
+        for (id, values) in entries {
+            batch.insert(id.as_bytes(), encode(values));
+        }
+        tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadscore_connector::Value;
+
+    fn record(id: &str, second: u32, deleted: bool) -> Record {
+        let modstamp = DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{second:02}Z"))
+            .expect("valid time")
+            .with_timezone(&Utc);
+        Record {
+            object: "Account".into(),
+            id: id.into(),
+            modstamp,
+            deleted,
+            fields: BTreeMap::from([("Name".to_string(), Value::Text(format!("n{id}")))]),
+        }
+    }
+
+    #[test]
+    fn page_and_cursor_survive_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cursor = Cursor {
+            modstamp: record("b", 2, false).modstamp,
+            id: "b".into(),
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .save_page("Account", &[record("a", 1, false), record("b", 2, false)], &cursor)
+                .expect("save");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.cursor("Account").expect("read"), Some(cursor));
+        let records = store.records("Account").expect("records");
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].get("Name"), &Value::Text("na".into()));
+    }
+
+    #[test]
+    fn deleted_record_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let first = Cursor {
+            modstamp: record("a", 1, false).modstamp,
+            id: "a".into(),
+        };
+        store
+            .save_page("Account", &[record("a", 1, false)], &first)
+            .expect("save");
+        let second = Cursor {
+            modstamp: record("a", 5, true).modstamp,
+            id: "a".into(),
+        };
+        store
+            .save_page("Account", &[record("a", 5, true)], &second)
+            .expect("save");
+        assert_eq!(store.record_count("Account").expect("count"), 0);
+    }
+
+    #[test]
+    fn foreign_format_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let db = sled::open(dir.path()).expect("open");
+            db.open_tree("meta")
+                .expect("tree")
+                .insert("format", "something-else")
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = Store::open(dir.path()).err().expect("must be refused");
+        assert!(err.to_string().contains("something-else"), "{err}");
+    }
+}
