@@ -110,9 +110,10 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Returns true when `record` comes strictly after this cursor in pull order.
-    pub fn precedes(&self, modstamp: DateTime<Utc>, id: &str) -> bool {
-        (modstamp, id) > (self.modstamp, self.id.as_str())
+    /// Returns true when a record with this stamp belongs in a pull that starts at this
+    /// cursor: its stamp is at or after the cursor's.
+    pub fn admits(&self, modstamp: DateTime<Utc>) -> bool {
+        modstamp >= self.modstamp
     }
 }
 
@@ -131,7 +132,8 @@ pub struct PullSpec {
 /// One page of a pull.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
-    /// Records in (modstamp, id) order, already past the cursor the pull started from.
+    /// Records in (modstamp, id) order, none with a stamp before the cursor the pull started
+    /// from.
     pub records: Vec<Record>,
     /// Opaque token for the next page, or `None` on the last page.
     pub next: Option<String>,
@@ -268,8 +270,11 @@ pub trait Connector {
         object: &str,
     ) -> impl Future<Output = Result<ObjectSchema, ConnectorError>> + Send;
 
-    /// Starts a pull of the records changed after `cursor` (all records when `None`), in
-    /// (modstamp, id) order, and returns the first page.
+    /// Starts a pull of the records whose modstamp is at or after the cursor's (all records
+    /// when `None`), in (modstamp, id) order, and returns the first page. Records that share
+    /// the cursor's modstamp are included whatever their id, because a record can commit
+    /// after the pull that stored the cursor with the same stamp; the caller drops the copies
+    /// it already has.
     fn pull_first(
         &self,
         spec: &PullSpec,

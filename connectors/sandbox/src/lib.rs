@@ -1,9 +1,453 @@
 //! Local fake CRMs for tests, the demo and anyone without a real org.
 //!
-//! The Salesforce sandbox answers a subset of the REST API (OAuth token endpoint, query and
+//! The Salesforce sandbox serves a subset of the REST API (OAuth token endpoint, query and
 //! queryAll over a SOQL subset, describe, limits, sObject Collections update, single-record
 //! create) over real HTTP on a loopback address. It serves whatever records it is given; the
 //! demo org comes from the `leadscore-demo-org` crate.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use leadscore_sandbox::{Sandbox, SandboxOptions};
+//! let sandbox = Sandbox::new(Default::default(), SandboxOptions::default()).expect("valid records");
+//! let running = sandbox.serve("127.0.0.1:0".parse().unwrap()).await?;
+//! println!("login and instance URL: {}", running.url());
+//! running.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod schema;
 
+mod describe;
+mod query;
+mod server;
+mod soql;
+mod store;
+mod write;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::server::Shared;
+use crate::store::{default_value, now_millis, value_from_json, Store, Value};
+
+/// A record as JSON field values keyed by API field name, in REST API format.
+pub type RecordMap = serde_json::Map<String, serde_json::Value>;
+
+/// Credentials and limits of a sandbox org.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    /// Consumer key the token endpoint accepts.
+    pub client_id: String,
+    /// Consumer secret the token endpoint accepts.
+    pub client_secret: String,
+    /// Refresh token the token endpoint exchanges for access tokens.
+    pub refresh_token: String,
+    /// Lifetime of an access token; afterwards REST calls with it get 401.
+    pub token_ttl: Duration,
+    /// Maximum rows per query page, whatever batch size a client asks for.
+    pub page_size: usize,
+    /// Authenticated REST requests allowed before calls get 403 `REQUEST_LIMIT_EXCEEDED`.
+    pub daily_request_limit: u64,
+    /// Lifetime of a query locator (`nextRecordsUrl`).
+    pub locator_ttl: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            client_id: "3MVG9leadscoreSandboxClientId".to_string(),
+            client_secret: "leadscore-sandbox-client-secret".to_string(),
+            refresh_token: "5Aep861leadscoreSandboxRefreshToken".to_string(),
+            token_ttl: Duration::from_secs(2 * 60 * 60),
+            page_size: 2000,
+            daily_request_limit: 1_000_000,
+            locator_ttl: Duration::from_secs(2 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// Errors from building a sandbox or changing its records through [`SandboxHandle`].
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("unknown object '{object}': the sandbox schema has {known}; rename the object or extend the schema")]
+    UnknownObject { object: String, known: String },
+    #[error(
+        "{object} record {id}: unknown field '{field}'; remove it or add it to the sandbox schema"
+    )]
+    UnknownField {
+        object: String,
+        id: String,
+        field: String,
+    },
+    #[error("{object} record {id}: field {field} has value {value}, but it must be {expected}")]
+    InvalidValue {
+        object: String,
+        id: String,
+        field: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{object} record number {index} has no Id; give every record a string Id")]
+    MissingId { object: String, index: usize },
+    #[error("{object} record {id}: the id must start with the key prefix {prefix}")]
+    WrongIdPrefix {
+        object: String,
+        id: String,
+        prefix: String,
+    },
+    #[error("{object} record {id}: the id is used by another record; ids must be unique")]
+    DuplicateId { object: String, id: String },
+    #[error("{object} record {id} not found")]
+    RecordNotFound { object: String, id: String },
+}
+
+/// One HTTP request the sandbox received, for tests to assert on.
+#[derive(Clone, Debug)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, still percent-encoded.
+    pub query: Option<String>,
+    /// The `Authorization` header as sent.
+    pub authorization: Option<String>,
+    /// The request body, with invalid UTF-8 replaced.
+    pub body: String,
+    /// The HTTP status of the response.
+    pub status: u16,
+}
+
+/// A sandbox org with its records, not yet listening.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+}
+
+impl Sandbox {
+    /// Validates every record against the schema (unknown object or field -> error naming it
+    /// and the record id); fills IsDeleted=false and missing SystemModstamp/LastModifiedDate
+    /// from CreatedDate; accepts datetimes as RFC 3339 (`2024-05-01T12:00:03.000Z`) or in
+    /// Salesforce form (`2024-05-01T12:00:03.000+0000`), dates as `YYYY-MM-DD`. A record
+    /// without CreatedDate gets the current time.
+    pub fn new(
+        records: BTreeMap<String, Vec<RecordMap>>,
+        options: SandboxOptions,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut store = Store::new();
+        for (object, rows) in records {
+            let table = store
+                .table_index(&object)
+                .ok_or_else(|| unknown_object(&store, &object))?;
+            for (index, record) in rows.iter().enumerate() {
+                let row = seed_row(&store, table, index, record)?;
+                store.insert(table, row);
+            }
+        }
+        Ok(Sandbox {
+            shared: Arc::new(Shared::new(store, options)),
+        })
+    }
+
+    /// Binds `addr` and serves the REST API until [`RunningSandbox::shutdown`].
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<RunningSandbox> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let url = format!("http://{local}");
+        // `serve` consumes the sandbox, so the URL is set exactly once.
+        let _ = self.shared.base_url.set(url.clone());
+        let router = server::router(self.shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "sandbox server failed");
+            }
+        });
+        tracing::info!(%url, "Salesforce sandbox listening");
+        Ok(RunningSandbox {
+            url,
+            shared: self.shared,
+            stop,
+            task,
+        })
+    }
+}
+
+fn unknown_object(store: &Store, object: &str) -> SandboxError {
+    let known: Vec<&str> = store.tables.iter().map(|t| t.def.name).collect();
+    SandboxError::UnknownObject {
+        object: object.to_string(),
+        known: known.join(", "),
+    }
+}
+
+/// Converts one seed record into a stored row.
+fn seed_row(
+    store: &Store,
+    table: usize,
+    index: usize,
+    record: &RecordMap,
+) -> Result<Vec<Value>, SandboxError> {
+    let t = &store.tables[table];
+    let object = t.def.name.to_string();
+    let id = record
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
+        .and_then(|(_, v)| v.as_str())
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| SandboxError::MissingId {
+            object: object.clone(),
+            index,
+        })?
+        .to_string();
+    if !id.starts_with(t.def.key_prefix) {
+        return Err(SandboxError::WrongIdPrefix {
+            object,
+            id,
+            prefix: t.def.key_prefix.to_string(),
+        });
+    }
+    if store.locate(&id).is_some() {
+        return Err(SandboxError::DuplicateId { object, id });
+    }
+
+    let mut row: Vec<Value> = t.def.fields.iter().map(default_value).collect();
+    let mut given = vec![false; row.len()];
+    for (name, json) in record {
+        if name == "attributes" {
+            continue;
+        }
+        let column = t.column(name).ok_or_else(|| SandboxError::UnknownField {
+            object: object.clone(),
+            id: id.clone(),
+            field: name.clone(),
+        })?;
+        let field = t.field(column);
+        let mut value =
+            value_from_json(field, json).map_err(|expected| SandboxError::InvalidValue {
+                object: object.clone(),
+                id: id.clone(),
+                field: field.name.to_string(),
+                value: json.to_string(),
+                expected,
+            })?;
+        if value == Value::Null {
+            value = default_value(field);
+        }
+        row[column] = value;
+        given[column] = true;
+    }
+    if row[t.created_col] == Value::Null {
+        row[t.created_col] = Value::DateTime(now_millis());
+    }
+    for column in [t.last_modified_col, t.modstamp_col] {
+        if row[column] == Value::Null {
+            row[column] = row[t.created_col].clone();
+        }
+    }
+    Ok(row)
+}
+
+/// A sandbox that is serving HTTP.
+pub struct RunningSandbox {
+    url: String,
+    shared: Arc<Shared>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningSandbox {
+    /// Returns the base URL, `http://127.0.0.1:PORT`, which is both login and instance URL.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Returns the options, including the credentials the token endpoint accepts.
+    pub fn options(&self) -> &SandboxOptions {
+        &self.shared.options
+    }
+
+    pub fn handle(&self) -> SandboxHandle {
+        SandboxHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish and waits for the server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "sandbox server task failed during shutdown");
+        }
+    }
+}
+
+/// Direct access to a running sandbox's records and fault injection, for tests and the demo.
+#[derive(Clone)]
+pub struct SandboxHandle {
+    shared: Arc<Shared>,
+}
+
+impl SandboxHandle {
+    /// Returns every field of a record in REST API format, or `None` if there is no such
+    /// record. Deleted records are returned with `IsDeleted` true.
+    pub fn record(&self, object: &str, id: &str) -> Option<RecordMap> {
+        let state = self.shared.lock();
+        let table = state.store.table_by_name(object)?;
+        let row = *table.by_id.get(id)?;
+        Some(table.row_to_map(row))
+    }
+
+    /// Returns every record of an object, deleted ones included, in insertion order.
+    pub fn records(&self, object: &str) -> Vec<RecordMap> {
+        let state = self.shared.lock();
+        match state.store.table_by_name(object) {
+            Some(table) => (0..table.rows.len())
+                .map(|row| table.row_to_map(row))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Applies a user edit: sets the fields, then sets LastModifiedDate and SystemModstamp to
+    /// now unless `fields` sets them itself. Schema rules such as `updateable` do not apply.
+    pub fn update_record(
+        &self,
+        object: &str,
+        id: &str,
+        fields: RecordMap,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let (table_index, row) = find_row(&state.store, object, id)?;
+        let table = &state.store.tables[table_index];
+        let mut assignments = Vec::new();
+        for (name, json) in &fields {
+            let column = table
+                .column(name)
+                .ok_or_else(|| SandboxError::UnknownField {
+                    object: table.def.name.to_string(),
+                    id: id.to_string(),
+                    field: name.clone(),
+                })?;
+            let field = table.field(column);
+            let value =
+                value_from_json(field, json).map_err(|expected| SandboxError::InvalidValue {
+                    object: table.def.name.to_string(),
+                    id: id.to_string(),
+                    field: field.name.to_string(),
+                    value: json.to_string(),
+                    expected,
+                })?;
+            if column == table.id_col {
+                return Err(SandboxError::InvalidValue {
+                    object: table.def.name.to_string(),
+                    id: id.to_string(),
+                    field: "Id".to_string(),
+                    value: json.to_string(),
+                    expected: "unchanged, because record ids cannot change".to_string(),
+                });
+            }
+            assignments.push((column, value));
+        }
+        let table = &mut state.store.tables[table_index];
+        // Stamp first, so that stamps given in `fields` win.
+        table.touch(row, now_millis());
+        for (column, value) in assignments {
+            table.rows[row][column] = value;
+        }
+        Ok(())
+    }
+
+    /// Sets a record's SystemModstamp, as a system process would, without changing
+    /// LastModifiedDate. The time is truncated to milliseconds.
+    pub fn set_system_modstamp(
+        &self,
+        object: &str,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let (table, row) = find_row(&state.store, object, id)?;
+        let t = &mut state.store.tables[table];
+        let column = t.modstamp_col;
+        t.rows[row][column] = Value::DateTime(at.trunc_subsecs(3));
+        Ok(())
+    }
+
+    /// Deletes a record: IsDeleted becomes true and SystemModstamp now, so only queryAll returns it.
+    pub fn delete_record(&self, object: &str, id: &str) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let (table, row) = find_row(&state.store, object, id)?;
+        let t = &mut state.store.tables[table];
+        let (deleted, modstamp) = (t.deleted_col, t.modstamp_col);
+        t.rows[row][deleted] = Value::Bool(true);
+        t.rows[row][modstamp] = Value::DateTime(now_millis());
+        Ok(())
+    }
+
+    /// Makes every access token issued so far invalid; REST calls with them get 401.
+    pub fn expire_access_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+
+    /// Lets `n` more authenticated REST requests succeed, then expires every access token
+    /// issued by then. Tokens issued afterwards work normally.
+    pub fn expire_tokens_after_requests(&self, n: u64) {
+        self.shared.lock().expire_after_requests = Some(n);
+    }
+
+    /// Makes every later write to `id` fail with this per-record `statusCode` and message.
+    pub fn fail_writes(&self, id: &str, status_code: &str, message: &str) {
+        self.shared.lock().injected_failures.insert(
+            id.to_string(),
+            (status_code.to_string(), message.to_string()),
+        );
+    }
+
+    /// Invalidates every query locator issued so far: fetching one returns 400
+    /// `INVALID_QUERY_LOCATOR`.
+    pub fn invalidate_locators(&self) {
+        self.shared.lock().cursors.clear();
+    }
+
+    /// Sets the maximum of the daily API request counter.
+    pub fn set_daily_limit(&self, max: u64) {
+        self.shared.lock().api_max = max;
+    }
+
+    /// Returns the API request counter as (used, max).
+    pub fn api_usage(&self) -> (u64, u64) {
+        let state = self.shared.lock();
+        (state.api_used, state.api_max)
+    }
+
+    /// Returns every request received so far, oldest first.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.shared.lock().log.iter().cloned().collect()
+    }
+}
+
+fn find_row(store: &Store, object: &str, id: &str) -> Result<(usize, usize), SandboxError> {
+    let table = store
+        .table_index(object)
+        .ok_or_else(|| unknown_object(store, object))?;
+    let row =
+        store.tables[table]
+            .by_id
+            .get(id)
+            .copied()
+            .ok_or_else(|| SandboxError::RecordNotFound {
+                object: object.to_string(),
+                id: id.to_string(),
+            })?;
+    Ok((table, row))
+}

@@ -62,7 +62,9 @@ pub struct ObjectDef {
 
 impl ObjectDef {
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Finds the reference field whose relationship name is `relationship` (case-insensitive).
@@ -153,7 +155,16 @@ fn score_fields() -> Vec<FieldDef> {
 
 /// Returns every object of the seeded org.
 pub fn objects() -> Vec<ObjectDef> {
-    vec![user(), account(), contact(), lead(), opportunity(), contact_role(), task(), event()]
+    vec![
+        user(),
+        account(),
+        contact(),
+        lead(),
+        opportunity(),
+        contact_role(),
+        task(),
+        event(),
+    ]
 }
 
 fn user() -> ObjectDef {
@@ -165,7 +176,11 @@ fn user() -> ObjectDef {
         // Semicolon-separated two-letter state codes the rep covers.
         editable("Territory__c", FieldType::String),
     ]);
-    ObjectDef { name: "User", key_prefix: "005", fields }
+    ObjectDef {
+        name: "User",
+        key_prefix: "005",
+        fields,
+    }
 }
 
 fn account() -> ObjectDef {
@@ -191,7 +206,11 @@ fn account() -> ObjectDef {
         editable("Incumbent_Competitor__c", FieldType::String),
     ]);
     fields.extend(score_fields());
-    ObjectDef { name: "Account", key_prefix: "001", fields }
+    ObjectDef {
+        name: "Account",
+        key_prefix: "001",
+        fields,
+    }
 }
 
 fn contact() -> ObjectDef {
@@ -207,7 +226,11 @@ fn contact() -> ObjectDef {
         editable("Specialty__c", FieldType::String),
     ]);
     fields.extend(score_fields());
-    ObjectDef { name: "Contact", key_prefix: "003", fields }
+    ObjectDef {
+        name: "Contact",
+        key_prefix: "003",
+        fields,
+    }
 }
 
 fn lead() -> ObjectDef {
@@ -222,14 +245,23 @@ fn lead() -> ObjectDef {
         editable("State", FieldType::String),
         picklist(
             "Status",
-            &["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"],
+            &[
+                "Open - Not Contacted",
+                "Working - Contacted",
+                "Closed - Converted",
+                "Closed - Not Converted",
+            ],
             false,
         ),
         field("IsConverted", FieldType::Boolean, false),
         editable("LeadSource", FieldType::String),
     ]);
     fields.extend(score_fields());
-    ObjectDef { name: "Lead", key_prefix: "00Q", fields }
+    ObjectDef {
+        name: "Lead",
+        key_prefix: "00Q",
+        fields,
+    }
 }
 
 fn opportunity() -> ObjectDef {
@@ -240,7 +272,14 @@ fn opportunity() -> ObjectDef {
         editable("Name", FieldType::String),
         picklist(
             "StageName",
-            &["Prospecting", "Evaluation", "Value Analysis Committee", "Negotiation", "Closed Won", "Closed Lost"],
+            &[
+                "Prospecting",
+                "Evaluation",
+                "Value Analysis Committee",
+                "Negotiation",
+                "Closed Won",
+                "Closed Lost",
+            ],
             false,
         ),
         field("IsClosed", FieldType::Boolean, false),
@@ -248,7 +287,11 @@ fn opportunity() -> ObjectDef {
         editable("Amount", FieldType::Currency),
         editable("CloseDate", FieldType::Date),
     ]);
-    ObjectDef { name: "Opportunity", key_prefix: "006", fields }
+    ObjectDef {
+        name: "Opportunity",
+        key_prefix: "006",
+        fields,
+    }
 }
 
 fn contact_role() -> ObjectDef {
@@ -259,7 +302,11 @@ fn contact_role() -> ObjectDef {
         picklist("Role", &BUYING_ROLES, false),
         editable("IsPrimary", FieldType::Boolean),
     ]);
-    ObjectDef { name: "OpportunityContactRole", key_prefix: "00K", fields }
+    ObjectDef {
+        name: "OpportunityContactRole",
+        key_prefix: "00K",
+        fields,
+    }
 }
 
 fn activity_fields() -> Vec<FieldDef> {
@@ -268,7 +315,18 @@ fn activity_fields() -> Vec<FieldDef> {
         reference("WhatId", "What", &["Account", "Opportunity"]),
         reference("OwnerId", "Owner", &["User"]),
         editable("Subject", FieldType::String),
-        picklist("Type", &["Webinar", "Content Download", "Email", "Call", "Demo", "Meeting"], false),
+        picklist(
+            "Type",
+            &[
+                "Webinar",
+                "Content Download",
+                "Email",
+                "Call",
+                "Demo",
+                "Meeting",
+            ],
+            false,
+        ),
     ]
 }
 
@@ -277,11 +335,19 @@ fn task() -> ObjectDef {
     fields.extend(activity_fields());
     fields.extend([
         editable("ActivityDate", FieldType::Date),
-        picklist("Status", &["Not Started", "In Progress", "Completed"], false),
+        picklist(
+            "Status",
+            &["Not Started", "In Progress", "Completed"],
+            false,
+        ),
         picklist("Priority", &["High", "Normal", "Low"], false),
         editable("Description", FieldType::Textarea),
     ]);
-    ObjectDef { name: "Task", key_prefix: "00T", fields }
+    ObjectDef {
+        name: "Task",
+        key_prefix: "00T",
+        fields,
+    }
 }
 
 fn event() -> ObjectDef {
@@ -291,5 +357,9 @@ fn event() -> ObjectDef {
         editable("StartDateTime", FieldType::Datetime),
         editable("EndDateTime", FieldType::Datetime),
     ]);
-    ObjectDef { name: "Event", key_prefix: "00U", fields }
+    ObjectDef {
+        name: "Event",
+        key_prefix: "00U",
+        fields,
+    }
 }
