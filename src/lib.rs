@@ -1,1 +1,18 @@
 //! leadscore: predictive lead and account scores for medical-device sales teams.
+//!
+//! The pipeline pulls CRM history through a [`leadscore_connector::Connector`] into the
+//! [`store`], turns it into [`features`], trains a [`model`], scores open accounts
+//! ([`scoring`]) and writes changed scores back ([`writeback`]). [`pipeline`] runs those steps;
+//! [`cli`] and [`demo`] are the entry points.
+
+pub mod config;
+pub mod model;
+pub mod features;
+pub mod pipeline;
+pub mod scoring;
+pub mod store;
+pub mod training;
+pub mod writeback;
+pub mod cli;
+pub mod demo;
+pub mod run;

@@ -290,6 +290,20 @@ async fn pull_pages<C: Connector>(
     loop {
         // NOTE: a record edited while a pull is paging can come back with its new stamp and
         // move the cursor past a concurrent edit that the query's snapshot did not include.
+        // Records at exactly the starting stamp are fetched again on purpose (a record that
+        // committed later with a tied stamp must not be lost); the ones already stored at
+        // that stamp are dropped here.
+        if let Some(start) = start {
+            let mut kept = Vec::with_capacity(page.records.len());
+            for record in page.records.drain(..) {
+                let tied = record.modstamp == start.modstamp;
+                if tied && store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp) {
+                    continue;
+                }
+                kept.push(record);
+            }
+            page.records = kept;
+        }
         if let Some(last) = page.records.last() {
             let cursor = Cursor {
                 modstamp: last.modstamp,

@@ -186,6 +186,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Returns the change stamp of the stored copy of a record, if there is one.
+    pub fn stored_modstamp(&self, object: &str, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let name = records_tree(object);
+        let tree = self.db.open_tree(&name)?;
+        match tree.get(id)? {
+            Some(bytes) => {
+                let record: Record = decode(&name, id.as_bytes(), &bytes)?;
+                Ok(Some(record.modstamp))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub fn record_count(&self, object: &str) -> Result<usize, StoreError> {
         Ok(self.db.open_tree(records_tree(object))?.len())
     }

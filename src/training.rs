@@ -29,6 +29,9 @@ pub struct TrainReport {
     /// Ids of the held-out deals, for comparing against another scorer on the same rows.
     #[serde(skip)]
     pub holdout_ids: Vec<String>,
+    /// Outcomes of `holdout_ids` (1 won, 0 lost), in the same order.
+    #[serde(skip)]
+    pub holdout_labels: Vec<f64>,
     /// Model probabilities for `holdout_ids`, in the same order.
     #[serde(skip)]
     pub holdout_predictions: Vec<f64>,
@@ -129,6 +132,7 @@ pub fn train(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Train
         baseline_log_loss: metrics::log_loss(&holdout.labels, &baseline),
         features: space.columns.len(),
         holdout_ids: deals[split..].iter().map(|d| d.id.clone()).collect(),
+        holdout_labels: holdout.labels.clone(),
         holdout_predictions: predictions,
     };
     store.save_model(&StoredModel {

@@ -1,0 +1,365 @@
+//! The command line: one subcommand per pipeline step, plus `demo`, `sandbox` and `init`.
+//!
+//! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid,
+//! 3 the push finished but the CRM rejected some records.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::demo::{self, SANDBOX_PORT};
+use crate::pipeline;
+use crate::run::{connect, run_once};
+use crate::scoring;
+use crate::store::Store;
+use crate::training;
+use crate::writeback::{self, FailedWrite};
+
+#[derive(Parser, Debug)]
+#[command(name = "leadscore", version, about = "Predictive account scores for medical-device sales teams, written back into the CRM")]
+pub struct Cli {
+    /// Log more (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Configuration file.
+    #[arg(short, long, default_value = "leadscore.toml")]
+    pub config: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole pipeline against a local Salesforce sandbox seeded with real CMS hospitals.
+    Demo {
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Use only this many hospitals (all 5,421 by default).
+        #[arg(long)]
+        hospitals: Option<usize>,
+    },
+    /// Serve the Salesforce sandbox in the foreground on 127.0.0.1.
+    Sandbox {
+        /// Port of the Salesforce sandbox.
+        #[arg(long, default_value_t = SANDBOX_PORT)]
+        port: u16,
+        /// Use only this many hospitals (all by default).
+        #[arg(long)]
+        hospitals: Option<usize>,
+        /// Seconds an access token stays valid.
+        #[arg(long, default_value_t = 7200)]
+        token_ttl_secs: u64,
+    },
+    /// Print a configuration file to standard output.
+    Init {
+        /// Point the configuration at `leadscore sandbox` on its default port.
+        #[arg(long)]
+        sandbox: bool,
+    },
+    /// Verify credentials and that every configured field exists in the org.
+    Check(ConfigArgs),
+    /// Pull changed records into the store.
+    Pull(ConfigArgs),
+    /// Train a model on the closed deals in the store.
+    Train(ConfigArgs),
+    /// Score open accounts with the current model.
+    Score(ConfigArgs),
+    /// Write changed scores back to the CRM.
+    Push(ConfigArgs),
+    /// Run check, pull, train, score and push.
+    Run {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Run the steps once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Failure {
+            code: 1,
+            message: err.to_string(),
+        }
+    }
+}
+
+fn config_failure(message: String) -> Failure {
+    Failure { code: 2, message }
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn load(args: &ConfigArgs) -> Result<Config, Failure> {
+    Config::load(&args.config).map_err(|err| config_failure(err.to_string()))
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    match dispatch(cli.command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message.trim_end());
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Demo { json, hospitals } => run_demo(json, hospitals).await,
+        Command::Sandbox {
+            port,
+            hospitals,
+            token_ttl_secs,
+        } => serve_sandbox(port, hospitals, token_ttl_secs).await,
+        Command::Init { sandbox } => {
+            let url = format!("http://127.0.0.1:{SANDBOX_PORT}");
+            let text = if sandbox {
+                demo::sandbox_config(&url, "leadscore-data")
+            } else {
+                demo::EXAMPLE_CONFIG.to_string()
+            };
+            print!("{text}");
+            Ok(0)
+        }
+        Command::Check(args) => step_check(&args).await,
+        Command::Pull(args) => step_pull(&args).await,
+        Command::Train(args) => step_train(&args),
+        Command::Score(args) => step_score(&args),
+        Command::Push(args) => step_push(&args).await,
+        Command::Run { args, once } => {
+            if !once {
+                return Err(config_failure(
+                    "the scheduled daemon is not built yet; use `leadscore run --once` from cron or a systemd timer".to_string(),
+                ));
+            }
+            step_run(&args).await
+        }
+    }
+}
+
+async fn run_demo(json: bool, hospitals: Option<usize>) -> Result<u8, Failure> {
+    let workdir = tempfile::tempdir()?;
+    let summary = demo::run_demo(hospitals, workdir.path()).await?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        print!("{}", demo::render(&summary));
+    }
+    Ok(if summary.failed > 0 { 3 } else { 0 })
+}
+
+async fn serve_sandbox(port: u16, hospitals: Option<usize>, token_ttl_secs: u64) -> Result<u8, Failure> {
+    let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
+        max_hospitals: hospitals,
+        ..Default::default()
+    })?;
+    let options = leadscore_sandbox::SandboxOptions {
+        token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        ..Default::default()
+    };
+    let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?
+        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|err| Failure {
+            code: 1,
+            message: format!("cannot listen on 127.0.0.1:{port}: {err}; pick another port with --port"),
+        })?;
+    let options = sandbox.options();
+    // These are the sandbox's own demo credentials, printed so clients can connect; they open
+    // nothing but this local process.
+    let banner = serde_json::json!({
+        "salesforce_url": sandbox.url(),
+        "client_id": options.client_id,
+        "client_secret": options.client_secret,
+        "refresh_token": options.refresh_token,
+        "client_secret_env": "LEADSCORE_SF_CLIENT_SECRET",
+        "refresh_token_env": "LEADSCORE_SF_REFRESH_TOKEN",
+    });
+    println!("{banner}");
+    eprintln!("Salesforce sandbox listening on {}; press Ctrl-C to stop.", sandbox.url());
+    tokio::signal::ctrl_c().await?;
+    sandbox.shutdown().await;
+    Ok(0)
+}
+
+/// Opens the store and connects, reporting configuration problems with exit code 2.
+fn open(args: &ConfigArgs) -> Result<(Config, Store), Failure> {
+    let config = load(args)?;
+    let store = Store::open(&config.store_path)?;
+    Ok((config, store))
+}
+
+fn connector_for(config: &Config) -> Result<leadscore_salesforce::SalesforceConnector, Failure> {
+    let secrets = config.secrets().map_err(config_failure)?;
+    Ok(connect(config, secrets)?)
+}
+
+async fn step_check(args: &ConfigArgs) -> Result<u8, Failure> {
+    let config = load(args)?;
+    let connector = connector_for(&config)?;
+    let report = match pipeline::check(&connector, &config).await {
+        Err(pipeline::PipelineError::Mapping(problems)) => {
+            return Err(config_failure(format!(
+                "the configuration does not match the org:\n  {}",
+                problems.join("\n  ")
+            )))
+        }
+        other => other?,
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let fields: usize = report.objects.iter().map(|(_, n)| n).sum();
+        println!(
+            "Connected to {}; {} fields on {} objects and the write-back fields check out. API usage {}/{}.",
+            config.salesforce.login_url,
+            fields,
+            report.objects.len(),
+            report.api_usage.used,
+            report.api_usage.max
+        );
+    }
+    Ok(0)
+}
+
+async fn step_pull(args: &ConfigArgs) -> Result<u8, Failure> {
+    let (config, store) = open(args)?;
+    let connector = connector_for(&config)?;
+    let report = pipeline::pull(&connector, &store, &config).await?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let parts: Vec<String> = report
+            .objects
+            .iter()
+            .map(|o| format!("{} {}", o.object, o.pulled))
+            .collect();
+        println!("Pulled {} changed records ({}).", report.pulled, parts.join(", "));
+    }
+    Ok(0)
+}
+
+fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
+    let (config, store) = open(args)?;
+    let report = training::train(&store, &config, Utc::now())?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let auc = report.holdout_auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        println!(
+            "Trained model {} on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (base rate {:.3}).",
+            report.version,
+            report.examples,
+            report.won,
+            report.holdout_rows,
+            report.holdout_log_loss,
+            report.baseline_log_loss
+        );
+    }
+    Ok(0)
+}
+
+fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
+    let (config, store) = open(args)?;
+    let report = scoring::score(&store, &config, Utc::now())?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let tiers: Vec<String> = report.tiers.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!(
+            "Scored {} open accounts with model {}: {}.",
+            report.scored,
+            report.model_version,
+            tiers.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+fn print_failures(failed: &[FailedWrite]) {
+    for failure in failed {
+        eprintln!(
+            "rejected {}: {}: {}{}",
+            failure.id,
+            failure.code,
+            failure.message,
+            if failure.retryable { " (will retry on the next push)" } else { "" }
+        );
+    }
+}
+
+async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
+    let (config, store) = open(args)?;
+    let connector = connector_for(&config)?;
+    let check = match pipeline::check(&connector, &config).await {
+        Err(pipeline::PipelineError::Mapping(problems)) => {
+            return Err(config_failure(problems.join("\n")));
+        }
+        other => other?,
+    };
+    let report = writeback::push(&connector, &store, &config.writeback, check.reasons_max_len, Utc::now()).await?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "Wrote {} of {} changed scores ({} unchanged, {} rejected).",
+            report.written,
+            report.planned,
+            report.unchanged,
+            report.failed.len()
+        );
+    }
+    print_failures(&report.failed);
+    Ok(if report.failed.is_empty() { 0 } else { 3 })
+}
+
+async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
+    let (config, store) = open(args)?;
+    let connector = connector_for(&config)?;
+    let report = match run_once(&connector, &store, &config, Utc::now()).await {
+        Err(pipeline::PipelineError::Mapping(problems)) => {
+            return Err(config_failure(problems.join("\n")));
+        }
+        other => other?,
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let auc = report.train.holdout_auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        println!(
+            "Pulled {} records, trained {} (holdout AUC {auc}), scored {} accounts, wrote {} ({} rejected).",
+            report.pull.pulled,
+            report.train.version,
+            report.score.scored,
+            report.push.written,
+            report.push.failed.len()
+        );
+    }
+    print_failures(&report.push.failed);
+    Ok(if report.push.failed.is_empty() { 0 } else { 3 })
+}

@@ -1,0 +1,174 @@
+//! Tests of the `leadscore` binary: config errors, mapping errors, secrets kept out of the
+//! output, and the sandbox banner.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::Env;
+use leadscore_sandbox::SandboxOptions;
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadscore");
+
+/// Runs the binary off the async runtime's worker threads, so the in-process sandbox keeps
+/// answering while the child process talks to it.
+async fn leadscore(args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .envs(env)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the leadscore binary runs")
+    })
+    .await
+    .expect("join")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn secret_env(env: &Env) -> Vec<(String, String)> {
+    let options = env.sandbox.options();
+    vec![
+        ("LEADSCORE_SF_CLIENT_SECRET".into(), options.client_secret.clone()),
+        ("LEADSCORE_SF_REFRESH_TOKEN".into(), options.refresh_token.clone()),
+    ]
+}
+
+fn config_arg(path: &Path) -> Vec<String> {
+    vec!["-c".into(), path.display().to_string()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_listed_with_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    let example = leadscore::demo::EXAMPLE_CONFIG
+        .replace("page_size = 2000", "page_size = 50000")
+        .replace("batch_size = 200", "batch_size = 500")
+        .replace("[tiers]", "[tiers]\nsilver = 40");
+    std::fs::write(&path, &example).expect("write");
+    let line_of = |needle: &str| example.lines().position(|l| l.starts_with(needle)).expect("line") + 1;
+
+    let mut args = vec!["check".to_string()];
+    args.extend(config_arg(&path));
+    let output = leadscore(args, vec![]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(stderr.contains(&format!("bad.toml:{}:13: connector.page_size", line_of("page_size"))), "{stderr}");
+    assert!(stderr.contains(&format!("bad.toml:{}:14: writeback.batch_size", line_of("batch_size"))), "{stderr}");
+    assert!(stderr.contains(&format!("bad.toml:{}:1: tiers.silver: unknown key", line_of("silver"))), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_secret_names_variable() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let mut args = vec!["check".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, vec![]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LEADSCORE_SF_CLIENT_SECRET"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_field_fails_before_pulling() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace("field = \"CABG_Discharges__c\"", "field = \"Bed_Count__c\"")
+    })
+    .await;
+    let mut args = vec!["run".to_string(), "--once".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Bed_Count__c"), "{stderr}");
+    assert!(stderr.contains("Account has no field"), "{stderr}");
+    let pulled = env
+        .handle()
+        .request_log()
+        .iter()
+        .filter(|r| r.path.contains("/query"))
+        .count();
+    assert_eq!(pulled, 0, "no query may run before the mapping checks out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_output() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let mut args = vec!["-vv".to_string(), "run".to_string(), "--once".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let mut vars = secret_env(&env);
+    vars.push(("RUST_LOG".into(), "trace".into()));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .envs(vars)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(all.contains("DEBUG"), "debug logging was on, so the check means something");
+
+    let options = env.sandbox.options();
+    let mut secrets = vec![options.client_secret.clone(), options.refresh_token.clone()];
+    for request in env.handle().request_log() {
+        if let Some(header) = request.authorization {
+            secrets.push(header.trim_start_matches("Bearer ").to_string());
+        }
+    }
+    assert!(secrets.len() > 2, "access tokens were issued and used");
+    for secret in secrets {
+        assert!(!all.contains(&secret), "a secret leaked into the output");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_prints_connection_banner() {
+    let mut child = Command::new(BIN)
+        .args(["sandbox", "--port", "0", "--hospitals", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("banner line");
+        line
+    })
+    .await
+    .expect("join");
+    let banner: serde_json::Value = serde_json::from_str(&line).expect("first line is JSON");
+    let url = banner["salesforce_url"].as_str().expect("url").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", banner["client_id"].as_str().expect("client_id")),
+        ("client_secret", banner["client_secret"].as_str().expect("secret")),
+        ("refresh_token", banner["refresh_token"].as_str().expect("token")),
+    ];
+    let response = reqwest::Client::new()
+        .post(format!("{url}/services/oauth2/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("json body");
+    child.kill().expect("stop sandbox");
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["instance_url"].as_str(), Some(url.as_str()));
+}
