@@ -49,17 +49,23 @@ async fn record_sharing_cursor_stamp_not_skipped() {
     let env = Env::start(small_pages()).await;
     let store = env.store();
     let connector = env.connector();
+    // Ids follow creation order, so give a contact from the middle the latest stamp: the
+    // cursor then sits between ids on both sides.
+    let contacts = &env.org.records["Contact"];
+    let middle = contacts[contacts.len() / 2]["Id"].as_str().expect("id");
+    let latest = env.org.as_of + chrono::Duration::days(1);
+    env.handle().set_system_modstamp("Contact", middle, latest).expect("stamp");
     pipeline::pull(&connector, &store, &env.config).await.expect("first pull");
     let cursor = store.cursor("Contact").expect("read").expect("cursor saved");
+    assert_eq!(cursor.id, middle);
 
     // Two contacts take the cursor's exact stamp: one ordered after the cursor's id, one before.
-    let contacts = &env.org.records["Contact"];
     let ids: Vec<&str> = contacts.iter().filter_map(|c| c["Id"].as_str()).collect();
     let after = ids.iter().copied().filter(|id| *id > cursor.id.as_str()).max().expect("an id after");
     let before = ids.iter().copied().filter(|id| *id < cursor.id.as_str()).min().expect("an id before");
     let handle = env.handle();
     let mut stamp_change = serde_json::Map::new();
-    stamp_change.insert("Title".into(), serde_json::json!("Chief Nursing Officer"));
+    stamp_change.insert("Buying_Role__c".into(), serde_json::json!("Patient Safety"));
     for id in [after, before] {
         handle.update_record("Contact", id, stamp_change.clone()).expect("edit");
         handle.set_system_modstamp("Contact", id, cursor.modstamp).expect("stamp");
@@ -71,7 +77,8 @@ async fn record_sharing_cursor_stamp_not_skipped() {
     let stored = store.records("Contact").expect("records");
     for id in [after, before] {
         let record = stored.iter().find(|r| r.id == id).expect("stored");
-        assert_eq!(record.get("Title").as_str(), Some("Chief Nursing Officer"), "{id}");
+        assert_eq!(record.get("Buying_Role__c").as_str(), Some("Patient Safety"), "{id}");
+        assert_eq!(record.modstamp, cursor.modstamp, "{id}");
     }
     let repeat = pipeline::pull(&connector, &store, &env.config).await.expect("pull");
     assert_eq!(repeat.pulled, 0, "tied records are not pulled twice: {repeat:?}");

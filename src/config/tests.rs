@@ -58,8 +58,8 @@ fn issues_carry_line_and_column() {
 #[test]
 fn secret_in_file_rejected() {
     let text = EXAMPLE.replace(
-        "client_id = \"leadscore-demo-client\"",
-        "client_id = \"leadscore-demo-client\"\nclient_secret = \"hunter2\"",
+        "client_id = \"3MVG9leadscoreSandboxClientId\"",
+        "client_id = \"3MVG9leadscoreSandboxClientId\"\nclient_secret = \"hunter2\"",
     );
     let err = parse(&text).unwrap_err();
     let shown = err.to_string();
