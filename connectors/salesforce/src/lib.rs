@@ -1,1 +1,518 @@
 //! Salesforce REST connector for leadscore.
+//!
+//! Authenticates with the OAuth 2.0 refresh-token grant, pulls records incrementally with SOQL
+//! ordered by `(SystemModstamp, Id)`, describes objects, and writes scores back with sObject
+//! Collections updates. Salesforce JSON shapes stay inside this crate; callers see only the
+//! CRM-neutral types of `leadscore_connector`.
+
+mod auth;
+mod describe;
+mod errors;
+mod records;
+mod soql;
+mod transport;
+mod write;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leadscore_connector::{
+    ApiUsage, Connector, ConnectorError, Cursor, ObjectSchema, Page, PullSpec, RecordUpdate,
+    WriteOutcome,
+};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Deserialize;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::auth::TokenSource;
+use crate::records::{ConvertError, SchemaSet};
+use crate::transport::{backoff_delay, Api, Paging};
+
+/// Smallest and largest page size Salesforce accepts in `Sforce-Query-Options: batchSize`.
+const PAGE_SIZE_RANGE: std::ops::RangeInclusive<u32> = 200..=2000;
+
+/// Settings of one Salesforce org connection.
+#[derive(Clone)]
+pub struct SalesforceConfig {
+    /// Login host, for example `https://login.salesforce.com`, `https://test.salesforce.com`,
+    /// the org's My Domain, or a local sandbox URL.
+    pub login_url: Url,
+    /// REST API version without the `v`, for example `59.0`.
+    pub api_version: String,
+    /// Consumer key of the connected app.
+    pub client_id: String,
+    /// Consumer secret of the connected app.
+    pub client_secret: SecretString,
+    /// Refresh token issued to the connected app for the integration user.
+    pub refresh_token: SecretString,
+    /// Requested query page size (`Sforce-Query-Options: batchSize`), 200 to 2000. Salesforce
+    /// treats it as a hint and may return smaller pages. `None` uses the default of 2000.
+    pub page_size: Option<u32>,
+    /// Timeout of each HTTP request.
+    pub timeout: Duration,
+    /// Retries of transient failures: 5xx responses, connection errors and `UNABLE_TO_LOCK_ROW`.
+    pub max_retries: u32,
+    /// Base of the exponential backoff between retries.
+    pub retry_base_delay: Duration,
+}
+
+impl fmt::Debug for SalesforceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SalesforceConfig")
+            .field("login_url", &self.login_url.as_str())
+            .field("api_version", &self.api_version)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("refresh_token", &"[redacted]")
+            .field("page_size", &self.page_size)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .finish()
+    }
+}
+
+impl SalesforceConfig {
+    fn validate(&self) -> Result<(), ConnectorError> {
+        let invalid = |message: String| ConnectorError::Rejected {
+            code: "INVALID_CONFIG".to_string(),
+            message,
+        };
+        if !matches!(self.login_url.scheme(), "http" | "https") || self.login_url.host().is_none() {
+            return Err(invalid(format!(
+                "login_url {} is not an http or https URL; use https://login.salesforce.com, \
+                 https://test.salesforce.com or the org's My Domain URL",
+                self.login_url
+            )));
+        }
+        let version_ok = self
+            .api_version
+            .split_once('.')
+            .is_some_and(|(major, minor)| {
+                !major.is_empty()
+                    && !minor.is_empty()
+                    && major.chars().all(|c| c.is_ascii_digit())
+                    && minor.chars().all(|c| c.is_ascii_digit())
+            });
+        if !version_ok {
+            return Err(invalid(format!(
+                "api_version {:?} is not a REST API version; use the form 59.0 (without a v)",
+                self.api_version
+            )));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(invalid(
+                "client_id is empty; set it to the connected app's consumer key".to_string(),
+            ));
+        }
+        if let Some(size) = self.page_size {
+            if !PAGE_SIZE_RANGE.contains(&size) {
+                return Err(invalid(format!(
+                    "page_size {size} is outside the batch sizes Salesforce accepts ({} to {}); \
+                     leave it unset for the default of 2000",
+                    PAGE_SIZE_RANGE.start(),
+                    PAGE_SIZE_RANGE.end()
+                )));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(invalid(
+                "timeout is zero; set a per-request timeout such as 60 seconds".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn token_url(&self) -> Result<Url, ConnectorError> {
+        let base = self.login_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/services/oauth2/token")).map_err(|error| {
+            ConnectorError::Rejected {
+                code: "INVALID_CONFIG".to_string(),
+                message: format!(
+                    "login_url {} gives no valid token URL: {error}",
+                    self.login_url
+                ),
+            }
+        })
+    }
+}
+
+/// A `Connector` for one Salesforce org over the REST API.
+pub struct SalesforceConnector {
+    login_url: Url,
+    api_version: String,
+    api: Api,
+    /// Describes fetched so far, keyed by lower-case object name.
+    schemas: Mutex<SchemaSet>,
+}
+
+impl fmt::Debug for SalesforceConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SalesforceConnector")
+            .field("login_url", &self.login_url.as_str())
+            .field("api_version", &self.api_version)
+            .field("usage", &self.api.usage())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct LimitsWire {
+    #[serde(rename = "DailyApiRequests")]
+    daily_api_requests: Option<LimitWire>,
+}
+
+#[derive(Deserialize)]
+struct LimitWire {
+    #[serde(rename = "Max")]
+    max: u64,
+    #[serde(rename = "Remaining")]
+    remaining: u64,
+}
+
+impl SalesforceConnector {
+    /// Validates the configuration and builds the HTTP client. Makes no request; `check()`
+    /// proves the credentials.
+    pub fn new(config: SalesforceConfig) -> Result<Self, ConnectorError> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // A redirect would resend the bearer token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|error| {
+                ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
+            })?;
+        let tokens = TokenSource::new(
+            http.clone(),
+            config.token_url()?,
+            config.client_id.clone(),
+            config.client_secret.clone(),
+            config.refresh_token.clone(),
+            config.max_retries,
+            config.retry_base_delay,
+        );
+        let api = Api::new(
+            http,
+            tokens,
+            config.page_size,
+            config.max_retries,
+            config.retry_base_delay,
+        );
+        Ok(SalesforceConnector {
+            login_url: config.login_url,
+            api_version: config.api_version,
+            api,
+            schemas: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn data_path(&self, rest: &str) -> String {
+        format!("/services/data/v{}/{rest}", self.api_version)
+    }
+
+    fn cached_schemas(&self) -> SchemaSet {
+        self.schemas.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    async fn describe_cached(&self, object: &str) -> Result<Arc<ObjectSchema>, ConnectorError> {
+        let key = object.to_ascii_lowercase();
+        if let Some(schema) = self.schemas.lock().ok().and_then(|s| s.get(&key).cloned()) {
+            return Ok(schema);
+        }
+        soql::validate_object_name(object)?;
+        let path = self.data_path(&format!("sobjects/{object}/describe"));
+        let body = self
+            .api
+            .request(Method::GET, &path, None, Paging::None)
+            .await?;
+        let schema = Arc::new(describe::parse_describe(object, &body)?);
+        debug!(object, fields = schema.fields.len(), "described object");
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.insert(schema.name.to_ascii_lowercase(), schema.clone());
+            schemas.insert(key, schema.clone());
+        }
+        Ok(schema)
+    }
+
+    /// Converts a query response body, describing the pulled object and any parent objects
+    /// its records reference on first use.
+    async fn convert_body(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+        body: &[u8],
+    ) -> Result<Page, ConnectorError> {
+        let wire = records::parse_query_page(&spec.object, body)?;
+        self.describe_cached(&spec.object).await?;
+        let mut described = Vec::new();
+        loop {
+            match records::convert_page(spec, cursor, &wire, &self.cached_schemas()) {
+                Ok(page) => {
+                    debug!(
+                        object = %spec.object,
+                        received = wire.records.len(),
+                        returned = page.records.len(),
+                        last_page = page.next.is_none(),
+                        "converted query page"
+                    );
+                    return Ok(page);
+                }
+                Err(ConvertError::Failed(error)) => return Err(error),
+                Err(ConvertError::NeedSchema(object)) => {
+                    if described.contains(&object) {
+                        return Err(ConnectorError::Payload(format!(
+                            "describe of {object} did not return a schema named {object}"
+                        )));
+                    }
+                    self.describe_cached(&object).await?;
+                    described.push(object);
+                }
+            }
+        }
+    }
+
+    /// Sends one collection update of at most `MAX_BATCH` records, retrying the records that
+    /// fail with `UNABLE_TO_LOCK_ROW`, and stores an outcome for each.
+    async fn update_batch(
+        &self,
+        batch: Vec<(usize, serde_json::Value)>,
+        updates: &[RecordUpdate],
+        outcomes: &mut [Option<WriteOutcome>],
+    ) -> Result<(), ConnectorError> {
+        let path = self.data_path("composite/sobjects");
+        let mut pending = batch;
+        let mut attempt = 0;
+        loop {
+            let records: Vec<serde_json::Value> =
+                pending.iter().map(|(_, json)| json.clone()).collect();
+            let body = write::request_body(&records);
+            let response = self
+                .api
+                .request(Method::PATCH, &path, Some(&body), Paging::None)
+                .await?;
+            let results = write::parse_results(&response, pending.len())?;
+
+            let mut locked = Vec::new();
+            let mut failed = 0;
+            for ((index, json), result) in pending.into_iter().zip(results) {
+                let id = updates[index].id.clone();
+                if result.success {
+                    outcomes[index] = Some(WriteOutcome { id, result: Ok(()) });
+                    continue;
+                }
+                failed += 1;
+                if write::is_lock_failure(&result) {
+                    locked.push((index, json));
+                }
+                outcomes[index] = Some(WriteOutcome {
+                    id,
+                    result: Err(write::record_error(&result)),
+                });
+            }
+            debug!(
+                records = records.len(),
+                failed,
+                locked = locked.len(),
+                attempt,
+                "collection update"
+            );
+
+            if locked.is_empty() {
+                return Ok(());
+            }
+            if attempt >= self.api.max_retries() {
+                warn!(
+                    records = locked.len(),
+                    retries = attempt,
+                    "records still locked after retries; reported as retryable"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(backoff_delay(self.api.retry_base_delay(), attempt)).await;
+            attempt += 1;
+            pending = locked;
+        }
+    }
+}
+
+impl Connector for SalesforceConnector {
+    fn name(&self) -> &'static str {
+        "salesforce"
+    }
+
+    fn max_batch(&self) -> usize {
+        write::MAX_BATCH
+    }
+
+    async fn check(&self) -> Result<ApiUsage, ConnectorError> {
+        self.api.authenticate().await?;
+        let body = self
+            .api
+            .request(Method::GET, &self.data_path("limits"), None, Paging::None)
+            .await?;
+        let limits: LimitsWire = serde_json::from_slice(&body).map_err(|error| {
+            ConnectorError::Payload(format!(
+                "limits returned a body that is not a limits map: {error}"
+            ))
+        })?;
+        let usage = match limits.daily_api_requests {
+            Some(limit) => ApiUsage {
+                used: limit.max.saturating_sub(limit.remaining),
+                max: limit.max,
+            },
+            None => self.api.usage().ok_or_else(|| {
+                ConnectorError::Payload(
+                    "limits has no DailyApiRequests entry and the response had no \
+                     Sforce-Limit-Info header"
+                        .to_string(),
+                )
+            })?,
+        };
+        self.api.set_usage(usage);
+        Ok(usage)
+    }
+
+    async fn describe(&self, object: &str) -> Result<ObjectSchema, ConnectorError> {
+        self.describe_cached(object)
+            .await
+            .map(|schema| (*schema).clone())
+    }
+
+    async fn pull_first(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, ConnectorError> {
+        let soql = soql::build_pull_query(spec, cursor)?;
+        debug!(object = %spec.object, %soql, include_deleted = spec.include_deleted, "starting pull");
+        let path = soql::query_path(&self.api_version, &soql, spec.include_deleted);
+        let body = self
+            .api
+            .request(Method::GET, &path, None, Paging::Query)
+            .await?;
+        self.convert_body(spec, cursor, &body).await
+    }
+
+    async fn pull_next(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+        next: &str,
+    ) -> Result<Page, ConnectorError> {
+        let body = self
+            .api
+            .request(Method::GET, next, None, Paging::Query)
+            .await?;
+        self.convert_body(spec, cursor, &body).await
+    }
+
+    async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; updates.len()];
+
+        // Salesforce splits a request into runs of consecutive same-type records and allows
+        // at most 10 runs, so records are grouped by object (stable, to keep per-object order).
+        let mut order: Vec<usize> = (0..updates.len()).collect();
+        order.sort_by(|a, b| updates[*a].object.cmp(&updates[*b].object));
+
+        let mut sendable = Vec::with_capacity(updates.len());
+        for index in order {
+            match write::record_json(&updates[index]) {
+                Ok(json) => sendable.push((index, json)),
+                Err(error) => {
+                    outcomes[index] = Some(WriteOutcome {
+                        id: updates[index].id.clone(),
+                        result: Err(error),
+                    })
+                }
+            }
+        }
+        // NOTE: when a later batch fails as a whole (limit, auth, transport), the error is
+        // returned and the outcomes of batches already written are lost. Rewriting the same
+        // values is harmless, so callers can retry the whole call.
+        for batch in sendable.chunks(write::MAX_BATCH) {
+            self.update_batch(batch.to_vec(), updates, &mut outcomes)
+                .await?;
+        }
+
+        outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                outcome.ok_or_else(|| {
+                    ConnectorError::Payload(format!("update {index} received no result"))
+                })
+            })
+            .collect()
+    }
+
+    fn usage(&self) -> Option<ApiUsage> {
+        self.api.usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SalesforceConfig {
+        SalesforceConfig {
+            login_url: Url::parse("https://login.salesforce.com").unwrap(),
+            api_version: "59.0".to_string(),
+            client_id: "3MVG9client".to_string(),
+            client_secret: SecretString::from("secret-value-1234"),
+            refresh_token: SecretString::from("refresh-value-5678"),
+            page_size: Some(500),
+            timeout: Duration::from_secs(30),
+            max_retries: 3,
+            retry_base_delay: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let config = config();
+        let text = format!("{config:?}");
+        assert!(!text.contains("secret-value-1234"), "{text}");
+        assert!(!text.contains("refresh-value-5678"), "{text}");
+        assert!(text.contains("3MVG9client"), "{text}");
+        let connector = SalesforceConnector::new(config).unwrap();
+        let text = format!("{connector:?}");
+        assert!(!text.contains("secret-value-1234"), "{text}");
+        assert!(!text.contains("refresh-value-5678"), "{text}");
+    }
+
+    #[test]
+    fn config_validation() {
+        let mut bad_version = config();
+        bad_version.api_version = "v59.0".to_string();
+        assert!(SalesforceConnector::new(bad_version).is_err());
+
+        let mut bad_page = config();
+        bad_page.page_size = Some(50);
+        let error = SalesforceConnector::new(bad_page).unwrap_err();
+        assert!(error.to_string().contains("page_size 50"), "{error}");
+
+        let mut bad_url = config();
+        bad_url.login_url = Url::parse("ftp://login.salesforce.com").unwrap();
+        assert!(SalesforceConnector::new(bad_url).is_err());
+
+        let mut no_client = config();
+        no_client.client_id = " ".to_string();
+        assert!(SalesforceConnector::new(no_client).is_err());
+    }
+
+    #[test]
+    fn token_url_from_login_url() {
+        let mut with_slash = config();
+        with_slash.login_url = Url::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(
+            with_slash.token_url().unwrap().as_str(),
+            "http://127.0.0.1:8080/services/oauth2/token"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Authenticated REST calls with session renewal, retries and API-usage tracking.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use leadscore_connector::{ApiUsage, ConnectorError};
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::auth::TokenSource;
+use crate::errors::{parse_error_body, ApiError};
+
+/// Upper bound of one backoff delay before jitter.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Returns the delay before retry number `attempt` (counting from 0): `base * 2^attempt`,
+/// capped at `MAX_BACKOFF`, with full jitter over its upper half.
+pub(crate) fn backoff_delay(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.min(16);
+    let ceiling = base.saturating_mul(factor).min(MAX_BACKOFF);
+    let floor = ceiling / 2;
+    if ceiling <= floor {
+        return ceiling;
+    }
+    rand::thread_rng().gen_range(floor..=ceiling)
+}
+
+/// Parses `Sforce-Limit-Info`, for example `api-usage=25/5000;per-app-api-usage=17/250(appName=X)`,
+/// into the org-wide usage.
+pub(crate) fn parse_limit_info(header: &str) -> Option<ApiUsage> {
+    header.split(';').find_map(|part| {
+        let (used, max) = part.trim().strip_prefix("api-usage=")?.split_once('/')?;
+        Some(ApiUsage {
+            used: used.trim().parse().ok()?,
+            max: max.trim().parse().ok()?,
+        })
+    })
+}
+
+/// Appends an absolute API path (`/services/data/...`) to the instance URL. Paths that could
+/// move the request to another host are rejected, because the request carries the token.
+pub(crate) fn api_url(instance: &Url, path: &str) -> Result<Url, ConnectorError> {
+    if !path.starts_with('/') || path.starts_with("//") {
+        return Err(ConnectorError::Payload(format!(
+            "API path {path:?} is not an absolute path on the Salesforce instance; a paging \
+             token must be the nextRecordsUrl of a query response"
+        )));
+    }
+    let base = instance.as_str().trim_end_matches('/');
+    let url = Url::parse(&format!("{base}{path}")).map_err(|error| {
+        ConnectorError::Payload(format!(
+            "API path {path:?} does not form a valid URL: {error}"
+        ))
+    })?;
+    if url.origin() != instance.origin() {
+        return Err(ConnectorError::Payload(format!(
+            "API path {path:?} points away from the instance {instance}"
+        )));
+    }
+    Ok(url)
+}
+
+/// Whether a request sends the page-size header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Paging {
+    Query,
+    None,
+}
+
+/// A REST client for one org: shared session, retry policy and the last reported API usage.
+pub(crate) struct Api {
+    http: reqwest::Client,
+    tokens: TokenSource,
+    usage: Mutex<Option<ApiUsage>>,
+    page_size: Option<u32>,
+    max_retries: u32,
+    retry_base_delay: Duration,
+}
+
+impl Api {
+    pub fn new(
+        http: reqwest::Client,
+        tokens: TokenSource,
+        page_size: Option<u32>,
+        max_retries: u32,
+        retry_base_delay: Duration,
+    ) -> Self {
+        Api {
+            http,
+            tokens,
+            usage: Mutex::new(None),
+            page_size,
+            max_retries,
+            retry_base_delay,
+        }
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    pub fn retry_base_delay(&self) -> Duration {
+        self.retry_base_delay
+    }
+
+    /// Returns the API usage from the last `Sforce-Limit-Info` header seen.
+    pub fn usage(&self) -> Option<ApiUsage> {
+        self.usage.lock().ok().and_then(|usage| *usage)
+    }
+
+    pub fn set_usage(&self, usage: ApiUsage) {
+        if let Ok(mut last) = self.usage.lock() {
+            *last = Some(usage);
+        }
+    }
+
+    /// Ensures a session exists, requesting a token when needed.
+    pub async fn authenticate(&self) -> Result<(), ConnectorError> {
+        self.tokens.session().await.map(|_| ())
+    }
+
+    /// Sends one API call and returns the body of its 2xx response.
+    ///
+    /// A 401 `INVALID_SESSION_ID` renews the session and repeats the call once. Connection
+    /// errors, 5xx responses and `UNABLE_TO_LOCK_ROW` are retried with backoff up to
+    /// `max_retries` times. Other failures are mapped to `ConnectorError` at once.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        paging: Paging,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        let log_path = path.split('?').next().unwrap_or(path);
+        let mut session = self.tokens.session().await?;
+        let mut renewed = false;
+        let mut attempt = 0;
+        loop {
+            let url = api_url(&session.instance_url, path)?;
+            let mut builder = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(session.access_token.expose_secret());
+            if let (Paging::Query, Some(size)) = (paging, self.page_size) {
+                builder = builder.header("Sforce-Query-Options", format!("batchSize={size}"));
+            }
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+
+            let failure = match builder.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    self.record_usage(response.headers());
+                    match response.bytes().await {
+                        Ok(bytes) => {
+                            debug!(%method, path = log_path, status, bytes = bytes.len(), "Salesforce response");
+                            if (200..300).contains(&status) {
+                                return Ok(bytes.to_vec());
+                            }
+                            parse_error_body(status, &bytes)
+                        }
+                        Err(error) => ApiError {
+                            status: 0,
+                            code: "READ_FAILED".to_string(),
+                            message: format!("reading the response body failed: {error}"),
+                        },
+                    }
+                }
+                Err(error) => ApiError {
+                    status: 0,
+                    code: "CONNECTION_FAILED".to_string(),
+                    message: error.to_string(),
+                },
+            };
+
+            if failure.is_invalid_session() && !renewed {
+                debug!(%method, path = log_path, "session rejected, requesting a new access token");
+                renewed = true;
+                session = self.tokens.renew(session.generation).await?;
+                continue;
+            }
+            let transient = failure.status == 0 || failure.is_transient();
+            if transient && attempt < self.max_retries {
+                let delay = backoff_delay(self.retry_base_delay, attempt);
+                warn!(
+                    %method, path = log_path, status = failure.status, code = %failure.code,
+                    attempt = attempt + 1, ?delay, "Salesforce request failed, retrying"
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                continue;
+            }
+            if failure.status == 0 {
+                return Err(ConnectorError::Transport(format!(
+                    "{method} {log_path} failed after {attempt} retries: {}",
+                    failure.message
+                )));
+            }
+            debug!(%method, path = log_path, status = failure.status, code = %failure.code, "Salesforce request failed");
+            return Err(failure.into_connector_error());
+        }
+    }
+
+    fn record_usage(&self, headers: &HeaderMap) {
+        let usage = headers
+            .get_all("Sforce-Limit-Info")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(parse_limit_info);
+        if let Some(usage) = usage {
+            self.set_usage(usage);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_info_forms() {
+        assert_eq!(
+            parse_limit_info("api-usage=1234/15000"),
+            Some(ApiUsage {
+                used: 1234,
+                max: 15000
+            })
+        );
+        assert_eq!(
+            parse_limit_info("api-usage=25/5000;per-app-api-usage=17/250(appName=Lead_Scoring)"),
+            Some(ApiUsage {
+                used: 25,
+                max: 5000
+            })
+        );
+        assert_eq!(
+            parse_limit_info("per-app-api-usage=17/250(appName=X); api-usage=3/9"),
+            Some(ApiUsage { used: 3, max: 9 })
+        );
+        assert_eq!(parse_limit_info("api-usage=lots/5000"), None);
+        assert_eq!(parse_limit_info(""), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let base = Duration::from_millis(100);
+        for attempt in 0..5 {
+            let delay = backoff_delay(base, attempt);
+            let ceiling = base * (1 << attempt);
+            assert!(
+                delay <= ceiling,
+                "attempt {attempt}: {delay:?} > {ceiling:?}"
+            );
+            assert!(
+                delay >= ceiling / 2,
+                "attempt {attempt}: {delay:?} < {:?}",
+                ceiling / 2
+            );
+        }
+        assert!(backoff_delay(base, 40) <= MAX_BACKOFF);
+        assert_eq!(backoff_delay(Duration::ZERO, 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn api_url_keeps_host() {
+        let instance = Url::parse("https://acme.my.salesforce.com").unwrap();
+        let url = api_url(&instance, "/services/data/v59.0/query/01g-200").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://acme.my.salesforce.com/services/data/v59.0/query/01g-200"
+        );
+        for bad in [
+            "@evil.test/x",
+            "//evil.test/x",
+            "services/data",
+            ".evil.test/x",
+        ] {
+            assert!(api_url(&instance, bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

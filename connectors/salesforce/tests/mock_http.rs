@@ -1,0 +1,615 @@
+//! Connector behaviour against scripted HTTP responses on loopback: retries, HTML error bodies,
+//! session renewal under concurrency, row-lock retries and malformed write results. These are
+//! failures the sandbox does not inject, so a small axum server returns canned bodies.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use leadscore_connector::{Connector, ConnectorError, RecordUpdate, Value};
+use leadscore_salesforce::{SalesforceConfig, SalesforceConnector};
+use secrecy::SecretString;
+use serde_json::{json, Value as Json};
+use url::Url;
+
+/// One request the mock server received.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// A scripted response: status, content type and body.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+fn json_reply(status: u16, body: Json) -> Reply {
+    Reply {
+        status,
+        content_type: "application/json;charset=UTF-8",
+        body: body.to_string(),
+    }
+}
+
+type Script = dyn Fn(&Seen, &[Seen]) -> Reply + Send + Sync;
+
+struct MockServer {
+    url: Url,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl MockServer {
+    /// Starts a server on 127.0.0.1 that responds to each request with `script(request, earlier
+    /// requests)`.
+    async fn start(script: impl Fn(&Seen, &[Seen]) -> Reply + Send + Sync + 'static) -> MockServer {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let script: Arc<Script> = Arc::new(script);
+        let log = seen.clone();
+        let app = Router::new().fallback(move |request: Request| {
+            let log = log.clone();
+            let script = script.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let request = Seen {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    authorization: parts
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                let earlier = log.lock().unwrap().clone();
+                let reply = script(&request, &earlier);
+                log.lock().unwrap().push(request);
+                Response::builder()
+                    .status(StatusCode::from_u16(reply.status).unwrap())
+                    .header(header::CONTENT_TYPE, reply.content_type)
+                    .header("Sforce-Limit-Info", "api-usage=7/15000")
+                    .body(Body::from(reply.body))
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        MockServer {
+            url: Url::parse(&format!("http://{address}")).unwrap(),
+            seen,
+        }
+    }
+
+    fn requests(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn connector(&self, max_retries: u32) -> SalesforceConnector {
+        SalesforceConnector::new(SalesforceConfig {
+            login_url: self.url.clone(),
+            api_version: "59.0".to_string(),
+            client_id: "mock-client".to_string(),
+            client_secret: SecretString::from("mock-secret"),
+            refresh_token: SecretString::from("mock-refresh"),
+            page_size: None,
+            timeout: Duration::from_secs(5),
+            max_retries,
+            retry_base_delay: Duration::from_millis(2),
+        })
+        .unwrap()
+    }
+}
+
+const TOKEN_PATH: &str = "/services/oauth2/token";
+const LIMITS_PATH: &str = "/services/data/v59.0/limits";
+const COLLECTION_PATH: &str = "/services/data/v59.0/composite/sobjects";
+
+/// Builds a token response whose access token is `token-<n>` for the n-th token request.
+fn token_reply(instance: &str, earlier: &[Seen]) -> Reply {
+    let issued = earlier.iter().filter(|r| r.path == TOKEN_PATH).count() + 1;
+    json_reply(
+        200,
+        json!({
+            "access_token": format!("token-{issued}"),
+            "instance_url": instance,
+            "id": "https://login.example.test/id/00D000000000001/005000000000001",
+            "token_type": "Bearer",
+            "issued_at": "1717000000123",
+            "signature": "c2lnbmF0dXJl"
+        }),
+    )
+}
+
+fn limits_reply() -> Reply {
+    json_reply(
+        200,
+        json!({"DailyApiRequests": {"Max": 15000, "Remaining": 14990}}),
+    )
+}
+
+fn count_before(earlier: &[Seen], path: &str) -> usize {
+    earlier.iter().filter(|r| r.path == path).count()
+}
+
+/// Starts a server whose script needs its own base URL for `instance_url`.
+async fn start_with_instance(
+    script: impl Fn(&str, &Seen, &[Seen]) -> Reply + Send + Sync + 'static,
+) -> MockServer {
+    let instance: Arc<Mutex<String>> = Arc::default();
+    let shared = instance.clone();
+    let server = MockServer::start(move |request, earlier| {
+        let base = shared.lock().unwrap().clone();
+        script(&base, request, earlier)
+    })
+    .await;
+    *instance.lock().unwrap() = server.url.as_str().trim_end_matches('/').to_string();
+    server
+}
+
+#[tokio::test]
+async fn html_500_retried_then_succeeds() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        LIMITS_PATH if count_before(earlier, LIMITS_PATH) == 0 => Reply {
+            status: 500,
+            content_type: "text/html",
+            body: "<html><body>Internal Server Error</body></html>".to_string(),
+        },
+        LIMITS_PATH => limits_reply(),
+        _ => json_reply(
+            404,
+            json!([{"message": "not found", "errorCode": "NOT_FOUND"}]),
+        ),
+    })
+    .await;
+    let connector = server.connector(3);
+
+    let usage = connector.check().await.unwrap();
+
+    assert_eq!(usage.used, 10);
+    assert_eq!(usage.max, 15000);
+    assert_eq!(server.requests(LIMITS_PATH).len(), 2);
+}
+
+#[tokio::test]
+async fn persistent_5xx_becomes_transport() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => Reply {
+            status: 503,
+            content_type: "text/html",
+            body: "<html><h1>Down for maintenance</h1></html>".to_string(),
+        },
+    })
+    .await;
+    let connector = server.connector(2);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::Transport(message) => {
+            assert!(message.contains("HTTP 503"), "{message}");
+            assert!(message.contains("Down for maintenance"), "{message}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(
+        server.requests(LIMITS_PATH).len(),
+        3,
+        "one try and two retries"
+    );
+}
+
+#[tokio::test]
+async fn token_html_error_reports_status() {
+    let server = MockServer::start(|_, _| Reply {
+        status: 404,
+        content_type: "text/html",
+        body: "<html><title>Page not found</title></html>".to_string(),
+    })
+    .await;
+    let connector = server.connector(1);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::Auth(message) => {
+            assert!(message.contains("HTTP 404"), "{message}");
+            assert!(message.contains("Page not found"), "{message}");
+        }
+        other => panic!("expected Auth, got {other:?}"),
+    }
+    assert_eq!(server.requests(TOKEN_PATH).len(), 1, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn token_request_sends_credentials_in_body() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => limits_reply(),
+    })
+    .await;
+    let connector = server.connector(0);
+
+    connector.check().await.unwrap();
+
+    let token_requests = server.requests(TOKEN_PATH);
+    assert_eq!(token_requests.len(), 1);
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(token_requests[0].body.as_bytes())
+            .into_owned()
+            .collect();
+    let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(get("grant_type"), Some("refresh_token"));
+    assert_eq!(get("refresh_token"), Some("mock-refresh"));
+    assert_eq!(get("client_id"), Some("mock-client"));
+    assert_eq!(get("client_secret"), Some("mock-secret"));
+    let limits = server.requests(LIMITS_PATH);
+    assert_eq!(limits[0].authorization.as_deref(), Some("Bearer token-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_share_one_refresh() {
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        if request.authorization.as_deref() == Some("Bearer token-1") {
+            return json_reply(
+                401,
+                json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]),
+            );
+        }
+        let object = request.path.split('/').nth(5).unwrap_or("Unknown").to_string();
+        json_reply(200, json!({"name": object, "fields": []}))
+    })
+    .await;
+    let connector = Arc::new(server.connector(0));
+
+    let objects = ["Account", "Contact", "Lead", "Opportunity", "Task"];
+    let results = describe_concurrently(connector, &objects).await;
+
+    for (object, result) in objects.iter().zip(&results) {
+        let schema = result.as_ref().unwrap_or_else(|e| panic!("{object}: {e}"));
+        assert_eq!(&schema.name, object);
+    }
+    assert_eq!(
+        server.requests(TOKEN_PATH).len(),
+        2,
+        "one first token and one renewal for all five rejected calls"
+    );
+}
+
+/// Describes several objects in concurrent tasks and returns the results in input order.
+async fn describe_concurrently(
+    connector: Arc<SalesforceConnector>,
+    objects: &[&str],
+) -> Vec<Result<leadscore_connector::ObjectSchema, ConnectorError>> {
+    let tasks: Vec<_> = objects
+        .iter()
+        .map(|object| {
+            let connector = connector.clone();
+            let object = object.to_string();
+            tokio::spawn(async move { connector.describe(&object).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("describe task panicked"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_use_single_token() {
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        let object = request
+            .path
+            .split('/')
+            .nth(5)
+            .unwrap_or("Unknown")
+            .to_string();
+        json_reply(200, json!({"name": object, "fields": []}))
+    })
+    .await;
+    let connector = Arc::new(server.connector(0));
+
+    let results = describe_concurrently(connector, &["Account", "Lead", "Task"]).await;
+
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(server.requests(TOKEN_PATH).len(), 1);
+}
+
+#[tokio::test]
+async fn second_401_is_auth_error() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => json_reply(
+            401,
+            json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]),
+        ),
+    })
+    .await;
+    let connector = server.connector(3);
+
+    let error = connector.check().await.unwrap_err();
+
+    assert!(matches!(error, ConnectorError::Auth(_)), "{error:?}");
+    assert_eq!(server.requests(TOKEN_PATH).len(), 2);
+    assert_eq!(server.requests(LIMITS_PATH).len(), 2);
+}
+
+fn lead_update(id: &str) -> RecordUpdate {
+    RecordUpdate {
+        object: "Lead".to_string(),
+        id: id.to_string(),
+        fields: [("LS_Score__c".to_string(), Value::Number(50.0))].into(),
+    }
+}
+
+/// Returns the ids of the records in a collection request body.
+fn body_ids(body: &str) -> Vec<String> {
+    let json: Json = serde_json::from_str(body).unwrap();
+    json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn locked_rows_retried_alone() {
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        let first_attempt = count_before(earlier, COLLECTION_PATH) == 0;
+        let results: Vec<Json> = body_ids(&request.body)
+            .iter()
+            .map(|id| {
+                if first_attempt && id == "00Q000000000002" {
+                    json!({"success": false, "errors": [
+                        {"statusCode": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access", "fields": []}]})
+                } else {
+                    json!({"id": id, "success": true, "errors": []})
+                }
+            })
+            .collect();
+        json_reply(200, Json::Array(results))
+    })
+    .await;
+    let connector = server.connector(3);
+    let updates: Vec<_> = ["00Q000000000001", "00Q000000000002", "00Q000000000003"]
+        .iter()
+        .map(|id| lead_update(id))
+        .collect();
+
+    let outcomes = connector.update(&updates).await.unwrap();
+
+    assert_eq!(outcomes.len(), 3);
+    for (outcome, update) in outcomes.iter().zip(&updates) {
+        assert_eq!(outcome.id, update.id);
+        assert_eq!(outcome.result, Ok(()), "{}", outcome.id);
+    }
+    let requests = server.requests(COLLECTION_PATH);
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].method, "PATCH");
+    assert_eq!(body_ids(&requests[1].body), vec!["00Q000000000002"]);
+}
+
+#[tokio::test]
+async fn rows_still_locked_are_retryable() {
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        let results: Vec<Json> = body_ids(&request.body)
+            .iter()
+            .map(|_| {
+                json!({"success": false, "errors": [
+                    {"errorCode": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access", "fields": []}]})
+            })
+            .collect();
+        json_reply(200, Json::Array(results))
+    })
+    .await;
+    let connector = server.connector(2);
+
+    let outcomes = connector
+        .update(&[lead_update("00Q000000000001")])
+        .await
+        .unwrap();
+
+    let error = outcomes[0].result.clone().unwrap_err();
+    assert_eq!(error.code, "UNABLE_TO_LOCK_ROW");
+    assert!(error.retryable);
+    assert_eq!(
+        server.requests(COLLECTION_PATH).len(),
+        3,
+        "one try and two retries"
+    );
+}
+
+#[tokio::test]
+async fn short_result_array_is_payload() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => json_reply(
+            200,
+            json!([{"id": "00Q000000000001", "success": true, "errors": []}]),
+        ),
+    })
+    .await;
+    let connector = server.connector(0);
+    let updates = [
+        lead_update("00Q000000000001"),
+        lead_update("00Q000000000002"),
+    ];
+
+    let error = connector.update(&updates).await.unwrap_err();
+
+    assert!(
+        matches!(&error, ConnectorError::Payload(m) if m.contains("1 results for 2 records")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn large_update_split_into_batches() {
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        let results: Vec<Json> = body_ids(&request.body)
+            .iter()
+            .map(|id| json!({"id": id, "success": true, "errors": []}))
+            .collect();
+        json_reply(200, Json::Array(results))
+    })
+    .await;
+    let connector = server.connector(0);
+    let updates: Vec<_> = (0..450)
+        .map(|i| lead_update(&format!("00Q{i:012}")))
+        .collect();
+
+    let outcomes = connector.update(&updates).await.unwrap();
+
+    assert_eq!(connector.max_batch(), 200);
+    assert_eq!(outcomes.len(), 450);
+    assert!(outcomes
+        .iter()
+        .zip(&updates)
+        .all(|(o, u)| o.id == u.id && o.result.is_ok()));
+    let sizes: Vec<usize> = server
+        .requests(COLLECTION_PATH)
+        .iter()
+        .map(|r| body_ids(&r.body).len())
+        .collect();
+    assert_eq!(sizes, vec![200, 200, 50]);
+}
+
+#[tokio::test]
+async fn foreign_next_url_rejected() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => limits_reply(),
+    })
+    .await;
+    let connector = server.connector(0);
+    let spec = leadscore_connector::PullSpec {
+        object: "Lead".to_string(),
+        fields: vec![],
+        include_deleted: false,
+    };
+
+    let error = connector
+        .pull_next(&spec, None, "@evil.example.test/steal")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, ConnectorError::Payload(_)), "{error:?}");
+    assert_eq!(
+        server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path != TOKEN_PATH)
+            .count(),
+        0
+    );
+}
+
+/// An `io::Write` that appends to a shared buffer, for capturing tracing output.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn trace_output_has_no_secrets() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            return token_reply(base, earlier);
+        }
+        if request.authorization.as_deref() == Some("Bearer token-1") {
+            return json_reply(
+                401,
+                json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]),
+            );
+        }
+        if request.path == COLLECTION_PATH {
+            return json_reply(200, json!([{"success": false, "errors": [
+                {"statusCode": "UNABLE_TO_LOCK_ROW", "message": "locked", "fields": []}]}]));
+        }
+        limits_reply()
+    })
+    .await;
+    let connector = server.connector(1);
+
+    connector.check().await.unwrap();
+    connector
+        .update(&[lead_update("00Q000000000001")])
+        .await
+        .unwrap();
+    let debug_text = format!("{connector:?}");
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("obtained Salesforce access token"),
+        "nothing captured: {text}"
+    );
+    assert!(text.contains("session rejected"), "{text}");
+    for secret in [
+        "mock-secret",
+        "mock-refresh",
+        "token-1",
+        "token-2",
+        "Bearer",
+    ] {
+        assert!(!text.contains(secret), "log contains {secret}: {text}");
+        assert!(
+            !debug_text.contains(secret),
+            "Debug contains {secret}: {debug_text}"
+        );
+    }
+}
