@@ -21,7 +21,11 @@ use crate::training;
 use crate::writeback::{self, FailedWrite};
 
 #[derive(Parser, Debug)]
-#[command(name = "leadscore", version, about = "Predictive account scores for medical-device sales teams, written back into the CRM")]
+#[command(
+    name = "leadscore",
+    version,
+    about = "Predictive account scores for medical-device sales teams, written back into the CRM"
+)]
 pub struct Cli {
     /// Log more (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -173,7 +177,11 @@ async fn run_demo(json: bool, hospitals: Option<usize>) -> Result<u8, Failure> {
     Ok(if summary.failed > 0 { 3 } else { 0 })
 }
 
-async fn serve_sandbox(port: u16, hospitals: Option<usize>, token_ttl_secs: u64) -> Result<u8, Failure> {
+async fn serve_sandbox(
+    port: u16,
+    hospitals: Option<usize>,
+    token_ttl_secs: u64,
+) -> Result<u8, Failure> {
     let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
         max_hospitals: hospitals,
         ..Default::default()
@@ -187,7 +195,9 @@ async fn serve_sandbox(port: u16, hospitals: Option<usize>, token_ttl_secs: u64)
         .await
         .map_err(|err| Failure {
             code: 1,
-            message: format!("cannot listen on 127.0.0.1:{port}: {err}; pick another port with --port"),
+            message: format!(
+                "cannot listen on 127.0.0.1:{port}: {err}; pick another port with --port"
+            ),
         })?;
     let options = sandbox.options();
     // These are the sandbox's own demo credentials, printed so clients can connect; they open
@@ -201,7 +211,10 @@ async fn serve_sandbox(port: u16, hospitals: Option<usize>, token_ttl_secs: u64)
         "refresh_token_env": "LEADSCORE_SF_REFRESH_TOKEN",
     });
     println!("{banner}");
-    eprintln!("Salesforce sandbox listening on {}; press Ctrl-C to stop.", sandbox.url());
+    eprintln!(
+        "Salesforce sandbox listening on {}; press Ctrl-C to stop.",
+        sandbox.url()
+    );
     tokio::signal::ctrl_c().await?;
     sandbox.shutdown().await;
     Ok(0)
@@ -259,7 +272,11 @@ async fn step_pull(args: &ConfigArgs) -> Result<u8, Failure> {
             .iter()
             .map(|o| format!("{} {}", o.object, o.pulled))
             .collect();
-        println!("Pulled {} changed records ({}).", report.pulled, parts.join(", "));
+        println!(
+            "Pulled {} changed records ({}).",
+            report.pulled,
+            parts.join(", ")
+        );
     }
     Ok(0)
 }
@@ -270,7 +287,9 @@ fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
     if args.json {
         print_json(&report)?;
     } else {
-        let auc = report.holdout_auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        let auc = report
+            .holdout_auc
+            .map_or("n/a".to_string(), |a| format!("{a:.3}"));
         println!(
             "Trained model {} on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (base rate {:.3}).",
             report.version,
@@ -290,7 +309,11 @@ fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
     if args.json {
         print_json(&report)?;
     } else {
-        let tiers: Vec<String> = report.tiers.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        let tiers: Vec<String> = report
+            .tiers
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect();
         println!(
             "Scored {} open accounts with model {}: {}.",
             report.scored,
@@ -308,7 +331,11 @@ fn print_failures(failed: &[FailedWrite]) {
             failure.id,
             failure.code,
             failure.message,
-            if failure.retryable { " (will retry on the next push)" } else { "" }
+            if failure.retryable {
+                " (will retry on the next push)"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -322,7 +349,14 @@ async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
         }
         other => other?,
     };
-    let report = writeback::push(&connector, &store, &config.writeback, check.reasons_max_len, Utc::now()).await?;
+    let report = writeback::push(
+        &connector,
+        &store,
+        &config.writeback,
+        check.reasons_max_len,
+        Utc::now(),
+    )
+    .await?;
     if args.json {
         print_json(&report)?;
     } else {
@@ -350,7 +384,10 @@ async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
     if args.json {
         print_json(&report)?;
     } else {
-        let auc = report.train.holdout_auc.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        let auc = report
+            .train
+            .holdout_auc
+            .map_or("n/a".to_string(), |a| format!("{a:.3}"));
         println!(
             "Pulled {} records, trained {} (holdout AUC {auc}), scored {} accounts, wrote {} ({} rejected).",
             report.pull.pulled,

@@ -31,7 +31,10 @@ pub fn sandbox_config(url: &str, store_path: &str) -> String {
             &format!("login_url = \"http://127.0.0.1:{SANDBOX_PORT}\""),
             &format!("login_url = {url:?}"),
         )
-        .replace("path = \"leadscore-data\"", &format!("path = {store_path:?}"))
+        .replace(
+            "path = \"leadscore-data\"",
+            &format!("path = {store_path:?}"),
+        )
         .replace("# as_of = ", "as_of = ")
 }
 
@@ -105,7 +108,10 @@ pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Resul
         .handle()
         .records("Account")
         .iter()
-        .filter(|r| r.get(&config.writeback.score_field).is_some_and(|v| !v.is_null()))
+        .filter(|r| {
+            r.get(&config.writeback.score_field)
+                .is_some_and(|v| !v.is_null())
+        })
         .count();
     sandbox.shutdown().await;
 
@@ -178,7 +184,11 @@ pub fn render(summary: &DemoSummary) -> String {
         summary.holdout_log_loss,
         summary.baseline_log_loss
     ));
-    let tiers: Vec<String> = summary.tiers.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let tiers: Vec<String> = summary
+        .tiers
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect();
     out.push_str(&format!(
         "Scored {} open accounts with model {}: {}.\n\nTop accounts:\n",
         summary.scored,

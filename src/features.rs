@@ -136,7 +136,8 @@ impl History {
                 .as_datetime()
                 .or_else(|| record.get("CreatedDate").as_datetime());
             let Some(at) = at else { continue };
-            let contact = text(record, "WhoId").filter(|id| history.contact_account.contains_key(id));
+            let contact =
+                text(record, "WhoId").filter(|id| history.contact_account.contains_key(id));
             let account = text(record, "WhatId")
                 .and_then(|what| {
                     if history.accounts.contains_key(&what) {
@@ -145,13 +146,21 @@ impl History {
                         deal_account.get(&what).cloned()
                     }
                 })
-                .or_else(|| contact.as_ref().and_then(|c| history.contact_account.get(c).cloned()));
+                .or_else(|| {
+                    contact
+                        .as_ref()
+                        .and_then(|c| history.contact_account.get(c).cloned())
+                });
             let Some(account) = account else { continue };
-            history.activities.entry(account).or_default().push(Activity {
-                at,
-                contact,
-                meeting,
-            });
+            history
+                .activities
+                .entry(account)
+                .or_default()
+                .push(Activity {
+                    at,
+                    contact,
+                    meeting,
+                });
         }
         for list in history.activities.values_mut() {
             list.sort_by_key(|a| a.at);
@@ -257,12 +266,32 @@ impl FeatureSpace {
         }
         let window = config.engagement_window_days;
         let mut aggregates = vec![
-            ("roles_engaged", "buying roles engaged", Aggregate::RolesEngaged),
-            ("contacts_engaged", "contacts engaged", Aggregate::ContactsEngaged),
+            (
+                "roles_engaged",
+                "buying roles engaged",
+                Aggregate::RolesEngaged,
+            ),
+            (
+                "contacts_engaged",
+                "contacts engaged",
+                Aggregate::ContactsEngaged,
+            ),
             ("meetings", "demos and meetings", Aggregate::Meetings),
-            ("days_since_last_touch", "last touch", Aggregate::DaysSinceLastTouch),
-            ("days_since_first_touch", "first touch", Aggregate::DaysSinceFirstTouch),
-            ("contacts_known", "contacts on file", Aggregate::ContactsKnown),
+            (
+                "days_since_last_touch",
+                "last touch",
+                Aggregate::DaysSinceLastTouch,
+            ),
+            (
+                "days_since_first_touch",
+                "first touch",
+                Aggregate::DaysSinceFirstTouch,
+            ),
+            (
+                "contacts_known",
+                "contacts on file",
+                Aggregate::ContactsKnown,
+            ),
             ("system_size", "health-system size", Aggregate::SystemSize),
         ];
         let windows: BTreeSet<i64> = config.activity_windows_days.iter().copied().collect();
@@ -271,7 +300,11 @@ impl FeatureSpace {
             .map(|days| (format!("activities_{days}d"), days))
             .collect();
         for (name, days) in &activity_names {
-            aggregates.push((name.as_str(), "activities", Aggregate::Activities { days: *days }));
+            aggregates.push((
+                name.as_str(),
+                "activities",
+                Aggregate::Activities { days: *days },
+            ));
         }
         for (name, label, aggregate) in aggregates {
             columns.push(Column {
@@ -305,7 +338,9 @@ impl FeatureSpace {
                     kind,
                     category,
                 } => match account {
-                    Some(account) => attribute_value(account.get(field), *kind, category.as_deref()),
+                    Some(account) => {
+                        attribute_value(account.get(field), *kind, category.as_deref())
+                    }
                     None => f64::NAN,
                 },
                 Source::Aggregate(aggregate) => {
@@ -394,8 +429,12 @@ fn attribute_value(value: &Value, kind: AttributeKind, category: Option<&str>) -
         AttributeKind::Number => value.as_f64().unwrap_or(f64::NAN),
         AttributeKind::Flag => match value {
             Value::Bool(b) => f64::from(u8::from(*b)),
-            Value::Text(s) if s.eq_ignore_ascii_case("yes") || s.eq_ignore_ascii_case("true") => 1.0,
-            Value::Text(s) if s.eq_ignore_ascii_case("no") || s.eq_ignore_ascii_case("false") => 0.0,
+            Value::Text(s) if s.eq_ignore_ascii_case("yes") || s.eq_ignore_ascii_case("true") => {
+                1.0
+            }
+            Value::Text(s) if s.eq_ignore_ascii_case("no") || s.eq_ignore_ascii_case("false") => {
+                0.0
+            }
             _ => f64::NAN,
         },
         AttributeKind::Present => match value {
@@ -429,7 +468,8 @@ fn aggregate_value(
             roles.len() as f64
         }
         Aggregate::ContactsEngaged => {
-            let contacts: BTreeSet<&String> = engaged.iter().filter_map(|a| a.contact.as_ref()).collect();
+            let contacts: BTreeSet<&String> =
+                engaged.iter().filter_map(|a| a.contact.as_ref()).collect();
             contacts.len() as f64
         }
         Aggregate::Meetings => engaged.iter().filter(|a| a.meeting).count() as f64,
@@ -448,7 +488,10 @@ fn aggregate_value(
                     .count()
             }) as f64,
         Aggregate::SystemSize => {
-            let parent = history.accounts.get(account_id).and_then(|a| text(a, "ParentId"));
+            let parent = history
+                .accounts
+                .get(account_id)
+                .and_then(|a| text(a, "ParentId"));
             parent
                 .and_then(|p| history.system_size.get(&p).copied())
                 .unwrap_or(1) as f64
@@ -490,7 +533,9 @@ fn attribute_phrase(
 fn aggregate_phrase(aggregate: Aggregate, value: f64, window: i64) -> String {
     let n = format_number(value);
     match aggregate {
-        Aggregate::RolesEngaged if value == 1.0 => format!("1 buying role engaged in {window} days"),
+        Aggregate::RolesEngaged if value == 1.0 => {
+            format!("1 buying role engaged in {window} days")
+        }
         Aggregate::RolesEngaged => format!("{n} buying roles engaged in {window} days"),
         Aggregate::ContactsEngaged => format!("{n} contacts engaged in {window} days"),
         Aggregate::Meetings => format!("{n} demos and meetings in {window} days"),
@@ -561,7 +606,10 @@ mod tests {
         };
         History::build(
             vec![account],
-            vec![contact("003a", "Finance"), contact("003b", "Surgeon Champion")],
+            vec![
+                contact("003a", "Finance"),
+                contact("003b", "Surgeon Champion"),
+            ],
             vec![],
             vec![
                 task("00T1", "003a", "2025-01-10T00:00:00Z"),
@@ -634,7 +682,13 @@ mod tests {
         let history = history();
         let row = space.row(&history, "001A", time("2025-07-01T00:00:00Z"));
         let mut contributions = vec![0.0; row.len()];
-        let index = |name: &str| space.columns.iter().position(|c| c.name == name).expect("column");
+        let index = |name: &str| {
+            space
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .expect("column")
+        };
         contributions[index("hip_knee_volume")] = 0.9;
         contributions[index("roles_engaged")] = 0.4;
         contributions[index("days_since_last_touch")] = -0.6;

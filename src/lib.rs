@@ -5,14 +5,14 @@
 //! ([`scoring`]) and writes changed scores back ([`writeback`]). [`pipeline`] runs those steps;
 //! [`cli`] and [`demo`] are the entry points.
 
+pub mod cli;
 pub mod config;
-pub mod model;
+pub mod demo;
 pub mod features;
+pub mod model;
 pub mod pipeline;
+pub mod run;
 pub mod scoring;
 pub mod store;
 pub mod training;
 pub mod writeback;
-pub mod cli;
-pub mod demo;
-pub mod run;

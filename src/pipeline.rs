@@ -33,7 +33,13 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
     };
     let mut account = spec(
         fields::ACCOUNT,
-        &["Name", "OwnerId", "Owner.IsActive", "ParentId", "CreatedDate"],
+        &[
+            "Name",
+            "OwnerId",
+            "Owner.IsActive",
+            "ParentId",
+            "CreatedDate",
+        ],
     );
     for attribute in &config.features.attributes {
         if !account.fields.contains(&attribute.field) {
@@ -100,7 +106,11 @@ impl<'c, C: Connector> Schemas<'c, C> {
 
     /// Resolves a possibly dotted field (`Owner.IsActive`) and returns a problem when the org
     /// does not have it.
-    async fn resolve(&mut self, object: &str, path: &str) -> Result<Option<String>, ConnectorError> {
+    async fn resolve(
+        &mut self,
+        object: &str,
+        path: &str,
+    ) -> Result<Option<String>, ConnectorError> {
         let mut current = object.to_string();
         let parts: Vec<&str> = path.split('.').collect();
         for (index, part) in parts.iter().enumerate() {
@@ -153,7 +163,10 @@ fn missing_field_message(schema: &ObjectSchema, field: &str, path: &str) -> Stri
 
 /// Authenticates and verifies that every configured field exists and every write-back field
 /// is updateable. All problems are reported together.
-pub async fn check<C: Connector>(connector: &C, config: &Config) -> Result<CheckReport, PipelineError> {
+pub async fn check<C: Connector>(
+    connector: &C,
+    config: &Config,
+) -> Result<CheckReport, PipelineError> {
     let api_usage = connector.check().await?;
     let mut schemas = Schemas {
         connector,
@@ -175,9 +188,21 @@ pub async fn check<C: Connector>(connector: &C, config: &Config) -> Result<Check
     let expected = [
         ("score_field", &writeback.score_field, FieldKind::Number),
         ("tier_field", &writeback.tier_field, FieldKind::Picklist),
-        ("reasons_field", &writeback.reasons_field, FieldKind::LongText),
-        ("model_version_field", &writeback.model_version_field, FieldKind::Text),
-        ("scored_at_field", &writeback.scored_at_field, FieldKind::DateTime),
+        (
+            "reasons_field",
+            &writeback.reasons_field,
+            FieldKind::LongText,
+        ),
+        (
+            "model_version_field",
+            &writeback.model_version_field,
+            FieldKind::Text,
+        ),
+        (
+            "scored_at_field",
+            &writeback.scored_at_field,
+            FieldKind::DateTime,
+        ),
     ];
     let mut reasons_max_len = None;
     for (key, name, kind) in expected {
@@ -192,7 +217,10 @@ pub async fn check<C: Connector>(connector: &C, config: &Config) -> Result<Check
                 "[writeback] {key}: Account.{name} is not updateable by this user; grant field-level edit access"
             ));
         }
-        let text_ok = matches!(field.kind, FieldKind::Text | FieldKind::LongText | FieldKind::Picklist);
+        let text_ok = matches!(
+            field.kind,
+            FieldKind::Text | FieldKind::LongText | FieldKind::Picklist
+        );
         let kind_ok = match kind {
             FieldKind::LongText | FieldKind::Text | FieldKind::Picklist => text_ok,
             other => field.kind == other,
@@ -246,7 +274,11 @@ const LOCATOR_RESTARTS: usize = 3;
 
 /// Pulls every object incrementally. Each page is stored together with the cursor it moves
 /// to, so an interrupted pull resumes after the last stored page.
-pub async fn pull<C: Connector>(connector: &C, store: &Store, config: &Config) -> Result<PullReport, PipelineError> {
+pub async fn pull<C: Connector>(
+    connector: &C,
+    store: &Store,
+    config: &Config,
+) -> Result<PullReport, PipelineError> {
     let mut objects = Vec::new();
     for spec in pull_specs(config) {
         let pulled = pull_object(connector, store, &spec).await?;
@@ -262,7 +294,11 @@ pub async fn pull<C: Connector>(connector: &C, store: &Store, config: &Config) -
     Ok(PullReport { objects, pulled })
 }
 
-async fn pull_object<C: Connector>(connector: &C, store: &Store, spec: &PullSpec) -> Result<usize, PipelineError> {
+async fn pull_object<C: Connector>(
+    connector: &C,
+    store: &Store,
+    spec: &PullSpec,
+) -> Result<usize, PipelineError> {
     let mut pulled = 0;
     let mut restarts = 0;
     loop {
@@ -297,7 +333,8 @@ async fn pull_pages<C: Connector>(
             let mut kept = Vec::with_capacity(page.records.len());
             for record in page.records.drain(..) {
                 let tied = record.modstamp == start.modstamp;
-                if tied && store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp) {
+                if tied && store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp)
+                {
                     continue;
                 }
                 kept.push(record);

@@ -59,7 +59,14 @@ pub async fn run_once<C: Connector>(
     let pull = pipeline::pull(connector, store, config).await?;
     let train = training::train(store, config, now)?;
     let score = scoring::score(store, config, now)?;
-    let push = writeback::push(connector, store, &config.writeback, check.reasons_max_len, now).await?;
+    let push = writeback::push(
+        connector,
+        store,
+        &config.writeback,
+        check.reasons_max_len,
+        now,
+    )
+    .await?;
     Ok(RunReport {
         check,
         pull,

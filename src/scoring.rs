@@ -29,16 +29,24 @@ pub fn score_of(probability: f64) -> f64 {
 }
 
 /// Scores every open account as of `config.scoring.as_of` (or `now`) and stores the scores.
-pub fn score(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<ScoreReport, PipelineError> {
+pub fn score(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<ScoreReport, PipelineError> {
     let Some(stored) = store.current_model()? else {
         return Err(PipelineError::Model(
             "no trained model in the store; run `leadscore train` first".to_string(),
         ));
     };
     let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
-        PipelineError::Model(format!("stored feature encoding of model {} is unreadable: {e}; retrain", stored.version))
+        PipelineError::Model(format!(
+            "stored feature encoding of model {} is unreadable: {e}; retrain",
+            stored.version
+        ))
     })?;
-    let model = GradientBoostedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let model = GradientBoostedModel::from_bytes(&stored.model)
+        .map_err(|e| PipelineError::Model(e.to_string()))?;
     let history = load_history(store, config)?;
     let at = config.scoring.as_of.unwrap_or(now);
 
@@ -49,9 +57,16 @@ pub fn score(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Score
         .filter(|id| history.has_activity_data(id))
         .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
         .collect();
-    let rows: Vec<Vec<f64>> = accounts.iter().map(|id| space.row(&history, id, at)).collect();
-    let probabilities = model.predict(&rows).map_err(|e| PipelineError::Model(e.to_string()))?;
-    let contributions = model.contributions(&rows).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let rows: Vec<Vec<f64>> = accounts
+        .iter()
+        .map(|id| space.row(&history, id, at))
+        .collect();
+    let probabilities = model
+        .predict(&rows)
+        .map_err(|e| PipelineError::Model(e.to_string()))?;
+    let contributions = model
+        .contributions(&rows)
+        .map_err(|e| PipelineError::Model(e.to_string()))?;
 
     let mut scores = Vec::with_capacity(accounts.len());
     for (index, id) in accounts.iter().enumerate() {
@@ -83,11 +98,16 @@ pub fn score(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Score
     }
     store.replace_scores(&scores)?;
 
-    let mut tiers: BTreeMap<String, usize> = config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
+    let mut tiers: BTreeMap<String, usize> =
+        config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
     for row in &scores {
         *tiers.entry(row.tier.clone()).or_default() += 1;
     }
-    scores.sort_by(|a, b| b.probability.total_cmp(&a.probability).then_with(|| a.id.cmp(&b.id)));
+    scores.sort_by(|a, b| {
+        b.probability
+            .total_cmp(&a.probability)
+            .then_with(|| a.id.cmp(&b.id))
+    });
     scores.truncate(10);
     tracing::info!(scored = accounts.len(), model = %stored.version, "scored");
     Ok(ScoreReport {

@@ -187,7 +187,11 @@ impl Store {
     }
 
     /// Returns the change stamp of the stored copy of a record, if there is one.
-    pub fn stored_modstamp(&self, object: &str, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub fn stored_modstamp(
+        &self,
+        object: &str,
+        id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let name = records_tree(object);
         let tree = self.db.open_tree(&name)?;
         match tree.get(id)? {
@@ -314,7 +318,11 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             store
-                .save_page("Account", &[record("a", 1, false), record("b", 2, false)], &cursor)
+                .save_page(
+                    "Account",
+                    &[record("a", 1, false), record("b", 2, false)],
+                    &cursor,
+                )
                 .expect("save");
         }
         let store = Store::open(dir.path()).expect("reopen");

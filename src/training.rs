@@ -76,14 +76,22 @@ fn content_version(model: &[u8], features: &[u8]) -> String {
 }
 
 /// Trains on the closed deals in the store and makes the result the current model.
-pub fn train(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<TrainReport, PipelineError> {
+pub fn train(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<TrainReport, PipelineError> {
     let history = load_history(store, config)?;
     let mut deals: Vec<&Deal> = history
         .deals
         .iter()
         .filter(|d| d.closed && d.close_date.is_some())
         .collect();
-    deals.sort_by(|a, b| a.close_date.cmp(&b.close_date).then_with(|| a.id.cmp(&b.id)));
+    deals.sort_by(|a, b| {
+        a.close_date
+            .cmp(&b.close_date)
+            .then_with(|| a.id.cmp(&b.id))
+    });
     if deals.len() < config.model.min_examples {
         return Err(PipelineError::Model(format!(
             "training needs at least {} closed deals and the store has {}; run `leadscore pull` first, or lower [model] min_examples",
@@ -94,13 +102,19 @@ pub fn train(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Train
 
     let holdout_rows = ((deals.len() as f64) * config.model.holdout_fraction).round() as usize;
     let split = deals.len() - holdout_rows.max(1);
-    let training_accounts: Vec<&str> = deals[..split].iter().map(|d| d.account_id.as_str()).collect();
+    let training_accounts: Vec<&str> = deals[..split]
+        .iter()
+        .map(|d| d.account_id.as_str())
+        .collect();
     let space = FeatureSpace::fit(&config.features, &history, &training_accounts);
     let rows: Vec<Vec<f64>> = deals
         .iter()
         .map(|d| space.row(&history, &d.account_id, d.created))
         .collect();
-    let labels: Vec<f64> = deals.iter().map(|d| if d.won { 1.0 } else { 0.0 }).collect();
+    let labels: Vec<f64> = deals
+        .iter()
+        .map(|d| if d.won { 1.0 } else { 0.0 })
+        .collect();
     let dataset = |range: std::ops::Range<usize>| Dataset {
         feature_names: space.names(),
         rows: rows[range.clone()].to_vec(),
@@ -108,15 +122,20 @@ pub fn train(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<Train
     };
 
     let params = params(config);
-    let validation_model = GradientBoostedModel::fit(&dataset(0..split), &params).map_err(model_error)?;
+    let validation_model =
+        GradientBoostedModel::fit(&dataset(0..split), &params).map_err(model_error)?;
     let holdout = dataset(split..deals.len());
-    let predictions = validation_model.predict(&holdout.rows).map_err(model_error)?;
+    let predictions = validation_model
+        .predict(&holdout.rows)
+        .map_err(model_error)?;
     let train_rate = labels[..split].iter().sum::<f64>() / split as f64;
     let baseline = vec![train_rate; holdout.labels.len()];
 
-    let final_model = GradientBoostedModel::fit(&dataset(0..deals.len()), &params).map_err(model_error)?;
+    let final_model =
+        GradientBoostedModel::fit(&dataset(0..deals.len()), &params).map_err(model_error)?;
     let model_bytes = final_model.to_bytes().map_err(model_error)?;
-    let features_json = serde_json::to_value(&space).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let features_json =
+        serde_json::to_value(&space).map_err(|e| PipelineError::Model(e.to_string()))?;
     let version = content_version(&model_bytes, features_json.to_string().as_bytes());
 
     let report = TrainReport {

@@ -16,7 +16,9 @@ use crate::store::{ScoreRow, Store, WrittenValues};
 pub fn reasons_text(reasons: &[String], max_len: Option<u32>) -> String {
     let text = reasons.join("\n");
     match max_len {
-        Some(max) if text.chars().count() > max as usize => text.chars().take(max as usize).collect(),
+        Some(max) if text.chars().count() > max as usize => {
+            text.chars().take(max as usize).collect()
+        }
         _ => text,
     }
 }
@@ -62,9 +64,18 @@ pub fn plan(
             fields: BTreeMap::from([
                 (fields.score_field.clone(), Value::Number(values.score)),
                 (fields.tier_field.clone(), Value::Text(values.tier.clone())),
-                (fields.reasons_field.clone(), Value::Text(values.reasons.clone())),
-                (fields.model_version_field.clone(), Value::Text(values.model_version.clone())),
-                (fields.scored_at_field.clone(), Value::DateTime(row.scored_at)),
+                (
+                    fields.reasons_field.clone(),
+                    Value::Text(values.reasons.clone()),
+                ),
+                (
+                    fields.model_version_field.clone(),
+                    Value::Text(values.model_version.clone()),
+                ),
+                (
+                    fields.scored_at_field.clone(),
+                    Value::DateTime(row.scored_at),
+                ),
             ]),
         };
         planned.push(PlannedWrite { update, values });
@@ -139,7 +150,12 @@ pub async fn push<C: Connector>(
         store.mark_written(&confirmed)?;
         report.written += confirmed.len();
     }
-    tracing::info!(written = report.written, failed = report.failed.len(), unchanged = report.unchanged, "pushed");
+    tracing::info!(
+        written = report.written,
+        failed = report.failed.len(),
+        unchanged = report.unchanged,
+        "pushed"
+    );
     Ok(report)
 }
 
@@ -176,13 +192,25 @@ mod tests {
     #[test]
     fn unchanged_scores_not_planned() {
         let now = DateTime::UNIX_EPOCH;
-        let first = plan(&[row("a", 50.0), row("b", 60.0)], &BTreeMap::new(), &config(), None, now);
+        let first = plan(
+            &[row("a", 50.0), row("b", 60.0)],
+            &BTreeMap::new(),
+            &config(),
+            None,
+            now,
+        );
         assert_eq!(first.len(), 2);
         let written: BTreeMap<String, WrittenValues> = first
             .iter()
             .map(|p| (p.update.id.clone(), p.values.clone()))
             .collect();
-        let second = plan(&[row("a", 50.0), row("b", 61.0)], &written, &config(), None, now);
+        let second = plan(
+            &[row("a", 50.0), row("b", 61.0)],
+            &written,
+            &config(),
+            None,
+            now,
+        );
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].update.id, "b");
         assert_eq!(second[0].update.fields["S"], Value::Number(61.0));

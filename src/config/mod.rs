@@ -25,7 +25,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.issues.len();
         let noun = if count == 1 { "problem" } else { "problems" };
-        writeln!(f, "invalid configuration {} ({count} {noun}):", self.path.display())?;
+        writeln!(
+            f,
+            "invalid configuration {} ({count} {noun}):",
+            self.path.display()
+        )?;
         for issue in &self.issues {
             write!(
                 f,
@@ -328,7 +332,10 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Sa
             issues.push(
                 kind.span(),
                 &s.key_path("kind"),
-                format!("unsupported connector {:?}; supported: salesforce", kind.get_ref()),
+                format!(
+                    "unsupported connector {:?}; supported: salesforce",
+                    kind.get_ref()
+                ),
                 Some(r#"kind = "salesforce""#),
             );
         }
@@ -381,9 +388,7 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Sa
     );
     for env in [&secret_env, &token_env].into_iter().flatten() {
         let name = env.get_ref();
-        let valid = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             issues.push(
@@ -421,7 +426,12 @@ fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Fea
         .map(|v| v.into_inner())
         .unwrap_or_else(|| "Buying_Role__c".to_string());
     let engagement_window_days = s
-        .integer(issues, "engagement_window_days", 1..3651, "engagement_window_days = 365")
+        .integer(
+            issues,
+            "engagement_window_days",
+            1..3651,
+            "engagement_window_days = 365",
+        )
         .unwrap_or(365);
     let activity_windows_days = s
         .integer_array(
@@ -444,7 +454,10 @@ fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Fea
                     issues.push(
                         entry.span(),
                         &entry.key_path("name"),
-                        format!("duplicate feature name {:?}; names must be unique", attribute.name),
+                        format!(
+                            "duplicate feature name {:?}; names must be unique",
+                            attribute.name
+                        ),
                         None,
                     );
                 }
@@ -476,29 +489,34 @@ fn read_attribute(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<At
             issues.push(
                 name.span(),
                 &s.key_path("name"),
-                format!("{:?} must be lower-case letters, digits and _", name.get_ref()),
+                format!(
+                    "{:?} must be lower-case letters, digits and _",
+                    name.get_ref()
+                ),
                 Some(r#"name = "hip_knee_volume""#),
             );
         }
     }
     let field = s.required_string(issues, "field", r#"field = "Hip_Knee_Discharges__c""#);
     let kind_example = r#"kind = "number""#;
-    let kind = s.required_string(issues, "kind", kind_example).and_then(|k| {
-        let parsed = AttributeKind::parse(k.get_ref());
-        if parsed.is_none() {
-            issues.push(
-                k.span(),
-                &s.key_path("kind"),
-                format!(
-                    "unknown kind {:?}; expected one of: {}",
-                    k.get_ref(),
-                    AttributeKind::NAMES
-                ),
-                Some(kind_example),
-            );
-        }
-        parsed
-    });
+    let kind = s
+        .required_string(issues, "kind", kind_example)
+        .and_then(|k| {
+            let parsed = AttributeKind::parse(k.get_ref());
+            if parsed.is_none() {
+                issues.push(
+                    k.span(),
+                    &s.key_path("kind"),
+                    format!(
+                        "unknown kind {:?}; expected one of: {}",
+                        k.get_ref(),
+                        AttributeKind::NAMES
+                    ),
+                    Some(kind_example),
+                );
+            }
+            parsed
+        });
     let label = s.string(issues, "label", r#"label = "hip/knee volume""#);
     let name = name?.into_inner();
     Some(AttributeFeature {
@@ -513,18 +531,30 @@ fn read_attribute(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<At
 
 fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelConfig> {
     Some(ModelConfig {
-        trees: s.integer(issues, "trees", 1..5001, "trees = 100").unwrap_or(100) as usize,
-        max_depth: s.integer(issues, "max_depth", 1..17, "max_depth = 5").unwrap_or(5) as usize,
+        trees: s
+            .integer(issues, "trees", 1..5001, "trees = 100")
+            .unwrap_or(100) as usize,
+        max_depth: s
+            .integer(issues, "max_depth", 1..17, "max_depth = 5")
+            .unwrap_or(5) as usize,
         learning_rate: s
             .float(issues, "learning_rate", 0.001, 1.0, "learning_rate = 0.1")
             .unwrap_or(0.1),
         holdout_fraction: s
-            .float(issues, "holdout_fraction", 0.05, 0.5, "holdout_fraction = 0.2")
+            .float(
+                issues,
+                "holdout_fraction",
+                0.05,
+                0.5,
+                "holdout_fraction = 0.2",
+            )
             .unwrap_or(0.2),
         min_examples: s
             .integer(issues, "min_examples", 10..1_000_000, "min_examples = 100")
             .unwrap_or(100) as usize,
-        seed: s.integer(issues, "seed", 0..i64::MAX, "seed = 7").unwrap_or(7) as u64,
+        seed: s
+            .integer(issues, "seed", 0..i64::MAX, "seed = 7")
+            .unwrap_or(7) as u64,
     })
 }
 
@@ -536,7 +566,9 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
         issues.push(
             s.span(),
             &s.key_path("a"),
-            format!("thresholds must fall from A to C (a > b > c), found a = {a}, b = {b}, c = {c}"),
+            format!(
+                "thresholds must fall from A to C (a > b > c), found a = {a}, b = {b}, c = {c}"
+            ),
             Some("a = 70, b = 45, c = 25"),
         );
     }
@@ -544,7 +576,12 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
     let labels = match s.string_array(issues, "labels", labels_example) {
         Some(values) if values.len() == 4 => {
             let values: Vec<String> = values.into_iter().map(|v| v.into_inner()).collect();
-            [values[0].clone(), values[1].clone(), values[2].clone(), values[3].clone()]
+            [
+                values[0].clone(),
+                values[1].clone(),
+                values[2].clone(),
+                values[3].clone(),
+            ]
         }
         Some(values) => {
             issues.push(
@@ -591,12 +628,17 @@ fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Scor
             issues.push(
                 level.span(),
                 &s.key_path("level"),
-                format!("unsupported level {:?}; supported: account", level.get_ref()),
+                format!(
+                    "unsupported level {:?}; supported: account",
+                    level.get_ref()
+                ),
                 Some(level_example),
             );
         }
     }
-    let reasons = s.integer(issues, "reasons", 1..11, "reasons = 3").unwrap_or(3) as usize;
+    let reasons = s
+        .integer(issues, "reasons", 1..11, "reasons = 3")
+        .unwrap_or(3) as usize;
     let as_of_example = "as_of = 2026-12-01T00:00:00Z";
     let as_of = s.datetime(issues, "as_of", as_of_example).and_then(|v| {
         let parsed = DateTime::parse_from_rfc3339(v.get_ref()).ok();

@@ -7,14 +7,21 @@ use super::*;
 const EXAMPLE: &str = include_str!("../../deploy/leadscore.example.toml");
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("leadscore.toml"), Path::new("/etc/leadscore"))
+    Config::parse(
+        text,
+        Path::new("leadscore.toml"),
+        Path::new("/etc/leadscore"),
+    )
 }
 
 #[test]
 fn example_config_parses() {
     let config = parse(EXAMPLE).expect("the shipped example must be valid");
     assert_eq!(config.salesforce.api_version, "59.0");
-    assert_eq!(config.store_path, Path::new("/etc/leadscore/leadscore-data"));
+    assert_eq!(
+        config.store_path,
+        Path::new("/etc/leadscore/leadscore-data")
+    );
     assert_eq!(config.features.attributes.len(), 12);
     assert_eq!(config.tiers.tier_for(70.0), "A");
     assert_eq!(config.tiers.tier_for(69.9), "B");
@@ -52,7 +59,10 @@ fn issues_carry_line_and_column() {
     assert_eq!(issue.column, 13);
     assert!(issue.example.as_deref() == Some("page_size = 2000"));
     let shown = err.to_string();
-    assert!(shown.contains(&format!("leadscore.toml:{line}:13: connector.page_size")), "{shown}");
+    assert!(
+        shown.contains(&format!("leadscore.toml:{line}:13: connector.page_size")),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -65,14 +75,22 @@ fn secret_in_file_rejected() {
     let shown = err.to_string();
     assert!(shown.contains("connector.client_secret"), "{shown}");
     assert!(shown.contains("environment variable"), "{shown}");
-    assert!(!shown.contains("hunter2"), "the secret itself must not be echoed: {shown}");
+    assert!(
+        !shown.contains("hunter2"),
+        "the secret itself must not be echoed: {shown}"
+    );
 }
 
 #[test]
 fn missing_sections_name_required_keys() {
     let err = parse("[model]\ntrees = 10\n").unwrap_err();
     let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
-    for key in ["connector.kind", "connector.login_url", "connector.client_id", "store.path"] {
+    for key in [
+        "connector.kind",
+        "connector.login_url",
+        "connector.client_id",
+        "store.path",
+    ] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
 }
@@ -94,7 +112,10 @@ fn tier_order_checked() {
 #[test]
 fn bad_url_and_duplicate_feature() {
     let text = EXAMPLE
-        .replace("login_url = \"http://127.0.0.1:8580\"", "login_url = \"login.salesforce.com\"")
+        .replace(
+            "login_url = \"http://127.0.0.1:8580\"",
+            "login_url = \"login.salesforce.com\"",
+        )
         .replace("name = \"cabg_volume\"", "name = \"hip_knee_volume\"");
     let err = parse(&text).unwrap_err();
     let shown = err.to_string();

@@ -116,7 +116,12 @@ impl<'t, 'i> Section<'t, 'i> {
         } else {
             format!("missing required key; the table [{}] is absent", self.path)
         };
-        issues.push(self.span.clone(), &self.key_path(key), message, Some(example));
+        issues.push(
+            self.span.clone(),
+            &self.key_path(key),
+            message,
+            Some(example),
+        );
     }
 
     fn wrong_type(
@@ -367,7 +372,10 @@ impl<'t, 'i> Section<'t, 'i> {
             issues.push(
                 value.span(),
                 &path,
-                format!("expected an array of tables, found {}", type_name(value.get_ref())),
+                format!(
+                    "expected an array of tables, found {}",
+                    type_name(value.get_ref())
+                ),
                 Some(&format!("[[{path}]]")),
             );
             return Vec::new();

@@ -72,7 +72,11 @@ impl fmt::Display for Value {
             Value::Number(n) => write!(f, "{n}"),
             Value::Text(s) => f.write_str(s),
             Value::Date(d) => write!(f, "{d}"),
-            Value::DateTime(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            Value::DateTime(t) => write!(
+                f,
+                "{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
         }
     }
 }
@@ -183,7 +187,9 @@ pub struct ObjectSchema {
 
 impl ObjectSchema {
     pub fn field(&self, name: &str) -> Option<&FieldSchema> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 }
 
