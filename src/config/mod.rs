@@ -51,7 +51,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// How one account attribute becomes model input.
+/// Encoding of one account attribute as model input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttributeKind {
@@ -311,21 +311,7 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
 }
 
 fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<SalesforceSettings> {
-    for secret in ["client_secret", "refresh_token", "access_token", "password"] {
-        let secret_key: &'static str = secret;
-        if let Some(value) = s.raw(secret_key) {
-            issues.push(
-                value.span(),
-                &s.key_path(secret),
-                "secrets are never read from the file; name an environment variable instead"
-                    .to_string(),
-                Some(&format!(
-                    r#"{secret}_env = "LEADSCORE_SF_{}""#,
-                    secret.to_uppercase()
-                )),
-            );
-        }
-    }
+    reject_secrets_in_file(s, issues);
     let kind = s.required_string(issues, "kind", r#"kind = "salesforce""#);
     if let Some(kind) = &kind {
         if kind.get_ref() != "salesforce" {
@@ -340,65 +326,13 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Sa
             );
         }
     }
-    let url_example = r#"login_url = "https://login.salesforce.com""#;
-    let login_url = s.required_string(issues, "login_url", url_example);
-    if let Some(url) = &login_url {
-        let text = url.get_ref();
-        let valid = url::Url::parse(text)
-            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .unwrap_or(false);
-        if !valid {
-            issues.push(
-                url.span(),
-                &s.key_path("login_url"),
-                format!("{text:?} is not an http or https URL"),
-                Some(url_example),
-            );
-        }
-    }
-    let version_example = r#"api_version = "59.0""#;
-    let api_version = s
-        .string(issues, "api_version", version_example)
-        .map(|v| {
-            let text = v.get_ref().trim_start_matches('v').to_string();
-            let valid = text
-                .split_once('.')
-                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
-            if !valid {
-                issues.push(
-                    v.span(),
-                    &s.key_path("api_version"),
-                    format!("{:?} is not an API version like 59.0", v.get_ref()),
-                    Some(version_example),
-                );
-            }
-            text
-        })
-        .unwrap_or_else(|| "59.0".to_string());
+    let login_url = read_login_url(s, issues);
+    let api_version = read_api_version(s, issues);
     let client_id = s.required_string(issues, "client_id", r#"client_id = "3MVG9...""#);
-    let secret_env = s.required_string(
-        issues,
-        "client_secret_env",
-        r#"client_secret_env = "LEADSCORE_SF_CLIENT_SECRET""#,
-    );
-    let token_env = s.required_string(
-        issues,
-        "refresh_token_env",
-        r#"refresh_token_env = "LEADSCORE_SF_REFRESH_TOKEN""#,
-    );
-    for env in [&secret_env, &token_env].into_iter().flatten() {
-        let name = env.get_ref();
-        let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            issues.push(
-                env.span(),
-                "connector",
-                format!("{name:?} is not an environment variable name (letters, digits, _)"),
-                Some(r#"client_secret_env = "LEADSCORE_SF_CLIENT_SECRET""#),
-            );
-        }
-    }
+
+    let secret_env = read_env_name(s, issues, "client_secret_env", "LEADSCORE_SF_CLIENT_SECRET");
+    let token_env = read_env_name(s, issues, "refresh_token_env", "LEADSCORE_SF_REFRESH_TOKEN");
+
     let page_size = s
         .integer(issues, "page_size", 200..2001, "page_size = 2000")
         .map(|n| n as u32);
@@ -409,15 +343,96 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Sa
         .integer(issues, "max_retries", 0..21, "max_retries = 4")
         .unwrap_or(4);
     Some(SalesforceSettings {
-        login_url: login_url?.into_inner().trim_end_matches('/').to_string(),
+        login_url: login_url?,
         api_version,
         client_id: client_id?.into_inner(),
-        client_secret_env: secret_env?.into_inner(),
-        refresh_token_env: token_env?.into_inner(),
+        client_secret_env: secret_env?,
+        refresh_token_env: token_env?,
         page_size,
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
     })
+}
+
+/// Reports secrets written into the file; the value itself is never echoed.
+fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
+    for secret in ["client_secret", "refresh_token", "access_token", "password"] {
+        if let Some(value) = s.raw(secret) {
+            issues.push(
+                value.span(),
+                &s.key_path(secret),
+                "secrets are never read from the file; name an environment variable instead"
+                    .to_string(),
+                Some(&format!(
+                    r#"{secret}_env = "LEADSCORE_SF_{}""#,
+                    secret.to_uppercase()
+                )),
+            );
+        }
+    }
+}
+
+fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<String> {
+    let example = r#"login_url = "https://login.salesforce.com""#;
+    let url = s.required_string(issues, "login_url", example)?;
+    let text = url.get_ref();
+    let valid = url::Url::parse(text)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .unwrap_or(false);
+    if !valid {
+        issues.push(
+            url.span(),
+            &s.key_path("login_url"),
+            format!("{text:?} is not an http or https URL"),
+            Some(example),
+        );
+        return None;
+    }
+    Some(text.trim_end_matches('/').to_string())
+}
+
+/// Reads the API version, accepting `59.0` or `v59.0`; the default is 59.0.
+fn read_api_version(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> String {
+    let example = r#"api_version = "59.0""#;
+    let Some(version) = s.string(issues, "api_version", example) else {
+        return "59.0".to_string();
+    };
+    let text = version.get_ref().trim_start_matches('v').to_string();
+    let valid = text
+        .split_once('.')
+        .is_some_and(|(major, minor)| major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok());
+    if !valid {
+        issues.push(
+            version.span(),
+            &s.key_path("api_version"),
+            format!("{:?} is not an API version like 59.0", version.get_ref()),
+            Some(example),
+        );
+    }
+    text
+}
+
+fn read_env_name(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    key: &'static str,
+    default_name: &str,
+) -> Option<String> {
+    let example = format!("{key} = {default_name:?}");
+    let name = s.required_string(issues, key, &example)?;
+    let text = name.get_ref();
+    let valid = text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !text.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        issues.push(
+            name.span(),
+            &s.key_path(key),
+            format!("{text:?} is not an environment variable name (letters, digits and _)"),
+            Some(&example),
+        );
+        return None;
+    }
+    Some(name.into_inner())
 }
 
 fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<FeatureConfig> {

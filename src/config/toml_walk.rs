@@ -69,7 +69,7 @@ pub fn type_name(value: &DeValue<'_>) -> &'static str {
 }
 
 /// One table of the document. Every key read through it is remembered, so that
-/// [`Section::finish`] can report the keys nobody asked for as unknown.
+/// [`Section::finish`] can report the keys that were never read as unknown.
 pub struct Section<'t, 'i> {
     path: String,
     table: Option<&'t DeTable<'i>>,
