@@ -26,10 +26,12 @@ pub enum PipelineError {
 
 /// The objects pulled, in the order they are pulled, with the fields the pipeline needs.
 pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
+    // queryAll, because Salesforce's plain query skips archived tasks and events (activities
+    // older than about a year) and deleted rows; deleted rows then leave the store.
     let spec = |object: &str, fields: &[&str]| PullSpec {
         object: object.to_string(),
         fields: fields.iter().map(|f| f.to_string()).collect(),
-        include_deleted: false,
+        include_deleted: true,
     };
     let mut account = spec(
         fields::ACCOUNT,

@@ -34,8 +34,14 @@ fn text(bytes: &[u8]) -> String {
 fn secret_env(env: &Env) -> Vec<(String, String)> {
     let options = env.sandbox.options();
     vec![
-        ("LEADSCORE_SF_CLIENT_SECRET".into(), options.client_secret.clone()),
-        ("LEADSCORE_SF_REFRESH_TOKEN".into(), options.refresh_token.clone()),
+        (
+            "LEADSCORE_SF_CLIENT_SECRET".into(),
+            options.client_secret.clone(),
+        ),
+        (
+            "LEADSCORE_SF_REFRESH_TOKEN".into(),
+            options.refresh_token.clone(),
+        ),
     ]
 }
 
@@ -52,7 +58,13 @@ async fn config_errors_listed_with_lines() {
         .replace("batch_size = 200", "batch_size = 500")
         .replace("[tiers]", "[tiers]\nsilver = 40");
     std::fs::write(&path, &example).expect("write");
-    let line_of = |needle: &str| example.lines().position(|l| l.starts_with(needle)).expect("line") + 1;
+    let line_of = |needle: &str| {
+        example
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .expect("line")
+            + 1
+    };
 
     let mut args = vec!["check".to_string()];
     args.extend(config_arg(&path));
@@ -60,9 +72,27 @@ async fn config_errors_listed_with_lines() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("3 problems"), "{stderr}");
-    assert!(stderr.contains(&format!("bad.toml:{}:13: connector.page_size", line_of("page_size"))), "{stderr}");
-    assert!(stderr.contains(&format!("bad.toml:{}:14: writeback.batch_size", line_of("batch_size"))), "{stderr}");
-    assert!(stderr.contains(&format!("bad.toml:{}:1: tiers.silver: unknown key", line_of("silver"))), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "bad.toml:{}:13: connector.page_size",
+            line_of("page_size")
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "bad.toml:{}:14: writeback.batch_size",
+            line_of("batch_size")
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "bad.toml:{}:1: tiers.silver: unknown key",
+            line_of("silver")
+        )),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -117,7 +147,10 @@ async fn secrets_never_reach_output() {
     .expect("join");
     let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(all.contains("DEBUG"), "debug logging was on, so the check means something");
+    assert!(
+        all.contains("DEBUG"),
+        "debug logging was on, so the check means something"
+    );
 
     let options = env.sandbox.options();
     let mut secrets = vec![options.client_secret.clone(), options.refresh_token.clone()];
@@ -143,7 +176,9 @@ async fn sandbox_prints_connection_banner() {
     let stdout = child.stdout.take().expect("stdout");
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("banner line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("banner line");
         line
     })
     .await
@@ -154,9 +189,18 @@ async fn sandbox_prints_connection_banner() {
 
     let form = [
         ("grant_type", "refresh_token"),
-        ("client_id", banner["client_id"].as_str().expect("client_id")),
-        ("client_secret", banner["client_secret"].as_str().expect("secret")),
-        ("refresh_token", banner["refresh_token"].as_str().expect("token")),
+        (
+            "client_id",
+            banner["client_id"].as_str().expect("client_id"),
+        ),
+        (
+            "client_secret",
+            banner["client_secret"].as_str().expect("secret"),
+        ),
+        (
+            "refresh_token",
+            banner["refresh_token"].as_str().expect("token"),
+        ),
     ];
     let response = reqwest::Client::new()
         .post(format!("{url}/services/oauth2/token"))

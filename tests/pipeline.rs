@@ -23,25 +23,49 @@ async fn incremental_pull_takes_only_changes() {
     let store = env.store();
     let connector = env.connector();
 
-    let first = pipeline::pull(&connector, &store, &env.config).await.expect("first pull");
+    let first = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
     let accounts = env.org.records["Account"].len();
-    let account_pull = first.objects.iter().find(|o| o.object == "Account").expect("accounts pulled");
+    let account_pull = first
+        .objects
+        .iter()
+        .find(|o| o.object == "Account")
+        .expect("accounts pulled");
     assert_eq!(account_pull.pulled, accounts);
     assert_eq!(store.record_count("Account").expect("count"), accounts);
 
-    let again = pipeline::pull(&connector, &store, &env.config).await.expect("second pull");
+    let again = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("second pull");
     assert_eq!(again.pulled, 0, "an unchanged org pulls nothing: {again:?}");
 
     // One user edit: exactly that record comes back, with its new value.
-    let edited = env.org.records["Account"][7]["Id"].as_str().expect("id").to_string();
+    let edited = env.org.records["Account"][7]["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let mut fields = serde_json::Map::new();
-    fields.insert("Name".into(), serde_json::json!("Renamed Memorial Hospital"));
-    env.handle().update_record("Account", &edited, fields).expect("edit");
-    let third = pipeline::pull(&connector, &store, &env.config).await.expect("third pull");
+    fields.insert(
+        "Name".into(),
+        serde_json::json!("Renamed Memorial Hospital"),
+    );
+    env.handle()
+        .update_record("Account", &edited, fields)
+        .expect("edit");
+    let third = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("third pull");
     assert_eq!(third.pulled, 1, "{third:?}");
     let stored = store.records("Account").expect("records");
-    let renamed = stored.iter().find(|r| r.id == edited).expect("edited record stored");
-    assert_eq!(renamed.get("Name").as_str(), Some("Renamed Memorial Hospital"));
+    let renamed = stored
+        .iter()
+        .find(|r| r.id == edited)
+        .expect("edited record stored");
+    assert_eq!(
+        renamed.get("Name").as_str(),
+        Some("Renamed Memorial Hospital")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,34 +78,73 @@ async fn record_sharing_cursor_stamp_not_skipped() {
     let contacts = &env.org.records["Contact"];
     let middle = contacts[contacts.len() / 2]["Id"].as_str().expect("id");
     let latest = env.org.as_of + chrono::Duration::days(1);
-    env.handle().set_system_modstamp("Contact", middle, latest).expect("stamp");
-    pipeline::pull(&connector, &store, &env.config).await.expect("first pull");
-    let cursor = store.cursor("Contact").expect("read").expect("cursor saved");
+    env.handle()
+        .set_system_modstamp("Contact", middle, latest)
+        .expect("stamp");
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
+    let cursor = store
+        .cursor("Contact")
+        .expect("read")
+        .expect("cursor saved");
     assert_eq!(cursor.id, middle);
 
     // Two contacts take the cursor's exact stamp: one ordered after the cursor's id, one before.
     let ids: Vec<&str> = contacts.iter().filter_map(|c| c["Id"].as_str()).collect();
-    let after = ids.iter().copied().filter(|id| *id > cursor.id.as_str()).max().expect("an id after");
-    let before = ids.iter().copied().filter(|id| *id < cursor.id.as_str()).min().expect("an id before");
+    let after = ids
+        .iter()
+        .copied()
+        .filter(|id| *id > cursor.id.as_str())
+        .max()
+        .expect("an id after");
+    let before = ids
+        .iter()
+        .copied()
+        .filter(|id| *id < cursor.id.as_str())
+        .min()
+        .expect("an id before");
     let handle = env.handle();
     let mut stamp_change = serde_json::Map::new();
     stamp_change.insert("Buying_Role__c".into(), serde_json::json!("Patient Safety"));
     for id in [after, before] {
-        handle.update_record("Contact", id, stamp_change.clone()).expect("edit");
-        handle.set_system_modstamp("Contact", id, cursor.modstamp).expect("stamp");
+        handle
+            .update_record("Contact", id, stamp_change.clone())
+            .expect("edit");
+        handle
+            .set_system_modstamp("Contact", id, cursor.modstamp)
+            .expect("stamp");
     }
 
-    let report = pipeline::pull(&connector, &store, &env.config).await.expect("pull");
-    let contact_pull = report.objects.iter().find(|o| o.object == "Contact").expect("contacts");
-    assert_eq!(contact_pull.pulled, 2, "both tied records come back: {report:?}");
+    let report = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    let contact_pull = report
+        .objects
+        .iter()
+        .find(|o| o.object == "Contact")
+        .expect("contacts");
+    assert_eq!(
+        contact_pull.pulled, 2,
+        "both tied records come back: {report:?}"
+    );
     let stored = store.records("Contact").expect("records");
     for id in [after, before] {
         let record = stored.iter().find(|r| r.id == id).expect("stored");
-        assert_eq!(record.get("Buying_Role__c").as_str(), Some("Patient Safety"), "{id}");
+        assert_eq!(
+            record.get("Buying_Role__c").as_str(),
+            Some("Patient Safety"),
+            "{id}"
+        );
         assert_eq!(record.modstamp, cursor.modstamp, "{id}");
     }
-    let repeat = pipeline::pull(&connector, &store, &env.config).await.expect("pull");
-    assert_eq!(repeat.pulled, 0, "tied records are not pulled twice: {repeat:?}");
+    let repeat = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    assert_eq!(
+        repeat.pulled, 0,
+        "tied records are not pulled twice: {repeat:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,9 +156,14 @@ async fn token_expiring_mid_paging_is_refreshed() {
     connector_check(&connector).await;
     handle.expire_tokens_after_requests(5);
 
-    let report = pipeline::pull(&connector, &store, &env.config).await.expect("pull survives expiry");
+    let report = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull survives expiry");
     let tasks = env.org.records["Task"].len();
-    assert!(tasks > 300, "the test needs several pages of tasks, found {tasks}");
+    assert!(
+        tasks > 300,
+        "the test needs several pages of tasks, found {tasks}"
+    );
     assert_eq!(store.record_count("Task").expect("count"), tasks);
     assert!(report.pulled > 0);
     let token_grants = handle
@@ -103,7 +171,10 @@ async fn token_expiring_mid_paging_is_refreshed() {
         .iter()
         .filter(|r| r.path == "/services/oauth2/token")
         .count();
-    assert!(token_grants >= 2, "expected a refresh after expiry, saw {token_grants} grants");
+    assert!(
+        token_grants >= 2,
+        "expected a refresh after expiry, saw {token_grants} grants"
+    );
 }
 
 async fn connector_check(connector: &leadscore_salesforce::SalesforceConnector) {
@@ -117,31 +188,53 @@ async fn rejected_writes_reported_and_not_marked() {
     let store = env.store();
     let connector = env.connector();
     let now = Utc::now();
-    pipeline::pull(&connector, &store, &env.config).await.expect("pull");
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
     training::train(&store, &env.config, now).expect("train");
     let scores = scoring::score(&store, &env.config, now).expect("score");
     assert!(scores.scored > 10, "{scores:?}");
 
     let rows = store.scores().expect("scores");
     let refused = rows[3].id.clone();
-    env.handle()
-        .fail_writes(&refused, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Score locked by admin");
-    let check = pipeline::check(&connector, &env.config).await.expect("check");
-    let push = writeback::push(&connector, &store, &env.config.writeback, check.reasons_max_len, now)
+    env.handle().fail_writes(
+        &refused,
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "Score locked by admin",
+    );
+    let check = pipeline::check(&connector, &env.config)
         .await
-        .expect("push");
+        .expect("check");
+    let push = writeback::push(
+        &connector,
+        &store,
+        &env.config.writeback,
+        check.reasons_max_len,
+        now,
+    )
+    .await
+    .expect("push");
     assert_eq!(push.failed.len(), 1, "{push:?}");
     assert_eq!(push.failed[0].id, refused);
     assert_eq!(push.failed[0].code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
     assert_eq!(push.written, rows.len() - 1);
     let written = store.written().expect("written");
-    assert!(!written.contains_key(&refused), "a rejected record must not be marked written");
+    assert!(
+        !written.contains_key(&refused),
+        "a rejected record must not be marked written"
+    );
     assert!(env.handle().record("Account", &refused).expect("exists")["LS_Score__c"].is_null());
 
     // The next push retries only the rejected record.
-    let retry = writeback::push(&connector, &store, &env.config.writeback, check.reasons_max_len, now)
-        .await
-        .expect("push");
+    let retry = writeback::push(
+        &connector,
+        &store,
+        &env.config.writeback,
+        check.reasons_max_len,
+        now,
+    )
+    .await
+    .expect("push");
     assert_eq!(retry.planned, 1, "{retry:?}");
     assert_eq!(retry.written, 0);
     assert_eq!(retry.failed.len(), 1);
@@ -151,10 +244,16 @@ async fn rejected_writes_reported_and_not_marked() {
 async fn second_run_writes_nothing() {
     let env = Env::start(SandboxOptions::default()).await;
     let store = env.store();
-    let first = run_once(&env.connector(), &store, &env.config, Utc::now()).await.expect("first run");
+    let first = run_once(&env.connector(), &store, &env.config, Utc::now())
+        .await
+        .expect("first run");
     assert!(first.push.written > 0, "{:?}", first.push);
     assert!(first.push.failed.is_empty(), "{:?}", first.push.failed);
-    assert!(first.train.holdout_auc.expect("auc") > 0.6, "{:?}", first.train);
+    assert!(
+        first.train.holdout_auc.expect("auc") > 0.6,
+        "{:?}",
+        first.train
+    );
 
     // The CRM holds what was written: score, tier, reasons, version.
     let scored = store.scores().expect("scores");
@@ -162,12 +261,41 @@ async fn second_run_writes_nothing() {
     let record = env.handle().record("Account", &sample.id).expect("account");
     assert_eq!(record["LS_Score__c"].as_f64(), Some(sample.score));
     assert_eq!(record["LS_Tier__c"].as_str(), Some(sample.tier.as_str()));
-    assert_eq!(record["LS_Reasons__c"].as_str(), Some(sample.reasons.join("\n").as_str()));
-    assert_eq!(record["LS_Model_Version__c"].as_str(), Some(sample.model_version.as_str()));
+    assert_eq!(
+        record["LS_Reasons__c"].as_str(),
+        Some(sample.reasons.join("\n").as_str())
+    );
+    assert_eq!(
+        record["LS_Model_Version__c"].as_str(),
+        Some(sample.model_version.as_str())
+    );
     assert!(!sample.reasons.is_empty());
 
-    let second = run_once(&env.connector(), &store, &env.config, Utc::now()).await.expect("second run");
-    assert_eq!(second.train.version, first.train.version, "same data trains the same model");
+    let second = run_once(&env.connector(), &store, &env.config, Utc::now())
+        .await
+        .expect("second run");
+    assert_eq!(
+        second.train.version, first.train.version,
+        "same data trains the same model"
+    );
     assert_eq!(second.push.planned, 0, "{:?}", second.push);
     assert_eq!(second.push.written, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_record_leaves_store() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let connector = env.connector();
+    pipeline::pull(&connector, &store, &env.config).await.expect("first pull");
+    let contacts = store.record_count("Contact").expect("count");
+
+    let removed = env.org.records["Contact"][11]["Id"].as_str().expect("id").to_string();
+    env.handle().delete_record("Contact", &removed).expect("delete");
+    let report = pipeline::pull(&connector, &store, &env.config).await.expect("pull");
+    let contact_pull = report.objects.iter().find(|o| o.object == "Contact").expect("contacts");
+    assert_eq!(contact_pull.pulled, 1, "{report:?}");
+    assert_eq!(store.record_count("Contact").expect("count"), contacts - 1);
+    let stored = store.records("Contact").expect("records");
+    assert!(stored.iter().all(|r| r.id != removed), "the deleted contact is gone");
 }

@@ -10,8 +10,8 @@ use leadscore::config::{Config, Secrets};
 use leadscore::demo::sandbox_config;
 use leadscore::store::Store;
 use leadscore_demo_org::{DemoOptions, DemoOrg};
-use leadscore_sandbox::{RunningSandbox, Sandbox, SandboxHandle, SandboxOptions};
 use leadscore_salesforce::SalesforceConnector;
+use leadscore_sandbox::{RunningSandbox, Sandbox, SandboxHandle, SandboxOptions};
 use secrecy::SecretString;
 
 /// Hospitals in the test org: enough closed deals to train on, small enough to stay quick.
