@@ -74,7 +74,7 @@ pub struct DemoSummary {
 /// Runs the demo on `hospitals` hospitals (all when `None`), keeping its store under `workdir`.
 pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Result<DemoSummary> {
     let started = std::time::Instant::now();
-    let org = leadscore_demo_org::generate(&DemoOptions {
+    let mut org = leadscore_demo_org::generate(&DemoOptions {
         max_hospitals: hospitals,
         ..DemoOptions::default()
     })
@@ -85,7 +85,9 @@ pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Resul
         client_secret: SecretString::from(options.client_secret.clone()),
         refresh_token: SecretString::from(options.refresh_token.clone()),
     };
-    let sandbox = Sandbox::new(org.records.clone(), options.clone())
+    // The sandbox takes the records; the demo keeps only the true win probabilities.
+    let records = std::mem::take(&mut org.records);
+    let sandbox = Sandbox::new(records, options.clone())
         .context("loading the demo org into the sandbox")?
         .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
