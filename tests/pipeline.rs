@@ -287,15 +287,31 @@ async fn deleted_record_leaves_store() {
     let env = Env::start(SandboxOptions::default()).await;
     let store = env.store();
     let connector = env.connector();
-    pipeline::pull(&connector, &store, &env.config).await.expect("first pull");
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
     let contacts = store.record_count("Contact").expect("count");
 
-    let removed = env.org.records["Contact"][11]["Id"].as_str().expect("id").to_string();
-    env.handle().delete_record("Contact", &removed).expect("delete");
-    let report = pipeline::pull(&connector, &store, &env.config).await.expect("pull");
-    let contact_pull = report.objects.iter().find(|o| o.object == "Contact").expect("contacts");
+    let removed = env.org.records["Contact"][11]["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    env.handle()
+        .delete_record("Contact", &removed)
+        .expect("delete");
+    let report = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    let contact_pull = report
+        .objects
+        .iter()
+        .find(|o| o.object == "Contact")
+        .expect("contacts");
     assert_eq!(contact_pull.pulled, 1, "{report:?}");
     assert_eq!(store.record_count("Contact").expect("count"), contacts - 1);
     let stored = store.records("Contact").expect("records");
-    assert!(stored.iter().all(|r| r.id != removed), "the deleted contact is gone");
+    assert!(
+        stored.iter().all(|r| r.id != removed),
+        "the deleted contact is gone"
+    );
 }
