@@ -13,12 +13,13 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::demo::{self, SANDBOX_PORT};
-use crate::pipeline;
+use crate::pipeline::{self, PipelineError};
 use crate::run::{connect, run_once};
 use crate::scoring;
 use crate::store::Store;
 use crate::training;
 use crate::writeback::{self, FailedWrite};
+use leadscore_connector::ConnectorError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,25 +52,28 @@ pub enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
-        /// Use only this many hospitals (all 5,421 by default).
-        #[arg(long)]
-        hospitals: Option<usize>,
+        /// Use only this many hospitals, at least 250 so there are enough closed deals to
+        /// train on (all 5,421 by default).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(250..))]
+        hospitals: Option<u64>,
     },
     /// Serve the Salesforce sandbox in the foreground on 127.0.0.1.
     Sandbox {
         /// Port of the Salesforce sandbox.
         #[arg(long, default_value_t = SANDBOX_PORT)]
         port: u16,
-        /// Use only this many hospitals (all by default).
-        #[arg(long)]
-        hospitals: Option<usize>,
-        /// Seconds an access token stays valid.
-        #[arg(long, default_value_t = 7200)]
+        /// Use only this many hospitals, at least 1 (all 5,421 by default).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        hospitals: Option<u64>,
+        /// Seconds an access token stays valid, at least 1.
+        #[arg(long, default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
         token_ttl_secs: u64,
     },
     /// Print a configuration file to standard output.
     Init {
-        /// Point the configuration at `leadscore sandbox` on its default port.
+        /// Write a configuration for `leadscore sandbox` on its default port, with the
+        /// sandbox's client id and scores as of the end of its history. Without this flag the
+        /// configuration is the annotated template for a real org.
         #[arg(long)]
         sandbox: bool,
     },
@@ -99,12 +103,51 @@ struct Failure {
     message: String,
 }
 
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(err: E) -> Self {
-        Failure {
-            code: 1,
-            message: err.to_string(),
+/// Maps errors that mean "this step failed" to exit code 1, showing their whole cause chain.
+macro_rules! step_failure {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for Failure {
+            fn from(err: $error) -> Self {
+                Failure {
+                    code: 1,
+                    message: format!("{err:#}"),
+                }
+            }
+        })*
+    };
+}
+
+step_failure!(
+    anyhow::Error,
+    std::io::Error,
+    serde_json::Error,
+    crate::store::StoreError,
+    leadscore_demo_org::DemoError,
+    leadscore_sandbox::SandboxError,
+);
+
+impl From<PipelineError> for Failure {
+    fn from(err: PipelineError) -> Self {
+        match err {
+            PipelineError::Mapping(problems) => config_failure(format!(
+                "the configuration does not match the org:\n  {}",
+                problems.join("\n  ")
+            )),
+            // Rejected credentials are a configuration problem, not a failed step.
+            PipelineError::Connector(ConnectorError::Auth(message)) => {
+                config_failure(format!("authentication failed: {message}"))
+            }
+            other => Failure {
+                code: 1,
+                message: other.to_string(),
+            },
         }
+    }
+}
+
+impl From<ConnectorError> for Failure {
+    fn from(err: ConnectorError) -> Self {
+        Failure::from(PipelineError::from(err))
     }
 }
 
@@ -166,7 +209,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     }
 }
 
-async fn run_demo(json: bool, hospitals: Option<usize>) -> Result<u8, Failure> {
+async fn run_demo(json: bool, hospitals: Option<u64>) -> Result<u8, Failure> {
+    let hospitals = hospitals.map(|n| n as usize);
     let workdir = tempfile::tempdir()?;
     let summary = demo::run_demo(hospitals, workdir.path()).await?;
     if json {
@@ -179,11 +223,11 @@ async fn run_demo(json: bool, hospitals: Option<usize>) -> Result<u8, Failure> {
 
 async fn serve_sandbox(
     port: u16,
-    hospitals: Option<usize>,
+    hospitals: Option<u64>,
     token_ttl_secs: u64,
 ) -> Result<u8, Failure> {
     let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
-        max_hospitals: hospitals,
+        max_hospitals: hospitals.map(|n| n as usize),
         ..Default::default()
     })?;
     let options = leadscore_sandbox::SandboxOptions {
@@ -235,19 +279,11 @@ fn connector_for(config: &Config) -> Result<leadscore_salesforce::SalesforceConn
 async fn step_check(args: &ConfigArgs) -> Result<u8, Failure> {
     let config = load(args)?;
     let connector = connector_for(&config)?;
-    let report = match pipeline::check(&connector, &config).await {
-        Err(pipeline::PipelineError::Mapping(problems)) => {
-            return Err(config_failure(format!(
-                "the configuration does not match the org:\n  {}",
-                problems.join("\n  ")
-            )))
-        }
-        other => other?,
-    };
+    let report = pipeline::check(&connector, &config).await?;
     if args.json {
         print_json(&report)?;
     } else {
-        let fields: usize = report.objects.iter().map(|(_, n)| n).sum();
+        let fields: usize = report.objects.iter().map(|o| o.fields).sum();
         println!(
             "Connected to {}; {} fields on {} objects and the write-back fields check out. API usage {}/{}.",
             config.salesforce.login_url,
@@ -291,7 +327,7 @@ fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
             .holdout_auc
             .map_or("n/a".to_string(), |a| format!("{a:.3}"));
         println!(
-            "Trained model {} on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (base rate {:.3}).",
+            "Trained model {} on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training win rate).",
             report.version,
             report.examples,
             report.won,
@@ -309,10 +345,12 @@ fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
     if args.json {
         print_json(&report)?;
     } else {
-        let tiers: Vec<String> = report
+        // Tier order, not the alphabetical order of the labels.
+        let tiers: Vec<String> = config
             .tiers
+            .labels
             .iter()
-            .map(|(t, n)| format!("{t} {n}"))
+            .map(|label| format!("{label} {}", report.tiers.get(label).unwrap_or(&0)))
             .collect();
         println!(
             "Scored {} open accounts with model {}: {}.",
@@ -343,12 +381,8 @@ fn print_failures(failed: &[FailedWrite]) {
 async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
     let (config, store) = open(args)?;
     let connector = connector_for(&config)?;
-    let check = match pipeline::check(&connector, &config).await {
-        Err(pipeline::PipelineError::Mapping(problems)) => {
-            return Err(config_failure(problems.join("\n")));
-        }
-        other => other?,
-    };
+    let check = pipeline::check(&connector, &config).await?;
+    store.bind_source(&pipeline::source_name(&config))?;
     let report = writeback::push(
         &connector,
         &store,
@@ -375,12 +409,7 @@ async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
 async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
     let (config, store) = open(args)?;
     let connector = connector_for(&config)?;
-    let report = match run_once(&connector, &store, &config, Utc::now()).await {
-        Err(pipeline::PipelineError::Mapping(problems)) => {
-            return Err(config_failure(problems.join("\n")));
-        }
-        other => other?,
-    };
+    let report = run_once(&connector, &store, &config, Utc::now()).await?;
     if args.json {
         print_json(&report)?;
     } else {

@@ -23,13 +23,18 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.example.toml"
 /// Default loopback port of the Salesforce sandbox.
 pub const SANDBOX_PORT: u16 = 8580;
 
-/// Returns the example configuration pointed at a sandbox URL, with the store at `store_path`
-/// and scores computed as of the end of the demo org's history.
+/// Returns the example configuration pointed at a sandbox URL with the sandbox's client id,
+/// the store at `store_path`, and scores computed as of the end of the demo org's history.
 pub fn sandbox_config(url: &str, store_path: &str) -> String {
+    let client_id = SandboxOptions::default().client_id;
     EXAMPLE_CONFIG
         .replace(
-            &format!("login_url = \"http://127.0.0.1:{SANDBOX_PORT}\""),
+            "login_url = \"https://login.salesforce.com\"",
             &format!("login_url = {url:?}"),
+        )
+        .replace(
+            "client_id = \"YOUR_CONNECTED_APP_CONSUMER_KEY\"",
+            &format!("client_id = {client_id:?}"),
         )
         .replace(
             "path = \"leadscore-data\"",
@@ -178,7 +183,7 @@ pub fn render(summary: &DemoSummary) -> String {
         summary.pulled, summary.hospitals
     ));
     out.push_str(&format!(
-        "Trained on {} closed deals; holdout of the latest {}: AUC {} (oracle {}), log loss {:.3} (base rate {:.3}).\n",
+        "Trained on {} closed deals; holdout of the latest {}: AUC {} (oracle {}), log loss {:.3} (baseline {:.3}).\n",
         summary.examples,
         summary.holdout_rows,
         auc(summary.holdout_auc),
@@ -212,7 +217,7 @@ pub fn render(summary: &DemoSummary) -> String {
         summary.written, summary.failed, summary.crm_records_with_scores
     ));
     out.push_str(&format!(
-        "Second run: pulled {} changed records, wrote {}. Finished in {:.1} s.\n",
+        "Second run: pulled {} records (the accounts just written, read back), wrote {}. Finished in {:.1} s.\n",
         summary.rerun_pulled, summary.rerun_written, summary.seconds
     ));
     out

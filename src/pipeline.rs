@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use leadscore_connector::{
-    ApiUsage, Connector, ConnectorError, Cursor, FieldKind, ObjectSchema, PullSpec,
+    ApiUsage, Connector, ConnectorError, Cursor, FieldKind, FieldSchema, ObjectSchema, PullSpec,
 };
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{AttributeFeature, AttributeKind, Config};
 use crate::features::fields;
 use crate::store::{Store, StoreError};
 
@@ -43,9 +43,17 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
             "CreatedDate",
         ],
     );
-    for attribute in &config.features.attributes {
-        if !account.fields.contains(&attribute.field) {
-            account.fields.push(attribute.field.clone());
+    // The write-back fields are pulled too, so a push compares against what the CRM holds.
+    let writeback = &config.writeback;
+    let extra = config.features.attributes.iter().map(|a| &a.field).chain([
+        &writeback.score_field,
+        &writeback.tier_field,
+        &writeback.reasons_field,
+        &writeback.model_version_field,
+    ]);
+    for field in extra {
+        if !account.fields.contains(field) {
+            account.fields.push(field.clone());
         }
     }
     let mut contact = spec(fields::CONTACT, &["AccountId", "OwnerId", "CreatedDate"]);
@@ -81,12 +89,24 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
     ]
 }
 
+/// Names the CRM a store is filled from: the login URL, which identifies the org or
+/// sandbox the connected app signs in to.
+pub fn source_name(config: &Config) -> String {
+    config.salesforce.login_url.clone()
+}
+
+/// One object `check` verified, with the number of its fields the pipeline reads.
+#[derive(Debug, Serialize)]
+pub struct CheckedObject {
+    pub object: String,
+    pub fields: usize,
+}
+
 /// What `check` found.
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
     pub api_usage: ApiUsage,
-    /// Object name and the number of fields verified on it.
-    pub objects: Vec<(String, usize)>,
+    pub objects: Vec<CheckedObject>,
     /// Maximum length of the reasons field, used to truncate reasons.
     pub reasons_max_len: Option<u32>,
 }
@@ -106,23 +126,27 @@ impl<'c, C: Connector> Schemas<'c, C> {
         Ok(&self.cache[object])
     }
 
-    /// Resolves a possibly dotted field (`Owner.IsActive`) and returns a problem when the org
-    /// does not have it.
+    /// Resolves a possibly dotted field (`Owner.IsActive`) to the field it names, or to a
+    /// problem when the org does not have it under exactly that name.
     async fn resolve(
         &mut self,
         object: &str,
         path: &str,
-    ) -> Result<Option<String>, ConnectorError> {
+    ) -> Result<Result<FieldSchema, String>, ConnectorError> {
         let mut current = object.to_string();
         let parts: Vec<&str> = path.split('.').collect();
         for (index, part) in parts.iter().enumerate() {
             let schema = self.get(&current).await?;
-            let last = index + 1 == parts.len();
-            if last {
-                if schema.field(part).is_none() {
-                    return Ok(Some(missing_field_message(schema, part, path)));
-                }
-                return Ok(None);
+            if index + 1 == parts.len() {
+                return Ok(match schema.field(part) {
+                    // Records carry the API name's case, so a mapping must use it too.
+                    Some(field) if field.name != *part => Err(format!(
+                        "{current} field {part:?} (in {path:?}) must be written with its API name's case: {:?}",
+                        field.name
+                    )),
+                    Some(field) => Ok(field.clone()),
+                    None => Err(missing_field_message(schema, part, path)),
+                });
             }
             let reference = schema.fields.iter().find(|f| {
                 f.relationship_name
@@ -132,14 +156,42 @@ impl<'c, C: Connector> Schemas<'c, C> {
             match reference.and_then(|f| f.reference_to.first()) {
                 Some(target) => current = target.clone(),
                 None => {
-                    return Ok(Some(format!(
+                    return Ok(Err(format!(
                         "{current} has no relationship named {part:?} (in {path:?})"
                     )))
                 }
             }
         }
-        Ok(None)
+        Ok(Err(format!("{path:?} names no field")))
     }
+}
+
+/// Returns a problem when an attribute's configured kind cannot read the field's type.
+fn attribute_kind_problem(attribute: &AttributeFeature, field: &FieldSchema) -> Option<String> {
+    let fits = match attribute.kind {
+        AttributeKind::Number => field.kind == FieldKind::Number,
+        AttributeKind::Flag => field.kind == FieldKind::Boolean,
+        AttributeKind::Category => matches!(
+            field.kind,
+            FieldKind::Text | FieldKind::Picklist | FieldKind::Number | FieldKind::Boolean
+        ),
+        AttributeKind::Present => true,
+    };
+    (!fits).then(|| {
+        format!(
+            "[features] {}: field {:?} is a {:?} field, which kind = {:?} cannot read; use kind = \"{}\"",
+            attribute.name,
+            attribute.field,
+            field.kind,
+            attribute.kind,
+            match field.kind {
+                FieldKind::Number => "number",
+                FieldKind::Boolean => "flag",
+                FieldKind::Text | FieldKind::Picklist => "category",
+                _ => "present",
+            }
+        )
+    })
 }
 
 fn missing_field_message(schema: &ObjectSchema, field: &str, path: &str) -> String {
@@ -178,55 +230,56 @@ pub async fn check<C: Connector>(
     let mut objects = Vec::new();
     for spec in pull_specs(config) {
         for field in &spec.fields {
-            if let Some(problem) = schemas.resolve(&spec.object, field).await? {
+            if let Err(problem) = schemas.resolve(&spec.object, field).await? {
                 problems.push(problem);
             }
         }
-        objects.push((spec.object.clone(), spec.fields.len()));
+        objects.push(CheckedObject {
+            object: spec.object.clone(),
+            fields: spec.fields.len(),
+        });
+    }
+    for attribute in &config.features.attributes {
+        if let Ok(field) = schemas.resolve(fields::ACCOUNT, &attribute.field).await? {
+            problems.extend(attribute_kind_problem(attribute, &field));
+        }
     }
 
     let account = schemas.get(fields::ACCOUNT).await?.clone();
     let writeback = &config.writeback;
-    let expected = [
-        ("score_field", &writeback.score_field, FieldKind::Number),
-        ("tier_field", &writeback.tier_field, FieldKind::Picklist),
-        (
-            "reasons_field",
-            &writeback.reasons_field,
-            FieldKind::LongText,
-        ),
+    use FieldKind::{DateTime, LongText, Number, Picklist, Text};
+    let expected: [(&str, &String, &[FieldKind]); 5] = [
+        ("score_field", &writeback.score_field, &[Number]),
+        ("tier_field", &writeback.tier_field, &[Picklist, Text]),
+        ("reasons_field", &writeback.reasons_field, &[LongText, Text]),
         (
             "model_version_field",
             &writeback.model_version_field,
-            FieldKind::Text,
+            &[Text, LongText],
         ),
-        (
-            "scored_at_field",
-            &writeback.scored_at_field,
-            FieldKind::DateTime,
-        ),
+        ("scored_at_field", &writeback.scored_at_field, &[DateTime]),
     ];
     let mut reasons_max_len = None;
-    for (key, name, kind) in expected {
+    for (key, name, kinds) in expected {
         let Some(field) = account.field(name) else {
             problems.push(format!(
                 "[writeback] {key}: Account has no field {name:?}; create the custom field or fix the name"
             ));
             continue;
         };
+        if field.name != *name {
+            problems.push(format!(
+                "[writeback] {key}: write the field with its API name's case: {:?}",
+                field.name
+            ));
+        }
         if !field.updateable {
             problems.push(format!(
                 "[writeback] {key}: Account.{name} is not updateable by this user; grant field-level edit access"
             ));
         }
-        let text_ok = matches!(
-            field.kind,
-            FieldKind::Text | FieldKind::LongText | FieldKind::Picklist
-        );
-        let kind_ok = match kind {
-            FieldKind::LongText | FieldKind::Text | FieldKind::Picklist => text_ok,
-            other => field.kind == other,
-        };
+        let kind_ok = kinds.contains(&field.kind);
+        let kind = kinds[0];
         if !kind_ok {
             problems.push(format!(
                 "[writeback] {key}: Account.{name} is a {:?} field, expected {kind:?}",
@@ -281,6 +334,7 @@ pub async fn pull<C: Connector>(
     store: &Store,
     config: &Config,
 ) -> Result<PullReport, PipelineError> {
+    store.bind_source(&source_name(config))?;
     let mut objects = Vec::new();
     for spec in pull_specs(config) {
         let pulled = pull_object(connector, store, &spec).await?;

@@ -59,6 +59,7 @@ pub async fn run_once<C: Connector>(
     let pull = pipeline::pull(connector, store, config).await?;
     let train = training::train(store, config, now)?;
     let score = scoring::score(store, config, now)?;
+    store.bind_source(&pipeline::source_name(config))?;
     let push = writeback::push(
         connector,
         store,

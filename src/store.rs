@@ -18,10 +18,18 @@ const FORMAT: &str = "leadscore-store-1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {path}: {source}; check the [store] path and that no other leadscore process is using it")]
+    #[error("the store at {path} is in use by another leadscore process; wait for it to finish")]
+    Locked { path: PathBuf },
+    #[error("cannot open the store at {path}: {source}; check the [store] path, or move a damaged store away and pull again")]
     Open { path: PathBuf, source: sled::Error },
     #[error("the store at {path} has format {found:?}, this build reads {FORMAT:?}; point [store] path at a new directory")]
     Format { path: PathBuf, found: String },
+    #[error("the store at {path} holds data from {bound}, not {requested}; point [store] path at a new directory for this org")]
+    OtherSource {
+        path: PathBuf,
+        bound: String,
+        requested: String,
+    },
     #[error("store operation failed: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt entry in store tree {tree:?} key {key:?}: {message}")]
@@ -109,9 +117,17 @@ fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), S
 impl Store {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::open(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
+        let db = sled::open(path).map_err(|source| match &source {
+            // sled reports a held lock file as an Other-kind IO error with this message.
+            sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                }
+            }
+            _ => StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
@@ -277,17 +293,70 @@ impl Store {
         Ok(out)
     }
 
-    /// Records values the CRM confirmed as written.
-    pub fn mark_written(&self, entries: &[(String, WrittenValues)]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree("written")?;
-        let mut batch = sled::Batch::default();
-        for (id, values) in entries {
-            batch.insert(id.as_bytes(), encode(values));
+    /// Records writes the CRM confirmed: the values go to the write history, and the stored
+    /// copy of each record takes the written fields, so that the next plan compares against
+    /// what the CRM now holds even before the next pull. Both land in one transaction.
+    pub fn record_writes(&self, object: &str, writes: &[ConfirmedWrite]) -> Result<(), StoreError> {
+        let name = records_tree(object);
+        let written = self.db.open_tree("written")?;
+        let records = self.db.open_tree(&name)?;
+        let mut patched = Vec::with_capacity(writes.len());
+        for write in writes {
+            let Some(bytes) = records.get(&write.id)? else {
+                continue;
+            };
+            let mut record: Record = decode(&name, write.id.as_bytes(), &bytes)?;
+            for (field, value) in &write.fields {
+                record.fields.insert(field.clone(), value.clone());
+            }
+            patched.push((write.id.clone(), encode(&record)));
         }
-        tree.apply_batch(batch)?;
+        let history: Vec<(String, Vec<u8>)> = writes
+            .iter()
+            .map(|w| (w.id.clone(), encode(&w.values)))
+            .collect();
+        let result: Result<(), TransactionError<()>> =
+            (&written, &records).transaction(|(w, r)| {
+                for (id, bytes) in &history {
+                    w.insert(id.as_bytes(), bytes.as_slice())?;
+                }
+                for (id, bytes) in &patched {
+                    r.insert(id.as_bytes(), bytes.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        transaction_outcome(result)?;
         self.db.flush()?;
         Ok(())
     }
+
+    /// Ties the store to the CRM it was first filled from. A store holds one org's records and
+    /// cursors; mixing two orgs would silently merge their records.
+    pub fn bind_source(&self, source: &str) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        match meta.get("source")? {
+            Some(bound) if bound.as_ref() != source.as_bytes() => Err(StoreError::OtherSource {
+                path: self.path.clone(),
+                bound: String::from_utf8_lossy(&bound).into_owned(),
+                requested: source.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                meta.insert("source", source.as_bytes())?;
+                meta.flush()?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A write the CRM confirmed.
+#[derive(Clone, Debug)]
+pub struct ConfirmedWrite {
+    pub id: String,
+    pub values: WrittenValues,
+    /// The fields as written, copied onto the stored record.
+    pub fields: BTreeMap<String, leadscore_connector::Value>,
 }
 
 #[cfg(test)]
@@ -351,6 +420,30 @@ mod tests {
             .save_page("Account", &[record("a", 5, true)], &second)
             .expect("save");
         assert_eq!(store.record_count("Account").expect("count"), 0);
+    }
+
+    #[test]
+    fn store_bound_to_first_source() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.bind_source("https://a.example").expect("first bind");
+        store.bind_source("https://a.example").expect("same source");
+        let err = store
+            .bind_source("https://b.example")
+            .expect_err("other org refused");
+        assert!(err.to_string().contains("https://a.example"), "{err}");
+    }
+
+    #[test]
+    fn second_open_reports_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first = Store::open(dir.path()).expect("open");
+        let err = Store::open(dir.path()).err().expect("locked");
+        assert!(
+            err.to_string()
+                .contains("in use by another leadscore process"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,7 +54,6 @@ fn params(config: &Config) -> TrainParams {
         trees: config.model.trees,
         max_depth: config.model.max_depth,
         learning_rate: config.model.learning_rate,
-        seed: config.model.seed,
         ..TrainParams::default()
     }
 }

@@ -2,15 +2,15 @@
 //! successful write are sent, in batches; a record counts as written only when the CRM
 //! confirmed it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use leadscore_connector::{Connector, RecordUpdate, Value};
+use leadscore_connector::{Connector, Record, RecordUpdate, Value};
 use serde::Serialize;
 
 use crate::config::WritebackConfig;
 use crate::pipeline::PipelineError;
-use crate::store::{ScoreRow, Store, WrittenValues};
+use crate::store::{ConfirmedWrite, ScoreRow, Store, WrittenValues};
 
 /// Joins reasons into the text written to the CRM, cut to `max_len` characters.
 pub fn reasons_text(reasons: &[String], max_len: Option<u32>) -> String {
@@ -30,31 +30,46 @@ pub struct PlannedWrite {
     pub values: WrittenValues,
 }
 
-/// Returns the writes needed to bring the CRM up to `scores`, skipping records whose last
-/// written score, tier, reasons and model version are unchanged.
+/// The values a score row should leave in the CRM.
+fn desired_values(
+    row: &ScoreRow,
+    reasons_max_len: Option<u32>,
+    now: DateTime<Utc>,
+) -> WrittenValues {
+    WrittenValues {
+        score: row.score,
+        tier: row.tier.clone(),
+        reasons: reasons_text(&row.reasons, reasons_max_len),
+        model_version: row.model_version.clone(),
+        written_at: now,
+    }
+}
+
+/// Returns true when the CRM's copy of a record, as last pulled or written, already holds
+/// `values` in the write-back fields.
+fn crm_holds(record: &Record, fields: &WritebackConfig, values: &WrittenValues) -> bool {
+    record.get(&fields.score_field).as_f64() == Some(values.score)
+        && record.get(&fields.tier_field).as_str() == Some(values.tier.as_str())
+        && record.get(&fields.reasons_field).as_str() == Some(values.reasons.as_str())
+        && record.get(&fields.model_version_field).as_str() == Some(values.model_version.as_str())
+}
+
+/// Returns the writes needed to bring the CRM up to `scores`. A record is skipped when the
+/// stored copy of the CRM record already holds the score, tier, reasons and model version, so
+/// a value cleared or changed in the CRM by someone else is written again.
 pub fn plan(
     scores: &[ScoreRow],
-    written: &BTreeMap<String, WrittenValues>,
+    crm_copies: &HashMap<String, Record>,
     fields: &WritebackConfig,
     reasons_max_len: Option<u32>,
     now: DateTime<Utc>,
 ) -> Vec<PlannedWrite> {
     let mut planned = Vec::new();
     for row in scores {
-        let reasons = reasons_text(&row.reasons, reasons_max_len);
-        let values = WrittenValues {
-            score: row.score,
-            tier: row.tier.clone(),
-            reasons,
-            model_version: row.model_version.clone(),
-            written_at: now,
-        };
-        let unchanged = written.get(&row.id).is_some_and(|last| {
-            last.score == values.score
-                && last.tier == values.tier
-                && last.reasons == values.reasons
-                && last.model_version == values.model_version
-        });
+        let values = desired_values(row, reasons_max_len, now);
+        let unchanged = crm_copies
+            .get(&row.id)
+            .is_some_and(|record| crm_holds(record, fields, &values));
         if unchanged {
             continue;
         }
@@ -110,8 +125,22 @@ pub async fn push<C: Connector>(
     now: DateTime<Utc>,
 ) -> Result<PushReport, PipelineError> {
     let scores = store.scores()?;
-    let written = store.written()?;
-    let planned = plan(&scores, &written, fields, reasons_max_len, now);
+    if scores.is_empty() {
+        return Err(PipelineError::Model(
+            "no scores in the store; run `leadscore score` first".to_string(),
+        ));
+    }
+    let mut crm_copies = HashMap::new();
+    for object in scores
+        .iter()
+        .map(|s| s.object.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        for record in store.records(object)? {
+            crm_copies.insert(record.id.clone(), record);
+        }
+    }
+    let planned = plan(&scores, &crm_copies, fields, reasons_max_len, now);
     let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
     let mut report = PushReport {
         planned: planned.len(),
@@ -132,10 +161,18 @@ pub async fn push<C: Connector>(
                 )),
             ));
         }
-        let mut confirmed = Vec::new();
+        // A batch may span objects, and each object's confirmed writes go to its own tree.
+        let mut confirmed: BTreeMap<&str, Vec<ConfirmedWrite>> = BTreeMap::new();
         for (planned, outcome) in batch.iter().zip(outcomes) {
             match outcome.result {
-                Ok(()) => confirmed.push((planned.update.id.clone(), planned.values.clone())),
+                Ok(()) => confirmed
+                    .entry(planned.update.object.as_str())
+                    .or_default()
+                    .push(ConfirmedWrite {
+                        id: planned.update.id.clone(),
+                        values: planned.values.clone(),
+                        fields: planned.update.fields.clone(),
+                    }),
                 Err(error) => {
                     tracing::warn!(id = %planned.update.id, code = %error.code, message = %error.message, "write rejected");
                     report.failed.push(FailedWrite {
@@ -147,8 +184,10 @@ pub async fn push<C: Connector>(
                 }
             }
         }
-        store.mark_written(&confirmed)?;
-        report.written += confirmed.len();
+        for (object, writes) in &confirmed {
+            store.record_writes(object, writes)?;
+            report.written += writes.len();
+        }
     }
     tracing::info!(
         written = report.written,
@@ -189,24 +228,29 @@ mod tests {
         }
     }
 
+    fn crm_copy(planned: &PlannedWrite) -> Record {
+        Record {
+            object: "Account".into(),
+            id: planned.update.id.clone(),
+            modstamp: DateTime::UNIX_EPOCH,
+            deleted: false,
+            fields: planned.update.fields.clone(),
+        }
+    }
+
     #[test]
     fn unchanged_scores_not_planned() {
         let now = DateTime::UNIX_EPOCH;
-        let first = plan(
-            &[row("a", 50.0), row("b", 60.0)],
-            &BTreeMap::new(),
-            &config(),
-            None,
-            now,
-        );
+        let rows = [row("a", 50.0), row("b", 60.0)];
+        let first = plan(&rows, &HashMap::new(), &config(), None, now);
         assert_eq!(first.len(), 2);
-        let written: BTreeMap<String, WrittenValues> = first
+        let copies: HashMap<String, Record> = first
             .iter()
-            .map(|p| (p.update.id.clone(), p.values.clone()))
+            .map(|p| (p.update.id.clone(), crm_copy(p)))
             .collect();
         let second = plan(
             &[row("a", 50.0), row("b", 61.0)],
-            &written,
+            &copies,
             &config(),
             None,
             now,
@@ -214,6 +258,17 @@ mod tests {
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].update.id, "b");
         assert_eq!(second[0].update.fields["S"], Value::Number(61.0));
+    }
+
+    #[test]
+    fn value_cleared_in_crm_planned_again() {
+        let now = DateTime::UNIX_EPOCH;
+        let first = plan(&[row("a", 50.0)], &HashMap::new(), &config(), None, now);
+        let mut copy = crm_copy(&first[0]);
+        copy.fields.insert("S".into(), Value::Null);
+        let copies = HashMap::from([("a".to_string(), copy)]);
+        let again = plan(&[row("a", 50.0)], &copies, &config(), None, now);
+        assert_eq!(again.len(), 1, "a score someone cleared is written again");
     }
 
     #[test]

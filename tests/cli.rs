@@ -216,3 +216,43 @@ async fn sandbox_prints_connection_banner() {
     assert!(body["access_token"].is_string(), "{body}");
     assert_eq!(body["instance_url"].as_str(), Some(url.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_case_and_kind_checked() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace(
+            "field = \"AMI_Discharges__c\"",
+            "field = \"ami_discharges__c\"",
+        )
+        .replace(
+            "field = \"BillingState\"\nkind = \"category\"",
+            "field = \"BillingState\"\nkind = \"number\"",
+        )
+    })
+    .await;
+    let mut args = vec!["check".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"AMI_Discharges__c\""),
+        "the exact API name is suggested: {stderr}"
+    );
+    assert!(stderr.contains("[features] territory"), "{stderr}");
+    assert!(stderr.contains("kind = \"category\""), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_is_config_error() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let mut args = vec!["check".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let mut vars = secret_env(&env);
+    vars[0].1 = "not-the-secret".to_string();
+    let output = leadscore(args, vars).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+}

@@ -315,3 +315,52 @@ async fn deleted_record_leaves_store() {
         "the deleted contact is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_cleared_in_crm_written_again() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let first = run_once(&env.connector(), &store, &env.config, Utc::now())
+        .await
+        .expect("first run");
+    assert!(first.push.written > 0);
+
+    // Someone in the CRM clears one account's score and tier.
+    let scored = store.scores().expect("scores");
+    let cleared = scored[5].id.clone();
+    let mut fields = serde_json::Map::new();
+    fields.insert("LS_Score__c".into(), serde_json::Value::Null);
+    fields.insert("LS_Tier__c".into(), serde_json::Value::Null);
+    env.handle()
+        .update_record("Account", &cleared, fields)
+        .expect("clear");
+
+    let second = run_once(&env.connector(), &store, &env.config, Utc::now())
+        .await
+        .expect("second run");
+    assert_eq!(second.push.written, 1, "{:?}", second.push);
+    let record = env.handle().record("Account", &cleared).expect("account");
+    assert_eq!(record["LS_Score__c"].as_f64(), Some(scored[5].score));
+    assert_eq!(record["LS_Tier__c"].as_str(), Some(scored[5].tier.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_refuses_second_org() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("first pull");
+
+    let mut other = env.config.clone();
+    other.salesforce.login_url = "https://login.salesforce.com".to_string();
+    let err = pipeline::pull(&env.connector(), &store, &other)
+        .await
+        .expect_err("a store holds one org");
+    let message = err.to_string();
+    assert!(
+        message.contains("https://login.salesforce.com"),
+        "{message}"
+    );
+    assert!(message.contains("new directory"), "{message}");
+}

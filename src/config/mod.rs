@@ -31,15 +31,14 @@ impl fmt::Display for ConfigError {
             self.path.display()
         )?;
         for issue in &self.issues {
-            write!(
-                f,
-                "  {}:{}:{}: {}: {}",
-                self.path.display(),
-                issue.line,
-                issue.column,
-                issue.key,
-                issue.message
-            )?;
+            write!(f, "  {}", self.path.display())?;
+            if issue.line > 0 {
+                write!(f, ":{}:{}", issue.line, issue.column)?;
+            }
+            if !issue.key.is_empty() {
+                write!(f, ": {}", issue.key)?;
+            }
+            write!(f, ": {}", issue.message)?;
             if let Some(example) = &issue.example {
                 write!(f, "\n      example: {example}")?;
             }
@@ -125,7 +124,6 @@ pub struct ModelConfig {
     pub holdout_fraction: f64,
     /// Fewest closed deals (won plus lost) training accepts.
     pub min_examples: usize,
-    pub seed: u64,
 }
 
 /// Score thresholds (0-100, inclusive lower bounds) and the picklist values written per tier.
@@ -203,14 +201,14 @@ impl fmt::Debug for Secrets {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        let text = read_limited(path).map_err(|message| ConfigError {
             path: path.to_path_buf(),
             issues: vec![ConfigIssue {
                 line: 0,
                 column: 0,
                 key: String::new(),
-                message: format!("cannot read the file: {err}"),
-                example: Some("leadscore init --sandbox > leadscore.toml".to_string()),
+                message,
+                example: Some("leadscore init > leadscore.toml".to_string()),
             }],
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -252,11 +250,17 @@ impl Config {
     pub fn secrets(&self) -> Result<Secrets, String> {
         let read = |name: &str, what: &str| -> Result<SecretString, String> {
             match std::env::var(name) {
-                Ok(value) if !value.trim().is_empty() => Ok(SecretString::from(value)),
+                // Surrounding whitespace is a copy-and-paste artefact: no secret has it.
+                Ok(value) if !value.trim().is_empty() => {
+                    Ok(SecretString::from(value.trim().to_string()))
+                }
                 Ok(_) => Err(format!(
                     "environment variable {name} (the Salesforce {what}) is empty; set it to the {what}"
                 )),
-                Err(_) => Err(format!(
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                    "environment variable {name} (the Salesforce {what}) is not valid UTF-8; set it to the {what} as text"
+                )),
+                Err(std::env::VarError::NotPresent) => Err(format!(
                     "environment variable {name} (the Salesforce {what}) is not set; export {name}=..."
                 )),
             }
@@ -266,6 +270,35 @@ impl Config {
             refresh_token: read(&self.salesforce.refresh_token_env, "refresh token")?,
         })
     }
+}
+
+/// Largest configuration file read, in bytes; a real one is a few kilobytes.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_CONFIG_BYTES`] as UTF-8.
+fn read_limited(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+
+    let metadata = std::fs::metadata(path).map_err(|err| format!("cannot read the file: {err}"))?;
+    if !metadata.is_file() {
+        return Err("is not a regular file; pass the path of a TOML file".to_string());
+    }
+    let file = std::fs::File::open(path).map_err(|err| format!("cannot read the file: {err}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("cannot read the file: {err}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|err| {
+        format!(
+            "is not UTF-8 text (invalid byte at offset {})",
+            err.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) -> Option<Config> {
@@ -376,9 +409,22 @@ fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<St
     let example = r#"login_url = "https://login.salesforce.com""#;
     let url = s.required_string(issues, "login_url", example)?;
     let text = url.get_ref();
-    let valid = url::Url::parse(text)
-        .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .unwrap_or(false);
+    let parsed = url::Url::parse(text).ok();
+    if parsed
+        .as_ref()
+        .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+    {
+        issues.push(
+            url.span(),
+            &s.key_path("login_url"),
+            "must not contain a user name or password; credentials come from the environment"
+                .to_string(),
+            Some(example),
+        );
+        return None;
+    }
+    let valid =
+        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !valid {
         issues.push(
             url.span(),
@@ -427,7 +473,8 @@ fn read_env_name(
         issues.push(
             name.span(),
             &s.key_path(key),
-            format!("{text:?} is not an environment variable name (letters, digits and _)"),
+            // The value is not repeated: a secret pasted here by mistake must not be printed.
+            "is not an environment variable name (letters, digits and _); put the secret in an environment variable and write that variable's name here".to_string(),
             Some(&example),
         );
         return None;
@@ -567,9 +614,6 @@ fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelC
         min_examples: s
             .integer(issues, "min_examples", 10..1_000_000, "min_examples = 100")
             .unwrap_or(100) as usize,
-        seed: s
-            .integer(issues, "seed", 0..i64::MAX, "seed = 7")
-            .unwrap_or(7) as u64,
     })
 }
 
@@ -590,6 +634,22 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
     let labels_example = r#"labels = ["A", "B", "C", "D"]"#;
     let labels = match s.string_array(issues, "labels", labels_example) {
         Some(values) if values.len() == 4 => {
+            for (index, value) in values.iter().enumerate() {
+                if values[..index]
+                    .iter()
+                    .any(|v| v.get_ref() == value.get_ref())
+                {
+                    issues.push(
+                        value.span(),
+                        &s.key_path("labels"),
+                        format!(
+                            "label {:?} is used for two tiers; each tier needs its own",
+                            value.get_ref()
+                        ),
+                        Some(labels_example),
+                    );
+                }
+            }
             let values: Vec<String> = values.into_iter().map(|v| v.into_inner()).collect();
             [
                 values[0].clone(),
@@ -626,6 +686,28 @@ fn read_writeback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Wr
     let batch_size = s
         .integer(issues, "batch_size", 1..201, "batch_size = 200")
         .unwrap_or(200) as usize;
+    let names = [
+        &score_field,
+        &tier_field,
+        &reasons_field,
+        &model_version_field,
+        &scored_at_field,
+    ];
+    for (index, name) in names.iter().enumerate() {
+        if names[..index]
+            .iter()
+            .any(|earlier| earlier.eq_ignore_ascii_case(name))
+        {
+            issues.push(
+                s.span(),
+                &s.key_path("score_field"),
+                format!(
+                    "field {name:?} is named for two write-back values; give each its own field"
+                ),
+                None,
+            );
+        }
+    }
     Some(WritebackConfig {
         score_field,
         tier_field,

@@ -68,8 +68,8 @@ fn issues_carry_line_and_column() {
 #[test]
 fn secret_in_file_rejected() {
     let text = EXAMPLE.replace(
-        "client_id = \"3MVG9leadscoreSandboxClientId\"",
-        "client_id = \"3MVG9leadscoreSandboxClientId\"\nclient_secret = \"hunter2\"",
+        "client_id = \"YOUR_CONNECTED_APP_CONSUMER_KEY\"",
+        "client_id = \"YOUR_CONNECTED_APP_CONSUMER_KEY\"\nclient_secret = \"hunter2\"",
     );
     let err = parse(&text).unwrap_err();
     let shown = err.to_string();
@@ -113,7 +113,7 @@ fn tier_order_checked() {
 fn bad_url_and_duplicate_feature() {
     let text = EXAMPLE
         .replace(
-            "login_url = \"http://127.0.0.1:8580\"",
+            "login_url = \"https://login.salesforce.com\"",
             "login_url = \"login.salesforce.com\"",
         )
         .replace("name = \"cabg_volume\"", "name = \"hip_knee_volume\"");
@@ -129,4 +129,85 @@ fn as_of_parsed_when_given() {
     let config = parse(&text).expect("valid");
     let as_of = config.scoring.as_of.expect("as_of set");
     assert_eq!(as_of.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+}
+
+#[test]
+fn secret_pasted_as_env_name_not_echoed() {
+    let text = EXAMPLE.replace(
+        "client_secret_env = \"LEADSCORE_SF_CLIENT_SECRET\"",
+        "client_secret_env = \"s3cr3t-value.with.dots\"",
+    );
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("connector.client_secret_env"), "{shown}");
+    assert!(
+        !shown.contains("s3cr3t-value"),
+        "the pasted secret must not be printed: {shown}"
+    );
+}
+
+#[test]
+fn credentials_in_login_url_rejected() {
+    let text = EXAMPLE.replace(
+        "login_url = \"https://login.salesforce.com\"",
+        "login_url = \"https://admin:pw123@login.salesforce.com\"",
+    );
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("must not contain a user name or password"),
+        "{shown}"
+    );
+    assert!(!shown.contains("pw123"), "{shown}");
+}
+
+#[test]
+fn duplicate_tier_labels_rejected() {
+    let text = EXAMPLE.replace(
+        "labels = [\"A\", \"B\", \"C\", \"D\"]",
+        "labels = [\"A\", \"A\", \"C\", \"D\"]",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(err.to_string().contains("used for two tiers"), "{err}");
+}
+
+#[test]
+fn shared_writeback_field_rejected() {
+    let text = EXAMPLE.replace(
+        "reasons_field = \"LS_Reasons__c\"",
+        "reasons_field = \"LS_Model_Version__c\"",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.to_string().contains("named for two write-back values"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_of_range_float_shows_value() {
+    let text = EXAMPLE.replace("learning_rate = 0.1", "learning_rate = 7.5");
+    let err = parse(&text).unwrap_err();
+    assert!(err.to_string().contains("7.5 is out of range"), "{err}");
+}
+
+#[test]
+fn directory_is_not_a_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = Config::load(dir.path()).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("is not a regular file"), "{shown}");
+    assert!(
+        !shown.contains(":0:0"),
+        "no position for a file-level problem: {shown}"
+    );
+}
+
+#[test]
+fn oversized_config_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.toml");
+    std::fs::write(&path, "#".repeat(2 * 1024 * 1024)).expect("write");
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.to_string().contains("is larger than"), "{err}");
 }

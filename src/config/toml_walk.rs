@@ -68,6 +68,16 @@ pub fn type_name(value: &DeValue<'_>) -> &'static str {
     }
 }
 
+/// Shows a scalar value as written, or names the type of a compound one.
+fn value_text(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::Integer(i) => i.as_str().to_string(),
+        DeValue::Float(f) => f.as_str().to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        other => type_name(other).to_string(),
+    }
+}
+
 /// One table of the document. Every key read through it is remembered, so that
 /// [`Section::finish`] can report the keys that were never read as unknown.
 pub struct Section<'t, 'i> {
@@ -235,7 +245,10 @@ impl<'t, 'i> Section<'t, 'i> {
                 issues.push(
                     value.span(),
                     &self.key_path(key),
-                    format!("out of range; expected a number from {min} to {max}"),
+                    format!(
+                        "{} is out of range; expected a number from {min} to {max}",
+                        value_text(value.get_ref())
+                    ),
                     Some(example),
                 );
                 None
@@ -328,7 +341,7 @@ impl<'t, 'i> Section<'t, 'i> {
                         "expected an integer from {} to {}, found {}",
                         range.start,
                         range.end - 1,
-                        type_name(item.get_ref())
+                        value_text(item.get_ref())
                     ),
                     Some(example),
                 ),
