@@ -100,18 +100,18 @@ impl<'c> oauth2::AsyncHttpClient<'c> for RecordingClient<'_> {
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request)
-                .map_err(|error| TokenHttpError(error.to_string()))?;
+                .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))?;
             let response = self
                 .http
                 .execute(request)
                 .await
-                .map_err(|error| TokenHttpError(error.to_string()))?;
+                .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))?;
             let status = response.status();
             let headers = response.headers().clone();
             let body = response
                 .bytes()
                 .await
-                .map_err(|error| TokenHttpError(error.to_string()))?
+                .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))?
                 .to_vec();
             if let Ok(mut last) = self.last_response.lock() {
                 *last = Some((status.as_u16(), body.clone()));
@@ -122,7 +122,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for RecordingClient<'_> {
             }
             builder
                 .body(body)
-                .map_err(|error| TokenHttpError(error.to_string()))
+                .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))
         })
     }
 }
@@ -273,7 +273,9 @@ impl TokenSource {
             None => "no response".to_string(),
         };
         match error {
-            RequestTokenError::Request(error) => TokenFailure::Transient(error.to_string()),
+            RequestTokenError::Request(error) => {
+                TokenFailure::Transient(crate::errors::error_chain(&error))
+            }
             _ if status.is_some_and(|status| status >= 500) => TokenFailure::Transient(unparsed()),
             RequestTokenError::ServerResponse(response) => {
                 let code = response.error().as_ref().to_string();

@@ -174,7 +174,7 @@ impl Api {
                 Err(error) => ApiError {
                     status: 0,
                     code: "CONNECTION_FAILED".to_string(),
-                    message: error.to_string(),
+                    message: crate::errors::error_chain(&error),
                 },
             };
 
