@@ -219,6 +219,9 @@ pub(crate) fn records(org: &Org) -> Output {
             record.insert("OwnerId".into(), text(&users.ids[hospital.owner]));
             record.insert("FirstName".into(), text(contact.first_name));
             record.insert("LastName".into(), text(contact.last_name));
+            // Salesforce derives the read-only Name from the two parts; exports carry it.
+            let name = format!("{} {}", contact.first_name, contact.last_name);
+            record.insert("Name".into(), Value::String(name));
             record.insert("Title".into(), text(contact.title));
             record.insert("Email".into(), text(&contact.email));
             record.insert("Buying_Role__c".into(), text(BUYING_ROLES[contact.role]));
@@ -237,6 +240,8 @@ pub(crate) fn records(org: &Org) -> Output {
             record.insert("OwnerId".into(), text(&users.ids[lead.owner]));
             record.insert("FirstName".into(), text(lead.first_name));
             record.insert("LastName".into(), text(lead.last_name));
+            let name = format!("{} {}", lead.first_name, lead.last_name);
+            record.insert("Name".into(), Value::String(name));
             record.insert("Company".into(), text(&lead.company));
             record.insert("Title".into(), text(lead.title));
             record.insert("Email".into(), text(&lead.email));

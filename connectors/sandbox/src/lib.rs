@@ -1,9 +1,9 @@
 //! Local fake CRMs for tests, the demo and anyone without a real org.
 //!
 //! The Salesforce sandbox serves a subset of the REST API (OAuth token endpoint, query and
-//! queryAll over a SOQL subset, describe, limits, sObject Collections update, single-record
-//! create) over real HTTP on a loopback address. It serves whatever records it is given; the
-//! demo org comes from the `leadscore-demo-org` crate.
+//! queryAll over a SOQL subset, describe, limits, sObject Collections create, retrieve and
+//! update, single-record create, get and update) over real HTTP on a loopback address. It
+//! serves whatever records it is given; the demo org comes from the `leadscore-demo-org` crate.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -20,6 +20,7 @@ pub mod schema;
 
 mod describe;
 mod query;
+mod retrieve;
 mod server;
 mod soql;
 mod store;
@@ -133,7 +134,8 @@ impl Sandbox {
     /// and the record id); fills IsDeleted=false and missing SystemModstamp/LastModifiedDate
     /// from CreatedDate; accepts datetimes as RFC 3339 (`2024-05-01T12:00:03.000Z`) or in
     /// Salesforce form (`2024-05-01T12:00:03.000+0000`), dates as `YYYY-MM-DD`. A record
-    /// without CreatedDate gets the current time.
+    /// without CreatedDate gets the current time. Contact and Lead get their read-only `Name`
+    /// built from FirstName and LastName, replacing any `Name` the record gives.
     pub fn new(
         records: BTreeMap<String, Vec<RecordMap>>,
         options: SandboxOptions,
@@ -319,7 +321,9 @@ impl SandboxHandle {
     }
 
     /// Applies a user edit: sets the fields, then sets LastModifiedDate and SystemModstamp to
-    /// now unless `fields` sets them itself. Schema rules such as `updateable` do not apply.
+    /// now unless `fields` sets them itself. Schema rules such as `updateable` do not apply,
+    /// except that the Id and the Contact and Lead `Name` cannot be set. Changing FirstName or
+    /// LastName rebuilds that `Name`.
     pub fn update_record(
         &self,
         object: &str,
@@ -356,6 +360,15 @@ impl SandboxHandle {
                     expected: "unchanged, because record ids cannot change".to_string(),
                 });
             }
+            if table.is_full_name(column) {
+                return Err(SandboxError::InvalidValue {
+                    object: table.def.name.to_string(),
+                    id: id.to_string(),
+                    field: field.name.to_string(),
+                    value: json.to_string(),
+                    expected: "unset, because Name is built from FirstName and LastName; set those instead".to_string(),
+                });
+            }
             assignments.push((column, value));
         }
         let table = &mut state.store.tables[table_index];
@@ -364,6 +377,7 @@ impl SandboxHandle {
         for (column, value) in assignments {
             table.rows[row][column] = value;
         }
+        table.refresh_full_name(row);
         Ok(())
     }
 

@@ -111,6 +111,15 @@ fn editable(name: &'static str, field_type: FieldType) -> FieldDef {
     field(name, field_type, true)
 }
 
+/// Builds the read-only `Name` field of Contact and Lead, whose value the store derives from
+/// `FirstName` and `LastName` as Salesforce does. Salesforce gives it a length of 121.
+fn full_name() -> FieldDef {
+    FieldDef {
+        length: 121,
+        ..field("Name", FieldType::String, false)
+    }
+}
+
 fn reference(name: &'static str, relationship: &'static str, to: &[&'static str]) -> FieldDef {
     FieldDef {
         relationship: Some((relationship, to.to_vec())),
@@ -220,6 +229,7 @@ fn contact() -> ObjectDef {
         reference("OwnerId", "Owner", &["User"]),
         editable("FirstName", FieldType::String),
         editable("LastName", FieldType::String),
+        full_name(),
         editable("Title", FieldType::String),
         editable("Email", FieldType::Email),
         picklist("Buying_Role__c", &BUYING_ROLES, false),
@@ -239,6 +249,7 @@ fn lead() -> ObjectDef {
         reference("OwnerId", "Owner", &["User"]),
         editable("FirstName", FieldType::String),
         editable("LastName", FieldType::String),
+        full_name(),
         editable("Company", FieldType::String),
         editable("Title", FieldType::String),
         editable("Email", FieldType::Email),

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{RawQuery, Request, State as AxumState};
-use axum::http::header::{HeaderValue, AUTHORIZATION};
+use axum::http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,9 @@ use rand::Rng;
 use serde_json::{json, Value as Json};
 
 use crate::query::{self, FieldPath};
-use crate::store::{value_to_json, Store};
-use crate::write::{self, InjectedFailures, SaveError};
+use crate::retrieve::{self, RetrieveRequest};
+use crate::store::Store;
+use crate::write::{self, InjectedFailures, RequestError, SaveError};
 use crate::{describe, LoggedRequest, SandboxOptions};
 
 /// The largest request body the sandbox reads. A full collection of 200 records with long
@@ -136,6 +137,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> ApiError {
+        ApiError::bad_request(error.code, error.message)
+    }
+}
+
 type ApiResult = Result<Response, ApiError>;
 
 /// Builds the router for every supported path.
@@ -176,7 +183,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{data}/queryAll/{{locator}}"), get(next_page))
         .route(
             &format!("{data}/composite/sobjects"),
-            patch(update_collection),
+            patch(update_collection).post(create_collection),
+        )
+        .route(
+            &format!("{data}/composite/sobjects/{{object}}"),
+            get(retrieve_by_query).post(retrieve_by_body),
         )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|method: Method| async move {
@@ -205,19 +216,19 @@ fn version_of(uri: &Uri) -> String {
     segments(uri).get(2).cloned().unwrap_or_default()
 }
 
+/// Returns whether a path segment names a served API version: `v31.0` through `v62.0`.
 fn is_valid_version(version: &str) -> bool {
-    let Some(number) = version.strip_prefix('v') else {
+    let Some(major) = version
+        .strip_prefix('v')
+        .and_then(|number| number.strip_suffix(".0"))
+    else {
         return false;
     };
-    let Some((major, minor)) = number.split_once('.') else {
-        return false;
-    };
-    !major.is_empty()
-        && !minor.is_empty()
-        && major
-            .bytes()
-            .chain(minor.bytes())
-            .all(|b| b.is_ascii_digit())
+    // Comparing the text with the number it parses to rejects signs and leading zeros.
+    match major.parse::<u32>() {
+        Ok(number) => number.to_string() == major && API_VERSIONS.contains(&number),
+        Err(_) => false,
+    }
 }
 
 /// Logs every request, and for versioned REST paths checks the bearer token, counts the
@@ -260,6 +271,7 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
         }
     };
     let (body, mut response) = response;
+    set_json_charset(&mut response);
     if path.starts_with("/services/data") {
         let state = shared.lock();
         let usage = format!("api-usage={}/{}", state.api_used, state.api_max);
@@ -283,6 +295,20 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
         status,
     });
     response
+}
+
+/// Labels a JSON body `application/json;charset=UTF-8`, the content type Salesforce sends.
+fn set_json_charset(response: &mut Response) {
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == b"application/json");
+    if is_json {
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json;charset=UTF-8"),
+        );
+    }
 }
 
 /// Checks the bearer token and the daily request budget, and counts the request.
@@ -394,27 +420,30 @@ async fn revoke(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respo
     StatusCode::OK.into_response()
 }
 
-/// Version labels for `GET /services/data/`: (version, release name).
-const VERSIONS: [(&str, &str); 13] = [
-    ("50.0", "Winter '21"),
-    ("51.0", "Spring '21"),
-    ("52.0", "Summer '21"),
-    ("53.0", "Winter '22"),
-    ("54.0", "Spring '22"),
-    ("55.0", "Summer '22"),
-    ("56.0", "Winter '23"),
-    ("57.0", "Spring '23"),
-    ("58.0", "Summer '23"),
-    ("59.0", "Winter '24"),
-    ("60.0", "Spring '24"),
-    ("61.0", "Summer '24"),
-    ("62.0", "Winter '25"),
-];
+/// Major REST API versions the sandbox serves, from Summer '14 (31.0) to Winter '25 (62.0).
+/// Every other version gets 404 `NOT_FOUND`.
+const API_VERSIONS: std::ops::RangeInclusive<u32> = 31..=62;
 
+/// Returns the Salesforce release name of a major API version: three releases a year, Spring,
+/// Summer and Winter, where Winter '15 (32.0) shipped in late 2014.
+fn release_name(major: u32) -> String {
+    let since_summer_14 = major.saturating_sub(31);
+    let season = ["Summer", "Winter", "Spring"][(since_summer_14 % 3) as usize];
+    let year = 14 + since_summer_14.div_ceil(3);
+    format!("{season} '{year:02}")
+}
+
+/// `GET /services/data/`: every served version, oldest first.
 async fn versions() -> Response {
-    let list: Vec<Json> = VERSIONS
-        .iter()
-        .map(|(version, label)| json!({"label": label, "url": format!("/services/data/v{version}"), "version": version}))
+    let list: Vec<Json> = API_VERSIONS
+        .map(|major| {
+            let version = format!("{major}.0");
+            json!({
+                "label": release_name(major),
+                "url": format!("/services/data/v{version}"),
+                "version": version,
+            })
+        })
         .collect();
     JsonBody(Json::Array(list)).into_response()
 }
@@ -540,7 +569,7 @@ async fn get_record(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let state = shared.lock();
-    let (table, row, id) = record_row(&state.store, &uri)?;
+    let (table, row, _) = record_row(&state.store, &uri)?;
     let t = &state.store.tables[table];
     let requested = raw
         .as_deref()
@@ -548,32 +577,13 @@ async fn get_record(
         .and_then(|f| f.get("fields").cloned());
     let columns: Vec<usize> = match requested {
         None => (0..t.def.fields.len()).collect(),
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|name| {
-                t.column(name).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "INVALID_FIELD",
-                        format!("No such column '{name}' on sobject of type {}", t.def.name),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(list) => {
+            retrieve::field_columns(t, list.split(',').map(str::trim).filter(|n| !n.is_empty()))
+                .map_err(ApiError::from)?
+        }
     };
-    let mut record = serde_json::Map::new();
-    record.insert(
-        "attributes".into(),
-        query::attributes(t.def.name, &id, &version_of(&uri)),
-    );
-    for column in columns {
-        record.insert(
-            t.field(column).name.to_string(),
-            value_to_json(t.field(column), &t.rows[row][column]),
-        );
-    }
-    Ok(JsonBody(Json::Object(record)).into_response())
+    let record = retrieve::render_record(t, row, &columns, &version_of(&uri));
+    Ok(JsonBody(record).into_response())
 }
 
 /// `PATCH /sobjects/{Object}/{id}`: updates one record, 204 on success.
@@ -603,9 +613,50 @@ async fn update_collection(AxumState(shared): AxumState<Arc<Shared>>, body: Byte
     let body = parse_json(&body)?;
     let mut state = shared.lock();
     let state = &mut *state;
-    let results = write::update_collection(&mut state.store, &body, &state.injected_failures)
-        .map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let results = write::update_collection(&mut state.store, &body, &state.injected_failures)?;
     Ok(JsonBody(results).into_response())
+}
+
+/// `POST /composite/sobjects`: sObject Collections create, HTTP 200 even when records fail.
+async fn create_collection(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> ApiResult {
+    let body = parse_json(&body)?;
+    let owner = crate::store::with_case_suffix(API_USER_ID);
+    let mut state = shared.lock();
+    let results = write::create_collection(&mut state.store, &body, &owner)?;
+    Ok(JsonBody(results).into_response())
+}
+
+/// `GET /composite/sobjects/{Object}?ids=...&fields=...`: sObject Collections retrieve.
+async fn retrieve_by_query(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let params = form_fields(raw.as_deref().unwrap_or("").as_bytes());
+    let request = RetrieveRequest::from_query(&params)?;
+    retrieve_records(&shared, &uri, &request)
+}
+
+/// `POST /composite/sobjects/{Object}` with `{"ids": [...], "fields": [...]}`: sObject
+/// Collections retrieve for id lists too long for a URL.
+async fn retrieve_by_body(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let request = RetrieveRequest::from_json(&parse_json(&body)?)?;
+    retrieve_records(&shared, &uri, &request)
+}
+
+fn retrieve_records(shared: &Shared, uri: &Uri, request: &RetrieveRequest) -> ApiResult {
+    let object = segments(uri).get(5).cloned().unwrap_or_default();
+    let state = shared.lock();
+    let table = state
+        .store
+        .table_index(&object)
+        .ok_or_else(ApiError::not_found)?;
+    let records = retrieve::retrieve(&state.store, table, request, &version_of(uri))?;
+    Ok(JsonBody(records).into_response())
 }
 
 /// Reads the page size from `Sforce-Query-Options: batchSize=N`, clamped to 200..2000 as

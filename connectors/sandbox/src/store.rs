@@ -41,6 +41,17 @@ pub(crate) struct Table {
     pub created_col: usize,
     pub last_modified_col: usize,
     pub modstamp_col: usize,
+    /// Columns of `FirstName`, `LastName` and the read-only `Name` built from them, on objects
+    /// that have all three (Contact and Lead).
+    full_name: Option<FullNameColumns>,
+}
+
+/// Column indexes of a person name: the two parts and the read-only full name.
+#[derive(Clone, Copy)]
+struct FullNameColumns {
+    first: usize,
+    last: usize,
+    name: usize,
 }
 
 impl Table {
@@ -65,6 +76,13 @@ impl Table {
             col("LastModifiedDate"),
             col("SystemModstamp"),
         );
+        let lookup = |name: &str| columns.get(&name.to_ascii_lowercase()).copied();
+        let full_name = match (lookup("FirstName"), lookup("LastName"), lookup("Name")) {
+            (Some(first), Some(last), Some(name)) if !def.fields[name].updateable => {
+                Some(FullNameColumns { first, last, name })
+            }
+            _ => None,
+        };
         Table {
             def,
             columns,
@@ -75,6 +93,7 @@ impl Table {
             created_col,
             last_modified_col,
             modstamp_col,
+            full_name,
         }
     }
 
@@ -100,6 +119,31 @@ impl Table {
         let (last_modified, modstamp) = (self.last_modified_col, self.modstamp_col);
         self.rows[row][last_modified] = Value::DateTime(at);
         self.rows[row][modstamp] = Value::DateTime(at);
+    }
+
+    /// Returns whether the column is the `Name` that the sandbox builds from `FirstName` and
+    /// `LastName`, so no write may set it directly.
+    pub(crate) fn is_full_name(&self, column: usize) -> bool {
+        self.full_name.is_some_and(|c| c.name == column)
+    }
+
+    /// Rebuilds a Contact's or Lead's `Name` from `FirstName` and `LastName` as Salesforce does:
+    /// "First Last", only the part that is set, or null when both are null. Objects without
+    /// that name field are left unchanged.
+    pub(crate) fn refresh_full_name(&mut self, row: usize) {
+        let Some(columns) = self.full_name else {
+            return;
+        };
+        let cells = &self.rows[row];
+        let parts: Vec<&str> = [columns.first, columns.last]
+            .iter()
+            .filter_map(|&column| cells[column].as_text())
+            .collect();
+        self.rows[row][columns.name] = if parts.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(parts.join(" "))
+        };
     }
 
     /// Renders every field of a row in REST API format.
@@ -180,7 +224,7 @@ impl Store {
         }
     }
 
-    /// Appends a row. The caller has checked that the id is new.
+    /// Appends a row and builds its derived `Name`. The caller has checked that the id is new.
     pub(crate) fn insert(&mut self, table: usize, row: Vec<Value>) -> usize {
         let t = &mut self.tables[table];
         let index = t.rows.len();
@@ -188,6 +232,7 @@ impl Store {
             t.by_id.insert(id.to_string(), index);
         }
         t.rows.push(row);
+        t.refresh_full_name(index);
         index
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use leadscore_sandbox::SandboxOptions;
 use serde_json::Value;
 
-use crate::support::{expect_error, small_org, Fixture, VERSION};
+use crate::support::{expect_error, small_org, Fixture, LEAD_QUINN, VERSION};
 
 #[tokio::test]
 async fn token_grant_has_salesforce_shape() {
@@ -247,4 +247,91 @@ async fn request_log_records_auth_and_query() {
         .find(|r| r.path == "/services/oauth2/token")
         .expect("token request logged");
     assert!(token_request.body.contains("grant_type=refresh_token"));
+}
+
+#[tokio::test]
+async fn json_responses_carry_charset() {
+    let fixture = Fixture::small().await;
+    let url = fixture.sandbox.url();
+    let options = fixture.sandbox.options().clone();
+    let token = fixture
+        .token_response(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &options.client_id),
+            ("client_secret", &options.client_secret),
+            ("refresh_token", &options.refresh_token),
+        ])
+        .await;
+    let bad_grant = fixture.token_response(&[("grant_type", "password")]).await;
+    let unauthenticated = fixture
+        .client
+        .get(format!("{url}/services/data/{VERSION}/limits"))
+        .send()
+        .await
+        .unwrap();
+    let versions = fixture
+        .client
+        .get(format!("{url}/services/data/"))
+        .send()
+        .await
+        .unwrap();
+    let wrong_method = fixture
+        .client
+        .delete(format!("{url}/services/data/{VERSION}/limits"))
+        .bearer_auth(&fixture.token)
+        .send()
+        .await
+        .unwrap();
+    let responses = [
+        ("token", token),
+        ("token error", bad_grant),
+        ("401", unauthenticated),
+        ("versions", versions),
+        ("405", wrong_method),
+        (
+            "query",
+            fixture
+                .query_raw("query", "SELECT Id FROM Account", None)
+                .await,
+        ),
+        (
+            "describe",
+            fixture
+                .get(&format!("/services/data/{VERSION}/sobjects/Lead/describe"))
+                .await,
+        ),
+        (
+            "404",
+            fixture
+                .get(&format!("/services/data/{VERSION}/nothing"))
+                .await,
+        ),
+        (
+            "collection update",
+            fixture
+                .patch_json(
+                    &format!("/services/data/{VERSION}/composite/sobjects"),
+                    &serde_json::json!({"records": []}),
+                )
+                .await,
+        ),
+    ];
+    for (name, response) in responses {
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json;charset=UTF-8",
+            "{name}"
+        );
+        let body: Result<Value, _> = response.json().await;
+        assert!(body.is_ok(), "{name} body is JSON");
+    }
+
+    let no_content = fixture
+        .patch_json(
+            &format!("/services/data/{VERSION}/sobjects/Lead/{LEAD_QUINN}"),
+            &serde_json::json!({"LS_Score__c": 1}),
+        )
+        .await;
+    assert_eq!(no_content.status(), 204);
+    assert!(no_content.headers().get("content-type").is_none());
 }

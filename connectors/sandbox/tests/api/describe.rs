@@ -1,7 +1,7 @@
 //! describeGlobal, describe, version list, resource map, limits and the request budget.
 
 use leadscore_sandbox::schema;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{expect_error, Fixture, VERSION};
 
@@ -191,4 +191,89 @@ async fn limits_track_requests_and_budget() {
     let message = expect_error(refused, 403, "REQUEST_LIMIT_EXCEEDED").await;
     assert_eq!(message, "TotalRequests Limit exceeded.");
     assert_eq!(handle.api_usage(), (3, 3), "refused calls do not count");
+}
+
+#[tokio::test]
+async fn person_name_in_describe() {
+    let fixture = Fixture::small().await;
+    for object in ["Contact", "Lead"] {
+        let body: Value = fixture
+            .get(&format!(
+                "/services/data/{VERSION}/sobjects/{object}/describe"
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let name = field(&body, "Name");
+        assert_eq!(name["type"], "string", "{object}");
+        assert_eq!(name["updateable"], false, "{object}");
+        assert_eq!(name["createable"], false, "{object}");
+        assert_eq!(name["length"], 121, "{object}");
+        assert_eq!(field(&body, "LastName")["updateable"], true, "{object}");
+    }
+}
+
+#[tokio::test]
+async fn versions_list_is_31_to_62() {
+    let fixture = Fixture::small().await;
+    let versions: Value = fixture
+        .client
+        .get(format!("{}/services/data/", fixture.sandbox.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (31..=62).map(|major| format!("{major}.0")).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(
+        versions[0],
+        json!({"label": "Summer '14", "url": "/services/data/v31.0", "version": "31.0"})
+    );
+    assert_eq!(versions[19]["label"], "Winter '21", "50.0");
+    assert_eq!(versions[31]["label"], "Winter '25", "62.0");
+}
+
+#[tokio::test]
+async fn unserved_versions_get_404() {
+    let fixture = Fixture::small().await;
+    for version in ["v31.0", "v50.0", "v62.0"] {
+        let response = fixture
+            .get(&format!("/services/data/{version}/limits"))
+            .await;
+        assert_eq!(response.status(), 200, "{version}");
+    }
+    for version in [
+        "v30.0",
+        "v63.0",
+        "v20.0",
+        "v59.1",
+        "v059.0",
+        "v59",
+        "v+59.0",
+        "v99999999999.0",
+    ] {
+        let response = fixture
+            .get(&format!("/services/data/{version}/limits"))
+            .await;
+        assert_eq!(response.status(), 404, "{version}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]),
+            "{version}"
+        );
+    }
+    let query = fixture
+        .get("/services/data/v63.0/query?q=SELECT+Id+FROM+Account")
+        .await;
+    expect_error(query, 404, "NOT_FOUND").await;
 }

@@ -297,3 +297,121 @@ async fn single_record_patch_and_get() {
         .await;
     expect_error(missing, 404, "NOT_FOUND").await;
 }
+
+fn full_name(handle: &SandboxHandle, object: &str, id: &str) -> Value {
+    handle.record(object, id).expect("record exists")["Name"].clone()
+}
+
+#[tokio::test]
+async fn person_name_follows_first_and_last() {
+    let mut org = small_org();
+    org.get_mut("Lead").unwrap().push(
+        serde_json::from_value(json!({
+            "Id": "00Q000000000003AAA", "FirstName": "Mae", "LastName": "Quill",
+            "Name": "Stale Name", "Company": "Quill Spine", "Status": "Open - Not Contacted"
+        }))
+        .unwrap(),
+    );
+    let fixture = Fixture::start(org, Default::default()).await;
+    let handle = fixture.handle();
+    assert_eq!(
+        full_name(&handle, "Lead", "00Q000000000003AAA"),
+        "Mae Quill",
+        "loading replaces a given Name"
+    );
+    assert_eq!(full_name(&handle, "Contact", CONTACT_NG), "Ng");
+
+    handle
+        .update_record(
+            "Contact",
+            CONTACT_NG,
+            serde_json::from_value(json!({"FirstName": "Lin"})).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(full_name(&handle, "Contact", CONTACT_NG), "Lin Ng");
+    let page = fixture
+        .query(&format!(
+            "SELECT Name FROM Contact WHERE Name = 'Lin Ng' AND Id = '{CONTACT_NG}'"
+        ))
+        .await;
+    assert_eq!(page["records"][0]["Name"], "Lin Ng");
+
+    let path = format!("/services/data/{VERSION}/sobjects/Contact/{CONTACT_NG}");
+    let response = fixture
+        .patch_json(&path, &json!({"LastName": "Ng-Park"}))
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(full_name(&handle, "Contact", CONTACT_NG), "Lin Ng-Park");
+
+    let body = json!({"records": [
+        {"attributes": {"type": "Contact"}, "id": CONTACT_NG, "FirstName": null},
+        {"attributes": {"type": "Lead"}, "id": LEAD_QUINN, "FirstName": "Ria"},
+    ]});
+    let results: Value = fixture
+        .patch_json(&collections_path(), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results[0]["success"], true, "{results}");
+    assert_eq!(results[1]["success"], true, "{results}");
+    assert_eq!(full_name(&handle, "Contact", CONTACT_NG), "Ng-Park");
+    assert_eq!(full_name(&handle, "Lead", LEAD_QUINN), "Ria Quinn");
+
+    let created = fixture
+        .post_json(
+            &format!("/services/data/{VERSION}/sobjects/Contact"),
+            &json!({"FirstName": "Oli", "LastName": "Shaw"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(full_name(&handle, "Contact", id), "Oli Shaw");
+}
+
+#[tokio::test]
+async fn person_name_is_read_only() {
+    let fixture = Fixture::small().await;
+    let handle = fixture.handle();
+    let path = format!("/services/data/{VERSION}/sobjects/Contact/{CONTACT_NG}");
+    let response = fixture.patch_json(&path, &json!({"Name": "Dr. Ng"})).await;
+    let message = expect_error(response, 400, "INVALID_FIELD_FOR_INSERT_UPDATE").await;
+    assert!(message.contains("Name"), "{message}");
+
+    let body = json!({"records": [
+        {"attributes": {"type": "Lead"}, "id": LEAD_QUINN, "name": "Q"},
+    ]});
+    let results: Value = fixture
+        .patch_json(&collections_path(), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results[0]["success"], false);
+    assert_eq!(error_code(&results[0]), "INVALID_FIELD_FOR_INSERT_UPDATE");
+    assert_eq!(results[0]["errors"][0]["fields"], json!(["Name"]));
+
+    let direct = handle.update_record(
+        "Contact",
+        CONTACT_NG,
+        serde_json::from_value(json!({"Name": "Dr. Ng"})).unwrap(),
+    );
+    let error = direct
+        .expect_err("the handle rejects a direct Name")
+        .to_string();
+    assert!(error.contains("FirstName and LastName"), "{error}");
+    assert_eq!(full_name(&handle, "Contact", CONTACT_NG), "Ng");
+    assert_eq!(full_name(&handle, "Lead", LEAD_QUINN), "Quinn");
+
+    // Account keeps its own writable Name.
+    let account = format!("/services/data/{VERSION}/sobjects/Account/{ACCOUNT_VALLEY}");
+    let response = fixture
+        .patch_json(&account, &json!({"Name": "Valley Health"}))
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        full_name(&handle, "Account", ACCOUNT_VALLEY),
+        "Valley Health"
+    );
+}
