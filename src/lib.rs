@@ -11,6 +11,7 @@ pub mod demo;
 pub mod features;
 pub mod model;
 pub mod pipeline;
+pub mod registry;
 pub mod run;
 pub mod scoring;
 pub mod store;
