@@ -1,7 +1,7 @@
 //! The command line: one subcommand per pipeline step, plus `demo`, `sandbox` and `init`.
 //!
-//! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid,
-//! 3 the push finished but the CRM rejected some records.
+//! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid or a
+//! model version is not in the store, 3 the push finished but the CRM rejected some records.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -87,6 +87,11 @@ pub enum Command {
     Score(ConfigArgs),
     /// Write changed scores back to the CRM.
     Push(ConfigArgs),
+    /// List, show, promote or roll back trained models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
     /// Run check, pull, train, score and push.
     Run {
         #[command(flatten)]
@@ -94,6 +99,59 @@ pub enum Command {
         /// Run the steps once and exit.
         #[arg(long)]
         once: bool,
+    },
+    /// Train and evaluate on a CSV export with no CRM: column types, checks, holdout metrics.
+    Evaluate(crate::evaluate::EvaluateArgs),
+    /// Write a report file.
+    Report {
+        #[command(subcommand)]
+        target: ReportTarget,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportTarget {
+    /// Write the model card (model-card.html and model-card.json) of the live or a named model.
+    Model(ReportModelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportModelArgs {
+    /// Configuration file.
+    #[arg(short, long, default_value = "leadscore.toml")]
+    pub config: PathBuf,
+    /// Model version to report (the live model by default).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Directory to write the two files into, created if missing.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List every stored model with its training time, holdout AUC and status.
+    List(ConfigArgs),
+    /// Show one model's metadata, metrics and promotion history.
+    Show {
+        /// Model version, as `models list` prints it.
+        version: String,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+    /// Make a stored model live after shadow-scoring the open accounts with it.
+    Promote {
+        /// Model version, as `models list` prints it.
+        version: String,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+    /// Make an earlier model live again: the named version, or the one live before the current.
+    Rollback {
+        /// Model version to restore (by default, the model live before the current one).
+        version: Option<String>,
+        #[command(flatten)]
+        args: ConfigArgs,
     },
 }
 
@@ -151,6 +209,36 @@ impl From<ConnectorError> for Failure {
     }
 }
 
+impl From<crate::registry::RegistryError> for Failure {
+    fn from(err: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError;
+        let code = match err {
+            // A version that is not in the store is a bad argument, like a bad config value.
+            RegistryError::UnknownVersion { .. } => 2,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: format!("{err:#}"),
+        }
+    }
+}
+
+impl From<crate::report::ReportError> for Failure {
+    fn from(err: crate::report::ReportError) -> Self {
+        use crate::report::ReportError;
+        let code = match err {
+            // A version that is not in the store is a bad argument, as for `models show`.
+            ReportError::VersionNotFound { .. } => 2,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: format!("{err:#}"),
+        }
+    }
+}
+
 fn config_failure(message: String) -> Failure {
     Failure { code: 2, message }
 }
@@ -198,6 +286,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Train(args) => step_train(&args),
         Command::Score(args) => step_score(&args),
         Command::Push(args) => step_push(&args).await,
+        Command::Models { action } => step_models(action),
         Command::Run { args, once } => {
             if !once {
                 return Err(config_failure(
@@ -206,6 +295,10 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             }
             step_run(&args).await
         }
+        Command::Evaluate(args) => step_evaluate(&args),
+        Command::Report {
+            target: ReportTarget::Model(args),
+        } => step_report_model(&args),
     }
 }
 
@@ -327,14 +420,18 @@ fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
             .holdout_auc
             .map_or("n/a".to_string(), |a| format!("{a:.3}"));
         println!(
-            "Trained model {} on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training win rate).",
+            "Trained model {} ({}, {} calibration) on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training win rate), expected calibration error {:.3}.",
             report.version,
+            report.chosen,
+            report.calibration_method,
             report.examples,
             report.won,
             report.holdout_rows,
             report.holdout_log_loss,
-            report.baseline_log_loss
+            report.baseline_log_loss,
+            report.holdout_ece
         );
+        print!("{}", crate::registry::render_publish(&report.publish));
     }
     Ok(0)
 }
@@ -406,6 +503,66 @@ async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
     Ok(if report.failed.is_empty() { 0 } else { 3 })
 }
 
+fn step_evaluate(args: &crate::evaluate::EvaluateArgs) -> Result<u8, Failure> {
+    let failure = |err: crate::evaluate::EvaluateError| Failure {
+        code: err.exit_code(),
+        message: err.to_string(),
+    };
+    let settings = crate::evaluate::model_settings(args.config.as_deref()).map_err(failure)?;
+    let output = crate::evaluate::evaluate(args, &settings).map_err(failure)?;
+    if args.json {
+        print_json(&output)?;
+    } else {
+        eprint!("{}", crate::evaluate::render_columns(&output.columns));
+        print!("{}", crate::evaluate::render_summary(&output));
+    }
+    Ok(0)
+}
+
+fn step_models(action: ModelsCommand) -> Result<u8, Failure> {
+    use crate::registry;
+    match action {
+        ModelsCommand::List(args) => {
+            let (_, store) = open(&args)?;
+            let models = registry::list(&store)?;
+            if args.json {
+                print_json(&models)?;
+            } else {
+                print!("{}", registry::render_list(&models));
+            }
+        }
+        ModelsCommand::Show { version, args } => {
+            let (_, store) = open(&args)?;
+            let details = registry::show(&store, &version)?;
+            if args.json {
+                print_json(&details)?;
+            } else {
+                print!("{}", registry::render_details(&details));
+            }
+        }
+        ModelsCommand::Promote { version, args } => {
+            let (config, store) = open(&args)?;
+            let change = registry::promote(&store, &config, &version, Utc::now())?;
+            print_change(&change, args.json)?;
+        }
+        ModelsCommand::Rollback { version, args } => {
+            let (config, store) = open(&args)?;
+            let change = registry::rollback(&store, &config, version.as_deref(), Utc::now())?;
+            print_change(&change, args.json)?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_change(change: &crate::registry::LiveChange, json: bool) -> Result<(), Failure> {
+    if json {
+        print_json(change)
+    } else {
+        print!("{}", crate::registry::render_change(change));
+        Ok(())
+    }
+}
+
 async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
     let (config, store) = open(args)?;
     let connector = connector_for(&config)?;
@@ -428,4 +585,14 @@ async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
     }
     print_failures(&report.push.failed);
     Ok(if report.push.failed.is_empty() { 0 } else { 3 })
+}
+
+fn step_report_model(args: &ReportModelArgs) -> Result<u8, Failure> {
+    let config = Config::load(&args.config).map_err(|err| config_failure(err.to_string()))?;
+    let store = Store::open(&config.store_path)?;
+    let model = crate::report::load_model(&store, args.version.as_deref())?;
+    let paths = crate::report::write_model_card(&model, &args.out)?;
+    println!("{}", paths.html.display());
+    println!("{}", paths.json.display());
+    Ok(0)
 }

@@ -42,6 +42,8 @@ pub struct Deal {
     pub close_date: Option<DateTime<Utc>>,
     pub closed: bool,
     pub won: bool,
+    /// StageName, for the stage-based label rule.
+    pub stage: Option<String>,
 }
 
 /// Everything pulled, indexed for feature computation.
@@ -124,6 +126,7 @@ impl History {
                 close_date: opportunity.get("CloseDate").as_datetime(),
                 closed: opportunity.get("IsClosed").as_bool().unwrap_or(false),
                 won: opportunity.get("IsWon").as_bool().unwrap_or(false),
+                stage: text(&opportunity, "StageName"),
             });
         }
         let activities = tasks
@@ -350,15 +353,17 @@ impl FeatureSpace {
             .collect()
     }
 
-    /// Phrases the `count` columns groups that moved the score most, strongest first.
-    /// `contributions` are per column, in log-odds.
+    /// Phrases the configured features that raised the score most (up to `positive`, largest
+    /// first), then those that lowered it most (up to `negative`). `contributions` are per
+    /// column, in log-odds; one-hot columns of a feature are summed first.
     pub fn reasons(
         &self,
         history: &History,
         account_id: &str,
         row: &[f64],
         contributions: &[f64],
-        count: usize,
+        positive: usize,
+        negative: usize,
     ) -> Vec<String> {
         let mut by_feature: Vec<(&str, f64)> = Vec::new();
         for (column, contribution) in self.columns.iter().zip(contributions) {
@@ -368,26 +373,19 @@ impl FeatureSpace {
             }
         }
         by_feature.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        by_feature
-            .into_iter()
-            .filter(|(_, c)| c.abs() > 1e-6)
-            .take(count)
-            .map(|(feature, contribution)| {
-                let phrase = self.phrase(history, account_id, feature, row, contribution);
+        let raising = by_feature.iter().filter(|(_, c)| *c > 1e-6).take(positive);
+        let lowering = by_feature.iter().filter(|(_, c)| *c < -1e-6).take(negative);
+        raising
+            .chain(lowering)
+            .map(|&(feature, contribution)| {
+                let phrase = self.phrase(history, account_id, feature, row);
                 let sign = if contribution > 0.0 { '+' } else { '-' };
                 format!("{sign} {phrase}")
             })
             .collect()
     }
 
-    fn phrase(
-        &self,
-        history: &History,
-        account_id: &str,
-        feature: &str,
-        row: &[f64],
-        contribution: f64,
-    ) -> String {
+    fn phrase(&self, history: &History, account_id: &str, feature: &str, row: &[f64]) -> String {
         let Some(index) = self.columns.iter().position(|c| c.feature == feature) else {
             return feature.to_string();
         };
@@ -401,7 +399,7 @@ impl FeatureSpace {
                     .get(account_id)
                     .map(|a| a.get(field).clone())
                     .unwrap_or(Value::Null);
-                attribute_phrase(&column.label, *kind, &raw, value, contribution)
+                attribute_phrase(&column.label, *kind, &raw, value)
             }
             Source::Aggregate(aggregate) => aggregate_phrase(*aggregate, value, window),
         }
@@ -507,19 +505,12 @@ fn format_number(value: f64) -> String {
     }
 }
 
-fn attribute_phrase(
-    label: &str,
-    kind: AttributeKind,
-    raw: &Value,
-    value: f64,
-    contribution: f64,
-) -> String {
+fn attribute_phrase(label: &str, kind: AttributeKind, raw: &Value, value: f64) -> String {
     match kind {
         AttributeKind::Number if value.is_nan() => format!("{label} not reported"),
-        AttributeKind::Number => {
-            let level = if contribution > 0.0 { "high" } else { "low" };
-            format!("{level} {label} ({})", format_number(value))
-        }
+        // The sign in front of the phrase gives the direction. "High" or "low" would need
+        // the training distribution, which the feature space does not keep.
+        AttributeKind::Number => format!("{label} {}", format_number(value)),
         AttributeKind::Category if raw.is_null() => format!("{label} unknown"),
         AttributeKind::Category => format!("{label}: {raw}"),
         AttributeKind::Flag if value.is_nan() => format!("{label} unknown"),
@@ -539,6 +530,9 @@ fn aggregate_phrase(aggregate: Aggregate, value: f64, window: i64) -> String {
         Aggregate::RolesEngaged => format!("{n} buying roles engaged in {window} days"),
         Aggregate::ContactsEngaged => format!("{n} contacts engaged in {window} days"),
         Aggregate::Meetings => format!("{n} demos and meetings in {window} days"),
+        Aggregate::Activities { days } if value == 1.0 => {
+            format!("1 activity in the last {days} days")
+        }
         Aggregate::Activities { days } => format!("{n} activities in the last {days} days"),
         Aggregate::DaysSinceLastTouch if value.is_nan() => "never contacted".to_string(),
         Aggregate::DaysSinceLastTouch => format!("last touch {:.0} days ago", value.floor()),
@@ -691,14 +685,20 @@ mod tests {
         };
         contributions[index("hip_knee_volume")] = 0.9;
         contributions[index("roles_engaged")] = 0.4;
+        contributions[index("contacts_engaged")] = 0.2;
+        contributions[index("meetings")] = 0.1;
         contributions[index("days_since_last_touch")] = -0.6;
-        let reasons = space.reasons(&history, "001A", &row, &contributions, 3);
+        contributions[index("activities_90d")] = -0.3;
+        contributions[index("contacts_known")] = -0.05;
+        let reasons = space.reasons(&history, "001A", &row, &contributions, 3, 2);
         assert_eq!(
             reasons,
             vec![
-                "+ high hip/knee volume (412)".to_string(),
-                "- last touch 30 days ago".to_string(),
+                "+ hip/knee volume 412".to_string(),
                 "+ 2 buying roles engaged in 365 days".to_string(),
+                "+ 2 contacts engaged in 365 days".to_string(),
+                "- last touch 30 days ago".to_string(),
+                "- 1 activity in the last 90 days".to_string(),
             ]
         );
     }

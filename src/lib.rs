@@ -8,10 +8,12 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod evaluate;
 pub mod features;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
+pub mod report;
 pub mod run;
 pub mod scoring;
 pub mod store;

@@ -7,11 +7,14 @@ use leadscore_connector::Value;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::features::{fields, FeatureSpace};
-use crate::model::{GradientBoostedModel, Model};
+use crate::features::{fields, FeatureSpace, History};
+use crate::model::TrainedModel;
 use crate::pipeline::PipelineError;
-use crate::store::{ScoreRow, Store};
+use crate::store::{ScoreRow, Store, StoredModel};
 use crate::training::load_history;
+
+/// Maximum number of reasons that lower a score, listed after the reasons that raise it.
+const NEGATIVE_REASONS: usize = 2;
 
 #[derive(Debug, Serialize)]
 pub struct ScoreReport {
@@ -23,7 +26,7 @@ pub struct ScoreReport {
     pub top: Vec<ScoreRow>,
 }
 
-/// Turns a probability into the 0-100 score written to the CRM.
+/// Turns a calibrated probability into the 0-100 score written to the CRM.
 pub fn score_of(probability: f64) -> f64 {
     (probability * 100.0).round().clamp(0.0, 100.0)
 }
@@ -39,15 +42,47 @@ pub fn score(
             "no trained model in the store; run `leadscore train` first".to_string(),
         ));
     };
+    let history = load_history(store, config)?;
+    let mut scores = score_accounts(&stored, &history, config, now)?;
+    let scored = scores.len();
+    store.replace_scores(&scores)?;
+
+    let mut tiers: BTreeMap<String, usize> =
+        config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
+    for row in &scores {
+        *tiers.entry(row.tier.clone()).or_default() += 1;
+    }
+    scores.sort_by(|a, b| {
+        b.probability
+            .total_cmp(&a.probability)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    scores.truncate(10);
+    tracing::info!(scored, model = %stored.version, "scored");
+    Ok(ScoreReport {
+        model_version: stored.version,
+        scored,
+        tiers,
+        top: scores,
+    })
+}
+
+/// Scores every open account with `stored` as of `config.scoring.as_of` (or `now`) and
+/// returns the rows without storing them, so two models can be compared on the same accounts.
+pub fn score_accounts(
+    stored: &StoredModel,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<ScoreRow>, PipelineError> {
     let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
         PipelineError::Model(format!(
             "stored feature encoding of model {} is unreadable: {e}; retrain",
             stored.version
         ))
     })?;
-    let model = GradientBoostedModel::from_bytes(&stored.model)
-        .map_err(|e| PipelineError::Model(e.to_string()))?;
-    let history = load_history(store, config)?;
+    let model =
+        TrainedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
     let at = config.scoring.as_of.unwrap_or(now);
 
     let accounts: Vec<&str> = history
@@ -59,7 +94,7 @@ pub fn score(
         .collect();
     let rows: Vec<Vec<f64>> = accounts
         .iter()
-        .map(|id| space.row(&history, id, at))
+        .map(|id| space.row(history, id, at))
         .collect();
     let probabilities = model
         .predict(&rows)
@@ -74,11 +109,12 @@ pub fn score(
         let probability = probabilities[index];
         let score = score_of(probability);
         let reasons = space.reasons(
-            &history,
+            history,
             id,
             &rows[index],
             &contributions[index].values,
             config.scoring.reasons,
+            NEGATIVE_REASONS,
         );
         scores.push(ScoreRow {
             object: fields::ACCOUNT.to_string(),
@@ -96,24 +132,5 @@ pub fn score(
             scored_at: now,
         });
     }
-    store.replace_scores(&scores)?;
-
-    let mut tiers: BTreeMap<String, usize> =
-        config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
-    for row in &scores {
-        *tiers.entry(row.tier.clone()).or_default() += 1;
-    }
-    scores.sort_by(|a, b| {
-        b.probability
-            .total_cmp(&a.probability)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    scores.truncate(10);
-    tracing::info!(scored = accounts.len(), model = %stored.version, "scored");
-    Ok(ScoreReport {
-        model_version: stored.version,
-        scored: accounts.len(),
-        tiers,
-        top: scores,
-    })
+    Ok(scores)
 }

@@ -1,5 +1,6 @@
-//! The embedded store (sled): pulled records, incremental cursors, trained models, scores and
-//! the last values written to the CRM. No other module touches sled.
+//! The embedded store (sled): pulled records, incremental cursors, trained models with their
+//! registry entries and promotion history, scores and the last values written to the CRM. No
+//! other module touches sled.
 //!
 //! Values are JSON so a store can be inspected and migrated. The format version is kept under
 //! `meta/format`; a store written by another format is refused rather than misread.
@@ -76,6 +77,86 @@ pub struct StoredModel {
     pub report: serde_json::Value,
     /// Model bytes from [`crate::model::Model::to_bytes`].
     pub model: Vec<u8>,
+}
+
+/// Registry metadata of one training run, stored beside its model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub version: String,
+    pub trained_at: DateTime<Utc>,
+    /// Earliest and latest close dates of the training examples.
+    pub window_from: Option<DateTime<Utc>>,
+    pub window_to: Option<DateTime<Utc>>,
+    /// Hash of the configuration that shaped training.
+    pub config_hash: String,
+    /// Names of the model's input columns, in row order.
+    pub feature_names: Vec<String>,
+    /// Ids of the held-out deals the AUCs below were measured on.
+    pub holdout_ids: Vec<String>,
+    /// ROC AUC on the holdout rows, or `None` when the holdout contains only one outcome.
+    pub holdout_auc: Option<f64>,
+    /// Version of the model that was live when this one was published.
+    pub live_version_at_publish: Option<String>,
+    /// That live model's ROC AUC on the same holdout rows.
+    pub live_holdout_auc: Option<f64>,
+    /// Outcome of the promotion decision at publish time, in words.
+    pub decision: String,
+}
+
+impl ModelEntry {
+    /// Derives an entry from a model stored without registry metadata. The AUC is read from
+    /// the report under `metrics.auc` or `holdout_auc`.
+    pub fn from_model(model: &StoredModel) -> ModelEntry {
+        let auc = model
+            .report
+            .pointer("/metrics/auc")
+            .or_else(|| model.report.get("holdout_auc"))
+            .and_then(serde_json::Value::as_f64);
+        ModelEntry {
+            version: model.version.clone(),
+            trained_at: model.trained_at,
+            window_from: None,
+            window_to: None,
+            config_hash: String::new(),
+            feature_names: Vec::new(),
+            holdout_ids: Vec::new(),
+            holdout_auc: auc,
+            live_version_at_publish: None,
+            live_holdout_auc: None,
+            decision: "stored without registry metadata".to_string(),
+        }
+    }
+}
+
+/// Cause of a model becoming the live one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionCause {
+    /// Training published it and it passed the promotion gate.
+    Trained,
+    /// An admin promoted it by hand.
+    Promoted,
+    /// An admin rolled back to it.
+    Rollback,
+}
+
+impl PromotionCause {
+    /// Returns true for the causes an admin triggers by hand.
+    pub fn is_manual(self) -> bool {
+        matches!(self, PromotionCause::Promoted | PromotionCause::Rollback)
+    }
+}
+
+/// One change of the live model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// The version that became live.
+    pub version: String,
+    /// The version it replaced, if a model was live.
+    pub previous: Option<String>,
+    pub at: DateTime<Utc>,
+    pub cause: PromotionCause,
+    pub note: String,
 }
 
 pub struct Store {
@@ -223,23 +304,146 @@ impl Store {
         Ok(self.db.open_tree(records_tree(object))?.len())
     }
 
-    /// Stores a trained model and makes it the current one.
+    /// Stores a trained model and makes it the live one, recording the promotion as caused by
+    /// training. A registry entry is derived from the model unless one is already stored.
     pub fn save_model(&self, model: &StoredModel) -> Result<(), StoreError> {
+        let entry = match self.model_entry(&model.version)? {
+            Some(entry) => entry,
+            None => ModelEntry::from_model(model),
+        };
+        let previous = self.live_version()?;
+        if previous.as_deref() == Some(model.version.as_str()) {
+            return self.save_registered_model(model, &entry, None);
+        }
+        let promotion = Promotion {
+            version: model.version.clone(),
+            previous,
+            at: model.trained_at,
+            cause: PromotionCause::Trained,
+            note: "stored as the live model".to_string(),
+        };
+        self.save_registered_model(model, &entry, Some(&promotion))
+    }
+
+    /// Stores a model with its registry entry in one transaction. With a `promotion`, the model
+    /// also becomes the live one and the promotion is appended to the history.
+    // NOTE: nothing prunes old models, so the store grows by one model per distinct training
+    // run (retraining on unchanged data reuses the version and adds nothing).
+    pub fn save_registered_model(
+        &self,
+        model: &StoredModel,
+        entry: &ModelEntry,
+        promotion: Option<&Promotion>,
+    ) -> Result<(), StoreError> {
         let models = self.db.open_tree("models")?;
+        let entries = self.db.open_tree("registry")?;
+        let history = self.db.open_tree("promotions")?;
         let meta = self.db.open_tree("meta")?;
-        let bytes = encode(model);
+        let model_bytes = encode(model);
+        let entry_bytes = encode(entry);
+        let event = match promotion {
+            Some(promotion) => Some((self.db.generate_id()?.to_be_bytes(), encode(promotion))),
+            None => None,
+        };
         let version = model.version.as_bytes();
-        let result: Result<(), TransactionError<()>> = (&models, &meta).transaction(|(m, meta)| {
-            m.insert(version, bytes.as_slice())?;
-            meta.insert("current_model", version)?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
+        let result: Result<(), TransactionError<()>> = (&models, &entries, &history, &meta)
+            .transaction(|(m, e, h, meta)| {
+                m.insert(version, model_bytes.as_slice())?;
+                e.insert(version, entry_bytes.as_slice())?;
+                if let Some((key, bytes)) = &event {
+                    h.insert(&key[..], bytes.as_slice())?;
+                    meta.insert("current_model", version)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
         transaction_outcome(result)?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Returns the current model, if one was trained.
+    /// Makes a stored model the live one and appends the promotion to the history, in one
+    /// transaction. Returns `false`, changing nothing, when no model has that version.
+    pub fn set_live_model(&self, promotion: &Promotion) -> Result<bool, StoreError> {
+        let models = self.db.open_tree("models")?;
+        if !models.contains_key(&promotion.version)? {
+            return Ok(false);
+        }
+        let history = self.db.open_tree("promotions")?;
+        let meta = self.db.open_tree("meta")?;
+        let key = self.db.generate_id()?.to_be_bytes();
+        let bytes = encode(promotion);
+        let version = promotion.version.as_bytes();
+        let result: Result<(), TransactionError<()>> =
+            (&history, &meta).transaction(|(h, meta)| {
+                h.insert(&key[..], bytes.as_slice())?;
+                meta.insert("current_model", version)?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        transaction_outcome(result)?;
+        self.db.flush()?;
+        Ok(true)
+    }
+
+    /// Returns the version of the live model, if one was trained.
+    pub fn live_version(&self) -> Result<Option<String>, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        Ok(meta
+            .get("current_model")?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Returns the stored model with this version, live or not.
+    pub fn model(&self, version: &str) -> Result<Option<StoredModel>, StoreError> {
+        let models = self.db.open_tree("models")?;
+        match models.get(version)? {
+            Some(bytes) => Ok(Some(decode("models", version.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the registry entry of one version. A model stored before the registry existed
+    /// gets an entry derived from the model itself.
+    pub fn model_entry(&self, version: &str) -> Result<Option<ModelEntry>, StoreError> {
+        let entries = self.db.open_tree("registry")?;
+        if let Some(bytes) = entries.get(version)? {
+            return Ok(Some(decode("registry", version.as_bytes(), &bytes)?));
+        }
+        Ok(self
+            .model(version)?
+            .map(|model| ModelEntry::from_model(&model)))
+    }
+
+    /// Returns the registry entry of every stored model, oldest training run first.
+    pub fn model_entries(&self) -> Result<Vec<ModelEntry>, StoreError> {
+        let models = self.db.open_tree("models")?;
+        let mut out = Vec::with_capacity(models.len());
+        for key in models.iter().keys() {
+            let key = key?;
+            let version = String::from_utf8_lossy(&key).into_owned();
+            if let Some(entry) = self.model_entry(&version)? {
+                out.push(entry);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.trained_at
+                .cmp(&b.trained_at)
+                .then_with(|| a.version.cmp(&b.version))
+        });
+        Ok(out)
+    }
+
+    /// Returns the promotion history, oldest first.
+    pub fn promotions(&self) -> Result<Vec<Promotion>, StoreError> {
+        let tree = self.db.open_tree("promotions")?;
+        let mut out = Vec::with_capacity(tree.len());
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            out.push(decode("promotions", &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Returns the live model, if one was trained.
     pub fn current_model(&self) -> Result<Option<StoredModel>, StoreError> {
         let meta = self.db.open_tree("meta")?;
         let Some(version) = meta.get("current_model")? else {
@@ -432,6 +636,62 @@ mod tests {
             .bind_source("https://b.example")
             .expect_err("other org refused");
         assert!(err.to_string().contains("https://a.example"), "{err}");
+    }
+
+    fn model(version: &str) -> StoredModel {
+        StoredModel {
+            version: version.into(),
+            trained_at: record("a", 1, false).modstamp,
+            features: serde_json::json!({}),
+            report: serde_json::json!({"metrics": {"auc": 0.75}}),
+            model: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn registry_survives_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.save_model(&model("v1")).expect("save v1");
+            store.save_model(&model("v2")).expect("save v2");
+            let back = Promotion {
+                version: "v1".into(),
+                previous: Some("v2".into()),
+                at: Utc::now(),
+                cause: PromotionCause::Rollback,
+                note: String::new(),
+            };
+            assert!(store.set_live_model(&back).expect("rollback"));
+            let missing = Promotion {
+                version: "v9".into(),
+                ..back
+            };
+            assert!(!store.set_live_model(&missing).expect("unknown version"));
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.live_version().expect("live").as_deref(), Some("v1"));
+        assert_eq!(
+            store.current_model().expect("read").expect("live").version,
+            "v1"
+        );
+        let causes: Vec<(String, PromotionCause)> = store
+            .promotions()
+            .expect("history")
+            .into_iter()
+            .map(|p| (p.version, p.cause))
+            .collect();
+        assert_eq!(
+            causes,
+            vec![
+                ("v1".to_string(), PromotionCause::Trained),
+                ("v2".to_string(), PromotionCause::Trained),
+                ("v1".to_string(), PromotionCause::Rollback),
+            ]
+        );
+        let entries = store.model_entries().expect("entries");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].holdout_auc, Some(0.75));
     }
 
     #[test]

@@ -1,38 +1,183 @@
 //! Training on closed deals: one example per deal with the account's features as of the deal's
-//! creation, validated on the latest closed deals (time-based holdout), then refitted on all.
+//! creation, checks for sufficiency, leakage and unusable columns, then a time-ordered split
+//! into train, validation and holdout. The trees, a logistic regression and their blend compete
+//! on validation. The winner is calibrated there, judged on the holdout, refitted on train plus
+//! validation and handed to the registry.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, LabelRule, ModelConfig, TierConfig};
 use crate::features::{fields, Deal, FeatureSpace, History};
-use crate::model::{metrics, Dataset, GradientBoostedModel, Model, TrainParams};
+use crate::model::calibration;
+use crate::model::checks::{self, DroppedFeature, LeakageFlag, SufficiencyCheck};
+use crate::model::metrics::{self, CalibrationBin, LiftRow};
+use crate::model::{
+    blend, Dataset, GradientBoostedModel, LogisticModel, Model, ModelKind, TrainParams,
+    TrainedModel,
+};
 use crate::pipeline::PipelineError;
+use crate::registry::{self, Candidate, PublishOutcome};
+use crate::scoring::score_of;
 use crate::store::{Store, StoredModel};
 
-/// What training measured, stored with the model.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// L2 penalty of the logistic regression, on the summed log loss of standardised inputs.
+const LOGISTIC_L2: f64 = 1.0;
+
+/// Examples for training or offline evaluation, one per closed deal (or CSV row).
+#[derive(Clone, Debug, Default)]
+pub struct ExampleSet {
+    /// Rows, labels (1 won, 0 lost) and feature names.
+    pub dataset: Dataset,
+    /// One id per row.
+    pub ids: Vec<String>,
+    /// Time order key per row: unix seconds of the close date, or the row index.
+    pub order: Vec<i64>,
+}
+
+/// Result of [`evaluate_examples`].
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: ModelReport,
+    pub holdout_ids: Vec<String>,
+    pub holdout_labels: Vec<f64>,
+    /// Calibrated probabilities of the chosen model, fitted on the train slice only.
+    pub holdout_predictions: Vec<f64>,
+    /// The chosen model refitted on train plus validation, with the validation calibrator.
+    pub model: TrainedModel,
+}
+
+/// The training window; times are `None` when the examples carry no dates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub holdout_from: Option<DateTime<Utc>>,
+}
+
+/// Example counts per class and per slice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub examples: usize,
+    pub won: usize,
+    pub lost: usize,
+    pub train: usize,
+    pub validation: usize,
+    pub holdout: usize,
+}
+
+/// Outcomes of the checks run before training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checks {
+    pub sufficiency: SufficiencyCheck,
+    pub leakage: Vec<LeakageFlag>,
+    pub dropped: Vec<DroppedFeature>,
+}
+
+/// Holdout metrics of one model. A metric is `None` when the holdout lacks a class.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub auc: Option<f64>,
+    pub pr_auc: Option<f64>,
+    pub log_loss: f64,
+    pub brier: f64,
+    pub ece: f64,
+}
+
+/// The baseline model's name and holdout metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub name: String,
+    pub metrics: Metrics,
+}
+
+/// One contender of the model choice, judged on the validation slice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    pub name: String,
+    pub validation_auc: Option<f64>,
+    pub validation_log_loss: f64,
+}
+
+/// Holdout rows and win rate of one tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierRow {
+    pub tier: String,
+    pub count: usize,
+    /// `None` when no holdout row falls in the tier.
+    pub win_rate: Option<f64>,
+}
+
+/// Mean absolute contribution of one model input over the holdout rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureImportance {
+    pub feature: String,
+    pub mean_abs_contribution: f64,
+}
+
+/// The candidate against the live model on the same holdout rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveComparison {
+    pub live_version: Option<String>,
+    pub live_auc: Option<f64>,
+    pub candidate_auc: Option<f64>,
+    /// The configured promotion margin.
+    pub margin: f64,
+}
+
+/// Everything training measured, stored as the model's report JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    pub version: String,
+    pub trained_at: DateTime<Utc>,
+    /// `gbm`, `logistic` or `blend`.
+    pub chosen: String,
+    /// `isotonic`, `platt` or `none`.
+    pub calibration_method: String,
+    pub window: Window,
+    pub counts: Counts,
+    pub checks: Checks,
+    /// The calibrated chosen model on the holdout.
+    pub metrics: Metrics,
+    pub baseline: Baseline,
+    pub candidates: Vec<CandidateScore>,
+    pub calibration: Vec<CalibrationBin>,
+    pub lift: Vec<LiftRow>,
+    pub tiers: Vec<TierRow>,
+    pub top_features: Vec<FeatureImportance>,
+    pub live_comparison: Option<LiveComparison>,
+}
+
+/// Training summary printed by `train`: the main [`ModelReport`] figures and the publish outcome.
+#[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
     pub version: String,
     pub examples: usize,
     pub won: usize,
     pub train_rows: usize,
+    pub validation_rows: usize,
     pub holdout_rows: usize,
     /// Close date of the first held-out deal: the holdout covers this date and later.
     pub holdout_from: Option<DateTime<Utc>>,
+    pub chosen: String,
+    pub calibration_method: String,
     pub holdout_auc: Option<f64>,
     pub holdout_log_loss: f64,
     pub holdout_brier: f64,
+    pub holdout_ece: f64,
     /// Log loss of always predicting the training win rate, the bar the model must clear.
     pub baseline_log_loss: f64,
     pub features: usize,
+    pub publish: PublishOutcome,
     /// Ids of the held-out deals, for comparing against another scorer on the same rows.
     #[serde(skip)]
     pub holdout_ids: Vec<String>,
     /// Outcomes of `holdout_ids` (1 won, 0 lost), in the same order.
     #[serde(skip)]
     pub holdout_labels: Vec<f64>,
-    /// Model probabilities for `holdout_ids`, in the same order.
+    /// Calibrated probabilities for `holdout_ids`, in the same order.
     #[serde(skip)]
     pub holdout_predictions: Vec<f64>,
 }
@@ -49,11 +194,11 @@ pub fn load_history(store: &Store, config: &Config) -> Result<History, PipelineE
     ))
 }
 
-fn params(config: &Config) -> TrainParams {
+fn params(settings: &ModelConfig) -> TrainParams {
     TrainParams {
-        trees: config.model.trees,
-        max_depth: config.model.max_depth,
-        learning_rate: config.model.learning_rate,
+        trees: settings.trees,
+        max_depth: settings.max_depth,
+        learning_rate: settings.learning_rate,
         ..TrainParams::default()
     }
 }
@@ -64,102 +209,580 @@ fn model_error(err: crate::model::ModelError) -> PipelineError {
 
 /// Returns a version name that depends only on the model's content, so retraining on the same
 /// data gives the same version and does not rewrite every score.
-fn content_version(model: &[u8], features: &[u8]) -> String {
+fn content_version(kind: ModelKind, model: &[u8], features: &[u8]) -> String {
     // FNV-1a, 64 bit: stable across builds and platforms, unlike the std hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in model.iter().chain(features) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("gbm-{hash:016x}")
+    format!("{}-{hash:016x}", kind.name())
 }
 
-/// Trains on the closed deals in the store and makes the result the current model.
+/// Returns the label of a deal under `rule`, or `None` when the deal is no example.
+fn label_of(deal: &Deal, rule: &LabelRule) -> Option<f64> {
+    deal.close_date?;
+    match rule {
+        LabelRule::IsWon => deal.closed.then_some(if deal.won { 1.0 } else { 0.0 }),
+        LabelRule::Stages { won, lost } => {
+            let stage = deal.stage.as_ref()?;
+            if won.contains(stage) {
+                Some(1.0)
+            } else if lost.contains(stage) {
+                Some(0.0)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Slices of one evaluation, as row indices in time order.
+struct Split {
+    train: Vec<usize>,
+    validation: Vec<usize>,
+}
+
+fn subset(dataset: &Dataset, indices: &[usize], columns: &[usize]) -> Dataset {
+    Dataset {
+        feature_names: columns
+            .iter()
+            .map(|&c| dataset.feature_names[c].clone())
+            .collect(),
+        rows: indices
+            .iter()
+            .map(|&i| columns.iter().map(|&c| dataset.rows[i][c]).collect())
+            .collect(),
+        labels: indices.iter().map(|&i| dataset.labels[i]).collect(),
+    }
+}
+
+/// Returns row indices sorted by time order, ties broken by id.
+fn time_order(examples: &ExampleSet) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..examples.ids.len()).collect();
+    order.sort_by(|&a, &b| {
+        examples.order[a]
+            .cmp(&examples.order[b])
+            .then_with(|| examples.ids[a].cmp(&examples.ids[b]))
+    });
+    order
+}
+
+fn check_lengths(examples: &ExampleSet, what: &str) -> Result<(), PipelineError> {
+    let rows = examples.dataset.rows.len();
+    if examples.ids.len() != rows || examples.order.len() != rows {
+        return Err(PipelineError::Model(format!(
+            "{what} has {rows} rows but {} ids and {} order keys: pass one of each per row",
+            examples.ids.len(),
+            examples.order.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_dataset(examples: &ExampleSet, what: &str) -> Result<(), PipelineError> {
+    examples
+        .dataset
+        .validate()
+        .map_err(|e| PipelineError::Model(format!("{what} is invalid: {e}")))?;
+    Ok(())
+}
+
+/// Computes the holdout metrics of one set of probabilities.
+pub fn metrics_of(labels: &[f64], probabilities: &[f64]) -> Metrics {
+    Metrics {
+        auc: metrics::roc_auc(labels, probabilities),
+        pr_auc: metrics::pr_auc(labels, probabilities),
+        log_loss: metrics::log_loss(labels, probabilities),
+        brier: metrics::brier(labels, probabilities),
+        ece: metrics::expected_calibration_error(labels, probabilities),
+    }
+}
+
+/// Counts holdout rows and their win rate per tier of the calibrated 0-100 score.
+pub fn tier_table(labels: &[f64], probabilities: &[f64], tiers: &TierConfig) -> Vec<TierRow> {
+    tiers
+        .labels
+        .iter()
+        .map(|tier| {
+            let rows: Vec<f64> = labels
+                .iter()
+                .zip(probabilities)
+                .filter(|(_, p)| tiers.tier_for(score_of(**p)) == tier)
+                .map(|(y, _)| *y)
+                .collect();
+            TierRow {
+                tier: tier.clone(),
+                count: rows.len(),
+                win_rate: (!rows.is_empty()).then(|| rows.iter().sum::<f64>() / rows.len() as f64),
+            }
+        })
+        .collect()
+}
+
+/// Returns the tier thresholds of a default configuration (A from 70, B from 45, C from 25).
+fn default_tiers() -> TierConfig {
+    TierConfig {
+        a: 70.0,
+        b: 45.0,
+        c: 25.0,
+        labels: ["A", "B", "C", "D"].map(String::from),
+    }
+}
+
+/// Fits the models `kind` needs on `data` and returns them uncalibrated.
+fn fit_kind(
+    kind: ModelKind,
+    data: &Dataset,
+    settings: &ModelConfig,
+) -> Result<(Option<GradientBoostedModel>, Option<LogisticModel>), PipelineError> {
+    let gbm = match kind {
+        ModelKind::Logistic => None,
+        _ => Some(GradientBoostedModel::fit(data, &params(settings)).map_err(model_error)?),
+    };
+    let logistic = match kind {
+        ModelKind::Gbm => None,
+        _ => Some(LogisticModel::fit(data, LOGISTIC_L2).map_err(model_error)?),
+    };
+    Ok((gbm, logistic))
+}
+
+/// Runs the checks, fits and compares the models, calibrates the chosen one and measures it
+/// on the holdout: the latest `holdout_fraction` of `examples` by time order, or `holdout`
+/// when given (it must have the same feature names). Fails when the sufficiency floors are
+/// not met, when the data is invalid, or when no usable feature is left.
+pub fn evaluate_examples(
+    examples: &ExampleSet,
+    settings: &ModelConfig,
+    holdout: Option<&ExampleSet>,
+) -> Result<Evaluation, PipelineError> {
+    check_lengths(examples, "the example set")?;
+    // The floors come first: they name the shortfall, where a one-class error would not.
+    let sufficiency = checks::sufficiency(
+        &examples.dataset.labels,
+        settings.min_examples,
+        settings.min_minority,
+    );
+    if !sufficiency.passed {
+        return Err(PipelineError::Model(format!(
+            "training rejected: {}",
+            sufficiency.message
+        )));
+    }
+    check_dataset(examples, "the example set")?;
+    if let Some(given) = holdout {
+        check_lengths(given, "the holdout set")?;
+        if given.dataset.feature_names != examples.dataset.feature_names {
+            return Err(PipelineError::Model(
+                "the holdout set's feature names differ from the examples'; build both with the same columns in the same order".to_string(),
+            ));
+        }
+        // A holdout with one class is allowed: AUC is then reported as missing.
+        if let Err(err) = given.dataset.validate() {
+            if !matches!(err, crate::model::ModelError::OneClass { .. }) {
+                return Err(PipelineError::Model(format!(
+                    "the holdout set is invalid: {err}"
+                )));
+            }
+        }
+    }
+
+    // Time-ordered slices: train, then validation, then the holdout.
+    let ordered = time_order(examples);
+    let n = ordered.len();
+    let fraction_rows = |fraction: f64| ((n as f64) * fraction).round().max(1.0) as usize;
+    let (split, holdout_set, holdout_rows): (Split, &ExampleSet, Vec<usize>) = match holdout {
+        Some(given) => {
+            let validation = fraction_rows(settings.validation_fraction).min(n - 1);
+            let split = Split {
+                train: ordered[..n - validation].to_vec(),
+                validation: ordered[n - validation..].to_vec(),
+            };
+            (split, given, time_order(given))
+        }
+        None => {
+            let holdout_count = fraction_rows(settings.holdout_fraction);
+            let validation = fraction_rows(settings.validation_fraction);
+            if holdout_count + validation >= n {
+                return Err(PipelineError::Model(format!(
+                    "{n} examples are too few to split into train, validation ({validation}) and holdout ({holdout_count}) slices; collect more or lower the fractions"
+                )));
+            }
+            let holdout_start = n - holdout_count;
+            let validation_start = holdout_start - validation;
+            let split = Split {
+                train: ordered[..validation_start].to_vec(),
+                validation: ordered[validation_start..holdout_start].to_vec(),
+            };
+            (split, examples, ordered[holdout_start..].to_vec())
+        }
+    };
+
+    // Column checks: unusable columns on train plus validation, leakage on the holdout.
+    let all_columns: Vec<usize> = (0..examples.dataset.feature_names.len()).collect();
+    let fit_rows: Vec<usize> = split
+        .train
+        .iter()
+        .chain(&split.validation)
+        .copied()
+        .collect();
+    let fit_all = subset(&examples.dataset, &fit_rows, &all_columns);
+    let dropped = checks::unusable_columns(&fit_all.rows, &fit_all.feature_names);
+    let holdout_all = subset(&holdout_set.dataset, &holdout_rows, &all_columns);
+    let leakage = checks::leakage(
+        &holdout_all.rows,
+        &holdout_all.labels,
+        &holdout_all.feature_names,
+        settings.leakage_auc,
+        &settings.keep_features,
+    );
+    let removed: HashSet<&str> = dropped
+        .iter()
+        .map(|d| d.feature.as_str())
+        .chain(
+            leakage
+                .iter()
+                .filter(|l| l.excluded)
+                .map(|l| l.feature.as_str()),
+        )
+        .collect();
+    let kept: Vec<usize> = all_columns
+        .iter()
+        .copied()
+        .filter(|&c| !removed.contains(examples.dataset.feature_names[c].as_str()))
+        .collect();
+    if kept.is_empty() {
+        return Err(PipelineError::Model(
+            "no usable feature is left after dropping constant, empty and leaking columns; map more fields in [features]".to_string(),
+        ));
+    }
+    for flag in &leakage {
+        tracing::warn!(feature = %flag.feature, auc = flag.auc, excluded = flag.excluded, "feature predicts the holdout alone; possible leakage");
+    }
+
+    let train = subset(&examples.dataset, &split.train, &kept);
+    let validation = subset(&examples.dataset, &split.validation, &kept);
+    let test = subset(&holdout_set.dataset, &holdout_rows, &kept);
+    for (slice, data) in [("train", &train), ("validation", &validation)] {
+        data.validate()
+            .map_err(|e| PipelineError::Model(format!("the {slice} slice cannot be used: {e}")))?;
+    }
+
+    // Compare the trees, the logistic regression and their blend on validation log loss.
+    let (gbm, logistic) = fit_kind(ModelKind::Blend, &train, settings)?;
+    let (Some(gbm), Some(logistic)) = (gbm, logistic) else {
+        return Err(PipelineError::Model(
+            "model fitting returned no model".to_string(),
+        ));
+    };
+    let validation_gbm = gbm.predict(&validation.rows).map_err(model_error)?;
+    let validation_logistic = logistic.predict(&validation.rows).map_err(model_error)?;
+    let validation_blend = blend(&validation_gbm, &validation_logistic);
+    let contenders = [
+        (ModelKind::Gbm, &validation_gbm),
+        (ModelKind::Logistic, &validation_logistic),
+        (ModelKind::Blend, &validation_blend),
+    ];
+    let candidates: Vec<CandidateScore> = contenders
+        .iter()
+        .map(|(kind, predictions)| CandidateScore {
+            name: kind.name().to_string(),
+            validation_auc: metrics::roc_auc(&validation.labels, predictions),
+            validation_log_loss: metrics::log_loss(&validation.labels, predictions),
+        })
+        .collect();
+    let mut best = 0;
+    for (index, candidate) in candidates.iter().enumerate() {
+        if candidate.validation_log_loss < candidates[best].validation_log_loss {
+            best = index;
+        }
+    }
+    let (kind, validation_predictions) = contenders[best];
+    let calibrator = calibration::fit_best(validation_predictions, &validation.labels);
+
+    // Holdout metrics of the calibrated chosen model, fitted on the train slice only.
+    let evaluated = TrainedModel::new(kind, Some(gbm), Some(logistic), calibrator.clone())
+        .map_err(model_error)?;
+    let holdout_predictions = evaluated.predict(&test.rows).map_err(model_error)?;
+    let baseline_model = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
+    let baseline_predictions = baseline_model.predict(&test.rows).map_err(model_error)?;
+    let top_features = importance(&evaluated, &test)?;
+
+    // Refit on train plus validation, keeping the calibrator fitted on validation.
+    let refit_data = subset(&examples.dataset, &fit_rows, &kept);
+    let (gbm, logistic) = fit_kind(kind, &refit_data, settings)?;
+    let model = TrainedModel::new(kind, gbm, logistic, calibrator).map_err(model_error)?;
+    let bytes = model.to_bytes().map_err(model_error)?;
+    let version = content_version(kind, &bytes, refit_data.feature_names.join("\n").as_bytes());
+
+    let won = examples
+        .dataset
+        .labels
+        .iter()
+        .filter(|y| **y >= 0.5)
+        .count();
+    let report = ModelReport {
+        version,
+        trained_at: Utc::now(),
+        chosen: kind.name().to_string(),
+        calibration_method: model.calibrator.method().to_string(),
+        window: Window::default(),
+        counts: Counts {
+            examples: n,
+            won,
+            lost: n - won,
+            train: train.rows.len(),
+            validation: validation.rows.len(),
+            holdout: test.rows.len(),
+        },
+        checks: Checks {
+            sufficiency,
+            leakage,
+            dropped,
+        },
+        metrics: metrics_of(&test.labels, &holdout_predictions),
+        baseline: Baseline {
+            name: "logistic regression".to_string(),
+            metrics: metrics_of(&test.labels, &baseline_predictions),
+        },
+        candidates,
+        calibration: metrics::calibration_table(&test.labels, &holdout_predictions),
+        lift: metrics::lift_table(&test.labels, &holdout_predictions),
+        tiers: tier_table(&test.labels, &holdout_predictions, &default_tiers()),
+        top_features,
+        live_comparison: None,
+    };
+    Ok(Evaluation {
+        report,
+        holdout_ids: holdout_rows
+            .iter()
+            .map(|&i| holdout_set.ids[i].clone())
+            .collect(),
+        holdout_labels: test.labels,
+        holdout_predictions,
+        model,
+    })
+}
+
+/// Ranks the model inputs by mean absolute contribution over `data`'s rows, largest first.
+fn importance(
+    model: &TrainedModel,
+    data: &Dataset,
+) -> Result<Vec<FeatureImportance>, PipelineError> {
+    let contributions = model.contributions(&data.rows).map_err(model_error)?;
+    let rows = contributions.len().max(1) as f64;
+    let mut ranked: Vec<FeatureImportance> = data
+        .feature_names
+        .iter()
+        .enumerate()
+        .map(|(column, feature)| FeatureImportance {
+            feature: feature.clone(),
+            mean_abs_contribution: contributions
+                .iter()
+                .map(|c| c.values[column].abs())
+                .sum::<f64>()
+                / rows,
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.mean_abs_contribution
+            .total_cmp(&a.mean_abs_contribution)
+            .then_with(|| a.feature.cmp(&b.feature))
+    });
+    Ok(ranked)
+}
+
+/// Trains on the closed deals in the store and hands the result to the registry, which
+/// decides whether it goes live.
 pub fn train(
     store: &Store,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<TrainReport, PipelineError> {
     let history = load_history(store, config)?;
-    let mut deals: Vec<&Deal> = history
+    let mut deals: Vec<(&Deal, f64)> = history
         .deals
         .iter()
-        .filter(|d| d.closed && d.close_date.is_some())
+        .filter_map(|d| label_of(d, &config.model.label).map(|label| (d, label)))
         .collect();
     deals.sort_by(|a, b| {
-        a.close_date
-            .cmp(&b.close_date)
-            .then_with(|| a.id.cmp(&b.id))
+        a.0.close_date
+            .cmp(&b.0.close_date)
+            .then_with(|| a.0.id.cmp(&b.0.id))
     });
-    if deals.len() < config.model.min_examples {
-        return Err(PipelineError::Model(format!(
-            "training needs at least {} closed deals and the store has {}; run `leadscore pull` first, or lower [model] min_examples",
-            config.model.min_examples,
-            deals.len()
-        )));
+    if deals.is_empty() {
+        return Err(PipelineError::Model(
+            "the store has no closed deals to train on; run `leadscore pull` first, or check the [model] label rule".to_string(),
+        ));
     }
 
-    let holdout_rows = ((deals.len() as f64) * config.model.holdout_fraction).round() as usize;
-    let split = deals.len() - holdout_rows.max(1);
-    let training_accounts: Vec<&str> = deals[..split]
+    // Categories are learned from the deals before the holdout, so the holdout stays unseen.
+    let holdout_count = ((deals.len() as f64) * config.model.holdout_fraction)
+        .round()
+        .max(1.0) as usize;
+    let before_holdout = deals.len().saturating_sub(holdout_count);
+    let training_accounts: Vec<&str> = deals[..before_holdout]
         .iter()
-        .map(|d| d.account_id.as_str())
+        .map(|(d, _)| d.account_id.as_str())
         .collect();
-    let space = FeatureSpace::fit(&config.features, &history, &training_accounts);
-    let rows: Vec<Vec<f64>> = deals
-        .iter()
-        .map(|d| space.row(&history, &d.account_id, d.created))
-        .collect();
-    let labels: Vec<f64> = deals
-        .iter()
-        .map(|d| if d.won { 1.0 } else { 0.0 })
-        .collect();
-    let dataset = |range: std::ops::Range<usize>| Dataset {
-        feature_names: space.names(),
-        rows: rows[range.clone()].to_vec(),
-        labels: labels[range].to_vec(),
+    let mut space = FeatureSpace::fit(&config.features, &history, &training_accounts);
+    let examples = ExampleSet {
+        dataset: Dataset {
+            feature_names: space.names(),
+            rows: deals
+                .iter()
+                .map(|(d, _)| space.row(&history, &d.account_id, d.created))
+                .collect(),
+            labels: deals.iter().map(|(_, label)| *label).collect(),
+        },
+        ids: deals.iter().map(|(d, _)| d.id.clone()).collect(),
+        order: deals
+            .iter()
+            .map(|(d, _)| d.close_date.map_or(0, |t| t.timestamp()))
+            .collect(),
     };
+    let evaluation = evaluate_examples(&examples, &config.model, None)?;
 
-    let params = params(config);
-    let validation_model =
-        GradientBoostedModel::fit(&dataset(0..split), &params).map_err(model_error)?;
-    let holdout = dataset(split..deals.len());
-    let predictions = validation_model
-        .predict(&holdout.rows)
-        .map_err(model_error)?;
-    let train_rate = labels[..split].iter().sum::<f64>() / split as f64;
-    let baseline = vec![train_rate; holdout.labels.len()];
-
-    let final_model =
-        GradientBoostedModel::fit(&dataset(0..deals.len()), &params).map_err(model_error)?;
-    let model_bytes = final_model.to_bytes().map_err(model_error)?;
+    // Keep only the columns the model uses, so scoring builds rows of the same width.
+    let kept: HashSet<&str> = evaluation
+        .model
+        .feature_names()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    space.columns.retain(|c| kept.contains(c.name.as_str()));
+    let model_bytes = evaluation.model.to_bytes().map_err(model_error)?;
     let features_json =
         serde_json::to_value(&space).map_err(|e| PipelineError::Model(e.to_string()))?;
-    let version = content_version(&model_bytes, features_json.to_string().as_bytes());
+    let version = content_version(
+        evaluation.model.kind,
+        &model_bytes,
+        features_json.to_string().as_bytes(),
+    );
 
-    let report = TrainReport {
-        version: version.clone(),
-        examples: deals.len(),
-        won: labels.iter().filter(|l| **l > 0.5).count(),
-        train_rows: split,
-        holdout_rows: deals.len() - split,
-        holdout_from: deals[split].close_date,
-        holdout_auc: metrics::roc_auc(&holdout.labels, &predictions),
-        holdout_log_loss: metrics::log_loss(&holdout.labels, &predictions),
-        holdout_brier: metrics::brier(&holdout.labels, &predictions),
-        baseline_log_loss: metrics::log_loss(&holdout.labels, &baseline),
-        features: space.columns.len(),
-        holdout_ids: deals[split..].iter().map(|d| d.id.clone()).collect(),
-        holdout_labels: holdout.labels.clone(),
-        holdout_predictions: predictions,
+    let live = live_comparison(store, &history, &deals, &evaluation, config)?;
+    let mut report = evaluation.report.clone();
+    report.version = version.clone();
+    report.trained_at = now;
+    report.window = Window {
+        from: deals.first().and_then(|(d, _)| d.close_date),
+        to: deals.last().and_then(|(d, _)| d.close_date),
+        holdout_from: deals.get(before_holdout).and_then(|(d, _)| d.close_date),
     };
-    store.save_model(&StoredModel {
+    report.tiers = tier_table(
+        &evaluation.holdout_labels,
+        &evaluation.holdout_predictions,
+        &config.tiers,
+    );
+    report.live_comparison = live;
+    let report_json =
+        serde_json::to_value(&report).map_err(|e| PipelineError::Model(e.to_string()))?;
+
+    let candidate = Candidate {
+        stored: StoredModel {
+            version: version.clone(),
+            trained_at: now,
+            features: features_json,
+            report: report_json,
+            model: model_bytes,
+        },
+        holdout_auc: report.metrics.auc,
+        live_holdout_auc: report.live_comparison.as_ref().and_then(|l| l.live_auc),
+        holdout_ids: evaluation.holdout_ids.clone(),
+        config_hash: config_hash(config),
+        window: (report.window.from, report.window.to),
+        feature_names: space.names(),
+        config: Some(config.clone()),
+    };
+    let publish = registry::publish(store, &candidate, config.model.promotion_margin)?;
+
+    let train_rate = {
+        let rows = report.counts.train + report.counts.validation;
+        let won: f64 = examples.dataset.labels[..rows.min(examples.dataset.labels.len())]
+            .iter()
+            .sum();
+        won / rows.max(1) as f64
+    };
+    let constant = vec![train_rate; evaluation.holdout_labels.len()];
+    let summary = TrainReport {
         version,
-        trained_at: now,
-        features: features_json,
-        report: serde_json::to_value(&report).map_err(|e| PipelineError::Model(e.to_string()))?,
-        model: model_bytes,
-    })?;
-    tracing::info!(version = %report.version, examples = report.examples, auc = ?report.holdout_auc, "trained");
-    Ok(report)
+        examples: report.counts.examples,
+        won: report.counts.won,
+        train_rows: report.counts.train,
+        validation_rows: report.counts.validation,
+        holdout_rows: report.counts.holdout,
+        holdout_from: report.window.holdout_from,
+        chosen: report.chosen.clone(),
+        calibration_method: report.calibration_method.clone(),
+        holdout_auc: report.metrics.auc,
+        holdout_log_loss: report.metrics.log_loss,
+        holdout_brier: report.metrics.brier,
+        holdout_ece: report.metrics.ece,
+        baseline_log_loss: metrics::log_loss(&evaluation.holdout_labels, &constant),
+        features: space.columns.len(),
+        publish,
+        holdout_ids: evaluation.holdout_ids,
+        holdout_labels: evaluation.holdout_labels,
+        holdout_predictions: evaluation.holdout_predictions,
+    };
+    tracing::info!(
+        version = %summary.version,
+        chosen = %summary.chosen,
+        examples = summary.examples,
+        auc = ?summary.holdout_auc,
+        "trained"
+    );
+    Ok(summary)
+}
+
+/// Scores the holdout deals with the live model, using its own stored feature encoding, and
+/// compares its AUC with the candidate's. Returns `None` when there is no live model.
+// NOTE: the live model may have been trained on some of these holdout deals, which favours
+// it in the comparison.
+fn live_comparison(
+    store: &Store,
+    history: &History,
+    deals: &[(&Deal, f64)],
+    evaluation: &Evaluation,
+    config: &Config,
+) -> Result<Option<LiveComparison>, PipelineError> {
+    let Some(live) = store.current_model()? else {
+        return Ok(None);
+    };
+    let candidate_auc = evaluation.report.metrics.auc;
+    let comparison = |live_auc: Option<f64>| LiveComparison {
+        live_version: Some(live.version.clone()),
+        live_auc,
+        candidate_auc,
+        margin: config.model.promotion_margin,
+    };
+    let loaded = serde_json::from_value::<FeatureSpace>(live.features.clone())
+        .ok()
+        .zip(TrainedModel::from_bytes(&live.model).ok());
+    let Some((space, model)) = loaded else {
+        tracing::warn!(version = %live.version, "the live model is unreadable, so it is not compared");
+        return Ok(Some(comparison(None)));
+    };
+    let holdout: HashSet<&str> = evaluation.holdout_ids.iter().map(String::as_str).collect();
+    let (rows, labels): (Vec<Vec<f64>>, Vec<f64>) = deals
+        .iter()
+        .filter(|(d, _)| holdout.contains(d.id.as_str()))
+        .map(|(d, label)| (space.row(history, &d.account_id, d.created), *label))
+        .unzip();
+    let live_auc = model
+        .predict(&rows)
+        .ok()
+        .and_then(|p| metrics::roc_auc(&labels, &p));
+    Ok(Some(comparison(live_auc)))
+}
+
+/// Hashes the settings that shape training (features and model), for the registry.
+fn config_hash(config: &Config) -> String {
+    let text = format!("{:?}\n{:?}", config.features, config.model);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }

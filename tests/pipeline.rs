@@ -364,3 +364,223 @@ async fn store_refuses_second_org() {
     );
     assert!(message.contains("new directory"), "{message}");
 }
+
+/// Small deterministic generator (SplitMix64) for synthetic example sets.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+    }
+}
+
+/// Rows with a real signal (`signal`, `weak`), a leaky copy of the label with 2% of it
+/// flipped (`leaky`), a constant column and a column that is almost always missing.
+fn planted_examples(rows: usize) -> training::ExampleSet {
+    let mut rng = SplitMix(41);
+    let mut examples = training::ExampleSet::default();
+    examples.dataset.feature_names = ["signal", "weak", "leaky", "constant", "sparse"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for index in 0..rows {
+        let signal = rng.normal();
+        let weak = rng.normal();
+        let won = rng.uniform() < 1.0 / (1.0 + (-(1.5 * signal + 0.5 * weak)).exp());
+        let label = if won { 1.0 } else { 0.0 };
+        let leaky = if rng.uniform() < 0.02 {
+            1.0 - label
+        } else {
+            label
+        } + 0.01 * rng.normal();
+        let sparse = if index % 500 == 0 { 1.0 } else { f64::NAN };
+        examples
+            .dataset
+            .rows
+            .push(vec![signal, weak, leaky, 7.0, sparse]);
+        examples.dataset.labels.push(label);
+        examples.ids.push(format!("deal-{index:05}"));
+        examples.order.push(index as i64);
+    }
+    examples
+}
+
+#[test]
+fn leaky_column_flagged_and_excluded() {
+    let examples = planted_examples(1500);
+    let settings = leadscore::config::ModelConfig {
+        trees: 30,
+        ..Default::default()
+    };
+    let evaluation = training::evaluate_examples(&examples, &settings, None).expect("evaluates");
+    let report = &evaluation.report;
+
+    let leak = &report.checks.leakage;
+    assert_eq!(leak.len(), 1, "{leak:?}");
+    assert_eq!(leak[0].feature, "leaky");
+    assert!(leak[0].auc > 0.95, "{leak:?}");
+    assert!(leak[0].excluded);
+    let dropped: Vec<&str> = report
+        .checks
+        .dropped
+        .iter()
+        .map(|d| d.feature.as_str())
+        .collect();
+    assert_eq!(dropped, vec!["constant", "sparse"]);
+    assert_eq!(
+        evaluation.model.feature_names(),
+        &["signal".to_string(), "weak".to_string()]
+    );
+
+    // Slices follow the order key: the latest 20% are the holdout.
+    assert_eq!(report.counts.holdout, 300);
+    assert_eq!(report.counts.validation, 225);
+    assert_eq!(report.counts.train, 975);
+    assert_eq!(evaluation.holdout_ids[0], "deal-01200");
+    assert_eq!(evaluation.holdout_predictions.len(), 300);
+
+    // Without the leak the honest AUC is well below 0.95 but well above chance.
+    let auc = report.metrics.auc.expect("auc");
+    assert!((0.7..0.95).contains(&auc), "auc {auc}");
+    let baseline = report.baseline.metrics.auc.expect("baseline auc");
+    assert!(baseline > 0.7, "baseline auc {baseline}");
+    assert_eq!(report.candidates.len(), 3);
+    assert_eq!(report.lift.len(), 10);
+    assert!(report.lift[0].win_rate > report.lift[9].win_rate);
+    assert_eq!(report.tiers.iter().map(|t| t.count).sum::<usize>(), 300);
+}
+
+#[test]
+fn kept_feature_stays_in_model() {
+    let examples = planted_examples(1500);
+    let settings = leadscore::config::ModelConfig {
+        trees: 30,
+        keep_features: vec!["leaky".to_string()],
+        ..Default::default()
+    };
+    let evaluation = training::evaluate_examples(&examples, &settings, None).expect("evaluates");
+    let leak = &evaluation.report.checks.leakage;
+    assert_eq!(leak.len(), 1, "{leak:?}");
+    assert!(!leak[0].excluded);
+    assert!(evaluation
+        .model
+        .feature_names()
+        .contains(&"leaky".to_string()));
+}
+
+#[test]
+fn sufficiency_floor_rejects_evaluation() {
+    let mut examples = planted_examples(1500);
+    examples.dataset.rows.truncate(151);
+    examples.dataset.labels = vec![0.0; 151];
+    for label in examples.dataset.labels.iter_mut().take(12) {
+        *label = 1.0;
+    }
+    examples.ids.truncate(151);
+    examples.order.truncate(151);
+    let err = training::evaluate_examples(&examples, &Default::default(), None)
+        .expect_err("below the floors");
+    let message = err.to_string();
+    assert!(
+        message.contains("needs 200 closed deals, has 151: 49 more"),
+        "{message}"
+    );
+    assert!(
+        message.contains("needs 40 won deals (the rarer class), has 12: 28 more"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_refuses_below_floor() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let closed = store
+        .records("Opportunity")
+        .expect("records")
+        .iter()
+        .filter(|r| r.get("IsClosed").as_bool() == Some(true))
+        .filter(|r| r.get("CloseDate").as_datetime().is_some())
+        .count();
+    let mut config = env.config.clone();
+    config.model.min_examples = closed + 25;
+    let err = training::train(&store, &config, Utc::now()).expect_err("below the floor");
+    let expected = format!("needs {} closed deals, has {closed}: 25 more", closed + 25);
+    assert!(err.to_string().contains(&expected), "{err}");
+    assert!(
+        store.current_model().expect("store").is_none(),
+        "nothing is published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_labels_and_stored_report() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let by_flag = training::train(&store, &env.config, Utc::now()).expect("train by IsWon");
+
+    let mut config = env.config.clone();
+    config.model.label = leadscore::config::LabelRule::Stages {
+        won: vec!["Closed Won".to_string()],
+        lost: vec!["Closed Lost".to_string()],
+    };
+    let by_stage = training::train(&store, &config, Utc::now()).expect("train by stage");
+    assert_eq!(by_stage.examples, by_flag.examples);
+    assert_eq!(by_stage.won, by_flag.won);
+
+    // Only won stages: every example is won, so the minority floor rejects training.
+    config.model.label = leadscore::config::LabelRule::Stages {
+        won: vec!["Closed Won".to_string()],
+        lost: vec!["No Such Stage".to_string()],
+    };
+    let err = training::train(&store, &config, Utc::now()).expect_err("one class");
+    assert!(
+        err.to_string()
+            .contains("lost deals (the rarer class), has 0"),
+        "{err}"
+    );
+
+    let stored = store.current_model().expect("store").expect("a live model");
+    let report = &stored.report;
+    for key in [
+        "version",
+        "trained_at",
+        "chosen",
+        "calibration_method",
+        "window",
+        "counts",
+        "checks",
+        "metrics",
+        "baseline",
+        "candidates",
+        "calibration",
+        "lift",
+        "tiers",
+        "top_features",
+        "live_comparison",
+    ] {
+        assert!(report.get(key).is_some(), "report lacks {key}: {report}");
+    }
+    assert!(report["window"]["holdout_from"].is_string(), "{report}");
+    assert_eq!(report["checks"]["sufficiency"]["passed"], true);
+    let method = report["calibration_method"].as_str().expect("method");
+    assert!(["isotonic", "platt", "none"].contains(&method), "{method}");
+}

@@ -8,7 +8,7 @@
 // `leadscore` crate, which would pull the whole daemon (HTTP, storage, CRM connectors) into
 // the release build. The module only needs forust-ml, serde, serde_json and thiserror.
 #[path = "../../src/model/mod.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod model;
 
 mod leads;

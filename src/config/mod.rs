@@ -115,15 +115,55 @@ pub struct SalesforceSettings {
     pub max_retries: u32,
 }
 
+/// Rule that decides which deals are examples and whether each was won.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelRule {
+    /// Closed deals, won when the IsWon flag is true.
+    IsWon,
+    /// Deals whose StageName is in `won` (won) or `lost` (lost); deals in neither are skipped.
+    Stages { won: Vec<String>, lost: Vec<String> },
+}
+
+/// The `[model]` section: labels, pre-training checks, splits and training settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     pub trees: usize,
     pub max_depth: usize,
     pub learning_rate: f64,
-    /// Share of the closed deals, latest by close date, held out for validation.
+    pub label: LabelRule,
+    /// Share of the examples, latest by close date, held out for the final metrics.
     pub holdout_fraction: f64,
-    /// Fewest closed deals (won plus lost) training accepts.
+    /// Share of the examples just before the holdout, used to choose and calibrate the model.
+    pub validation_fraction: f64,
+    /// Minimum number of closed deals (won plus lost) needed to publish a model.
     pub min_examples: usize,
+    /// Minimum number of deals of the rarer class (won or lost) needed to publish a model.
+    pub min_minority: usize,
+    /// A feature whose holdout AUC alone exceeds this is treated as leakage and excluded.
+    pub leakage_auc: f64,
+    /// Features kept even when the leakage check flags them.
+    pub keep_features: Vec<String>,
+    /// A candidate goes live only if its holdout AUC is at most this much below the live
+    /// model's AUC on the same rows.
+    pub promotion_margin: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            trees: 100,
+            max_depth: 5,
+            learning_rate: 0.1,
+            label: LabelRule::IsWon,
+            holdout_fraction: 0.2,
+            validation_fraction: 0.15,
+            min_examples: 200,
+            min_minority: 40,
+            leakage_auc: 0.95,
+            keep_features: Vec::new(),
+            promotion_margin: 0.01,
+        }
+    }
 }
 
 /// Score thresholds (0-100, inclusive lower bounds) and the picklist values written per tier.
@@ -165,7 +205,7 @@ pub struct WritebackConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoringConfig {
-    /// How many reasons each score carries.
+    /// Maximum number of reasons that raise a score; up to two reasons that lower it follow.
     pub reasons: usize,
     /// Point in time the scores are computed for; `None` means now.
     pub as_of: Option<DateTime<Utc>>,
@@ -592,16 +632,22 @@ fn read_attribute(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<At
 }
 
 fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelConfig> {
+    let defaults = ModelConfig::default();
+    let label = read_label(s, issues);
+    let keep_features = s
+        .string_array(issues, "keep_features", r#"keep_features = ["bed_count"]"#)
+        .map(|values| values.into_iter().map(|v| v.into_inner()).collect())
+        .unwrap_or_default();
     Some(ModelConfig {
         trees: s
             .integer(issues, "trees", 1..5001, "trees = 100")
-            .unwrap_or(100) as usize,
+            .map_or(defaults.trees, |n| n as usize),
         max_depth: s
             .integer(issues, "max_depth", 1..17, "max_depth = 5")
-            .unwrap_or(5) as usize,
+            .map_or(defaults.max_depth, |n| n as usize),
         learning_rate: s
             .float(issues, "learning_rate", 0.001, 1.0, "learning_rate = 0.1")
-            .unwrap_or(0.1),
+            .unwrap_or(defaults.learning_rate),
         holdout_fraction: s
             .float(
                 issues,
@@ -610,11 +656,118 @@ fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelC
                 0.5,
                 "holdout_fraction = 0.2",
             )
-            .unwrap_or(0.2),
+            .unwrap_or(defaults.holdout_fraction),
+        validation_fraction: s
+            .float(
+                issues,
+                "validation_fraction",
+                0.05,
+                0.4,
+                "validation_fraction = 0.15",
+            )
+            .unwrap_or(defaults.validation_fraction),
         min_examples: s
-            .integer(issues, "min_examples", 10..1_000_000, "min_examples = 100")
-            .unwrap_or(100) as usize,
+            .integer(issues, "min_examples", 10..1_000_000, "min_examples = 200")
+            .map_or(defaults.min_examples, |n| n as usize),
+        min_minority: s
+            .integer(issues, "min_minority", 1..1_000_000, "min_minority = 40")
+            .map_or(defaults.min_minority, |n| n as usize),
+        leakage_auc: s
+            .float(issues, "leakage_auc", 0.5, 1.0, "leakage_auc = 0.95")
+            .unwrap_or(defaults.leakage_auc),
+        keep_features,
+        promotion_margin: s
+            .float(
+                issues,
+                "promotion_margin",
+                0.0,
+                1.0,
+                "promotion_margin = 0.01",
+            )
+            .unwrap_or(defaults.promotion_margin),
+        // Last, so that an invalid label rule does not stop the other keys being read.
+        label: label?,
     })
+}
+
+/// Reads `label`, `won_stages` and `lost_stages`. Stage lists switch the rule to stages.
+fn read_label(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<LabelRule> {
+    let label_example = r#"label = "is_won""#;
+    let label = s.string(issues, "label", label_example);
+    let won_example = r#"won_stages = ["Closed Won"]"#;
+    let lost_example = r#"lost_stages = ["Closed Lost"]"#;
+    let won = s.string_array(issues, "won_stages", won_example);
+    let lost = s.string_array(issues, "lost_stages", lost_example);
+    let stages_given = won.is_some() || lost.is_some();
+
+    let rule_name = match &label {
+        Some(name) => name.get_ref().clone(),
+        None if stages_given => "stages".to_string(),
+        None => "is_won".to_string(),
+    };
+    match rule_name.as_str() {
+        "is_won" => {
+            if stages_given {
+                issues.push(
+                    s.span(),
+                    &s.key_path("won_stages"),
+                    "won_stages and lost_stages are read only when label = \"stages\"; remove them or set label = \"stages\"".to_string(),
+                    Some(r#"label = "stages""#),
+                );
+                return None;
+            }
+            Some(LabelRule::IsWon)
+        }
+        "stages" => {
+            let mut lists = Vec::new();
+            for (key, values, example) in [
+                ("won_stages", won, won_example),
+                ("lost_stages", lost, lost_example),
+            ] {
+                let values: Vec<String> = values
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.into_inner())
+                    .collect();
+                if values.is_empty() {
+                    issues.push(
+                        s.span(),
+                        &s.key_path(key),
+                        format!(
+                            "label = \"stages\" needs a non-empty {key} list of StageName values"
+                        ),
+                        Some(example),
+                    );
+                }
+                lists.push(values);
+            }
+            let lost = lists.pop().unwrap_or_default();
+            let won = lists.pop().unwrap_or_default();
+            if let Some(both) = won.iter().find(|stage| lost.contains(stage)) {
+                issues.push(
+                    s.span(),
+                    &s.key_path("lost_stages"),
+                    format!("stage {both:?} is in both won_stages and lost_stages; list it in one"),
+                    Some(lost_example),
+                );
+                return None;
+            }
+            if won.is_empty() || lost.is_empty() {
+                return None;
+            }
+            Some(LabelRule::Stages { won, lost })
+        }
+        other => {
+            let span = label.as_ref().map_or_else(|| s.span(), |l| l.span());
+            issues.push(
+                span,
+                &s.key_path("label"),
+                format!("unknown label rule {other:?}; expected \"is_won\" or \"stages\""),
+                Some(label_example),
+            );
+            None
+        }
+    }
 }
 
 fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierConfig> {

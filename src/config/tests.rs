@@ -211,3 +211,92 @@ fn oversized_config_rejected() {
     let err = Config::load(&path).unwrap_err();
     assert!(err.to_string().contains("is larger than"), "{err}");
 }
+
+#[test]
+fn model_defaults_from_example() {
+    let config = parse(EXAMPLE).expect("valid");
+    assert_eq!(config.model, ModelConfig::default());
+}
+
+#[test]
+fn stage_lists_select_stage_labels() {
+    let text = EXAMPLE
+        .replace("label = \"is_won\"\n", "")
+        .replace("# won_stages = ", "won_stages = ")
+        .replace("# lost_stages = ", "lost_stages = ");
+    let config = parse(&text).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        config.model.label,
+        LabelRule::Stages {
+            won: vec!["Closed Won".to_string()],
+            lost: vec![
+                "Closed Lost".to_string(),
+                "Closed - No Decision".to_string()
+            ],
+        }
+    );
+}
+
+#[test]
+fn label_rule_problems_reported() {
+    let cases = [
+        (
+            EXAMPLE.replace("# won_stages = ", "won_stages = "),
+            "model.won_stages",
+            "read only when label = \"stages\"",
+        ),
+        (
+            EXAMPLE.replace("label = \"is_won\"", "label = \"stages\""),
+            "model.won_stages",
+            "non-empty won_stages",
+        ),
+        (
+            EXAMPLE.replace("label = \"is_won\"", "label = \"won_flag\""),
+            "model.label",
+            "unknown label rule \"won_flag\"",
+        ),
+        (
+            EXAMPLE
+                .replace("label = \"is_won\"", "label = \"stages\"")
+                .replace(
+                    "# won_stages = [\"Closed Won\"]",
+                    "won_stages = [\"Closed Lost\"]",
+                )
+                .replace("# lost_stages = ", "lost_stages = "),
+            "model.lost_stages",
+            "in both won_stages and lost_stages",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let err = parse(&text).expect_err(key);
+        let issue = err.issues.iter().find(|i| i.key == key);
+        let issue = issue.unwrap_or_else(|| panic!("no issue for {key}: {err}"));
+        assert!(issue.message.contains(message), "{err}");
+        // Only the label keys are reported; the rest of [model] is still read.
+        assert!(
+            err.issues
+                .iter()
+                .all(|i| i.key.ends_with("stages") || i.key == "model.label"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn model_ranges_checked() {
+    let text = EXAMPLE
+        .replace("leakage_auc = 0.95", "leakage_auc = 1.5")
+        .replace("min_minority = 40", "min_minority = 0")
+        .replace("validation_fraction = 0.15", "validation_fraction = 0.9")
+        .replace("keep_features = []", "keep_features = [3]");
+    let err = parse(&text).unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    for key in [
+        "model.leakage_auc",
+        "model.min_minority",
+        "model.validation_fraction",
+        "model.keep_features",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+}

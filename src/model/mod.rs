@@ -7,16 +7,22 @@
 //! library panics or silently returns NaN on some inputs (rows narrower than the model,
 //! training on zero rows).
 
+pub mod calibration;
+pub mod checks;
 mod forust;
+mod logistic;
 pub mod metrics;
 #[cfg(test)]
 mod tests;
+mod trained;
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
 pub use forust::GradientBoostedModel;
+pub use logistic::LogisticModel;
+pub use trained::{blend, ModelKind, TrainedModel};
 
 /// Training data: one row of feature values per closed deal, with its outcome.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -545,3 +545,136 @@ fn from_bytes_rejects_other_version() {
         "{error}"
     );
 }
+
+#[test]
+fn logistic_recovers_coefficient_signs() {
+    // Label log-odds = 2 x0 + x1 - 1.5 x2; x3 is missing-driven noise.
+    let mut rng = SplitMix(21);
+    let mut data = Dataset {
+        feature_names: names(4),
+        ..Dataset::default()
+    };
+    for _ in 0..2000 {
+        let x: Vec<f64> = (0..4).map(|_| rng.normal()).collect();
+        let logit = 2.0 * x[0] + x[1] - 1.5 * x[2];
+        data.labels
+            .push(f64::from(u8::from(rng.uniform() < sigmoid(logit))));
+        let x3 = if rng.uniform() < 0.3 { f64::NAN } else { x[3] };
+        data.rows.push(vec![x[0], x[1], x[2], x3]);
+    }
+    let model = LogisticModel::fit(&data, 1.0).unwrap();
+    let coefficients = model.coefficients();
+    assert!(coefficients[0] > 1.0, "{coefficients:?}");
+    assert!(coefficients[1] > 0.3, "{coefficients:?}");
+    assert!(coefficients[2] < -0.8, "{coefficients:?}");
+    assert!(coefficients[3].abs() < 0.2, "{coefficients:?}");
+    // x0's weight is larger than x1's, as in the generating model.
+    assert!(coefficients[0] > coefficients[1], "{coefficients:?}");
+}
+
+#[test]
+fn logistic_contributions_sum_exactly() {
+    let data = synthetic(600, 22);
+    let model = LogisticModel::fit(&data, 1.0).unwrap();
+    let probe = synthetic(40, 23).rows;
+    let log_odds = model.predict_log_odds(&probe).unwrap();
+    let explanations = model.contributions(&probe).unwrap();
+    for (row, explanation) in explanations.iter().enumerate() {
+        assert_eq!(explanation.values.len(), 4);
+        let total = explanation.bias + explanation.values.iter().sum::<f64>();
+        assert!(
+            (total - log_odds[row]).abs() < 1e-9,
+            "row {row}: {total} against {}",
+            log_odds[row]
+        );
+    }
+}
+
+#[test]
+fn logistic_save_load_identical() {
+    let data = synthetic(300, 24);
+    let model = LogisticModel::fit(&data, 1.0).unwrap();
+    let loaded = LogisticModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let probe = synthetic(20, 25).rows;
+    assert_eq!(
+        model.predict(&probe).unwrap(),
+        loaded.predict(&probe).unwrap()
+    );
+    assert!(LogisticModel::from_bytes(b"{\"format\":\"other\"}").is_err());
+}
+
+#[test]
+fn trained_model_round_trip_and_legacy() {
+    let data = synthetic(400, 26);
+    let gbm = fit(&data);
+    let logistic = LogisticModel::fit(&data, 1.0).unwrap();
+    let legacy = gbm.to_bytes().unwrap();
+    let calibrator = calibration::Calibrator::Platt {
+        slope: 0.8,
+        intercept: 0.1,
+    };
+    let model = TrainedModel::new(ModelKind::Blend, Some(gbm), Some(logistic), calibrator).unwrap();
+    let probe = synthetic(30, 27).rows;
+    let loaded = TrainedModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    assert_eq!(loaded.kind, ModelKind::Blend);
+    assert_eq!(
+        model.predict(&probe).unwrap(),
+        loaded.predict(&probe).unwrap()
+    );
+
+    // Calibration changes the probability but not the ranking.
+    let raw = model.predict_uncalibrated(&probe).unwrap();
+    let calibrated = model.predict(&probe).unwrap();
+    assert_ne!(raw, calibrated);
+    assert_eq!(
+        roc_auc(&data.labels[..30], &raw),
+        roc_auc(&data.labels[..30], &calibrated)
+    );
+
+    // Bytes of a bare tree model, as stored before calibration, load uncalibrated.
+    let old = TrainedModel::from_bytes(&legacy).unwrap();
+    assert_eq!(old.kind, ModelKind::Gbm);
+    assert_eq!(old.calibrator, calibration::Calibrator::None);
+}
+
+#[test]
+fn calibration_lowers_held_out_log_loss() {
+    // A model that is right about the ranking but far too confident: it reports
+    // sigmoid(3 * true log-odds + 1) instead of the true probability.
+    let mut rng = SplitMix(31);
+    let mut probabilities = Vec::new();
+    let mut labels = Vec::new();
+    for _ in 0..4000 {
+        let truth = rng.normal();
+        labels.push(f64::from(u8::from(rng.uniform() < sigmoid(truth))));
+        probabilities.push(sigmoid(3.0 * truth + 1.0));
+    }
+    let (fit_p, test_p) = probabilities.split_at(2000);
+    let (fit_y, test_y) = labels.split_at(2000);
+    let raw_loss = metrics::log_loss(test_y, test_p);
+
+    for calibrator in [
+        calibration::fit_platt(fit_p, fit_y),
+        calibration::fit_isotonic(fit_p, fit_y),
+        calibration::fit_best(fit_p, fit_y),
+    ] {
+        let calibrated = calibrator.apply_all(test_p);
+        let loss = metrics::log_loss(test_y, &calibrated);
+        assert!(
+            loss < raw_loss - 0.05,
+            "{}: held-out log loss {loss} against {raw_loss} uncalibrated",
+            calibrator.method()
+        );
+        let ece = metrics::expected_calibration_error(test_y, &calibrated);
+        let raw_ece = metrics::expected_calibration_error(test_y, test_p);
+        assert!(
+            ece < raw_ece,
+            "{}: ECE {ece} against {raw_ece}",
+            calibrator.method()
+        );
+    }
+    assert_ne!(
+        calibration::fit_best(fit_p, fit_y),
+        calibration::Calibrator::None
+    );
+}

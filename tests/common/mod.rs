@@ -45,7 +45,8 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let store_path = dir.path().join("store");
         let text = sandbox_config(&sandbox.url(), &store_path.display().to_string())
-            .replace("min_examples = 100", "min_examples = 30");
+            .replace("min_examples = 200", "min_examples = 30")
+            .replace("min_minority = 40", "min_minority = 10");
         let text = edit(text);
         let config_path = dir.path().join("leadscore.toml");
         std::fs::write(&config_path, &text).expect("config written");

@@ -1,0 +1,228 @@
+//! [`TrainedModel`]: the model training chose (trees, logistic regression or their blend) with
+//! its calibrator, as one unit that predicts, explains and serializes.
+
+use serde::{Deserialize, Serialize};
+
+use super::calibration::Calibrator;
+use super::{Contributions, GradientBoostedModel, LogisticModel, Model, ModelError};
+
+/// Format name stored in every serialized model, so foreign JSON is rejected on load.
+const FORMAT_NAME: &str = "leadscore-trained-model";
+/// Version of the serialized layout.
+const FORMAT_VERSION: u32 = 1;
+
+/// Kind of fitted model that produces the uncalibrated probability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Gbm,
+    Logistic,
+    /// The mean of the two models' probabilities.
+    Blend,
+}
+
+impl ModelKind {
+    /// Returns the name used in reports and version names: `gbm`, `logistic` or `blend`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Gbm => "gbm",
+            ModelKind::Logistic => "logistic",
+            ModelKind::Blend => "blend",
+        }
+    }
+}
+
+/// The chosen model and the calibrator fitted on the validation slice.
+#[derive(Debug)]
+pub struct TrainedModel {
+    pub kind: ModelKind,
+    pub gbm: Option<GradientBoostedModel>,
+    pub logistic: Option<LogisticModel>,
+    pub calibrator: Calibrator,
+}
+
+/// Serialized layout; each inner model keeps its own JSON format, stored as a string.
+#[derive(Serialize, Deserialize)]
+struct StoredTrainedModel {
+    format: String,
+    version: u32,
+    kind: ModelKind,
+    calibrator: Calibrator,
+    gbm: Option<String>,
+    logistic: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StoredHeader {
+    format: String,
+}
+
+impl TrainedModel {
+    /// Builds a model of `kind` from the fitted parts it needs; the others may be `None`.
+    pub fn new(
+        kind: ModelKind,
+        gbm: Option<GradientBoostedModel>,
+        logistic: Option<LogisticModel>,
+        calibrator: Calibrator,
+    ) -> Result<Self, ModelError> {
+        let (gbm, logistic) = match kind {
+            ModelKind::Gbm => (gbm, None),
+            ModelKind::Logistic => (None, logistic),
+            ModelKind::Blend => (gbm, logistic),
+        };
+        let needs_gbm = kind != ModelKind::Logistic;
+        let needs_logistic = kind != ModelKind::Gbm;
+        if needs_gbm != gbm.is_some() || needs_logistic != logistic.is_some() {
+            return Err(ModelError::InvalidModelBytes(format!(
+                "a {} model needs {}",
+                kind.name(),
+                match kind {
+                    ModelKind::Gbm => "the gradient-boosted model",
+                    ModelKind::Logistic => "the logistic regression",
+                    ModelKind::Blend =>
+                        "both the gradient-boosted model and the logistic regression",
+                }
+            )));
+        }
+        Ok(Self {
+            kind,
+            gbm,
+            logistic,
+            calibrator,
+        })
+    }
+
+    /// Returns the feature names of the model, in row order.
+    pub fn feature_names(&self) -> &[String] {
+        match (&self.gbm, &self.logistic) {
+            (Some(gbm), _) => gbm.feature_names(),
+            (None, Some(logistic)) => logistic.feature_names(),
+            (None, None) => &[],
+        }
+    }
+
+    /// Returns the probabilities before calibration.
+    pub fn predict_uncalibrated(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        match (self.kind, &self.gbm, &self.logistic) {
+            (ModelKind::Gbm, Some(gbm), _) => gbm.predict(rows),
+            (ModelKind::Logistic, _, Some(logistic)) => logistic.predict(rows),
+            (ModelKind::Blend, Some(gbm), Some(logistic)) => {
+                Ok(blend(&gbm.predict(rows)?, &logistic.predict(rows)?))
+            }
+            _ => Err(missing_part(self.kind)),
+        }
+    }
+
+    /// Returns the calibrated probability of a won deal for each row.
+    pub fn predict(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        Ok(self.calibrator.apply_all(&self.predict_uncalibrated(rows)?))
+    }
+
+    /// Explains each row in log-odds before calibration. Calibration is monotone, so it never
+    /// flips the direction of a contribution.
+    // NOTE: a blend is explained by the mean of the two models' contributions. Each part is
+    // exact for its own model, but the mean sums to the mean of the two log-odds, which is
+    // not the log-odds of the mean of the two probabilities.
+    pub fn contributions(&self, rows: &[Vec<f64>]) -> Result<Vec<Contributions>, ModelError> {
+        match (self.kind, &self.gbm, &self.logistic) {
+            (ModelKind::Gbm, Some(gbm), _) => gbm.contributions(rows),
+            (ModelKind::Logistic, _, Some(logistic)) => logistic.contributions(rows),
+            (ModelKind::Blend, Some(gbm), Some(logistic)) => {
+                let trees = gbm.contributions(rows)?;
+                let linear = logistic.contributions(rows)?;
+                Ok(trees
+                    .into_iter()
+                    .zip(linear)
+                    .map(|(a, b)| Contributions {
+                        bias: (a.bias + b.bias) / 2.0,
+                        values: a
+                            .values
+                            .iter()
+                            .zip(&b.values)
+                            .map(|(x, y)| (x + y) / 2.0)
+                            .collect(),
+                    })
+                    .collect())
+            }
+            _ => Err(missing_part(self.kind)),
+        }
+    }
+
+    /// Serializes the model, its parts and the calibrator as JSON.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes).map_err(|e| ModelError::Serialize(e.to_string()))
+        };
+        let stored = StoredTrainedModel {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            kind: self.kind,
+            calibrator: self.calibrator.clone(),
+            gbm: self
+                .gbm
+                .as_ref()
+                .map(|m| m.to_bytes())
+                .transpose()?
+                .map(text)
+                .transpose()?,
+            logistic: self
+                .logistic
+                .as_ref()
+                .map(LogisticModel::to_bytes)
+                .transpose()?
+                .map(text)
+                .transpose()?,
+        };
+        serde_json::to_vec(&stored).map_err(|e| ModelError::Serialize(e.to_string()))
+    }
+
+    /// Loads a model written by [`TrainedModel::to_bytes`]. Bytes of a bare
+    /// [`GradientBoostedModel`], as stored before calibration existed, load as an uncalibrated
+    /// tree model.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
+        let header: StoredHeader = serde_json::from_slice(bytes)
+            .map_err(|e| ModelError::InvalidModelBytes(format!("no readable model header: {e}")))?;
+        if header.format != FORMAT_NAME {
+            let gbm = GradientBoostedModel::from_bytes(bytes)?;
+            return Self::new(ModelKind::Gbm, Some(gbm), None, Calibrator::None);
+        }
+        let stored: StoredTrainedModel = serde_json::from_slice(bytes)
+            .map_err(|e| ModelError::InvalidModelBytes(e.to_string()))?;
+        if stored.version != FORMAT_VERSION {
+            return Err(ModelError::UnsupportedFormatVersion {
+                found: stored.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if !stored.calibrator.is_valid() {
+            return Err(ModelError::InvalidModelBytes(
+                "the calibrator has non-finite or unsorted values".to_string(),
+            ));
+        }
+        let gbm = stored
+            .gbm
+            .map(|text| GradientBoostedModel::from_bytes(text.as_bytes()))
+            .transpose()?;
+        let logistic = stored
+            .logistic
+            .map(|text| LogisticModel::from_bytes(text.as_bytes()))
+            .transpose()?;
+        if let (Some(gbm), Some(logistic)) = (&gbm, &logistic) {
+            if gbm.feature_names() != logistic.feature_names() {
+                return Err(ModelError::InvalidModelBytes(
+                    "the two parts of the blend have different feature names".to_string(),
+                ));
+            }
+        }
+        Self::new(stored.kind, gbm, logistic, stored.calibrator)
+    }
+}
+
+/// Averages two probability vectors element by element.
+pub fn blend(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect()
+}
+
+fn missing_part(kind: ModelKind) -> ModelError {
+    ModelError::InvalidModelBytes(format!("the {} model is missing a part", kind.name()))
+}

@@ -1,0 +1,439 @@
+//! The model card page: one self-contained HTML document with inline CSS and the plotters
+//! charts inlined as SVG. Every text taken from the report is HTML-escaped here.
+
+use super::card::{
+    Baseline, CandidateScore, Checks, Counts, LiveComparison, Metrics, ModelCard, Section, Window,
+};
+use super::charts;
+use super::ReportError;
+
+const NOT_AVAILABLE: &str = "not available";
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1d2733;line-height:1.45}\
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #d5dbe3;padding-bottom:.3rem}\
+table{border-collapse:collapse;margin:.6rem 0}th,td{border:1px solid #d5dbe3;padding:.3rem .7rem;text-align:left}\
+th{background:#f1f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+.na{color:#7a8694;font-style:italic}.pass{color:#17703a;font-weight:600}.fail{color:#a61b1b;font-weight:600}\
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem}.charts svg{max-width:100%;height:auto;border:1px solid #e3e7ec}\
+.meta{color:#4a5866}";
+
+/// Escapes `text` for use in HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn number(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => NOT_AVAILABLE.to_string(),
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{:.1}%", v * 100.0),
+        _ => NOT_AVAILABLE.to_string(),
+    }
+}
+
+fn count(value: Option<u64>) -> String {
+    value.map_or(NOT_AVAILABLE.to_string(), |n| n.to_string())
+}
+
+fn text(value: Option<&str>) -> String {
+    escape(value.unwrap_or(NOT_AVAILABLE))
+}
+
+fn yes_no(value: Option<bool>) -> &'static str {
+    match value {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => NOT_AVAILABLE,
+    }
+}
+
+/// Builds the paragraph shown in place of a section that the report lacks or that cannot be read.
+fn unavailable<T>(key: &str, section: &Section<T>) -> String {
+    match section {
+        Section::Invalid(message) => format!(
+            "<p class=\"na\">{NOT_AVAILABLE}: the report's <code>{}</code> part is unreadable ({})</p>\n",
+            escape(key),
+            escape(message)
+        ),
+        _ => format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n"),
+    }
+}
+
+/// Builds a two-column table from labels and already-escaped values.
+fn key_value_table(rows: &[(&str, String)]) -> String {
+    let mut html = String::from("<table>\n");
+    for (label, value) in rows {
+        html.push_str(&format!("<tr><th>{label}</th><td>{value}</td></tr>\n"));
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+/// Reads one metric from a [`Metrics`].
+type MetricField = fn(&Metrics) -> Option<f64>;
+
+/// Builds the whole page.
+pub fn page(card: &ModelCard) -> Result<String, ReportError> {
+    let mut html = String::new();
+    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    html.push_str(&format!(
+        "<title>Model card {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&card.version)
+    ));
+    html.push_str(&header(card));
+    html.push_str(&data_section(card));
+    html.push_str(&checks_section(&card.checks));
+    html.push_str(&metrics_section(card));
+    html.push_str(&candidates_section(&card.candidates));
+    html.push_str(&calibration_section(card)?);
+    html.push_str(&lift_section(card)?);
+    html.push_str(&tiers_section(card)?);
+    html.push_str(&features_section(card)?);
+    html.push_str(&live_section(&card.live_comparison));
+    html.push_str("</body>\n</html>\n");
+    Ok(html)
+}
+
+fn header(card: &ModelCard) -> String {
+    format!(
+        "<h1>Model card: {}</h1>\n<p class=\"meta\">Trained at {}. Chosen model: {}. Calibration: {}.</p>\n",
+        escape(&card.version),
+        text(card.trained_at.as_deref()),
+        text(card.chosen.as_deref()),
+        text(card.calibration_method.as_deref()),
+    )
+}
+
+fn data_section(card: &ModelCard) -> String {
+    let mut html = String::from("<h2>Data</h2>\n<h3>Window</h3>\n");
+    match &card.window {
+        Section::Present(Window {
+            from,
+            to,
+            holdout_from,
+        }) => html.push_str(&key_value_table(&[
+            ("First close date", text(from.as_deref())),
+            ("Last close date", text(to.as_deref())),
+            ("Holdout from", text(holdout_from.as_deref())),
+        ])),
+        other => html.push_str(&unavailable("window", other)),
+    }
+    html.push_str("<h3>Closed deals</h3>\n");
+    match &card.counts {
+        Section::Present(Counts {
+            examples,
+            won,
+            lost,
+            train,
+            validation,
+            holdout,
+        }) => html.push_str(&key_value_table(&[
+            ("Examples", count(*examples)),
+            ("Won", count(*won)),
+            ("Lost", count(*lost)),
+            ("Training rows", count(*train)),
+            ("Validation rows", count(*validation)),
+            ("Holdout rows", count(*holdout)),
+        ])),
+        other => html.push_str(&unavailable("counts", other)),
+    }
+    html
+}
+
+fn checks_section(checks: &Section<Checks>) -> String {
+    let mut html = String::from("<h2>Checks</h2>\n");
+    let Section::Present(checks) = checks else {
+        html.push_str(&unavailable("checks", checks));
+        return html;
+    };
+    html.push_str("<h3>Data sufficiency</h3>\n");
+    match &checks.sufficiency {
+        Some(sufficiency) => {
+            let outcome = match sufficiency.passed {
+                Some(true) => "<span class=\"pass\">passed</span>".to_string(),
+                Some(false) => "<span class=\"fail\">failed</span>".to_string(),
+                None => NOT_AVAILABLE.to_string(),
+            };
+            html.push_str(&key_value_table(&[
+                ("Outcome", outcome),
+                ("Minimum closed deals", count(sufficiency.floor_examples)),
+                (
+                    "Minimum of the minority class",
+                    count(sufficiency.floor_minority),
+                ),
+                ("Message", text(sufficiency.message.as_deref())),
+            ]));
+        }
+        None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
+    }
+
+    html.push_str("<h3>Leakage</h3>\n");
+    match &checks.leakage {
+        Some(flags) if flags.is_empty() => {
+            html.push_str("<p>No feature was flagged as leaking the outcome.</p>\n")
+        }
+        Some(flags) => {
+            html.push_str(
+                "<table>\n<tr><th>Feature</th><th>Holdout AUC alone</th><th>Excluded</th></tr>\n",
+            );
+            for flag in flags {
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+                    escape(&flag.feature),
+                    number(flag.auc, 3),
+                    yes_no(flag.excluded)
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
+    }
+
+    html.push_str("<h3>Dropped features</h3>\n");
+    match &checks.dropped {
+        Some(dropped) if dropped.is_empty() => html.push_str("<p>No feature was dropped.</p>\n"),
+        Some(dropped) => {
+            html.push_str("<table>\n<tr><th>Feature</th><th>Reason</th></tr>\n");
+            for feature in dropped {
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td></tr>\n",
+                    escape(&feature.feature),
+                    text(feature.reason.as_deref())
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
+    }
+    html
+}
+
+fn metrics_section(card: &ModelCard) -> String {
+    let mut html = String::from("<h2>Holdout metrics</h2>\n");
+    let model = card.metrics.get();
+    let baseline = card.baseline.get();
+    if model.is_none() && baseline.is_none() {
+        html.push_str(&unavailable("metrics", &card.metrics));
+        return html;
+    }
+
+    let empty = Metrics::default();
+    let model = model.unwrap_or(&empty);
+    let baseline_metrics = baseline
+        .and_then(|b: &Baseline| b.metrics.as_ref())
+        .unwrap_or(&empty);
+    let baseline_name = baseline
+        .and_then(|b| b.name.as_deref())
+        .unwrap_or("baseline");
+
+    html.push_str(&format!(
+        "<table>\n<tr><th>Metric</th><th>Model ({})</th><th>Baseline ({})</th><th>Better when</th></tr>\n",
+        text(card.chosen.as_deref()),
+        escape(baseline_name)
+    ));
+    let rows: [(&str, MetricField, &str); 5] = [
+        ("ROC AUC", |m| m.auc, "higher"),
+        ("PR AUC", |m| m.pr_auc, "higher"),
+        ("Log loss", |m| m.log_loss, "lower"),
+        ("Brier score", |m| m.brier, "lower"),
+        ("Expected calibration error", |m| m.ece, "lower"),
+    ];
+
+    for (name, pick, better) in rows {
+        html.push_str(&format!(
+            "<tr><th>{name}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{better}</td></tr>\n",
+            number(pick(model), 4),
+            number(pick(baseline_metrics), 4)
+        ));
+    }
+    html.push_str("</table>\n");
+    if let Section::Invalid(_) = card.metrics {
+        html.push_str(&unavailable("metrics", &card.metrics));
+    }
+    if let Section::Invalid(_) = card.baseline {
+        html.push_str(&unavailable("baseline", &card.baseline));
+    }
+    html
+}
+
+fn candidates_section(candidates: &Section<Vec<CandidateScore>>) -> String {
+    let mut html = String::from("<h2>Candidates on the validation slice</h2>\n");
+    match candidates {
+        Section::Present(rows) if !rows.is_empty() => {
+            html.push_str("<table>\n<tr><th>Candidate</th><th>Validation ROC AUC</th><th>Validation log loss</th></tr>\n");
+            for row in rows {
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                    escape(&row.name),
+                    number(row.validation_auc, 4),
+                    number(row.validation_log_loss, 4)
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        other => html.push_str(&unavailable("candidates", other)),
+    }
+    html
+}
+
+fn calibration_section(card: &ModelCard) -> Result<String, ReportError> {
+    let mut html = String::from("<h2>Calibration</h2>\n");
+    match &card.calibration {
+        Section::Present(bins) if !bins.is_empty() => {
+            html.push_str(&format!(
+                "<div class=\"charts\">{}</div>\n",
+                charts::calibration(bins)?
+            ));
+            html.push_str("<table>\n<tr><th>Bin</th><th>Deals</th><th>Mean predicted</th><th>Observed win rate</th></tr>\n");
+            for bin in bins {
+                html.push_str(&format!(
+                    "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                    bin.bin.map_or(NOT_AVAILABLE.to_string(), |b| b.to_string()),
+                    count(bin.count),
+                    number(bin.mean_predicted, 3),
+                    number(bin.observed, 3)
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        other => html.push_str(&unavailable("calibration", other)),
+    }
+    Ok(html)
+}
+
+fn lift_section(card: &ModelCard) -> Result<String, ReportError> {
+    let mut html = String::from("<h2>Lift and cumulative gain</h2>\n");
+    match &card.lift {
+        Section::Present(deciles) if !deciles.is_empty() => {
+            html.push_str(&format!(
+                "<div class=\"charts\">{}{}</div>\n",
+                charts::lift(deciles)?,
+                charts::cumulative_gain(deciles)?
+            ));
+            html.push_str("<table>\n<tr><th>Decile</th><th>Deals</th><th>Win rate</th><th>Lift</th><th>Cumulative gain</th></tr>\n");
+            for row in deciles {
+                html.push_str(&format!(
+                    "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                    row.decile,
+                    count(row.count),
+                    percent(row.win_rate),
+                    number(row.lift, 2),
+                    percent(row.cumulative_gain)
+                ));
+            }
+            html.push_str("</table>\n<p class=\"meta\">Decile 1 is the highest-scored tenth of the holdout.</p>\n");
+        }
+        other => html.push_str(&unavailable("lift", other)),
+    }
+    Ok(html)
+}
+
+fn tiers_section(card: &ModelCard) -> Result<String, ReportError> {
+    let mut html = String::from("<h2>Win rate per tier</h2>\n");
+    match &card.tiers {
+        Section::Present(tiers) if !tiers.is_empty() => {
+            html.push_str(&format!(
+                "<div class=\"charts\">{}</div>\n",
+                charts::tiers(tiers)?
+            ));
+            html.push_str("<table>\n<tr><th>Tier</th><th>Deals</th><th>Win rate</th></tr>\n");
+            for tier in tiers {
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                    escape(&tier.tier),
+                    count(tier.count),
+                    percent(tier.win_rate)
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        other => html.push_str(&unavailable("tiers", other)),
+    }
+    Ok(html)
+}
+
+fn features_section(card: &ModelCard) -> Result<String, ReportError> {
+    let mut html = String::from("<h2>Top features</h2>\n");
+    match &card.top_features {
+        Section::Present(features) if !features.is_empty() => {
+            html.push_str(&format!(
+                "<div class=\"charts\">{}</div>\n",
+                charts::top_features(features)?
+            ));
+            html.push_str(
+                "<table>\n<tr><th>Feature</th><th>Mean absolute contribution</th></tr>\n",
+            );
+            for feature in features {
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"num\">{}</td></tr>\n",
+                    escape(&feature.feature),
+                    number(feature.mean_abs_contribution, 4)
+                ));
+            }
+            html.push_str("</table>\n");
+        }
+        other => html.push_str(&unavailable("top_features", other)),
+    }
+    Ok(html)
+}
+
+fn live_section(live: &Section<LiveComparison>) -> String {
+    let mut html = String::from("<h2>Comparison with the live model</h2>\n");
+    match live {
+        Section::Null => html.push_str(
+            "<p>There was no live model when this model was trained, so there is nothing to compare.</p>\n",
+        ),
+        Section::Present(comparison) => {
+            html.push_str(&key_value_table(&[
+                ("Live model", text(comparison.live_version.as_deref())),
+                ("Live model ROC AUC on the holdout", number(comparison.live_auc, 4)),
+                ("This model's ROC AUC on the holdout", number(comparison.candidate_auc, 4)),
+                ("Allowed AUC loss (margin)", number(comparison.margin, 4)),
+            ]));
+            if let (Some(live_auc), Some(candidate_auc), Some(margin)) = (
+                comparison.live_auc,
+                comparison.candidate_auc,
+                comparison.margin,
+            ) {
+                let verdict = if candidate_auc >= live_auc - margin {
+                    "<p class=\"pass\">This model's AUC is within the margin of the live model's, so it may replace it.</p>\n"
+                } else {
+                    "<p class=\"fail\">This model's AUC is worse than the live model's by more than the margin, so it stays a candidate.</p>\n"
+                };
+                html.push_str(verdict);
+            }
+        }
+        other => html.push_str(&unavailable("live_comparison", other)),
+    }
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escape_replaces_markup_characters() {
+        assert_eq!(
+            escape(r#"<b>"A" & 'B'</b>"#),
+            "&lt;b&gt;&quot;A&quot; &amp; &#39;B&#39;&lt;/b&gt;"
+        );
+    }
+}
