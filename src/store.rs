@@ -19,6 +19,8 @@ const FORMAT: &str = "leadscore-store-1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("{path} already contains other files ({example}, ...) and is not a leadscore store; point [store] path at a new or empty directory")]
+    NotAStore { path: PathBuf, example: String },
     #[error("the store at {path} is in use by another leadscore process; wait for it to finish")]
     Locked { path: PathBuf },
     #[error("cannot open the store at {path}: {source}; check the [store] path, or move a damaged store away and pull again")]
@@ -182,6 +184,26 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Rejects an existing directory that holds files but no sled database, so the store never
+/// mixes its files into an unrelated folder (a typo in `[store] path`, a home directory).
+fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let is_store = names.iter().any(|n| n == "conf") && names.iter().any(|n| n == "db");
+    if names.is_empty() || is_store {
+        return Ok(());
+    }
+    Err(StoreError::NotAStore {
+        path: path.to_path_buf(),
+        example: names.into_iter().min().unwrap_or_default(),
+    })
+}
+
 /// Maps a transaction result; the transactions here never abort on their own.
 fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), StoreError> {
     match result {
@@ -198,6 +220,7 @@ fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), S
 impl Store {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        refuse_foreign_directory(path)?;
         let db = sled::open(path).map_err(|source| match &source {
             // sled reports a held lock file as an Other-kind IO error with this message.
             sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
@@ -704,6 +727,16 @@ mod tests {
                 .contains("in use by another leadscore process"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unrelated_directory_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+        let entries = std::fs::read_dir(dir.path()).expect("list").count();
+        assert_eq!(entries, 1, "nothing was written into the directory");
     }
 
     #[test]
