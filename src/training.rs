@@ -10,9 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, LabelRule, ModelConfig, TierConfig};
-use crate::features::{fields, Deal, FeatureSpace, History};
+use crate::features::{fields, Deal, FeatureSpace, History, Source};
 use crate::model::calibration;
-use crate::model::checks::{self, DroppedFeature, LeakageFlag, SufficiencyCheck};
+use crate::model::checks::{
+    self, DroppedFeature, FeatureGroup, LeakageFlag, SegmentShortfall, SufficiencyCheck,
+};
 use crate::model::metrics::{self, CalibrationBin, LiftRow};
 use crate::model::{
     blend, Dataset, GradientBoostedModel, LogisticModel, Model, ModelKind, TrainParams,
@@ -22,6 +24,7 @@ use crate::pipeline::PipelineError;
 use crate::registry::{self, Candidate, PublishOutcome};
 use crate::scoring::score_of;
 use crate::store::{Store, StoredModel};
+use leadscore_connector::Value;
 
 /// L2 penalty of the logistic regression, on the summed log loss of standardised inputs.
 const LOGISTIC_L2: f64 = 1.0;
@@ -350,11 +353,24 @@ fn fit_kind(
 /// Runs the checks, fits and compares the models, calibrates the chosen one and measures it
 /// on the holdout: the latest `holdout_fraction` of `examples` by time order, or `holdout`
 /// when given (it must have the same feature names). Fails when the sufficiency floors are
-/// not met, when the data is invalid, or when no usable feature is left.
+/// not met, when the data is invalid, or when no usable feature is left. The leakage check
+/// groups columns by source feature from their names: `feature=level` is a one-hot column.
 pub fn evaluate_examples(
     examples: &ExampleSet,
     settings: &ModelConfig,
     holdout: Option<&ExampleSet>,
+) -> Result<Evaluation, PipelineError> {
+    let groups = checks::groups_from_names(&examples.dataset.feature_names);
+    evaluate_grouped(examples, settings, holdout, &groups)
+}
+
+/// Does the work of [`evaluate_examples`] with the columns grouped by source feature as
+/// `groups` gives them, for the leakage check.
+pub fn evaluate_grouped(
+    examples: &ExampleSet,
+    settings: &ModelConfig,
+    holdout: Option<&ExampleSet>,
+    groups: &[FeatureGroup],
 ) -> Result<Evaluation, PipelineError> {
     check_lengths(examples, "the example set")?;
     // The floors come first: they name the shortfall, where a one-class error would not.
@@ -429,10 +445,17 @@ pub fn evaluate_examples(
     let fit_all = subset(&examples.dataset, &fit_rows, &all_columns);
     let dropped = checks::unusable_columns(&fit_all.rows, &fit_all.feature_names);
     let holdout_all = subset(&holdout_set.dataset, &holdout_rows, &all_columns);
+    let train_all = subset(&examples.dataset, &split.train, &all_columns);
+    let width = all_columns.len();
+    if groups.iter().flat_map(|g| &g.columns).any(|&c| c >= width) {
+        return Err(PipelineError::Model(format!(
+            "a feature group names a column beyond the {width} columns of the example set; build the groups from the same feature names"
+        )));
+    }
     let leakage = checks::leakage(
-        &holdout_all.rows,
-        &holdout_all.labels,
-        &holdout_all.feature_names,
+        &train_all,
+        &holdout_all,
+        groups,
         settings.leakage_auc,
         &settings.keep_features,
     );
@@ -442,8 +465,8 @@ pub fn evaluate_examples(
         .chain(
             leakage
                 .iter()
-                .filter(|l| l.excluded)
-                .map(|l| l.feature.as_str()),
+                .flat_map(|l| &l.excluded_columns)
+                .map(String::as_str),
         )
         .collect();
     let kept: Vec<usize> = all_columns
@@ -625,6 +648,7 @@ pub fn train(
         .iter()
         .map(|(d, _)| d.account_id.as_str())
         .collect();
+    let segments = segment_check(&history, &deals, config)?;
     let mut space = FeatureSpace::fit(&config.features, &history, &training_accounts);
     let examples = ExampleSet {
         dataset: Dataset {
@@ -641,7 +665,8 @@ pub fn train(
             .map(|(d, _)| d.close_date.map_or(0, |t| t.timestamp()))
             .collect(),
     };
-    let evaluation = evaluate_examples(&examples, &config.model, None)?;
+    let groups = feature_groups(&space);
+    let evaluation = evaluate_grouped(&examples, &config.model, None, &groups)?;
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
     let kept: HashSet<&str> = evaluation
@@ -675,6 +700,7 @@ pub fn train(
         &config.tiers,
     );
     report.live_comparison = live;
+    report.checks.sufficiency.segments = segments;
     let report_json =
         serde_json::to_value(&report).map_err(|e| PipelineError::Model(e.to_string()))?;
 
@@ -733,6 +759,87 @@ pub fn train(
         "trained"
     );
     Ok(summary)
+}
+
+/// Groups the feature space's columns by the configured feature they come from. The one-hot
+/// columns of a category form one group.
+fn feature_groups(space: &FeatureSpace) -> Vec<FeatureGroup> {
+    let sources: Vec<(String, bool)> = space
+        .columns
+        .iter()
+        .map(|column| {
+            let one_hot = matches!(
+                column.source,
+                Source::Attribute {
+                    category: Some(_),
+                    ..
+                }
+            );
+            (column.feature.clone(), one_hot)
+        })
+        .collect();
+    checks::group_columns(&sources)
+}
+
+/// Counts closed deals per value of the `[model] segment` attribute and lists the segments
+/// below `min_segment_examples` or lacking a class. Each is logged as a warning. Fails when
+/// `strict_segments` is set and a segment falls short. Deals whose account has no value for
+/// the attribute belong to no segment.
+fn segment_check(
+    history: &History,
+    deals: &[(&Deal, f64)],
+    config: &Config,
+) -> Result<Vec<SegmentShortfall>, PipelineError> {
+    let Some(segment) = &config.model.segment else {
+        return Ok(Vec::new());
+    };
+    let Some(attribute) = config
+        .features
+        .attributes
+        .iter()
+        .find(|a| a.name == *segment)
+    else {
+        return Err(PipelineError::Model(format!(
+            "[model] segment = {segment:?} names no [[features.account]] entry; name a configured category feature"
+        )));
+    };
+    let values: Vec<Option<String>> = deals
+        .iter()
+        .map(|(deal, _)| {
+            match history
+                .accounts
+                .get(&deal.account_id)
+                .map(|account| account.get(&attribute.field))
+            {
+                Some(Value::Text(text)) if !text.trim().is_empty() => Some(text.clone()),
+                Some(Value::Null) | Some(Value::Text(_)) | None => None,
+                Some(other) => Some(other.to_string()),
+            }
+        })
+        .collect();
+    let labels: Vec<f64> = deals.iter().map(|(_, label)| *label).collect();
+    let floor = config.model.min_segment_examples;
+    let shortfalls = checks::segment_shortfalls(&values, &labels, floor);
+    for shortfall in &shortfalls {
+        tracing::warn!(
+            segment_feature = %segment,
+            segment = %shortfall.segment,
+            closed = shortfall.examples,
+            won = shortfall.won,
+            lost = shortfall.lost,
+            missing = shortfall.missing,
+            "segment has too few closed deals to learn from"
+        );
+    }
+    if config.model.strict_segments && !shortfalls.is_empty() {
+        let messages: Vec<&str> = shortfalls.iter().map(|s| s.message.as_str()).collect();
+        return Err(PipelineError::Model(format!(
+            "training rejected because [model] strict_segments = true and {} {segment} segments fall short: {}; collect more closed deals, lower min_segment_examples, or set strict_segments = false to train with a warning",
+            shortfalls.len(),
+            messages.join("; ")
+        )));
+    }
+    Ok(shortfalls)
 }
 
 /// Scores the holdout deals with the live model, using its own stored feature encoding, and

@@ -584,3 +584,186 @@ async fn stage_labels_and_stored_report() {
     let method = report["calibration_method"].as_str().expect("method");
     assert!(["isotonic", "platt", "none"].contains(&method), "{method}");
 }
+
+/// Adds a `tags` category to `examples` as one-hot columns `tags=t0` .. `tags=t19`, the form
+/// the CSV encoder gives. Even levels are won deals and odd levels lost ones, so each column
+/// alone covers a twentieth of the rows and ranks them weakly, while the level decides the
+/// outcome.
+fn add_leaky_category(examples: &mut training::ExampleSet) {
+    let levels = 20;
+    let mut rng = SplitMix(97);
+    examples
+        .dataset
+        .feature_names
+        .extend((0..levels).map(|l| format!("tags=t{l}")));
+    for (row, label) in examples
+        .dataset
+        .rows
+        .iter_mut()
+        .zip(&examples.dataset.labels)
+    {
+        let pair = (rng.uniform() * (levels / 2) as f64) as usize % (levels / 2);
+        let level = 2 * pair + usize::from(*label < 0.5);
+        row.extend((0..levels).map(|l| f64::from(u8::from(l == level))));
+    }
+}
+
+#[test]
+fn leaky_category_flagged_as_feature() {
+    let mut examples = planted_examples(1500);
+    add_leaky_category(&mut examples);
+    let settings = leadscore::config::ModelConfig {
+        trees: 30,
+        ..Default::default()
+    };
+    let evaluation = training::evaluate_examples(&examples, &settings, None).expect("evaluates");
+    let leak = &evaluation.report.checks.leakage;
+    let features: Vec<&str> = leak.iter().map(|l| l.feature.as_str()).collect();
+    assert_eq!(features, vec!["leaky", "tags"], "{leak:?}");
+    let tags = &leak[1];
+    assert!(tags.auc > 0.95, "{tags:?}");
+    assert!(tags.excluded);
+    assert_eq!(tags.excluded_columns.len(), 20, "{tags:?}");
+
+    // No level alone passes the threshold, so a per-column check would miss the leak.
+    for level in 0..20 {
+        let name = format!("tags=t{level}");
+        let column = examples
+            .dataset
+            .feature_names
+            .iter()
+            .position(|n| *n == name)
+            .expect("column present");
+        let values: Vec<f64> = examples.dataset.rows.iter().map(|r| r[column]).collect();
+        let auc = leadscore::model::metrics::roc_auc(&examples.dataset.labels, &values)
+            .expect("both classes");
+        assert!(auc.max(1.0 - auc) < 0.6, "{name}: auc {auc}");
+    }
+
+    // Every tags column is out of the model, and the honest signal remains.
+    let kept = evaluation.model.feature_names();
+    assert_eq!(kept, &["signal".to_string(), "weak".to_string()]);
+    let auc = evaluation.report.metrics.auc.expect("auc");
+    assert!((0.7..0.95).contains(&auc), "auc {auc}");
+}
+
+#[test]
+fn kept_category_stays_in_model() {
+    let mut examples = planted_examples(1500);
+    add_leaky_category(&mut examples);
+    let settings = leadscore::config::ModelConfig {
+        trees: 30,
+        keep_features: vec!["tags".to_string()],
+        ..Default::default()
+    };
+    let evaluation = training::evaluate_examples(&examples, &settings, None).expect("evaluates");
+    let tags = evaluation
+        .report
+        .checks
+        .leakage
+        .iter()
+        .find(|l| l.feature == "tags")
+        .expect("tags flagged");
+    assert!(!tags.excluded);
+    let kept = evaluation.model.feature_names();
+    let tag_columns = kept.iter().filter(|n| n.starts_with("tags=")).count();
+    assert_eq!(tag_columns, 20, "{kept:?}");
+}
+
+/// Counts closed deals with a close date per `Hospital_Type__c` of their account, the way
+/// training labels them, straight from the pulled records.
+fn closed_deals_by_hospital_type(
+    store: &leadscore::store::Store,
+) -> std::collections::BTreeMap<String, usize> {
+    let accounts = store.records("Account").expect("accounts");
+    let mut counts = std::collections::BTreeMap::new();
+    for deal in store.records("Opportunity").expect("deals") {
+        if deal.get("IsClosed").as_bool() != Some(true)
+            || deal.get("CloseDate").as_datetime().is_none()
+        {
+            continue;
+        }
+        let account_id = deal.get("AccountId").as_str().expect("account id");
+        let account = accounts
+            .iter()
+            .find(|a| a.id == account_id)
+            .expect("account pulled");
+        if let Some(kind) = account.get("Hospital_Type__c").as_str() {
+            *counts.entry(kind.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_segments_warn_and_train() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let counts = closed_deals_by_hospital_type(&store);
+    assert!(counts.len() >= 2, "{counts:?}");
+    let largest = counts.values().copied().max().expect("a segment");
+    let smallest = counts.values().copied().min().expect("a segment");
+    assert!(smallest < largest, "{counts:?}");
+
+    // A floor above every segment but the largest one.
+    let floor = largest;
+    let mut config = env.config.clone();
+    config.model.segment = Some("hospital_type".to_string());
+    config.model.min_segment_examples = floor;
+    let trained = training::train(&store, &config, Utc::now()).expect("warnings do not block");
+    assert!(trained.examples > 0);
+
+    let stored = store.current_model().expect("store").expect("a live model");
+    let segments = stored.report["checks"]["sufficiency"]["segments"]
+        .as_array()
+        .expect("segments listed")
+        .clone();
+    let short: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n < floor).collect();
+    assert!(!short.is_empty());
+    for (segment, closed) in short {
+        let entry = segments
+            .iter()
+            .find(|s| s["segment"] == segment.as_str())
+            .unwrap_or_else(|| panic!("{segment} missing from {segments:?}"));
+        assert_eq!(entry["examples"], *closed);
+        assert_eq!(entry["missing"], floor - closed);
+        let expected = format!(
+            "segment {segment}: {closed} closed deals, needs {floor}: {} more",
+            floor - closed
+        );
+        let message = entry["message"].as_str().expect("message");
+        assert!(message.starts_with(&expected), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_segments_reject_training() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace("# segment = ", "segment = ")
+            .replace("min_segment_examples = 30", "min_segment_examples = 100000")
+            .replace("strict_segments = false", "strict_segments = true")
+    })
+    .await;
+    assert!(env.config.model.strict_segments);
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let err = training::train(&store, &env.config, Utc::now()).expect_err("strict segments");
+    let message = err.to_string();
+    assert!(message.contains("strict_segments = true"), "{message}");
+    for (segment, closed) in closed_deals_by_hospital_type(&store) {
+        let expected = format!(
+            "segment {segment}: {closed} closed deals, needs 100000: {} more",
+            100_000 - closed
+        );
+        assert!(message.contains(&expected), "{expected} not in {message}");
+    }
+    assert!(
+        store.current_model().expect("store").is_none(),
+        "nothing is published"
+    );
+}

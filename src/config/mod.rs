@@ -143,6 +143,15 @@ pub struct ModelConfig {
     pub leakage_auc: f64,
     /// Features kept even when the leakage check flags them.
     pub keep_features: Vec<String>,
+    /// A category feature whose values split the deals into segments, each checked for
+    /// enough closed deals of both classes.
+    // NOTE: only CRM training reads this. `evaluate` on a CSV file checks no segments.
+    pub segment: Option<String>,
+    /// Minimum number of closed deals per segment value.
+    pub min_segment_examples: usize,
+    /// When true, a segment below `min_segment_examples` or lacking a class rejects training.
+    /// When false, it is a warning.
+    pub strict_segments: bool,
     /// A candidate goes live only if its holdout AUC is at most this much below the live
     /// model's AUC on the same rows.
     pub promotion_margin: f64,
@@ -161,6 +170,9 @@ impl Default for ModelConfig {
             min_minority: 40,
             leakage_auc: 0.95,
             keep_features: Vec::new(),
+            segment: None,
+            min_segment_examples: 30,
+            strict_segments: false,
             promotion_margin: 0.01,
         }
     }
@@ -357,7 +369,7 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     features.finish(issues);
 
     let mut model = top.table(issues, "model");
-    let model_config = read_model(&mut model, issues);
+    let model_config = read_model(&mut model, issues, feature_config.as_ref());
     model.finish(issues);
 
     let mut tiers = top.table(issues, "tiers");
@@ -631,9 +643,14 @@ fn read_attribute(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<At
     })
 }
 
-fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelConfig> {
+fn read_model(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    features: Option<&FeatureConfig>,
+) -> Option<ModelConfig> {
     let defaults = ModelConfig::default();
     let label = read_label(s, issues);
+    let segment = read_segment(s, issues, features);
     let keep_features = s
         .string_array(issues, "keep_features", r#"keep_features = ["bed_count"]"#)
         .map(|values| values.into_iter().map(|v| v.into_inner()).collect())
@@ -676,6 +693,18 @@ fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelC
             .float(issues, "leakage_auc", 0.5, 1.0, "leakage_auc = 0.95")
             .unwrap_or(defaults.leakage_auc),
         keep_features,
+        segment,
+        min_segment_examples: s
+            .integer(
+                issues,
+                "min_segment_examples",
+                1..1_000_000,
+                "min_segment_examples = 30",
+            )
+            .map_or(defaults.min_segment_examples, |n| n as usize),
+        strict_segments: s
+            .boolean(issues, "strict_segments", "strict_segments = false")
+            .unwrap_or(defaults.strict_segments),
         promotion_margin: s
             .float(
                 issues,
@@ -688,6 +717,59 @@ fn read_model(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ModelC
         // Last, so that an invalid label rule does not stop the other keys being read.
         label: label?,
     })
+}
+
+/// Reads `segment`, which must name a category feature of `[[features.account]]`. The name is
+/// not checked when the features section itself failed to parse.
+fn read_segment(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    features: Option<&FeatureConfig>,
+) -> Option<String> {
+    let example = r#"segment = "hospital_type""#;
+    let segment = s.string(issues, "segment", example)?;
+    let Some(features) = features else {
+        return Some(segment.into_inner());
+    };
+    let name = segment.get_ref();
+    match features.attributes.iter().find(|a| a.name == *name) {
+        Some(attribute) if attribute.kind == AttributeKind::Category => {}
+        Some(attribute) => {
+            issues.push(
+                segment.span(),
+                &s.key_path("segment"),
+                format!(
+                    "feature {name:?} is a {} feature; segment needs a category feature",
+                    format!("{:?}", attribute.kind).to_lowercase()
+                ),
+                Some(example),
+            );
+            return None;
+        }
+        None => {
+            let categories: Vec<&str> = features
+                .attributes
+                .iter()
+                .filter(|a| a.kind == AttributeKind::Category)
+                .map(|a| a.name.as_str())
+                .collect();
+            issues.push(
+                segment.span(),
+                &s.key_path("segment"),
+                format!(
+                    "unknown feature {name:?}; name a category feature of [[features.account]]: {}",
+                    if categories.is_empty() {
+                        "none is configured".to_string()
+                    } else {
+                        categories.join(", ")
+                    }
+                ),
+                Some(example),
+            );
+            return None;
+        }
+    }
+    Some(segment.into_inner())
 }
 
 /// Reads `label`, `won_stages` and `lost_stages`. Stage lists switch the rule to stages.

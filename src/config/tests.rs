@@ -300,3 +300,59 @@ fn model_ranges_checked() {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
 }
+
+#[test]
+fn segment_read_when_valid() {
+    let text = EXAMPLE.replace("# segment = ", "segment = ");
+    let config = parse(&text).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.model.segment.as_deref(), Some("hospital_type"));
+    assert_eq!(config.model.min_segment_examples, 30);
+    assert!(!config.model.strict_segments);
+}
+
+#[test]
+fn unknown_segment_feature_has_position() {
+    let text = EXAMPLE.replace("# segment = \"hospital_type\"", "segment = \"bed_type\"");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("segment = "))
+        .expect("line present")
+        + 1;
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    let issue = &err.issues[0];
+    assert_eq!(issue.key, "model.segment");
+    assert_eq!(issue.line, line);
+    assert_eq!(issue.column, 11);
+    assert!(
+        issue.message.contains("unknown feature \"bed_type\""),
+        "{err}"
+    );
+    assert!(issue.message.contains("hospital_type"), "{err}");
+}
+
+#[test]
+fn segment_must_be_category() {
+    let text = EXAMPLE.replace("# segment = \"hospital_type\"", "segment = \"star_rating\"");
+    let err = parse(&text).unwrap_err();
+    let issue = err
+        .issues
+        .iter()
+        .find(|i| i.key == "model.segment")
+        .unwrap_or_else(|| panic!("no segment issue: {err}"));
+    assert!(
+        issue.message.contains("segment needs a category feature"),
+        "{err}"
+    );
+}
+
+#[test]
+fn segment_settings_range_checked() {
+    let text = EXAMPLE
+        .replace("min_segment_examples = 30", "min_segment_examples = 0")
+        .replace("strict_segments = false", "strict_segments = \"yes\"");
+    let err = parse(&text).unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"model.min_segment_examples"), "{err}");
+    assert!(keys.contains(&"model.strict_segments"), "{err}");
+}

@@ -1,11 +1,13 @@
-//! Checks run before training: enough examples of each class, single features that predict
-//! the holdout too well to be honest (leakage), and columns too empty or constant to use.
+//! Checks run before training: enough examples of each class overall and per segment, source
+//! features that predict the holdout too well to be honest (leakage), and columns too empty or
+//! constant to use.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::metrics::roc_auc;
+use super::Dataset;
 
 /// A column needs at least this share of non-missing values to be kept.
 pub const MIN_PRESENT_SHARE: f64 = 0.01;
@@ -17,16 +19,38 @@ pub struct SufficiencyCheck {
     pub floor_examples: usize,
     pub floor_minority: usize,
     pub message: String,
+    /// Segments below the per-segment floor or lacking a class. They are warnings unless
+    /// `strict_segments` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentShortfall>,
 }
 
-/// A feature whose values alone rank the holdout rows with an AUC above the leakage threshold.
+/// One segment value with too few closed deals, or with only one class, to learn from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentShortfall {
+    pub segment: String,
+    pub examples: usize,
+    pub won: usize,
+    pub lost: usize,
+    pub floor: usize,
+    /// Closed deals still needed to reach the floor, 0 when only a class is absent.
+    pub missing: usize,
+    pub message: String,
+}
+
+/// A source feature whose values alone rank the holdout rows with an AUC above the leakage
+/// threshold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeakageFlag {
+    /// The source feature: a column name, or the category a group of one-hot columns encodes.
     pub feature: String,
     /// The larger of the feature's AUC and 1 - AUC, so either direction counts.
     pub auc: f64,
-    /// False when the admin kept the feature on purpose.
+    /// False when the admin kept the feature, or every column of it, on purpose.
     pub excluded: bool,
+    /// The model columns left out because of this flag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_columns: Vec<String>,
 }
 
 /// A column left out of training, with the reason.
@@ -80,7 +104,59 @@ pub fn sufficiency(
         floor_examples,
         floor_minority,
         message,
+        segments: Vec::new(),
     }
+}
+
+/// Counts won and lost deals per segment value (`None` rows are not counted) and lists, by
+/// segment name, each segment below `floor` closed deals or lacking a class.
+pub fn segment_shortfalls(
+    segments: &[Option<String>],
+    labels: &[f64],
+    floor: usize,
+) -> Vec<SegmentShortfall> {
+    let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (segment, label) in segments.iter().zip(labels) {
+        let Some(segment) = segment else {
+            continue;
+        };
+        let entry = counts.entry(segment.as_str()).or_default();
+        if *label >= 0.5 {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    let mut shortfalls = Vec::new();
+    for (segment, (won, lost)) in counts {
+        let examples = won + lost;
+        let missing = floor.saturating_sub(examples);
+        let absent_class = match (won, lost) {
+            (0, _) => Some("won"),
+            (_, 0) => Some("lost"),
+            _ => None,
+        };
+        if missing == 0 && absent_class.is_none() {
+            continue;
+        }
+        let mut message = format!("segment {segment}: {examples} closed deals");
+        if missing > 0 {
+            message.push_str(&format!(", needs {floor}: {missing} more"));
+        }
+        if let Some(class) = absent_class {
+            message.push_str(&format!(", none {class}: needs {class} deals too"));
+        }
+        shortfalls.push(SegmentShortfall {
+            segment: segment.to_string(),
+            examples,
+            won,
+            lost,
+            floor,
+            missing,
+            message,
+        });
+    }
+    shortfalls
 }
 
 /// Lists the columns to drop: constant ones (one distinct value, a missing value counting as
@@ -121,40 +197,189 @@ pub fn unusable_columns(rows: &[Vec<f64>], names: &[String]) -> Vec<DroppedFeatu
     dropped
 }
 
-/// Flags each column whose values alone, used as the score in either direction with missing
-/// as the lowest value, give a holdout AUC above `threshold`. Columns named in `keep` are
-/// flagged but not excluded. Returns no flags when the holdout lacks a class.
+/// Model columns that come from one source feature: a single column, or the one-hot columns
+/// of one category.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureGroup {
+    /// The source feature's name, as `keep_features` names it.
+    pub feature: String,
+    /// Column indices in the dataset.
+    pub columns: Vec<usize>,
+    /// True when the columns are one-hot indicators of the feature's levels.
+    pub one_hot: bool,
+}
+
+/// Groups columns given as `(source feature, is one-hot)` per column, in column order. One-hot
+/// columns of the same feature form one group, and every other column is a group of its own.
+pub fn group_columns(sources: &[(String, bool)]) -> Vec<FeatureGroup> {
+    let mut groups: Vec<FeatureGroup> = Vec::new();
+    for (column, (feature, one_hot)) in sources.iter().enumerate() {
+        if *one_hot {
+            let existing = groups
+                .iter_mut()
+                .find(|g| g.one_hot && g.feature == *feature);
+            if let Some(group) = existing {
+                group.columns.push(column);
+                continue;
+            }
+        }
+        groups.push(FeatureGroup {
+            feature: feature.clone(),
+            columns: vec![column],
+            one_hot: *one_hot,
+        });
+    }
+    groups
+}
+
+/// Groups columns by name: `feature=level` is a one-hot column of `feature`, the form both the
+/// CRM feature space and the CSV encoder use, and any other name is a column of its own.
+pub fn groups_from_names(names: &[String]) -> Vec<FeatureGroup> {
+    let sources: Vec<(String, bool)> = names
+        .iter()
+        .map(|name| match name.split_once('=') {
+            Some((feature, _)) => (feature.to_string(), true),
+            None => (name.clone(), false),
+        })
+        .collect();
+    group_columns(&sources)
+}
+
+/// The level of one row in a one-hot group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Level {
+    /// Some indicator is missing, so the feature's value is missing.
+    Missing,
+    /// Every indicator is 0: a value too rare in training to get its own column.
+    Other,
+    /// The indicator at this position in the group is 1.
+    Column(usize),
+}
+
+/// Reads the level of `row` in the group, or `None` when the columns are not one-hot there
+/// (a value other than 0, 1 or missing, or more than one 1).
+fn level_of(row: &[f64], columns: &[usize]) -> Option<Level> {
+    let mut level = Level::Other;
+    for (position, &column) in columns.iter().enumerate() {
+        let value = row[column];
+        if value.is_nan() {
+            return Some(Level::Missing);
+        }
+        if value == 1.0 {
+            if level != Level::Other {
+                return None;
+            }
+            level = Level::Column(position);
+        } else if value != 0.0 {
+            return None;
+        }
+    }
+    Some(level)
+}
+
+/// Scores each holdout row by the training win rate of its level (target encoding), with the
+/// training base rate for a missing level or one absent from training. Returns `None` when
+/// a row of either slice is not one-hot in the group.
+fn target_encoded(train: &Dataset, holdout: &Dataset, columns: &[usize]) -> Option<Vec<f64>> {
+    let mut wins: HashMap<Level, (f64, usize)> = HashMap::new();
+    for (row, label) in train.rows.iter().zip(&train.labels) {
+        let level = level_of(row, columns)?;
+        if level != Level::Missing {
+            let entry = wins.entry(level).or_insert((0.0, 0));
+            entry.0 += label;
+            entry.1 += 1;
+        }
+    }
+    let base_rate = train.labels.iter().sum::<f64>() / train.labels.len().max(1) as f64;
+    holdout
+        .rows
+        .iter()
+        .map(|row| {
+            let level = level_of(row, columns)?;
+            let rate = match wins.get(&level) {
+                Some((won, count)) if level != Level::Missing => won / *count as f64,
+                _ => base_rate,
+            };
+            Some(rate)
+        })
+        .collect()
+}
+
+/// Returns the AUC of one column's values used as the score, missing as the lowest value.
+fn column_auc(holdout: &Dataset, column: usize) -> Option<f64> {
+    let scores: Vec<f64> = holdout
+        .rows
+        .iter()
+        .map(|row| {
+            let value = row[column];
+            if value.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                value
+            }
+        })
+        .collect();
+    roc_auc(&holdout.labels, &scores)
+}
+
+/// Flags each source feature that alone ranks the holdout rows with an AUC above `threshold`,
+/// in either direction. A single column is scored by its values, missing as the lowest value.
+/// A one-hot group is scored by target encoding learned on `train`, so a category whose levels
+/// are each weak but together decisive is caught. A group whose rows are not one-hot is scored
+/// column by column instead. A flagged group stays in the model when `keep` names the feature,
+/// and a column of it stays when `keep` names the column. Returns no flags when the holdout
+/// lacks a class.
 pub fn leakage(
-    rows: &[Vec<f64>],
-    labels: &[f64],
-    names: &[String],
+    train: &Dataset,
+    holdout: &Dataset,
+    groups: &[FeatureGroup],
     threshold: f64,
     keep: &[String],
 ) -> Vec<LeakageFlag> {
     let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+    let names = &holdout.feature_names;
     let mut flags = Vec::new();
-    for (column, name) in names.iter().enumerate() {
-        let scores: Vec<f64> = rows
-            .iter()
-            .map(|row| {
-                let value = row[column];
-                if value.is_nan() {
-                    f64::NEG_INFINITY
-                } else {
-                    value
-                }
-            })
-            .collect();
-        let Some(auc) = roc_auc(labels, &scores) else {
-            continue;
-        };
+    let mut flag = |feature: &str, columns: &[usize], auc: f64| {
         let auc = auc.max(1.0 - auc);
-        if auc > threshold {
-            flags.push(LeakageFlag {
-                feature: name.clone(),
-                auc,
-                excluded: !keep.contains(name.as_str()),
-            });
+        if auc <= threshold {
+            return;
+        }
+        let kept_feature = keep.contains(feature);
+        let columns: Vec<String> = columns.iter().map(|&c| names[c].clone()).collect();
+        let excluded = !kept_feature && columns.iter().any(|c| !keep.contains(c.as_str()));
+        flags.push(LeakageFlag {
+            feature: feature.to_string(),
+            auc,
+            excluded,
+            excluded_columns: if kept_feature {
+                Vec::new()
+            } else {
+                columns
+                    .into_iter()
+                    .filter(|c| !keep.contains(c.as_str()))
+                    .collect()
+            },
+        });
+    };
+    for group in groups {
+        let encoded = if group.one_hot {
+            target_encoded(train, holdout, &group.columns)
+        } else {
+            None
+        };
+        match encoded {
+            Some(scores) => {
+                if let Some(auc) = roc_auc(&holdout.labels, &scores) {
+                    flag(&group.feature, &group.columns, auc);
+                }
+            }
+            None => {
+                for &column in &group.columns {
+                    if let Some(auc) = column_auc(holdout, column) {
+                        flag(&names[column], &[column], auc);
+                    }
+                }
+            }
         }
     }
     flags
@@ -216,24 +441,206 @@ mod tests {
         assert!(dropped[1].reason.contains("1 of 200"), "{:?}", dropped[1]);
     }
 
+    fn dataset(names: &[&str], rows: Vec<Vec<f64>>, labels: Vec<f64>) -> Dataset {
+        Dataset {
+            feature_names: names.iter().map(|s| s.to_string()).collect(),
+            rows,
+            labels,
+        }
+    }
+
     #[test]
     fn leakage_either_direction_and_keep() {
-        let names: Vec<String> = ["copy", "inverse", "noise"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names = ["copy", "inverse", "noise"];
         let labels: Vec<f64> = (0..100).map(|i| f64::from(u8::from(i % 2 == 0))).collect();
         let rows: Vec<Vec<f64>> = labels
             .iter()
             .enumerate()
             .map(|(i, y)| vec![*y, -*y, (i % 7) as f64])
             .collect();
-        let flags = leakage(&rows, &labels, &names, 0.95, &["inverse".to_string()]);
+        let data = dataset(&names, rows, labels);
+        let groups = groups_from_names(&data.feature_names);
+        let flags = leakage(&data, &data, &groups, 0.95, &["inverse".to_string()]);
         assert_eq!(flags.len(), 2, "{flags:?}");
         assert_eq!(flags[0].feature, "copy");
         assert!(flags[0].excluded);
+        assert_eq!(flags[0].excluded_columns, vec!["copy".to_string()]);
         assert_eq!(flags[1].feature, "inverse");
         assert!(!flags[1].excluded);
+        assert!(flags[1].excluded_columns.is_empty());
         assert!((flags[1].auc - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn names_grouped_by_source_feature() {
+        let names: Vec<String> = ["beds", "type=A", "type=B", "state=CA", "type=C"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let groups = groups_from_names(&names);
+        let summary: Vec<(&str, Vec<usize>, bool)> = groups
+            .iter()
+            .map(|g| (g.feature.as_str(), g.columns.clone(), g.one_hot))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("beds", vec![0], false),
+                ("type", vec![1, 2, 4], true),
+                ("state", vec![3], true),
+            ]
+        );
+    }
+
+    /// Twenty levels, half of them always won and half always lost: each indicator alone
+    /// ranks the rows barely better than chance, but the level decides the outcome.
+    fn planted_category(rows: usize, seed: u64) -> Dataset {
+        let levels = 20;
+        let names: Vec<String> = (0..levels).map(|l| format!("tags=level {l}")).collect();
+        let mut state = seed;
+        let mut data = Dataset {
+            feature_names: names,
+            rows: Vec::new(),
+            labels: Vec::new(),
+        };
+        for _ in 0..rows {
+            // A linear congruential step is enough to spread rows over the levels.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let level = ((state >> 33) % levels as u64) as usize;
+            let mut row = vec![0.0; levels];
+            row[level] = 1.0;
+            data.rows.push(row);
+            data.labels.push(f64::from(u8::from(level % 2 == 0)));
+        }
+        data
+    }
+
+    #[test]
+    fn leaky_category_flagged_as_group() {
+        let train = planted_category(2000, 7);
+        let holdout = planted_category(500, 11);
+        let groups = groups_from_names(&train.feature_names);
+
+        // Each level alone stays under the threshold.
+        let one_by_one: Vec<FeatureGroup> = (0..20)
+            .map(|c| FeatureGroup {
+                feature: train.feature_names[c].clone(),
+                columns: vec![c],
+                one_hot: false,
+            })
+            .collect();
+        let weak = leakage(&train, &holdout, &one_by_one, 0.95, &[]);
+        assert!(weak.is_empty(), "{weak:?}");
+
+        let flags = leakage(&train, &holdout, &groups, 0.95, &[]);
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].feature, "tags");
+        assert!(flags[0].auc > 0.99, "{flags:?}");
+        assert!(flags[0].excluded);
+        assert_eq!(flags[0].excluded_columns.len(), 20);
+    }
+
+    #[test]
+    fn leaky_category_kept_by_feature_or_column() {
+        let train = planted_category(2000, 7);
+        let holdout = planted_category(500, 11);
+        let groups = groups_from_names(&train.feature_names);
+
+        let kept = leakage(&train, &holdout, &groups, 0.95, &["tags".to_string()]);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(!kept[0].excluded);
+        assert!(kept[0].excluded_columns.is_empty());
+
+        let one_column = leakage(
+            &train,
+            &holdout,
+            &groups,
+            0.95,
+            &["tags=level 3".to_string()],
+        );
+        assert!(one_column[0].excluded);
+        assert_eq!(one_column[0].excluded_columns.len(), 19);
+        assert!(!one_column[0]
+            .excluded_columns
+            .contains(&"tags=level 3".to_string()));
+    }
+
+    #[test]
+    fn unseen_and_missing_levels_get_base_rate() {
+        // The training slice contains only level a (always won) and level b (always lost), so
+        // the base rate is 0.5. Holdout rows with level c (unseen) or a missing value score 0.5.
+        let names = ["kind=a", "kind=b", "kind=c"];
+        let mut train_rows = Vec::new();
+        let mut train_labels = Vec::new();
+        for i in 0..40 {
+            let won = i % 2 == 0;
+            train_rows.push(if won {
+                vec![1.0, 0.0, 0.0]
+            } else {
+                vec![0.0, 1.0, 0.0]
+            });
+            train_labels.push(f64::from(u8::from(won)));
+        }
+        let train = dataset(&names, train_rows, train_labels);
+        let holdout = dataset(
+            &names,
+            vec![
+                vec![1.0, 0.0, 0.0],
+                vec![0.0, 1.0, 0.0],
+                vec![0.0, 0.0, 1.0],
+                vec![f64::NAN, f64::NAN, f64::NAN],
+            ],
+            vec![1.0, 0.0, 1.0, 0.0],
+        );
+        let scores = target_encoded(&train, &holdout, &[0, 1, 2]).expect("one-hot rows");
+        assert_eq!(scores, vec![1.0, 0.0, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn non_one_hot_group_scored_by_column() {
+        let names = ["ratio=x"];
+        let labels: Vec<f64> = (0..100).map(|i| f64::from(u8::from(i % 2 == 0))).collect();
+        let rows: Vec<Vec<f64>> = labels.iter().map(|y| vec![*y * 3.0 + 0.5]).collect();
+        let data = dataset(&names, rows, labels);
+        let groups = groups_from_names(&data.feature_names);
+        let flags = leakage(&data, &data, &groups, 0.95, &[]);
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].feature, "ratio=x");
+    }
+
+    #[test]
+    fn segments_below_floor_listed() {
+        let mut segments = Vec::new();
+        let mut labels = Vec::new();
+        let mut add = |segment: Option<&str>, won: usize, lost: usize| {
+            for i in 0..won + lost {
+                segments.push(segment.map(str::to_string));
+                labels.push(f64::from(u8::from(i < won)));
+            }
+        };
+        add(Some("Acute Care Hospitals"), 20, 25);
+        add(Some("Critical Access Hospitals"), 4, 8);
+        add(Some("Childrens"), 0, 35);
+        add(None, 1, 1);
+        let shortfalls = segment_shortfalls(&segments, &labels, 30);
+        let names: Vec<&str> = shortfalls.iter().map(|s| s.segment.as_str()).collect();
+        assert_eq!(names, vec!["Childrens", "Critical Access Hospitals"]);
+
+        let critical = &shortfalls[1];
+        assert_eq!(critical.missing, 18);
+        assert_eq!((critical.won, critical.lost), (4, 8));
+        assert_eq!(
+            critical.message,
+            "segment Critical Access Hospitals: 12 closed deals, needs 30: 18 more"
+        );
+        let childrens = &shortfalls[0];
+        assert_eq!(childrens.missing, 0);
+        assert!(
+            childrens.message.contains("none won"),
+            "{}",
+            childrens.message
+        );
     }
 }
