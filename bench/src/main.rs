@@ -11,9 +11,11 @@
 #[allow(dead_code, unused_imports)]
 mod model;
 
+mod file_runs;
 mod leads;
 mod libraries;
 mod memory;
+mod raw_data;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,50 @@ enum Commands {
     /// Run one case in this process and print its result as one JSON line (used by `models`).
     #[command(hide = true)]
     Case(CaseArgs),
+    /// Write synthetic train, holdout and scoring-batch sets as raw little-endian f64 files.
+    ExportSynthetic(ExportArgs),
+    /// Train on the exported `train` set once and print time, memory and holdout AUC as JSON.
+    FitFile(DataArgs),
+    /// Train on the exported `train` set, then time `predict` and `contributions` on the
+    /// `batch` set and print records per second as JSON.
+    ScoreFile(ScoreArgs),
+}
+
+#[derive(Parser)]
+struct ExportArgs {
+    /// Directory to write `manifest.json` and the `.f64` files to (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Rows in the `train` set (seed 42, the seed `models` uses).
+    #[arg(long)]
+    rows: usize,
+    /// Rows in the `holdout` set (seed 43).
+    #[arg(long, default_value_t = SYNTHETIC_HOLDOUT_ROWS)]
+    holdout_rows: usize,
+    /// Rows in the `batch` set used by `score-file` (seed 44); 0 writes no batch set.
+    #[arg(long, default_value_t = 0)]
+    batch_rows: usize,
+}
+
+#[derive(Parser)]
+struct DataArgs {
+    /// Directory written by `export-synthetic`.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+#[derive(Parser)]
+struct ScoreArgs {
+    /// Directory written by `export-synthetic` with a `batch` set.
+    #[arg(long)]
+    data: PathBuf,
+    /// Timed runs of `predict` and of `contributions`.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Time `contributions` on only the first this many batch rows, because it is far slower
+    /// than `predict`; the whole batch when absent.
+    #[arg(long)]
+    contributions_rows: Option<usize>,
 }
 
 #[derive(Parser)]
@@ -103,6 +149,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Commands::Models(args) => run_models(&args),
         Commands::Case(args) => run_case(&args),
+        Commands::ExportSynthetic(args) => run_export(&args),
+        Commands::FitFile(args) => file_runs::fit(&args.data, &bench_params()),
+        Commands::ScoreFile(args) => file_runs::score(
+            &args.data,
+            &bench_params(),
+            args.runs,
+            args.contributions_rows,
+        ),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +170,27 @@ fn main() -> ExitCode {
 /// Parameters every library gets: 100 trees of depth 5 with learning rate 0.1.
 fn bench_params() -> TrainParams {
     TrainParams::default()
+}
+
+fn run_export(args: &ExportArgs) -> Result<(), String> {
+    let mut sets = vec![
+        ("train", args.rows, SYNTHETIC_SEED),
+        ("holdout", args.holdout_rows, SYNTHETIC_SEED + 1),
+    ];
+    if args.batch_rows > 0 {
+        sets.push(("batch", args.batch_rows, SYNTHETIC_SEED + 2));
+    }
+    let manifest = raw_data::export(&args.out, &sets)?;
+    for set in &manifest.sets {
+        println!(
+            "{}: {} rows x {} features -> {}",
+            set.name,
+            set.rows,
+            manifest.features,
+            args.out.join(&set.features_file).display()
+        );
+    }
+    Ok(())
 }
 
 fn run_case(args: &CaseArgs) -> Result<(), String> {
