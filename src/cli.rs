@@ -575,13 +575,15 @@ async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
             .holdout_auc
             .map_or("n/a".to_string(), |a| format!("{a:.3}"));
         println!(
-            "Pulled {} records, trained {} (holdout AUC {auc}), scored {} accounts, wrote {} ({} rejected).",
+            "Pulled {} records, trained {} (holdout AUC {auc}), scored {} accounts with live model {}, wrote {} ({} rejected).",
             report.pull.pulled,
             report.train.version,
             report.score.scored,
+            report.score.model_version,
             report.push.written,
             report.push.failed.len()
         );
+        print!("{}", crate::registry::render_publish(&report.train.publish));
     }
     print_failures(&report.push.failed);
     Ok(if report.push.failed.is_empty() { 0 } else { 3 })
