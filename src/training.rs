@@ -17,8 +17,8 @@ use crate::model::checks::{
 };
 use crate::model::metrics::{self, CalibrationBin, LiftRow};
 use crate::model::{
-    blend, Dataset, GradientBoostedModel, LogisticModel, Model, ModelKind, TrainParams,
-    TrainedModel,
+    blend, Contributions, Dataset, GradientBoostedModel, LogisticModel, Model, ModelKind,
+    TrainParams, TrainedModel,
 };
 use crate::pipeline::PipelineError;
 use crate::registry::{self, Candidate, PublishOutcome};
@@ -113,7 +113,8 @@ pub struct TierRow {
     pub win_rate: Option<f64>,
 }
 
-/// Mean absolute contribution of one model input over the holdout rows.
+/// Importance of one configured feature over the holdout rows: the sum of its columns' mean
+/// absolute contributions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureImportance {
     pub feature: String,
@@ -150,6 +151,11 @@ pub struct ModelReport {
     pub lift: Vec<LiftRow>,
     pub tiers: Vec<TierRow>,
     pub top_features: Vec<FeatureImportance>,
+    /// Trees the gradient-boosted candidate kept after early stopping on the validation
+    /// slice, and the tree count of the refit on train plus validation. `None` in reports
+    /// written before early stopping existed.
+    #[serde(default)]
+    pub trees_used: Option<usize>,
     pub live_comparison: Option<LiveComparison>,
 }
 
@@ -333,15 +339,21 @@ fn default_tiers() -> TierConfig {
     }
 }
 
-/// Fits the models `kind` needs on `data` and returns them uncalibrated.
+/// Fits the models `kind` needs on `data`, the trees with exactly `trees` trees, and returns
+/// them uncalibrated.
 fn fit_kind(
     kind: ModelKind,
     data: &Dataset,
     settings: &ModelConfig,
+    trees: usize,
 ) -> Result<(Option<GradientBoostedModel>, Option<LogisticModel>), PipelineError> {
+    let gbm_params = TrainParams {
+        trees,
+        ..params(settings)
+    };
     let gbm = match kind {
         ModelKind::Logistic => None,
-        _ => Some(GradientBoostedModel::fit(data, &params(settings)).map_err(model_error)?),
+        _ => Some(GradientBoostedModel::fit(data, &gbm_params).map_err(model_error)?),
     };
     let logistic = match kind {
         ModelKind::Gbm => None,
@@ -491,16 +503,33 @@ pub fn evaluate_grouped(
             .map_err(|e| PipelineError::Model(format!("the {slice} slice cannot be used: {e}")))?;
     }
 
-    // Compare the trees, the logistic regression and their blend on validation log loss.
-    let (gbm, logistic) = fit_kind(ModelKind::Blend, &train, settings)?;
-    let (Some(gbm), Some(logistic)) = (gbm, logistic) else {
-        return Err(PipelineError::Model(
-            "model fitting returned no model".to_string(),
-        ));
+    // Compare the trees, the logistic regression and their blend on validation log loss. The
+    // trees stop early on the same validation slice, which then also picks the model and
+    // fits the calibrator.
+    let gbm = GradientBoostedModel::fit_early_stopping(
+        &train,
+        &validation,
+        &params(settings),
+        settings.early_stopping_rounds,
+    )
+    .map_err(model_error)?;
+    let trees_used = gbm.tree_count();
+    let logistic = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
+    let validation_gbm_log_odds = gbm
+        .predict_log_odds(&validation.rows)
+        .map_err(model_error)?;
+    let validation_logistic_log_odds = logistic
+        .predict_log_odds(&validation.rows)
+        .map_err(model_error)?;
+    let to_probabilities = |log_odds: &[f64]| -> Vec<f64> {
+        log_odds.iter().map(|&z| crate::model::sigmoid(z)).collect()
     };
-    let validation_gbm = gbm.predict(&validation.rows).map_err(model_error)?;
-    let validation_logistic = logistic.predict(&validation.rows).map_err(model_error)?;
-    let validation_blend = blend(&validation_gbm, &validation_logistic);
+    let validation_gbm = to_probabilities(&validation_gbm_log_odds);
+    let validation_logistic = to_probabilities(&validation_logistic_log_odds);
+    let validation_blend = to_probabilities(&blend(
+        &validation_gbm_log_odds,
+        &validation_logistic_log_odds,
+    ));
     let contenders = [
         (ModelKind::Gbm, &validation_gbm),
         (ModelKind::Logistic, &validation_logistic),
@@ -529,11 +558,13 @@ pub fn evaluate_grouped(
     let holdout_predictions = evaluated.predict(&test.rows).map_err(model_error)?;
     let baseline_model = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
     let baseline_predictions = baseline_model.predict(&test.rows).map_err(model_error)?;
-    let top_features = importance(&evaluated, &test)?;
+    let feature_of_column = source_features(&examples.dataset.feature_names, groups);
+    let kept_features: Vec<String> = kept.iter().map(|&c| feature_of_column[c].clone()).collect();
+    let top_features = importance(&evaluated, &test, &kept_features)?;
 
     // Refit on train plus validation, keeping the calibrator fitted on validation.
     let refit_data = subset(&examples.dataset, &fit_rows, &kept);
-    let (gbm, logistic) = fit_kind(kind, &refit_data, settings)?;
+    let (gbm, logistic) = fit_kind(kind, &refit_data, settings, trees_used)?;
     let model = TrainedModel::new(kind, gbm, logistic, calibrator).map_err(model_error)?;
     let bytes = model.to_bytes().map_err(model_error)?;
     let version = content_version(kind, &bytes, refit_data.feature_names.join("\n").as_bytes());
@@ -573,6 +604,7 @@ pub fn evaluate_grouped(
         lift: metrics::lift_table(&test.labels, &holdout_predictions),
         tiers: tier_table(&test.labels, &holdout_predictions, &default_tiers()),
         top_features,
+        trees_used: Some(trees_used),
         live_comparison: None,
     };
     Ok(Evaluation {
@@ -587,32 +619,60 @@ pub fn evaluate_grouped(
     })
 }
 
-/// Ranks the model inputs by mean absolute contribution over `data`'s rows, largest first.
+/// Returns the configured feature of each column: the name of the group that contains it, or
+/// the column's own name when no group does.
+fn source_features(names: &[String], groups: &[FeatureGroup]) -> Vec<String> {
+    let mut features = names.to_vec();
+    for group in groups {
+        for &column in &group.columns {
+            if let Some(feature) = features.get_mut(column) {
+                feature.clone_from(&group.feature);
+            }
+        }
+    }
+    features
+}
+
+/// Ranks the configured features by their importance over `data`'s rows, largest first.
 fn importance(
     model: &TrainedModel,
     data: &Dataset,
+    feature_of_column: &[String],
 ) -> Result<Vec<FeatureImportance>, PipelineError> {
     let contributions = model.contributions(&data.rows).map_err(model_error)?;
+    Ok(grouped_importance(&contributions, feature_of_column))
+}
+
+/// Sums, per configured feature, the mean absolute contribution of each of its columns (the
+/// one-hot columns of a category, for example), and sorts the features largest first.
+/// `feature_of_column[i]` names the feature of column `i`.
+fn grouped_importance(
+    contributions: &[Contributions],
+    feature_of_column: &[String],
+) -> Vec<FeatureImportance> {
     let rows = contributions.len().max(1) as f64;
-    let mut ranked: Vec<FeatureImportance> = data
-        .feature_names
-        .iter()
-        .enumerate()
-        .map(|(column, feature)| FeatureImportance {
-            feature: feature.clone(),
-            mean_abs_contribution: contributions
-                .iter()
-                .map(|c| c.values[column].abs())
-                .sum::<f64>()
-                / rows,
-        })
-        .collect();
+    let mut ranked: Vec<FeatureImportance> = Vec::new();
+    for (column, feature) in feature_of_column.iter().enumerate() {
+        let mean_abs = contributions
+            .iter()
+            .filter_map(|c| c.values.get(column))
+            .map(|v| v.abs())
+            .sum::<f64>()
+            / rows;
+        match ranked.iter_mut().find(|f| f.feature == *feature) {
+            Some(existing) => existing.mean_abs_contribution += mean_abs,
+            None => ranked.push(FeatureImportance {
+                feature: feature.clone(),
+                mean_abs_contribution: mean_abs,
+            }),
+        }
+    }
     ranked.sort_by(|a, b| {
         b.mean_abs_contribution
             .total_cmp(&a.mean_abs_contribution)
             .then_with(|| a.feature.cmp(&b.feature))
     });
-    Ok(ranked)
+    ranked
 }
 
 /// Trains on the closed deals in the store and hands the result to the registry, which
@@ -892,4 +952,37 @@ fn config_hash(config: &Config) -> String {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn importance_sums_one_hot_columns() {
+        let names: Vec<String> = ["beds", "region=north", "region=south", "visits"]
+            .map(String::from)
+            .to_vec();
+        let groups = checks::groups_from_names(&names);
+        let features = source_features(&names, &groups);
+        assert_eq!(features, ["beds", "region", "region", "visits"]);
+
+        let contributions = vec![
+            Contributions {
+                bias: 0.0,
+                values: vec![0.2, 0.5, -0.1, 0.0],
+            },
+            Contributions {
+                bias: 0.0,
+                values: vec![-0.4, -0.3, 0.3, 0.1],
+            },
+        ];
+        let ranked = grouped_importance(&contributions, &features);
+        let names: Vec<&str> = ranked.iter().map(|f| f.feature.as_str()).collect();
+        assert_eq!(names, ["region", "beds", "visits"]);
+        // region: mean |north| 0.4 plus mean |south| 0.2.
+        assert!((ranked[0].mean_abs_contribution - 0.6).abs() < 1e-12);
+        assert!((ranked[1].mean_abs_contribution - 0.3).abs() < 1e-12);
+        assert!((ranked[2].mean_abs_contribution - 0.05).abs() < 1e-12);
+    }
 }

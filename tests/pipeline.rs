@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use common::Env;
 use leadscore::pipeline;
@@ -575,11 +577,34 @@ async fn stage_labels_and_stored_report() {
         "lift",
         "tiers",
         "top_features",
+        "trees_used",
         "live_comparison",
     ] {
         assert!(report.get(key).is_some(), "report lacks {key}: {report}");
     }
     assert!(report["window"]["holdout_from"].is_string(), "{report}");
+    let trees_used = report["trees_used"]
+        .as_u64()
+        .expect("trees_used is a count");
+    assert!(
+        (1..=config.model.trees as u64).contains(&trees_used),
+        "{trees_used} trees"
+    );
+    // Top features name configured features: one-hot columns (`feature=level`) are summed.
+    let top_features = report["top_features"].as_array().expect("a list");
+    assert!(!top_features.is_empty());
+    for entry in top_features {
+        let name = entry["feature"].as_str().expect("a name");
+        assert!(
+            !name.contains('='),
+            "column {name} listed instead of its feature"
+        );
+    }
+    let names: HashSet<&str> = top_features
+        .iter()
+        .filter_map(|e| e["feature"].as_str())
+        .collect();
+    assert_eq!(names.len(), top_features.len(), "a feature is listed twice");
     assert_eq!(report["checks"]["sufficiency"]["passed"], true);
     let method = report["calibration_method"].as_str().expect("method");
     assert!(["isotonic", "platt", "none"].contains(&method), "{method}");

@@ -297,3 +297,52 @@ async fn trained_model_card_shows_metrics() {
     assert!(html.contains(&stored.version));
     assert_eq!(card["model_version"], json!(stored.version));
 }
+
+#[test]
+fn card_shows_segments_and_excluded_columns() {
+    let ws = workspace();
+    let mut report = full_report();
+    report["checks"]["sufficiency"]["segments"] = json!([
+        {"segment": "<ASC>", "examples": 12, "won": 3, "lost": 9, "floor": 30, "missing": 18,
+         "message": "segment <ASC> has 12 closed deals"},
+        {"segment": "teaching hospital", "examples": 44, "won": 0, "lost": 44, "floor": 30,
+         "missing": 0, "message": "segment teaching hospital has no won deal"}
+    ]);
+    report["checks"]["leakage"] = json!([
+        {"feature": "stage", "auc": 0.99, "excluded": true,
+         "excluded_columns": ["stage=Negotiation", "stage=<Closed>"]},
+        {"feature": "bed_count", "auc": 0.96, "excluded": false}
+    ]);
+    report["trees_used"] = json!(37);
+    save_model(&ws.store_path, "gbm-00000000000000cc", report);
+    let out = ws.dir.path().join("card");
+    let (html, card) = run_report(&ws.config_path, &out, &[]);
+
+    assert!(html.contains("Segments short of closed deals"), "{html}");
+    assert!(html.contains("&lt;ASC&gt;"), "segment name escaped");
+    assert!(!html.contains("<ASC>"), "raw markup leaked");
+    assert!(
+        html.contains("<td class=\"num\">18</td>"),
+        "deals still needed"
+    );
+    assert!(html.contains("teaching hospital has no won deal"));
+    assert!(html.contains("stage=Negotiation, stage=&lt;Closed&gt;"));
+    assert!(
+        html.contains("<td>bed_count</td><td class=\"num\">0.960</td><td>no</td><td>none</td>"),
+        "{html}"
+    );
+    assert!(html.contains("early stopping on the validation slice: 37"));
+    assert_eq!(card["trees_used"], json!(37));
+    assert_eq!(
+        card["checks"]["sufficiency"]["segments"][0]["missing"],
+        json!(18)
+    );
+
+    // Without shortfalls the card says so instead of an empty table.
+    let ws = workspace();
+    save_model(&ws.store_path, "gbm-00000000000000aa", full_report());
+    let (html, _) = run_report(&ws.config_path, &ws.dir.path().join("card"), &[]);
+    assert!(html.contains("No segment shortfall was recorded."));
+    assert!(!html.contains("Segments short of closed deals"));
+    assert!(!html.contains("early stopping"));
+}

@@ -127,9 +127,13 @@ pub enum LabelRule {
 /// The `[model]` section: labels, pre-training checks, splits and training settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// Maximum number of boosting rounds (trees).
     pub trees: usize,
     pub max_depth: usize,
     pub learning_rate: f64,
+    /// Training stops adding trees once validation log loss has not improved for this many
+    /// rounds. 0 disables early stopping, so training fits `trees` trees.
+    pub early_stopping_rounds: usize,
     pub label: LabelRule,
     /// Share of the examples, latest by close date, held out for the final metrics.
     pub holdout_fraction: f64,
@@ -163,6 +167,7 @@ impl Default for ModelConfig {
             trees: 100,
             max_depth: 5,
             learning_rate: 0.1,
+            early_stopping_rounds: 10,
             label: LabelRule::IsWon,
             holdout_fraction: 0.2,
             validation_fraction: 0.15,
@@ -665,6 +670,14 @@ fn read_model(
         learning_rate: s
             .float(issues, "learning_rate", 0.001, 1.0, "learning_rate = 0.1")
             .unwrap_or(defaults.learning_rate),
+        early_stopping_rounds: s
+            .integer(
+                issues,
+                "early_stopping_rounds",
+                0..1001,
+                "early_stopping_rounds = 10",
+            )
+            .map_or(defaults.early_stopping_rounds, |n| n as usize),
         holdout_fraction: s
             .float(
                 issues,

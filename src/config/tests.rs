@@ -288,10 +288,12 @@ fn model_ranges_checked() {
         .replace("leakage_auc = 0.95", "leakage_auc = 1.5")
         .replace("min_minority = 40", "min_minority = 0")
         .replace("validation_fraction = 0.15", "validation_fraction = 0.9")
-        .replace("keep_features = []", "keep_features = [3]");
+        .replace("keep_features = []", "keep_features = [3]")
+        .replace("early_stopping_rounds = 10", "early_stopping_rounds = -1");
     let err = parse(&text).unwrap_err();
     let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
     for key in [
+        "model.early_stopping_rounds",
         "model.leakage_auc",
         "model.min_minority",
         "model.validation_fraction",
@@ -355,4 +357,33 @@ fn segment_settings_range_checked() {
     let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
     assert!(keys.contains(&"model.min_segment_examples"), "{err}");
     assert!(keys.contains(&"model.strict_segments"), "{err}");
+}
+
+#[test]
+fn early_stopping_rounds_read() {
+    let config = parse(EXAMPLE).expect("valid");
+    assert_eq!(config.model.early_stopping_rounds, 10);
+
+    let off = EXAMPLE.replace("early_stopping_rounds = 10", "early_stopping_rounds = 0");
+    assert_eq!(parse(&off).expect("valid").model.early_stopping_rounds, 0);
+
+    let absent = EXAMPLE.replace("early_stopping_rounds = 10\n", "");
+    assert_eq!(
+        parse(&absent).expect("valid").model.early_stopping_rounds,
+        10
+    );
+
+    for bad in ["1001", "2.5", "\"ten\""] {
+        let text = EXAMPLE.replace(
+            "early_stopping_rounds = 10",
+            &format!("early_stopping_rounds = {bad}"),
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.issues
+                .iter()
+                .any(|i| i.key == "model.early_stopping_rounds"),
+            "{bad}: {err}"
+        );
+    }
 }

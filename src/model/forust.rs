@@ -76,11 +76,63 @@ impl GradientBoostedModel {
     }
 }
 
-impl Model for GradientBoostedModel {
-    fn fit(data: &Dataset, params: &TrainParams) -> Result<Self, ModelError> {
+impl GradientBoostedModel {
+    /// Trains with early stopping: trees are added, up to `params.trees`, until the log loss
+    /// on `validation` has not improved for `rounds` trees in a row. The returned model keeps
+    /// only the trees up to the one with the lowest validation log loss. `rounds` = 0 fits
+    /// `params.trees` trees, as [`Model::fit`] does.
+    pub fn fit_early_stopping(
+        data: &Dataset,
+        validation: &Dataset,
+        params: &TrainParams,
+        rounds: usize,
+    ) -> Result<Self, ModelError> {
+        if rounds == 0 {
+            return Self::fit(data, params);
+        }
         params.validate()?;
         data.validate()?;
+        if validation.feature_names != data.feature_names {
+            return Err(ModelError::InvalidParam {
+                name: "validation",
+                value: format!("{} features", validation.feature_names.len()),
+                expected: "the same feature names as the training data, in the same order",
+            });
+        }
+        validation.validate()?;
 
+        let width = validation.feature_names.len();
+        let columns = to_column_major(&validation.rows, width);
+        let matrix = Matrix::new(&columns, validation.rows.len(), width);
+        let weights = vec![1.0; validation.rows.len()];
+        let evaluation = vec![(matrix, validation.labels.as_slice(), weights.as_slice())];
+        let mut model = Self::fit_with(data, params, Some(rounds), Some(evaluation))?;
+
+        // forust-ml keeps the trees fitted after the best one and skips them when predicting.
+        // Dropping them makes the stored model, its parameters and its contributions agree.
+        let kept = model
+            .booster
+            .prediction_iteration
+            .unwrap_or(model.booster.trees.len())
+            .clamp(1, model.booster.trees.len().max(1));
+        model.booster.trees.truncate(kept);
+        model.booster.prediction_iteration = None;
+        model.booster.early_stopping_rounds = None;
+        model.params.trees = kept;
+        Ok(model)
+    }
+
+    /// Returns the number of trees the model predicts with.
+    pub fn tree_count(&self) -> usize {
+        self.booster.trees.len()
+    }
+
+    fn fit_with(
+        data: &Dataset,
+        params: &TrainParams,
+        early_stopping_rounds: Option<usize>,
+        evaluation: Option<Vec<forust_ml::gradientbooster::EvaluationData<'_>>>,
+    ) -> Result<Self, ModelError> {
         let columns = to_column_major(&data.rows, data.feature_names.len());
         let matrix = Matrix::new(&columns, data.rows.len(), data.feature_names.len());
         // The objective, missing marker and base score match forust-ml's defaults. They are
@@ -94,9 +146,10 @@ impl Model for GradientBoostedModel {
             .set_seed(params.seed)
             .set_missing(f64::NAN)
             .set_initialize_base_score(true)
-            .set_parallel(true);
+            .set_parallel(true)
+            .set_early_stopping_rounds(early_stopping_rounds);
         booster
-            .fit_unweighted(&matrix, &data.labels, None)
+            .fit_unweighted(&matrix, &data.labels, evaluation)
             .map_err(|e| ModelError::Library(e.to_string()))?;
         if !booster.base_score.is_finite() {
             return Err(ModelError::Library(format!(
@@ -110,6 +163,14 @@ impl Model for GradientBoostedModel {
             params: params.clone(),
             booster,
         })
+    }
+}
+
+impl Model for GradientBoostedModel {
+    fn fit(data: &Dataset, params: &TrainParams) -> Result<Self, ModelError> {
+        params.validate()?;
+        data.validate()?;
+        Self::fit_with(data, params, None, None)
     }
 
     fn feature_names(&self) -> &[String] {

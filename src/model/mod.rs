@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use forust::GradientBoostedModel;
 pub use logistic::LogisticModel;
-pub use trained::{blend, ModelKind, TrainedModel};
+pub use trained::{blend, ModelKind, TrainedModel, BLEND_GBM_WEIGHT};
 
 /// Training data: one row of feature values per closed deal, with its outcome.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -171,6 +171,9 @@ pub enum ModelError {
          retrain the model with this build"
     )]
     UnsupportedFormatVersion { found: u32, supported: u32 },
+
+    #[error("{0}; retrain the model with this build (`leadscore train`)")]
+    RetrainRequired(String),
 }
 
 impl Dataset {

@@ -678,3 +678,167 @@ fn calibration_lowers_held_out_log_loss() {
         calibration::Calibrator::None
     );
 }
+
+#[test]
+fn blend_contributions_sum_to_log_odds() {
+    let data = synthetic(500, 40);
+    let gbm = fit(&data);
+    let logistic = LogisticModel::fit(&data, 1.0).unwrap();
+    let probe = synthetic(60, 41).rows;
+    let gbm_log_odds = gbm.predict_log_odds(&probe).unwrap();
+    let logistic_log_odds = logistic.predict_log_odds(&probe).unwrap();
+    let model = TrainedModel::new(
+        ModelKind::Blend,
+        Some(gbm),
+        Some(logistic),
+        calibration::Calibrator::None,
+    )
+    .unwrap();
+
+    let log_odds = model.predict_log_odds(&probe).unwrap();
+    let uncalibrated = model.predict_uncalibrated(&probe).unwrap();
+    let explanations = model.contributions(&probe).unwrap();
+    assert_eq!(explanations.len(), probe.len());
+    for row in 0..probe.len() {
+        let expected = BLEND_GBM_WEIGHT * gbm_log_odds[row]
+            + (1.0 - BLEND_GBM_WEIGHT) * logistic_log_odds[row];
+        assert!(
+            (log_odds[row] - expected).abs() < 1e-12,
+            "row {row}: blend log-odds {} against the weighted parts {expected}",
+            log_odds[row]
+        );
+        assert!((uncalibrated[row] - sigmoid(expected)).abs() < 1e-12);
+        let explanation = &explanations[row];
+        assert_eq!(explanation.values.len(), 4);
+        let total = explanation.bias + explanation.values.iter().sum::<f64>();
+        assert!(
+            (total - log_odds[row]).abs() < 1e-6,
+            "row {row}: contributions sum to {total}, blend log-odds is {}",
+            log_odds[row]
+        );
+    }
+}
+
+/// Rewrites the `version` field of serialized [`TrainedModel`] bytes.
+fn with_format_version(bytes: &[u8], version: u32) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    value["version"] = serde_json::Value::from(version);
+    serde_json::to_vec(&value).unwrap()
+}
+
+#[test]
+fn version_one_blend_needs_retrain() {
+    let data = synthetic(300, 42);
+    let gbm = fit(&data);
+    let logistic = LogisticModel::fit(&data, 1.0).unwrap();
+    let probe = synthetic(20, 43).rows;
+
+    let blend = TrainedModel::new(
+        ModelKind::Blend,
+        Some(gbm),
+        Some(logistic.clone()),
+        calibration::Calibrator::None,
+    )
+    .unwrap();
+    let old_blend = with_format_version(&blend.to_bytes().unwrap(), 1);
+    let err = TrainedModel::from_bytes(&old_blend).unwrap_err();
+    assert!(matches!(err, ModelError::RetrainRequired(_)), "{err:?}");
+    assert!(err.to_string().contains("retrain"), "{err}");
+
+    // A version 1 logistic model computes the same thing today, so it still loads.
+    let single = TrainedModel::new(
+        ModelKind::Logistic,
+        None,
+        Some(logistic),
+        calibration::Calibrator::None,
+    )
+    .unwrap();
+    let old_single = with_format_version(&single.to_bytes().unwrap(), 1);
+    let loaded = TrainedModel::from_bytes(&old_single).unwrap();
+    assert_eq!(loaded.kind, ModelKind::Logistic);
+    assert_eq!(
+        loaded.predict(&probe).unwrap(),
+        single.predict(&probe).unwrap()
+    );
+
+    let future = with_format_version(&single.to_bytes().unwrap(), 3);
+    assert!(matches!(
+        TrainedModel::from_bytes(&future),
+        Err(ModelError::UnsupportedFormatVersion { found: 3, .. })
+    ));
+}
+
+#[test]
+fn early_stopping_keeps_best_prefix() {
+    let train = synthetic(400, 44);
+    let validation = synthetic(200, 45);
+    // A high learning rate and deep trees overfit quickly, so validation loss turns upward
+    // long before 300 trees.
+    let params = TrainParams {
+        trees: 300,
+        max_depth: 6,
+        learning_rate: 0.5,
+        ..TrainParams::default()
+    };
+    let stopped =
+        GradientBoostedModel::fit_early_stopping(&train, &validation, &params, 5).unwrap();
+    let kept = stopped.tree_count();
+    assert!(kept >= 1, "{kept}");
+    assert!(kept < 300, "early stopping kept all {kept} trees");
+    assert_eq!(stopped.params().trees, kept);
+
+    // Training is deterministic and each tree depends only on earlier ones, so a plain fit
+    // with the kept count gives the same model.
+    let refit = GradientBoostedModel::fit(
+        &train,
+        &TrainParams {
+            trees: kept,
+            ..params.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        stopped.predict(&validation.rows).unwrap(),
+        refit.predict(&validation.rows).unwrap()
+    );
+
+    // The kept prefix is no worse on validation than the full ensemble or one tree more.
+    let loss = |model: &GradientBoostedModel| {
+        metrics::log_loss(
+            &validation.labels,
+            &model.predict(&validation.rows).unwrap(),
+        )
+    };
+    let full = GradientBoostedModel::fit(&train, &params).unwrap();
+    let one_more = GradientBoostedModel::fit(
+        &train,
+        &TrainParams {
+            trees: kept + 1,
+            ..params.clone()
+        },
+    )
+    .unwrap();
+    assert!(
+        loss(&stopped) <= loss(&full),
+        "{} > {}",
+        loss(&stopped),
+        loss(&full)
+    );
+    assert!(loss(&stopped) <= loss(&one_more));
+
+    // The explanation of the stopped model is exact for the trees it kept.
+    let log_odds = stopped.predict_log_odds(&validation.rows).unwrap();
+    for (row, explanation) in stopped
+        .contributions(&validation.rows)
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let total = explanation.bias + explanation.values.iter().sum::<f64>();
+        assert!((total - log_odds[row]).abs() < 1e-6, "row {row}");
+    }
+
+    // 0 rounds disables early stopping.
+    let all = GradientBoostedModel::fit_early_stopping(&train, &validation, &params, 0).unwrap();
+    assert_eq!(all.tree_count(), 300);
+}

@@ -4,12 +4,18 @@
 use serde::{Deserialize, Serialize};
 
 use super::calibration::Calibrator;
-use super::{Contributions, GradientBoostedModel, LogisticModel, Model, ModelError};
+use super::{sigmoid, Contributions, GradientBoostedModel, LogisticModel, Model, ModelError};
 
 /// Format name stored in every serialized model, so foreign JSON is rejected on load.
 const FORMAT_NAME: &str = "leadscore-trained-model";
-/// Version of the serialized layout.
-const FORMAT_VERSION: u32 = 1;
+/// Version of the serialized layout. Version 1 blended probabilities and version 2 blends
+/// log-odds. The layout is the same, so version 1 trees and logistic models still load.
+const FORMAT_VERSION: u32 = 2;
+/// Oldest layout version this build reads.
+const OLDEST_FORMAT_VERSION: u32 = 1;
+
+/// Weight of the trees' log-odds in a blend. The logistic regression gets `1 - weight`.
+pub const BLEND_GBM_WEIGHT: f64 = 0.5;
 
 /// Kind of fitted model that produces the uncalibrated probability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +23,7 @@ const FORMAT_VERSION: u32 = 1;
 pub enum ModelKind {
     Gbm,
     Logistic,
-    /// The mean of the two models' probabilities.
+    /// The weighted mean of the two models' log-odds (see [`BLEND_GBM_WEIGHT`]).
     Blend,
 }
 
@@ -101,16 +107,35 @@ impl TrainedModel {
         }
     }
 
-    /// Returns the probabilities before calibration.
-    pub fn predict_uncalibrated(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+    /// Returns each row's raw score in log-odds, before calibration.
+    pub fn predict_log_odds(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
         match (self.kind, &self.gbm, &self.logistic) {
-            (ModelKind::Gbm, Some(gbm), _) => gbm.predict(rows),
-            (ModelKind::Logistic, _, Some(logistic)) => logistic.predict(rows),
-            (ModelKind::Blend, Some(gbm), Some(logistic)) => {
-                Ok(blend(&gbm.predict(rows)?, &logistic.predict(rows)?))
-            }
+            (ModelKind::Gbm, Some(gbm), _) => gbm.predict_log_odds(rows),
+            (ModelKind::Logistic, _, Some(logistic)) => logistic.predict_log_odds(rows),
+            (ModelKind::Blend, Some(gbm), Some(logistic)) => Ok(blend(
+                &gbm.predict_log_odds(rows)?,
+                &logistic.predict_log_odds(rows)?,
+            )),
             _ => Err(missing_part(self.kind)),
         }
+    }
+
+    /// Returns the probabilities before calibration: the logistic function of
+    /// [`TrainedModel::predict_log_odds`].
+    pub fn predict_uncalibrated(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        let log_odds = self.predict_log_odds(rows)?;
+        let mut probabilities = Vec::with_capacity(log_odds.len());
+        for (row, &score) in log_odds.iter().enumerate() {
+            let probability = sigmoid(score);
+            if !(0.0..=1.0).contains(&probability) {
+                return Err(ModelError::InvalidPrediction {
+                    row,
+                    value: probability,
+                });
+            }
+            probabilities.push(probability);
+        }
+        Ok(probabilities)
     }
 
     /// Returns the calibrated probability of a won deal for each row.
@@ -118,11 +143,10 @@ impl TrainedModel {
         Ok(self.calibrator.apply_all(&self.predict_uncalibrated(rows)?))
     }
 
-    /// Explains each row in log-odds before calibration. Calibration is monotone, so it never
-    /// flips the direction of a contribution.
-    // NOTE: a blend is explained by the mean of the two models' contributions. Each part is
-    // exact for its own model, but the mean sums to the mean of the two log-odds, which is
-    // not the log-odds of the mean of the two probabilities.
+    /// Explains each row in log-odds before calibration: the bias plus the contributions equal
+    /// [`TrainedModel::predict_log_odds`], and a blend weighs its two parts' contributions as
+    /// it weighs their log-odds. Calibration is monotone, so it never flips the direction of
+    /// a contribution.
     pub fn contributions(&self, rows: &[Vec<f64>]) -> Result<Vec<Contributions>, ModelError> {
         match (self.kind, &self.gbm, &self.logistic) {
             (ModelKind::Gbm, Some(gbm), _) => gbm.contributions(rows),
@@ -134,13 +158,8 @@ impl TrainedModel {
                     .into_iter()
                     .zip(linear)
                     .map(|(a, b)| Contributions {
-                        bias: (a.bias + b.bias) / 2.0,
-                        values: a
-                            .values
-                            .iter()
-                            .zip(&b.values)
-                            .map(|(x, y)| (x + y) / 2.0)
-                            .collect(),
+                        bias: blend_one(a.bias, b.bias),
+                        values: blend(&a.values, &b.values),
                     })
                     .collect())
             }
@@ -188,11 +207,18 @@ impl TrainedModel {
         }
         let stored: StoredTrainedModel = serde_json::from_slice(bytes)
             .map_err(|e| ModelError::InvalidModelBytes(e.to_string()))?;
-        if stored.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&stored.version) {
             return Err(ModelError::UnsupportedFormatVersion {
                 found: stored.version,
                 supported: FORMAT_VERSION,
             });
+        }
+        if stored.version < 2 && stored.kind == ModelKind::Blend {
+            return Err(ModelError::RetrainRequired(format!(
+                "the stored blend uses model format version {}, which averaged the two \
+                 models' probabilities, and this build averages their log-odds",
+                stored.version
+            )));
         }
         if !stored.calibrator.is_valid() {
             return Err(ModelError::InvalidModelBytes(
@@ -218,9 +244,17 @@ impl TrainedModel {
     }
 }
 
-/// Averages two probability vectors element by element.
-pub fn blend(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect()
+/// Blends the trees' log-odds (or contributions) `gbm` with the logistic regression's
+/// `logistic`, element by element, with weight [`BLEND_GBM_WEIGHT`] on the trees.
+pub fn blend(gbm: &[f64], logistic: &[f64]) -> Vec<f64> {
+    gbm.iter()
+        .zip(logistic)
+        .map(|(&g, &l)| blend_one(g, l))
+        .collect()
+}
+
+fn blend_one(gbm: f64, logistic: f64) -> f64 {
+    BLEND_GBM_WEIGHT * gbm + (1.0 - BLEND_GBM_WEIGHT) * logistic
 }
 
 fn missing_part(kind: ModelKind) -> ModelError {

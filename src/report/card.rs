@@ -52,6 +52,21 @@ pub struct Sufficiency {
     pub floor_examples: Option<u64>,
     pub floor_minority: Option<u64>,
     pub message: Option<String>,
+    /// Segments short of closed deals. The report omits the key when there are none.
+    pub segments: Option<Vec<SegmentShortfall>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SegmentShortfall {
+    pub segment: String,
+    pub examples: Option<u64>,
+    pub won: Option<u64>,
+    pub lost: Option<u64>,
+    pub floor: Option<u64>,
+    /// Closed deals still needed to reach the floor.
+    pub missing: Option<u64>,
+    pub message: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -60,6 +75,9 @@ pub struct LeakageFlag {
     pub feature: String,
     pub auc: Option<f64>,
     pub excluded: Option<bool>,
+    /// Model columns left out because of the flag. The report omits the key when there are
+    /// none.
+    pub excluded_columns: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -154,6 +172,8 @@ pub struct ModelCard {
     pub trained_at: Option<String>,
     pub chosen: Option<String>,
     pub calibration_method: Option<String>,
+    /// Trees the gradient-boosted candidate kept after early stopping.
+    pub trees_used: Option<u64>,
     pub window: Section<Window>,
     pub counts: Section<Counts>,
     pub checks: Section<Checks>,
@@ -232,6 +252,7 @@ impl ModelCard {
             trained_at: text(&report, "trained_at"),
             chosen: text(&report, "chosen"),
             calibration_method: text(&report, "calibration_method"),
+            trees_used: report.get("trees_used").and_then(Value::as_u64),
             window: section(&report, "window"),
             counts: section(&report, "counts"),
             checks: section(&report, "checks"),

@@ -2,7 +2,8 @@
 //! charts inlined as SVG. Every text taken from the report is HTML-escaped here.
 
 use super::card::{
-    Baseline, CandidateScore, Checks, Counts, LiveComparison, Metrics, ModelCard, Section, Window,
+    Baseline, CandidateScore, Checks, Counts, LiveComparison, Metrics, ModelCard, Section,
+    SegmentShortfall, Window,
 };
 use super::charts;
 use super::ReportError;
@@ -101,7 +102,7 @@ pub fn page(card: &ModelCard) -> Result<String, ReportError> {
     html.push_str(&data_section(card));
     html.push_str(&checks_section(&card.checks));
     html.push_str(&metrics_section(card));
-    html.push_str(&candidates_section(&card.candidates));
+    html.push_str(&candidates_section(&card.candidates, card.trees_used));
     html.push_str(&calibration_section(card)?);
     html.push_str(&lift_section(card)?);
     html.push_str(&tiers_section(card)?);
@@ -180,6 +181,7 @@ fn checks_section(checks: &Section<Checks>) -> String {
                 ),
                 ("Message", text(sufficiency.message.as_deref())),
             ]));
+            html.push_str(&segments_table(sufficiency.segments.as_deref()));
         }
         None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
     }
@@ -191,11 +193,19 @@ fn checks_section(checks: &Section<Checks>) -> String {
         }
         Some(flags) => {
             html.push_str(
-                "<table>\n<tr><th>Feature</th><th>Holdout AUC alone</th><th>Excluded</th></tr>\n",
+                "<table>\n<tr><th>Feature</th><th>Holdout AUC alone</th><th>Excluded</th><th>Excluded columns</th></tr>\n",
             );
             for flag in flags {
+                let columns = match flag.excluded_columns.as_deref() {
+                    Some(columns) if !columns.is_empty() => columns
+                        .iter()
+                        .map(|c| escape(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "none".to_string(),
+                };
                 html.push_str(&format!(
-                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{columns}</td></tr>\n",
                     escape(&flag.feature),
                     number(flag.auc, 3),
                     yes_no(flag.excluded)
@@ -222,6 +232,29 @@ fn checks_section(checks: &Section<Checks>) -> String {
         }
         None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
     }
+    html
+}
+
+/// Builds the table of segments short of closed deals, or a line saying none was recorded.
+fn segments_table(segments: Option<&[SegmentShortfall]>) -> String {
+    let segments = segments.unwrap_or_default();
+    if segments.is_empty() {
+        return "<p>No segment shortfall was recorded.</p>\n".to_string();
+    }
+    let mut html = String::from("<h4>Segments short of closed deals</h4>\n<table>\n<tr><th>Segment</th><th>Closed deals</th><th>Won</th><th>Lost</th><th>Floor</th><th>Still needed</th><th>Message</th></tr>\n");
+    for segment in segments {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            escape(&segment.segment),
+            count(segment.examples),
+            count(segment.won),
+            count(segment.lost),
+            count(segment.floor),
+            count(segment.missing),
+            text(segment.message.as_deref())
+        ));
+    }
+    html.push_str("</table>\n");
     html
 }
 
@@ -273,8 +306,16 @@ fn metrics_section(card: &ModelCard) -> String {
     html
 }
 
-fn candidates_section(candidates: &Section<Vec<CandidateScore>>) -> String {
+fn candidates_section(
+    candidates: &Section<Vec<CandidateScore>>,
+    trees_used: Option<u64>,
+) -> String {
     let mut html = String::from("<h2>Candidates on the validation slice</h2>\n");
+    if let Some(trees) = trees_used {
+        html.push_str(&format!(
+            "<p>Trees kept by early stopping on the validation slice: {trees}.</p>\n"
+        ));
+    }
     match candidates {
         Section::Present(rows) if !rows.is_empty() => {
             html.push_str("<table>\n<tr><th>Candidate</th><th>Validation ROC AUC</th><th>Validation log loss</th></tr>\n");
