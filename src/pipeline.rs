@@ -24,7 +24,7 @@ pub enum PipelineError {
     Model(String),
 }
 
-/// The objects pulled, in the order they are pulled, with the fields the pipeline needs.
+/// Returns the objects to pull, in pull order, with the fields the pipeline needs.
 pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
     // queryAll, because Salesforce's plain query skips archived tasks and events (activities
     // older than about a year) and deleted rows; deleted rows then leave the store.
@@ -102,7 +102,7 @@ pub struct CheckedObject {
     pub fields: usize,
 }
 
-/// What `check` found.
+/// Result of `check`: API usage, the objects verified and the reasons field length.
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
     pub api_usage: ApiUsage,
@@ -382,9 +382,9 @@ async fn pull_pages<C: Connector>(
     loop {
         // NOTE: a record edited while a pull is paging can come back with its new stamp and
         // move the cursor past a concurrent edit that the query's snapshot did not include.
-        // Records at exactly the starting stamp are fetched again on purpose (a record that
-        // committed later with a tied stamp must not be lost); the ones already stored at
-        // that stamp are dropped here.
+        // Records at exactly the starting stamp are fetched again on purpose, because a record
+        // that committed later with a tied stamp must not be lost. The copies already stored
+        // at that stamp are dropped here.
         if let Some(start) = start {
             let mut kept = Vec::with_capacity(page.records.len());
             for record in page.records.drain(..) {

@@ -184,9 +184,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Rejects an existing directory that holds files but no sled database, so the store never
+/// Rejects an existing directory that contains files but no sled database, so the store never
 /// mixes its files into an unrelated folder (a typo in `[store] path`, a home directory).
-fn refuse_foreign_directory(path: &Path) -> Result<(), StoreError> {
+fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
     let Ok(entries) = std::fs::read_dir(path) else {
         return Ok(());
     };
@@ -220,7 +220,7 @@ fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), S
 impl Store {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        refuse_foreign_directory(path)?;
+        reject_foreign_directory(path)?;
         let db = sled::open(path).map_err(|source| match &source {
             // sled reports a held lock file as an Other-kind IO error with this message.
             sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
@@ -557,7 +557,7 @@ impl Store {
         Ok(())
     }
 
-    /// Ties the store to the CRM it was first filled from. A store holds one org's records and
+    /// Ties the store to the CRM it was first filled from. A store contains one org's records and
     /// cursors; mixing two orgs would silently merge their records.
     pub fn bind_source(&self, source: &str) -> Result<(), StoreError> {
         let meta = self.db.open_tree("meta")?;

@@ -121,7 +121,7 @@ impl Cursor {
     }
 }
 
-/// What to pull for one object.
+/// Pull settings for one object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PullSpec {
     /// CRM object name, for example `Opportunity`.
@@ -201,7 +201,7 @@ pub struct RecordUpdate {
     pub fields: BTreeMap<String, Value>,
 }
 
-/// Why one record of a batch write failed.
+/// Failure of one record in a batch write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordError {
     /// The CRM's error code, for example `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`.
@@ -254,7 +254,7 @@ pub enum ConnectorError {
     /// Network failures and server errors that persisted through retries.
     #[error("CRM request failed: {0}")]
     Transport(String),
-    /// The CRM answered with a body this connector could not understand.
+    /// The CRM returned a body this connector could not parse.
     #[error("unexpected response from the CRM: {0}")]
     Payload(String),
 }
