@@ -2,6 +2,9 @@
 //! session renewal under concurrency, row-lock retries and malformed write results. These are
 //! failures the sandbox does not inject, so a small axum server returns canned bodies.
 
+#[path = "support/capture.rs"]
+mod capture;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -543,30 +546,9 @@ async fn foreign_next_url_rejected() {
 }
 
 /// An `io::Write` that appends to a shared buffer, for capturing tracing output.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn trace_output_has_no_secrets() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = capture::global_log();
     let server = start_with_instance(|base, request, earlier| {
         if request.path == TOKEN_PATH {
             return token_reply(base, earlier);
@@ -593,7 +575,7 @@ async fn trace_output_has_no_secrets() {
         .unwrap();
     let debug_text = format!("{connector:?}");
 
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     assert!(
         text.contains("obtained Salesforce access token"),
         "nothing captured: {text}"

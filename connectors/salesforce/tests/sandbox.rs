@@ -2,8 +2,10 @@
 //! paged and incremental pulls, token expiry while paging, writes with per-record failures,
 //! the daily request limit, and secrets kept out of logs and `Debug` output.
 
+#[path = "support/capture.rs"]
+mod capture;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -549,31 +551,9 @@ async fn exhausted_limit_is_limit_exceeded() {
     assert_eq!(handle.request_log().len(), requests_before + 1, "no retry");
 }
 
-/// An `io::Write` that appends to a shared buffer, for capturing tracing output.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_absent_from_logs_and_debug() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = capture::global_log();
     let sandbox = start_paged().await;
     let handle = sandbox.handle();
     let connector = connector(&sandbox);
@@ -596,7 +576,7 @@ async fn secrets_absent_from_logs_and_debug() {
         records.iter().map(|p| p.records.len()).sum::<usize>(),
         LEAD_COUNT
     );
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     assert!(
         text.contains("obtained Salesforce access token"),
         "nothing captured: {text}"
