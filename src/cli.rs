@@ -52,10 +52,15 @@ pub enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
-        /// Use only this many hospitals, at least 250 so there are enough closed deals to
-        /// train on (all 5,421 by default).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(250..))]
+        /// Use only this many hospitals (all 5,421 by default). At least 400, because 400
+        /// hospitals give 251 closed deals and training needs 200 by default.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(400..))]
         hospitals: Option<u64>,
+        /// After the first run, write train.csv and holdout.csv of the closed deals (id,
+        /// close_date, won and the model's feature columns, split as training splits) into
+        /// this directory, created if missing.
+        #[arg(long, value_name = "DIR")]
+        export_examples: Option<PathBuf>,
     },
     /// Serve the Salesforce sandbox in the foreground on 127.0.0.1.
     Sandbox {
@@ -265,7 +270,11 @@ pub async fn main(cli: Cli) -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
-        Command::Demo { json, hospitals } => run_demo(json, hospitals).await,
+        Command::Demo {
+            json,
+            hospitals,
+            export_examples,
+        } => run_demo(json, hospitals, export_examples).await,
         Command::Sandbox {
             port,
             hospitals,
@@ -302,10 +311,14 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     }
 }
 
-async fn run_demo(json: bool, hospitals: Option<u64>) -> Result<u8, Failure> {
+async fn run_demo(
+    json: bool,
+    hospitals: Option<u64>,
+    export_examples: Option<PathBuf>,
+) -> Result<u8, Failure> {
     let hospitals = hospitals.map(|n| n as usize);
     let workdir = tempfile::tempdir()?;
-    let summary = demo::run_demo(hospitals, workdir.path()).await?;
+    let summary = demo::run_demo(hospitals, workdir.path(), export_examples.as_deref()).await?;
     if json {
         print_json(&summary)?;
     } else {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -12,10 +12,12 @@ use leadscore_sandbox::{Sandbox, SandboxOptions};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::config::{Config, Secrets};
+use crate::config::{Config, LabelRule, Secrets};
+use crate::features::{Deal, FeatureSpace, History};
 use crate::model::metrics;
 use crate::run::{connect, run_once};
 use crate::store::Store;
+use crate::training;
 
 /// The example configuration shipped in `deploy/`; `init` and the demo start from it.
 pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.example.toml");
@@ -74,10 +76,29 @@ pub struct DemoSummary {
     pub rerun_pulled: usize,
     pub rerun_written: usize,
     pub seconds: f64,
+    /// The example files written by `--export-examples`, when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exported: Option<ExportedExamples>,
+}
+
+/// The two CSV files of closed deals written by [`export_examples`].
+#[derive(Debug, Serialize)]
+pub struct ExportedExamples {
+    pub train_path: PathBuf,
+    pub train_rows: usize,
+    pub holdout_path: PathBuf,
+    pub holdout_rows: usize,
+    /// Feature columns in each file, after `id`, `close_date` and `won`.
+    pub features: usize,
 }
 
 /// Runs the demo on `hospitals` hospitals (all when `None`), keeping its store under `workdir`.
-pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Result<DemoSummary> {
+/// With `export_dir`, writes the training examples of the first run there as CSV files.
+pub async fn run_demo(
+    hospitals: Option<usize>,
+    workdir: &Path,
+    export_dir: Option<&Path>,
+) -> anyhow::Result<DemoSummary> {
     let started = std::time::Instant::now();
     let mut org = leadscore_demo_org::generate(&DemoOptions {
         max_hospitals: hospitals,
@@ -108,6 +129,16 @@ pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Resul
 
     let connector = connect(&config, secrets())?;
     let first = run_once(&connector, &store, &config, Utc::now()).await?;
+    // Exported before the second run, which pulls the accounts just written back.
+    let exported = match export_dir {
+        Some(dir) => Some(export_examples(
+            &store,
+            &config,
+            &first.train.holdout_ids,
+            dir,
+        )?),
+        None => None,
+    };
     let rerun_connector = connect(&config, secrets())?;
     let second = run_once(&rerun_connector, &store, &config, Utc::now()).await?;
 
@@ -162,7 +193,160 @@ pub async fn run_demo(hospitals: Option<usize>, workdir: &Path) -> anyhow::Resul
         rerun_pulled: second.pull.pulled,
         rerun_written: second.push.written,
         seconds: started.elapsed().as_secs_f64(),
+        exported,
     })
+}
+
+/// Returns the label of a deal under `rule`, or `None` when the deal is no training example.
+/// It applies the same rule as training: a close date is required, and under `Stages` a deal
+/// in neither list is skipped.
+// NOTE: a copy of the private rule in `training`, because that module exports no way to list
+// the labelled deals. `export_examples` compares holdout ids, so a divergence fails loudly.
+fn label_of(deal: &Deal, rule: &LabelRule) -> Option<f64> {
+    deal.close_date?;
+    match rule {
+        LabelRule::IsWon => deal.closed.then_some(if deal.won { 1.0 } else { 0.0 }),
+        LabelRule::Stages { won, lost } => {
+            let stage = deal.stage.as_ref()?;
+            if won.contains(stage) {
+                Some(1.0)
+            } else if lost.contains(stage) {
+                Some(0.0)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Writes `dir/train.csv` and `dir/holdout.csv` with one row per closed deal in the store.
+/// The columns are `id`, `close_date`, `won` (1/0) and every feature column the trainer fits.
+/// The split is the training split: the latest `holdout_fraction` by close date, ties broken
+/// by id, is the holdout. Fails when the rebuilt holdout ids differ from
+/// `expected_holdout_ids`, the training run's holdout.
+pub fn export_examples(
+    store: &Store,
+    config: &Config,
+    expected_holdout_ids: &[String],
+    dir: &Path,
+) -> anyhow::Result<ExportedExamples> {
+    let history = training::load_history(store, config)?;
+    let mut deals: Vec<(&Deal, f64)> = history
+        .deals
+        .iter()
+        .filter_map(|d| label_of(d, &config.model.label).map(|label| (d, label)))
+        .collect();
+    deals.sort_by(|a, b| {
+        a.0.close_date
+            .cmp(&b.0.close_date)
+            .then_with(|| a.0.id.cmp(&b.0.id))
+    });
+    anyhow::ensure!(
+        !deals.is_empty(),
+        "the store has no closed deals to export; the demo's first run pulled none"
+    );
+    let holdout_count = ((deals.len() as f64) * config.model.holdout_fraction)
+        .round()
+        .max(1.0) as usize;
+    let before_holdout = deals.len().saturating_sub(holdout_count);
+    let holdout_ids: Vec<&str> = deals[before_holdout..]
+        .iter()
+        .map(|(d, _)| d.id.as_str())
+        .collect();
+    // The holdout rows come out in time order, as the training report lists them.
+    anyhow::ensure!(
+        holdout_ids
+            .iter()
+            .copied()
+            .eq(expected_holdout_ids.iter().map(String::as_str)),
+        "the exported holdout ({} deals) differs from the training run's holdout ({} deals): \
+         the export no longer splits as training does; align export_examples in src/demo.rs \
+         with training::train",
+        holdout_ids.len(),
+        expected_holdout_ids.len()
+    );
+
+    let training_accounts: Vec<&str> = deals[..before_holdout]
+        .iter()
+        .map(|(d, _)| d.account_id.as_str())
+        .collect();
+    let space = FeatureSpace::fit(&config.features, &history, &training_accounts);
+    check_against_live_model(store, &space)?;
+
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let train_path = dir.join("train.csv");
+    let holdout_path = dir.join("holdout.csv");
+    write_examples(&train_path, &space, &history, &deals[..before_holdout])?;
+    write_examples(&holdout_path, &space, &history, &deals[before_holdout..])?;
+    Ok(ExportedExamples {
+        train_path,
+        train_rows: before_holdout,
+        holdout_path,
+        holdout_rows: deals.len() - before_holdout,
+        features: space.columns.len(),
+    })
+}
+
+/// Checks that the live model's stored columns are among the refitted columns, so the export
+/// contains the inputs that model was trained on.
+fn check_against_live_model(store: &Store, space: &FeatureSpace) -> anyhow::Result<()> {
+    let Some(stored) = store.current_model()? else {
+        anyhow::bail!("the store has no live model after the demo's first run");
+    };
+    let stored_space: FeatureSpace = serde_json::from_value(stored.features)
+        .with_context(|| format!("reading the feature space of model {}", stored.version))?;
+    for column in &stored_space.columns {
+        anyhow::ensure!(
+            space.columns.contains(column),
+            "model {} uses column {:?}, which the refitted feature space lacks or defines \
+             differently; the export would not match the model's inputs",
+            stored.version,
+            column.name
+        );
+    }
+    Ok(())
+}
+
+/// Writes one CSV file of examples, with a missing feature value (NaN) as an empty cell.
+fn write_examples(
+    path: &Path,
+    space: &FeatureSpace,
+    history: &History,
+    deals: &[(&Deal, f64)],
+) -> anyhow::Result<()> {
+    let mut writer =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut header = vec![
+        "id".to_string(),
+        "close_date".to_string(),
+        "won".to_string(),
+    ];
+    header.extend(space.names());
+    writer
+        .write_record(&header)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for (deal, label) in deals {
+        let close_date = deal
+            .close_date
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let mut record = vec![deal.id.clone(), close_date, format!("{label}")];
+        // Rows are built at the deal's creation time, as training builds them.
+        for value in space.row(history, &deal.account_id, deal.created) {
+            record.push(if value.is_nan() {
+                String::new()
+            } else {
+                format!("{value}")
+            });
+        }
+        writer
+            .write_record(&record)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn count_hospitals(org: &DemoOrg) -> usize {
@@ -220,5 +404,15 @@ pub fn render(summary: &DemoSummary) -> String {
         "Second run: pulled {} records (the accounts just written, read back), wrote {}. Finished in {:.1} s.\n",
         summary.rerun_pulled, summary.rerun_written, summary.seconds
     ));
+    if let Some(exported) = &summary.exported {
+        out.push_str(&format!(
+            "\nExported {} training and {} holdout deals with {} feature columns:\n  {}\n  {}\n",
+            exported.train_rows,
+            exported.holdout_rows,
+            exported.features,
+            exported.train_path.display(),
+            exported.holdout_path.display()
+        ));
+    }
     out
 }

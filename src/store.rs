@@ -16,6 +16,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 const FORMAT: &str = "leadscore-store-1";
+/// Attempts, 50 ms apart, to take a store lock that is held.
+const LOCK_RETRIES: u32 = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -221,7 +223,23 @@ impl Store {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         reject_foreign_directory(path)?;
-        let db = sled::open(path).map_err(|source| match &source {
+        // sled's flusher thread can keep the lock file for a moment after a handle in this
+        // process is dropped, so a held lock is retried briefly before it is reported.
+        let mut attempt = 0;
+        let db = loop {
+            match Store::open_db(path) {
+                Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
+        Store::with_db(db, path)
+    }
+
+    fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+        sled::open(path).map_err(|source| match &source {
             // sled reports a held lock file as an Other-kind IO error with this message.
             sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
                 StoreError::Locked {
@@ -232,7 +250,11 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             },
-        })?;
+        })
+    }
+
+    /// Checks the format version of a freshly opened database, stamping a new one.
+    fn with_db(db: sled::Db, path: &Path) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(found) if found.as_ref() != FORMAT.as_bytes() => {

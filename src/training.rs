@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, LabelRule, ModelConfig, TierConfig};
+use crate::config::{AttributeKind, Config, LabelRule, ModelConfig, TierConfig};
 use crate::features::{fields, Deal, FeatureSpace, History, Source};
 use crate::model::calibration;
 use crate::model::checks::{
@@ -77,6 +77,9 @@ pub struct Checks {
     pub sufficiency: SufficiencyCheck,
     pub leakage: Vec<LeakageFlag>,
     pub dropped: Vec<DroppedFeature>,
+    /// Checks that could not run, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Holdout metrics of one model. A metric is `None` when the holdout lacks a class.
@@ -367,22 +370,27 @@ fn fit_kind(
 /// when given (it must have the same feature names). Fails when the sufficiency floors are
 /// not met, when the data is invalid, or when no usable feature is left. The leakage check
 /// groups columns by source feature from their names: `feature=level` is a one-hot column.
+/// There are no accounts being scored here, so the post-outcome check is skipped and the
+/// report's checks say so.
 pub fn evaluate_examples(
     examples: &ExampleSet,
     settings: &ModelConfig,
     holdout: Option<&ExampleSet>,
 ) -> Result<Evaluation, PipelineError> {
     let groups = checks::groups_from_names(&examples.dataset.feature_names);
-    evaluate_grouped(examples, settings, holdout, &groups)
+    evaluate_grouped(examples, settings, holdout, &groups, None)
 }
 
 /// Does the work of [`evaluate_examples`] with the columns grouped by source feature as
-/// `groups` gives them, for the leakage check.
+/// `groups` gives them, for the leakage checks. `scoring_rows` are the accounts being scored,
+/// in the examples' columns, for the post-outcome check, which is skipped when they are
+/// `None` or empty.
 pub fn evaluate_grouped(
     examples: &ExampleSet,
     settings: &ModelConfig,
     holdout: Option<&ExampleSet>,
     groups: &[FeatureGroup],
+    scoring_rows: Option<&[Vec<f64>]>,
 ) -> Result<Evaluation, PipelineError> {
     check_lengths(examples, "the example set")?;
     // The floors come first: they name the shortfall, where a one-class error would not.
@@ -464,13 +472,24 @@ pub fn evaluate_grouped(
             "a feature group names a column beyond the {width} columns of the example set; build the groups from the same feature names"
         )));
     }
-    let leakage = checks::leakage(
+    let mut leakage = checks::leakage(
         &train_all,
         &holdout_all,
         groups,
         settings.leakage_auc,
         &settings.keep_features,
     );
+    for flag in &leakage {
+        tracing::warn!(feature = %flag.feature, auc = flag.auc, excluded = flag.excluded, "feature predicts the holdout alone; possible leakage");
+    }
+    let notes = post_outcome_check(
+        &mut leakage,
+        &fit_all,
+        scoring_rows,
+        groups,
+        &holdout_all,
+        settings,
+    )?;
     let removed: HashSet<&str> = dropped
         .iter()
         .map(|d| d.feature.as_str())
@@ -490,9 +509,6 @@ pub fn evaluate_grouped(
         return Err(PipelineError::Model(
             "no usable feature is left after dropping constant, empty and leaking columns; map more fields in [features]".to_string(),
         ));
-    }
-    for flag in &leakage {
-        tracing::warn!(feature = %flag.feature, auc = flag.auc, excluded = flag.excluded, "feature predicts the holdout alone; possible leakage");
     }
 
     let train = subset(&examples.dataset, &split.train, &kept);
@@ -593,6 +609,7 @@ pub fn evaluate_grouped(
             sufficiency,
             leakage,
             dropped,
+            notes,
         },
         metrics: metrics_of(&test.labels, &holdout_predictions),
         baseline: Baseline {
@@ -617,6 +634,62 @@ pub fn evaluate_grouped(
         holdout_predictions,
         model,
     })
+}
+
+/// Runs [`checks::post_outcome`] on the train plus validation rows against `scoring_rows`,
+/// logs each feature it flags, and returns a note when the check cannot run.
+fn post_outcome_check(
+    leakage: &mut Vec<LeakageFlag>,
+    fit_all: &Dataset,
+    scoring_rows: Option<&[Vec<f64>]>,
+    groups: &[FeatureGroup],
+    holdout_all: &Dataset,
+    settings: &ModelConfig,
+) -> Result<Vec<String>, PipelineError> {
+    let scoring_rows = match scoring_rows {
+        None => {
+            return Ok(vec![
+                "post-outcome check skipped: there are no accounts being scored to compare feature presence with, as in offline evaluation".to_string(),
+            ])
+        }
+        Some([]) => {
+            return Ok(vec![
+                "post-outcome check skipped: no account is being scored to compare feature presence with".to_string(),
+            ])
+        }
+        Some(rows) => rows,
+    };
+    let width = fit_all.feature_names.len();
+    if let Some(row) = scoring_rows.iter().find(|row| row.len() != width) {
+        return Err(PipelineError::Model(format!(
+            "a scoring row has {} values but the examples have {width} columns; build both from the same feature space",
+            row.len()
+        )));
+    }
+    checks::post_outcome(
+        leakage,
+        &fit_all.rows,
+        scoring_rows,
+        groups,
+        checks::SkewThresholds {
+            min_train_share: settings.post_outcome_train_share,
+            max_scoring_share: settings.post_outcome_scoring_share,
+        },
+        holdout_all,
+        &settings.keep_features,
+    );
+    for flag in leakage.iter() {
+        if let (Some(train_share), Some(scoring_share)) = (flag.train_share, flag.scoring_share) {
+            tracing::warn!(
+                feature = %flag.feature,
+                train_share,
+                scoring_share,
+                excluded = flag.excluded,
+                "feature is present for most closed deals but almost no account being scored; it is likely filled in after the outcome"
+            );
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// Returns the configured feature of each column: the name of the group that contains it, or
@@ -726,7 +799,8 @@ pub fn train(
             .collect(),
     };
     let groups = feature_groups(&space);
-    let evaluation = evaluate_grouped(&examples, &config.model, None, &groups)?;
+    let scoring = scoring_rows(&history, &space, config, now);
+    let evaluation = evaluate_grouped(&examples, &config.model, None, &groups, Some(&scoring))?;
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
     let kept: HashSet<&str> = evaluation
@@ -821,8 +895,28 @@ pub fn train(
     Ok(summary)
 }
 
+/// Builds the rows of the accounts `scoring::score_accounts` would score, as of the same time,
+/// for the post-outcome check.
+// NOTE: this repeats the account selection of `scoring::score_accounts`; change both together.
+fn scoring_rows(
+    history: &History,
+    space: &FeatureSpace,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Vec<Vec<f64>> {
+    let at = config.scoring.as_of.unwrap_or(now);
+    history
+        .accounts
+        .keys()
+        .filter(|id| history.has_activity_data(id))
+        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+        .map(|id| space.row(history, id, at))
+        .collect()
+}
+
 /// Groups the feature space's columns by the configured feature they come from. The one-hot
-/// columns of a category form one group.
+/// columns of a category form one group, and a `present` column is marked so the post-outcome
+/// check reads its 0 as an empty field.
 fn feature_groups(space: &FeatureSpace) -> Vec<FeatureGroup> {
     let sources: Vec<(String, bool)> = space
         .columns
@@ -838,7 +932,20 @@ fn feature_groups(space: &FeatureSpace) -> Vec<FeatureGroup> {
             (column.feature.clone(), one_hot)
         })
         .collect();
-    checks::group_columns(&sources)
+    let mut groups = checks::group_columns(&sources);
+    for group in &mut groups {
+        group.marks_presence = !group.one_hot
+            && group.columns.iter().all(|&c| {
+                matches!(
+                    space.columns[c].source,
+                    Source::Attribute {
+                        kind: AttributeKind::Present,
+                        ..
+                    }
+                )
+            });
+    }
+    groups
 }
 
 /// Counts closed deals per value of the `[model] segment` attribute and lists the segments

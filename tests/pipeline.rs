@@ -792,3 +792,115 @@ async fn strict_segments_reject_training() {
         "nothing is published"
     );
 }
+
+/// Gives `Incumbent_Competitor__c` (mapped as the `present` feature `incumbent_competitor`) a
+/// value on exactly the accounts with a closed deal and clears it on every other account, as a
+/// field filled in when a deal closes would be. Returns how many accounts got a value.
+fn fill_field_on_closed_accounts(env: &Env) -> usize {
+    let closed_accounts: HashSet<&str> = env.org.records["Opportunity"]
+        .iter()
+        .filter(|deal| deal["IsClosed"].as_bool() == Some(true))
+        .filter_map(|deal| deal["AccountId"].as_str())
+        .collect();
+    let handle = env.handle();
+    for account in &env.org.records["Account"] {
+        let id = account["Id"].as_str().expect("account id");
+        let value = if closed_accounts.contains(id) {
+            serde_json::json!("Post-sale service vendor")
+        } else {
+            serde_json::Value::Null
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("Incumbent_Competitor__c".into(), value);
+        handle
+            .update_record("Account", id, fields)
+            .expect("account edit");
+    }
+    closed_accounts.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_outcome_field_flagged_and_excluded() {
+    // Accounts whose only closed deals were lost stay scored, and in this org they are about a
+    // third of the accounts scored, so the default 5% scoring share would not flag the field.
+    // Every closed deal has it, though, while other features reach at most 86% in training.
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace(
+            "post_outcome_train_share = 0.5\npost_outcome_scoring_share = 0.05",
+            "post_outcome_train_share = 0.9\npost_outcome_scoring_share = 0.4",
+        )
+    })
+    .await;
+    assert_eq!(env.config.model.post_outcome_train_share, 0.9);
+    assert_eq!(env.config.model.post_outcome_scoring_share, 0.4);
+    let filled = fill_field_on_closed_accounts(&env);
+    assert!(filled > 0, "the org has accounts with closed deals");
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let summary = training::train(&store, &env.config, Utc::now()).expect("train");
+
+    let stored = store
+        .model(&summary.version)
+        .expect("store")
+        .expect("the trained model is stored");
+    let flags = stored.report["checks"]["leakage"]
+        .as_array()
+        .expect("a leakage list");
+    let flag = flags
+        .iter()
+        .find(|f| f["feature"] == "incumbent_competitor")
+        .unwrap_or_else(|| panic!("incumbent_competitor not flagged: {flags:?}"));
+    assert_eq!(flag["excluded"], true, "{flag}");
+    let train_share = flag["train_share"].as_f64().expect("train share");
+    let scoring_share = flag["scoring_share"].as_f64().expect("scoring share");
+    assert_eq!(
+        train_share, 1.0,
+        "every closed deal's account has the field: {flag}"
+    );
+    assert!(scoring_share > 0.0, "lost accounts are scored: {flag}");
+    assert!(scoring_share <= 0.4, "{flag}");
+    assert_eq!(
+        flags.len(),
+        1,
+        "only the filled field is flagged: {flags:?}"
+    );
+    let reason = flag["reason"].as_str().expect("a reason");
+    let expected = format!(
+        "present for {:.0}% of closed deals but {:.0}% of accounts being scored",
+        train_share * 100.0,
+        scoring_share * 100.0
+    );
+    assert_eq!(reason, expected);
+    assert!(
+        stored.report["checks"].get("notes").is_none(),
+        "the check ran: {}",
+        stored.report["checks"]
+    );
+
+    // The feature is out of the stored feature space, so scoring never reads it.
+    let columns = stored.features["columns"].as_array().expect("columns");
+    assert!(!columns.is_empty());
+    for column in columns {
+        assert_ne!(column["feature"], "incumbent_competitor", "{column}");
+    }
+}
+
+#[test]
+fn evaluation_notes_skipped_post_outcome_check() {
+    let examples = planted_examples(1500);
+    let settings = leadscore::config::ModelConfig {
+        trees: 30,
+        ..Default::default()
+    };
+    let evaluation = training::evaluate_examples(&examples, &settings, None).expect("evaluates");
+    let notes = &evaluation.report.checks.notes;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("post-outcome check skipped"),
+        "{notes:?}"
+    );
+    let json = serde_json::to_value(&evaluation.report).expect("report serialises");
+    assert_eq!(json["checks"]["notes"][0], notes[0].as_str());
+}

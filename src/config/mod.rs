@@ -145,6 +145,13 @@ pub struct ModelConfig {
     pub min_minority: usize,
     /// A feature whose holdout AUC alone exceeds this is treated as leakage and excluded.
     pub leakage_auc: f64,
+    /// A feature present for at least this share of the closed deals used for training, but
+    /// for at most `post_outcome_scoring_share` of the accounts being scored, is treated as
+    /// filled in only after the outcome and excluded.
+    pub post_outcome_train_share: f64,
+    /// The largest share of accounts being scored that may have a value for a feature still
+    /// treated as filled in only after the outcome. Lower than `post_outcome_train_share`.
+    pub post_outcome_scoring_share: f64,
     /// Features kept even when the leakage check flags them.
     pub keep_features: Vec<String>,
     /// A category feature whose values split the deals into segments, each checked for
@@ -174,6 +181,8 @@ impl Default for ModelConfig {
             min_examples: 200,
             min_minority: 40,
             leakage_auc: 0.95,
+            post_outcome_train_share: 0.5,
+            post_outcome_scoring_share: 0.05,
             keep_features: Vec::new(),
             segment: None,
             min_segment_examples: 30,
@@ -656,6 +665,7 @@ fn read_model(
     let defaults = ModelConfig::default();
     let label = read_label(s, issues);
     let segment = read_segment(s, issues, features);
+    let (post_outcome_train_share, post_outcome_scoring_share) = read_post_outcome(s, issues);
     let keep_features = s
         .string_array(issues, "keep_features", r#"keep_features = ["bed_count"]"#)
         .map(|values| values.into_iter().map(|v| v.into_inner()).collect())
@@ -705,6 +715,8 @@ fn read_model(
         leakage_auc: s
             .float(issues, "leakage_auc", 0.5, 1.0, "leakage_auc = 0.95")
             .unwrap_or(defaults.leakage_auc),
+        post_outcome_train_share,
+        post_outcome_scoring_share,
         keep_features,
         segment,
         min_segment_examples: s
@@ -730,6 +742,42 @@ fn read_model(
         // Last, so that an invalid label rule does not stop the other keys being read.
         label: label?,
     })
+}
+
+/// Reads the two shares of the post-outcome (train/serve skew) rule. The scoring share must
+/// be below the training share, or the rule would flag features present equally often in both.
+fn read_post_outcome(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> (f64, f64) {
+    let defaults = ModelConfig::default();
+    let train_example = "post_outcome_train_share = 0.5";
+    let scoring_example = "post_outcome_scoring_share = 0.05";
+    let train = s.float(issues, "post_outcome_train_share", 0.01, 1.0, train_example);
+    let scoring = s.float(
+        issues,
+        "post_outcome_scoring_share",
+        0.0,
+        1.0,
+        scoring_example,
+    );
+    let train = train.unwrap_or(defaults.post_outcome_train_share);
+    let scoring = scoring.unwrap_or(defaults.post_outcome_scoring_share);
+    if scoring >= train {
+        // Point at whichever key the file sets, the scoring share first.
+        let key = if s.raw("post_outcome_scoring_share").is_some() {
+            "post_outcome_scoring_share"
+        } else {
+            "post_outcome_train_share"
+        };
+        let span = s.raw(key).map_or_else(|| s.span(), |value| value.span());
+        issues.push(
+            span,
+            &s.key_path(key),
+            format!(
+                "post_outcome_scoring_share ({scoring}) must be below post_outcome_train_share ({train}); lower the scoring share or raise the training share"
+            ),
+            Some(scoring_example),
+        );
+    }
+    (train, scoring)
 }
 
 /// Reads `segment`, which must name a category feature of `[[features.account]]`. The name is

@@ -387,3 +387,66 @@ fn early_stopping_rounds_read() {
         );
     }
 }
+
+#[test]
+fn post_outcome_shares_read_and_checked() {
+    let config = parse(EXAMPLE).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.model.post_outcome_train_share, 0.5);
+    assert_eq!(config.model.post_outcome_scoring_share, 0.05);
+
+    let set = |keys: &str| {
+        EXAMPLE.replace(
+            "post_outcome_train_share = 0.5\npost_outcome_scoring_share = 0.05",
+            keys,
+        )
+    };
+    let config = parse(&set(
+        "post_outcome_train_share = 0.8\npost_outcome_scoring_share = 0.1",
+    ))
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.model.post_outcome_train_share, 0.8);
+    assert_eq!(config.model.post_outcome_scoring_share, 0.1);
+
+    let cases = [
+        (
+            "post_outcome_train_share = 1.5",
+            "post_outcome_train_share",
+            "out of range",
+        ),
+        (
+            "post_outcome_scoring_share = -0.1",
+            "post_outcome_scoring_share",
+            "out of range",
+        ),
+        (
+            "post_outcome_scoring_share = \"low\"",
+            "post_outcome_scoring_share",
+            "number",
+        ),
+        (
+            "post_outcome_scoring_share = 0.6",
+            "post_outcome_scoring_share",
+            "must be below post_outcome_train_share (0.5)",
+        ),
+        (
+            "post_outcome_train_share = 0.04",
+            "post_outcome_train_share",
+            "must be below post_outcome_train_share (0.04)",
+        ),
+    ];
+    for (line_text, key, message) in cases {
+        let text = set(line_text);
+        let line = text
+            .lines()
+            .position(|l| l == line_text)
+            .expect("line present")
+            + 1;
+        let err = parse(&text).expect_err(line_text);
+        assert_eq!(err.issues.len(), 1, "{err}");
+        let issue = &err.issues[0];
+        assert_eq!(issue.key, format!("model.{key}"), "{err}");
+        assert_eq!(issue.line, line, "{err}");
+        assert_eq!(issue.column, key.len() + 4, "{err}");
+        assert!(issue.message.contains(message), "{err}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Checks run before training: enough examples of each class overall and per segment, source
-//! features that predict the holdout too well to be honest (leakage), and columns too empty or
-//! constant to use.
+//! features that predict the holdout too well to be honest or that are filled in only after the
+//! outcome (leakage), and columns too empty or constant to use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -38,14 +38,27 @@ pub struct SegmentShortfall {
     pub message: String,
 }
 
-/// A source feature whose values alone rank the holdout rows with an AUC above the leakage
-/// threshold.
+/// A source feature that leaks the outcome: its values alone rank the holdout rows with an AUC
+/// above the leakage threshold, or it is present for most closed deals but almost no account
+/// being scored, so its value is likely filled in only after the outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeakageFlag {
     /// The source feature: a column name, or the category a group of one-hot columns encodes.
     pub feature: String,
-    /// The larger of the feature's AUC and 1 - AUC, so either direction counts.
+    /// The larger of the feature's holdout AUC and 1 - AUC, so either direction counts. For a
+    /// feature flagged only by its presence shares this is 0.5 when the holdout lacks a class.
     pub auc: f64,
+    /// Why the feature was flagged, in words for the model card.
+    #[serde(default)]
+    pub reason: String,
+    /// Share of the closed deals used for training where the feature is present, when the
+    /// presence rule flagged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_share: Option<f64>,
+    /// Share of the accounts being scored where the feature is present, when the presence rule
+    /// flagged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoring_share: Option<f64>,
     /// False when the admin kept the feature, or every column of it, on purpose.
     pub excluded: bool,
     /// The model columns left out because of this flag.
@@ -207,6 +220,9 @@ pub struct FeatureGroup {
     pub columns: Vec<usize>,
     /// True when the columns are one-hot indicators of the feature's levels.
     pub one_hot: bool,
+    /// True when the single column is 1 where the source field has a value and 0 where it is
+    /// empty (the `present` kind), so a 0 counts as absent in [`presence_share`].
+    pub marks_presence: bool,
 }
 
 /// Groups columns given as `(source feature, is one-hot)` per column, in column order. One-hot
@@ -227,6 +243,7 @@ pub fn group_columns(sources: &[(String, bool)]) -> Vec<FeatureGroup> {
             feature: feature.clone(),
             columns: vec![column],
             one_hot: *one_hot,
+            marks_presence: false,
         });
     }
     groups
@@ -350,6 +367,9 @@ pub fn leakage(
         flags.push(LeakageFlag {
             feature: feature.to_string(),
             auc,
+            reason: format!("predicts the outcome alone (AUC {auc:.2})"),
+            train_share: None,
+            scoring_share: None,
             excluded,
             excluded_columns: if kept_feature {
                 Vec::new()
@@ -383,6 +403,117 @@ pub fn leakage(
         }
     }
     flags
+}
+
+/// Returns the share of `rows` where the group's feature is present: any level set for a
+/// one-hot group, a 1 for a `present` column, and a value other than missing otherwise.
+/// Returns 0 for no rows.
+pub fn presence_share(rows: &[Vec<f64>], group: &FeatureGroup) -> f64 {
+    if rows.is_empty() {
+        return 0.0;
+    }
+    let present = rows
+        .iter()
+        .filter(|row| {
+            let mut values = group.columns.iter().map(|&c| row[c]);
+            if group.one_hot {
+                values.any(|v| v == 1.0)
+            } else if group.marks_presence {
+                values.any(|v| v > 0.5)
+            } else {
+                values.any(|v| !v.is_nan())
+            }
+        })
+        .count();
+    present as f64 / rows.len() as f64
+}
+
+/// Presence shares at which [`post_outcome`] flags a feature.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SkewThresholds {
+    /// Smallest share of training rows where a flagged feature is present.
+    pub min_train_share: f64,
+    /// Largest share of scoring rows where a flagged feature is present.
+    pub max_scoring_share: f64,
+}
+
+/// Flags each source feature present (see [`presence_share`]) for at least
+/// `min_train_share` of `training_rows` (closed deals) but at most `max_scoring_share` of
+/// `scoring_rows` (accounts being scored). Account fields carry no history, so such a feature
+/// is most likely filled in once a deal closes and is missing when a score is needed. A flag
+/// that [`leakage`] already raised for the same feature gains the shares and the reason, and
+/// other features get a new flag whose AUC is the feature's alone on `holdout` (0.5 when the
+/// holdout lacks a class). `keep` works as in [`leakage`]. Returns no flags without scoring
+/// rows.
+pub fn post_outcome(
+    flags: &mut Vec<LeakageFlag>,
+    training_rows: &[Vec<f64>],
+    scoring_rows: &[Vec<f64>],
+    groups: &[FeatureGroup],
+    thresholds: SkewThresholds,
+    holdout: &Dataset,
+    keep: &[String],
+) {
+    if training_rows.is_empty() || scoring_rows.is_empty() {
+        return;
+    }
+    let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+    let names = &holdout.feature_names;
+    for group in groups {
+        let train_share = presence_share(training_rows, group);
+        let scoring_share = presence_share(scoring_rows, group);
+        if train_share < thresholds.min_train_share || scoring_share > thresholds.max_scoring_share
+        {
+            continue;
+        }
+        let reason = format!(
+            "present for {:.0}% of closed deals but {:.0}% of accounts being scored",
+            train_share * 100.0,
+            scoring_share * 100.0
+        );
+        if let Some(existing) = flags.iter_mut().find(|f| f.feature == group.feature) {
+            existing.reason = format!("{}; {reason}", existing.reason);
+            existing.train_share = Some(train_share);
+            existing.scoring_share = Some(scoring_share);
+            continue;
+        }
+        let kept_feature = keep.contains(group.feature.as_str());
+        let excluded_columns: Vec<String> = if kept_feature {
+            Vec::new()
+        } else {
+            group
+                .columns
+                .iter()
+                .map(|&c| names[c].clone())
+                .filter(|c| !keep.contains(c.as_str()))
+                .collect()
+        };
+        flags.push(LeakageFlag {
+            feature: group.feature.clone(),
+            auc: group_auc(holdout, group).unwrap_or(0.5),
+            reason,
+            train_share: Some(train_share),
+            scoring_share: Some(scoring_share),
+            excluded: !excluded_columns.is_empty(),
+            excluded_columns,
+        });
+    }
+}
+
+/// Returns the larger of the group's holdout AUC and 1 - AUC, scored by presence: any level
+/// set for a one-hot group, the column's values otherwise.
+fn group_auc(holdout: &Dataset, group: &FeatureGroup) -> Option<f64> {
+    let scores: Vec<f64> = holdout
+        .rows
+        .iter()
+        .map(|row| presence_share(std::slice::from_ref(row), group))
+        .collect();
+    let auc = if group.one_hot || group.marks_presence {
+        roc_auc(&holdout.labels, &scores)?
+    } else {
+        column_auc(holdout, *group.columns.first()?)?
+    };
+    Some(auc.max(1.0 - auc))
 }
 
 #[cfg(test)]
@@ -529,6 +660,7 @@ mod tests {
                 feature: train.feature_names[c].clone(),
                 columns: vec![c],
                 one_hot: false,
+                marks_presence: false,
             })
             .collect();
         let weak = leakage(&train, &holdout, &one_by_one, 0.95, &[]);
@@ -608,6 +740,172 @@ mod tests {
         let flags = leakage(&data, &data, &groups, 0.95, &[]);
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].feature, "ratio=x");
+    }
+
+    /// Columns: `score` (a number, missing in some rows), `signed` (a `present` column) and
+    /// `stage=won`, `stage=lost` (one category, all zeros for a rare level).
+    fn presence_groups() -> (Vec<String>, Vec<FeatureGroup>) {
+        let names: Vec<String> = ["score", "signed", "stage=won", "stage=lost"]
+            .map(String::from)
+            .to_vec();
+        let mut groups = groups_from_names(&names);
+        groups[1].marks_presence = true;
+        (names, groups)
+    }
+
+    #[test]
+    fn presence_share_per_group_kind() {
+        let (_, groups) = presence_groups();
+        let nan = f64::NAN;
+        let rows = vec![
+            vec![1.5, 1.0, 1.0, 0.0],
+            vec![0.0, 0.0, 0.0, 1.0],
+            vec![nan, 0.0, 0.0, 0.0],
+            vec![nan, 1.0, nan, nan],
+        ];
+        // A zero is a value for a number column.
+        assert_eq!(presence_share(&rows, &groups[0]), 0.5);
+        // A zero is an empty field for a `present` column.
+        assert_eq!(presence_share(&rows, &groups[1]), 0.5);
+        // Any level set counts, all zeros (a rare level) and missing do not.
+        assert_eq!(groups[2].columns, vec![2, 3]);
+        assert_eq!(presence_share(&rows, &groups[2]), 0.5);
+        assert_eq!(presence_share(&[], &groups[0]), 0.0);
+    }
+
+    #[test]
+    fn post_outcome_flags_skewed_features() {
+        let (names, groups) = presence_groups();
+        let nan = f64::NAN;
+        // Training: score always present, signed on 9 of 10, stage set on 8 of 10.
+        let training: Vec<Vec<f64>> = (0..10)
+            .map(|i| {
+                let signed = f64::from(u8::from(i < 9));
+                let (won, lost) = match i {
+                    0..=3 => (1.0, 0.0),
+                    4..=7 => (0.0, 1.0),
+                    _ => (nan, nan),
+                };
+                vec![i as f64, signed, won, lost]
+            })
+            .collect();
+        // Scoring: score still present, signed on 1 of 25 (4%), stage set on 3 of 25 (12%).
+        let scoring: Vec<Vec<f64>> = (0..25)
+            .map(|i| {
+                let signed = f64::from(u8::from(i == 0));
+                let won = if i < 3 { 1.0 } else { 0.0 };
+                vec![2.0, signed, won, 0.0]
+            })
+            .collect();
+        let holdout = dataset(
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec![vec![1.0, 1.0, 1.0, 0.0], vec![2.0, 0.0, 0.0, 1.0]],
+            vec![1.0, 0.0],
+        );
+        let thresholds = SkewThresholds {
+            min_train_share: 0.5,
+            max_scoring_share: 0.05,
+        };
+
+        let mut flags = Vec::new();
+        post_outcome(
+            &mut flags,
+            &training,
+            &scoring,
+            &groups,
+            thresholds,
+            &holdout,
+            &[],
+        );
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        let signed = &flags[0];
+        assert_eq!(signed.feature, "signed");
+        assert_eq!(signed.train_share, Some(0.9));
+        assert_eq!(signed.scoring_share, Some(0.04));
+        assert_eq!(
+            signed.reason,
+            "present for 90% of closed deals but 4% of accounts being scored"
+        );
+        assert!(signed.excluded);
+        assert_eq!(signed.excluded_columns, vec!["signed".to_string()]);
+        assert_eq!(signed.auc, 1.0);
+
+        // A looser scoring share catches the category as one group.
+        let loose = SkewThresholds {
+            max_scoring_share: 0.15,
+            ..thresholds
+        };
+        let mut flags = Vec::new();
+        post_outcome(
+            &mut flags,
+            &training,
+            &scoring,
+            &groups,
+            loose,
+            &holdout,
+            &["signed".to_string()],
+        );
+        let features: Vec<&str> = flags.iter().map(|f| f.feature.as_str()).collect();
+        assert_eq!(features, vec!["signed", "stage"]);
+        assert!(!flags[0].excluded, "kept by keep_features");
+        assert!(flags[0].excluded_columns.is_empty());
+        assert_eq!(flags[1].train_share, Some(0.8));
+        assert_eq!(flags[1].scoring_share, Some(0.12));
+        assert_eq!(flags[1].excluded_columns.len(), 2);
+    }
+
+    #[test]
+    fn post_outcome_extends_auc_flag() {
+        let (names, groups) = presence_groups();
+        let training = vec![vec![1.0, 1.0, 1.0, 0.0]; 4];
+        let scoring = vec![vec![1.0, 0.0, 1.0, 0.0]; 4];
+        let holdout = dataset(
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec![vec![1.0, 1.0, 1.0, 0.0]],
+            vec![1.0],
+        );
+        let mut flags = vec![LeakageFlag {
+            feature: "signed".to_string(),
+            auc: 0.97,
+            reason: "predicts the outcome alone (AUC 0.97)".to_string(),
+            train_share: None,
+            scoring_share: None,
+            excluded: true,
+            excluded_columns: vec!["signed".to_string()],
+        }];
+        let thresholds = SkewThresholds {
+            min_train_share: 0.5,
+            max_scoring_share: 0.05,
+        };
+        post_outcome(
+            &mut flags,
+            &training,
+            &scoring,
+            &groups,
+            thresholds,
+            &holdout,
+            &[],
+        );
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].auc, 0.97);
+        assert_eq!(
+            flags[0].reason,
+            "predicts the outcome alone (AUC 0.97); present for 100% of closed deals but 0% of accounts being scored"
+        );
+        assert_eq!(flags[0].scoring_share, Some(0.0));
+
+        // Without scoring rows the rule does nothing.
+        let mut none = Vec::new();
+        post_outcome(
+            &mut none,
+            &training,
+            &[],
+            &groups,
+            thresholds,
+            &holdout,
+            &[],
+        );
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub struct SegmentShortfall {
 pub struct LeakageFlag {
     pub feature: String,
     pub auc: Option<f64>,
+    /// Why the feature was flagged. Reports written before the post-outcome check lack it.
+    pub reason: Option<String>,
+    /// Shares of closed deals and of accounts being scored where the feature is present, when
+    /// the post-outcome check flagged it.
+    pub train_share: Option<f64>,
+    pub scoring_share: Option<f64>,
     pub excluded: Option<bool>,
     /// Model columns left out because of the flag. The report omits the key when there are
     /// none.
@@ -93,6 +99,8 @@ pub struct Checks {
     pub sufficiency: Option<Sufficiency>,
     pub leakage: Option<Vec<LeakageFlag>>,
     pub dropped: Option<Vec<DroppedFeature>>,
+    /// Checks that could not run, and why.
+    pub notes: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

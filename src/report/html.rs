@@ -2,8 +2,8 @@
 //! charts inlined as SVG. Every text taken from the report is HTML-escaped here.
 
 use super::card::{
-    Baseline, CandidateScore, Checks, Counts, LiveComparison, Metrics, ModelCard, Section,
-    SegmentShortfall, Window,
+    Baseline, CandidateScore, Checks, Counts, LeakageFlag, LiveComparison, Metrics, ModelCard,
+    Section, SegmentShortfall, Window,
 };
 use super::charts;
 use super::ReportError;
@@ -193,7 +193,7 @@ fn checks_section(checks: &Section<Checks>) -> String {
         }
         Some(flags) => {
             html.push_str(
-                "<table>\n<tr><th>Feature</th><th>Holdout AUC alone</th><th>Excluded</th><th>Excluded columns</th></tr>\n",
+                "<table>\n<tr><th>Feature</th><th>Holdout AUC alone</th><th>Excluded</th><th>Excluded columns</th><th>Reason</th><th>Present in closed deals / accounts scored</th></tr>\n",
             );
             for flag in flags {
                 let columns = match flag.excluded_columns.as_deref() {
@@ -205,15 +205,20 @@ fn checks_section(checks: &Section<Checks>) -> String {
                     _ => "none".to_string(),
                 };
                 html.push_str(&format!(
-                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{columns}</td></tr>\n",
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{columns}</td><td>{}</td><td class=\"num\">{}</td></tr>\n",
                     escape(&flag.feature),
                     number(flag.auc, 3),
-                    yes_no(flag.excluded)
+                    yes_no(flag.excluded),
+                    leakage_reason(flag),
+                    presence_shares(flag)
                 ));
             }
             html.push_str("</table>\n");
         }
         None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
+    }
+    for note in checks.notes.iter().flatten() {
+        html.push_str(&format!("<p class=\"note\">{}</p>\n", escape(note)));
     }
 
     html.push_str("<h3>Dropped features</h3>\n");
@@ -233,6 +238,29 @@ fn checks_section(checks: &Section<Checks>) -> String {
         None => html.push_str(&format!("<p class=\"na\">{NOT_AVAILABLE}</p>\n")),
     }
     html
+}
+
+/// Returns the flag's reason, escaped. Reports written before flags carried a reason had only
+/// the AUC rule, so their reason is derived from the AUC.
+fn leakage_reason(flag: &LeakageFlag) -> String {
+    match (&flag.reason, flag.auc) {
+        (Some(reason), _) if !reason.is_empty() => escape(reason),
+        (_, Some(auc)) => format!("predicts the outcome alone (AUC {auc:.2})"),
+        _ => NOT_AVAILABLE.to_string(),
+    }
+}
+
+/// Returns both presence shares of a post-outcome flag, or a dash for a flag the AUC rule
+/// alone raised, which measures no shares.
+fn presence_shares(flag: &LeakageFlag) -> String {
+    match (flag.train_share, flag.scoring_share) {
+        (Some(_), Some(_)) => format!(
+            "{} / {}",
+            percent(flag.train_share),
+            percent(flag.scoring_share)
+        ),
+        _ => "-".to_string(),
+    }
 }
 
 /// Builds the table of segments short of closed deals, or a line saying none was recorded.

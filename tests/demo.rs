@@ -1,0 +1,122 @@
+//! Tests of `leadscore demo --export-examples`: the exported CSV files contain every closed deal,
+//! split as training splits, and `leadscore evaluate` reads them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadscore");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the leadscore binary runs")
+}
+
+fn stdout_json(output: &Output, what: &str) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{what} failed with {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{what} printed no JSON object ({e})"))
+}
+
+/// Returns the header and the data rows of a CSV file.
+fn read_csv(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
+    let mut reader = csv::Reader::from_path(path).expect("the exported file opens");
+    let header = reader
+        .headers()
+        .expect("the exported file has a header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every exported row parses");
+    (header, rows)
+}
+
+#[test]
+fn export_examples_feeds_evaluate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = dir.path().join("examples");
+    let out_text = out.to_str().expect("UTF-8 temporary path");
+    let demo = run(&[
+        "demo",
+        "--hospitals",
+        "400",
+        "--export-examples",
+        out_text,
+        "--json",
+    ]);
+    let summary = stdout_json(&demo, "leadscore demo");
+
+    let train_path = out.join("train.csv");
+    let holdout_path = out.join("holdout.csv");
+    assert!(train_path.is_file(), "train.csv is missing");
+    assert!(holdout_path.is_file(), "holdout.csv is missing");
+    let (train_header, train_rows) = read_csv(&train_path);
+    let (holdout_header, holdout_rows) = read_csv(&holdout_path);
+
+    let examples = summary["examples"].as_u64().expect("examples is a number") as usize;
+    let holdout = summary["holdout_rows"]
+        .as_u64()
+        .expect("holdout_rows is a number") as usize;
+    assert_eq!(train_rows.len() + holdout_rows.len(), examples);
+    assert_eq!(holdout_rows.len(), holdout);
+    assert_eq!(
+        summary["exported"]["features"].as_u64(),
+        Some(train_header.len() as u64 - 3)
+    );
+
+    assert_eq!(train_header, holdout_header);
+    assert_eq!(&train_header[..3], ["id", "close_date", "won"]);
+    assert!(
+        train_header.len() > 3,
+        "no feature columns in {train_header:?}"
+    );
+    for feature in ["hip_knee_volume", "roles_engaged"] {
+        assert!(
+            train_header.iter().any(|h| h == feature),
+            "feature column {feature} missing from {train_header:?}"
+        );
+    }
+
+    // Labels are 1/0 and both classes appear in the training file.
+    let labels: Vec<&str> = train_rows.iter().map(|r| &r[2]).collect();
+    assert!(labels.iter().all(|l| *l == "1" || *l == "0"));
+    assert!(labels.contains(&"1"));
+    assert!(labels.contains(&"0"));
+
+    // The holdout is the latest slice: no training deal closes after the first holdout deal.
+    let last_train = train_rows.iter().map(|r| r[1].to_string()).max();
+    let first_holdout = holdout_rows.iter().map(|r| r[1].to_string()).min();
+    assert!(last_train <= first_holdout);
+
+    let evaluate = run(&[
+        "evaluate",
+        "--csv",
+        train_path.to_str().expect("UTF-8 path"),
+        "--holdout-csv",
+        holdout_path.to_str().expect("UTF-8 path"),
+        "--label",
+        "won",
+        "--id",
+        "id",
+        "--exclude",
+        "close_date",
+        "--json",
+    ]);
+    let result = stdout_json(&evaluate, "leadscore evaluate");
+    let auc = result["auc"].as_f64().expect("auc is a number");
+    assert!(
+        (0.5..=1.0).contains(&auc),
+        "holdout AUC {auc} is out of range"
+    );
+    assert_eq!(result["rows_holdout"].as_u64(), Some(holdout as u64));
+}
