@@ -1,8 +1,8 @@
 //! Training on closed deals: one example per deal with the account's features as of the deal's
 //! creation, checks for sufficiency, leakage and unusable columns, then a time-ordered split
 //! into train, validation and holdout. The trees, a logistic regression and their blend compete
-//! on validation. The winner is calibrated there, judged on the holdout, refitted on train plus
-//! validation and handed to the registry.
+//! on validation. The winner is calibrated there, judged on the holdout, and handed to the
+//! registry as it was judged, so the stored metrics describe the model that goes live.
 
 use std::collections::HashSet;
 
@@ -17,8 +17,8 @@ use crate::model::checks::{
 };
 use crate::model::metrics::{self, CalibrationBin, LiftRow};
 use crate::model::{
-    blend, Contributions, Dataset, GradientBoostedModel, LogisticModel, Model, ModelKind,
-    TrainParams, TrainedModel,
+    blend, Contributions, Dataset, GradientBoostedModel, LogisticModel, ModelKind, TrainParams,
+    TrainedModel,
 };
 use crate::pipeline::PipelineError;
 use crate::registry::{self, Candidate, PublishOutcome};
@@ -46,9 +46,9 @@ pub struct Evaluation {
     pub report: ModelReport,
     pub holdout_ids: Vec<String>,
     pub holdout_labels: Vec<f64>,
-    /// Calibrated probabilities of the chosen model, fitted on the train slice only.
+    /// Calibrated probabilities of the chosen model on the holdout rows.
     pub holdout_predictions: Vec<f64>,
-    /// The chosen model refitted on train plus validation, with the validation calibrator.
+    /// The chosen model, fitted on the train slice and calibrated on the validation slice.
     pub model: TrainedModel,
 }
 
@@ -155,8 +155,7 @@ pub struct ModelReport {
     pub tiers: Vec<TierRow>,
     pub top_features: Vec<FeatureImportance>,
     /// Trees the gradient-boosted candidate kept after early stopping on the validation
-    /// slice, and the tree count of the refit on train plus validation. `None` in reports
-    /// written before early stopping existed.
+    /// slice. `None` in reports written before early stopping existed.
     #[serde(default)]
     pub trees_used: Option<usize>,
     pub live_comparison: Option<LiveComparison>,
@@ -342,29 +341,6 @@ fn default_tiers() -> TierConfig {
     }
 }
 
-/// Fits the models `kind` needs on `data`, the trees with exactly `trees` trees, and returns
-/// them uncalibrated.
-fn fit_kind(
-    kind: ModelKind,
-    data: &Dataset,
-    settings: &ModelConfig,
-    trees: usize,
-) -> Result<(Option<GradientBoostedModel>, Option<LogisticModel>), PipelineError> {
-    let gbm_params = TrainParams {
-        trees,
-        ..params(settings)
-    };
-    let gbm = match kind {
-        ModelKind::Logistic => None,
-        _ => Some(GradientBoostedModel::fit(data, &gbm_params).map_err(model_error)?),
-    };
-    let logistic = match kind {
-        ModelKind::Gbm => None,
-        _ => Some(LogisticModel::fit(data, LOGISTIC_L2).map_err(model_error)?),
-    };
-    Ok((gbm, logistic))
-}
-
 /// Runs the checks, fits and compares the models, calibrates the chosen one and measures it
 /// on the holdout: the latest `holdout_fraction` of `examples` by time order, or `holdout`
 /// when given (it must have the same feature names). Fails when the sufficiency floors are
@@ -472,6 +448,19 @@ pub fn evaluate_grouped(
             "a feature group names a column beyond the {width} columns of the example set; build the groups from the same feature names"
         )));
     }
+    // A misspelt keep_features entry would silently leave the feature it meant excluded.
+    for kept_name in &settings.keep_features {
+        let known = groups.iter().any(|g| &g.feature == kept_name)
+            || examples.dataset.feature_names.contains(kept_name);
+        if !known {
+            let mut names: Vec<&str> = groups.iter().map(|g| g.feature.as_str()).collect();
+            names.dedup();
+            return Err(PipelineError::Model(format!(
+                "[model] keep_features names {kept_name:?}, which is no feature of this model; features are: {}",
+                names.join(", ")
+            )));
+        }
+    }
     let mut leakage = checks::leakage(
         &train_all,
         &holdout_all,
@@ -482,7 +471,7 @@ pub fn evaluate_grouped(
     for flag in &leakage {
         tracing::warn!(feature = %flag.feature, auc = flag.auc, excluded = flag.excluded, "feature predicts the holdout alone; possible leakage");
     }
-    let notes = post_outcome_check(
+    let mut notes = post_outcome_check(
         &mut leakage,
         &fit_all,
         scoring_rows,
@@ -490,6 +479,13 @@ pub fn evaluate_grouped(
         &holdout_all,
         settings,
     )?;
+    let holdout_won = holdout_all.labels.iter().filter(|y| **y >= 0.5).count();
+    if holdout_won == 0 || holdout_won == holdout_all.labels.len() {
+        let class = if holdout_won == 0 { "lost" } else { "won" };
+        notes.push(format!(
+            "every holdout example is {class}, so ROC AUC and PR AUC are not defined; use a longer holdout or more data"
+        ));
+    }
     let removed: HashSet<&str> = dropped
         .iter()
         .map(|d| d.feature.as_str())
@@ -569,8 +565,8 @@ pub fn evaluate_grouped(
     let calibrator = calibration::fit_best(validation_predictions, &validation.labels);
 
     // Holdout metrics of the calibrated chosen model, fitted on the train slice only.
-    let evaluated = TrainedModel::new(kind, Some(gbm), Some(logistic), calibrator.clone())
-        .map_err(model_error)?;
+    let evaluated =
+        TrainedModel::new(kind, Some(gbm), Some(logistic), calibrator).map_err(model_error)?;
     let holdout_predictions = evaluated.predict(&test.rows).map_err(model_error)?;
     let baseline_model = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
     let baseline_predictions = baseline_model.predict(&test.rows).map_err(model_error)?;
@@ -578,12 +574,12 @@ pub fn evaluate_grouped(
     let kept_features: Vec<String> = kept.iter().map(|&c| feature_of_column[c].clone()).collect();
     let top_features = importance(&evaluated, &test, &kept_features)?;
 
-    // Refit on train plus validation, keeping the calibrator fitted on validation.
-    let refit_data = subset(&examples.dataset, &fit_rows, &kept);
-    let (gbm, logistic) = fit_kind(kind, &refit_data, settings, trees_used)?;
-    let model = TrainedModel::new(kind, gbm, logistic, calibrator).map_err(model_error)?;
+    // The model that goes live is the one measured above: fitted on the train slice and
+    // calibrated on the validation slice. A refit on more rows would leave the holdout metrics,
+    // the registry's comparison and the calibrator all describing a different model.
+    let model = evaluated;
     let bytes = model.to_bytes().map_err(model_error)?;
-    let version = content_version(kind, &bytes, refit_data.feature_names.join("\n").as_bytes());
+    let version = content_version(kind, &bytes, train.feature_names.join("\n").as_bytes());
 
     let won = examples
         .dataset

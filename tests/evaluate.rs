@@ -378,3 +378,61 @@ fn holdout_value_of_wrong_type() {
     assert!(message.contains("\"Emailed\""), "{message}");
     assert!(message.contains("\"perhaps\""), "{message}");
 }
+
+#[test]
+fn column_roles_must_differ() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = write_csv(dir.path(), "leads.csv", HEADER, &lead_rows(60, 1, 9));
+    let output = leadscore(&[
+        "--csv",
+        csv.to_str().expect("utf-8 path"),
+        "--label",
+        "Converted",
+        "--id",
+        "Converted",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("name the same column"), "{message}");
+}
+
+#[test]
+fn semicolon_file_named_as_such() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rows: Vec<String> = lead_rows(30, 1, 3)
+        .iter()
+        .map(|row| row.replace(',', ";"))
+        .collect();
+    let csv = write_csv(dir.path(), "semi.csv", &HEADER.replace(',', ";"), &rows);
+    let output = leadscore(&[
+        "--csv",
+        csv.to_str().expect("utf-8 path"),
+        "--label",
+        "Converted",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("separated by semicolons"), "{message}");
+}
+
+#[test]
+fn bad_time_cell_reported_at_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rows = lead_rows(60, 1, 4);
+    // Data row 9 (file line 10) gets a day-first date the parser does not read.
+    let date = rows[8].split(',').nth(1).expect("created").to_string();
+    rows[8] = rows[8].replacen(&date, "31/12/2024", 1);
+    let csv = write_csv(dir.path(), "dates.csv", HEADER, &rows);
+    let output = leadscore(&[
+        "--csv",
+        csv.to_str().expect("utf-8 path"),
+        "--label",
+        "Converted",
+        "--time",
+        "Created",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("line 10"), "{message}");
+    assert!(message.contains("31/12/2024"), "{message}");
+}

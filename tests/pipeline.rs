@@ -695,6 +695,22 @@ fn kept_category_stays_in_model() {
     assert_eq!(tag_columns, 20, "{kept:?}");
 }
 
+#[test]
+fn misspelt_keep_feature_rejected() {
+    let examples = planted_examples(1500);
+    let settings = leadscore::config::ModelConfig {
+        trees: 10,
+        keep_features: vec!["tgas".to_string()],
+        ..Default::default()
+    };
+    let err = training::evaluate_examples(&examples, &settings, None)
+        .err()
+        .expect("an unknown keep_features name is rejected");
+    let message = err.to_string();
+    assert!(message.contains("\"tgas\""), "{message}");
+    assert!(message.contains("features are:"), "{message}");
+}
+
 /// Counts closed deals with a close date per `Hospital_Type__c` of their account, the way
 /// training labels them, straight from the pulled records.
 fn closed_deals_by_hospital_type(

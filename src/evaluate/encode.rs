@@ -291,6 +291,21 @@ pub fn time_keys(
     column_type: ColumnType,
 ) -> Result<Vec<i64>, EvaluateError> {
     let header = &table.headers[column];
+    // A column inferred as a category holds at least one value that is neither a date nor a
+    // number; report that cell rather than the first row.
+    if matches!(column_type, ColumnType::Category | ColumnType::Empty) {
+        let bad = table.cells(column).enumerate().find(|(_, cell)| {
+            !is_missing(cell) && parse_date(cell).is_none() && parse_number(cell).is_none()
+        });
+        if let Some((row, cell)) = bad {
+            let line = table.lines[row];
+            return Err(EvaluateError::Input(format!(
+                "{}, line {line}: time column {header:?} has {cell:?}, which is neither a date \
+                 (YYYY-MM-DD, MM/DD/YYYY) nor a number; fix the value or drop the row",
+                table.path
+            )));
+        }
+    }
     let mut keys = Vec::with_capacity(table.rows.len());
     for (row, cell) in table.cells(column).enumerate() {
         let line = table.lines[row];

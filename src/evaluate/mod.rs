@@ -140,12 +140,30 @@ impl ColumnRoles {
         for name in &args.exclude {
             excluded.push(table.column(name, "--exclude")?);
         }
-        Ok(ColumnRoles {
+        let roles = ColumnRoles {
             label: table.column(&args.label, "--label")?,
             time: optional(&args.time, "--time")?,
             id: optional(&args.id, "--id")?,
             excluded,
-        })
+        };
+        // One column cannot play two parts: an id equal to the label would turn the real id
+        // column into a feature and write labels as ids.
+        let named = [
+            ("--label", Some(roles.label)),
+            ("--time", roles.time),
+            ("--id", roles.id),
+        ];
+        for (index, (option, column)) in named.iter().enumerate() {
+            for (other, other_column) in &named[..index] {
+                if column.is_some() && column == other_column {
+                    return Err(EvaluateError::Input(format!(
+                        "{option} and {other} name the same column {:?}; give each its own column",
+                        table.headers[column.unwrap_or_default()]
+                    )));
+                }
+            }
+        }
+        Ok(roles)
     }
 
     /// Returns `feature`, `label`, `time`, `id` or `excluded`.
@@ -489,6 +507,13 @@ fn render_checks(checks: &serde_json::Value) -> String {
         .collect();
     if !dropped.is_empty() {
         text.push_str(&format!("Dropped features: {}.\n", dropped.join(", ")));
+    }
+    let notes = checks["notes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for note in notes.iter().filter_map(|n| n.as_str()) {
+        text.push_str(&format!("Note: {note}.\n"));
     }
     text
 }

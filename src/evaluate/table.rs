@@ -132,6 +132,7 @@ impl Table {
             .map_err(|err| csv_error(&display_path, &err))?
             .clone();
         let headers = check_headers(&display_path, &headers)?;
+        reject_other_delimiters(&display_path, &headers)?;
 
         let mut rows = Vec::new();
         let mut lines = Vec::new();
@@ -253,6 +254,23 @@ fn csv_error(path: &str, err: &csv::Error) -> EvaluateError {
         _ => "; check the file is comma-separated text with a header row",
     };
     EvaluateError::Input(format!("cannot read {path}{line}: {err}{hint}"))
+}
+
+/// Rejects a file whose single header field is evidently split by another delimiter, since only
+/// commas separate fields here.
+fn reject_other_delimiters(path: &str, headers: &[String]) -> Result<(), EvaluateError> {
+    if headers.len() != 1 {
+        return Ok(());
+    }
+    for (delimiter, name) in [(';', "semicolons"), ('\t', "tabs"), ('|', "vertical bars")] {
+        if headers[0].contains(delimiter) {
+            return Err(EvaluateError::Input(format!(
+                "{path}: the header looks separated by {name}, but only commas separate fields; \
+                 export the file as comma-separated CSV"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
