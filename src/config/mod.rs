@@ -670,7 +670,7 @@ fn read_model(
         .string_array(issues, "keep_features", r#"keep_features = ["bed_count"]"#)
         .map(|values| values.into_iter().map(|v| v.into_inner()).collect())
         .unwrap_or_default();
-    Some(ModelConfig {
+    let config = ModelConfig {
         trees: s
             .integer(issues, "trees", 1..5001, "trees = 100")
             .map_or(defaults.trees, |n| n as usize),
@@ -741,7 +741,21 @@ fn read_model(
             .unwrap_or(defaults.promotion_margin),
         // Last, so that an invalid label rule does not stop the other keys being read.
         label: label?,
-    })
+    };
+    // Training must keep most of the deals: with the holdout and validation slices taking more
+    // than half, the fitted slice gets too small to learn from.
+    let held_back = config.holdout_fraction + config.validation_fraction;
+    if held_back > 0.5 + 1e-9 {
+        issues.push(
+            s.span(),
+            &s.key_path("validation_fraction"),
+            format!(
+                "holdout_fraction + validation_fraction is {held_back}, which leaves less than half of the closed deals for training; keep the sum at 0.5 or below"
+            ),
+            Some("holdout_fraction = 0.2, validation_fraction = 0.15"),
+        );
+    }
+    Some(config)
 }
 
 /// Reads the two shares of the post-outcome (train/serve skew) rule. The scoring share must

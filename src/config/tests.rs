@@ -450,3 +450,13 @@ fn post_outcome_shares_read_and_checked() {
         assert!(issue.message.contains(message), "{err}");
     }
 }
+
+#[test]
+fn held_back_share_capped() {
+    let text = EXAMPLE
+        .replace("holdout_fraction = 0.2", "holdout_fraction = 0.5")
+        .replace("validation_fraction = 0.15", "validation_fraction = 0.4");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert!(err.to_string().contains("less than half"), "{err}");
+}
