@@ -12,7 +12,7 @@ use leadscore_sandbox::{Sandbox, SandboxOptions};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::config::{Config, LabelRule, Secrets};
+use crate::config::{Config, Secrets};
 use crate::features::{Deal, FeatureSpace, History};
 use crate::model::metrics;
 use crate::run::{connect, run_once};
@@ -54,7 +54,7 @@ pub struct TopAccount {
     pub reasons: Vec<String>,
 }
 
-/// What the demo prints.
+/// Summary the demo prints.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
     pub hospitals: usize,
@@ -197,28 +197,6 @@ pub async fn run_demo(
     })
 }
 
-/// Returns the label of a deal under `rule`, or `None` when the deal is no training example.
-/// It applies the same rule as training: a close date is required, and under `Stages` a deal
-/// in neither list is skipped.
-// NOTE: a copy of the private rule in `training`, because that module exports no way to list
-// the labelled deals. `export_examples` compares holdout ids, so a divergence fails loudly.
-fn label_of(deal: &Deal, rule: &LabelRule) -> Option<f64> {
-    deal.close_date?;
-    match rule {
-        LabelRule::IsWon => deal.closed.then_some(if deal.won { 1.0 } else { 0.0 }),
-        LabelRule::Stages { won, lost } => {
-            let stage = deal.stage.as_ref()?;
-            if won.contains(stage) {
-                Some(1.0)
-            } else if lost.contains(stage) {
-                Some(0.0)
-            } else {
-                None
-            }
-        }
-    }
-}
-
 /// Writes `dir/train.csv` and `dir/holdout.csv` with one row per closed deal in the store.
 /// The columns are `id`, `close_date`, `won` (1/0) and every feature column the trainer fits.
 /// The split is the training split: the latest `holdout_fraction` by close date, ties broken
@@ -234,7 +212,7 @@ pub fn export_examples(
     let mut deals: Vec<(&Deal, f64)> = history
         .deals
         .iter()
-        .filter_map(|d| label_of(d, &config.model.label).map(|label| (d, label)))
+        .filter_map(|d| crate::training::label_of(d, &config.model.label).map(|label| (d, label)))
         .collect();
     deals.sort_by(|a, b| {
         a.0.close_date

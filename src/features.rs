@@ -206,7 +206,7 @@ pub enum Aggregate {
     SystemSize,
 }
 
-/// Where one model input column comes from.
+/// Source of one model input column.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum Source {

@@ -26,6 +26,18 @@ pub struct ScoreReport {
     pub top: Vec<ScoreRow>,
 }
 
+/// Returns the accounts that get scored: those with contacts or deals, leaving out customers
+/// (accounts with a won deal) unless `skip_customers` is off.
+pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> {
+    history
+        .accounts
+        .keys()
+        .map(String::as_str)
+        .filter(|id| history.has_activity_data(id))
+        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+        .collect()
+}
+
 /// Turns a calibrated probability into the 0-100 score written to the CRM.
 pub fn score_of(probability: f64) -> f64 {
     (probability * 100.0).round().clamp(0.0, 100.0)
@@ -85,13 +97,7 @@ pub fn score_accounts(
         TrainedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
     let at = config.scoring.as_of.unwrap_or(now);
 
-    let accounts: Vec<&str> = history
-        .accounts
-        .keys()
-        .map(String::as_str)
-        .filter(|id| history.has_activity_data(id))
-        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
-        .collect();
+    let accounts = open_accounts(history, config);
     let rows: Vec<Vec<f64>> = accounts
         .iter()
         .map(|id| space.row(history, id, at))

@@ -29,7 +29,7 @@ pub enum StoreError {
     Open { path: PathBuf, source: sled::Error },
     #[error("the store at {path} has format {found:?}, this build reads {FORMAT:?}; point [store] path at a new directory")]
     Format { path: PathBuf, found: String },
-    #[error("the store at {path} holds data from {bound}, not {requested}; point [store] path at a new directory for this org")]
+    #[error("the store at {path} contains data from {bound}, not {requested}; point [store] path at a new directory for this org")]
     OtherSource {
         path: PathBuf,
         bound: String,
@@ -544,7 +544,7 @@ impl Store {
 
     /// Records writes the CRM confirmed: the values go to the write history, and the stored
     /// copy of each record takes the written fields, so that the next plan compares against
-    /// what the CRM now holds even before the next pull. Both land in one transaction.
+    /// what the CRM now contains even before the next pull. Both land in one transaction.
     pub fn record_writes(&self, object: &str, writes: &[ConfirmedWrite]) -> Result<(), StoreError> {
         let name = records_tree(object);
         let written = self.db.open_tree("written")?;

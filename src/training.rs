@@ -230,8 +230,9 @@ fn content_version(kind: ModelKind, model: &[u8], features: &[u8]) -> String {
     format!("{}-{hash:016x}", kind.name())
 }
 
-/// Returns the label of a deal under `rule`, or `None` when the deal is no example.
-fn label_of(deal: &Deal, rule: &LabelRule) -> Option<f64> {
+/// Returns the label of a deal under `rule` (1 won, 0 lost), or `None` when the deal is no
+/// training example: it has no close date, or under `Stages` its stage is in neither list.
+pub fn label_of(deal: &Deal, rule: &LabelRule) -> Option<f64> {
     deal.close_date?;
     match rule {
         LabelRule::IsWon => deal.closed.then_some(if deal.won { 1.0 } else { 0.0 }),
@@ -456,7 +457,7 @@ pub fn evaluate_grouped(
             let mut names: Vec<&str> = groups.iter().map(|g| g.feature.as_str()).collect();
             names.dedup();
             return Err(PipelineError::Model(format!(
-                "[model] keep_features names {kept_name:?}, which is no feature of this model; features are: {}",
+                "[model] keep_features names {kept_name:?}, which is not a feature of this model; fix the name or remove it. Features are: {}",
                 names.join(", ")
             )));
         }
@@ -891,9 +892,8 @@ pub fn train(
     Ok(summary)
 }
 
-/// Builds the rows of the accounts `scoring::score_accounts` would score, as of the same time,
-/// for the post-outcome check.
-// NOTE: this repeats the account selection of `scoring::score_accounts`; change both together.
+/// Builds the rows of the accounts scoring would score, as of the same time, for the
+/// post-outcome check.
 fn scoring_rows(
     history: &History,
     space: &FeatureSpace,
@@ -901,11 +901,8 @@ fn scoring_rows(
     now: DateTime<Utc>,
 ) -> Vec<Vec<f64>> {
     let at = config.scoring.as_of.unwrap_or(now);
-    history
-        .accounts
-        .keys()
-        .filter(|id| history.has_activity_data(id))
-        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+    crate::scoring::open_accounts(history, config)
+        .into_iter()
         .map(|id| space.row(history, id, at))
         .collect()
 }

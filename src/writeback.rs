@@ -45,9 +45,9 @@ fn desired_values(
     }
 }
 
-/// Returns true when the CRM's copy of a record, as last pulled or written, already holds
+/// Returns true when the CRM's copy of a record, as last pulled or written, already contains
 /// `values` in the write-back fields.
-fn crm_holds(record: &Record, fields: &WritebackConfig, values: &WrittenValues) -> bool {
+fn crm_contains(record: &Record, fields: &WritebackConfig, values: &WrittenValues) -> bool {
     record.get(&fields.score_field).as_f64() == Some(values.score)
         && record.get(&fields.tier_field).as_str() == Some(values.tier.as_str())
         && record.get(&fields.reasons_field).as_str() == Some(values.reasons.as_str())
@@ -55,7 +55,7 @@ fn crm_holds(record: &Record, fields: &WritebackConfig, values: &WrittenValues) 
 }
 
 /// Returns the writes needed to bring the CRM up to `scores`. A record is skipped when the
-/// stored copy of the CRM record already holds the score, tier, reasons and model version, so
+/// stored copy of the CRM record already contains the score, tier, reasons and model version, so
 /// a value cleared or changed in the CRM by someone else is written again.
 pub fn plan(
     scores: &[ScoreRow],
@@ -69,7 +69,7 @@ pub fn plan(
         let values = desired_values(row, reasons_max_len, now);
         let unchanged = crm_copies
             .get(&row.id)
-            .is_some_and(|record| crm_holds(record, fields, &values));
+            .is_some_and(|record| crm_contains(record, fields, &values));
         if unchanged {
             continue;
         }

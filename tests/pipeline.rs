@@ -257,7 +257,7 @@ async fn second_run_writes_nothing() {
         first.train
     );
 
-    // The CRM holds what was written: score, tier, reasons, version.
+    // The CRM contains what was written: score, tier, reasons, version.
     let scored = store.scores().expect("scores");
     let sample = &scored[0];
     let record = env.handle().record("Account", &sample.id).expect("account");
@@ -704,11 +704,10 @@ fn misspelt_keep_feature_rejected() {
         ..Default::default()
     };
     let err = training::evaluate_examples(&examples, &settings, None)
-        .err()
-        .expect("an unknown keep_features name is rejected");
+        .expect_err("an unknown keep_features name is rejected");
     let message = err.to_string();
     assert!(message.contains("\"tgas\""), "{message}");
-    assert!(message.contains("features are:"), "{message}");
+    assert!(message.contains("Features are:"), "{message}");
 }
 
 /// Counts closed deals with a close date per `Hospital_Type__c` of their account, the way

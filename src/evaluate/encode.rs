@@ -291,7 +291,7 @@ pub fn time_keys(
     column_type: ColumnType,
 ) -> Result<Vec<i64>, EvaluateError> {
     let header = &table.headers[column];
-    // A column inferred as a category holds at least one value that is neither a date nor a
+    // A column inferred as a category contains at least one value that is neither a date nor a
     // number; report that cell rather than the first row.
     if matches!(column_type, ColumnType::Category | ColumnType::Empty) {
         let bad = table.cells(column).enumerate().find(|(_, cell)| {

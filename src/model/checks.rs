@@ -48,7 +48,7 @@ pub struct LeakageFlag {
     /// The larger of the feature's holdout AUC and 1 - AUC, so either direction counts. For a
     /// feature flagged only by its presence shares this is 0.5 when the holdout lacks a class.
     pub auc: f64,
-    /// Why the feature was flagged, in words for the model card.
+    /// Reason the feature was flagged, in words for the model card.
     #[serde(default)]
     pub reason: String,
     /// Share of the closed deals used for training where the feature is present, when the

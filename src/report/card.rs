@@ -74,7 +74,7 @@ pub struct SegmentShortfall {
 pub struct LeakageFlag {
     pub feature: String,
     pub auc: Option<f64>,
-    /// Why the feature was flagged. Reports written before the post-outcome check lack it.
+    /// Reason the feature was flagged. Reports written before the post-outcome check lack it.
     pub reason: Option<String>,
     /// Shares of closed deals and of accounts being scored where the feature is present, when
     /// the post-outcome check flagged it.

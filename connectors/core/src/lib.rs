@@ -259,7 +259,7 @@ pub enum ConnectorError {
     Payload(String),
 }
 
-/// Implemented once per CRM. The pipeline is generic over it and never sees wire types.
+/// Implemented once per CRM. The pipeline is generic over it and never reads wire types.
 pub trait Connector {
     /// Short name of the CRM for logs, for example `salesforce`.
     fn name(&self) -> &'static str;

@@ -123,8 +123,8 @@ impl ApiError {
     }
 }
 
-/// Formats an error with its chain of causes, so "error sending request" also says
-/// "connection refused".
+/// Formats an error with its chain of causes, so "error sending request" is followed by the
+/// cause, such as "connection refused".
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -2,7 +2,7 @@
 //!
 //! A thread-local subscriber (`set_default`) misses events when another test thread registers
 //! the same callsite first, because tracing caches each callsite's interest globally. One
-//! global subscriber, installed on first use, sees every event of every test in the binary.
+//! global subscriber, installed on first use, receives every event of every test in the binary.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
