@@ -11,7 +11,7 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Level};
 use crate::demo::{self, SANDBOX_PORT};
 use crate::pipeline::{self, PipelineError};
 use crate::run::{connect, run_once};
@@ -43,6 +43,26 @@ pub struct ConfigArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Work on one scoring level (account, contact or lead) instead of every configured one;
+    /// `models` commands default to account.
+    #[arg(long, value_parser = parse_level)]
+    pub level: Option<Level>,
+}
+
+fn parse_level(text: &str) -> Result<Level, String> {
+    Level::parse(text)
+        .ok_or_else(|| format!("unknown level {text:?}; expected one of: {}", Level::NAMES))
+}
+
+/// The levels a step works on: the one named by `--level`, or every configured level.
+fn levels_for(args: &ConfigArgs, config: &Config) -> Result<Vec<Level>, Failure> {
+    match args.level {
+        None => Ok(config.scoring.levels.clone()),
+        Some(level) if config.scoring.levels.contains(&level) => Ok(vec![level]),
+        Some(level) => Err(config_failure(format!(
+            "--level {level}: the configuration does not score {level}s; add \"{level}\" to [scoring] levels"
+        ))),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +148,9 @@ pub struct ReportModelArgs {
     /// Model version to report (the live model by default).
     #[arg(long)]
     pub version: Option<String>,
+    /// Level whose live model is reported when no version is named.
+    #[arg(long, value_parser = parse_level, default_value = "account")]
+    pub level: Level,
     /// Directory to write the two files into, created if missing.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -425,15 +448,30 @@ async fn step_pull(args: &ConfigArgs) -> Result<u8, Failure> {
 
 fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
     let (config, store) = open(args)?;
-    let report = training::train(&store, &config, Utc::now())?;
+    let mut reports = Vec::new();
+    for level in levels_for(args, &config)? {
+        reports.push(training::train(
+            &store.at_level(level),
+            &config,
+            Utc::now(),
+        )?);
+    }
     if args.json {
-        print_json(&report)?;
-    } else {
+        print_json(&reports)?;
+        return Ok(0);
+    }
+    for report in &reports {
         let auc = report
             .holdout_auc
             .map_or("n/a".to_string(), |a| format!("{a:.3}"));
+        let examples = match report.level {
+            Level::Lead => "decided leads (converted or aged out)",
+            Level::Contact => "contact roles on closed deals",
+            Level::Account => "closed deals",
+        };
         println!(
-            "Trained model {} ({}, {} calibration) on {} closed deals ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training win rate), expected calibration error {:.3}.",
+            "Trained {} model {} ({}, {} calibration) on {} {examples} ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training rate), expected calibration error {:.3}.",
+            report.level,
             report.version,
             report.chosen,
             report.calibration_method,
@@ -451,10 +489,15 @@ fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
 
 fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
     let (config, store) = open(args)?;
-    let report = scoring::score(&store, &config, Utc::now())?;
+    let mut reports = Vec::new();
+    for level in levels_for(args, &config)? {
+        reports.push(scoring::score(&store.at_level(level), &config, Utc::now())?);
+    }
     if args.json {
-        print_json(&report)?;
-    } else {
+        print_json(&reports)?;
+        return Ok(0);
+    }
+    for report in &reports {
         // Tier order, not the alphabetical order of the labels.
         let tiers: Vec<String> = config
             .tiers
@@ -462,11 +505,17 @@ fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
             .iter()
             .map(|label| format!("{label} {}", report.tiers.get(label).unwrap_or(&0)))
             .collect();
+        let ready = report
+            .sales_ready
+            .map(|n| format!(", {n} sales-ready ({} new)", report.newly_sales_ready))
+            .unwrap_or_default();
         println!(
-            "Scored {} open accounts with model {}: {}.",
+            "Scored {} open {}s with model {}: {}; {} with a hint{ready}.",
             report.scored,
+            report.level,
             report.model_version,
-            tiers.join(", ")
+            tiers.join(", "),
+            report.hints
         );
     }
     Ok(0)
@@ -493,27 +542,38 @@ async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
     let connector = connector_for(&config)?;
     let check = pipeline::check(&connector, &config).await?;
     store.bind_source(&pipeline::source_name(&config))?;
-    let report = writeback::push(
-        &connector,
-        &store,
-        &config.writeback,
-        check.reasons_max_len,
-        Utc::now(),
-    )
-    .await?;
-    if args.json {
-        print_json(&report)?;
-    } else {
-        println!(
-            "Wrote {} of {} changed scores ({} unchanged, {} rejected).",
-            report.written,
-            report.planned,
-            report.unchanged,
-            report.failed.len()
-        );
+    let mut reports = Vec::new();
+    for level in levels_for(args, &config)? {
+        let report = writeback::push(
+            &connector,
+            &store.at_level(level),
+            &config,
+            &check.reasons_max_len,
+            Utc::now(),
+        )
+        .await?;
+        reports.push(report);
     }
-    print_failures(&report.failed);
-    Ok(if report.failed.is_empty() { 0 } else { 3 })
+    if args.json {
+        print_json(&reports)?;
+    } else {
+        for report in &reports {
+            println!(
+                "Wrote {} of {} changed {} scores ({} unchanged, {} rejected).",
+                report.written,
+                report.planned,
+                report.level,
+                report.unchanged,
+                report.failed.len()
+            );
+        }
+    }
+    let mut failed = false;
+    for report in &reports {
+        print_failures(&report.failed);
+        failed |= !report.failed.is_empty();
+    }
+    Ok(if failed { 3 } else { 0 })
 }
 
 fn step_evaluate(args: &crate::evaluate::EvaluateArgs) -> Result<u8, Failure> {
@@ -537,6 +597,7 @@ fn step_models(action: ModelsCommand) -> Result<u8, Failure> {
     match action {
         ModelsCommand::List(args) => {
             let (_, store) = open(&args)?;
+            let store = store.at_level(args.level.unwrap_or_default());
             let models = registry::list(&store)?;
             if args.json {
                 print_json(&models)?;
@@ -546,6 +607,7 @@ fn step_models(action: ModelsCommand) -> Result<u8, Failure> {
         }
         ModelsCommand::Show { version, args } => {
             let (_, store) = open(&args)?;
+            let store = store.at_level(args.level.unwrap_or_default());
             let details = registry::show(&store, &version)?;
             if args.json {
                 print_json(&details)?;
@@ -555,11 +617,13 @@ fn step_models(action: ModelsCommand) -> Result<u8, Failure> {
         }
         ModelsCommand::Promote { version, args } => {
             let (config, store) = open(&args)?;
+            let store = store.at_level(args.level.unwrap_or_default());
             let change = registry::promote(&store, &config, &version, Utc::now())?;
             print_change(&change, args.json)?;
         }
         ModelsCommand::Rollback { version, args } => {
             let (config, store) = open(&args)?;
+            let store = store.at_level(args.level.unwrap_or_default());
             let change = registry::rollback(&store, &config, version.as_deref(), Utc::now())?;
             print_change(&change, args.json)?;
         }
@@ -583,28 +647,35 @@ async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
     if args.json {
         print_json(&report)?;
     } else {
-        let auc = report
-            .train
-            .holdout_auc
-            .map_or("n/a".to_string(), |a| format!("{a:.3}"));
-        println!(
-            "Pulled {} records, trained {} (holdout AUC {auc}), scored {} accounts with live model {}, wrote {} ({} rejected).",
-            report.pull.pulled,
-            report.train.version,
-            report.score.scored,
-            report.score.model_version,
-            report.push.written,
-            report.push.failed.len()
-        );
-        print!("{}", crate::registry::render_publish(&report.train.publish));
+        println!("Pulled {} records.", report.pull.pulled);
+        for level in &report.levels {
+            let auc = level
+                .train
+                .holdout_auc
+                .map_or("n/a".to_string(), |a| format!("{a:.3}"));
+            println!(
+                "{}: trained {} (holdout AUC {auc}), scored {} with live model {}, wrote {} ({} rejected).",
+                level.level,
+                level.train.version,
+                level.score.scored,
+                level.score.model_version,
+                level.push.written,
+                level.push.failed.len()
+            );
+            print!("{}", crate::registry::render_publish(&level.train.publish));
+        }
     }
-    print_failures(&report.push.failed);
-    Ok(if report.push.failed.is_empty() { 0 } else { 3 })
+    let mut failed = false;
+    for level in &report.levels {
+        print_failures(&level.push.failed);
+        failed |= !level.push.failed.is_empty();
+    }
+    Ok(if failed { 3 } else { 0 })
 }
 
 fn step_report_model(args: &ReportModelArgs) -> Result<u8, Failure> {
     let config = Config::load(&args.config).map_err(|err| config_failure(err.to_string()))?;
-    let store = Store::open(&config.store_path)?;
+    let store = Store::open(&config.store_path)?.at_level(args.level);
     let model = crate::report::load_model(&store, args.version.as_deref())?;
     let paths = crate::report::write_model_card(&model, &args.out)?;
     println!("{}", paths.html.display());

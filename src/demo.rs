@@ -13,7 +13,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::config::{Config, Secrets};
-use crate::features::{Deal, FeatureSpace, History};
+use crate::features::{FeatureSpace, History};
+use crate::level::Level;
+use crate::levels;
 use crate::model::metrics;
 use crate::run::{connect, run_once};
 use crate::store::Store;
@@ -43,6 +45,10 @@ pub fn sandbox_config(url: &str, store_path: &str) -> String {
             &format!("path = {store_path:?}"),
         )
         .replace("# as_of = ", "as_of = ")
+        .replace(
+            "levels = [\"account\"]",
+            "levels = [\"account\", \"contact\", \"lead\"]",
+        )
 }
 
 /// An account in the summary's top list.
@@ -52,9 +58,29 @@ pub struct TopAccount {
     pub score: f64,
     pub tier: String,
     pub reasons: Vec<String>,
+    pub hint: Option<String>,
 }
 
-/// Summary the demo prints.
+/// One level's figures in the demo summary.
+#[derive(Debug, Serialize)]
+pub struct LevelSummary {
+    pub level: Level,
+    pub examples: usize,
+    pub holdout_rows: usize,
+    pub holdout_auc: Option<f64>,
+    /// AUC of the true probabilities on the same holdout rows: the best any model can do.
+    pub oracle_auc: Option<f64>,
+    pub model_version: String,
+    pub scored: usize,
+    /// Scored records with a hint.
+    pub hints: usize,
+    /// Leads flagged sales-ready (lead level only).
+    pub sales_ready: Option<usize>,
+    pub written: usize,
+    pub failed: usize,
+}
+
+/// Summary the demo prints. The top-level figures are the account level's; `levels` has all.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
     pub hospitals: usize,
@@ -69,6 +95,9 @@ pub struct DemoSummary {
     pub scored: usize,
     pub tiers: BTreeMap<String, usize>,
     pub top: Vec<TopAccount>,
+    pub levels: Vec<LevelSummary>,
+    /// Leads in the sandbox whose sales-ready checkbox is now set, read back from the sandbox.
+    pub crm_sales_ready_leads: usize,
     pub written: usize,
     pub failed: usize,
     /// Accounts in the sandbox that now hold a score, read back from the sandbox itself.
@@ -134,7 +163,7 @@ pub async fn run_demo(
         Some(dir) => Some(export_examples(
             &store,
             &config,
-            &first.train.holdout_ids,
+            &first.levels[0].train.holdout_ids,
             dir,
         )?),
         None => None,
@@ -151,32 +180,75 @@ pub async fn run_demo(
                 .is_some_and(|v| !v.is_null())
         })
         .count();
+    let crm_sales_ready_leads = sandbox
+        .handle()
+        .records("Lead")
+        .iter()
+        .filter(|r| {
+            r.get(&config.lead.sales_ready_field)
+                .and_then(|v| v.as_bool())
+                == Some(true)
+        })
+        .count();
     sandbox.shutdown().await;
 
-    let train = &first.train;
-    let oracle_scores: Vec<f64> = train
-        .holdout_ids
-        .iter()
-        .map(|id| org.win_probability.get(id).copied().unwrap_or(f64::NAN))
-        .collect();
-    let oracle_auc = if oracle_scores.iter().any(|p| p.is_nan()) {
-        None
-    } else {
-        metrics::roc_auc(&train.holdout_labels, &oracle_scores)
+    let oracle_of = |level: Level, id: &str| -> Option<f64> {
+        match level {
+            Level::Account => org.win_probability.get(id).copied(),
+            Level::Contact => id
+                .split(':')
+                .next()
+                .and_then(|deal| org.win_probability.get(deal).copied()),
+            Level::Lead => org.conversion_probability.get(id).copied(),
+        }
     };
+    let levels: Vec<LevelSummary> = first
+        .levels
+        .iter()
+        .map(|run| {
+            let train = &run.train;
+            let oracle: Option<Vec<f64>> = train
+                .holdout_ids
+                .iter()
+                .map(|id| oracle_of(run.level, id))
+                .collect();
+            LevelSummary {
+                level: run.level,
+                examples: train.examples,
+                holdout_rows: train.holdout_rows,
+                holdout_auc: train.holdout_auc,
+                oracle_auc: oracle.and_then(|p| metrics::roc_auc(&train.holdout_labels, &p)),
+                model_version: train.version.clone(),
+                scored: run.score.scored,
+                hints: run.score.hints,
+                sales_ready: run.score.sales_ready,
+                written: run.push.written,
+                failed: run.push.failed.len(),
+            }
+        })
+        .collect();
+    let account = first
+        .levels
+        .iter()
+        .find(|run| run.level == Level::Account)
+        .context("the demo configuration scores no accounts")?;
+    let train = &account.train;
     Ok(DemoSummary {
         hospitals: hospital_count,
         pulled: first.pull.pulled,
         examples: train.examples,
         holdout_rows: train.holdout_rows,
         holdout_auc: train.holdout_auc,
-        oracle_auc,
+        oracle_auc: levels
+            .iter()
+            .find(|l| l.level == Level::Account)
+            .and_then(|l| l.oracle_auc),
         holdout_log_loss: train.holdout_log_loss,
         baseline_log_loss: train.baseline_log_loss,
         model_version: train.version.clone(),
-        scored: first.score.scored,
-        tiers: first.score.tiers.clone(),
-        top: first
+        scored: account.score.scored,
+        tiers: account.score.tiers.clone(),
+        top: account
             .score
             .top
             .iter()
@@ -185,13 +257,16 @@ pub async fn run_demo(
                 score: row.score,
                 tier: row.tier.clone(),
                 reasons: row.reasons.clone(),
+                hint: row.hint.as_ref().map(|h| h.text.clone()),
             })
             .collect(),
-        written: first.push.written,
-        failed: first.push.failed.len(),
+        written: first.levels.iter().map(|l| l.push.written).sum(),
+        failed: first.levels.iter().map(|l| l.push.failed.len()).sum(),
+        levels,
+        crm_sales_ready_leads,
         crm_records_with_scores,
         rerun_pulled: second.pull.pulled,
-        rerun_written: second.push.written,
+        rerun_written: second.levels.iter().map(|l| l.push.written).sum(),
         seconds: started.elapsed().as_secs_f64(),
         exported,
     })
@@ -208,59 +283,47 @@ pub fn export_examples(
     expected_holdout_ids: &[String],
     dir: &Path,
 ) -> anyhow::Result<ExportedExamples> {
-    let history = training::load_history(store, config)?;
-    let mut deals: Vec<(&Deal, f64)> = history
-        .deals
-        .iter()
-        .filter_map(|d| crate::training::label_of(d, &config.model.label).map(|label| (d, label)))
-        .collect();
-    deals.sort_by(|a, b| {
-        a.0.close_date
-            .cmp(&b.0.close_date)
-            .then_with(|| a.0.id.cmp(&b.0.id))
-    });
+    let loaded = training::load(store, config)?;
+    let history = &loaded.history;
+    let examples = levels::examples(Level::Account, history, config, Utc::now());
     anyhow::ensure!(
-        !deals.is_empty(),
+        !examples.is_empty(),
         "the store has no closed deals to export; the demo's first run pulled none"
     );
-    let holdout_count = ((deals.len() as f64) * config.model.holdout_fraction)
+    let holdout_count = ((examples.len() as f64) * config.model.holdout_fraction)
         .round()
         .max(1.0) as usize;
-    let before_holdout = deals.len().saturating_sub(holdout_count);
-    let holdout_ids: Vec<&str> = deals[before_holdout..]
-        .iter()
-        .map(|(d, _)| d.id.as_str())
-        .collect();
+    let before_holdout = examples.len().saturating_sub(holdout_count);
     // The holdout rows come out in time order, as the training report lists them.
     anyhow::ensure!(
-        holdout_ids
+        examples[before_holdout..]
             .iter()
-            .copied()
+            .map(|e| e.id.as_str())
             .eq(expected_holdout_ids.iter().map(String::as_str)),
         "the exported holdout ({} deals) differs from the training run's holdout ({} deals): \
          the export no longer splits as training does; align export_examples in src/demo.rs \
          with training::train",
-        holdout_ids.len(),
+        examples.len() - before_holdout,
         expected_holdout_ids.len()
     );
 
-    let training_accounts: Vec<&str> = deals[..before_holdout]
+    let training_targets: Vec<_> = examples[..before_holdout]
         .iter()
-        .map(|(d, _)| d.account_id.as_str())
+        .map(levels::Example::target)
         .collect();
-    let space = FeatureSpace::fit(&config.features, &history, &training_accounts);
+    let space = FeatureSpace::fit(&loaded.features, Level::Account, history, &training_targets);
     check_against_live_model(store, &space)?;
 
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let train_path = dir.join("train.csv");
     let holdout_path = dir.join("holdout.csv");
-    write_examples(&train_path, &space, &history, &deals[..before_holdout])?;
-    write_examples(&holdout_path, &space, &history, &deals[before_holdout..])?;
+    write_examples(&train_path, &space, history, &examples[..before_holdout])?;
+    write_examples(&holdout_path, &space, history, &examples[before_holdout..])?;
     Ok(ExportedExamples {
         train_path,
         train_rows: before_holdout,
         holdout_path,
-        holdout_rows: deals.len() - before_holdout,
+        holdout_rows: examples.len() - before_holdout,
         features: space.columns.len(),
     })
 }
@@ -290,7 +353,7 @@ fn write_examples(
     path: &Path,
     space: &FeatureSpace,
     history: &History,
-    deals: &[(&Deal, f64)],
+    examples: &[levels::Example],
 ) -> anyhow::Result<()> {
     let mut writer =
         csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
@@ -303,14 +366,13 @@ fn write_examples(
     writer
         .write_record(&header)
         .with_context(|| format!("writing {}", path.display()))?;
-    for (deal, label) in deals {
-        let close_date = deal
-            .close_date
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        let mut record = vec![deal.id.clone(), close_date, format!("{label}")];
+    for example in examples {
+        let close_date = example
+            .decided
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut record = vec![example.id.clone(), close_date, format!("{}", example.label)];
         // Rows are built at the deal's creation time, as training builds them.
-        for value in space.row(history, &deal.account_id, deal.created) {
+        for value in space.row(history, example.target(), example.at) {
             record.push(if value.is_nan() {
                 String::new()
             } else {
@@ -373,10 +435,31 @@ pub fn render(summary: &DemoSummary) -> String {
             account.tier,
             account.reasons.join("; ")
         ));
+        if let Some(hint) = &account.hint {
+            out.push_str(&format!("    next: {hint}\n"));
+        }
+    }
+    out.push_str("\nLevels (holdout AUC beside the oracle's, the best any model can reach):\n");
+    for level in &summary.levels {
+        let ready = level
+            .sales_ready
+            .map(|n| format!(", {n} sales-ready"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<8} {:>6} examples, AUC {} (oracle {}) on {}; scored {}, {} with a hint{ready}; wrote {}\n",
+            level.level.name(),
+            level.examples,
+            auc(level.holdout_auc),
+            auc(level.oracle_auc),
+            level.holdout_rows,
+            level.scored,
+            level.hints,
+            level.written
+        ));
     }
     out.push_str(&format!(
-        "\nWrote {} records ({} rejected); {} sandbox accounts now hold a score.\n",
-        summary.written, summary.failed, summary.crm_records_with_scores
+        "\nWrote {} records ({} rejected); {} sandbox accounts now hold a score and {} leads are flagged sales-ready.\n",
+        summary.written, summary.failed, summary.crm_records_with_scores, summary.crm_sales_ready_leads
     ));
     out.push_str(&format!(
         "Second run: pulled {} records (the accounts just written, read back), wrote {}. Finished in {:.1} s.\n",

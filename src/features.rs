@@ -8,7 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use leadscore_connector::{Record, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AttributeKind, FeatureConfig};
+use crate::config::{AttributeFeature, AttributeKind, FeatureConfig};
+use crate::level::Level;
 
 /// Salesforce object and field names the pipeline reads besides the configured features.
 pub mod fields {
@@ -16,6 +17,7 @@ pub mod fields {
     pub const CONTACT: &str = "Contact";
     pub const OPPORTUNITY: &str = "Opportunity";
     pub const CONTACT_ROLE: &str = "OpportunityContactRole";
+    pub const LEAD: &str = "Lead";
     pub const TASK: &str = "Task";
     pub const EVENT: &str = "Event";
     pub const USER: &str = "User";
@@ -27,10 +29,11 @@ const MAX_CATEGORIES: usize = 20;
 const MIN_CATEGORY_COUNT: usize = 10;
 
 #[derive(Clone, Debug)]
-struct Activity {
-    at: DateTime<Utc>,
-    contact: Option<String>,
-    meeting: bool,
+pub(crate) struct Activity {
+    pub(crate) at: DateTime<Utc>,
+    /// The contact or lead the activity was with (`WhoId`), when known.
+    pub(crate) who: Option<String>,
+    pub(crate) meeting: bool,
 }
 
 /// One closed or open deal.
@@ -46,15 +49,38 @@ pub struct Deal {
     pub stage: Option<String>,
 }
 
+/// The pulled records a [`History`] is built from.
+#[derive(Default)]
+pub struct Pulled {
+    pub accounts: Vec<Record>,
+    pub contacts: Vec<Record>,
+    pub leads: Vec<Record>,
+    pub opportunities: Vec<Record>,
+    pub contact_roles: Vec<Record>,
+    pub tasks: Vec<Record>,
+    pub events: Vec<Record>,
+}
+
 /// Everything pulled, indexed for feature computation.
 pub struct History {
     pub accounts: BTreeMap<String, Record>,
+    /// Contacts by id.
+    pub contacts: BTreeMap<String, Record>,
+    /// Leads by id.
+    pub leads: BTreeMap<String, Record>,
+    /// The account each lead belongs to, where one was found (lookup field or name match).
+    pub lead_account: HashMap<String, String>,
     contact_account: HashMap<String, String>,
     contact_role: HashMap<String, String>,
     contact_created: HashMap<String, DateTime<Utc>>,
-    contacts_by_account: HashMap<String, Vec<String>>,
+    pub(crate) contacts_by_account: HashMap<String, Vec<String>>,
+    /// Activities per account, sorted by time.
     activities: HashMap<String, Vec<Activity>>,
+    /// Activities per contact or lead (`WhoId`), sorted by time.
+    person_activities: HashMap<String, Vec<Activity>>,
     pub deals: Vec<Deal>,
+    /// Contacts with a role on each deal, by deal id, without repeats.
+    pub deal_contacts: HashMap<String, Vec<String>>,
     system_size: HashMap<String, usize>,
 }
 
@@ -66,15 +92,22 @@ fn text(record: &Record, field: &str) -> Option<String> {
 }
 
 impl History {
-    /// Indexes pulled records. `role_field` names the contact's buying-role field.
+    /// Indexes pulled records. `role_field` names the contact's buying-role field;
+    /// `lead_account` maps leads to their accounts (see [`crate::leads::match_accounts`]).
     pub fn build(
-        accounts: Vec<Record>,
-        contacts: Vec<Record>,
-        opportunities: Vec<Record>,
-        tasks: Vec<Record>,
-        events: Vec<Record>,
+        pulled: Pulled,
         role_field: &str,
+        lead_account: HashMap<String, String>,
     ) -> History {
+        let Pulled {
+            accounts,
+            contacts,
+            leads,
+            opportunities,
+            contact_roles,
+            tasks,
+            events,
+        } = pulled;
         let accounts: BTreeMap<String, Record> =
             accounts.into_iter().map(|r| (r.id.clone(), r)).collect();
         let mut system_size: HashMap<String, usize> = HashMap::new();
@@ -86,12 +119,17 @@ impl History {
 
         let mut history = History {
             accounts,
+            contacts: BTreeMap::new(),
+            leads: leads.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            lead_account,
             contact_account: HashMap::new(),
             contact_role: HashMap::new(),
             contact_created: HashMap::new(),
             contacts_by_account: HashMap::new(),
             activities: HashMap::new(),
+            person_activities: HashMap::new(),
             deals: Vec::new(),
+            deal_contacts: HashMap::new(),
             system_size,
         };
         for contact in contacts {
@@ -109,6 +147,7 @@ impl History {
             if let Some(created) = contact.get("CreatedDate").as_datetime() {
                 history.contact_created.insert(contact.id.clone(), created);
             }
+            history.contacts.insert(contact.id.clone(), contact);
         }
         let mut deal_account = HashMap::new();
         for opportunity in opportunities {
@@ -129,6 +168,17 @@ impl History {
                 stage: text(&opportunity, "StageName"),
             });
         }
+        for role in contact_roles {
+            let (Some(deal), Some(contact)) =
+                (text(&role, "OpportunityId"), text(&role, "ContactId"))
+            else {
+                continue;
+            };
+            let list = history.deal_contacts.entry(deal).or_default();
+            if !list.contains(&contact) {
+                list.push(contact);
+            }
+        }
         let activities = tasks
             .iter()
             .map(|t| (t, "ActivityDate", false))
@@ -139,8 +189,22 @@ impl History {
                 .as_datetime()
                 .or_else(|| record.get("CreatedDate").as_datetime());
             let Some(at) = at else { continue };
-            let contact =
-                text(record, "WhoId").filter(|id| history.contact_account.contains_key(id));
+            let who = text(record, "WhoId");
+            let activity = Activity {
+                at,
+                who: who.clone(),
+                meeting,
+            };
+            if let Some(who) = &who {
+                if history.contact_account.contains_key(who) || history.leads.contains_key(who) {
+                    history
+                        .person_activities
+                        .entry(who.clone())
+                        .or_default()
+                        .push(activity.clone());
+                }
+            }
+            let contact = who.filter(|id| history.contact_account.contains_key(id));
             let account = text(record, "WhatId")
                 .and_then(|what| {
                     if history.accounts.contains_key(&what) {
@@ -161,11 +225,15 @@ impl History {
                 .or_default()
                 .push(Activity {
                     at,
-                    contact,
+                    who: contact,
                     meeting,
                 });
         }
-        for list in history.activities.values_mut() {
+        for list in history
+            .activities
+            .values_mut()
+            .chain(history.person_activities.values_mut())
+        {
             list.sort_by_key(|a| a.at);
         }
         history
@@ -173,11 +241,27 @@ impl History {
 
     /// Activities of an account strictly before `at`.
     fn activities_before(&self, account: &str, at: DateTime<Utc>) -> &[Activity] {
-        let Some(list) = self.activities.get(account) else {
-            return &[];
-        };
-        let end = list.partition_point(|a| a.at < at);
-        &list[..end]
+        before(self.activities.get(account), at)
+    }
+
+    /// Activities with one contact or lead strictly before `at`. A converted lead's activities
+    /// may have moved to the contact it became (Salesforce moves them on conversion), so a
+    /// converted lead also counts that contact's activities dated before the conversion.
+    fn person_activities_before(&self, person: &str, at: DateTime<Utc>) -> Vec<Activity> {
+        let mut list = before(self.person_activities.get(person), at).to_vec();
+        if let Some(lead) = self.leads.get(person) {
+            if let Some(contact) = text(lead, "ConvertedContactId") {
+                let converted = lead.get("ConvertedDate").as_datetime().unwrap_or(at);
+                let until = converted.min(at);
+                list.extend(
+                    before(self.person_activities.get(&contact), until)
+                        .iter()
+                        .cloned(),
+                );
+                list.sort_by_key(|a| a.at);
+            }
+        }
+        list
     }
 
     /// Returns true when the account has a won deal.
@@ -190,6 +274,89 @@ impl History {
         self.contacts_by_account.contains_key(account)
             || self.deals.iter().any(|d| d.account_id == account)
     }
+
+    /// The account of a contact.
+    pub fn contact_account(&self, contact: &str) -> Option<&str> {
+        self.contact_account.get(contact).map(String::as_str)
+    }
+
+    /// The buying role of a contact.
+    pub fn contact_role(&self, contact: &str) -> Option<&str> {
+        self.contact_role.get(contact).map(String::as_str)
+    }
+
+    /// The record of a contact or lead.
+    pub fn person(&self, id: &str) -> Option<&Record> {
+        self.contacts.get(id).or_else(|| self.leads.get(id))
+    }
+
+    /// The contacts of an account with an activity in `[since, at)`.
+    pub fn engaged_contacts(
+        &self,
+        account: &str,
+        since: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> BTreeSet<String> {
+        self.activities_before(account, at)
+            .iter()
+            .filter(|a| a.at >= since)
+            .filter_map(|a| a.who.clone())
+            .collect()
+    }
+
+    /// The contacts of an account that existed before `at`.
+    pub fn contacts_at(&self, account: &str, at: DateTime<Utc>) -> Vec<&str> {
+        self.contacts_by_account
+            .get(account)
+            .map_or(Vec::new(), |ids| {
+                ids.iter()
+                    .filter(|id| self.contact_created.get(*id).is_none_or(|c| *c < at))
+                    .map(String::as_str)
+                    .collect()
+            })
+    }
+}
+
+fn before(list: Option<&Vec<Activity>>, at: DateTime<Utc>) -> &[Activity] {
+    let Some(list) = list else {
+        return &[];
+    };
+    let end = list.partition_point(|a| a.at < at);
+    &list[..end]
+}
+
+/// What a feature row is computed for: an account, a contact or lead, or both.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Target<'a> {
+    pub account: Option<&'a str>,
+    /// The contact or lead, for the contact and lead levels.
+    pub person: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    pub fn account(id: &'a str) -> Target<'a> {
+        Target {
+            account: Some(id),
+            person: None,
+        }
+    }
+}
+
+/// A hypothetical change to a target, for hints: an extra activity, or a field set.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// An activity with `who` (a contact of the account, or the lead) at `at`.
+    Activity {
+        who: Option<String>,
+        at: DateTime<Utc>,
+        meeting: bool,
+    },
+    /// A field of the account (`person` false) or of the contact or lead set to `value`.
+    Field {
+        person: bool,
+        field: String,
+        value: Value,
+    },
 }
 
 /// Aggregates computed from contacts, activities and the account hierarchy.
@@ -206,17 +373,61 @@ pub enum Aggregate {
     SystemSize,
 }
 
+/// Aggregates of one contact's or lead's own activities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PersonAggregate {
+    Activities { days: i64 },
+    Meetings,
+    DaysSinceLastTouch,
+    DaysSinceFirstTouch,
+}
+
 /// Source of one model input column.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum Source {
+    /// A field of the account.
     Attribute {
         field: String,
         kind: AttributeKind,
         /// For one-hot category columns: the category this column stands for.
         category: Option<String>,
     },
+    /// An aggregate over the account's contacts, activities and hierarchy.
     Aggregate(Aggregate),
+    /// A field of the contact or lead being scored.
+    PersonAttribute {
+        field: String,
+        kind: AttributeKind,
+        category: Option<String>,
+    },
+    /// An aggregate over the contact's or lead's own activities.
+    PersonAggregate(PersonAggregate),
+}
+
+impl Source {
+    /// Returns true for one-hot category columns.
+    pub fn is_one_hot(&self) -> bool {
+        matches!(
+            self,
+            Source::Attribute {
+                category: Some(_),
+                ..
+            } | Source::PersonAttribute {
+                category: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Returns the attribute kind of a field column.
+    pub fn attribute_kind(&self) -> Option<AttributeKind> {
+        match self {
+            Source::Attribute { kind, .. } | Source::PersonAttribute { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }
 
 /// One model input column.
@@ -234,40 +445,121 @@ pub struct Column {
 /// The mapping from history to model input, fixed when a model is trained and stored with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpace {
+    /// The level the rows describe; spaces stored before levels existed are account spaces.
+    #[serde(default)]
+    pub level: Level,
     pub columns: Vec<Column>,
     pub engagement_window_days: i64,
 }
 
-impl FeatureSpace {
-    /// Builds the columns from the configuration; category columns come from the values
-    /// frequent among `training_accounts`.
-    pub fn fit(config: &FeatureConfig, history: &History, training_accounts: &[&str]) -> Self {
-        let mut columns = Vec::new();
-        for attribute in &config.attributes {
-            let source = |category: Option<String>| Source::Attribute {
-                field: attribute.field.clone(),
-                kind: attribute.kind,
-                category,
-            };
-            if attribute.kind != AttributeKind::Category {
-                columns.push(Column {
-                    name: attribute.name.clone(),
-                    feature: attribute.name.clone(),
-                    label: attribute.label.clone(),
-                    source: source(None),
-                });
-                continue;
+fn attribute_columns(
+    attributes: &[AttributeFeature],
+    person: bool,
+    categories: impl Fn(&str) -> Vec<String>,
+) -> Vec<Column> {
+    let mut columns = Vec::new();
+    for attribute in attributes {
+        let source = |category: Option<String>| {
+            let (field, kind) = (attribute.field.clone(), attribute.kind);
+            if person {
+                Source::PersonAttribute {
+                    field,
+                    kind,
+                    category,
+                }
+            } else {
+                Source::Attribute {
+                    field,
+                    kind,
+                    category,
+                }
             }
-            for category in frequent_values(history, training_accounts, &attribute.field) {
+        };
+        if attribute.kind != AttributeKind::Category {
+            columns.push(Column {
+                name: attribute.name.clone(),
+                feature: attribute.name.clone(),
+                label: attribute.label.clone(),
+                source: source(None),
+            });
+            continue;
+        }
+        for category in categories(&attribute.field) {
+            columns.push(Column {
+                name: format!("{}={category}", attribute.name),
+                feature: attribute.name.clone(),
+                label: attribute.label.clone(),
+                source: source(Some(category)),
+            });
+        }
+    }
+    columns
+}
+
+impl FeatureSpace {
+    /// Builds the columns of `level` from the configuration; category columns come from the
+    /// values frequent among the `training` targets. Contact and lead rows hold the person's
+    /// own fields and activities, then everything an account row holds for their account.
+    pub fn fit(
+        config: &FeatureConfig,
+        level: Level,
+        history: &History,
+        training: &[Target<'_>],
+    ) -> Self {
+        let mut columns = Vec::new();
+        if level != Level::Account {
+            let people: Vec<&Record> = training
+                .iter()
+                .filter_map(|t| t.person.and_then(|p| history.person(p)))
+                .collect();
+            let attributes = match level {
+                Level::Lead => &config.lead_attributes,
+                _ => &config.contact_attributes,
+            };
+            columns.extend(attribute_columns(attributes, true, |field| {
+                frequent_values(people.iter().copied(), field)
+            }));
+            let prefix = level.name();
+            let mut aggregates = vec![
+                (
+                    format!("{prefix}_meetings"),
+                    format!("meetings with this {prefix}"),
+                    PersonAggregate::Meetings,
+                ),
+                (
+                    format!("{prefix}_days_since_last_touch"),
+                    format!("last touch with this {prefix}"),
+                    PersonAggregate::DaysSinceLastTouch,
+                ),
+                (
+                    format!("{prefix}_days_since_first_touch"),
+                    format!("first touch with this {prefix}"),
+                    PersonAggregate::DaysSinceFirstTouch,
+                ),
+            ];
+            for days in config.activity_windows_days.iter().collect::<BTreeSet<_>>() {
+                aggregates.push((
+                    format!("{prefix}_activities_{days}d"),
+                    format!("activities with this {prefix}"),
+                    PersonAggregate::Activities { days: *days },
+                ));
+            }
+            for (name, label, aggregate) in aggregates {
                 columns.push(Column {
-                    name: format!("{}={category}", attribute.name),
-                    feature: attribute.name.clone(),
-                    label: attribute.label.clone(),
-                    source: source(Some(category)),
+                    feature: name.clone(),
+                    name,
+                    label,
+                    source: Source::PersonAggregate(aggregate),
                 });
             }
         }
-        let window = config.engagement_window_days;
+        let accounts: Vec<&Record> = training
+            .iter()
+            .filter_map(|t| t.account.and_then(|a| history.accounts.get(a)))
+            .collect();
+        columns.extend(attribute_columns(&config.attributes, false, |field| {
+            frequent_values(accounts.iter().copied(), field)
+        }));
         let mut aggregates = vec![
             (
                 "roles_engaged",
@@ -318,8 +610,9 @@ impl FeatureSpace {
             });
         }
         FeatureSpace {
+            level,
             columns,
-            engagement_window_days: window,
+            engagement_window_days: config.engagement_window_days,
         }
     }
 
@@ -327,12 +620,82 @@ impl FeatureSpace {
         self.columns.iter().map(|c| c.name.clone()).collect()
     }
 
-    /// Computes the model input of one account as of `at`; missing values are NaN.
-    pub fn row(&self, history: &History, account_id: &str, at: DateTime<Utc>) -> Vec<f64> {
-        let account = history.accounts.get(account_id);
-        let before = history.activities_before(account_id, at);
+    /// Computes the model input of `target` as of `at`; missing values are NaN.
+    pub fn row(&self, history: &History, target: Target<'_>, at: DateTime<Utc>) -> Vec<f64> {
+        self.row_with(history, target, at, None)
+    }
+
+    /// Computes the model input of `target` as of `at` as if `change` had happened.
+    pub fn row_with(
+        &self,
+        history: &History,
+        target: Target<'_>,
+        at: DateTime<Utc>,
+        change: Option<&Change>,
+    ) -> Vec<f64> {
+        let account = target.account.and_then(|a| history.accounts.get(a));
+        let person = target.person.and_then(|p| history.person(p));
+        let mut account_activities: std::borrow::Cow<'_, [Activity]> = target
+            .account
+            .map_or(std::borrow::Cow::Borrowed(&[][..]), |a| {
+                std::borrow::Cow::Borrowed(history.activities_before(a, at))
+            });
+        let needs_person = self
+            .columns
+            .iter()
+            .any(|c| matches!(c.source, Source::PersonAggregate(_)));
+        let mut person_activities = match (needs_person, target.person) {
+            (true, Some(p)) => history.person_activities_before(p, at),
+            _ => Vec::new(),
+        };
+        if let Some(Change::Activity {
+            who,
+            at: when,
+            meeting,
+        }) = change
+        {
+            if *when < at {
+                let activity = Activity {
+                    at: *when,
+                    who: who.clone(),
+                    meeting: *meeting,
+                };
+                let on_account = match who {
+                    None => true,
+                    Some(who) => {
+                        target.account.is_some() && history.contact_account(who) == target.account
+                    }
+                };
+                if on_account && target.account.is_some() {
+                    let mut list = account_activities.into_owned();
+                    list.push(activity.clone());
+                    list.sort_by_key(|a| a.at);
+                    account_activities = std::borrow::Cow::Owned(list);
+                }
+                if who.is_some() && who.as_deref() == target.person {
+                    person_activities.push(activity);
+                    person_activities.sort_by_key(|a| a.at);
+                }
+            }
+        }
+        let field_value = |record: Option<&Record>, is_person: bool, field: &str| -> Value {
+            if let Some(Change::Field {
+                person: changed_person,
+                field: changed,
+                value,
+            }) = change
+            {
+                if *changed_person == is_person && changed == field {
+                    return value.clone();
+                }
+            }
+            record.map_or(Value::Null, |r| r.get(field).clone())
+        };
         let engaged_since = at - Duration::days(self.engagement_window_days);
-        let engaged: Vec<&Activity> = before.iter().filter(|a| a.at >= engaged_since).collect();
+        let engaged: Vec<&Activity> = account_activities
+            .iter()
+            .filter(|a| a.at >= engaged_since)
+            .collect();
         self.columns
             .iter()
             .map(|column| match &column.source {
@@ -341,13 +704,38 @@ impl FeatureSpace {
                     kind,
                     category,
                 } => match account {
-                    Some(account) => {
-                        attribute_value(account.get(field), *kind, category.as_deref())
-                    }
+                    Some(_) => attribute_value(
+                        &field_value(account, false, field),
+                        *kind,
+                        category.as_deref(),
+                    ),
                     None => f64::NAN,
                 },
-                Source::Aggregate(aggregate) => {
-                    aggregate_value(*aggregate, history, account_id, at, before, &engaged)
+                Source::PersonAttribute {
+                    field,
+                    kind,
+                    category,
+                } => match person {
+                    Some(_) => attribute_value(
+                        &field_value(person, true, field),
+                        *kind,
+                        category.as_deref(),
+                    ),
+                    None => f64::NAN,
+                },
+                Source::Aggregate(aggregate) => match target.account {
+                    Some(account_id) => aggregate_value(
+                        *aggregate,
+                        history,
+                        account_id,
+                        at,
+                        &account_activities,
+                        &engaged,
+                    ),
+                    None => f64::NAN,
+                },
+                Source::PersonAggregate(aggregate) => {
+                    person_aggregate_value(*aggregate, at, &person_activities, engaged_since)
                 }
             })
             .collect()
@@ -359,7 +747,7 @@ impl FeatureSpace {
     pub fn reasons(
         &self,
         history: &History,
-        account_id: &str,
+        target: Target<'_>,
         row: &[f64],
         contributions: &[f64],
         positive: usize,
@@ -378,14 +766,14 @@ impl FeatureSpace {
         raising
             .chain(lowering)
             .map(|&(feature, contribution)| {
-                let phrase = self.phrase(history, account_id, feature, row);
+                let phrase = self.phrase(history, target, feature, row);
                 let sign = if contribution > 0.0 { '+' } else { '-' };
                 format!("{sign} {phrase}")
             })
             .collect()
     }
 
-    fn phrase(&self, history: &History, account_id: &str, feature: &str, row: &[f64]) -> String {
+    fn phrase(&self, history: &History, target: Target<'_>, feature: &str, row: &[f64]) -> String {
         let Some(index) = self.columns.iter().position(|c| c.feature == feature) else {
             return feature.to_string();
         };
@@ -394,22 +782,33 @@ impl FeatureSpace {
         let window = self.engagement_window_days;
         match &column.source {
             Source::Attribute { field, kind, .. } => {
-                let raw = history
-                    .accounts
-                    .get(account_id)
+                let raw = target
+                    .account
+                    .and_then(|a| history.accounts.get(a))
                     .map(|a| a.get(field).clone())
                     .unwrap_or(Value::Null);
                 attribute_phrase(&column.label, *kind, &raw, value)
             }
+            Source::PersonAttribute { field, kind, .. } => {
+                let raw = target
+                    .person
+                    .and_then(|p| history.person(p))
+                    .map(|p| p.get(field).clone())
+                    .unwrap_or(Value::Null);
+                attribute_phrase(&column.label, *kind, &raw, value)
+            }
             Source::Aggregate(aggregate) => aggregate_phrase(*aggregate, value, window),
+            Source::PersonAggregate(aggregate) => {
+                person_aggregate_phrase(*aggregate, self.level.name(), value, window)
+            }
         }
     }
 }
 
-fn frequent_values(history: &History, accounts: &[&str], field: &str) -> Vec<String> {
+fn frequent_values<'r>(records: impl Iterator<Item = &'r Record>, field: &str) -> Vec<String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for id in accounts {
-        if let Some(Value::Text(value)) = history.accounts.get(*id).map(|a| a.get(field)) {
+    for record in records {
+        if let Value::Text(value) = record.get(field) {
             *counts.entry(value.clone()).or_default() += 1;
         }
     }
@@ -420,6 +819,63 @@ fn frequent_values(history: &History, accounts: &[&str], field: &str) -> Vec<Str
     values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     values.truncate(MAX_CATEGORIES);
     values.into_iter().map(|(v, _)| v).collect()
+}
+
+fn person_aggregate_value(
+    aggregate: PersonAggregate,
+    at: DateTime<Utc>,
+    before: &[Activity],
+    engaged_since: DateTime<Utc>,
+) -> f64 {
+    let days_between = |earlier: DateTime<Utc>| (at - earlier).num_seconds() as f64 / 86_400.0;
+    match aggregate {
+        PersonAggregate::Activities { days } => {
+            let since = at - Duration::days(days);
+            before.iter().rev().take_while(|a| a.at >= since).count() as f64
+        }
+        PersonAggregate::Meetings => before
+            .iter()
+            .filter(|a| a.meeting && a.at >= engaged_since)
+            .count() as f64,
+        PersonAggregate::DaysSinceLastTouch => {
+            before.last().map_or(f64::NAN, |a| days_between(a.at))
+        }
+        PersonAggregate::DaysSinceFirstTouch => {
+            before.first().map_or(f64::NAN, |a| days_between(a.at))
+        }
+    }
+}
+
+fn person_aggregate_phrase(
+    aggregate: PersonAggregate,
+    who: &str,
+    value: f64,
+    window: i64,
+) -> String {
+    let n = format_number(value);
+    match aggregate {
+        PersonAggregate::Activities { days } if value == 1.0 => {
+            format!("1 activity with this {who} in the last {days} days")
+        }
+        PersonAggregate::Activities { days } => {
+            format!("{n} activities with this {who} in the last {days} days")
+        }
+        PersonAggregate::Meetings if value == 1.0 => {
+            format!("1 meeting with this {who} in {window} days")
+        }
+        PersonAggregate::Meetings => format!("{n} meetings with this {who} in {window} days"),
+        PersonAggregate::DaysSinceLastTouch | PersonAggregate::DaysSinceFirstTouch
+            if value.is_nan() =>
+        {
+            format!("this {who} was never contacted")
+        }
+        PersonAggregate::DaysSinceLastTouch => {
+            format!("last touch with this {who} {:.0} days ago", value.floor())
+        }
+        PersonAggregate::DaysSinceFirstTouch => {
+            format!("first touch with this {who} {:.0} days ago", value.floor())
+        }
+    }
 }
 
 fn attribute_value(value: &Value, kind: AttributeKind, category: Option<&str>) -> f64 {
@@ -460,14 +916,14 @@ fn aggregate_value(
         Aggregate::RolesEngaged => {
             let roles: BTreeSet<&String> = engaged
                 .iter()
-                .filter_map(|a| a.contact.as_ref())
+                .filter_map(|a| a.who.as_ref())
                 .filter_map(|c| history.contact_role.get(c))
                 .collect();
             roles.len() as f64
         }
         Aggregate::ContactsEngaged => {
             let contacts: BTreeSet<&String> =
-                engaged.iter().filter_map(|a| a.contact.as_ref()).collect();
+                engaged.iter().filter_map(|a| a.who.as_ref()).collect();
             contacts.len() as f64
         }
         Aggregate::Meetings => engaged.iter().filter(|a| a.meeting).count() as f64,
@@ -477,14 +933,7 @@ fn aggregate_value(
         }
         Aggregate::DaysSinceLastTouch => before.last().map_or(f64::NAN, |a| days_between(a.at)),
         Aggregate::DaysSinceFirstTouch => before.first().map_or(f64::NAN, |a| days_between(a.at)),
-        Aggregate::ContactsKnown => history
-            .contacts_by_account
-            .get(account_id)
-            .map_or(0, |ids| {
-                ids.iter()
-                    .filter(|id| history.contact_created.get(*id).is_none_or(|c| *c < at))
-                    .count()
-            }) as f64,
+        Aggregate::ContactsKnown => history.contacts_at(account_id, at).len() as f64,
         Aggregate::SystemSize => {
             let parent = history
                 .accounts
@@ -599,19 +1048,21 @@ mod tests {
             )
         };
         History::build(
-            vec![account],
-            vec![
-                contact("003a", "Finance"),
-                contact("003b", "Surgeon Champion"),
-            ],
-            vec![],
-            vec![
-                task("00T1", "003a", "2025-01-10T00:00:00Z"),
-                task("00T2", "003b", "2025-06-01T00:00:00Z"),
-                task("00T3", "003b", "2025-09-01T00:00:00Z"),
-            ],
-            vec![],
+            Pulled {
+                accounts: vec![account],
+                contacts: vec![
+                    contact("003a", "Finance"),
+                    contact("003b", "Surgeon Champion"),
+                ],
+                tasks: vec![
+                    task("00T1", "003a", "2025-01-10T00:00:00Z"),
+                    task("00T2", "003b", "2025-06-01T00:00:00Z"),
+                    task("00T3", "003b", "2025-09-01T00:00:00Z"),
+                ],
+                ..Pulled::default()
+            },
             "Buying_Role__c",
+            HashMap::new(),
         )
     }
 
@@ -631,11 +1082,18 @@ mod tests {
                     label: "CABG volume".into(),
                 },
             ],
+            contact_attributes: vec![],
+            lead_attributes: vec![],
             role_field: "Buying_Role__c".into(),
             engagement_window_days: 365,
             activity_windows_days: vec![90],
         };
-        FeatureSpace::fit(&config, &history(), &["001A"])
+        FeatureSpace::fit(
+            &config,
+            Level::Account,
+            &history(),
+            &[Target::account("001A")],
+        )
     }
 
     fn column(space: &FeatureSpace, row: &[f64], name: &str) -> f64 {
@@ -651,13 +1109,21 @@ mod tests {
     fn activities_after_cutoff_not_counted() {
         let space = space();
         let history = history();
-        let row = space.row(&history, "001A", time("2025-07-01T00:00:00Z"));
+        let row = space.row(
+            &history,
+            Target::account("001A"),
+            time("2025-07-01T00:00:00Z"),
+        );
         assert_eq!(column(&space, &row, "roles_engaged"), 2.0);
         assert_eq!(column(&space, &row, "contacts_engaged"), 2.0);
         assert_eq!(column(&space, &row, "activities_90d"), 1.0);
         assert_eq!(column(&space, &row, "days_since_last_touch"), 30.0);
 
-        let early = space.row(&history, "001A", time("2025-01-10T00:00:00Z"));
+        let early = space.row(
+            &history,
+            Target::account("001A"),
+            time("2025-01-10T00:00:00Z"),
+        );
         assert_eq!(column(&space, &early, "roles_engaged"), 0.0);
         assert!(column(&space, &early, "days_since_last_touch").is_nan());
     }
@@ -665,7 +1131,11 @@ mod tests {
     #[test]
     fn missing_number_stays_missing() {
         let space = space();
-        let row = space.row(&history(), "001A", time("2025-07-01T00:00:00Z"));
+        let row = space.row(
+            &history(),
+            Target::account("001A"),
+            time("2025-07-01T00:00:00Z"),
+        );
         assert_eq!(column(&space, &row, "hip_knee_volume"), 412.0);
         assert!(column(&space, &row, "cabg_volume").is_nan());
     }
@@ -674,7 +1144,11 @@ mod tests {
     fn reasons_follow_largest_contributions() {
         let space = space();
         let history = history();
-        let row = space.row(&history, "001A", time("2025-07-01T00:00:00Z"));
+        let row = space.row(
+            &history,
+            Target::account("001A"),
+            time("2025-07-01T00:00:00Z"),
+        );
         let mut contributions = vec![0.0; row.len()];
         let index = |name: &str| {
             space
@@ -690,7 +1164,14 @@ mod tests {
         contributions[index("days_since_last_touch")] = -0.6;
         contributions[index("activities_90d")] = -0.3;
         contributions[index("contacts_known")] = -0.05;
-        let reasons = space.reasons(&history, "001A", &row, &contributions, 3, 2);
+        let reasons = space.reasons(
+            &history,
+            Target::account("001A"),
+            &row,
+            &contributions,
+            3,
+            2,
+        );
         assert_eq!(
             reasons,
             vec![

@@ -8,8 +8,12 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod enrichment;
 pub mod evaluate;
 pub mod features;
+pub mod hints;
+pub mod level;
+pub mod levels;
 pub mod model;
 pub mod pipeline;
 pub mod registry;

@@ -8,7 +8,7 @@ use leadscore_connector::{
 };
 use serde::Serialize;
 
-use crate::config::{AttributeFeature, AttributeKind, Config};
+use crate::config::{AttributeFeature, AttributeKind, Config, Level, WritebackConfig};
 use crate::features::fields;
 use crate::store::{Store, StoreError};
 
@@ -44,21 +44,40 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
         ],
     );
     // The write-back fields are pulled too, so a push compares against what the CRM holds.
-    let writeback = &config.writeback;
-    let extra = config.features.attributes.iter().map(|a| &a.field).chain([
-        &writeback.score_field,
-        &writeback.tier_field,
-        &writeback.reasons_field,
-        &writeback.model_version_field,
-    ]);
-    for field in extra {
-        if !account.fields.contains(field) {
-            account.fields.push(field.clone());
+    let add = |spec: &mut PullSpec, fields: &mut dyn Iterator<Item = &String>| {
+        for field in fields {
+            if !spec.fields.contains(field) {
+                spec.fields.push(field.clone());
+            }
         }
+    };
+    add(
+        &mut account,
+        &mut config
+            .features
+            .attributes
+            .iter()
+            .map(|a| &a.field)
+            .chain(writeback_fields(&config.writeback)),
+    );
+    for table in &config.enrichment {
+        add(&mut account, &mut table.record_fields().iter());
     }
     let mut contact = spec(fields::CONTACT, &["AccountId", "OwnerId", "CreatedDate"]);
     contact.fields.push(config.features.role_field.clone());
-    vec![
+    if config.scoring.levels.contains(&Level::Contact) {
+        add(&mut contact, &mut ["Name".to_string()].iter());
+        add(
+            &mut contact,
+            &mut config
+                .features
+                .contact_attributes
+                .iter()
+                .map(|a| &a.field)
+                .chain(writeback_fields(&config.contact.writeback)),
+        );
+    }
+    let mut specs = vec![
         spec(fields::USER, &["Name", "Email", "IsActive"]),
         account,
         contact,
@@ -86,7 +105,51 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
             fields::EVENT,
             &["WhoId", "WhatId", "Type", "StartDateTime", "CreatedDate"],
         ),
+    ];
+    if config.scoring.levels.contains(&Level::Lead) {
+        let lead_config = &config.lead;
+        let mut lead = spec(
+            fields::LEAD,
+            &[
+                "Name",
+                "OwnerId",
+                "CreatedDate",
+                "IsConverted",
+                "ConvertedDate",
+                "ConvertedAccountId",
+                "ConvertedContactId",
+                "ConvertedOpportunityId",
+            ],
+        );
+        let mut extra: Vec<String> = vec![
+            lead_config.company_field.clone(),
+            lead_config.state_field.clone(),
+        ];
+        extra.extend(lead_config.account_field.clone());
+        if lead_config.sales_ready_score.is_some() {
+            extra.push(lead_config.sales_ready_field.clone());
+        }
+        add(
+            &mut lead,
+            &mut extra
+                .iter()
+                .chain(config.features.lead_attributes.iter().map(|a| &a.field))
+                .chain(writeback_fields(&lead_config.writeback)),
+        );
+        specs.push(lead);
+    }
+    specs
+}
+
+/// The write-back fields whose CRM values a push compares against.
+fn writeback_fields(writeback: &WritebackConfig) -> impl Iterator<Item = &String> {
+    [
+        &writeback.score_field,
+        &writeback.tier_field,
+        &writeback.reasons_field,
+        &writeback.model_version_field,
     ]
+    .into_iter()
 }
 
 /// Names the CRM a store is filled from: the login URL, which identifies the org or
@@ -107,8 +170,8 @@ pub struct CheckedObject {
 pub struct CheckReport {
     pub api_usage: ApiUsage,
     pub objects: Vec<CheckedObject>,
-    /// Maximum length of the reasons field, used to truncate reasons.
-    pub reasons_max_len: Option<u32>,
+    /// Maximum length of each level's reasons field, used to truncate reasons.
+    pub reasons_max_len: BTreeMap<Level, u32>,
 }
 
 /// Describes every object the configuration uses, caching each describe once.
@@ -217,6 +280,73 @@ fn missing_field_message(schema: &ObjectSchema, field: &str, path: &str) -> Stri
 
 /// Authenticates and verifies that every configured field exists and every write-back field
 /// is updateable. All problems are reported together.
+/// Checks the write-back fields of one object: present, spelt with their API case, updateable,
+/// of a fitting kind, and the tier labels allowed by a restricted picklist. Returns the
+/// reasons field's length.
+fn check_writeback(
+    schema: &ObjectSchema,
+    writeback: &WritebackConfig,
+    section: &str,
+    tiers: &crate::config::TierConfig,
+    problems: &mut Vec<String>,
+) -> Option<u32> {
+    use FieldKind::{DateTime, LongText, Number, Picklist, Text};
+    let object = &schema.name;
+    let expected: [(&str, &String, &[FieldKind]); 5] = [
+        ("score_field", &writeback.score_field, &[Number]),
+        ("tier_field", &writeback.tier_field, &[Picklist, Text]),
+        ("reasons_field", &writeback.reasons_field, &[LongText, Text]),
+        (
+            "model_version_field",
+            &writeback.model_version_field,
+            &[Text, LongText],
+        ),
+        ("scored_at_field", &writeback.scored_at_field, &[DateTime]),
+    ];
+    let mut reasons_max_len = None;
+    for (key, name, kinds) in expected {
+        let Some(field) = schema.field(name) else {
+            problems.push(format!(
+                "{section} {key}: {object} has no field {name:?}; create the custom field or fix the name"
+            ));
+            continue;
+        };
+        if field.name != *name {
+            problems.push(format!(
+                "{section} {key}: write the field with its API name's case: {:?}",
+                field.name
+            ));
+        }
+        if !field.updateable {
+            problems.push(format!(
+                "{section} {key}: {object}.{name} is not updateable by this user; grant field-level edit access"
+            ));
+        }
+        let kind_ok = kinds.contains(&field.kind);
+        let kind = kinds[0];
+        if !kind_ok {
+            problems.push(format!(
+                "{section} {key}: {object}.{name} is a {:?} field, expected {kind:?}",
+                field.kind
+            ));
+        }
+        if key == "reasons_field" {
+            reasons_max_len = field.length;
+        }
+        if key == "tier_field" && field.restricted_picklist {
+            for label in &tiers.labels {
+                if !field.picklist_values.contains(label) {
+                    problems.push(format!(
+                        "[tiers] labels: {label:?} is not an active value of the restricted picklist {object}.{name} (active values: {}); change the label or add the value",
+                        field.picklist_values.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    reasons_max_len
+}
+
 pub async fn check<C: Connector>(
     connector: &C,
     config: &Config,
@@ -239,64 +369,63 @@ pub async fn check<C: Connector>(
             fields: spec.fields.len(),
         });
     }
-    for attribute in &config.features.attributes {
-        if let Ok(field) = schemas.resolve(fields::ACCOUNT, &attribute.field).await? {
-            problems.extend(attribute_kind_problem(attribute, &field));
+    for (object, attributes) in [
+        (fields::ACCOUNT, &config.features.attributes),
+        (fields::CONTACT, &config.features.contact_attributes),
+        (fields::LEAD, &config.features.lead_attributes),
+    ] {
+        if object == fields::LEAD && !config.scoring.levels.contains(&Level::Lead) {
+            continue;
+        }
+        for attribute in attributes {
+            if let Ok(field) = schemas.resolve(object, &attribute.field).await? {
+                problems.extend(attribute_kind_problem(attribute, &field));
+            }
         }
     }
 
-    let account = schemas.get(fields::ACCOUNT).await?.clone();
-    let writeback = &config.writeback;
-    use FieldKind::{DateTime, LongText, Number, Picklist, Text};
-    let expected: [(&str, &String, &[FieldKind]); 5] = [
-        ("score_field", &writeback.score_field, &[Number]),
-        ("tier_field", &writeback.tier_field, &[Picklist, Text]),
-        ("reasons_field", &writeback.reasons_field, &[LongText, Text]),
-        (
-            "model_version_field",
-            &writeback.model_version_field,
-            &[Text, LongText],
-        ),
-        ("scored_at_field", &writeback.scored_at_field, &[DateTime]),
-    ];
-    let mut reasons_max_len = None;
-    for (key, name, kinds) in expected {
-        let Some(field) = account.field(name) else {
-            problems.push(format!(
-                "[writeback] {key}: Account has no field {name:?}; create the custom field or fix the name"
-            ));
-            continue;
+    let mut reasons_max_len = BTreeMap::new();
+    for &level in &config.scoring.levels {
+        let object = level.object();
+        let schema = match schemas.get(object).await {
+            Ok(schema) => schema.clone(),
+            Err(err) if level != Level::Account => {
+                problems.push(format!(
+                    "[scoring] levels: {level} scoring needs the {object} object, which the org does not offer this user ({err}); remove {:?} from levels or grant access to {object}",
+                    level.name()
+                ));
+                continue;
+            }
+            Err(err) => return Err(err.into()),
         };
-        if field.name != *name {
-            problems.push(format!(
-                "[writeback] {key}: write the field with its API name's case: {:?}",
-                field.name
-            ));
+        let section = match level {
+            Level::Account => "[writeback]".to_string(),
+            other => format!("[{other}.writeback]"),
+        };
+        let max_len = check_writeback(
+            &schema,
+            config.writeback_for(level),
+            &section,
+            &config.tiers,
+            &mut problems,
+        );
+        if let Some(max_len) = max_len {
+            reasons_max_len.insert(level, max_len);
         }
-        if !field.updateable {
-            problems.push(format!(
-                "[writeback] {key}: Account.{name} is not updateable by this user; grant field-level edit access"
-            ));
-        }
-        let kind_ok = kinds.contains(&field.kind);
-        let kind = kinds[0];
-        if !kind_ok {
-            problems.push(format!(
-                "[writeback] {key}: Account.{name} is a {:?} field, expected {kind:?}",
-                field.kind
-            ));
-        }
-        if key == "reasons_field" {
-            reasons_max_len = field.length;
-        }
-        if key == "tier_field" && field.restricted_picklist {
-            for label in &config.tiers.labels {
-                if !field.picklist_values.contains(label) {
-                    problems.push(format!(
-                        "[tiers] labels: {label:?} is not an active value of the restricted picklist Account.{name} (active values: {}); change the label or add the value",
-                        field.picklist_values.join(", ")
-                    ));
-                }
+        if level == Level::Lead && config.lead.sales_ready_score.is_some() {
+            let name = &config.lead.sales_ready_field;
+            match schema.field(name) {
+                None => problems.push(format!(
+                    "[lead] sales_ready_field: Lead has no field {name:?}; create a checkbox field or fix the name"
+                )),
+                Some(field) if field.kind != FieldKind::Boolean => problems.push(format!(
+                    "[lead] sales_ready_field: Lead.{name} is a {:?} field, expected a checkbox (Boolean)",
+                    field.kind
+                )),
+                Some(field) if !field.updateable => problems.push(format!(
+                    "[lead] sales_ready_field: Lead.{name} is not updateable by this user; grant field-level edit access"
+                )),
+                Some(_) => {}
             }
         }
     }

@@ -281,6 +281,7 @@ fn gate(candidate: &Candidate, live: &str, margin: f64) -> Result<String, String
 
 fn entry_for(candidate: &Candidate, live: Option<&str>, decision: &str) -> ModelEntry {
     ModelEntry {
+        level: candidate.stored.level,
         version: candidate.stored.version.clone(),
         trained_at: candidate.stored.trained_at,
         window_from: candidate.window.0,
@@ -338,8 +339,8 @@ pub fn shadow(
     now: DateTime<Utc>,
 ) -> Result<ShadowReport, PipelineError> {
     let history = load_history(store, config)?;
-    let live_rows = scoring::score_accounts(live, &history, config, now)?;
-    let candidate_rows = scoring::score_accounts(candidate, &history, config, now)?;
+    let live_rows = scoring::score_records(live, &history, config, now)?;
+    let candidate_rows = scoring::score_records(candidate, &history, config, now)?;
     Ok(compare_tiers(
         &live.version,
         &candidate.version,
@@ -769,6 +770,8 @@ mod tests {
             score: 50.0,
             tier: tier.into(),
             reasons: Vec::new(),
+            hint: None,
+            sales_ready: None,
             model_version: String::new(),
             scored_at: Utc::now(),
         }

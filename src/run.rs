@@ -8,7 +8,7 @@ use leadscore_connector::Connector;
 use leadscore_salesforce::{SalesforceConfig, SalesforceConnector};
 use serde::Serialize;
 
-use crate::config::{Config, Secrets};
+use crate::config::{Config, Level, Secrets};
 use crate::pipeline::{self, CheckReport, PipelineError, PullReport};
 use crate::scoring::{self, ScoreReport};
 use crate::store::Store;
@@ -43,6 +43,14 @@ pub fn connect(config: &Config, secrets: Secrets) -> Result<SalesforceConnector,
 pub struct RunReport {
     pub check: CheckReport,
     pub pull: PullReport,
+    /// One entry per configured level, in the order of `[scoring] levels`.
+    pub levels: Vec<LevelRun>,
+}
+
+/// What one pass did at one level.
+#[derive(Debug, Serialize)]
+pub struct LevelRun {
+    pub level: Level,
     pub train: TrainReport,
     pub score: ScoreReport,
     pub push: PushReport,
@@ -57,22 +65,24 @@ pub async fn run_once<C: Connector>(
 ) -> Result<RunReport, PipelineError> {
     let check = pipeline::check(connector, config).await?;
     let pull = pipeline::pull(connector, store, config).await?;
-    let train = training::train(store, config, now)?;
-    let score = scoring::score(store, config, now)?;
     store.bind_source(&pipeline::source_name(config))?;
-    let push = writeback::push(
-        connector,
-        store,
-        &config.writeback,
-        check.reasons_max_len,
-        now,
-    )
-    .await?;
+    let mut levels = Vec::new();
+    for &level in &config.scoring.levels {
+        let at_level = store.at_level(level);
+        let train = training::train(&at_level, config, now)?;
+        let score = scoring::score(&at_level, config, now)?;
+        let push =
+            writeback::push(connector, &at_level, config, &check.reasons_max_len, now).await?;
+        levels.push(LevelRun {
+            level,
+            train,
+            score,
+            push,
+        });
+    }
     Ok(RunReport {
         check,
         pull,
-        train,
-        score,
-        push,
+        levels,
     })
 }

@@ -1,4 +1,5 @@
-//! Scoring open accounts with the current model: a 0-100 score, a tier and the reasons.
+//! Scoring the open records of one level with its live model: a 0-100 score, a tier, the
+//! reasons, at most one hint, and for leads the sales-ready flag.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +8,12 @@ use leadscore_connector::Value;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::features::{fields, FeatureSpace, History};
+use crate::features::{FeatureSpace, History};
+use crate::level::Level;
+use crate::levels::{self, OpenRecord};
 use crate::model::TrainedModel;
 use crate::pipeline::PipelineError;
-use crate::store::{ScoreRow, Store, StoredModel};
+use crate::store::{ScoreEvent, ScoreRow, Store, StoredModel};
 use crate::training::load_history;
 
 /// Maximum number of reasons that lower a score, listed after the reasons that raise it.
@@ -18,24 +21,24 @@ const NEGATIVE_REASONS: usize = 2;
 
 #[derive(Debug, Serialize)]
 pub struct ScoreReport {
+    pub level: Level,
     pub model_version: String,
     pub scored: usize,
-    /// Accounts per tier label, in tier order A to D.
+    /// Records per tier label, in tier order A to D.
     pub tiers: BTreeMap<String, usize>,
-    /// The highest-scoring accounts, best first.
+    /// Records with a hint.
+    pub hints: usize,
+    /// Leads at or above the hand-off score (lead level with a threshold only).
+    pub sales_ready: Option<usize>,
+    /// Leads that reached the hand-off score in this run.
+    pub newly_sales_ready: usize,
+    /// The highest-scoring records, best first.
     pub top: Vec<ScoreRow>,
 }
 
-/// Returns the accounts that get scored: those with contacts or deals, leaving out customers
-/// (accounts with a won deal) unless `skip_customers` is off.
+/// Returns the accounts that get scored; see [`levels::open_accounts`].
 pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> {
-    history
-        .accounts
-        .keys()
-        .map(String::as_str)
-        .filter(|id| history.has_activity_data(id))
-        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
-        .collect()
+    levels::open_accounts(history, config)
 }
 
 /// Turns a calibrated probability into the 0-100 score written to the CRM.
@@ -43,45 +46,91 @@ pub fn score_of(probability: f64) -> f64 {
     (probability * 100.0).round().clamp(0.0, 100.0)
 }
 
-/// Scores every open account as of `config.scoring.as_of` (or `now`) and stores the scores.
+/// Scores every open record of the store's level as of `config.scoring.as_of` (or `now`),
+/// stores the scores and records leads that became sales-ready.
 pub fn score(
     store: &Store,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<ScoreReport, PipelineError> {
+    let level = store.level();
     let Some(stored) = store.current_model()? else {
-        return Err(PipelineError::Model(
-            "no trained model in the store; run `leadscore train` first".to_string(),
-        ));
+        return Err(PipelineError::Model(format!(
+            "no trained {level} model in the store; run `leadscore train` first"
+        )));
     };
     let history = load_history(store, config)?;
-    let mut scores = score_accounts(&stored, &history, config, now)?;
+    let mut scores = score_records(&stored, &history, config, now)?;
     let scored = scores.len();
+
+    let previous: BTreeMap<String, ScoreRow> = store
+        .scores()?
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    let events: Vec<ScoreEvent> = scores
+        .iter()
+        .filter(|row| row.sales_ready == Some(true))
+        .filter(|row| previous.get(&row.id).and_then(|p| p.sales_ready) != Some(true))
+        .map(|row| ScoreEvent {
+            level,
+            object: row.object.clone(),
+            id: row.id.clone(),
+            kind: "sales_ready".to_string(),
+            score: row.score,
+            previous_score: previous.get(&row.id).map(|p| p.score),
+            at: now,
+        })
+        .collect();
     store.replace_scores(&scores)?;
+    store.append_events(&events)?;
 
     let mut tiers: BTreeMap<String, usize> =
         config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
     for row in &scores {
         *tiers.entry(row.tier.clone()).or_default() += 1;
     }
+    let hints = scores.iter().filter(|r| r.hint.is_some()).count();
+    let sales_ready =
+        (level == Level::Lead && config.lead.sales_ready_score.is_some()).then(|| {
+            scores
+                .iter()
+                .filter(|r| r.sales_ready == Some(true))
+                .count()
+        });
     scores.sort_by(|a, b| {
         b.probability
             .total_cmp(&a.probability)
             .then_with(|| a.id.cmp(&b.id))
     });
     scores.truncate(10);
-    tracing::info!(scored, model = %stored.version, "scored");
+    tracing::info!(%level, scored, hints, model = %stored.version, "scored");
     Ok(ScoreReport {
+        level,
         model_version: stored.version,
         scored,
         tiers,
+        hints,
+        sales_ready,
+        newly_sales_ready: events.len(),
         top: scores,
     })
 }
 
-/// Scores every open account with `stored` as of `config.scoring.as_of` (or `now`) and
-/// returns the rows without storing them, so two models can be compared on the same accounts.
+/// Scores every open account with `stored`; kept for callers that compare account models.
 pub fn score_accounts(
+    stored: &StoredModel,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<ScoreRow>, PipelineError> {
+    score_records(stored, history, config, now)
+}
+
+/// Scores every open record of the model's level with `stored` as of `config.scoring.as_of`
+/// (or `now`) and returns the rows without storing them, so two models can be compared on
+/// the same records.
+pub fn score_records(
     stored: &StoredModel,
     history: &History,
     config: &Config,
@@ -96,11 +145,12 @@ pub fn score_accounts(
     let model =
         TrainedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
     let at = config.scoring.as_of.unwrap_or(now);
+    let level = space.level;
 
-    let accounts = open_accounts(history, config);
-    let rows: Vec<Vec<f64>> = accounts
+    let open: Vec<OpenRecord> = levels::open_records(level, history, config, now);
+    let rows: Vec<Vec<f64>> = open
         .iter()
-        .map(|id| space.row(history, id, at))
+        .map(|record| space.row(history, record.target(), at))
         .collect();
     let probabilities = model
         .predict(&rows)
@@ -109,31 +159,40 @@ pub fn score_accounts(
         .contributions(&rows)
         .map_err(|e| PipelineError::Model(e.to_string()))?;
 
-    let mut scores = Vec::with_capacity(accounts.len());
-    for (index, id) in accounts.iter().enumerate() {
-        let account = &history.accounts[*id];
+    let mut scores = Vec::with_capacity(open.len());
+    for (index, record) in open.iter().enumerate() {
+        let crm_record = record.record(history);
         let probability = probabilities[index];
         let score = score_of(probability);
         let reasons = space.reasons(
             history,
-            id,
+            record.target(),
             &rows[index],
             &contributions[index].values,
             config.scoring.reasons,
             NEGATIVE_REASONS,
         );
+        let hint =
+            crate::hints::best_hint(&space, &model, history, record, at, score, &config.hints);
+        let sales_ready = match (level, config.lead.sales_ready_score) {
+            (Level::Lead, Some(threshold)) => Some(score >= threshold),
+            _ => None,
+        };
+        let text = |field: &str| crm_record.and_then(|r| r.get(field).as_str().map(str::to_string));
         scores.push(ScoreRow {
-            object: fields::ACCOUNT.to_string(),
-            id: id.to_string(),
-            name: account.get("Name").as_str().unwrap_or_default().to_string(),
-            owner_id: match account.get("OwnerId") {
-                Value::Text(owner) => Some(owner.clone()),
+            object: level.object().to_string(),
+            id: record.id.clone(),
+            name: text("Name").unwrap_or_default(),
+            owner_id: match crm_record.map(|r| r.get("OwnerId")) {
+                Some(Value::Text(owner)) => Some(owner.clone()),
                 _ => None,
             },
             probability,
             score,
             tier: config.tiers.tier_for(score).to_string(),
             reasons,
+            hint,
+            sales_ready,
             model_version: stored.version.clone(),
             scored_at: now,
         });

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Cursor, Record};
+
+use crate::level::Level;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -56,6 +58,12 @@ pub struct ScoreRow {
     pub score: f64,
     pub tier: String,
     pub reasons: Vec<String>,
+    /// What would raise the score most, when an actionable change would add enough points.
+    #[serde(default)]
+    pub hint: Option<crate::hints::Hint>,
+    /// For leads with a hand-off threshold: whether the score reaches it.
+    #[serde(default)]
+    pub sales_ready: Option<bool>,
     pub model_version: String,
     pub scored_at: DateTime<Utc>,
 }
@@ -66,6 +74,8 @@ pub struct WrittenValues {
     pub score: f64,
     pub tier: String,
     pub reasons: String,
+    #[serde(default)]
+    pub sales_ready: Option<bool>,
     pub model_version: String,
     pub written_at: DateTime<Utc>,
 }
@@ -74,6 +84,9 @@ pub struct WrittenValues {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StoredModel {
     pub version: String,
+    /// The level the model scores; models stored before levels existed are account models.
+    #[serde(default)]
+    pub level: Level,
     pub trained_at: DateTime<Utc>,
     /// The feature encoding, as JSON owned by the features module.
     pub features: serde_json::Value,
@@ -87,6 +100,8 @@ pub struct StoredModel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {
     pub version: String,
+    #[serde(default)]
+    pub level: Level,
     pub trained_at: DateTime<Utc>,
     /// Earliest and latest close dates of the training examples.
     pub window_from: Option<DateTime<Utc>>,
@@ -118,6 +133,7 @@ impl ModelEntry {
             .and_then(serde_json::Value::as_f64);
         ModelEntry {
             version: model.version.clone(),
+            level: model.level,
             trained_at: model.trained_at,
             window_from: None,
             window_to: None,
@@ -163,9 +179,13 @@ pub struct Promotion {
     pub note: String,
 }
 
+/// The store, seen at one scoring level: records, cursors, models and write history are
+/// shared by all levels; the live model, the promotion history and the scores are per level.
+#[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    level: Level,
 }
 
 fn records_tree(object: &str) -> String {
@@ -269,9 +289,28 @@ impl Store {
             }
         }
         Ok(Store {
+            level: Level::Account,
             db,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Returns a view of the same store at another scoring level.
+    pub fn at_level(&self, level: Level) -> Store {
+        Store {
+            level,
+            ..self.clone()
+        }
+    }
+
+    /// The scoring level this view reads and writes models and scores for.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Returns the name of a per-level key or tree: the account level keeps the bare name.
+    fn level_key(&self, name: &str) -> String {
+        format!("{name}{}", self.level.store_suffix())
     }
 
     pub fn path(&self) -> &Path {
@@ -382,7 +421,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let models = self.db.open_tree("models")?;
         let entries = self.db.open_tree("registry")?;
-        let history = self.db.open_tree("promotions")?;
+        let history = self.db.open_tree(self.level_key("promotions"))?;
         let meta = self.db.open_tree("meta")?;
         let model_bytes = encode(model);
         let entry_bytes = encode(entry);
@@ -391,13 +430,14 @@ impl Store {
             None => None,
         };
         let version = model.version.as_bytes();
+        let live_key = self.level_key("current_model");
         let result: Result<(), TransactionError<()>> = (&models, &entries, &history, &meta)
             .transaction(|(m, e, h, meta)| {
                 m.insert(version, model_bytes.as_slice())?;
                 e.insert(version, entry_bytes.as_slice())?;
                 if let Some((key, bytes)) = &event {
                     h.insert(&key[..], bytes.as_slice())?;
-                    meta.insert("current_model", version)?;
+                    meta.insert(live_key.as_bytes(), version)?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
@@ -407,21 +447,22 @@ impl Store {
     }
 
     /// Makes a stored model the live one and appends the promotion to the history, in one
-    /// transaction. Returns `false`, changing nothing, when no model has that version.
+    /// transaction. Returns `false`, changing nothing, when no model of this level has that version.
     pub fn set_live_model(&self, promotion: &Promotion) -> Result<bool, StoreError> {
-        let models = self.db.open_tree("models")?;
-        if !models.contains_key(&promotion.version)? {
-            return Ok(false);
+        match self.model(&promotion.version)? {
+            Some(model) if model.level == self.level => {}
+            _ => return Ok(false),
         }
-        let history = self.db.open_tree("promotions")?;
+        let history = self.db.open_tree(self.level_key("promotions"))?;
         let meta = self.db.open_tree("meta")?;
         let key = self.db.generate_id()?.to_be_bytes();
         let bytes = encode(promotion);
         let version = promotion.version.as_bytes();
+        let live_key = self.level_key("current_model");
         let result: Result<(), TransactionError<()>> =
             (&history, &meta).transaction(|(h, meta)| {
                 h.insert(&key[..], bytes.as_slice())?;
-                meta.insert("current_model", version)?;
+                meta.insert(live_key.as_bytes(), version)?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         transaction_outcome(result)?;
@@ -433,7 +474,7 @@ impl Store {
     pub fn live_version(&self) -> Result<Option<String>, StoreError> {
         let meta = self.db.open_tree("meta")?;
         Ok(meta
-            .get("current_model")?
+            .get(self.level_key("current_model"))?
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
@@ -466,7 +507,9 @@ impl Store {
             let key = key?;
             let version = String::from_utf8_lossy(&key).into_owned();
             if let Some(entry) = self.model_entry(&version)? {
-                out.push(entry);
+                if entry.level == self.level {
+                    out.push(entry);
+                }
             }
         }
         out.sort_by(|a, b| {
@@ -479,11 +522,11 @@ impl Store {
 
     /// Returns the promotion history, oldest first.
     pub fn promotions(&self) -> Result<Vec<Promotion>, StoreError> {
-        let tree = self.db.open_tree("promotions")?;
+        let tree = self.db.open_tree(self.level_key("promotions"))?;
         let mut out = Vec::with_capacity(tree.len());
         for entry in tree.iter() {
             let (key, value) = entry?;
-            out.push(decode("promotions", &key, &value)?);
+            out.push(decode(&self.level_key("promotions"), &key, &value)?);
         }
         Ok(out)
     }
@@ -491,7 +534,7 @@ impl Store {
     /// Returns the live model, if one was trained.
     pub fn current_model(&self) -> Result<Option<StoredModel>, StoreError> {
         let meta = self.db.open_tree("meta")?;
-        let Some(version) = meta.get("current_model")? else {
+        let Some(version) = meta.get(self.level_key("current_model"))? else {
             return Ok(None);
         };
         let models = self.db.open_tree("models")?;
@@ -507,7 +550,7 @@ impl Store {
 
     /// Replaces all stored scores with `rows`.
     pub fn replace_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree("scores")?;
+        let tree = self.db.open_tree(self.level_key("scores"))?;
         let mut batch = sled::Batch::default();
         for key in tree.iter().keys() {
             batch.remove(key?);
@@ -521,11 +564,11 @@ impl Store {
     }
 
     pub fn scores(&self) -> Result<Vec<ScoreRow>, StoreError> {
-        let tree = self.db.open_tree("scores")?;
+        let tree = self.db.open_tree(self.level_key("scores"))?;
         let mut out = Vec::with_capacity(tree.len());
         for entry in tree.iter() {
             let (key, value) = entry?;
-            out.push(decode("scores", &key, &value)?);
+            out.push(decode(&self.level_key("scores"), &key, &value)?);
         }
         Ok(out)
     }
@@ -579,6 +622,32 @@ impl Store {
         Ok(())
     }
 
+    /// Appends events in order.
+    pub fn append_events(&self, events: &[ScoreEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tree = self.db.open_tree("events")?;
+        let mut batch = sled::Batch::default();
+        for event in events {
+            batch.insert(&self.db.generate_id()?.to_be_bytes()[..], encode(event));
+        }
+        tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Returns every event, oldest first.
+    pub fn events(&self) -> Result<Vec<ScoreEvent>, StoreError> {
+        let tree = self.db.open_tree("events")?;
+        let mut out = Vec::with_capacity(tree.len());
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            out.push(decode("events", &key, &value)?);
+        }
+        Ok(out)
+    }
+
     /// Ties the store to the CRM it was first filled from. A store contains one org's records and
     /// cursors; mixing two orgs would silently merge their records.
     pub fn bind_source(&self, source: &str) -> Result<(), StoreError> {
@@ -597,6 +666,20 @@ impl Store {
             }
         }
     }
+}
+
+/// Something that happened to a scored record, kept for the alerting work to act on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreEvent {
+    pub level: Level,
+    pub object: String,
+    pub id: String,
+    /// What happened, for example `sales_ready` when a lead first reached the hand-off score.
+    pub kind: String,
+    pub score: f64,
+    /// The record's score before this run, if it had one.
+    pub previous_score: Option<f64>,
+    pub at: DateTime<Utc>,
 }
 
 /// A write the CRM confirmed.
@@ -685,6 +768,7 @@ mod tests {
 
     fn model(version: &str) -> StoredModel {
         StoredModel {
+            level: Level::Account,
             version: version.into(),
             trained_at: record("a", 1, false).modstamp,
             features: serde_json::json!({}),

@@ -4,13 +4,17 @@
 //! on validation. The winner is calibrated there, judged on the holdout, and handed to the
 //! registry as it was judged, so the stored metrics describe the model that goes live.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AttributeKind, Config, LabelRule, ModelConfig, TierConfig};
-use crate::features::{fields, Deal, FeatureSpace, History, Source};
+use crate::config::enrichment::EnrichmentObject;
+use crate::config::{AttributeKind, Config, FeatureConfig, LabelRule, ModelConfig, TierConfig};
+use crate::enrichment::EnrichmentReport;
+use crate::features::{fields, Deal, FeatureSpace, History, Pulled};
+use crate::level::Level;
+use crate::levels::{self, match_lead_accounts, Example, LeadMatchReport};
 use crate::model::calibration;
 use crate::model::checks::{
     self, DroppedFeature, FeatureGroup, LeakageFlag, SegmentShortfall, SufficiencyCheck,
@@ -159,11 +163,21 @@ pub struct ModelReport {
     #[serde(default)]
     pub trees_used: Option<usize>,
     pub live_comparison: Option<LiveComparison>,
+    /// The level the model scores.
+    #[serde(default)]
+    pub level: Level,
+    /// The enrichment tables joined for training: file, content version and join counts.
+    #[serde(default)]
+    pub enrichment: Vec<serde_json::Value>,
+    /// How leads were tied to accounts (lead level only).
+    #[serde(default)]
+    pub lead_match: Option<serde_json::Value>,
 }
 
 /// Training summary printed by `train`: the main [`ModelReport`] figures and the publish outcome.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
+    pub level: Level,
     pub version: String,
     pub examples: usize,
     pub won: usize,
@@ -193,16 +207,73 @@ pub struct TrainReport {
     pub holdout_predictions: Vec<f64>,
 }
 
-/// Loads the pulled records into a [`History`].
-pub fn load_history(store: &Store, config: &Config) -> Result<History, PipelineError> {
-    Ok(History::build(
-        store.records(fields::ACCOUNT)?,
-        store.records(fields::CONTACT)?,
-        store.records(fields::OPPORTUNITY)?,
-        store.records(fields::TASK)?,
-        store.records(fields::EVENT)?,
+/// The pulled records as training and scoring read them: indexed, with enrichment tables
+/// joined and leads tied to accounts, plus what those joins reported.
+pub struct Loaded {
+    pub history: History,
+    /// The configured features plus those the enrichment tables add.
+    pub features: FeatureConfig,
+    pub enrichment: Vec<EnrichmentReport>,
+    /// Present when the lead level is configured.
+    pub lead_match: Option<LeadMatchReport>,
+}
+
+/// Loads the pulled records, joins the enrichment tables and builds the [`History`].
+pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
+    let mut accounts = store.records(fields::ACCOUNT)?;
+    let mut contacts = store.records(fields::CONTACT)?;
+    let leads = if config.scoring.levels.contains(&Level::Lead) {
+        store.records(fields::LEAD)?
+    } else {
+        Vec::new()
+    };
+    let mut features = config.features.clone();
+    let mut enrichment = Vec::new();
+    for table in &config.enrichment {
+        let loaded =
+            crate::enrichment::load(table).map_err(|e| PipelineError::Model(e.to_string()))?;
+        let records = match table.object {
+            EnrichmentObject::Account => &mut accounts,
+            EnrichmentObject::Contact => &mut contacts,
+        };
+        let (added, report) = crate::enrichment::apply(&loaded, records);
+        match table.object {
+            EnrichmentObject::Account => features.attributes.extend(added),
+            EnrichmentObject::Contact => features.contact_attributes.extend(added),
+        }
+        enrichment.push(report);
+    }
+    let (lead_account, lead_match) =
+        if leads.is_empty() && !config.scoring.levels.contains(&Level::Lead) {
+            (HashMap::new(), None)
+        } else {
+            let (matched, report) = match_lead_accounts(&leads, &accounts, config);
+            (matched, Some(report))
+        };
+    let history = History::build(
+        Pulled {
+            accounts,
+            contacts,
+            leads,
+            opportunities: store.records(fields::OPPORTUNITY)?,
+            contact_roles: store.records(fields::CONTACT_ROLE)?,
+            tasks: store.records(fields::TASK)?,
+            events: store.records(fields::EVENT)?,
+        },
         &config.features.role_field,
-    ))
+        lead_account,
+    );
+    Ok(Loaded {
+        history,
+        features,
+        enrichment,
+        lead_match,
+    })
+}
+
+/// Loads the pulled records into a [`History`]; see [`load`].
+pub fn load_history(store: &Store, config: &Config) -> Result<History, PipelineError> {
+    Ok(load(store, config)?.history)
 }
 
 fn params(settings: &ModelConfig) -> TrainParams {
@@ -220,14 +291,18 @@ fn model_error(err: crate::model::ModelError) -> PipelineError {
 
 /// Returns a version name that depends only on the model's content, so retraining on the same
 /// data gives the same version and does not rewrite every score.
-fn content_version(kind: ModelKind, model: &[u8], features: &[u8]) -> String {
+fn content_version(level: Level, kind: ModelKind, model: &[u8], features: &[u8]) -> String {
     // FNV-1a, 64 bit: stable across builds and platforms, unlike the std hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in model.iter().chain(features) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{}-{hash:016x}", kind.name())
+    match level {
+        // Account versions keep the names they had before levels existed.
+        Level::Account => format!("{}-{hash:016x}", kind.name()),
+        other => format!("{other}-{}-{hash:016x}", kind.name()),
+    }
 }
 
 /// Returns the label of a deal under `rule` (1 won, 0 lost), or `None` when the deal is no
@@ -580,7 +655,12 @@ pub fn evaluate_grouped(
     // the registry's comparison and the calibrator all describing a different model.
     let model = evaluated;
     let bytes = model.to_bytes().map_err(model_error)?;
-    let version = content_version(kind, &bytes, train.feature_names.join("\n").as_bytes());
+    let version = content_version(
+        Level::Account,
+        kind,
+        &bytes,
+        train.feature_names.join("\n").as_bytes(),
+    );
 
     let won = examples
         .dataset
@@ -620,6 +700,9 @@ pub fn evaluate_grouped(
         top_features,
         trees_used: Some(trees_used),
         live_comparison: None,
+        level: Level::Account,
+        enrichment: Vec::new(),
+        lead_match: None,
     };
     Ok(Evaluation {
         report,
@@ -752,51 +835,46 @@ pub fn train(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<TrainReport, PipelineError> {
-    let history = load_history(store, config)?;
-    let mut deals: Vec<(&Deal, f64)> = history
-        .deals
-        .iter()
-        .filter_map(|d| label_of(d, &config.model.label).map(|label| (d, label)))
-        .collect();
-    deals.sort_by(|a, b| {
-        a.0.close_date
-            .cmp(&b.0.close_date)
-            .then_with(|| a.0.id.cmp(&b.0.id))
-    });
-    if deals.is_empty() {
-        return Err(PipelineError::Model(
-            "the store has no closed deals to train on; run `leadscore pull` first, or check the [model] label rule".to_string(),
-        ));
+    let level = store.level();
+    let loaded = load(store, config)?;
+    let history = &loaded.history;
+    let examples_list = levels::examples(level, history, config, now);
+    if examples_list.is_empty() {
+        let message = match level {
+            Level::Lead => "the store has no converted or aged-out leads to train on; run `leadscore pull` first, or check [lead] label and lost_after_days",
+            _ => "the store has no closed deals to train on; run `leadscore pull` first, or check the [model] label rule",
+        };
+        return Err(PipelineError::Model(format!("{level} level: {message}")));
     }
 
-    // Categories are learned from the deals before the holdout, so the holdout stays unseen.
-    let holdout_count = ((deals.len() as f64) * config.model.holdout_fraction)
+    // Categories are learned from the examples before the holdout, so the holdout stays unseen.
+    let holdout_count = ((examples_list.len() as f64) * config.model.holdout_fraction)
         .round()
         .max(1.0) as usize;
-    let before_holdout = deals.len().saturating_sub(holdout_count);
-    let training_accounts: Vec<&str> = deals[..before_holdout]
+    let before_holdout = examples_list.len().saturating_sub(holdout_count);
+    let training_targets: Vec<_> = examples_list[..before_holdout]
         .iter()
-        .map(|(d, _)| d.account_id.as_str())
+        .map(Example::target)
         .collect();
-    let segments = segment_check(&history, &deals, config)?;
-    let mut space = FeatureSpace::fit(&config.features, &history, &training_accounts);
+    let segments = segment_check(history, &examples_list, config)?;
+    let mut space = FeatureSpace::fit(&loaded.features, level, history, &training_targets);
     let examples = ExampleSet {
         dataset: Dataset {
             feature_names: space.names(),
-            rows: deals
+            rows: examples_list
                 .iter()
-                .map(|(d, _)| space.row(&history, &d.account_id, d.created))
+                .map(|e| space.row(history, e.target(), e.at))
                 .collect(),
-            labels: deals.iter().map(|(_, label)| *label).collect(),
+            labels: examples_list.iter().map(|e| e.label).collect(),
         },
-        ids: deals.iter().map(|(d, _)| d.id.clone()).collect(),
-        order: deals
+        ids: examples_list.iter().map(|e| e.id.clone()).collect(),
+        order: examples_list
             .iter()
-            .map(|(d, _)| d.close_date.map_or(0, |t| t.timestamp()))
+            .map(|e| e.decided.timestamp())
             .collect(),
     };
     let groups = feature_groups(&space);
-    let scoring = scoring_rows(&history, &space, config, now);
+    let scoring = scoring_rows(history, &space, config, now);
     let evaluation = evaluate_grouped(&examples, &config.model, None, &groups, Some(&scoring))?;
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
@@ -811,20 +889,31 @@ pub fn train(
     let features_json =
         serde_json::to_value(&space).map_err(|e| PipelineError::Model(e.to_string()))?;
     let version = content_version(
+        level,
         evaluation.model.kind,
         &model_bytes,
         features_json.to_string().as_bytes(),
     );
 
-    let live = live_comparison(store, &history, &deals, &evaluation, config)?;
+    let live = live_comparison(store, history, &examples_list, &evaluation, config)?;
     let mut report = evaluation.report.clone();
     report.version = version.clone();
     report.trained_at = now;
     report.window = Window {
-        from: deals.first().and_then(|(d, _)| d.close_date),
-        to: deals.last().and_then(|(d, _)| d.close_date),
-        holdout_from: deals.get(before_holdout).and_then(|(d, _)| d.close_date),
+        from: examples_list.first().map(|e| e.decided),
+        to: examples_list.last().map(|e| e.decided),
+        holdout_from: examples_list.get(before_holdout).map(|e| e.decided),
     };
+    report.level = level;
+    report.enrichment = loaded
+        .enrichment
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    report.lead_match = loaded
+        .lead_match
+        .as_ref()
+        .and_then(|r| serde_json::to_value(r).ok());
     report.tiers = tier_table(
         &evaluation.holdout_labels,
         &evaluation.holdout_predictions,
@@ -838,6 +927,7 @@ pub fn train(
     let candidate = Candidate {
         stored: StoredModel {
             version: version.clone(),
+            level,
             trained_at: now,
             features: features_json,
             report: report_json,
@@ -862,6 +952,7 @@ pub fn train(
     };
     let constant = vec![train_rate; evaluation.holdout_labels.len()];
     let summary = TrainReport {
+        level,
         version,
         examples: report.counts.examples,
         won: report.counts.won,
@@ -892,7 +983,7 @@ pub fn train(
     Ok(summary)
 }
 
-/// Builds the rows of the accounts scoring would score, as of the same time, for the
+/// Builds the rows of the records scoring would score, as of the same time, for the
 /// post-outcome check.
 fn scoring_rows(
     history: &History,
@@ -901,9 +992,9 @@ fn scoring_rows(
     now: DateTime<Utc>,
 ) -> Vec<Vec<f64>> {
     let at = config.scoring.as_of.unwrap_or(now);
-    crate::scoring::open_accounts(history, config)
-        .into_iter()
-        .map(|id| space.row(history, id, at))
+    levels::open_records(space.level, history, config, now)
+        .iter()
+        .map(|record| space.row(history, record.target(), at))
         .collect()
 }
 
@@ -914,29 +1005,15 @@ fn feature_groups(space: &FeatureSpace) -> Vec<FeatureGroup> {
     let sources: Vec<(String, bool)> = space
         .columns
         .iter()
-        .map(|column| {
-            let one_hot = matches!(
-                column.source,
-                Source::Attribute {
-                    category: Some(_),
-                    ..
-                }
-            );
-            (column.feature.clone(), one_hot)
-        })
+        .map(|column| (column.feature.clone(), column.source.is_one_hot()))
         .collect();
     let mut groups = checks::group_columns(&sources);
     for group in &mut groups {
         group.marks_presence = !group.one_hot
-            && group.columns.iter().all(|&c| {
-                matches!(
-                    space.columns[c].source,
-                    Source::Attribute {
-                        kind: AttributeKind::Present,
-                        ..
-                    }
-                )
-            });
+            && group
+                .columns
+                .iter()
+                .all(|&c| space.columns[c].source.attribute_kind() == Some(AttributeKind::Present));
     }
     groups
 }
@@ -947,7 +1024,7 @@ fn feature_groups(space: &FeatureSpace) -> Vec<FeatureGroup> {
 /// the attribute belong to no segment.
 fn segment_check(
     history: &History,
-    deals: &[(&Deal, f64)],
+    examples: &[Example],
     config: &Config,
 ) -> Result<Vec<SegmentShortfall>, PipelineError> {
     let Some(segment) = &config.model.segment else {
@@ -963,12 +1040,13 @@ fn segment_check(
             "[model] segment = {segment:?} names no [[features.account]] entry; name a configured category feature"
         )));
     };
-    let values: Vec<Option<String>> = deals
+    let values: Vec<Option<String>> = examples
         .iter()
-        .map(|(deal, _)| {
-            match history
-                .accounts
-                .get(&deal.account_id)
+        .map(|example| {
+            match example
+                .account
+                .as_ref()
+                .and_then(|id| history.accounts.get(id))
                 .map(|account| account.get(&attribute.field))
             {
                 Some(Value::Text(text)) if !text.trim().is_empty() => Some(text.clone()),
@@ -977,7 +1055,7 @@ fn segment_check(
             }
         })
         .collect();
-    let labels: Vec<f64> = deals.iter().map(|(_, label)| *label).collect();
+    let labels: Vec<f64> = examples.iter().map(|e| e.label).collect();
     let floor = config.model.min_segment_examples;
     let shortfalls = checks::segment_shortfalls(&values, &labels, floor);
     for shortfall in &shortfalls {
@@ -1009,7 +1087,7 @@ fn segment_check(
 fn live_comparison(
     store: &Store,
     history: &History,
-    deals: &[(&Deal, f64)],
+    examples: &[Example],
     evaluation: &Evaluation,
     config: &Config,
 ) -> Result<Option<LiveComparison>, PipelineError> {
@@ -1031,10 +1109,10 @@ fn live_comparison(
         return Ok(Some(comparison(None)));
     };
     let holdout: HashSet<&str> = evaluation.holdout_ids.iter().map(String::as_str).collect();
-    let (rows, labels): (Vec<Vec<f64>>, Vec<f64>) = deals
+    let (rows, labels): (Vec<Vec<f64>>, Vec<f64>) = examples
         .iter()
-        .filter(|(d, _)| holdout.contains(d.id.as_str()))
-        .map(|(d, label)| (space.row(history, &d.account_id, d.created), *label))
+        .filter(|e| holdout.contains(e.id.as_str()))
+        .map(|e| (space.row(history, e.target(), e.at), e.label))
         .unzip();
     let live_auc = model
         .predict(&rows)
@@ -1045,7 +1123,10 @@ fn live_comparison(
 
 /// Hashes the settings that shape training (features and model), for the registry.
 fn config_hash(config: &Config) -> String {
-    let text = format!("{:?}\n{:?}", config.features, config.model);
+    let text = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}",
+        config.features, config.model, config.lead, config.enrichment
+    );
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);

@@ -8,13 +8,22 @@ use chrono::{DateTime, Utc};
 use leadscore_connector::{Connector, Record, RecordUpdate, Value};
 use serde::Serialize;
 
-use crate::config::WritebackConfig;
+use crate::config::{Config, WritebackConfig};
+use crate::level::Level;
 use crate::pipeline::PipelineError;
 use crate::store::{ConfirmedWrite, ScoreRow, Store, WrittenValues};
 
-/// Joins reasons into the text written to the CRM, cut to `max_len` characters.
-pub fn reasons_text(reasons: &[String], max_len: Option<u32>) -> String {
-    let text = reasons.join("\n");
+/// Joins reasons, and the hint after them, into the text written to the CRM, cut to
+/// `max_len` characters. The hint goes last so a short field keeps the reasons.
+pub fn reasons_text(reasons: &[String], hint: Option<&str>, max_len: Option<u32>) -> String {
+    let mut text = reasons.join("\n");
+    if let Some(hint) = hint {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str("Next: ");
+        text.push_str(hint);
+    }
     match max_len {
         Some(max) if text.chars().count() > max as usize => {
             text.chars().take(max as usize).collect()
@@ -39,7 +48,12 @@ fn desired_values(
     WrittenValues {
         score: row.score,
         tier: row.tier.clone(),
-        reasons: reasons_text(&row.reasons, reasons_max_len),
+        reasons: reasons_text(
+            &row.reasons,
+            row.hint.as_ref().map(|h| h.text.as_str()),
+            reasons_max_len,
+        ),
+        sales_ready: row.sales_ready,
         model_version: row.model_version.clone(),
         written_at: now,
     }
@@ -47,8 +61,18 @@ fn desired_values(
 
 /// Returns true when the CRM's copy of a record, as last pulled or written, already contains
 /// `values` in the write-back fields.
-fn crm_contains(record: &Record, fields: &WritebackConfig, values: &WrittenValues) -> bool {
-    record.get(&fields.score_field).as_f64() == Some(values.score)
+fn crm_contains(
+    record: &Record,
+    fields: &WritebackConfig,
+    sales_ready_field: Option<&str>,
+    values: &WrittenValues,
+) -> bool {
+    let sales_ready_same = match (sales_ready_field, values.sales_ready) {
+        (Some(field), Some(ready)) => record.get(field).as_bool().unwrap_or(false) == ready,
+        _ => true,
+    };
+    sales_ready_same
+        && record.get(&fields.score_field).as_f64() == Some(values.score)
         && record.get(&fields.tier_field).as_str() == Some(values.tier.as_str())
         && record.get(&fields.reasons_field).as_str() == Some(values.reasons.as_str())
         && record.get(&fields.model_version_field).as_str() == Some(values.model_version.as_str())
@@ -57,10 +81,12 @@ fn crm_contains(record: &Record, fields: &WritebackConfig, values: &WrittenValue
 /// Returns the writes needed to bring the CRM up to `scores`. A record is skipped when the
 /// stored copy of the CRM record already contains the score, tier, reasons and model version, so
 /// a value cleared or changed in the CRM by someone else is written again.
+/// `sales_ready_field` names the lead checkbox written from each row's sales-ready flag.
 pub fn plan(
     scores: &[ScoreRow],
     crm_copies: &HashMap<String, Record>,
     fields: &WritebackConfig,
+    sales_ready_field: Option<&str>,
     reasons_max_len: Option<u32>,
     now: DateTime<Utc>,
 ) -> Vec<PlannedWrite> {
@@ -69,11 +95,11 @@ pub fn plan(
         let values = desired_values(row, reasons_max_len, now);
         let unchanged = crm_copies
             .get(&row.id)
-            .is_some_and(|record| crm_contains(record, fields, &values));
+            .is_some_and(|record| crm_contains(record, fields, sales_ready_field, &values));
         if unchanged {
             continue;
         }
-        let update = RecordUpdate {
+        let mut update = RecordUpdate {
             object: row.object.clone(),
             id: row.id.clone(),
             fields: BTreeMap::from([
@@ -93,6 +119,9 @@ pub fn plan(
                 ),
             ]),
         };
+        if let (Some(field), Some(ready)) = (sales_ready_field, values.sales_ready) {
+            update.fields.insert(field.to_string(), Value::Bool(ready));
+        }
         planned.push(PlannedWrite { update, values });
     }
     planned
@@ -109,26 +138,35 @@ pub struct FailedWrite {
 
 #[derive(Debug, Serialize)]
 pub struct PushReport {
+    pub level: crate::level::Level,
     pub planned: usize,
     pub written: usize,
     pub unchanged: usize,
     pub failed: Vec<FailedWrite>,
 }
 
-/// Writes changed scores back in batches of `fields.batch_size` and records each confirmed
-/// write in the store as soon as its batch returns.
+/// Writes the changed scores of the store's level back to that level's object, in batches of
+/// its `batch_size`, and records each confirmed write in the store as soon as its batch
+/// returns. `reasons_max_len` comes from `check`.
 pub async fn push<C: Connector>(
     connector: &C,
     store: &Store,
-    fields: &WritebackConfig,
-    reasons_max_len: Option<u32>,
+    config: &Config,
+    reasons_max_len: &BTreeMap<Level, u32>,
     now: DateTime<Utc>,
 ) -> Result<PushReport, PipelineError> {
+    let level = store.level();
+    let fields = config.writeback_for(level);
+    let sales_ready_field = match (level, config.lead.sales_ready_score) {
+        (Level::Lead, Some(_)) => Some(config.lead.sales_ready_field.as_str()),
+        _ => None,
+    };
+    let reasons_max_len = reasons_max_len.get(&level).copied();
     let scores = store.scores()?;
     if scores.is_empty() {
-        return Err(PipelineError::Model(
-            "no scores in the store; run `leadscore score` first".to_string(),
-        ));
+        return Err(PipelineError::Model(format!(
+            "no {level} scores in the store; run `leadscore score` first"
+        )));
     }
     let mut crm_copies = HashMap::new();
     for object in scores
@@ -140,9 +178,17 @@ pub async fn push<C: Connector>(
             crm_copies.insert(record.id.clone(), record);
         }
     }
-    let planned = plan(&scores, &crm_copies, fields, reasons_max_len, now);
+    let planned = plan(
+        &scores,
+        &crm_copies,
+        fields,
+        sales_ready_field,
+        reasons_max_len,
+        now,
+    );
     let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
     let mut report = PushReport {
+        level,
         planned: planned.len(),
         written: 0,
         unchanged: scores.len() - planned.len(),
@@ -190,6 +236,7 @@ pub async fn push<C: Connector>(
         }
     }
     tracing::info!(
+        %level,
         written = report.written,
         failed = report.failed.len(),
         unchanged = report.unchanged,
@@ -223,6 +270,8 @@ mod tests {
             score,
             tier: "B".into(),
             reasons: vec!["+ high volume".into()],
+            hint: None,
+            sales_ready: None,
             model_version: "gbm-1".into(),
             scored_at: DateTime::UNIX_EPOCH,
         }
@@ -242,7 +291,7 @@ mod tests {
     fn unchanged_scores_not_planned() {
         let now = DateTime::UNIX_EPOCH;
         let rows = [row("a", 50.0), row("b", 60.0)];
-        let first = plan(&rows, &HashMap::new(), &config(), None, now);
+        let first = plan(&rows, &HashMap::new(), &config(), None, None, now);
         assert_eq!(first.len(), 2);
         let copies: HashMap<String, Record> = first
             .iter()
@@ -252,6 +301,7 @@ mod tests {
             &[row("a", 50.0), row("b", 61.0)],
             &copies,
             &config(),
+            None,
             None,
             now,
         );
@@ -263,18 +313,29 @@ mod tests {
     #[test]
     fn value_cleared_in_crm_planned_again() {
         let now = DateTime::UNIX_EPOCH;
-        let first = plan(&[row("a", 50.0)], &HashMap::new(), &config(), None, now);
+        let first = plan(
+            &[row("a", 50.0)],
+            &HashMap::new(),
+            &config(),
+            None,
+            None,
+            now,
+        );
         let mut copy = crm_copy(&first[0]);
         copy.fields.insert("S".into(), Value::Null);
         let copies = HashMap::from([("a".to_string(), copy)]);
-        let again = plan(&[row("a", 50.0)], &copies, &config(), None, now);
+        let again = plan(&[row("a", 50.0)], &copies, &config(), None, None, now);
         assert_eq!(again.len(), 1, "a score someone cleared is written again");
     }
 
     #[test]
     fn reasons_cut_to_field_length() {
         let reasons = vec!["abcdef".to_string(), "ghij".to_string()];
-        assert_eq!(reasons_text(&reasons, Some(8)), "abcdef\ng");
-        assert_eq!(reasons_text(&reasons, None), "abcdef\nghij");
+        assert_eq!(reasons_text(&reasons, None, Some(8)), "abcdef\ng");
+        assert_eq!(reasons_text(&reasons, None, None), "abcdef\nghij");
+        assert_eq!(
+            reasons_text(&reasons, Some("+9 if a Finance contact engages"), None),
+            "abcdef\nghij\nNext: +9 if a Finance contact engages"
+        );
     }
 }

@@ -207,15 +207,9 @@ async fn rejected_writes_reported_and_not_marked() {
     let check = pipeline::check(&connector, &env.config)
         .await
         .expect("check");
-    let push = writeback::push(
-        &connector,
-        &store,
-        &env.config.writeback,
-        check.reasons_max_len,
-        now,
-    )
-    .await
-    .expect("push");
+    let push = writeback::push(&connector, &store, &env.config, &check.reasons_max_len, now)
+        .await
+        .expect("push");
     assert_eq!(push.failed.len(), 1, "{push:?}");
     assert_eq!(push.failed[0].id, refused);
     assert_eq!(push.failed[0].code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
@@ -228,15 +222,9 @@ async fn rejected_writes_reported_and_not_marked() {
     assert!(env.handle().record("Account", &refused).expect("exists")["LS_Score__c"].is_null());
 
     // The next push retries only the rejected record.
-    let retry = writeback::push(
-        &connector,
-        &store,
-        &env.config.writeback,
-        check.reasons_max_len,
-        now,
-    )
-    .await
-    .expect("push");
+    let retry = writeback::push(&connector, &store, &env.config, &check.reasons_max_len, now)
+        .await
+        .expect("push");
     assert_eq!(retry.planned, 1, "{retry:?}");
     assert_eq!(retry.written, 0);
     assert_eq!(retry.failed.len(), 1);
@@ -249,12 +237,20 @@ async fn second_run_writes_nothing() {
     let first = run_once(&env.connector(), &store, &env.config, Utc::now())
         .await
         .expect("first run");
-    assert!(first.push.written > 0, "{:?}", first.push);
-    assert!(first.push.failed.is_empty(), "{:?}", first.push.failed);
     assert!(
-        first.train.holdout_auc.expect("auc") > 0.6,
+        first.levels[0].push.written > 0,
         "{:?}",
-        first.train
+        first.levels[0].push
+    );
+    assert!(
+        first.levels[0].push.failed.is_empty(),
+        "{:?}",
+        first.levels[0].push.failed
+    );
+    assert!(
+        first.levels[0].train.holdout_auc.expect("auc") > 0.6,
+        "{:?}",
+        first.levels[0].train
     );
 
     // The CRM contains what was written: score, tier, reasons, version.
@@ -277,11 +273,15 @@ async fn second_run_writes_nothing() {
         .await
         .expect("second run");
     assert_eq!(
-        second.train.version, first.train.version,
+        second.levels[0].train.version, first.levels[0].train.version,
         "same data trains the same model"
     );
-    assert_eq!(second.push.planned, 0, "{:?}", second.push);
-    assert_eq!(second.push.written, 0);
+    assert_eq!(
+        second.levels[0].push.planned, 0,
+        "{:?}",
+        second.levels[0].push
+    );
+    assert_eq!(second.levels[0].push.written, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +325,7 @@ async fn score_cleared_in_crm_written_again() {
     let first = run_once(&env.connector(), &store, &env.config, Utc::now())
         .await
         .expect("first run");
-    assert!(first.push.written > 0);
+    assert!(first.levels[0].push.written > 0);
 
     // Someone in the CRM clears one account's score and tier.
     let scored = store.scores().expect("scores");
@@ -340,7 +340,11 @@ async fn score_cleared_in_crm_written_again() {
     let second = run_once(&env.connector(), &store, &env.config, Utc::now())
         .await
         .expect("second run");
-    assert_eq!(second.push.written, 1, "{:?}", second.push);
+    assert_eq!(
+        second.levels[0].push.written, 1,
+        "{:?}",
+        second.levels[0].push
+    );
     let record = env.handle().record("Account", &cleared).expect("account");
     assert_eq!(record["LS_Score__c"].as_f64(), Some(scored[5].score));
     assert_eq!(record["LS_Tier__c"].as_str(), Some(scored[5].tier.as_str()));

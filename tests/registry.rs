@@ -214,8 +214,8 @@ async fn score_and_push(env: &Env, store: &Store) -> writeback::PushReport {
     let push = writeback::push(
         &connector,
         store,
-        &env.config.writeback,
-        check.reasons_max_len,
+        &env.config,
+        &check.reasons_max_len,
         Utc::now(),
     )
     .await

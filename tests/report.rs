@@ -88,6 +88,7 @@ fn save_model(store_path: &Path, version: &str, report: Value) {
     let store = Store::open(store_path).expect("store opens");
     store
         .save_model(&StoredModel {
+            level: leadscore::level::Level::Account,
             version: version.to_string(),
             trained_at: Utc::now(),
             features: json!({}),

@@ -1,6 +1,7 @@
 //! The one TOML file an admin edits: connector, store, feature mapping, model, tiers and
 //! write-back fields. Secrets are named by environment variable and never read from the file.
 
+pub mod enrichment;
 mod toml_walk;
 
 use std::fmt;
@@ -10,7 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use toml::de::DeTable;
+use toml::Spanned;
 
+pub use crate::level::Level;
 pub use toml_walk::ConfigIssue;
 use toml_walk::{Issues, Section};
 
@@ -94,6 +97,10 @@ pub struct AttributeFeature {
 pub struct FeatureConfig {
     /// Account attributes used as features.
     pub attributes: Vec<AttributeFeature>,
+    /// Contact fields used as features of the contact level (`[[features.contact]]`).
+    pub contact_attributes: Vec<AttributeFeature>,
+    /// Lead fields used as features of the lead level (`[[features.lead]]`).
+    pub lead_attributes: Vec<AttributeFeature>,
     /// Contact field holding the buying role (surgeon champion, finance, ...).
     pub role_field: String,
     /// Window in days for "engaged" aggregates (roles and contacts with an activity).
@@ -218,6 +225,19 @@ impl TierConfig {
     }
 }
 
+impl Default for WritebackConfig {
+    fn default() -> Self {
+        WritebackConfig {
+            score_field: "LS_Score__c".to_string(),
+            tier_field: "LS_Tier__c".to_string(),
+            reasons_field: "LS_Reasons__c".to_string(),
+            model_version_field: "LS_Model_Version__c".to_string(),
+            scored_at_field: "LS_Scored_At__c".to_string(),
+            batch_size: 200,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct WritebackConfig {
     pub score_field: String,
@@ -229,8 +249,61 @@ pub struct WritebackConfig {
     pub batch_size: usize,
 }
 
+/// How a lead's outcome is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadLabel {
+    /// Converted leads are won.
+    Converted,
+    /// Only leads whose converted opportunity was won are won; a lead converted without an
+    /// opportunity, or whose opportunity was lost, is lost; one whose opportunity is still
+    /// open is not an example yet.
+    ConvertedWon,
+}
+
+/// The `[lead]` section: the lead level's label, account matching and hand-off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadConfig {
+    pub label: LeadLabel,
+    /// An unconverted lead this many days old counts as lost; a younger one is open.
+    pub lost_after_days: i64,
+    /// Training sees a lead as it was this many days after it was created (or at conversion,
+    /// if that came first), which is how far into a lead's life scoring usually happens.
+    pub observe_days: i64,
+    /// A lookup field on the lead naming its account, when the org has one.
+    pub account_field: Option<String>,
+    /// Fields matched against account names and states when there is no lookup.
+    pub company_field: String,
+    pub state_field: String,
+    /// Account fields the company and state are matched against.
+    pub account_name_field: String,
+    pub account_state_field: String,
+    /// Score (0-100) at which a lead is handed to sales; `None` turns the hand-off off.
+    pub sales_ready_score: Option<f64>,
+    /// Checkbox field set to true for leads at or above `sales_ready_score`.
+    pub sales_ready_field: String,
+    pub writeback: WritebackConfig,
+}
+
+/// The `[contact]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactConfig {
+    pub writeback: WritebackConfig,
+}
+
+/// The `[hints]` section: which features a rep can change, and when a hint is worth writing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HintConfig {
+    /// Names of features a rep can act on, for example `roles_engaged` or `meetings`.
+    pub actionable: Vec<String>,
+    /// A hint is written only when the change would add at least this many points.
+    pub min_points: f64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoringConfig {
+    /// Levels trained and scored, in order; `account` when the file names none.
+    pub levels: Vec<Level>,
     /// Maximum number of reasons that raise a score; up to two reasons that lower it follow.
     pub reasons: usize,
     /// Point in time the scores are computed for; `None` means now.
@@ -250,6 +323,32 @@ pub struct Config {
     pub tiers: TierConfig,
     pub writeback: WritebackConfig,
     pub scoring: ScoringConfig,
+    pub lead: LeadConfig,
+    pub contact: ContactConfig,
+    pub hints: HintConfig,
+    /// `[[enrichment]]` tables joined to accounts or contacts before features are built.
+    pub enrichment: Vec<enrichment::EnrichmentConfig>,
+}
+
+impl Config {
+    /// The write-back fields of a level, on that level's object.
+    pub fn writeback_for(&self, level: Level) -> &WritebackConfig {
+        match level {
+            Level::Account => &self.writeback,
+            Level::Contact => &self.contact.writeback,
+            Level::Lead => &self.lead.writeback,
+        }
+    }
+
+    /// The configured attributes of a level's own object (none for accounts beyond
+    /// `[[features.account]]`).
+    pub fn own_attributes(&self, level: Level) -> &[AttributeFeature] {
+        match level {
+            Level::Account => &self.features.attributes,
+            Level::Contact => &self.features.contact_attributes,
+            Level::Lead => &self.features.lead_attributes,
+        }
+    }
 }
 
 /// Secrets read from the environment, held in memory only.
@@ -391,12 +490,33 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     tiers.finish(issues);
 
     let mut writeback = top.table(issues, "writeback");
-    let writeback_config = read_writeback(&mut writeback, issues);
+    let writeback_config = read_writeback(&mut writeback, issues, &WritebackConfig::default());
     writeback.finish(issues);
 
     let mut scoring = top.table(issues, "scoring");
     let scoring_config = read_scoring(&mut scoring, issues);
     scoring.finish(issues);
+
+    let mut lead = top.table(issues, "lead");
+    let lead_config = writeback_config
+        .as_ref()
+        .and_then(|defaults| read_lead(&mut lead, issues, defaults));
+    lead.finish(issues);
+
+    let mut contact = top.table(issues, "contact");
+    let contact_config = writeback_config.as_ref().and_then(|defaults| {
+        let mut table = contact.table(issues, "writeback");
+        let writeback = read_writeback(&mut table, issues, defaults);
+        table.finish(issues);
+        writeback.map(|writeback| ContactConfig { writeback })
+    });
+    contact.finish(issues);
+
+    let enrichment_config = enrichment::read_enrichment(top, issues, base);
+
+    let mut hints = top.table(issues, "hints");
+    let hint_config = read_hints(&mut hints, issues, feature_config.as_ref());
+    hints.finish(issues);
 
     Some(Config {
         salesforce: salesforce?,
@@ -406,6 +526,10 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
         tiers: tier_config?,
         writeback: writeback_config?,
         scoring: scoring_config?,
+        lead: lead_config?,
+        contact: contact_config?,
+        hints: hint_config?,
+        enrichment: enrichment_config?,
     })
 }
 
@@ -570,36 +694,38 @@ fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Fea
         )
         .unwrap_or_else(|| vec![90, 365]);
 
-    let mut attributes = Vec::new();
+    let mut lists: [Vec<AttributeFeature>; 3] = Default::default();
     let mut complete = true;
-    for mut entry in s.table_array(issues, "account") {
-        match read_attribute(&mut entry, issues) {
-            Some(attribute) => {
-                if attributes
-                    .iter()
-                    .any(|a: &AttributeFeature| a.name == attribute.name)
-                {
-                    issues.push(
-                        entry.span(),
-                        &entry.key_path("name"),
-                        format!(
-                            "duplicate feature name {:?}; names must be unique",
-                            attribute.name
-                        ),
-                        None,
-                    );
+    for (index, key) in ["account", "contact", "lead"].into_iter().enumerate() {
+        for mut entry in s.table_array(issues, key) {
+            match read_attribute(&mut entry, issues) {
+                Some(attribute) => {
+                    if lists.iter().flatten().any(|a| a.name == attribute.name) {
+                        issues.push(
+                            entry.span(),
+                            &entry.key_path("name"),
+                            format!(
+                                "duplicate feature name {:?}; names must be unique across [[features.account]], [[features.contact]] and [[features.lead]]",
+                                attribute.name
+                            ),
+                            None,
+                        );
+                    }
+                    lists[index].push(attribute);
                 }
-                attributes.push(attribute);
+                None => complete = false,
             }
-            None => complete = false,
+            entry.finish(issues);
         }
-        entry.finish(issues);
     }
     if !complete {
         return None;
     }
+    let [attributes, contact_attributes, lead_attributes] = lists;
     Some(FeatureConfig {
         attributes,
+        contact_attributes,
+        lead_attributes,
         role_field,
         engagement_window_days,
         activity_windows_days,
@@ -982,20 +1108,24 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
     Some(TierConfig { a, b, c, labels })
 }
 
-fn read_writeback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<WritebackConfig> {
+fn read_writeback(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    defaults: &WritebackConfig,
+) -> Option<WritebackConfig> {
     let mut field = |key: &'static str, default: &str| {
         s.string(issues, key, &format!("{key} = {default:?}"))
             .map(|v| v.into_inner())
             .unwrap_or_else(|| default.to_string())
     };
-    let score_field = field("score_field", "LS_Score__c");
-    let tier_field = field("tier_field", "LS_Tier__c");
-    let reasons_field = field("reasons_field", "LS_Reasons__c");
-    let model_version_field = field("model_version_field", "LS_Model_Version__c");
-    let scored_at_field = field("scored_at_field", "LS_Scored_At__c");
+    let score_field = field("score_field", &defaults.score_field);
+    let tier_field = field("tier_field", &defaults.tier_field);
+    let reasons_field = field("reasons_field", &defaults.reasons_field);
+    let model_version_field = field("model_version_field", &defaults.model_version_field);
+    let scored_at_field = field("scored_at_field", &defaults.scored_at_field);
     let batch_size = s
         .integer(issues, "batch_size", 1..201, "batch_size = 200")
-        .unwrap_or(200) as usize;
+        .map_or(defaults.batch_size, |n| n as usize);
     let names = [
         &score_field,
         &tier_field,
@@ -1028,20 +1158,166 @@ fn read_writeback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Wr
     })
 }
 
-fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ScoringConfig> {
-    let level_example = r#"level = "account""#;
-    if let Some(level) = s.string(issues, "level", level_example) {
-        if level.get_ref() != "account" {
+fn read_lead(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    defaults: &WritebackConfig,
+) -> Option<LeadConfig> {
+    let label_example = r#"label = "converted""#;
+    let label = match s.string(issues, "label", label_example) {
+        None => Some(LeadLabel::Converted),
+        Some(value) => match value.get_ref().as_str() {
+            "converted" => Some(LeadLabel::Converted),
+            "converted_won" => Some(LeadLabel::ConvertedWon),
+            other => {
+                issues.push(
+                    value.span(),
+                    &s.key_path("label"),
+                    format!("unknown lead label {other:?}; expected \"converted\" (IsConverted) or \"converted_won\" (the converted opportunity was won)"),
+                    Some(label_example),
+                );
+                None
+            }
+        },
+    };
+    let lost_after_days = s
+        .integer(issues, "lost_after_days", 1..3651, "lost_after_days = 180")
+        .unwrap_or(180);
+    let observe_days = s
+        .integer(issues, "observe_days", 0..3651, "observe_days = 14")
+        .unwrap_or(14);
+    if observe_days >= lost_after_days {
+        issues.push(
+            s.span(),
+            &s.key_path("observe_days"),
+            format!("observe_days ({observe_days}) must be below lost_after_days ({lost_after_days}): training looks at a lead before its outcome is known"),
+            Some("observe_days = 14"),
+        );
+    }
+    let mut text = |key: &'static str, default: &str| {
+        s.string(issues, key, &format!("{key} = {default:?}"))
+            .map(|v| v.into_inner())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let company_field = text("company_field", "Company");
+    let state_field = text("state_field", "State");
+    let account_name_field = text("account_name_field", "Name");
+    let account_state_field = text("account_state_field", "BillingState");
+    let sales_ready_field = text("sales_ready_field", "LS_Sales_Ready__c");
+    let account_field = s
+        .string(issues, "account_field", r#"account_field = "Account__c""#)
+        .map(|v| v.into_inner())
+        .filter(|v| !v.trim().is_empty());
+    let sales_ready_score = s.float(
+        issues,
+        "sales_ready_score",
+        0.0,
+        100.0,
+        "sales_ready_score = 60",
+    );
+    let mut table = s.table(issues, "writeback");
+    let writeback = read_writeback(&mut table, issues, defaults);
+    table.finish(issues);
+    Some(LeadConfig {
+        label: label?,
+        lost_after_days,
+        observe_days,
+        account_field,
+        company_field,
+        state_field,
+        account_name_field,
+        account_state_field,
+        sales_ready_score,
+        sales_ready_field,
+        writeback: writeback?,
+    })
+}
+
+fn read_hints(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    features: Option<&FeatureConfig>,
+) -> Option<HintConfig> {
+    let example = r#"actionable = ["roles_engaged", "meetings"]"#;
+    let actionable = s.string_array(issues, "actionable", example);
+    let min_points = s
+        .float(issues, "min_points", 0.0, 100.0, "min_points = 5")
+        .unwrap_or(5.0);
+    let mut names = Vec::new();
+    for name in actionable.unwrap_or_default() {
+        let known = crate::hints::ACTIONABLE_AGGREGATES.contains(&name.get_ref().as_str())
+            || features.is_some_and(|f| {
+                f.attributes
+                    .iter()
+                    .chain(&f.contact_attributes)
+                    .chain(&f.lead_attributes)
+                    .any(|a| {
+                        a.name == *name.get_ref()
+                            && matches!(a.kind, AttributeKind::Flag | AttributeKind::Present)
+                    })
+            });
+        if !known {
             issues.push(
-                level.span(),
-                &s.key_path("level"),
+                name.span(),
+                &s.key_path("actionable"),
                 format!(
-                    "unsupported level {:?}; supported: account",
-                    level.get_ref()
+                    "{:?} is not a feature a rep can change; use one of {} or the name of a configured flag or present feature",
+                    name.get_ref(),
+                    crate::hints::ACTIONABLE_AGGREGATES.join(", ")
                 ),
-                Some(level_example),
+                Some(example),
             );
         }
+        names.push(name.into_inner());
+    }
+    Some(HintConfig {
+        actionable: names,
+        min_points,
+    })
+}
+
+fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ScoringConfig> {
+    let levels_example = r#"levels = ["account", "contact", "lead"]"#;
+    let mut named: Vec<Spanned<String>> = Vec::new();
+    // `level = "account"` is the one-level spelling older files use.
+    if let Some(level) = s.string(issues, "level", r#"level = "account""#) {
+        named.push(level);
+    }
+    if let Some(list) = s.string_array(issues, "levels", levels_example) {
+        if !named.is_empty() {
+            issues.push(
+                s.span(),
+                &s.key_path("levels"),
+                "both level and levels are set; keep only levels".to_string(),
+                Some(levels_example),
+            );
+        }
+        named.extend(list);
+    }
+    let mut levels = Vec::new();
+    for name in named {
+        match Level::parse(name.get_ref()) {
+            Some(level) if levels.contains(&level) => issues.push(
+                name.span(),
+                &s.key_path("levels"),
+                format!("level {:?} is listed twice", name.get_ref()),
+                Some(levels_example),
+            ),
+            Some(level) => levels.push(level),
+            None => issues.push(
+                name.span(),
+                &s.key_path("levels"),
+                format!(
+                    "unknown level {:?}; expected one of: {}",
+                    name.get_ref(),
+                    Level::NAMES
+                ),
+                Some(levels_example),
+            ),
+        }
+    }
+    if levels.is_empty() {
+        levels.push(Level::Account);
     }
     let reasons = s
         .integer(issues, "reasons", 1..11, "reasons = 3")
@@ -1063,6 +1339,7 @@ fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Scor
         .boolean(issues, "skip_customers", "skip_customers = true")
         .unwrap_or(true);
     Some(ScoringConfig {
+        levels,
         reasons,
         as_of,
         skip_customers,

@@ -7,7 +7,7 @@
 //! holdout, so the numbers can be compared with another tool on identical rows.
 
 mod encode;
-mod table;
+pub(crate) mod table;
 
 use std::path::{Path, PathBuf};
 

@@ -122,23 +122,36 @@ impl Table {
                 "cannot read CSV file {display_path}: {err}; check the path"
             ))
         })?;
+        Table::parse(&display_path, &bytes, b',')
+    }
+
+    /// Parses CSV bytes with a header row, fields split by `delimiter`, with the checks of
+    /// [`Table::read`]. `display_path` names the source in error messages.
+    pub fn parse(display_path: &str, bytes: &[u8], delimiter: u8) -> Result<Table, EvaluateError> {
+        let display_path = display_path.to_string();
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(bytes.as_slice());
+            .delimiter(delimiter)
+            .from_reader(bytes);
         let headers = reader
             .headers()
             .map_err(|err| csv_error(&display_path, &err))?
             .clone();
         let headers = check_headers(&display_path, &headers)?;
-        reject_other_delimiters(&display_path, &headers)?;
+        if delimiter == b',' {
+            reject_other_delimiters(&display_path, &headers)?;
+        }
 
         let mut rows = Vec::new();
         let mut lines = Vec::new();
+        let mut line_counter = LineCounter::new(bytes);
         for record in reader.records() {
             let record = record.map_err(|err| csv_error(&display_path, &err))?;
-            let line = record.position().map_or(0, |p| line_at(&bytes, p.byte()));
+            let line = record
+                .position()
+                .map_or(0, |p| line_counter.line_at(p.byte()));
             if record.len() != headers.len() {
                 return Err(EvaluateError::Input(format!(
                     "{display_path}, line {line}: the row has {} fields but the header has {}; \
@@ -203,16 +216,43 @@ impl Table {
     }
 }
 
-/// Returns the 1-based line of the first character at or after `offset` that is not a line
-/// break. csv 1.4 counts one line too few after CRLF line endings, so its own count is unused.
-fn line_at(bytes: &[u8], offset: u64) -> u64 {
-    let mut start = usize::try_from(offset)
-        .unwrap_or(bytes.len())
-        .min(bytes.len());
-    while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
-        start += 1;
+/// Line numbers of byte offsets, for offsets given in increasing order, so that a file is
+/// scanned once however many rows it has. csv 1.4 counts one line too few after CRLF line
+/// endings, so its own count is unused.
+struct LineCounter<'b> {
+    bytes: &'b [u8],
+    /// Offset up to which line breaks are counted.
+    scanned: usize,
+    newlines: u64,
+}
+
+impl<'b> LineCounter<'b> {
+    fn new(bytes: &'b [u8]) -> Self {
+        LineCounter {
+            bytes,
+            scanned: 0,
+            newlines: 0,
+        }
     }
-    1 + bytes[..start].iter().filter(|b| **b == b'\n').count() as u64
+
+    /// Returns the 1-based line of the first character at or after `offset` that is not a
+    /// line break. An offset before an earlier one is treated as that earlier one.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let bytes = self.bytes;
+        let mut start = usize::try_from(offset)
+            .unwrap_or(bytes.len())
+            .min(bytes.len());
+        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let start = start.max(self.scanned);
+        self.newlines += bytes[self.scanned..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.scanned = start;
+        1 + self.newlines
+    }
 }
 
 fn check_headers(path: &str, record: &csv::StringRecord) -> Result<Vec<String>, EvaluateError> {
@@ -311,13 +351,14 @@ mod tests {
     #[test]
     fn line_numbers_with_crlf() {
         let text = b"a,b\r\n1,2\r\n\"x\ny\",3\r\n4,5";
-        assert_eq!(line_at(text, 0), 1);
+        let mut counter = LineCounter::new(text);
+        assert_eq!(counter.line_at(0), 1);
         // An offset on the line break of the previous line moves to the next line.
-        assert_eq!(line_at(text, 4), 2);
-        assert_eq!(line_at(text, 5), 2);
-        assert_eq!(line_at(text, 10), 3);
+        assert_eq!(counter.line_at(4), 2);
+        assert_eq!(counter.line_at(5), 2);
+        assert_eq!(counter.line_at(10), 3);
         // The quoted field spans lines 3 and 4, so the last record starts on line 5.
-        assert_eq!(line_at(text, 19), 5);
+        assert_eq!(counter.line_at(19), 5);
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use leadscore::config::{Config, Secrets};
 use leadscore::demo::sandbox_config;
+
+/// The `[scoring] levels` line of the sandbox configuration.
+pub const ALL_LEVELS: &str = r#"levels = ["account", "contact", "lead"]"#;
 use leadscore::store::Store;
 use leadscore_demo_org::{DemoOptions, DemoOrg};
 use leadscore_salesforce::SalesforceConnector;
@@ -46,7 +49,9 @@ impl Env {
         let store_path = dir.path().join("store");
         let text = sandbox_config(&sandbox.url(), &store_path.display().to_string())
             .replace("min_examples = 200", "min_examples = 30")
-            .replace("min_minority = 40", "min_minority = 10");
+            .replace("min_minority = 40", "min_minority = 10")
+            // Tests score accounts unless they enable the other levels themselves.
+            .replace(ALL_LEVELS, r#"levels = ["account"]"#);
         let text = edit(text);
         let config_path = dir.path().join("leadscore.toml");
         std::fs::write(&config_path, &text).expect("config written");

@@ -1,11 +1,16 @@
-//! Prints record counts, the won share and the oracle ROC AUC of a generated demo org.
+//! Prints record counts, the won and converted shares and the oracle ROC AUCs of a generated
+//! demo org.
 //!
 //! Run with `cargo run -p leadscore-demo-org --example summary [seed] [max_hospitals]`.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use leadscore_demo_org::{generate, truth, DemoOptions};
+use chrono::{NaiveDate, TimeDelta};
+use leadscore_demo_org::{generate, truth, DemoOptions, DemoOrg};
+
+/// Age at which an unconverted lead counts as lost, in days.
+const LEAD_STALE_DAYS: i64 = 180;
 
 fn main() -> ExitCode {
     let mut options = DemoOptions::default();
@@ -75,5 +80,71 @@ fn main() -> ExitCode {
         truth::roc_auc(&scores, &labels).unwrap_or(f64::NAN),
         truth::roc_auc(&all_scores, &all_labels).unwrap_or(f64::NAN)
     );
+    print_leads(&org);
     ExitCode::SUCCESS
+}
+
+/// Prints the closed-lead counts and the oracle AUC on the latest 20% of closed leads, ordered
+/// by decision time: `ConvertedDate`, or the day an unconverted lead turned 180 days old.
+fn print_leads(org: &DemoOrg) {
+    let today = org.as_of.date_naive();
+    let mut closed: Vec<(NaiveDate, bool, f64)> = Vec::new();
+    let mut hospital_closed = 0;
+    for lead in &org.records["Lead"] {
+        let id = lead["Id"].as_str().unwrap_or_default();
+        let probability = org
+            .conversion_probability
+            .get(id)
+            .copied()
+            .unwrap_or(f64::NAN);
+        let created = lead["CreatedDate"]
+            .as_str()
+            .and_then(|text| NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").ok());
+        let Some(created) = created else { continue };
+        let converted = lead["ConvertedDate"]
+            .as_str()
+            .and_then(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok());
+        let decided = match converted {
+            Some(date) => (date, true),
+            None if (today - created).num_days() > LEAD_STALE_DAYS => {
+                (created + TimeDelta::days(LEAD_STALE_DAYS), false)
+            }
+            None => continue,
+        };
+        hospital_closed += usize::from(probability > 0.0);
+        closed.push((decided.0, decided.1, probability));
+    }
+
+    closed.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+    let converted = closed.iter().filter(|lead| lead.1).count();
+    println!(
+        "closed leads: {} ({} of hospitals), converted {} (share {:.3})",
+        closed.len(),
+        hospital_closed,
+        converted,
+        converted as f64 / closed.len().max(1) as f64
+    );
+
+    let holdout = &closed[closed.len() - closed.len() / 5..];
+    let scores: Vec<f64> = holdout.iter().map(|lead| lead.2).collect();
+    let labels: Vec<bool> = holdout.iter().map(|lead| lead.1).collect();
+    let all_scores: Vec<f64> = closed.iter().map(|lead| lead.2).collect();
+    let all_labels: Vec<bool> = closed.iter().map(|lead| lead.1).collect();
+    println!(
+        "lead oracle AUC: latest 20% ({} leads) {:.3}, all closed {:.3}",
+        holdout.len(),
+        truth::roc_auc(&scores, &labels).unwrap_or(f64::NAN),
+        truth::roc_auc(&all_scores, &all_labels).unwrap_or(f64::NAN)
+    );
+    // Clinic leads never convert and have P = 0, which makes them easy to rank.
+    let hospital: Vec<&(NaiveDate, bool, f64)> =
+        closed.iter().filter(|lead| lead.2 > 0.0).collect();
+    let hospital_holdout = &hospital[hospital.len() - hospital.len() / 5..];
+    let scores: Vec<f64> = hospital_holdout.iter().map(|lead| lead.2).collect();
+    let labels: Vec<bool> = hospital_holdout.iter().map(|lead| lead.1).collect();
+    println!(
+        "lead oracle AUC without clinic leads: latest 20% ({} leads) {:.3}",
+        hospital_holdout.len(),
+        truth::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
+    );
 }

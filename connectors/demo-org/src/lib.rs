@@ -15,6 +15,12 @@
 //! the previous 365 days, days since the last activity). The outcome is one Bernoulli draw.
 //! [`DemoOrg::win_probability`] exposes the true P for evaluation, and no record contains it.
 //!
+//! Inbound leads of the hospitals convert by a second formula in [`truth`]: P(convert) =
+//! sigmoid(logit) of the lead's source and buying role, its own Tasks and Events dated before
+//! its creation date plus 14 days, and its hospital's procedure volume, type and star rating.
+//! A conversion creates a contact on the hospital's account and, for about 40% of them, an
+//! opportunity. [`DemoOrg::conversion_probability`] exposes the true P of every lead.
+//!
 //! The same options always produce byte-identical records, because the generator uses its own
 //! seeded SplitMix64 streams and never lets hash-map iteration order reach the output.
 //! NOTE: `f64::ln` and `f64::exp` come from the platform's math library, so another platform
@@ -56,10 +62,14 @@ pub struct DemoOptions {
     pub max_hospitals: Option<usize>,
     /// End of the simulated history: every timestamp is at or before it.
     pub as_of: DateTime<Utc>,
+    /// Leaves every CMS value of a hospital account null except `CMS_Certification_Number__c`,
+    /// as in an org whose accounts contain only the CCN. The history and outcomes do not change.
+    pub ccn_only: bool,
 }
 
 impl Default for DemoOptions {
-    /// Returns seed [`DEFAULT_SEED`], all hospitals, and `as_of` 2026-12-01T00:00:00Z.
+    /// Returns seed [`DEFAULT_SEED`], all hospitals, `as_of` 2026-12-01T00:00:00Z and the full
+    /// CMS values on accounts.
     fn default() -> DemoOptions {
         DemoOptions {
             seed: DEFAULT_SEED,
@@ -68,6 +78,7 @@ impl Default for DemoOptions {
                 .with_ymd_and_hms(2026, 12, 1, 0, 0, 0)
                 .single()
                 .unwrap_or(DateTime::UNIX_EPOCH),
+            ccn_only: false,
         }
     }
 }
@@ -81,6 +92,9 @@ pub struct DemoOrg {
     /// True P(won) from the ground-truth formula, by opportunity `Id`, for open and closed
     /// opportunities alike.
     pub win_probability: BTreeMap<String, f64>,
+    /// True P(convert) from the ground-truth formula, by lead `Id`, for every lead. Leads of
+    /// surgery centers and clinics have no hospital, never convert, and get 0.
+    pub conversion_probability: BTreeMap<String, f64>,
     /// End of the simulated history.
     pub as_of: DateTime<Utc>,
 }
@@ -121,10 +135,11 @@ pub fn generate_from(
     }
     let clock = sim::Clock::new(options.as_of);
     let org = sim::simulate(hospitals, options.seed, &clock);
-    let output = output::records(&org);
+    let output = output::records(&org, options.ccn_only);
     Ok(DemoOrg {
         records: output.records,
         win_probability: output.win_probability,
+        conversion_probability: output.conversion_probability,
         as_of: options.as_of,
     })
 }

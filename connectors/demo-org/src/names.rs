@@ -205,12 +205,54 @@ pub(crate) const LEAD_COMPANY_KINDS: [&str; 5] = [
     "Joint Replacement Center",
 ];
 
+/// `LeadSource` values of the demo org's inbound marketing leads.
 pub(crate) const LEAD_SOURCES: [&str; 5] = [
     "Webinar",
-    "Trade Show",
-    "Website",
-    "Referral",
+    "Content Download",
+    "Conference List",
+    "Web Form",
     "Purchased List",
+];
+
+/// Lead activity subjects by activity type. None mentions a conversion.
+pub(crate) fn lead_subjects(activity_type: &str) -> &'static [&'static str] {
+    match activity_type {
+        "Webinar" => &[
+            "Attended webinar: Same-day joint replacement pathways",
+            "Attended webinar: Reducing surgical site infections",
+            "Attended webinar: Cardiac surgery outcomes benchmarking",
+            "Attended webinar: Value analysis for capital equipment",
+        ],
+        "Email" => &[
+            "Email reply: Asked for pricing",
+            "Email reply: Requested clinical evidence",
+            "Email reply: Forwarded to a colleague",
+            "Email reply: Asked for a case study",
+        ],
+        "Call" => &[
+            "Call: Lead qualification",
+            "Call: Left voicemail",
+            "Call: Discovery with new lead",
+        ],
+        "Meeting" => &[
+            "Meeting: Introductory call with sales rep",
+            "Meeting: Virtual product overview",
+        ],
+        other => subjects(other),
+    }
+}
+
+/// Subjects of the demo requests that web forms log as tasks.
+pub(crate) const DEMO_REQUEST_SUBJECTS: [&str; 3] = [
+    "Demo request: Robotic knee platform",
+    "Demo request: Cardiac monitoring",
+    "Demo request: Infection prevention bundle",
+];
+
+/// Subjects of the general inquiries that web forms log as tasks.
+pub(crate) const WEB_INQUIRY_SUBJECTS: [&str; 2] = [
+    "Web form inquiry: Product information",
+    "Web form inquiry: Request a quote",
 ];
 
 /// Activity subjects by activity type. None mentions a deal's outcome.

@@ -9,10 +9,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use crate::ids::record_id;
-use crate::sim::{ActivityKind, Audit, Org};
+use crate::sim::{ActivityKind, Audit, Org, Who};
 use crate::RecordMap;
 
-const BUYING_ROLES: [&str; 5] = [
+/// `Buying_Role__c` values, indexed by `Contact::role` and `Lead::role`.
+pub(crate) const BUYING_ROLES: [&str; 5] = [
     "Surgeon Champion",
     "Administrator",
     "Materials Manager",
@@ -68,14 +69,16 @@ fn base(id: &str, audit: &Audit) -> RecordMap {
     record
 }
 
-/// Records by object name, and P(won) by opportunity id.
+/// Records by object name, P(won) by opportunity id and P(convert) by lead id.
 pub(crate) struct Output {
     pub records: BTreeMap<String, Vec<RecordMap>>,
     pub win_probability: BTreeMap<String, f64>,
+    pub conversion_probability: BTreeMap<String, f64>,
 }
 
-/// Turns the simulated org into records.
-pub(crate) fn records(org: &Org) -> Output {
+/// Turns the simulated org into records. With `ccn_only`, hospital accounts keep the CCN as
+/// their only CMS value: the fields in [`CMS_DETAIL_FIELDS`] are null.
+pub(crate) fn records(org: &Org, ccn_only: bool) -> Output {
     let users = plan_ids(
         "005",
         &org.reps
@@ -195,6 +198,11 @@ pub(crate) fn records(org: &Org) -> Output {
                 for (field, count) in counts {
                     record.insert(field.into(), optional_number(count.map(f64::from)));
                 }
+                if ccn_only {
+                    for field in CMS_DETAIL_FIELDS {
+                        record.insert(field.into(), Value::Null);
+                    }
+                }
                 record.insert(
                     "Incumbent_Competitor__c".into(),
                     optional_text(hospital.competitor),
@@ -231,12 +239,15 @@ pub(crate) fn records(org: &Org) -> Output {
         .collect();
     records.insert("Contact".to_string(), contact_records);
 
+    let mut conversion_probability = BTreeMap::new();
     let lead_records = leads
         .order
         .iter()
         .map(|&index| {
             let lead = &org.leads[index];
-            let mut record = base(&leads.ids[index], &lead.audit);
+            let id = &leads.ids[index];
+            conversion_probability.insert(id.clone(), lead.probability);
+            let mut record = base(id, &lead.audit);
             record.insert("OwnerId".into(), text(&users.ids[lead.owner]));
             record.insert("FirstName".into(), text(lead.first_name));
             record.insert("LastName".into(), text(lead.last_name));
@@ -247,8 +258,25 @@ pub(crate) fn records(org: &Org) -> Output {
             record.insert("Email".into(), text(&lead.email));
             record.insert("State".into(), text(&lead.state));
             record.insert("Status".into(), text(lead.status));
-            record.insert("IsConverted".into(), Value::Bool(false));
             record.insert("LeadSource".into(), text(lead.source));
+            record.insert("Buying_Role__c".into(), text(BUYING_ROLES[lead.role]));
+            let converted = lead.conversion.as_ref();
+            record.insert("IsConverted".into(), Value::Bool(converted.is_some()));
+            let converted_date = converted.map(|conversion| conversion.at.date_naive());
+            record.insert(
+                "ConvertedDate".into(),
+                converted_date.map_or(Value::Null, date),
+            );
+            let account = converted
+                .and(lead.hospital)
+                .map(|hospital| accounts.ids[system_count + hospital].as_str());
+            record.insert("ConvertedAccountId".into(), optional_text(account));
+            let contact = converted.map(|conversion| contacts.ids[conversion.contact].as_str());
+            record.insert("ConvertedContactId".into(), optional_text(contact));
+            let deal = converted
+                .and_then(|conversion| conversion.deal)
+                .map(|deal| deals.ids[deal].as_str());
+            record.insert("ConvertedOpportunityId".into(), optional_text(deal));
             record
         })
         .collect();
@@ -297,20 +325,36 @@ pub(crate) fn records(org: &Org) -> Output {
         .collect();
     records.insert("OpportunityContactRole".to_string(), role_records);
 
-    let (tasks, events) = activity_records(
-        org,
-        &users.ids,
-        &accounts.ids[system_count..],
-        &contacts.ids,
-    );
+    let people = People {
+        users: &users.ids,
+        hospitals: &accounts.ids[system_count..],
+        contacts: &contacts.ids,
+        leads: &leads.ids,
+    };
+    let (tasks, events) = activity_records(org, &people);
     records.insert("Task".to_string(), tasks);
     records.insert("Event".to_string(), events);
 
     Output {
         records,
         win_probability,
+        conversion_probability,
     }
 }
+
+/// CMS values of a hospital account beyond its CCN: the fields that `ccn_only` leaves null.
+pub(crate) const CMS_DETAIL_FIELDS: [&str; 10] = [
+    "Hospital_Type__c",
+    "Hospital_Ownership__c",
+    "Emergency_Services__c",
+    "CMS_Overall_Rating__c",
+    "Hip_Knee_Discharges__c",
+    "CABG_Discharges__c",
+    "AMI_Discharges__c",
+    "HF_Discharges__c",
+    "PN_Discharges__c",
+    "COPD_Discharges__c",
+];
 
 /// Account fields that only hospital accounts fill.
 const HOSPITAL_ONLY_FIELDS: [&str; 12] = [
@@ -328,12 +372,15 @@ const HOSPITAL_ONLY_FIELDS: [&str; 12] = [
     "Incumbent_Competitor__c",
 ];
 
-fn activity_records(
-    org: &Org,
-    user_ids: &[String],
-    hospital_ids: &[String],
-    contact_ids: &[String],
-) -> (Vec<RecordMap>, Vec<RecordMap>) {
+/// Ids that activity records point at, each list indexed like the simulated entities.
+struct People<'a> {
+    users: &'a [String],
+    hospitals: &'a [String],
+    contacts: &'a [String],
+    leads: &'a [String],
+}
+
+fn activity_records(org: &Org, people: &People<'_>) -> (Vec<RecordMap>, Vec<RecordMap>) {
     let task_indices: Vec<usize> = (0..org.activities.len())
         .filter(|&i| org.activities[i].kind == ActivityKind::Task)
         .collect();
@@ -354,9 +401,17 @@ fn activity_records(
     let common = |id: &str, index: usize| {
         let activity = &org.activities[index];
         let mut record = base(id, &activity.audit);
-        record.insert("WhoId".into(), text(&contact_ids[activity.contact]));
-        record.insert("WhatId".into(), text(&hospital_ids[activity.hospital]));
-        record.insert("OwnerId".into(), text(&user_ids[activity.owner]));
+        match activity.who {
+            Who::Contact { hospital, contact } => {
+                record.insert("WhoId".into(), text(&people.contacts[contact]));
+                record.insert("WhatId".into(), text(&people.hospitals[hospital]));
+            }
+            Who::Lead(lead) => {
+                record.insert("WhoId".into(), text(&people.leads[lead]));
+                record.insert("WhatId".into(), Value::Null);
+            }
+        }
+        record.insert("OwnerId".into(), text(&people.users[activity.owner]));
         record.insert("Subject".into(), text(activity.subject));
         record.insert("Type".into(), text(activity.activity_type));
         record

@@ -1,4 +1,7 @@
-//! The ground-truth formula that decides whether a closed demo deal is won.
+//! The ground-truth formulas that decide whether a closed demo deal is won and whether a demo
+//! lead converts.
+//!
+//! # Deals
 //!
 //! P(won) = sigmoid(logit), and the outcome is one Bernoulli draw with that probability. The
 //! logit is a weighted sum of these terms and nothing else:
@@ -16,6 +19,29 @@
 //! The activity terms count a Task on its `ActivityDate` and an Event on the date of its
 //! `StartDateTime`, and only dates strictly before the date of the opportunity's `CreatedDate`.
 //! Every such activity record was also created before the opportunity.
+//!
+//! # Leads
+//!
+//! P(convert) = sigmoid(logit) for a lead of a hospital, with one Bernoulli draw per lead. The
+//! logit is a weighted sum of these terms and nothing else:
+//!
+//! | term | value |
+//! | --- | --- |
+//! | intercept | [`LEAD_INTERCEPT`] |
+//! | lead source | [`lead_source_effect`] of `LeadSource` |
+//! | buying role | [`lead_role_effect`] of `Buying_Role__c` |
+//! | engagement | sum over activity types of [`lead_activity_weight`] × min(count, [`LEAD_ACTIVITY_CAP`]), counting the lead's Tasks and Events in the window |
+//! | procedure volume | [`LEAD_WEIGHT_VOLUME`] × (ln(1 + hip/knee + CABG + AMI discharges) − [`VOLUME_CENTER`]), each missing count taken as [`MISSING_DISCHARGES`] |
+//! | hospital type | [`LEAD_WEIGHT_TYPE`] × [`hospital_type_effect`] of `Hospital_Type__c` |
+//! | star rating | [`LEAD_WEIGHT_RATING`] × (rating − 3), or [`LEAD_MISSING_RATING_EFFECT`] without a rating |
+//!
+//! The window contains the activities whose `WhoId` is the lead and whose date (a Task's
+//! `ActivityDate`, an Event's `StartDateTime` date) is strictly before the date of the lead's
+//! `CreatedDate` plus [`LEAD_ENGAGEMENT_WINDOW_DAYS`] days: the creation day and the 13 days after
+//! it. The hospital terms use the CMS values of the lead's hospital. A lead of a surgery center
+//! or clinic has no hospital and never converts.
+
+use std::collections::BTreeMap;
 
 /// Logit offset that puts the won share of closed deals near 40%.
 pub const INTERCEPT: f64 = -1.4;
@@ -40,6 +66,121 @@ pub const RECENCY_CAP_DAYS: i64 = 365;
 pub const WEIGHT_COMPETITOR: f64 = -1.3;
 /// Length of the engagement window before the deal's creation date, in days.
 pub const ENGAGEMENT_WINDOW_DAYS: i64 = 365;
+
+/// Logit offset that puts the converted share of closed leads near 24%.
+pub const LEAD_INTERCEPT: f64 = -2.5;
+/// Days after the lead's creation date whose activities enter the formula: an activity counts
+/// when its date is strictly before the creation date plus this many days.
+pub const LEAD_ENGAGEMENT_WINDOW_DAYS: i64 = 14;
+/// Maximum number of activities of one type that count.
+pub const LEAD_ACTIVITY_CAP: usize = 3;
+/// Weight of the centred log procedure volume for leads.
+pub const LEAD_WEIGHT_VOLUME: f64 = 0.4;
+/// Factor on [`hospital_type_effect`] for leads.
+pub const LEAD_WEIGHT_TYPE: f64 = 0.8;
+/// Weight per star above or below 3 for leads.
+pub const LEAD_WEIGHT_RATING: f64 = 0.2;
+/// Logit term for a lead whose hospital has no star rating.
+pub const LEAD_MISSING_RATING_EFFECT: f64 = -0.1;
+
+/// Returns the logit term of a `LeadSource` value, 0 for a value outside the demo's five.
+pub fn lead_source_effect(source: &str) -> f64 {
+    match source {
+        "Web Form" => 0.9,
+        "Webinar" => 0.3,
+        "Content Download" => 0.0,
+        "Conference List" => -0.4,
+        "Purchased List" => -1.1,
+        _ => 0.0,
+    }
+}
+
+/// Returns the logit term of a lead's `Buying_Role__c`, 0 for an unknown or missing role.
+pub fn lead_role_effect(role: &str) -> f64 {
+    match role {
+        "Surgeon Champion" => 0.5,
+        "Administrator" => 0.4,
+        "Materials Manager" => 0.0,
+        "Finance" => -0.4,
+        "Patient Safety" => -0.2,
+        _ => 0.0,
+    }
+}
+
+/// Returns the logit weight of one activity of a Task or Event `Type` in the window, 0 for a
+/// type the formula does not use.
+pub fn lead_activity_weight(activity_type: &str) -> f64 {
+    match activity_type {
+        "Demo" => 1.2,
+        "Meeting" => 0.9,
+        "Email" => 0.6,
+        "Webinar" => 0.5,
+        "Call" => 0.4,
+        "Content Download" => 0.3,
+        _ => 0.0,
+    }
+}
+
+/// Inputs of the conversion formula for one hospital lead, all readable from the records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadFeatures {
+    /// `LeadSource` of the lead.
+    pub lead_source: String,
+    /// `Buying_Role__c` of the lead.
+    pub buying_role: String,
+    /// Number of the lead's activities in the window, by Task or Event `Type`.
+    pub window_activities: BTreeMap<String, usize>,
+    /// `Hip_Knee_Discharges__c` of the lead's hospital.
+    pub hip_knee_discharges: Option<f64>,
+    /// `CABG_Discharges__c` of the lead's hospital.
+    pub cabg_discharges: Option<f64>,
+    /// `AMI_Discharges__c` of the lead's hospital.
+    pub ami_discharges: Option<f64>,
+    /// `Hospital_Type__c` of the lead's hospital.
+    pub hospital_type: String,
+    /// `CMS_Overall_Rating__c` of the lead's hospital.
+    pub star_rating: Option<f64>,
+}
+
+/// Computes the logit of P(convert) of a hospital lead.
+pub fn conversion_logit(features: &LeadFeatures) -> f64 {
+    let volume = procedure_volume(
+        features.hip_knee_discharges,
+        features.cabg_discharges,
+        features.ami_discharges,
+    );
+    let rating_term = match features.star_rating {
+        Some(stars) => LEAD_WEIGHT_RATING * (stars - 3.0),
+        None => LEAD_MISSING_RATING_EFFECT,
+    };
+    let engagement: f64 = features
+        .window_activities
+        .iter()
+        .map(|(activity_type, count)| {
+            lead_activity_weight(activity_type) * (*count).min(LEAD_ACTIVITY_CAP) as f64
+        })
+        .sum();
+    LEAD_INTERCEPT
+        + lead_source_effect(&features.lead_source)
+        + lead_role_effect(&features.buying_role)
+        + engagement
+        + LEAD_WEIGHT_VOLUME * (volume.ln_1p() - VOLUME_CENTER)
+        + LEAD_WEIGHT_TYPE * hospital_type_effect(&features.hospital_type)
+        + rating_term
+}
+
+/// Computes P(convert) = sigmoid(logit) of a hospital lead.
+pub fn conversion_probability(features: &LeadFeatures) -> f64 {
+    1.0 / (1.0 + (-conversion_logit(features)).exp())
+}
+
+/// Sums hip/knee, CABG and AMI discharges, each missing count taken as [`MISSING_DISCHARGES`].
+fn procedure_volume(hip_knee: Option<f64>, cabg: Option<f64>, ami: Option<f64>) -> f64 {
+    [hip_knee, cabg, ami]
+        .iter()
+        .map(|count| count.unwrap_or(MISSING_DISCHARGES))
+        .sum()
+}
 
 /// Inputs of the formula for one deal, all readable from the generated records.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,14 +218,11 @@ pub fn hospital_type_effect(hospital_type: &str) -> f64 {
 
 /// Computes the logit of P(won).
 pub fn win_logit(features: &DealFeatures) -> f64 {
-    let volume = [
+    let volume = procedure_volume(
         features.hip_knee_discharges,
         features.cabg_discharges,
         features.ami_discharges,
-    ]
-    .iter()
-    .map(|count| count.unwrap_or(MISSING_DISCHARGES))
-    .sum::<f64>();
+    );
     // CMS reports 0 where no case met the measure's criteria, so the sum can be 0.
     let volume_term = WEIGHT_VOLUME * (volume.ln_1p() - VOLUME_CENTER);
 
@@ -228,6 +366,72 @@ mod tests {
         assert!(win_logit(&all_zero).is_finite());
         assert!(win_probability(&all_zero) > 0.0);
         assert!(logit_missing < win_logit(&base_features()));
+    }
+
+    fn base_lead() -> LeadFeatures {
+        LeadFeatures {
+            lead_source: "Webinar".to_string(),
+            buying_role: "Materials Manager".to_string(),
+            window_activities: BTreeMap::from([("Webinar".to_string(), 1)]),
+            hip_knee_discharges: Some(100.0),
+            cabg_discharges: None,
+            ami_discharges: Some(50.0),
+            hospital_type: "Acute Care Hospitals".to_string(),
+            star_rating: Some(3.0),
+        }
+    }
+
+    #[test]
+    fn conversion_moves_with_each_term() {
+        let base = conversion_probability(&base_lead());
+        assert!(base > 0.0);
+        assert!(base < 1.0);
+
+        let purchased = LeadFeatures {
+            lead_source: "Purchased List".to_string(),
+            ..base_lead()
+        };
+        assert!(conversion_probability(&purchased) < base);
+        let surgeon = LeadFeatures {
+            buying_role: "Surgeon Champion".to_string(),
+            ..base_lead()
+        };
+        assert!(conversion_probability(&surgeon) > base);
+        let demo = LeadFeatures {
+            window_activities: BTreeMap::from([
+                ("Webinar".to_string(), 1),
+                ("Demo".to_string(), 1),
+            ]),
+            ..base_lead()
+        };
+        assert!(conversion_probability(&demo) > base);
+        let critical_access = LeadFeatures {
+            hospital_type: "Critical Access Hospitals".to_string(),
+            ..base_lead()
+        };
+        assert!(conversion_probability(&critical_access) < base);
+    }
+
+    #[test]
+    fn conversion_caps_each_activity_type() {
+        let with = |count: usize| LeadFeatures {
+            window_activities: BTreeMap::from([("Email".to_string(), count)]),
+            ..base_lead()
+        };
+        let three = conversion_logit(&with(LEAD_ACTIVITY_CAP));
+        assert_eq!(conversion_logit(&with(LEAD_ACTIVITY_CAP + 5)), three);
+        let two = conversion_logit(&with(LEAD_ACTIVITY_CAP - 1));
+        assert!((three - two - lead_activity_weight("Email")).abs() < 1e-12);
+        // Types outside the formula add nothing.
+        let other = LeadFeatures {
+            window_activities: BTreeMap::from([("Fax".to_string(), 2)]),
+            ..base_lead()
+        };
+        let none = LeadFeatures {
+            window_activities: BTreeMap::new(),
+            ..base_lead()
+        };
+        assert_eq!(conversion_logit(&other), conversion_logit(&none));
     }
 
     #[test]

@@ -381,6 +381,65 @@ impl SandboxHandle {
         Ok(())
     }
 
+    /// Converts a lead as Salesforce lead conversion does: `IsConverted` true, `Status`
+    /// "Closed - Converted", `ConvertedDate` the UTC date of `at`, and the account, contact
+    /// and opportunity ids. LastModifiedDate and SystemModstamp become now, as in
+    /// [`SandboxHandle::update_record`]. The account, contact and opportunity must already
+    /// exist. Rejects a lead that is already converted with `InvalidValue` on `IsConverted`.
+    pub fn convert_lead(
+        &self,
+        lead_id: &str,
+        account_id: &str,
+        contact_id: Option<&str>,
+        opportunity_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), SandboxError> {
+        let lead = self
+            .record("Lead", lead_id)
+            .ok_or_else(|| SandboxError::RecordNotFound {
+                object: "Lead".to_string(),
+                id: lead_id.to_string(),
+            })?;
+
+        if lead.get("IsConverted") == Some(&serde_json::Value::Bool(true)) {
+            return Err(SandboxError::InvalidValue {
+                object: "Lead".to_string(),
+                id: lead_id.to_string(),
+                field: "IsConverted".to_string(),
+                value: "true".to_string(),
+                expected: "false, because a converted lead cannot be converted again".to_string(),
+            });
+        }
+
+        let targets = [
+            ("Account", Some(account_id)),
+            ("Contact", contact_id),
+            ("Opportunity", opportunity_id),
+        ];
+        for (object, id) in targets {
+            if let Some(id) = id {
+                if self.record(object, id).is_none() {
+                    return Err(SandboxError::RecordNotFound {
+                        object: object.to_string(),
+                        id: id.to_string(),
+                    });
+                }
+            }
+        }
+
+        let optional =
+            |id: Option<&str>| id.map_or(serde_json::Value::Null, serde_json::Value::from);
+        let mut fields = RecordMap::new();
+        fields.insert("IsConverted".into(), true.into());
+        fields.insert("Status".into(), "Closed - Converted".into());
+        let date = at.date_naive().format("%Y-%m-%d").to_string();
+        fields.insert("ConvertedDate".into(), date.into());
+        fields.insert("ConvertedAccountId".into(), account_id.into());
+        fields.insert("ConvertedContactId".into(), optional(contact_id));
+        fields.insert("ConvertedOpportunityId".into(), optional(opportunity_id));
+        self.update_record("Lead", lead_id, fields)
+    }
+
     /// Sets a record's SystemModstamp, as a system process would, without changing
     /// LastModifiedDate. The time is truncated to milliseconds.
     pub fn set_system_modstamp(

@@ -127,6 +127,17 @@ fn reference(name: &'static str, relationship: &'static str, to: &[&'static str]
     }
 }
 
+fn read_only_reference(
+    name: &'static str,
+    relationship: &'static str,
+    to: &[&'static str],
+) -> FieldDef {
+    FieldDef {
+        updateable: false,
+        ..reference(name, relationship, to)
+    }
+}
+
 fn picklist(name: &'static str, values: &[&'static str], restricted: bool) -> FieldDef {
     FieldDef {
         picklist: values.iter().map(|v| (*v, true)).collect(),
@@ -266,8 +277,20 @@ fn lead() -> ObjectDef {
         ),
         field("IsConverted", FieldType::Boolean, false),
         editable("LeadSource", FieldType::String),
+        picklist("Buying_Role__c", &BUYING_ROLES, false),
+        // Lead conversion sets these; no API write can change them, as on IsConverted.
+        field("ConvertedDate", FieldType::Date, false),
+        read_only_reference("ConvertedAccountId", "ConvertedAccount", &["Account"]),
+        read_only_reference("ConvertedContactId", "ConvertedContact", &["Contact"]),
+        read_only_reference(
+            "ConvertedOpportunityId",
+            "ConvertedOpportunity",
+            &["Opportunity"],
+        ),
     ]);
     fields.extend(score_fields());
+    // Whether leadscore judges the lead ready for sales, which it writes on leads only.
+    fields.push(editable("LS_Sales_Ready__c", FieldType::Boolean));
     ObjectDef {
         name: "Lead",
         key_prefix: "00Q",

@@ -6,7 +6,9 @@
 
 use chrono::{NaiveDate, TimeDelta};
 
-use super::{owner_at, Activity, ActivityKind, Clock, Contact, Deal, Handover, HospitalAccount};
+use super::{
+    owner_at, Activity, ActivityKind, Clock, Contact, Deal, Handover, HospitalAccount, Who,
+};
 use crate::names::subjects;
 use crate::rng::Rng;
 use crate::truth::ENGAGEMENT_WINDOW_DAYS;
@@ -59,7 +61,7 @@ pub(crate) fn activities(context: &ActivityContext<'_>, deals: &[Deal]) -> Vec<A
     activities
 }
 
-fn pick_type(rng: &mut Rng, table: &[(&'static str, f64)]) -> &'static str {
+pub(crate) fn pick_type(rng: &mut Rng, table: &[(&'static str, f64)]) -> &'static str {
     let weights: Vec<f64> = table.iter().map(|entry| entry.1).collect();
     table[rng.weighted(&weights)].0
 }
@@ -224,8 +226,7 @@ fn make_activity(
     );
     Activity {
         kind,
-        hospital,
-        contact,
+        who: Who::Contact { hospital, contact },
         owner,
         activity_type,
         subject,

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDate, TimeDelta};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
-use super::{owner_at, Activity, Clock, Contact, ContactRole, Deal, Handover, HospitalAccount};
+use super::{
+    owner_at, Activity, Clock, Contact, ContactRole, Deal, Handover, HospitalAccount, Lead, Who,
+};
 use crate::names::{Area, PRODUCTS};
 use crate::rng::Rng;
 use crate::truth::{self, DealFeatures, ENGAGEMENT_WINDOW_DAYS};
@@ -15,6 +17,8 @@ const MAX_CYCLE_DAYS: i64 = 548;
 /// Days after the start of history before the first deal is created.
 const FIRST_DEAL_DAYS: i64 = 45;
 const MAX_DEALS_PER_HOSPITAL: usize = 4;
+/// Share of lead conversions that also create an opportunity.
+const LEAD_DEAL_SHARE: f64 = 0.4;
 
 /// Mean number of deals per hospital over the history, by CMS hospital type.
 fn deal_rate(hospital_type: &str) -> f64 {
@@ -49,51 +53,108 @@ pub(crate) fn deals(
                 clock.as_of_date - TimeDelta::days(7),
             );
             let created = Clock::business_time(&mut rng, created_date);
-            let mut close_date =
-                created_date + TimeDelta::days(rng.range(MIN_CYCLE_DAYS, MAX_CYCLE_DAYS));
-            let is_closed = close_date < clock.as_of_date;
-            if !is_closed && close_date == clock.as_of_date {
-                close_date += TimeDelta::days(1);
-            }
-
-            let product = &PRODUCTS[pick_product(&mut rng, hospital)];
-            let volume_factor = (procedure_volume(hospital).ln_1p() / 1000f64.ln()).clamp(0.3, 1.0);
-            let spread = product.max_amount - product.min_amount;
-            let raw = product.min_amount + spread * volume_factor * (0.6 + 0.4 * rng.unit());
-            let amount = (raw / 1000.0).round() * 1000.0;
-
-            let (modified, stage) = if is_closed {
-                // The stage is rewritten to Closed Won or Closed Lost in `settle`.
-                (Clock::business_time(&mut rng, close_date), "Closed Lost")
-            } else {
-                let elapsed = (clock.as_of_date - created_date).num_days() as f64;
-                let cycle = (close_date - created_date).num_days() as f64;
-                let span = (clock.as_of - created).num_seconds().max(0);
-                let modified = created + TimeDelta::seconds(rng.range(0, span));
-                (modified, open_stage(elapsed / cycle))
+            let key = hospital.key.wrapping_mul(16).wrapping_add(number as u64);
+            let place = DealPlace {
+                index,
+                hospital,
+                handovers,
+                clock,
             };
-            let audit = clock.audit(&mut rng, created, modified);
-            let owner_time = if is_closed {
-                audit.modified
-            } else {
-                clock.as_of
-            };
-            deals.push(Deal {
-                hospital: index,
-                owner: owner_at(hospital.owner, handovers, owner_time),
-                name: format!("{} - {}", hospital.cms.name, product.name),
-                amount,
-                close_date,
-                stage,
-                is_closed,
-                is_won: false,
-                probability: 0.0,
-                key: hospital.key.wrapping_mul(16).wrapping_add(number as u64),
-                audit,
-            });
+            deals.push(new_deal(&mut rng, &place, created, key));
         }
     }
     deals
+}
+
+/// The hospital a new deal belongs to, with what its timing and owner depend on.
+struct DealPlace<'a> {
+    index: usize,
+    hospital: &'a HospitalAccount,
+    handovers: &'a [Handover],
+    clock: &'a Clock,
+}
+
+/// Draws the close date, product, amount, audit stamps and owner of a deal created at
+/// `created`. Outcomes and open stages are set later by [`settle`].
+fn new_deal(rng: &mut Rng, place: &DealPlace<'_>, created: DateTime<Utc>, key: u64) -> Deal {
+    let (hospital, clock) = (place.hospital, place.clock);
+    let created_date = created.date_naive();
+    let mut close_date = created_date + TimeDelta::days(rng.range(MIN_CYCLE_DAYS, MAX_CYCLE_DAYS));
+    let is_closed = close_date < clock.as_of_date;
+    if !is_closed && close_date == clock.as_of_date {
+        close_date += TimeDelta::days(1);
+    }
+
+    let product = &PRODUCTS[pick_product(rng, hospital)];
+    let volume_factor = (procedure_volume(hospital).ln_1p() / 1000f64.ln()).clamp(0.3, 1.0);
+    let spread = product.max_amount - product.min_amount;
+    let raw = product.min_amount + spread * volume_factor * (0.6 + 0.4 * rng.unit());
+    let amount = (raw / 1000.0).round() * 1000.0;
+
+    let (modified, stage) = if is_closed {
+        // The stage is rewritten to Closed Won or Closed Lost in `settle`.
+        (Clock::business_time(rng, close_date), "Closed Lost")
+    } else {
+        let elapsed = (clock.as_of_date - created_date).num_days() as f64;
+        let cycle = (close_date - created_date).num_days() as f64;
+        let span = (clock.as_of - created).num_seconds().max(0);
+        let modified = created + TimeDelta::seconds(rng.range(0, span));
+        (modified, open_stage(elapsed / cycle))
+    };
+    let audit = clock.audit(rng, created, modified);
+    let owner_time = if is_closed {
+        audit.modified
+    } else {
+        clock.as_of
+    };
+    Deal {
+        hospital: place.index,
+        owner: owner_at(hospital.owner, place.handovers, owner_time),
+        name: format!("{} - {}", hospital.cms.name, product.name),
+        amount,
+        close_date,
+        stage,
+        is_closed,
+        is_won: false,
+        probability: 0.0,
+        key,
+        lead_contact: None,
+        audit,
+    }
+}
+
+/// Creates the opportunity of each lead conversion that has one, on the lead's hospital a few
+/// minutes after the conversion, and records its index in the conversion.
+pub(crate) fn lead_deals(
+    deals: &mut Vec<Deal>,
+    leads: &mut [Lead],
+    hospitals: &[HospitalAccount],
+    handovers: &[Handover],
+    seed: u64,
+    clock: &Clock,
+) {
+    for lead in leads.iter_mut() {
+        let (Some(index), Some(conversion)) = (lead.hospital, lead.conversion.as_mut()) else {
+            continue;
+        };
+        let mut rng = Rng::stream(seed, "lead-deal", lead.key);
+        if !rng.chance(LEAD_DEAL_SHARE) {
+            continue;
+        }
+        let created = (conversion.at + TimeDelta::seconds(rng.range(30, 600))).min(clock.as_of);
+        // Derived from the lead key so that it never meets the keys of the other deals.
+        let key = lead.key.rotate_left(29) ^ 0xD1B5_4A32_D192_ED03;
+        let place = DealPlace {
+            index,
+            hospital: &hospitals[index],
+            handovers,
+            clock,
+        };
+        let mut deal = new_deal(&mut rng, &place, created, key);
+        deal.lead_contact = Some(conversion.contact);
+        conversion.deal = Some(deals.len());
+        deals.push(deal);
+    }
 }
 
 fn open_stage(progress: f64) -> &'static str {
@@ -151,7 +212,9 @@ impl ActivityIndex {
     pub(crate) fn new(hospital_count: usize, activities: &[Activity]) -> ActivityIndex {
         let mut by_hospital = vec![Vec::new(); hospital_count];
         for activity in activities {
-            by_hospital[activity.hospital].push((activity.date, activity.contact));
+            if let Who::Contact { hospital, contact } = activity.who {
+                by_hospital[hospital].push((activity.date, contact));
+            }
         }
         for list in &mut by_hospital {
             list.sort_unstable();
@@ -242,6 +305,11 @@ pub(crate) fn contact_roles(
         let mut chosen: Vec<usize> = engaged.into_iter().collect();
         rng.shuffle(&mut chosen);
         chosen.extend(others);
+        if let Some(converted) = deal.lead_contact {
+            // Lead conversion links the new contact to its opportunity as the primary role.
+            chosen.retain(|&contact| contact != converted);
+            chosen.insert(0, converted);
+        }
         if chosen.is_empty() {
             // No contact existed yet when the deal was created: link the earliest one later.
             let earliest = hospital_contacts[deal.hospital]
@@ -251,10 +319,14 @@ pub(crate) fn contact_roles(
             chosen.extend(earliest);
         }
         chosen.truncate(1 + rng.below(4));
-        let primary = chosen
-            .iter()
-            .position(|&contact| contacts[contact].role == 0)
-            .unwrap_or(0);
+        let primary = if deal.lead_contact.is_some() {
+            0
+        } else {
+            chosen
+                .iter()
+                .position(|&contact| contacts[contact].role == 0)
+                .unwrap_or(0)
+        };
         for (position, &contact) in chosen.iter().enumerate() {
             let earliest = created.max(contacts[contact].audit.created);
             let linked = earliest + TimeDelta::seconds(rng.range(60, 3 * 86_400));

@@ -1,12 +1,14 @@
 //! The simulated company history: entities that point at each other by index, before ids exist.
 //!
-//! Generation runs in stages (users, accounts, contacts, deals, activities, outcomes, contact
-//! roles, leads). Each stage draws from its own random stream keyed by the seed and, where it
+//! Generation runs in stages (users, accounts, contacts, leads with their activities and
+//! conversions, deals, activities, outcomes, contact roles). Each stage draws from its own random stream keyed by the seed and, where it
 //! works per hospital, by the hospital's CCN, so one stage drawing more numbers never shifts
 //! another stage.
 
 mod activities;
+mod company;
 mod deals;
+mod leads;
 mod org;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
@@ -71,16 +73,45 @@ pub(crate) struct Contact {
 }
 
 pub(crate) struct Lead {
+    /// Hospital the person works at, or `None` for a surgery center or clinic without an
+    /// account.
+    pub hospital: Option<usize>,
     pub owner: usize,
     pub first_name: &'static str,
     pub last_name: &'static str,
     pub company: String,
     pub title: &'static str,
+    pub specialty: Option<&'static str>,
+    /// Index into `BUYING_ROLES`.
+    pub role: usize,
     pub email: String,
     pub state: String,
     pub status: &'static str,
     pub source: &'static str,
+    /// Stable key for the lead's random streams.
+    pub key: u64,
+    /// True P(convert); 0 for a lead without a hospital.
+    pub probability: f64,
+    pub conversion: Option<Conversion>,
     pub audit: Audit,
+}
+
+/// The conversion of a lead into a contact and, for some, an opportunity of its hospital.
+pub(crate) struct Conversion {
+    /// Time of the conversion; its date is `ConvertedDate`.
+    pub at: DateTime<Utc>,
+    /// Index of the contact the conversion created.
+    pub contact: usize,
+    /// Index of the deal the conversion created, if any.
+    pub deal: Option<usize>,
+}
+
+/// The person an activity is with: an account contact or a lead. Lead activities have no
+/// `WhatId`, as Salesforce requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Who {
+    Contact { hospital: usize, contact: usize },
+    Lead(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,8 +122,7 @@ pub(crate) enum ActivityKind {
 
 pub(crate) struct Activity {
     pub kind: ActivityKind,
-    pub hospital: usize,
-    pub contact: usize,
+    pub who: Who,
     pub owner: usize,
     pub activity_type: &'static str,
     pub subject: &'static str,
@@ -114,8 +144,11 @@ pub(crate) struct Deal {
     pub is_closed: bool,
     pub is_won: bool,
     pub probability: f64,
-    /// Stable key for the outcome draw: hospital key and deal number at that hospital.
+    /// Stable key for the outcome draw: hospital key and deal number at that hospital, or a
+    /// key derived from the converted lead's key.
     pub key: u64,
+    /// The contact created by the lead conversion that created this deal, linked as primary.
+    pub lead_contact: Option<usize>,
     pub audit: Audit,
 }
 
@@ -209,7 +242,20 @@ pub(crate) fn ccn_key(ccn: &str) -> u64 {
 pub(crate) fn simulate(hospitals: Vec<Hospital>, seed: u64, clock: &Clock) -> Org {
     let (reps, handovers) = org::reps(&hospitals, seed, clock);
     let (systems, hospitals) = org::accounts(hospitals, &reps, seed, clock);
-    let contacts = org::contacts(&hospitals, seed, clock);
+    let mut contacts = org::contacts(&hospitals, seed, clock);
+
+    // Leads settle first: their outcome depends only on their own attributes, their own
+    // activities and their hospital, so the contacts and deals their conversions create can
+    // join the account history before the deal stages run.
+    let lead_context = leads::LeadContext {
+        hospitals: &hospitals,
+        systems: &systems,
+        reps: &reps,
+        handovers: &handovers,
+        seed,
+        clock,
+    };
+    let (mut leads, lead_activities) = leads::leads(&lead_context, &mut contacts);
 
     let mut hospital_contacts = vec![Vec::new(); hospitals.len()];
     for (index, contact) in contacts.iter().enumerate() {
@@ -217,6 +263,7 @@ pub(crate) fn simulate(hospitals: Vec<Hospital>, seed: u64, clock: &Clock) -> Or
     }
 
     let mut deals = deals::deals(&hospitals, &handovers, seed, clock);
+    deals::lead_deals(&mut deals, &mut leads, &hospitals, &handovers, seed, clock);
     let context = activities::ActivityContext {
         hospitals: &hospitals,
         contacts: &contacts,
@@ -225,13 +272,13 @@ pub(crate) fn simulate(hospitals: Vec<Hospital>, seed: u64, clock: &Clock) -> Or
         seed,
         clock,
     };
-    let activities = activities::activities(&context, &deals);
+    let mut activities = activities::activities(&context, &deals);
 
     let index = deals::ActivityIndex::new(hospitals.len(), &activities);
     deals::settle(&mut deals, &hospitals, &contacts, &index, seed);
     let contact_roles =
         deals::contact_roles(&deals, &contacts, &hospital_contacts, &index, seed, clock);
-    let leads = org::leads(&hospitals, &reps, seed, clock);
+    activities.extend(lead_activities);
     Org {
         reps,
         systems,

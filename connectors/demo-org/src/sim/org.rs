@@ -1,4 +1,4 @@
-//! Users, accounts, contacts and leads of the simulated org.
+//! Users, accounts, contacts and clinic leads of the simulated org.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -253,7 +253,7 @@ fn system_name(rng: &mut Rng, used: &mut HashSet<String>) -> String {
 }
 
 /// Builds an email domain from the first words of a hospital name.
-fn hospital_domain(name: &str) -> String {
+pub(crate) fn hospital_domain(name: &str) -> String {
     let words: Vec<String> = name
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())
@@ -326,7 +326,7 @@ pub(crate) fn contacts(hospitals: &[HospitalAccount], seed: u64, clock: &Clock) 
 }
 
 /// Draws a title and specialty fitting a buying role (index into `BUYING_ROLES`).
-fn title_for(rng: &mut Rng, role: usize) -> (&'static str, Option<&'static str>) {
+pub(crate) fn title_for(rng: &mut Rng, role: usize) -> (&'static str, Option<&'static str>) {
     match role {
         0 => {
             let weights: Vec<f64> = SURGEON_SPECIALTIES.iter().map(|entry| entry.2).collect();
@@ -349,15 +349,10 @@ fn title_for(rng: &mut Rng, role: usize) -> (&'static str, Option<&'static str>)
     }
 }
 
-const LEAD_STATUSES: [(&str, f64); 3] = [
-    ("Open - Not Contacted", 0.4),
-    ("Working - Contacted", 0.35),
-    ("Closed - Not Converted", 0.25),
-];
-
-/// Creates unconverted leads from surgery centers and clinics near the hospitals, one per
-/// 15 hospitals and at least 10.
-pub(crate) fn leads(
+/// Creates leads from surgery centers and clinics near the hospitals, one per 15 hospitals and
+/// at least 10. No account matches their company and none of them converts. The lead stage
+/// sets their status and adds their activities.
+pub(crate) fn clinic_leads(
     hospitals: &[HospitalAccount],
     reps: &[Rep],
     seed: u64,
@@ -370,7 +365,6 @@ pub(crate) fn leads(
     if hospitals.is_empty() {
         return leads;
     }
-    let status_weights: Vec<f64> = LEAD_STATUSES.iter().map(|entry| entry.1).collect();
     for number in 0..count {
         let hospital = &hospitals[rng.below(hospitals.len())];
         let place = hospital
@@ -381,11 +375,9 @@ pub(crate) fn leads(
         let company = format!("{place} {}", rng.pick(&LEAD_COMPANY_KINDS));
         let first_name = *rng.pick(&FIRST_NAMES);
         let last_name = *rng.pick(&LAST_NAMES);
-        let title = match rng.below(3) {
-            0 => *rng.pick(&ADMINISTRATOR_TITLES),
-            1 => *rng.pick(&MATERIALS_TITLES),
-            _ => SURGEON_SPECIALTIES[rng.below(SURGEON_SPECIALTIES.len())].1,
-        };
+        // Administrators, materials managers and surgeons, as `BUYING_ROLES` indices 1, 2, 0.
+        let role = [1, 2, 0][rng.below(3)];
+        let (title, specialty) = title_for(&mut rng, role);
         let email = format!(
             "{}.{}{number}@{}",
             first_name.to_lowercase(),
@@ -399,36 +391,46 @@ pub(crate) fn leads(
         );
         let created = Clock::business_time(&mut rng, added);
         let audit: Audit = clock.audit_edited_later(&mut rng, created);
-        let status = LEAD_STATUSES[rng.weighted(&status_weights)].0;
         let source = *rng.pick(&LEAD_SOURCES);
         leads.push(Lead {
+            hospital: None,
             owner: owners.get(&hospital.cms.state).copied().unwrap_or(0),
             first_name,
             last_name,
             company,
             title,
+            specialty,
+            role,
             email,
             state: hospital.cms.state.clone(),
-            status,
+            status: "Open - Not Contacted",
             source,
+            key: (number as u64).wrapping_add(0xC11A_1C00_0000_0000),
+            probability: 0.0,
+            conversion: None,
             audit,
         });
     }
     leads
 }
 
-/// Turns an uppercase CMS city such as `FORT WORTH` into `Fort Worth`.
-fn title_case(text: &str) -> String {
+/// Turns an uppercase CMS name such as `FORT WORTH` or `(MILLER)` into `Fort Worth` or
+/// `(Miller)`: the first letter of each space-separated word upper case, the rest lower case.
+pub(crate) fn title_case(text: &str) -> String {
     text.split(' ')
         .map(|word| {
-            let mut chars = word.chars();
-            match chars.next() {
-                Some(first) => first
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect(),
-                None => String::new(),
-            }
+            let mut seen_letter = false;
+            word.chars()
+                .flat_map(|c| {
+                    let first = !seen_letter && c.is_alphabetic();
+                    seen_letter |= c.is_alphabetic();
+                    if first {
+                        c.to_uppercase().collect::<Vec<char>>()
+                    } else {
+                        c.to_lowercase().collect()
+                    }
+                })
+                .collect::<String>()
         })
         .collect::<Vec<String>>()
         .join(" ")

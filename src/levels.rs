@@ -1,0 +1,340 @@
+//! What each scoring level learns from and scores: the labelled examples (deals for accounts,
+//! contact roles on deals for contacts, decided leads for leads) and the open records.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use leadscore_connector::{Record, Value};
+use serde::Serialize;
+
+use crate::config::{Config, LeadLabel};
+use crate::enrichment::{NameIndex, NameMatch};
+use crate::features::{History, Target};
+use crate::level::Level;
+use crate::training::label_of;
+
+/// One labelled example of a level.
+#[derive(Clone, Debug)]
+pub struct Example {
+    /// The deal id (account), `deal:contact` (contact) or lead id (lead).
+    pub id: String,
+    pub account: Option<String>,
+    pub person: Option<String>,
+    /// The time the features are computed as of: nothing after it is seen.
+    pub at: DateTime<Utc>,
+    /// When the outcome was known; examples are split in this order.
+    pub decided: DateTime<Utc>,
+    /// 1 won or converted, 0 lost.
+    pub label: f64,
+}
+
+impl Example {
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            account: self.account.as_deref(),
+            person: self.person.as_deref(),
+        }
+    }
+}
+
+/// A record to score.
+#[derive(Clone, Debug)]
+pub struct OpenRecord {
+    pub id: String,
+    pub account: Option<String>,
+    pub person: Option<String>,
+}
+
+impl OpenRecord {
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            account: self.account.as_deref(),
+            person: self.person.as_deref(),
+        }
+    }
+
+    /// The scored record itself: the person for contacts and leads, else the account.
+    pub fn record<'h>(&self, history: &'h History) -> Option<&'h Record> {
+        match &self.person {
+            Some(person) => history.person(person),
+            None => history.accounts.get(&self.id),
+        }
+    }
+}
+
+/// Returns the labelled examples of `level`, ordered by decision time and id.
+pub fn examples(
+    level: Level,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Vec<Example> {
+    let mut out = Vec::new();
+    match level {
+        Level::Account | Level::Contact => {
+            for deal in &history.deals {
+                let Some(label) = label_of(deal, &config.model.label) else {
+                    continue;
+                };
+                let decided = deal.close_date.unwrap_or(deal.created);
+                if level == Level::Account {
+                    out.push(Example {
+                        id: deal.id.clone(),
+                        account: Some(deal.account_id.clone()),
+                        person: None,
+                        at: deal.created,
+                        decided,
+                        label,
+                    });
+                    continue;
+                }
+                for contact in history.deal_contacts.get(&deal.id).into_iter().flatten() {
+                    if !history.contacts.contains_key(contact) {
+                        continue;
+                    }
+                    out.push(Example {
+                        id: format!("{}:{contact}", deal.id),
+                        account: Some(deal.account_id.clone()),
+                        person: Some(contact.clone()),
+                        at: deal.created,
+                        decided,
+                        label,
+                    });
+                }
+            }
+        }
+        Level::Lead => {
+            let as_of = config.scoring.as_of.unwrap_or(now);
+            for (id, lead) in &history.leads {
+                if let LeadState::Decided { label, at, decided } =
+                    lead_state(lead, history, config, as_of)
+                {
+                    out.push(Example {
+                        id: id.clone(),
+                        account: history.lead_account.get(id).cloned(),
+                        person: Some(id.clone()),
+                        at,
+                        decided,
+                        label,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.decided.cmp(&b.decided).then_with(|| a.id.cmp(&b.id)));
+    out
+}
+
+/// Returns the records `level` scores: open accounts (with contacts or deals, customers left
+/// out unless `skip_customers` is off), the contacts of those accounts, and open leads.
+pub fn open_records(
+    level: Level,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Vec<OpenRecord> {
+    match level {
+        Level::Account => open_accounts(history, config)
+            .into_iter()
+            .map(|id| OpenRecord {
+                id: id.to_string(),
+                account: Some(id.to_string()),
+                person: None,
+            })
+            .collect(),
+        Level::Contact => {
+            let mut out = Vec::new();
+            for account in open_accounts(history, config) {
+                for contact in history
+                    .contacts_by_account
+                    .get(account)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push(OpenRecord {
+                        id: contact.clone(),
+                        account: Some(account.to_string()),
+                        person: Some(contact.clone()),
+                    });
+                }
+            }
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            out
+        }
+        Level::Lead => {
+            let as_of = config.scoring.as_of.unwrap_or(now);
+            history
+                .leads
+                .iter()
+                .filter(|(_, lead)| {
+                    matches!(lead_state(lead, history, config, as_of), LeadState::Open)
+                })
+                .map(|(id, _)| OpenRecord {
+                    id: id.clone(),
+                    account: history.lead_account.get(id).cloned(),
+                    person: Some(id.clone()),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Returns the accounts that get scored: those with contacts or deals, leaving out customers
+/// (accounts with a won deal) unless `skip_customers` is off.
+pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> {
+    history
+        .accounts
+        .keys()
+        .map(String::as_str)
+        .filter(|id| history.has_activity_data(id))
+        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+        .collect()
+}
+
+/// Where a lead stands as of the scoring time.
+#[derive(Debug, PartialEq)]
+enum LeadState {
+    Open,
+    /// Converted or aged out: an example, seen as of `at`, decided at `decided`.
+    Decided {
+        label: f64,
+        at: DateTime<Utc>,
+        decided: DateTime<Utc>,
+    },
+    /// Converted, but its opportunity is still open (label `converted_won`), or no creation date.
+    Undecided,
+}
+
+fn lead_state(
+    lead: &Record,
+    history: &History,
+    config: &Config,
+    as_of: DateTime<Utc>,
+) -> LeadState {
+    let settings = &config.lead;
+    let Some(created) = lead.get("CreatedDate").as_datetime() else {
+        return LeadState::Undecided;
+    };
+    let observed = created + Duration::days(settings.observe_days);
+    if lead.get("IsConverted").as_bool() == Some(true) {
+        // A conversion without a date is taken as happening at the last modification.
+        let converted = lead
+            .get("ConvertedDate")
+            .as_datetime()
+            .unwrap_or(lead.modstamp);
+        let label = match settings.label {
+            LeadLabel::Converted => Some(1.0),
+            LeadLabel::ConvertedWon => match lead.get("ConvertedOpportunityId") {
+                Value::Text(opportunity) if !opportunity.is_empty() => history
+                    .deals
+                    .iter()
+                    .find(|d| d.id == *opportunity)
+                    .and_then(|deal| label_of(deal, &config.model.label)),
+                _ => Some(0.0),
+            },
+        };
+        return match label {
+            Some(label) => LeadState::Decided {
+                label,
+                at: observed.min(converted),
+                decided: converted,
+            },
+            None => LeadState::Undecided,
+        };
+    }
+    let lost_at = created + Duration::days(settings.lost_after_days);
+    if lost_at <= as_of {
+        LeadState::Decided {
+            label: 0.0,
+            at: observed,
+            decided: lost_at,
+        }
+    } else {
+        LeadState::Open
+    }
+}
+
+/// How leads were tied to accounts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LeadMatchReport {
+    pub leads: usize,
+    /// By the configured lookup field.
+    pub by_field: usize,
+    /// By company name and state, exactly after normalising.
+    pub exact: usize,
+    /// By company name and state, by similarity.
+    pub fuzzy: usize,
+    pub unmatched: usize,
+    /// Up to five fuzzy matches, as `company -> account name`.
+    pub fuzzy_sample: Vec<String>,
+    /// Up to five leads with no account, as `company (state)`.
+    pub unmatched_sample: Vec<String>,
+}
+
+/// Ties each lead to an account: by the `[lead] account_field` lookup when set and filled,
+/// else by company name and state against the accounts' names and states. The account a lead
+/// converted into is not used: only converted leads have it, so training would see account
+/// features on converted leads alone.
+pub fn match_lead_accounts(
+    leads: &[Record],
+    accounts: &[Record],
+    config: &Config,
+) -> (HashMap<String, String>, LeadMatchReport) {
+    let settings = &config.lead;
+    let mut index: NameIndex<String> = NameIndex::new();
+    for account in accounts {
+        let name = account
+            .get(&settings.account_name_field)
+            .as_str()
+            .unwrap_or_default();
+        let state = account
+            .get(&settings.account_state_field)
+            .as_str()
+            .unwrap_or_default();
+        // Two accounts with one name in one state: the first keeps the name, and a lead
+        // naming it goes to that account.
+        let _ = index.insert(name, state, None, account.id.clone());
+    }
+    let known: std::collections::HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+    let mut matched = HashMap::new();
+    let mut report = LeadMatchReport {
+        leads: leads.len(),
+        ..LeadMatchReport::default()
+    };
+    for lead in leads {
+        if let Some(field) = &settings.account_field {
+            if let Value::Text(account) = lead.get(field) {
+                if known.contains(account.as_str()) {
+                    matched.insert(lead.id.clone(), account.clone());
+                    report.by_field += 1;
+                    continue;
+                }
+            }
+        }
+        let company = lead
+            .get(&settings.company_field)
+            .as_str()
+            .unwrap_or_default();
+        let state = lead.get(&settings.state_field).as_str().unwrap_or_default();
+        match index.lookup(company, state, None) {
+            NameMatch::Fuzzy { id, name, .. } => {
+                report.fuzzy += 1;
+                if report.fuzzy_sample.len() < 5 {
+                    report.fuzzy_sample.push(format!("{company} -> {name}"));
+                }
+                matched.insert(lead.id.clone(), id.clone());
+            }
+            NameMatch::Exact(id) => {
+                report.exact += 1;
+                matched.insert(lead.id.clone(), id.clone());
+            }
+            NameMatch::Ambiguous { .. } | NameMatch::NotFound => {
+                report.unmatched += 1;
+                if report.unmatched_sample.len() < 5 {
+                    report.unmatched_sample.push(format!("{company} ({state})"));
+                }
+            }
+        }
+    }
+    (matched, report)
+}
