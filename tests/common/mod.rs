@@ -35,8 +35,19 @@ impl Env {
 
     /// Starts a sandbox and writes a config, letting `edit` change the config text first.
     pub async fn start_with(options: SandboxOptions, edit: impl FnOnce(String) -> String) -> Env {
+        Env::start_org(options, false, edit).await
+    }
+
+    /// Like [`Env::start_with`]; with `ccn_only`, hospital accounts carry only their CMS
+    /// Certification Number, like an org that never loaded the CMS fields.
+    pub async fn start_org(
+        options: SandboxOptions,
+        ccn_only: bool,
+        edit: impl FnOnce(String) -> String,
+    ) -> Env {
         let org = leadscore_demo_org::generate(&DemoOptions {
             max_hospitals: Some(HOSPITALS),
+            ccn_only,
             ..DemoOptions::default()
         })
         .expect("demo org generates");
