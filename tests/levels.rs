@@ -361,3 +361,33 @@ columns = ["Hospital Type", "Hospital Ownership", "Hospital overall rating", "HI
     );
     assert!(train.holdout_auc.expect("auc") > 0.6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_missing_sales_ready_field_before_any_write() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        all_levels(text).replace(
+            r#"sales_ready_field = "LS_Sales_Ready__c""#,
+            r#"sales_ready_field = "LS_Hot_Lead__c""#,
+        )
+    })
+    .await;
+    let err = pipeline::check(&env.connector(), &env.config)
+        .await
+        .expect_err("the field does not exist");
+    let text = err.to_string();
+    assert!(
+        text.contains(r#"[lead] sales_ready_field: Lead has no field "LS_Hot_Lead__c"; create a checkbox field or fix the name"#),
+        "{text}"
+    );
+    let err = run_once(&env.connector(), &env.store(), &env.config, Utc::now())
+        .await
+        .expect_err("a run stops at check");
+    assert!(err.to_string().contains("LS_Hot_Lead__c"));
+    assert!(
+        env.handle()
+            .records("Account")
+            .iter()
+            .all(|a| a["LS_Score__c"].is_null()),
+        "nothing was written"
+    );
+}

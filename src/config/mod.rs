@@ -513,6 +513,26 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     contact.finish(issues);
 
     let enrichment_config = enrichment::read_enrichment(top, issues, base);
+    if let (Some(tables), Some(features)) = (&enrichment_config, &feature_config) {
+        for table in tables {
+            for name in table.feature_names() {
+                let taken = features
+                    .attributes
+                    .iter()
+                    .chain(&features.contact_attributes)
+                    .chain(&features.lead_attributes)
+                    .any(|a| a.name == name);
+                if taken {
+                    issues.push(
+                        top.span(),
+                        "enrichment",
+                        format!("enrichment feature {name:?} has the name of a [[features.*]] entry; rename the enrichment table or the column (columns = [{{ column = \"...\", name = \"...\" }}])"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
 
     let mut hints = top.table(issues, "hints");
     let hint_config = read_hints(&mut hints, issues, feature_config.as_ref());

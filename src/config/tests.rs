@@ -460,3 +460,104 @@ fn held_back_share_capped() {
     assert_eq!(err.issues.len(), 1, "{err}");
     assert!(err.to_string().contains("less than half"), "{err}");
 }
+
+/// Returns the issue messages of a file that must be rejected, as `key: message` lines.
+fn problems(text: &str) -> String {
+    let err = parse(text).unwrap_err();
+    err.issues
+        .iter()
+        .map(|i| format!("{}:{}: {}: {}", i.line, i.column, i.key, i.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn levels_default_to_account_and_parse_in_order() {
+    let config = parse(EXAMPLE).expect("example");
+    assert_eq!(config.scoring.levels, vec![Level::Account]);
+    let text = EXAMPLE.replace(r#"levels = ["account"]"#, r#"levels = ["lead", "account"]"#);
+    let config = parse(&text).expect("two levels");
+    assert_eq!(config.scoring.levels, vec![Level::Lead, Level::Account]);
+    assert_eq!(config.writeback_for(Level::Lead), &config.writeback);
+    let old = EXAMPLE.replace(r#"levels = ["account"]"#, r#"level = "account""#);
+    assert_eq!(
+        parse(&old).expect("old spelling").scoring.levels,
+        vec![Level::Account]
+    );
+}
+
+#[test]
+fn bad_levels_named_with_the_fix() {
+    let unknown = problems(&EXAMPLE.replace(
+        r#"levels = ["account"]"#,
+        r#"levels = ["account", "opportunity"]"#,
+    ));
+    assert!(
+        unknown.contains(r#"unknown level "opportunity"; expected one of: account, contact, lead"#),
+        "{unknown}"
+    );
+    let twice =
+        problems(&EXAMPLE.replace(r#"levels = ["account"]"#, r#"levels = ["lead", "lead"]"#));
+    assert!(twice.contains(r#"level "lead" is listed twice"#), "{twice}");
+    let both = problems(&EXAMPLE.replace(
+        r#"levels = ["account"]"#,
+        "level = \"account\"\nlevels = [\"lead\"]",
+    ));
+    assert!(both.contains("both level and levels are set"), "{both}");
+}
+
+#[test]
+fn lead_and_hint_settings_checked() {
+    let observe = problems(&EXAMPLE.replace("observe_days = 14", "observe_days = 200"));
+    assert!(
+        observe.contains("observe_days (200) must be below lost_after_days (180)"),
+        "{observe}"
+    );
+    let label = problems(&EXAMPLE.replace(r#"label = "converted""#, r#"label = "won""#));
+    assert!(label.contains(r#"unknown lead label "won""#), "{label}");
+    let hint = problems(&EXAMPLE.replace(
+        r#"actionable = ["roles_engaged", "meetings", "days_since_last_touch"]"#,
+        r#"actionable = ["star_rating"]"#,
+    ));
+    assert!(
+        hint.contains(r#""star_rating" is not a feature a rep can change"#),
+        "{hint}"
+    );
+    let line = EXAMPLE
+        .lines()
+        .position(|l| l.starts_with("actionable"))
+        .expect("actionable line")
+        + 1;
+    assert!(hint.starts_with(&format!("{line}:")), "{hint}");
+    let text = EXAMPLE.replace(
+        "[hints]",
+        "[lead.writeback]\nscore_field = \"Lead_Score__c\"\n\n[hints]",
+    );
+    let config = parse(&text).expect("lead write-back override");
+    assert_eq!(config.lead.writeback.score_field, "Lead_Score__c");
+    assert_eq!(
+        config.lead.writeback.tier_field,
+        config.writeback.tier_field
+    );
+}
+
+#[test]
+fn enrichment_feature_may_not_shadow_a_configured_one() {
+    let text = EXAMPLE.replace(
+        "[model]",
+        "[[enrichment]]\nname = \"hip\"\nobject = \"account\"\nsource = \"cms-hospitals\"\nkey = { field = \"CMS_Certification_Number__c\", column = \"Facility ID\" }\ncolumns = [{ column = \"HIP-KNEE Discharges\", name = \"knee_volume\" }]\n\n[model]",
+    );
+    let clash = problems(&text);
+    assert!(
+        clash.contains(
+            r#"enrichment feature "hip_knee_volume" has the name of a [[features.*]] entry"#
+        ),
+        "{clash}"
+    );
+    let renamed = text.replace("name = \"knee_volume\"", "name = \"knee\"");
+    let config = parse(&renamed).expect("distinct names parse");
+    assert_eq!(
+        config.enrichment[0].feature_names(),
+        vec!["hip_knee".to_string()]
+    );
+}
