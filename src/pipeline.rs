@@ -358,7 +358,25 @@ pub async fn check<C: Connector>(
     };
     let mut problems = Vec::new();
     let mut objects = Vec::new();
+    // A level whose object the user cannot see is one problem, not one per field.
+    let mut unavailable = Vec::new();
+    for &level in &config.scoring.levels {
+        let object = level.object();
+        if level == Level::Account {
+            continue;
+        }
+        if let Err(err) = schemas.get(object).await {
+            problems.push(format!(
+                "[scoring] levels: {level} scoring needs the {object} object, which the org does not offer this user ({err}); remove {:?} from levels or grant access to {object}",
+                level.name()
+            ));
+            unavailable.push(object);
+        }
+    }
     for spec in pull_specs(config) {
+        if unavailable.contains(&spec.object.as_str()) {
+            continue;
+        }
         for field in &spec.fields {
             if let Err(problem) = schemas.resolve(&spec.object, field).await? {
                 problems.push(problem);
@@ -374,7 +392,12 @@ pub async fn check<C: Connector>(
         (fields::CONTACT, &config.features.contact_attributes),
         (fields::LEAD, &config.features.lead_attributes),
     ] {
-        if object == fields::LEAD && !config.scoring.levels.contains(&Level::Lead) {
+        let level_off = match object {
+            fields::LEAD => !config.scoring.levels.contains(&Level::Lead),
+            fields::CONTACT => !config.scoring.levels.contains(&Level::Contact),
+            _ => false,
+        };
+        if level_off || unavailable.contains(&object) {
             continue;
         }
         for attribute in attributes {
@@ -387,17 +410,10 @@ pub async fn check<C: Connector>(
     let mut reasons_max_len = BTreeMap::new();
     for &level in &config.scoring.levels {
         let object = level.object();
-        let schema = match schemas.get(object).await {
-            Ok(schema) => schema.clone(),
-            Err(err) if level != Level::Account => {
-                problems.push(format!(
-                    "[scoring] levels: {level} scoring needs the {object} object, which the org does not offer this user ({err}); remove {:?} from levels or grant access to {object}",
-                    level.name()
-                ));
-                continue;
-            }
-            Err(err) => return Err(err.into()),
-        };
+        if unavailable.contains(&object) {
+            continue;
+        }
+        let schema = schemas.get(object).await?.clone();
         let section = match level {
             Level::Account => "[writeback]".to_string(),
             other => format!("[{other}.writeback]"),

@@ -391,3 +391,27 @@ async fn check_names_a_missing_sales_ready_field_before_any_write() {
         "nothing was written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn level_on_an_object_the_user_cannot_see_is_named() {
+    let env = Env::start_with(SandboxOptions::default(), all_levels).await;
+    env.handle().hide_object("Lead");
+    let err = pipeline::check(&env.connector(), &env.config)
+        .await
+        .expect_err("Lead is hidden");
+    let text = err.to_string();
+    assert!(
+        text.contains("[scoring] levels: lead scoring needs the Lead object, which the org does not offer this user"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"remove "lead" from levels or grant access to Lead"#),
+        "{text}"
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("Lead")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one problem for the object, not one per field: {text}"
+    );
+}

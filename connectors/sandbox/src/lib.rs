@@ -486,6 +486,12 @@ impl SandboxHandle {
         );
     }
 
+    /// Hides an object from the API user, as missing object permissions do: its describe,
+    /// queries and writes get 404, and describeGlobal leaves it out.
+    pub fn hide_object(&self, object: &str) {
+        self.shared.lock().store.hide(object);
+    }
+
     /// Invalidates every query locator issued so far: fetching one returns 400
     /// `INVALID_QUERY_LOCATOR`.
     pub fn invalidate_locators(&self) {

@@ -479,7 +479,13 @@ async fn limits(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
 
 async fn describe_global(AxumState(shared): AxumState<Arc<Shared>>, uri: Uri) -> Response {
     let state = shared.lock();
-    let objects: Vec<_> = state.store.tables.iter().map(|t| &t.def).collect();
+    let objects: Vec<_> = state
+        .store
+        .tables
+        .iter()
+        .map(|t| &t.def)
+        .filter(|def| state.store.is_visible(def.name))
+        .collect();
     JsonBody(describe::describe_global(&objects, &version_of(&uri))).into_response()
 }
 

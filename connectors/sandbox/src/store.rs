@@ -191,6 +191,17 @@ impl Store {
         self.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
+    /// Removes an object from every lookup by name, as for a user without access to it: the
+    /// REST API then answers 404 for its describe, queries and writes.
+    pub(crate) fn hide(&mut self, name: &str) {
+        self.by_name.remove(&name.to_ascii_lowercase());
+    }
+
+    /// Returns true when the object can be looked up by name.
+    pub(crate) fn is_visible(&self, name: &str) -> bool {
+        self.by_name.contains_key(&name.to_ascii_lowercase())
+    }
+
     pub(crate) fn table_by_name(&self, name: &str) -> Option<&Table> {
         self.table_index(name).map(|i| &self.tables[i])
     }
