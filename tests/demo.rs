@@ -120,3 +120,32 @@ fn export_examples_feeds_evaluate() {
     );
     assert_eq!(result["rows_holdout"].as_u64(), Some(holdout as u64));
 }
+
+#[test]
+fn demo_reports_three_levels_beside_the_oracle() {
+    let demo = run(&["demo", "--hospitals", "400", "--json"]);
+    let summary = stdout_json(&demo, "leadscore demo");
+    let levels = summary["levels"].as_array().expect("levels is an array");
+    let names: Vec<&str> = levels.iter().filter_map(|l| l["level"].as_str()).collect();
+    assert_eq!(names, ["account", "contact", "lead"]);
+    for level in levels {
+        let name = &level["level"];
+        let auc = level["holdout_auc"].as_f64().expect("holdout_auc");
+        let oracle = level["oracle_auc"].as_f64().expect("oracle_auc");
+        assert!((0.5..=1.0).contains(&oracle), "{name}: oracle {oracle}");
+        // The oracle knows the true probabilities; a model can tie it on a small holdout, but
+        // not beat it by much.
+        assert!(
+            auc < oracle + 0.05,
+            "{name}: AUC {auc} beats the oracle {oracle}"
+        );
+        assert!(auc > 0.65, "{name}: AUC {auc}");
+        let scored = level["scored"].as_u64().expect("scored");
+        assert!(scored > 0, "{name} scored nothing");
+        assert_eq!(level["written"].as_u64(), Some(scored), "{name}");
+    }
+    let sales_ready = levels[2]["sales_ready"].as_u64().expect("lead sales_ready");
+    assert!(sales_ready > 0);
+    assert_eq!(summary["crm_sales_ready_leads"].as_u64(), Some(sales_ready));
+    assert_eq!(summary["rerun_written"].as_u64(), Some(0));
+}
