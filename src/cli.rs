@@ -47,6 +47,9 @@ pub struct ConfigArgs {
     /// `models` commands default to account.
     #[arg(long, value_parser = parse_level)]
     pub level: Option<Level>,
+    /// With several `[[connector]]` tables, work with the one of this name only.
+    #[arg(long)]
+    pub connector: Option<String>,
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {
@@ -151,6 +154,9 @@ pub struct ReportModelArgs {
     /// Level whose live model is reported when no version is named.
     #[arg(long, value_parser = parse_level, default_value = "account")]
     pub level: Level,
+    /// With several `[[connector]]` tables, the connector whose model is reported.
+    #[arg(long)]
+    pub connector: Option<String>,
     /// Directory to write the two files into, created if missing.
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
@@ -219,6 +225,7 @@ impl From<PipelineError> for Failure {
                 "the configuration does not match the org:\n  {}",
                 problems.join("\n  ")
             )),
+            PipelineError::Config(message) => config_failure(message),
             // Rejected credentials are a configuration problem, not a failed step.
             PipelineError::Connector(ConnectorError::Auth(message)) => {
                 config_failure(format!("authentication failed: {message}"))
@@ -291,6 +298,40 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// The configurations a step runs with: one per connector, or the one `--connector` names.
+fn configs(args: &ConfigArgs) -> Result<Vec<Config>, Failure> {
+    let config = load(args)?;
+    let all = config.per_connector();
+    match &args.connector {
+        None => Ok(all),
+        Some(name) => {
+            let names: Vec<String> = all.iter().map(|c| c.connector_name.clone()).collect();
+            let chosen: Vec<Config> = all
+                .into_iter()
+                .filter(|c| c.connector_name == *name)
+                .collect();
+            if chosen.is_empty() {
+                return Err(config_failure(format!(
+                    "--connector {name}: the configuration has no connector of that name; it has {}",
+                    names.join(", ")
+                )));
+            }
+            Ok(chosen)
+        }
+    }
+}
+
+/// Runs a step once per connector and returns the highest exit code.
+macro_rules! each_connector {
+    ($args:ident, $config:ident => $step:expr) => {{
+        let mut code = 0;
+        for $config in configs(&$args)? {
+            code = code.max($step?);
+        }
+        Ok(code)
+    }};
+}
+
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Demo {
@@ -313,11 +354,11 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             print!("{text}");
             Ok(0)
         }
-        Command::Check(args) => step_check(&args).await,
-        Command::Pull(args) => step_pull(&args).await,
-        Command::Train(args) => step_train(&args),
-        Command::Score(args) => step_score(&args),
-        Command::Push(args) => step_push(&args).await,
+        Command::Check(args) => each_connector!(args, config => step_check(&args, &config).await),
+        Command::Pull(args) => each_connector!(args, config => step_pull(&args, &config).await),
+        Command::Train(args) => each_connector!(args, config => step_train(&args, &config)),
+        Command::Score(args) => each_connector!(args, config => step_score(&args, &config)),
+        Command::Push(args) => each_connector!(args, config => step_push(&args, &config).await),
         Command::Models { action } => step_models(action),
         Command::Run { args, once } => {
             if !once {
@@ -325,7 +366,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                     "the scheduled daemon is not built yet; use `leadscore run --once` from cron or a systemd timer".to_string(),
                 ));
             }
-            step_run(&args).await
+            each_connector!(args, config => step_run(&args, &config).await)
         }
         Command::Evaluate(args) => step_evaluate(&args),
         Command::Report {
@@ -394,19 +435,28 @@ async fn serve_sandbox(
 }
 
 /// Opens the store and connects, reporting configuration problems with exit code 2.
+/// With several connectors, `--connector` must name the one whose store is meant.
 fn open(args: &ConfigArgs) -> Result<(Config, Store), Failure> {
-    let config = load(args)?;
+    let mut configs = configs(args)?;
+    if configs.len() > 1 {
+        let names: Vec<&str> = configs.iter().map(|c| c.connector_name.as_str()).collect();
+        return Err(config_failure(format!(
+            "the configuration has {} connectors ({}); name one with --connector",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let config = configs.remove(0);
     let store = Store::open(&config.store_path)?;
     Ok((config, store))
 }
 
-fn connector_for(config: &Config) -> Result<leadscore_salesforce::SalesforceConnector, Failure> {
+fn connector_for(config: &Config) -> Result<crate::run::AnyConnector, Failure> {
     let secrets = config.secrets().map_err(config_failure)?;
     Ok(connect(config, secrets)?)
 }
 
-async fn step_check(args: &ConfigArgs) -> Result<u8, Failure> {
-    let config = load(args)?;
+async fn step_check(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let connector = connector_for(&config)?;
     let report = pipeline::check(&connector, &config).await?;
     if args.json {
@@ -415,7 +465,7 @@ async fn step_check(args: &ConfigArgs) -> Result<u8, Failure> {
         let fields: usize = report.objects.iter().map(|o| o.fields).sum();
         println!(
             "Connected to {}; {} fields on {} objects and the write-back fields check out. API usage {}/{}.",
-            config.salesforce.login_url,
+            config.connector.url(),
             fields,
             report.objects.len(),
             report.api_usage.used,
@@ -425,8 +475,8 @@ async fn step_check(args: &ConfigArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn step_pull(args: &ConfigArgs) -> Result<u8, Failure> {
-    let (config, store) = open(args)?;
+async fn step_pull(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
     let connector = connector_for(&config)?;
     let report = pipeline::pull(&connector, &store, &config).await?;
     if args.json {
@@ -446,21 +496,55 @@ async fn step_pull(args: &ConfigArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
-    let (config, store) = open(args)?;
-    let mut reports = Vec::new();
-    for level in levels_for(args, &config)? {
-        reports.push(training::train(
-            &store.at_level(level),
-            &config,
-            Utc::now(),
-        )?);
-    }
+/// The outcome of one level's step, as `--json` prints it: the report, or the error.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LevelOutcome<T> {
+    Done(T),
+    Failed { level: Level, error: String },
+}
+
+/// Runs `step` for each level, carrying on past a failing level so that every level's outcome
+/// is reported. Returns the outcomes and the exit code of the worst failure.
+fn per_level<T>(
+    levels: Vec<Level>,
+    mut step: impl FnMut(Level) -> Result<T, PipelineError>,
+) -> (Vec<LevelOutcome<T>>, u8) {
+    let mut code = 0;
+    let outcomes = levels
+        .into_iter()
+        .map(|level| match step(level) {
+            Ok(report) => LevelOutcome::Done(report),
+            Err(err) => {
+                let failure = Failure::from(err);
+                code = code.max(failure.code);
+                LevelOutcome::Failed {
+                    level,
+                    error: failure.message,
+                }
+            }
+        })
+        .collect();
+    (outcomes, code)
+}
+
+fn step_train(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
+    let (outcomes, code) = per_level(levels_for(args, config)?, |level| {
+        training::train(&store.at_level(level), config, Utc::now())
+    });
     if args.json {
-        print_json(&reports)?;
-        return Ok(0);
+        print_json(&outcomes)?;
+        return Ok(code);
     }
-    for report in &reports {
+    for outcome in &outcomes {
+        let report = match outcome {
+            LevelOutcome::Done(report) => report,
+            LevelOutcome::Failed { level, error } => {
+                eprintln!("error: {level} level: {error}");
+                continue;
+            }
+        };
         let auc = report
             .holdout_auc
             .map_or("n/a".to_string(), |a| format!("{a:.3}"));
@@ -482,22 +566,31 @@ fn step_train(args: &ConfigArgs) -> Result<u8, Failure> {
             report.baseline_log_loss,
             report.holdout_ece
         );
+        for warning in &report.warnings {
+            eprintln!("warning: {} level: {warning}", report.level);
+        }
         print!("{}", crate::registry::render_publish(&report.publish));
     }
-    Ok(0)
+    Ok(code)
 }
 
-fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
-    let (config, store) = open(args)?;
-    let mut reports = Vec::new();
-    for level in levels_for(args, &config)? {
-        reports.push(scoring::score(&store.at_level(level), &config, Utc::now())?);
-    }
+fn step_score(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
+    let (outcomes, code) = per_level(levels_for(args, config)?, |level| {
+        scoring::score(&store.at_level(level), config, Utc::now())
+    });
     if args.json {
-        print_json(&reports)?;
-        return Ok(0);
+        print_json(&outcomes)?;
+        return Ok(code);
     }
-    for report in &reports {
+    for outcome in &outcomes {
+        let report = match outcome {
+            LevelOutcome::Done(report) => report,
+            LevelOutcome::Failed { level, error } => {
+                eprintln!("error: {level} level: {error}");
+                continue;
+            }
+        };
         // Tier order, not the alphabetical order of the labels.
         let tiers: Vec<String> = config
             .tiers
@@ -518,7 +611,7 @@ fn step_score(args: &ConfigArgs) -> Result<u8, Failure> {
             report.hints
         );
     }
-    Ok(0)
+    Ok(code)
 }
 
 fn print_failures(failed: &[FailedWrite]) {
@@ -537,8 +630,8 @@ fn print_failures(failed: &[FailedWrite]) {
     }
 }
 
-async fn step_push(args: &ConfigArgs) -> Result<u8, Failure> {
-    let (config, store) = open(args)?;
+async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
     let connector = connector_for(&config)?;
     let check = pipeline::check(&connector, &config).await?;
     store.bind_source(&pipeline::source_name(&config))?;
@@ -596,13 +689,27 @@ fn step_models(action: ModelsCommand) -> Result<u8, Failure> {
     use crate::registry;
     match action {
         ModelsCommand::List(args) => {
-            let (_, store) = open(&args)?;
-            let store = store.at_level(args.level.unwrap_or_default());
-            let models = registry::list(&store)?;
-            if args.json {
-                print_json(&models)?;
+            let (config, store) = open(&args)?;
+            // Without --level, every configured level is listed under its own heading.
+            let levels = match args.level {
+                Some(level) => vec![level],
+                None => config.scoring.levels.clone(),
+            };
+            let mut listed = std::collections::BTreeMap::new();
+            for level in &levels {
+                listed.insert(level.name(), registry::list(&store.at_level(*level))?);
+            }
+            if args.json && levels.len() == 1 {
+                print_json(&listed.into_values().next().unwrap_or_default())?;
+            } else if args.json {
+                print_json(&listed)?;
             } else {
-                print!("{}", registry::render_list(&models));
+                for level in &levels {
+                    if levels.len() > 1 {
+                        println!("{level} models:");
+                    }
+                    print!("{}", registry::render_list(&listed[level.name()]));
+                }
             }
         }
         ModelsCommand::Show { version, args } => {
@@ -640,8 +747,8 @@ fn print_change(change: &crate::registry::LiveChange, json: bool) -> Result<(), 
     }
 }
 
-async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
-    let (config, store) = open(args)?;
+async fn step_run(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
     let connector = connector_for(&config)?;
     let report = run_once(&connector, &store, &config, Utc::now()).await?;
     if args.json {
@@ -674,8 +781,13 @@ async fn step_run(args: &ConfigArgs) -> Result<u8, Failure> {
 }
 
 fn step_report_model(args: &ReportModelArgs) -> Result<u8, Failure> {
-    let config = Config::load(&args.config).map_err(|err| config_failure(err.to_string()))?;
-    let store = Store::open(&config.store_path)?.at_level(args.level);
+    let (_, store) = open(&ConfigArgs {
+        config: args.config.clone(),
+        json: false,
+        level: None,
+        connector: args.connector.clone(),
+    })?;
+    let store = store.at_level(args.level);
     let model = crate::report::load_model(&store, args.version.as_deref())?;
     let paths = crate::report::write_model_card(&model, &args.out)?;
     println!("{}", paths.html.display());

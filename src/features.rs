@@ -761,16 +761,36 @@ impl FeatureSpace {
             }
         }
         by_feature.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        let raising = by_feature.iter().filter(|(_, c)| *c > 1e-6).take(positive);
-        let lowering = by_feature.iter().filter(|(_, c)| *c < -1e-6).take(negative);
-        raising
-            .chain(lowering)
-            .map(|&(feature, contribution)| {
-                let phrase = self.phrase(history, target, feature, row);
-                let sign = if contribution > 0.0 { '+' } else { '-' };
-                format!("{sign} {phrase}")
-            })
-            .collect()
+        // Two features can read the same in words (first and last touch of a record never
+        // contacted); a reason is listed once.
+        let mut reasons: Vec<String> = Vec::new();
+        let phrased = |list: &mut Vec<String>, feature: &str, contribution: f64| {
+            let phrase = self.phrase(history, target, feature, row);
+            let sign = if contribution > 0.0 { '+' } else { '-' };
+            let reason = format!("{sign} {phrase}");
+            if !list.contains(&reason) {
+                list.push(reason);
+            }
+        };
+        let mut raising_count = 0;
+        for &(feature, contribution) in by_feature.iter().filter(|(_, c)| *c > 1e-6) {
+            if raising_count == positive {
+                break;
+            }
+            let before = reasons.len();
+            phrased(&mut reasons, feature, contribution);
+            raising_count += reasons.len() - before;
+        }
+        let mut lowering_count = 0;
+        for &(feature, contribution) in by_feature.iter().filter(|(_, c)| *c < -1e-6) {
+            if lowering_count == negative {
+                break;
+            }
+            let before = reasons.len();
+            phrased(&mut reasons, feature, contribution);
+            lowering_count += reasons.len() - before;
+        }
+        reasons
     }
 
     fn phrase(&self, history: &History, target: Target<'_>, feature: &str, row: &[f64]) -> String {
@@ -1138,6 +1158,44 @@ mod tests {
         );
         assert_eq!(column(&space, &row, "hip_knee_volume"), 412.0);
         assert!(column(&space, &row, "cabg_volume").is_nan());
+    }
+
+    #[test]
+    fn reasons_reading_alike_listed_once() {
+        let space = space();
+        let history = history();
+        // Before any activity, first and last touch both read "never contacted".
+        let row = space.row(
+            &history,
+            Target::account("001A"),
+            time("2024-06-01T00:00:00Z"),
+        );
+        let mut contributions = vec![0.0; row.len()];
+        let index = |name: &str| {
+            space
+                .columns
+                .iter()
+                .position(|c| c.name == name)
+                .expect("column")
+        };
+        contributions[index("days_since_last_touch")] = 0.5;
+        contributions[index("days_since_first_touch")] = 0.4;
+        contributions[index("hip_knee_volume")] = 0.3;
+        let reasons = space.reasons(
+            &history,
+            Target::account("001A"),
+            &row,
+            &contributions,
+            2,
+            2,
+        );
+        assert_eq!(
+            reasons,
+            vec![
+                "+ never contacted".to_string(),
+                "+ hip/knee volume 412".to_string()
+            ]
+        );
     }
 
     #[test]

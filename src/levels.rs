@@ -215,6 +215,10 @@ fn lead_state(
     let Some(created) = lead.get("CreatedDate").as_datetime() else {
         return LeadState::Undecided;
     };
+    // A lead created after the scoring time did not exist then.
+    if created > as_of {
+        return LeadState::Undecided;
+    }
     let observed = created + Duration::days(settings.observe_days);
     if lead.get("IsConverted").as_bool() == Some(true) {
         // A conversion without a date is taken as happening at the last modification.

@@ -12,6 +12,7 @@ pub mod enrichment;
 pub mod evaluate;
 pub mod features;
 pub mod hints;
+pub mod hubspot;
 pub mod level;
 pub mod levels;
 pub mod model;

@@ -1,13 +1,14 @@
 //! The steps that talk to the CRM before training: `check` (credentials and mapping against
 //! the org's metadata) and `pull` (incremental, page by page into the store).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use leadscore_connector::{
     ApiUsage, Connector, ConnectorError, Cursor, FieldKind, FieldSchema, ObjectSchema, PullSpec,
 };
 use serde::Serialize;
 
+use crate::config::enrichment::EnrichmentObject;
 use crate::config::{AttributeFeature, AttributeKind, Config, Level, WritebackConfig};
 use crate::features::fields;
 use crate::store::{Store, StoreError};
@@ -22,6 +23,9 @@ pub enum PipelineError {
     Mapping(Vec<String>),
     #[error("{0}")]
     Model(String),
+    /// A file or setting the configuration names cannot be used (exit code 2).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Returns the objects to pull, in pull order, with the fields the pipeline needs.
@@ -35,13 +39,7 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
     };
     let mut account = spec(
         fields::ACCOUNT,
-        &[
-            "Name",
-            "OwnerId",
-            "Owner.IsActive",
-            "ParentId",
-            "CreatedDate",
-        ],
+        &["Name", "OwnerId", "ParentId", "CreatedDate"],
     );
     // The write-back fields are pulled too, so a push compares against what the CRM holds.
     let add = |spec: &mut PullSpec, fields: &mut dyn Iterator<Item = &String>| {
@@ -60,11 +58,15 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
             .map(|a| &a.field)
             .chain(writeback_fields(&config.writeback)),
     );
-    for table in &config.enrichment {
-        add(&mut account, &mut table.record_fields().iter());
-    }
     let mut contact = spec(fields::CONTACT, &["AccountId", "OwnerId", "CreatedDate"]);
     contact.fields.push(config.features.role_field.clone());
+    for table in &config.enrichment {
+        let target = match table.object {
+            EnrichmentObject::Account => &mut account,
+            EnrichmentObject::Contact => &mut contact,
+        };
+        add(target, &mut table.record_fields().iter());
+    }
     if config.scoring.levels.contains(&Level::Contact) {
         add(&mut contact, &mut ["Name".to_string()].iter());
         add(
@@ -155,7 +157,7 @@ fn writeback_fields(writeback: &WritebackConfig) -> impl Iterator<Item = &String
 /// Names the CRM a store is filled from: the login URL, which identifies the org or
 /// sandbox the connected app signs in to.
 pub fn source_name(config: &Config) -> String {
-    config.salesforce.login_url.clone()
+    config.connector.url().to_string()
 }
 
 /// One object `check` verified, with the number of its fields the pipeline reads.
@@ -272,8 +274,13 @@ fn missing_field_message(schema: &ObjectSchema, field: &str, path: &str) -> Stri
     } else {
         format!("; similar fields: {}", similar.join(", "))
     };
+    let within = if path == field {
+        String::new()
+    } else {
+        format!(" (in {path:?})")
+    };
     format!(
-        "{} has no field {field:?} (in {path:?}); fix the field name in the config or create the field{hint}",
+        "{} has no field {field:?}{within}; fix the field name in the config or create the field{hint}",
         schema.name
     )
 }
@@ -407,6 +414,14 @@ pub async fn check<C: Connector>(
         }
     }
 
+    // Enrichment files are read here too, so a missing file or column stops `check`, not a
+    // later `train`.
+    for table in &config.enrichment {
+        if let Err(err) = crate::enrichment::load(table) {
+            problems.push(format!("[[enrichment]] {}: {err}", table.name));
+        }
+    }
+
     let mut reasons_max_len = BTreeMap::new();
     for &level in &config.scoring.levels {
         let object = level.object();
@@ -431,15 +446,14 @@ pub async fn check<C: Connector>(
         if level == Level::Lead && config.lead.sales_ready_score.is_some() {
             let name = &config.lead.sales_ready_field;
             match schema.field(name) {
-                None => problems.push(format!(
-                    "[lead] sales_ready_field: Lead has no field {name:?}; create a checkbox field or fix the name"
-                )),
+                // The pull's field check has reported it already.
+                None => {}
                 Some(field) if field.kind != FieldKind::Boolean => problems.push(format!(
                     "[lead] sales_ready_field: Lead.{name} is a {:?} field, expected a checkbox (Boolean)",
                     field.kind
                 )),
                 Some(field) if !field.updateable => problems.push(format!(
-                    "[lead] sales_ready_field: Lead.{name} is not updateable by this user; grant field-level edit access"
+                    "[lead] sales_ready_field: Lead.{name} is read-only for this user; name a custom checkbox field the integration user can edit, or grant it field-level edit access"
                 )),
                 Some(_) => {}
             }
@@ -500,6 +514,29 @@ async fn pull_object<C: Connector>(
     store: &Store,
     spec: &PullSpec,
 ) -> Result<usize, PipelineError> {
+    // Records pulled before a field was added to the configuration lack it, and an
+    // incremental pull would only fill it in on records that change later, so that whether
+    // the field is empty would follow whatever made records change. A new field therefore
+    // means pulling every record of the object again.
+    let wanted: BTreeSet<&String> = spec.fields.iter().collect();
+    let known = store.pulled_fields(&spec.object)?;
+    let added: Vec<&str> = match &known {
+        Some(have) => wanted
+            .iter()
+            .filter(|f| !have.contains(f))
+            .map(|f| f.as_str())
+            .collect(),
+        None => Vec::new(),
+    };
+    let unrecorded = known.is_none() && store.cursor(&spec.object)?.is_some();
+    if !added.is_empty() || unrecorded {
+        if unrecorded {
+            tracing::info!(object = %spec.object, "the store does not record which fields were pulled; pulling every record again once");
+        } else {
+            tracing::info!(object = %spec.object, added = %added.join(", "), "fields were added to the configuration; pulling every record again");
+        }
+        store.reset_cursor(&spec.object)?;
+    }
     let mut pulled = 0;
     let mut restarts = 0;
     loop {
@@ -511,7 +548,11 @@ async fn pull_object<C: Connector>(
                 restarts += 1;
                 tracing::warn!(object = %spec.object, restarts, %message, "query locator expired; restarting from the stored cursor");
             }
-            other => return other.map(|()| pulled),
+            Err(err) => return Err(err),
+            Ok(()) => {
+                store.set_pulled_fields(&spec.object, &spec.fields)?;
+                return Ok(pulled);
+            }
         }
     }
 }

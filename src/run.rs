@@ -1,41 +1,211 @@
 //! One full pass of the pipeline (check, pull, train, score, push) and the connector setup
 //! shared by the CLI and the demo.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use leadscore_connector::Connector;
+use leadscore_connector::{
+    ApiUsage, Connector, ConnectorError, Cursor, ObjectSchema, Page, PullSpec, RecordUpdate,
+    WriteOutcome,
+};
+use leadscore_hubspot::HubSpotConnector;
 use leadscore_salesforce::{SalesforceConfig, SalesforceConnector};
 use serde::Serialize;
 
-use crate::config::{Config, Level, Secrets};
+use crate::config::{Config, ConnectorSecrets, ConnectorSettings, Level};
 use crate::pipeline::{self, CheckReport, PipelineError, PullReport};
 use crate::scoring::{self, ScoreReport};
 use crate::store::Store;
 use crate::training::{self, TrainReport};
 use crate::writeback::{self, PushReport};
 
-/// Builds the Salesforce connector from the configuration and the secrets.
-pub fn connect(config: &Config, secrets: Secrets) -> Result<SalesforceConnector, PipelineError> {
-    let settings = &config.salesforce;
-    let login_url = url::Url::parse(&settings.login_url).map_err(|err| {
-        PipelineError::Model(format!(
-            "[connector] login_url {:?} is not a URL: {err}",
-            settings.login_url
-        ))
-    })?;
-    let connector = SalesforceConnector::new(SalesforceConfig {
-        login_url,
-        api_version: settings.api_version.clone(),
-        client_id: settings.client_id.clone(),
-        client_secret: secrets.client_secret,
-        refresh_token: secrets.refresh_token,
-        page_size: settings.page_size,
-        timeout: settings.timeout,
-        max_retries: settings.max_retries,
-        retry_base_delay: Duration::from_millis(500),
-    })?;
-    Ok(connector)
+/// The client of one CRM.
+pub enum Crm {
+    Salesforce(SalesforceConnector),
+    HubSpot(HubSpotConnector),
+}
+
+/// The connector of the configured CRM, with the connector's field renaming applied: the
+/// pipeline asks for and receives the field names the configuration uses, and the CRM sees its
+/// own names.
+pub struct AnyConnector {
+    crm: Crm,
+    fields: FieldMap,
+}
+
+/// Field names the configuration uses, mapped to the CRM's own (`[connector] fields`).
+#[derive(Clone, Debug, Default)]
+pub struct FieldMap {
+    to_crm: BTreeMap<String, String>,
+    to_config: BTreeMap<String, String>,
+}
+
+impl FieldMap {
+    pub fn new(to_crm: &BTreeMap<String, String>) -> FieldMap {
+        FieldMap {
+            to_crm: to_crm.clone(),
+            to_config: to_crm.iter().map(|(a, b)| (b.clone(), a.clone())).collect(),
+        }
+    }
+
+    fn crm<'a>(&'a self, name: &'a str) -> &'a str {
+        self.to_crm.get(name).map_or(name, String::as_str)
+    }
+
+    fn config(&self, name: String) -> String {
+        self.to_config.get(&name).cloned().unwrap_or(name)
+    }
+
+    fn spec(&self, spec: &PullSpec) -> PullSpec {
+        PullSpec {
+            fields: spec
+                .fields
+                .iter()
+                .map(|f| self.crm(f).to_string())
+                .collect(),
+            ..spec.clone()
+        }
+    }
+
+    fn page(&self, mut page: Page) -> Page {
+        if self.to_config.is_empty() {
+            return page;
+        }
+        for record in &mut page.records {
+            let fields = std::mem::take(&mut record.fields);
+            record.fields = fields
+                .into_iter()
+                .map(|(k, v)| (self.config(k), v))
+                .collect();
+        }
+        page
+    }
+}
+
+impl AnyConnector {
+    pub fn new(crm: Crm, fields: FieldMap) -> AnyConnector {
+        AnyConnector { crm, fields }
+    }
+
+    /// The client inside, for CRM-specific setup such as creating custom properties.
+    pub fn crm(&self) -> &Crm {
+        &self.crm
+    }
+}
+
+/// Forwards a call to the CRM client inside.
+macro_rules! forward {
+    ($self:ident, $c:ident => $call:expr) => {
+        match &$self.crm {
+            Crm::Salesforce($c) => $call,
+            Crm::HubSpot($c) => $call,
+        }
+    };
+}
+
+impl Connector for AnyConnector {
+    fn name(&self) -> &'static str {
+        forward!(self, c => c.name())
+    }
+
+    fn max_batch(&self) -> usize {
+        forward!(self, c => c.max_batch())
+    }
+
+    async fn check(&self) -> Result<ApiUsage, ConnectorError> {
+        forward!(self, c => c.check().await)
+    }
+
+    async fn describe(&self, object: &str) -> Result<ObjectSchema, ConnectorError> {
+        let mut schema = forward!(self, c => c.describe(object).await)?;
+        for field in &mut schema.fields {
+            field.name = self.fields.config(std::mem::take(&mut field.name));
+        }
+        Ok(schema)
+    }
+
+    async fn pull_first(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, ConnectorError> {
+        let spec = self.fields.spec(spec);
+        let page = forward!(self, c => c.pull_first(&spec, cursor).await)?;
+        Ok(self.fields.page(page))
+    }
+
+    async fn pull_next(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+        next: &str,
+    ) -> Result<Page, ConnectorError> {
+        let spec = self.fields.spec(spec);
+        let page = forward!(self, c => c.pull_next(&spec, cursor, next).await)?;
+        Ok(self.fields.page(page))
+    }
+
+    async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let renamed: Vec<RecordUpdate> = updates
+            .iter()
+            .map(|u| RecordUpdate {
+                fields: u
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (self.fields.crm(k).to_string(), v.clone()))
+                    .collect(),
+                ..u.clone()
+            })
+            .collect();
+        forward!(self, c => c.update(&renamed).await)
+    }
+
+    fn usage(&self) -> Option<ApiUsage> {
+        forward!(self, c => c.usage())
+    }
+}
+
+/// Builds the connector of the configured CRM from the configuration and the secrets.
+pub fn connect(
+    config: &Config,
+    secrets: impl Into<ConnectorSecrets>,
+) -> Result<AnyConnector, PipelineError> {
+    let secrets = secrets.into();
+    match (&config.connector, secrets) {
+        (ConnectorSettings::Salesforce(settings), ConnectorSecrets::Salesforce(secrets)) => {
+            let login_url = url::Url::parse(&settings.login_url).map_err(|err| {
+                PipelineError::Model(format!(
+                    "[connector] login_url {:?} is not a URL: {err}",
+                    settings.login_url
+                ))
+            })?;
+            let connector = SalesforceConnector::new(SalesforceConfig {
+                login_url,
+                api_version: settings.api_version.clone(),
+                client_id: settings.client_id.clone(),
+                client_secret: secrets.client_secret,
+                refresh_token: secrets.refresh_token,
+                page_size: settings.page_size,
+                timeout: settings.timeout,
+                max_retries: settings.max_retries,
+                retry_base_delay: Duration::from_millis(500),
+                extra_ca_pem: None,
+            })?;
+            Ok(AnyConnector::new(
+                Crm::Salesforce(connector),
+                FieldMap::new(&config.field_map),
+            ))
+        }
+        (ConnectorSettings::HubSpot(settings), secrets) => Ok(AnyConnector::new(
+            Crm::HubSpot(crate::hubspot::connect(settings, secrets)?),
+            FieldMap::new(&config.field_map),
+        )),
+        (settings, _) => Err(PipelineError::Model(format!(
+            "the secrets given do not fit the {} connector",
+            settings.kind()
+        ))),
+    }
 }
 
 /// Everything one pass did.

@@ -325,6 +325,39 @@ impl Store {
         }
     }
 
+    /// Returns the fields the last complete pull of an object selected, if one finished since
+    /// the store began recording them.
+    pub fn pulled_fields(&self, object: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let tree = self.db.open_tree("pulled_fields")?;
+        match tree.get(object)? {
+            Some(bytes) => Ok(Some(decode("pulled_fields", object.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the fields a complete pull of an object selected.
+    pub fn set_pulled_fields(&self, object: &str, fields: &[String]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree("pulled_fields")?;
+        tree.insert(object.as_bytes(), encode(&fields))?;
+        tree.flush()?;
+        Ok(())
+    }
+
+    /// Forgets an object's cursor and recorded fields, so the next pull fetches every record
+    /// again. The records stay until the pull replaces them.
+    pub fn reset_cursor(&self, object: &str) -> Result<(), StoreError> {
+        let cursors = self.db.open_tree("cursors")?;
+        let fields = self.db.open_tree("pulled_fields")?;
+        let result: Result<(), TransactionError<()>> = (&cursors, &fields).transaction(|(c, f)| {
+            c.remove(object.as_bytes())?;
+            f.remove(object.as_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        transaction_outcome(result)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Stores one page of pulled records and moves the object's cursor, atomically: either
     /// both land or neither does. Deleted records are removed from the store.
     pub fn save_page(

@@ -178,6 +178,8 @@ pub struct ModelReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
     pub level: Level,
+    /// Problems worth an admin's attention that did not stop training.
+    pub warnings: Vec<String>,
     pub version: String,
     pub examples: usize,
     pub won: usize,
@@ -236,7 +238,20 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             EnrichmentObject::Account => &mut accounts,
             EnrichmentObject::Contact => &mut contacts,
         };
-        let (added, report) = crate::enrichment::apply(&loaded, records);
+        let (added, mut report) = crate::enrichment::apply(&loaded, records);
+        let matched = report.matched_exact.count
+            + report.matched_leading_zeros.count
+            + report.matched_fuzzy.count;
+        if report.records > 0 && matched * 2 < report.records {
+            let warning = format!(
+                "[[enrichment]] {} matched {matched} of {} {} records; the rest get no value for its features, so check the key field (a field added to the configuration is pulled for every record at the next pull)",
+                table.name,
+                report.records,
+                table.object.crm_object()
+            );
+            tracing::warn!(table = %table.name, matched, records = report.records, "enrichment matched fewer than half of the records");
+            report.warnings.push(warning);
+        }
         match table.object {
             EnrichmentObject::Account => features.attributes.extend(added),
             EnrichmentObject::Contact => features.contact_attributes.extend(added),
@@ -430,7 +445,14 @@ pub fn evaluate_examples(
     holdout: Option<&ExampleSet>,
 ) -> Result<Evaluation, PipelineError> {
     let groups = checks::groups_from_names(&examples.dataset.feature_names);
-    evaluate_grouped(examples, settings, holdout, &groups, None)
+    evaluate_grouped(
+        examples,
+        settings,
+        holdout,
+        &groups,
+        None,
+        checks::ExampleNoun::DEALS,
+    )
 }
 
 /// Does the work of [`evaluate_examples`] with the columns grouped by source feature as
@@ -443,6 +465,7 @@ pub fn evaluate_grouped(
     holdout: Option<&ExampleSet>,
     groups: &[FeatureGroup],
     scoring_rows: Option<&[Vec<f64>]>,
+    noun: checks::ExampleNoun,
 ) -> Result<Evaluation, PipelineError> {
     check_lengths(examples, "the example set")?;
     // The floors come first: they name the shortfall, where a one-class error would not.
@@ -450,6 +473,7 @@ pub fn evaluate_grouped(
         &examples.dataset.labels,
         settings.min_examples,
         settings.min_minority,
+        noun,
     );
     if !sufficiency.passed {
         return Err(PipelineError::Model(format!(
@@ -842,6 +866,7 @@ pub fn train(
     if examples_list.is_empty() {
         let message = match level {
             Level::Lead => "the store has no converted or aged-out leads to train on; run `leadscore pull` first, or check [lead] label and lost_after_days",
+            Level::Contact if history.deals.iter().any(|d| label_of(d, &config.model.label).is_some()) => "no contact has a role (OpportunityContactRole) on a closed deal, so there is nothing to learn contact outcomes from; record contact roles on deals, or remove \"contact\" from [scoring] levels",
             _ => "the store has no closed deals to train on; run `leadscore pull` first, or check the [model] label rule",
         };
         return Err(PipelineError::Model(format!("{level} level: {message}")));
@@ -875,7 +900,19 @@ pub fn train(
     };
     let groups = feature_groups(&space);
     let scoring = scoring_rows(history, &space, config, now);
-    let evaluation = evaluate_grouped(&examples, &config.model, None, &groups, Some(&scoring))?;
+    let noun = match level {
+        Level::Account => checks::ExampleNoun::DEALS,
+        Level::Contact => checks::ExampleNoun::CONTACT_ROLES,
+        Level::Lead => checks::ExampleNoun::LEADS,
+    };
+    let evaluation = evaluate_grouped(
+        &examples,
+        &config.model,
+        None,
+        &groups,
+        Some(&scoring),
+        noun,
+    )?;
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
     let kept: HashSet<&str> = evaluation
@@ -951,8 +988,13 @@ pub fn train(
         won / rows.max(1) as f64
     };
     let constant = vec![train_rate; evaluation.holdout_labels.len()];
+    let mut warnings = report.checks.notes.clone();
+    for table in &loaded.enrichment {
+        warnings.extend(table.warnings.iter().cloned());
+    }
     let summary = TrainReport {
         level,
+        warnings,
         version,
         examples: report.counts.examples,
         won: report.counts.won,

@@ -376,8 +376,13 @@ async fn check_names_a_missing_sales_ready_field_before_any_write() {
         .expect_err("the field does not exist");
     let text = err.to_string();
     assert!(
-        text.contains(r#"[lead] sales_ready_field: Lead has no field "LS_Hot_Lead__c"; create a checkbox field or fix the name"#),
+        text.contains(r#"Lead has no field "LS_Hot_Lead__c""#) && text.contains("create the field"),
         "{text}"
+    );
+    assert_eq!(
+        text.matches("LS_Hot_Lead__c").count(),
+        1,
+        "reported once: {text}"
     );
     let err = run_once(&env.connector(), &env.store(), &env.config, Utc::now())
         .await

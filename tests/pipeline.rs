@@ -179,7 +179,7 @@ async fn token_expiring_mid_paging_is_refreshed() {
     );
 }
 
-async fn connector_check(connector: &leadscore_salesforce::SalesforceConnector) {
+async fn connector_check(connector: &leadscore::run::AnyConnector) {
     use leadscore_connector::Connector;
     connector.check().await.expect("credentials accepted");
 }
@@ -359,7 +359,9 @@ async fn store_refuses_second_org() {
         .expect("first pull");
 
     let mut other = env.config.clone();
-    other.salesforce.login_url = "https://login.salesforce.com".to_string();
+    if let leadscore::config::ConnectorSettings::Salesforce(settings) = &mut other.connector {
+        settings.login_url = "https://login.salesforce.com".to_string();
+    }
     let err = pipeline::pull(&env.connector(), &store, &other)
         .await
         .expect_err("a store holds one org");
@@ -922,4 +924,71 @@ fn evaluation_notes_skipped_post_outcome_check() {
     );
     let json = serde_json::to_value(&evaluation.report).expect("report serialises");
     assert_eq!(json["checks"]["notes"][0], notes[0].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_added_to_config_pulls_every_record_again() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let connector = env.connector();
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
+    let accounts = store.records("Account").expect("accounts");
+    assert!(accounts
+        .iter()
+        .all(|a| !a.fields.contains_key("CMS_Certification_Number__c")));
+
+    // An admin adds a feature on a field that was never pulled.
+    let mut config = env.config.clone();
+    config
+        .features
+        .attributes
+        .push(leadscore::config::AttributeFeature {
+            name: "ccn".into(),
+            field: "CMS_Certification_Number__c".into(),
+            kind: leadscore::config::AttributeKind::Present,
+            label: "CMS certification number".into(),
+        });
+    let again = pipeline::pull(&connector, &store, &config)
+        .await
+        .expect("pull after the change");
+    let pulled_accounts = again
+        .objects
+        .iter()
+        .find(|o| o.object == "Account")
+        .expect("accounts pulled")
+        .pulled;
+    assert_eq!(
+        pulled_accounts,
+        accounts.len(),
+        "every account is fetched again"
+    );
+    let contacts = again
+        .objects
+        .iter()
+        .find(|o| o.object == "Contact")
+        .expect("contacts")
+        .pulled;
+    assert_eq!(
+        contacts, 0,
+        "objects whose fields did not change stay incremental"
+    );
+    let hospitals_with_ccn = store
+        .records("Account")
+        .expect("accounts")
+        .iter()
+        .filter(|a| !a.get("CMS_Certification_Number__c").is_null())
+        .count();
+    let hospitals = env
+        .handle()
+        .records("Account")
+        .iter()
+        .filter(|a| !a["CMS_Certification_Number__c"].is_null())
+        .count();
+    assert_eq!(hospitals_with_ccn, hospitals);
+    let third = pipeline::pull(&connector, &store, &config)
+        .await
+        .expect("third pull");
+    assert_eq!(third.pulled, 0, "nothing changed since");
 }

@@ -4,6 +4,7 @@
 pub mod enrichment;
 mod toml_walk;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -120,6 +121,69 @@ pub struct SalesforceSettings {
     pub page_size: Option<u32>,
     pub timeout: Duration,
     pub max_retries: u32,
+}
+
+/// HubSpot credentials: a private-app token, or an OAuth app's refresh token. Both name
+/// environment variables.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubSpotAuthSettings {
+    PrivateApp {
+        token_env: String,
+    },
+    OAuth {
+        token_url: String,
+        client_id: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+}
+
+/// HubSpot connection settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubSpotSettings {
+    /// API root, `https://api.hubapi.com` for real portals.
+    pub base_url: String,
+    pub auth: HubSpotAuthSettings,
+    /// Lifecycle stage at which a lead counts as converted.
+    pub lead_converted_stage: String,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// One configured CRM connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedConnector {
+    /// Lower-case name, unique; with several connectors, each keeps its data in a
+    /// subdirectory of the store named after it.
+    pub name: String,
+    pub settings: ConnectorSettings,
+    /// Field names the rest of the file uses, mapped to this CRM's own names.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The CRM leadscore talks to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectorSettings {
+    Salesforce(SalesforceSettings),
+    HubSpot(HubSpotSettings),
+}
+
+impl ConnectorSettings {
+    /// `salesforce` or `hubspot`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorSettings::Salesforce(_) => "salesforce",
+            ConnectorSettings::HubSpot(_) => "hubspot",
+        }
+    }
+
+    /// The URL that identifies the org or portal: the login URL, or the API root.
+    pub fn url(&self) -> &str {
+        match self {
+            ConnectorSettings::Salesforce(s) => &s.login_url,
+            ConnectorSettings::HubSpot(h) => &h.base_url,
+        }
+    }
 }
 
 /// Rule that decides which deals are examples and whether each was won.
@@ -315,7 +379,14 @@ pub struct ScoringConfig {
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub salesforce: SalesforceSettings,
+    /// The connector this configuration works with; see [`Config::per_connector`].
+    pub connector: ConnectorSettings,
+    /// Its name.
+    pub connector_name: String,
+    /// Its field renaming: names used in this file to the CRM's names.
+    pub field_map: BTreeMap<String, String>,
+    /// Every configured connector, in file order.
+    pub connectors: Vec<NamedConnector>,
     /// Directory of the sled store, resolved against the config file's directory.
     pub store_path: PathBuf,
     pub features: FeatureConfig,
@@ -331,6 +402,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// Returns one configuration per connector. With one connector, that is this configuration;
+    /// with several, each keeps its records, models and scores in its own subdirectory of the
+    /// store, so two CRMs' records never mix.
+    pub fn per_connector(&self) -> Vec<Config> {
+        if self.connectors.len() <= 1 {
+            return vec![self.clone()];
+        }
+        self.connectors
+            .iter()
+            .map(|entry| Config {
+                connector: entry.settings.clone(),
+                connector_name: entry.name.clone(),
+                field_map: entry.fields.clone(),
+                store_path: self.store_path.join(&entry.name),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The write-back fields of a level, on that level's object.
     pub fn writeback_for(&self, level: Level) -> &WritebackConfig {
         match level {
@@ -351,7 +441,29 @@ impl Config {
     }
 }
 
-/// Secrets read from the environment, held in memory only.
+/// The secrets of the configured connector.
+pub enum ConnectorSecrets {
+    /// Salesforce's consumer secret and refresh token.
+    Salesforce(Secrets),
+    /// A HubSpot private-app token.
+    HubSpotToken(SecretString),
+    /// A HubSpot OAuth app's client secret and refresh token.
+    HubSpotOAuth(Secrets),
+}
+
+impl From<Secrets> for ConnectorSecrets {
+    fn from(secrets: Secrets) -> Self {
+        ConnectorSecrets::Salesforce(secrets)
+    }
+}
+
+impl fmt::Debug for ConnectorSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectorSecrets([redacted])")
+    }
+}
+
+/// A client secret and refresh token read from the environment, held in memory only.
 pub struct Secrets {
     pub client_secret: SecretString,
     pub refresh_token: SecretString,
@@ -412,7 +524,11 @@ impl Config {
     }
 
     /// Reads the secrets from the environment variables the file names.
-    pub fn secrets(&self) -> Result<Secrets, String> {
+    pub fn secrets(&self) -> Result<ConnectorSecrets, String> {
+        let crm = match self.connector {
+            ConnectorSettings::Salesforce(_) => "Salesforce",
+            ConnectorSettings::HubSpot(_) => "HubSpot",
+        };
         let read = |name: &str, what: &str| -> Result<SecretString, String> {
             match std::env::var(name) {
                 // Surrounding whitespace is a copy-and-paste artefact: no secret has it.
@@ -420,19 +536,34 @@ impl Config {
                     Ok(SecretString::from(value.trim().to_string()))
                 }
                 Ok(_) => Err(format!(
-                    "environment variable {name} (the Salesforce {what}) is empty; set it to the {what}"
+                    "environment variable {name} (the {crm} {what}) is empty; set it to the {what}"
                 )),
                 Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-                    "environment variable {name} (the Salesforce {what}) is not valid UTF-8; set it to the {what} as text"
+                    "environment variable {name} (the {crm} {what}) is not valid UTF-8; set it to the {what} as text"
                 )),
                 Err(std::env::VarError::NotPresent) => Err(format!(
-                    "environment variable {name} (the Salesforce {what}) is not set; export {name}=..."
+                    "environment variable {name} (the {crm} {what}) is not set; export {name}=..."
                 )),
             }
         };
-        Ok(Secrets {
-            client_secret: read(&self.salesforce.client_secret_env, "client secret")?,
-            refresh_token: read(&self.salesforce.refresh_token_env, "refresh token")?,
+        Ok(match &self.connector {
+            ConnectorSettings::Salesforce(settings) => ConnectorSecrets::Salesforce(Secrets {
+                client_secret: read(&settings.client_secret_env, "client secret")?,
+                refresh_token: read(&settings.refresh_token_env, "refresh token")?,
+            }),
+            ConnectorSettings::HubSpot(settings) => match &settings.auth {
+                HubSpotAuthSettings::PrivateApp { token_env } => {
+                    ConnectorSecrets::HubSpotToken(read(token_env, "private app token")?)
+                }
+                HubSpotAuthSettings::OAuth {
+                    client_secret_env,
+                    refresh_token_env,
+                    ..
+                } => ConnectorSecrets::HubSpotOAuth(Secrets {
+                    client_secret: read(client_secret_env, "client secret")?,
+                    refresh_token: read(refresh_token_env, "refresh token")?,
+                }),
+            },
         })
     }
 }
@@ -467,9 +598,7 @@ fn read_limited(path: &Path) -> Result<String, String> {
 }
 
 fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) -> Option<Config> {
-    let mut connector = top.table(issues, "connector");
-    let salesforce = read_connector(&mut connector, issues);
-    connector.finish(issues);
+    let connectors = read_connectors(top, issues);
 
     let mut store = top.table(issues, "store");
     let store_path = store
@@ -539,7 +668,10 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     hints.finish(issues);
 
     Some(Config {
-        salesforce: salesforce?,
+        connector: connectors.as_ref()?.first()?.settings.clone(),
+        connector_name: connectors.as_ref()?.first()?.name.clone(),
+        field_map: connectors.as_ref()?.first()?.fields.clone(),
+        connectors: connectors?,
         store_path: store_path?,
         features: feature_config?,
         model: model_config?,
@@ -553,22 +685,179 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     })
 }
 
-fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<SalesforceSettings> {
+/// Reads `[connector]`, or several `[[connector]]` tables, each with a unique `name`.
+fn read_connectors(
+    top: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+) -> Option<Vec<NamedConnector>> {
+    let several = matches!(
+        top.raw("connector").map(|v| v.get_ref()),
+        Some(toml::de::DeValue::Array(_))
+    );
+    let sections = if several {
+        top.table_array(issues, "connector")
+    } else {
+        vec![top.table(issues, "connector")]
+    };
+    let count = sections.len();
+    let mut out: Vec<NamedConnector> = Vec::new();
+    let mut complete = true;
+    for mut section in sections {
+        let name_example = r#"name = "salesforce""#;
+        let name = section.string(issues, "name", name_example);
+        if count > 1 && name.is_none() {
+            section.missing(issues, "name", name_example);
+        }
+        let fields: BTreeMap<String, String> = section
+            .string_map(
+                issues,
+                "fields",
+                r#"fields = { Hip_Knee_Discharges__c = "hip_knee_discharges" }"#,
+            )
+            .into_iter()
+            .map(|(k, v)| (k, v.into_inner()))
+            .collect();
+        let settings = read_connector(&mut section, issues);
+        let name = match (name, &settings) {
+            (Some(name), _) => {
+                let text = name.get_ref();
+                let valid = text
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+                if !valid {
+                    issues.push(
+                        name.span(),
+                        &section.key_path("name"),
+                        format!("{text:?} must be lower-case letters, digits, _ and -: it names a store subdirectory"),
+                        Some(name_example),
+                    );
+                }
+                if out.iter().any(|c| c.name == *text) {
+                    issues.push(
+                        name.span(),
+                        &section.key_path("name"),
+                        format!(
+                            "connector name {text:?} is used twice; give each connector its own"
+                        ),
+                        Some(name_example),
+                    );
+                }
+                Some(name.into_inner())
+            }
+            (None, Some(settings)) => Some(settings.kind().to_string()),
+            (None, None) => None,
+        };
+        section.finish(issues);
+        match (name, settings) {
+            (Some(name), Some(settings)) => out.push(NamedConnector {
+                name,
+                settings,
+                fields,
+            }),
+            _ => complete = false,
+        }
+    }
+    (complete && !out.is_empty()).then_some(out)
+}
+
+fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<ConnectorSettings> {
     reject_secrets_in_file(s, issues);
-    let kind = s.required_string(issues, "kind", r#"kind = "salesforce""#);
-    if let Some(kind) = &kind {
-        if kind.get_ref() != "salesforce" {
+    let example = r#"kind = "salesforce""#;
+    let kind = s.required_string(issues, "kind", example)?;
+    match kind.get_ref().as_str() {
+        "salesforce" => read_salesforce(s, issues).map(ConnectorSettings::Salesforce),
+        "hubspot" => read_hubspot(s, issues).map(ConnectorSettings::HubSpot),
+        other => {
             issues.push(
                 kind.span(),
                 &s.key_path("kind"),
-                format!(
-                    "unsupported connector {:?}; supported: salesforce",
-                    kind.get_ref()
-                ),
-                Some(r#"kind = "salesforce""#),
+                format!("unsupported connector {other:?}; supported: salesforce, hubspot"),
+                Some(example),
             );
+            None
         }
     }
+}
+
+fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubSpotSettings> {
+    let base_url = read_url(
+        s,
+        issues,
+        "base_url",
+        r#"base_url = "https://api.hubapi.com""#,
+    )
+    .unwrap_or_else(|| Some("https://api.hubapi.com".to_string()));
+    let token_env = s.raw("token_env").is_some();
+    let refresh_env = s.raw("refresh_token_env").is_some();
+    let auth = match (token_env, refresh_env) {
+        (true, true) => {
+            issues.push(
+                s.span(),
+                &s.key_path("token_env"),
+                "both token_env (private app) and refresh_token_env (OAuth app) are set; keep the one your HubSpot app uses".to_string(),
+                Some(r#"token_env = "LEADSCORE_HUBSPOT_TOKEN""#),
+            );
+            None
+        }
+        (false, true) => {
+            let token_url = read_url(
+                s,
+                issues,
+                "token_url",
+                r#"token_url = "https://api.hubapi.com/oauth/v1/token""#,
+            )
+            .unwrap_or_else(|| {
+                base_url
+                    .as_ref()
+                    .map(|base| format!("{base}/oauth/v1/token"))
+            });
+            let client_id = s.required_string(issues, "client_id", r#"client_id = "..."""#);
+            let secret = read_env_name(
+                s,
+                issues,
+                "client_secret_env",
+                "LEADSCORE_HUBSPOT_CLIENT_SECRET",
+            );
+            let refresh = read_env_name(
+                s,
+                issues,
+                "refresh_token_env",
+                "LEADSCORE_HUBSPOT_REFRESH_TOKEN",
+            );
+            Some(HubSpotAuthSettings::OAuth {
+                token_url: token_url?,
+                client_id: client_id?.into_inner(),
+                client_secret_env: secret?,
+                refresh_token_env: refresh?,
+            })
+        }
+        _ => read_env_name(s, issues, "token_env", "LEADSCORE_HUBSPOT_TOKEN")
+            .map(|token_env| HubSpotAuthSettings::PrivateApp { token_env }),
+    };
+    let lead_converted_stage = s
+        .string(
+            issues,
+            "lead_converted_stage",
+            r#"lead_converted_stage = "salesqualifiedlead""#,
+        )
+        .map(|v| v.into_inner())
+        .unwrap_or_else(|| "salesqualifiedlead".to_string());
+    let timeout = s
+        .integer(issues, "timeout_secs", 1..3601, "timeout_secs = 60")
+        .unwrap_or(60);
+    let max_retries = s
+        .integer(issues, "max_retries", 0..21, "max_retries = 4")
+        .unwrap_or(4);
+    Some(HubSpotSettings {
+        base_url: base_url?,
+        auth: auth?,
+        lead_converted_stage,
+        timeout: Duration::from_secs(timeout as u64),
+        max_retries: max_retries as u32,
+    })
+}
+
+fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<SalesforceSettings> {
     let login_url = read_login_url(s, issues);
     let api_version = read_api_version(s, issues);
     let client_id = s.required_string(issues, "client_id", r#"client_id = "3MVG9...""#);
@@ -599,7 +888,13 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Sa
 
 /// Reports secrets written into the file; the value itself is never echoed.
 fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
-    for secret in ["client_secret", "refresh_token", "access_token", "password"] {
+    for secret in [
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "password",
+        "token",
+    ] {
         if let Some(value) = s.raw(secret) {
             issues.push(
                 value.span(),
@@ -607,7 +902,7 @@ fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
                 "secrets are never read from the file; name an environment variable instead"
                     .to_string(),
                 Some(&format!(
-                    r#"{secret}_env = "LEADSCORE_SF_{}""#,
+                    r#"{secret}_env = "LEADSCORE_{}""#,
                     secret.to_uppercase()
                 )),
             );
@@ -617,7 +912,24 @@ fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
 
 fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<String> {
     let example = r#"login_url = "https://login.salesforce.com""#;
-    let url = s.required_string(issues, "login_url", example)?;
+    match read_url(s, issues, "login_url", example) {
+        Some(url) => url,
+        None => {
+            s.missing(issues, "login_url", example);
+            None
+        }
+    }
+}
+
+/// Reads an http or https URL without credentials in it. Returns `None` when the key is absent
+/// and `Some(None)` when its value is invalid (the problem is reported).
+fn read_url(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    key: &'static str,
+    example: &str,
+) -> Option<Option<String>> {
+    let url = s.string(issues, key, example)?;
     let text = url.get_ref();
     let parsed = url::Url::parse(text).ok();
     if parsed
@@ -626,25 +938,25 @@ fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<St
     {
         issues.push(
             url.span(),
-            &s.key_path("login_url"),
+            &s.key_path(key),
             "must not contain a user name or password; credentials come from the environment"
                 .to_string(),
             Some(example),
         );
-        return None;
+        return Some(None);
     }
     let valid =
         parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !valid {
         issues.push(
             url.span(),
-            &s.key_path("login_url"),
+            &s.key_path(key),
             format!("{text:?} is not an http or https URL"),
             Some(example),
         );
-        return None;
+        return Some(None);
     }
-    Some(text.trim_end_matches('/').to_string())
+    Some(Some(text.trim_end_matches('/').to_string()))
 }
 
 /// Reads the API version, accepting `59.0` or `v59.0`; the default is 59.0.
@@ -1207,8 +1519,12 @@ fn read_lead(
         .integer(issues, "observe_days", 0..3651, "observe_days = 14")
         .unwrap_or(14);
     if observe_days >= lost_after_days {
+        let span = s
+            .raw("observe_days")
+            .or_else(|| s.raw("lost_after_days"))
+            .map_or_else(|| s.span(), |v| v.span());
         issues.push(
-            s.span(),
+            span,
             &s.key_path("observe_days"),
             format!("observe_days ({observe_days}) must be below lost_after_days ({lost_after_days}): training looks at a lead before its outcome is known"),
             Some("observe_days = 14"),
@@ -1288,6 +1604,14 @@ fn read_hints(
                 Some(example),
             );
         }
+        if names.contains(name.get_ref()) {
+            issues.push(
+                name.span(),
+                &s.key_path("actionable"),
+                format!("{:?} is listed twice", name.get_ref()),
+                Some(example),
+            );
+        }
         names.push(name.into_inner());
     }
     Some(HintConfig {
@@ -1304,11 +1628,20 @@ fn read_scoring(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Scor
         named.push(level);
     }
     if let Some(list) = s.string_array(issues, "levels", levels_example) {
+        let span = s.raw("levels").map_or_else(|| s.span(), |v| v.span());
         if !named.is_empty() {
             issues.push(
-                s.span(),
+                span.clone(),
                 &s.key_path("levels"),
                 "both level and levels are set; keep only levels".to_string(),
+                Some(levels_example),
+            );
+        }
+        if list.is_empty() {
+            issues.push(
+                span,
+                &s.key_path("levels"),
+                "levels is empty; list at least one level, for example account".to_string(),
                 Some(levels_example),
             );
         }

@@ -17,7 +17,10 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 #[test]
 fn example_config_parses() {
     let config = parse(EXAMPLE).expect("the shipped example must be valid");
-    assert_eq!(config.salesforce.api_version, "59.0");
+    let ConnectorSettings::Salesforce(salesforce) = &config.connector else {
+        panic!("the example configures Salesforce");
+    };
+    assert_eq!(salesforce.api_version, "59.0");
     assert_eq!(
         config.store_path,
         Path::new("/etc/leadscore/leadscore-data")
@@ -85,14 +88,19 @@ fn secret_in_file_rejected() {
 fn missing_sections_name_required_keys() {
     let err = parse("[model]\ntrees = 10\n").unwrap_err();
     let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
-    for key in [
-        "connector.kind",
-        "connector.login_url",
-        "connector.client_id",
-        "store.path",
-    ] {
+    for key in ["connector.kind", "store.path"] {
         assert!(keys.contains(&key), "{key} missing from {err}");
     }
+    // The kind decides which keys the connector needs.
+    let err = parse("[connector]\nkind = \"salesforce\"\n").unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    for key in ["connector.login_url", "connector.client_id", "store.path"] {
+        assert!(keys.contains(&key), "{key} missing from {err}");
+    }
+    let err = parse("[connector]\nkind = \"hubspot\"\n").unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.contains(&"connector.token_env"), "{err}");
+    assert!(!keys.contains(&"connector.login_url"), "{err}");
 }
 
 #[test]

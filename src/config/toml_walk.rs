@@ -175,6 +175,40 @@ impl<'t, 'i> Section<'t, 'i> {
         }
     }
 
+    /// Returns a table of string values (`key = { a = "x", b = "y" }`) as (key, value) pairs
+    /// in file order; a value that is not a non-empty string is reported and left out.
+    pub fn string_map(
+        &mut self,
+        issues: &mut Issues<'_>,
+        key: &'static str,
+        example: &str,
+    ) -> Vec<(String, Spanned<String>)> {
+        let path = self.key_path(key);
+        let Some(value) = self.raw(key) else {
+            return Vec::new();
+        };
+        let DeValue::Table(table) = value.get_ref() else {
+            self.wrong_type(issues, key, value, "a table of strings", example);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, item) in table.iter() {
+            let name = name.get_ref().as_ref().to_string();
+            match item.get_ref() {
+                DeValue::String(text) if !text.trim().is_empty() => {
+                    out.push((name, Spanned::new(item.span(), text.to_string())));
+                }
+                other => issues.push(
+                    item.span(),
+                    &format!("{path}.{name}"),
+                    format!("expected a non-empty string, found {}", type_name(other)),
+                    Some(example),
+                ),
+            }
+        }
+        out
+    }
+
     pub fn required_string(
         &mut self,
         issues: &mut Issues<'_>,

@@ -74,41 +74,80 @@ pub struct DroppedFeature {
 }
 
 /// Counts examples and the rarer class against the floors.
+/// How examples are named in messages: `closed deals` won or lost, `decided leads` converted
+/// or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExampleNoun {
+    pub plural: &'static str,
+    /// The plural without qualifiers, after "won" or "lost": `deals`.
+    pub short: &'static str,
+    pub positive: &'static str,
+    pub negative: &'static str,
+}
+
+impl ExampleNoun {
+    pub const DEALS: ExampleNoun = ExampleNoun {
+        plural: "closed deals",
+        short: "deals",
+        positive: "won",
+        negative: "lost",
+    };
+    pub const CONTACT_ROLES: ExampleNoun = ExampleNoun {
+        plural: "contact roles on closed deals",
+        short: "contact roles",
+        positive: "won",
+        negative: "lost",
+    };
+    pub const LEADS: ExampleNoun = ExampleNoun {
+        plural: "decided leads",
+        short: "leads",
+        positive: "converted",
+        negative: "unconverted",
+    };
+}
+
 pub fn sufficiency(
     labels: &[f64],
     floor_examples: usize,
     floor_minority: usize,
+    noun: ExampleNoun,
 ) -> SufficiencyCheck {
+    let ExampleNoun {
+        plural,
+        short,
+        positive,
+        negative,
+    } = noun;
     let won = labels.iter().filter(|y| **y >= 0.5).count();
     let lost = labels.len() - won;
     let (minority_name, minority) = if won <= lost {
-        ("won", won)
+        (positive, won)
     } else {
-        ("lost", lost)
+        (negative, lost)
     };
     let mut shortfalls = Vec::new();
     if labels.len() < floor_examples {
         shortfalls.push(format!(
-            "needs {floor_examples} closed deals, has {}: {} more",
+            "needs {floor_examples} {plural}, has {}: {} more",
             labels.len(),
             floor_examples - labels.len()
         ));
     }
     if minority < floor_minority {
         shortfalls.push(format!(
-            "needs {floor_minority} {minority_name} deals (the rarer class), has {minority}: {} more",
+            "needs {floor_minority} {minority_name} {short} (the rarer class), has {minority}: {} more",
             floor_minority - minority
         ));
     }
     let passed = shortfalls.is_empty();
     let message = if passed {
         format!(
-            "{} closed deals ({won} won, {lost} lost) meet the floors of {floor_examples} deals and {floor_minority} of the rarer class",
+            "{} {plural} ({won} {positive}, {lost} {negative}) meet the floors of {floor_examples} and {floor_minority} of the rarer class",
             labels.len()
         )
     } else {
         format!(
-            "{}; collect more closed deals, or lower [model] min_examples and min_minority",
+            "{}; collect more {plural}, or lower [model] min_examples and min_minority",
             shortfalls.join("; ")
         )
     };
@@ -524,7 +563,7 @@ mod tests {
     fn sufficiency_counts_shortfall() {
         let mut labels = vec![0.0; 139];
         labels.extend(vec![1.0; 12]);
-        let check = sufficiency(&labels, 200, 40);
+        let check = sufficiency(&labels, 200, 40, ExampleNoun::DEALS);
         assert!(!check.passed);
         assert!(
             check
@@ -546,7 +585,7 @@ mod tests {
     fn sufficiency_passes_at_floor() {
         let mut labels = vec![0.0; 160];
         labels.extend(vec![1.0; 40]);
-        assert!(sufficiency(&labels, 200, 40).passed);
+        assert!(sufficiency(&labels, 200, 40, ExampleNoun::DEALS).passed);
     }
 
     #[test]

@@ -177,6 +177,12 @@ pub struct LiveComparison {
 pub struct ModelCard {
     /// The stored model's version, which names the model even when the report omits it.
     pub version: String,
+    /// `account`, `contact` or `lead`; reports written before levels existed are accounts.
+    pub level: String,
+    /// The enrichment tables joined for training, as stored.
+    pub enrichment: Vec<Value>,
+    /// How leads were tied to accounts (lead models only).
+    pub lead_match: Option<Value>,
     pub trained_at: Option<String>,
     pub chosen: Option<String>,
     pub calibration_method: Option<String>,
@@ -257,6 +263,13 @@ impl ModelCard {
         fill_from_flat_report(&mut report);
         ModelCard {
             version: version.to_string(),
+            level: text(&report, "level").unwrap_or_else(|| "account".to_string()),
+            enrichment: report
+                .get("enrichment")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            lead_match: report.get("lead_match").filter(|v| !v.is_null()).cloned(),
             trained_at: text(&report, "trained_at"),
             chosen: text(&report, "chosen"),
             calibration_method: text(&report, "calibration_method"),

@@ -5,6 +5,8 @@ use super::card::{
     Baseline, CandidateScore, Checks, Counts, LeakageFlag, LiveComparison, Metrics, ModelCard,
     Section, SegmentShortfall, Window,
 };
+use serde_json::Value;
+
 use super::charts;
 use super::ReportError;
 
@@ -112,10 +114,46 @@ pub fn page(card: &ModelCard) -> Result<String, ReportError> {
     Ok(html)
 }
 
+/// Words for a level's examples: the heading, the short plural, the outcome pair and rate.
+struct Nouns {
+    examples: &'static str,
+    short: &'static str,
+    positive: &'static str,
+    negative: &'static str,
+    rate: &'static str,
+}
+
+fn nouns(card: &ModelCard) -> Nouns {
+    match card.level.as_str() {
+        "lead" => Nouns {
+            examples: "Decided leads",
+            short: "Leads",
+            positive: "Converted",
+            negative: "Not converted",
+            rate: "conversion rate",
+        },
+        "contact" => Nouns {
+            examples: "Contact roles on closed deals",
+            short: "Contact roles",
+            positive: "Won",
+            negative: "Lost",
+            rate: "win rate",
+        },
+        _ => Nouns {
+            examples: "Closed deals",
+            short: "Deals",
+            positive: "Won",
+            negative: "Lost",
+            rate: "win rate",
+        },
+    }
+}
+
 fn header(card: &ModelCard) -> String {
     format!(
-        "<h1>Model card: {}</h1>\n<p class=\"meta\">Trained at {}. Chosen model: {}. Calibration: {}.</p>\n",
+        "<h1>Model card: {}</h1>\n<p class=\"meta\">Level: {}. Trained at {}. Chosen model: {}. Calibration: {}.</p>\n",
         escape(&card.version),
+        escape(&card.level),
         text(card.trained_at.as_deref()),
         text(card.chosen.as_deref()),
         text(card.calibration_method.as_deref()),
@@ -136,7 +174,8 @@ fn data_section(card: &ModelCard) -> String {
         ])),
         other => html.push_str(&unavailable("window", other)),
     }
-    html.push_str("<h3>Closed deals</h3>\n");
+    let words = nouns(card);
+    html.push_str(&format!("<h3>{}</h3>\n", words.examples));
     match &card.counts {
         Section::Present(Counts {
             examples,
@@ -147,15 +186,69 @@ fn data_section(card: &ModelCard) -> String {
             holdout,
         }) => html.push_str(&key_value_table(&[
             ("Examples", count(*examples)),
-            ("Won", count(*won)),
-            ("Lost", count(*lost)),
+            (words.positive, count(*won)),
+            (words.negative, count(*lost)),
             ("Training rows", count(*train)),
             ("Validation rows", count(*validation)),
             ("Holdout rows", count(*holdout)),
         ])),
         other => html.push_str(&unavailable("counts", other)),
     }
+    if let Some(matching) = &card.lead_match {
+        html.push_str("<h3>Leads tied to accounts</h3>\n");
+        html.push_str(&json_table(matching));
+    }
+    for table in &card.enrichment {
+        let name = table.get("name").and_then(Value::as_str).unwrap_or("table");
+        html.push_str(&format!("<h3>Enrichment: {}</h3>\n", escape(name)));
+        html.push_str(&json_table(table));
+    }
     html
+}
+
+/// Shows a JSON object's fields as a two-column table: numbers and text as they are, counts
+/// with samples as the count followed by the samples, anything else as compact JSON.
+fn json_table(value: &Value) -> String {
+    let Some(map) = value.as_object() else {
+        return format!("<p>{}</p>\n", escape(&value.to_string()));
+    };
+    let rows: Vec<(String, String)> = map
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                Value::String(text) => escape(text),
+                Value::Number(n) => n.to_string(),
+                Value::Object(inner) if inner.contains_key("count") => {
+                    let samples: Vec<String> = inner
+                        .get("samples")
+                        .and_then(Value::as_array)
+                        .map(|list| {
+                            list.iter()
+                                .map(|s| s.as_str().map_or_else(|| s.to_string(), str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let count = inner.get("count").map(Value::to_string).unwrap_or_default();
+                    if samples.is_empty() {
+                        count
+                    } else {
+                        format!("{count} (for example: {})", escape(&samples.join("; ")))
+                    }
+                }
+                Value::Array(list) if list.iter().all(Value::is_string) => escape(
+                    &list
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                other => escape(&other.to_string()),
+            };
+            (key.replace('_', " "), shown)
+        })
+        .collect();
+    let borrowed: Vec<(&str, String)> = rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    key_value_table(&borrowed)
 }
 
 fn checks_section(checks: &Section<Checks>) -> String {
@@ -174,7 +267,7 @@ fn checks_section(checks: &Section<Checks>) -> String {
             };
             html.push_str(&key_value_table(&[
                 ("Outcome", outcome),
-                ("Minimum closed deals", count(sufficiency.floor_examples)),
+                ("Minimum examples", count(sufficiency.floor_examples)),
                 (
                     "Minimum of the minority class",
                     count(sufficiency.floor_minority),
@@ -370,7 +463,8 @@ fn calibration_section(card: &ModelCard) -> Result<String, ReportError> {
                 "<div class=\"charts\">{}</div>\n",
                 charts::calibration(bins)?
             ));
-            html.push_str("<table>\n<tr><th>Bin</th><th>Deals</th><th>Mean predicted</th><th>Observed win rate</th></tr>\n");
+            let words = nouns(card);
+            html.push_str(&format!("<table>\n<tr><th>Bin</th><th>{}</th><th>Mean predicted</th><th>Observed {}</th></tr>\n", words.short, words.rate));
             for bin in bins {
                 html.push_str(&format!(
                     "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
@@ -396,7 +490,8 @@ fn lift_section(card: &ModelCard) -> Result<String, ReportError> {
                 charts::lift(deciles)?,
                 charts::cumulative_gain(deciles)?
             ));
-            html.push_str("<table>\n<tr><th>Decile</th><th>Deals</th><th>Win rate</th><th>Lift</th><th>Cumulative gain</th></tr>\n");
+            let words = nouns(card);
+            html.push_str(&format!("<table>\n<tr><th>Decile</th><th>{}</th><th>Rate</th><th>Lift</th><th>Cumulative gain</th></tr>\n", words.short));
             for row in deciles {
                 html.push_str(&format!(
                     "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
@@ -422,7 +517,11 @@ fn tiers_section(card: &ModelCard) -> Result<String, ReportError> {
                 "<div class=\"charts\">{}</div>\n",
                 charts::tiers(tiers)?
             ));
-            html.push_str("<table>\n<tr><th>Tier</th><th>Deals</th><th>Win rate</th></tr>\n");
+            let words = nouns(card);
+            html.push_str(&format!(
+                "<table>\n<tr><th>Tier</th><th>{}</th><th>Rate</th></tr>\n",
+                words.short
+            ));
             for tier in tiers {
                 html.push_str(&format!(
                     "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",

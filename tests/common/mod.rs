@@ -11,9 +11,9 @@ use leadscore::demo::sandbox_config;
 
 /// The `[scoring] levels` line of the sandbox configuration.
 pub const ALL_LEVELS: &str = r#"levels = ["account", "contact", "lead"]"#;
+use leadscore::run::AnyConnector;
 use leadscore::store::Store;
 use leadscore_demo_org::{DemoOptions, DemoOrg};
-use leadscore_salesforce::SalesforceConnector;
 use leadscore_sandbox::{RunningSandbox, Sandbox, SandboxHandle, SandboxOptions};
 use secrecy::SecretString;
 
@@ -88,7 +88,7 @@ impl Env {
         }
     }
 
-    pub fn connector(&self) -> SalesforceConnector {
+    pub fn connector(&self) -> AnyConnector {
         leadscore::run::connect(&self.config, self.secrets()).expect("connector builds")
     }
 

@@ -58,6 +58,9 @@ pub struct SalesforceConfig {
     pub max_retries: u32,
     /// Base of the exponential backoff between retries.
     pub retry_base_delay: Duration,
+    /// Extra CA certificates in PEM form, trusted beside the public roots, for example the CA
+    /// of a local TLS sandbox or of a TLS-inspecting proxy. `None` trusts the public roots only.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for SalesforceConfig {
@@ -72,6 +75,13 @@ impl fmt::Debug for SalesforceConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("retry_base_delay", &self.retry_base_delay)
+            .field(
+                "extra_ca_pem",
+                &self
+                    .extra_ca_pem
+                    .as_ref()
+                    .map(|pem| format!("{} bytes", pem.len())),
+            )
             .finish()
     }
 }
@@ -141,6 +151,23 @@ impl SalesforceConfig {
     }
 }
 
+/// Parses every certificate of a PEM bundle, rejecting text that holds none.
+fn extra_root_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, ConnectorError> {
+    let invalid = |problem: String| ConnectorError::Rejected {
+        code: "INVALID_CONFIG".to_string(),
+        message: format!(
+            "extra_ca_pem {problem}; give the text of a PEM file that contains \
+             -----BEGIN CERTIFICATE----- blocks"
+        ),
+    };
+    let certificates = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|error| invalid(format!("is not valid PEM: {error}")))?;
+    if certificates.is_empty() {
+        return Err(invalid("contains no certificate".to_string()));
+    }
+    Ok(certificates)
+}
+
 /// A `Connector` for one Salesforce org over the REST API.
 pub struct SalesforceConnector {
     login_url: Url,
@@ -179,14 +206,18 @@ impl SalesforceConnector {
     /// proves the credentials.
     pub fn new(config: SalesforceConfig) -> Result<Self, ConnectorError> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             // A redirect would resend the bearer token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| {
-                ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
-            })?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &config.extra_ca_pem {
+            for certificate in extra_root_certificates(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|error| {
+            ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
+        })?;
         let tokens = TokenSource::new(
             http.clone(),
             config.token_url()?,
@@ -470,6 +501,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             max_retries: 3,
             retry_base_delay: Duration::from_millis(5),
+            extra_ca_pem: None,
         }
     }
 

@@ -116,6 +116,7 @@ impl MockServer {
             timeout: Duration::from_secs(5),
             max_retries,
             retry_base_delay: Duration::from_millis(2),
+            extra_ca_pem: None,
         })
         .unwrap()
     }

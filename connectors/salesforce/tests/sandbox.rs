@@ -107,6 +107,7 @@ fn config(sandbox: &RunningSandbox) -> SalesforceConfig {
         timeout: Duration::from_secs(10),
         max_retries: 2,
         retry_base_delay: Duration::from_millis(2),
+        extra_ca_pem: None,
     }
 }
 

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod hubspot;
 pub mod schema;
 
 mod describe;
@@ -24,6 +25,7 @@ mod retrieve;
 mod server;
 mod soql;
 mod store;
+mod tls;
 mod write;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::hubspot::{HubSpotHandle, HubSpotOptions, HubSpotSandbox, RunningHubSpot};
 use crate::server::Shared;
 use crate::store::{default_value, now_millis, value_from_json, Store, Value};
 
@@ -180,6 +183,39 @@ impl Sandbox {
             shared: self.shared,
             stop,
             task,
+            ca: None,
+        })
+    }
+
+    /// Binds `addr`, which must be a loopback address, and serves the REST API over HTTPS until
+    /// [`RunningSandbox::shutdown`]. Generates a CA and a server certificate for `localhost`
+    /// and `127.0.0.1` signed by it, and writes the CA certificate to a temporary file
+    /// ([`RunningSandbox::ca_cert_path`]) that shutdown removes.
+    pub async fn serve_tls(self, addr: SocketAddr) -> std::io::Result<RunningSandbox> {
+        let (listener, ca) = tls::bind(addr).await?;
+        let local = axum::serve::Listener::local_addr(&listener)?;
+        let url = format!("https://{local}");
+        // `serve_tls` consumes the sandbox, so the URL is set exactly once.
+        let _ = self.shared.base_url.set(url.clone());
+        let router = server::router(self.shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "sandbox server failed");
+            }
+        });
+        tracing::info!(%url, ca_cert = %ca.path().display(), "Salesforce sandbox listening over TLS");
+        Ok(RunningSandbox {
+            url,
+            shared: self.shared,
+            stop,
+            task,
+            ca: Some(ca),
         })
     }
 }
@@ -259,18 +295,32 @@ fn seed_row(
     Ok(row)
 }
 
-/// A sandbox that is serving HTTP.
+/// A sandbox that is serving HTTP or HTTPS.
 pub struct RunningSandbox {
     url: String,
     shared: Arc<Shared>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// The CA certificate of a TLS sandbox; dropping it removes its file.
+    ca: Option<tls::CaFile>,
 }
 
 impl RunningSandbox {
-    /// Returns the base URL, `http://127.0.0.1:PORT`, which is both login and instance URL.
+    /// Returns the base URL, `http://127.0.0.1:PORT` (or `https://` after
+    /// [`Sandbox::serve_tls`]), which is both login and instance URL.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// Returns the path of the PEM file with the CA certificate that signed the server
+    /// certificate, or `None` for a plain HTTP sandbox. The file exists until shutdown.
+    pub fn ca_cert_path(&self) -> Option<&std::path::Path> {
+        self.ca.as_ref().map(tls::CaFile::path)
+    }
+
+    /// Returns the CA certificate as PEM text, or `None` for a plain HTTP sandbox.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(tls::CaFile::pem)
     }
 
     /// Returns the options, including the credentials the token endpoint accepts.
@@ -285,11 +335,13 @@ impl RunningSandbox {
     }
 
     /// Stops accepting connections, lets in-flight requests finish and waits for the server.
+    /// Removes the CA certificate file of a TLS sandbox afterwards.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         if let Err(error) = self.task.await {
             tracing::error!(%error, "sandbox server task failed during shutdown");
         }
+        drop(self.ca);
     }
 }
 
