@@ -449,9 +449,20 @@ fn stray_values_and_sparse_columns() {
     let mut records = [record("Account", "A1", &[("CCN__c", text("000041"))])];
     let report = table.apply(records.iter_mut());
     let beds = &report.columns[0];
-    assert_eq!(beds.inferred, "category");
+    // The report names the kind the values mostly fit, and says not all do.
+    assert_eq!(beds.inferred, "number (some values are not)");
     assert_eq!(beds.kind, AttributeKind::Number);
     assert_eq!(beds.not_fitting.count, 1);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("column \"Beds\"")
+                && w.contains("1 value is not a number")
+                && w.contains("Too few")),
+        "{:?}",
+        report.warnings
+    );
     assert_eq!(beds.not_fitting.samples, [r#"line 42: "Too few""#]);
     assert!(records[0].get("enrichment.vendor.beds").is_null());
     assert_eq!(
@@ -468,4 +479,64 @@ fn stray_values_and_sparse_columns() {
         "{:?}",
         report.warnings
     );
+}
+
+#[test]
+fn decimal_comma_read_in_semicolon_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID;Beds;Teaching;Region\n010001;1,0597;Yes;South\n010005;1.234,5;No;North\n010006;0,98;No;North\n",
+    );
+    let table = EnrichmentTable::load(&config(
+        dir.path(),
+        &format!("{KEY_TABLE}\ndelimiter = \";\""),
+    ))
+    .expect("load");
+    let mut records = [
+        record("Account", "A1", &[("CCN__c", text("010001"))]),
+        record("Account", "A2", &[("CCN__c", text("010005"))]),
+    ];
+    let report = table.apply(records.iter_mut());
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(1.0597)
+    );
+    assert_eq!(
+        records[1].get("enrichment.vendor.beds"),
+        &Value::Number(1234.5)
+    );
+    let beds = report
+        .columns
+        .iter()
+        .find(|c| c.column == "Beds")
+        .expect("beds");
+    assert_eq!(beds.kind, leadscore::config::AttributeKind::Number);
+    assert_eq!(beds.inferred, "number (decimal comma)");
+}
+
+#[test]
+fn mostly_numeric_column_with_text_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = String::from("Facility ID,Beds,Teaching,Region\n");
+    for i in 0..20 {
+        let beds = if i % 5 == 0 {
+            "high".to_string()
+        } else {
+            format!("{}", 100 + i)
+        };
+        rows.push_str(&format!("{:06},{beds},Yes,South\n", 10_000 + i));
+    }
+    write(dir.path(), "hospitals.csv", &rows);
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    let report = table.apply(records.iter_mut());
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("\"Beds\""))
+        .unwrap_or_else(|| panic!("no warning about Beds: {:?}", report.warnings));
+    assert!(warning.contains("16 of 20 rows"), "{warning}");
+    assert!(warning.contains(r#"kind = "number""#), "{warning}");
 }

@@ -260,7 +260,7 @@ impl EnrichmentTable {
         let mut values = vec![Vec::with_capacity(config.columns.len()); table.rows.len()];
         for column in &config.columns {
             let index = column_index(config, &table, &column.column, "columns")?;
-            let (report, cells) = convert_column(config, column, &table, index);
+            let (report, cells) = convert_column(config, column, &table, index, &mut warnings);
             if report.missing_share > 1.0 - MIN_PRESENT_SHARE {
                 warnings.push(format!(
                     "column {:?} of {} has no value in {:.0}% of rows, so feature {} will be almost always missing; check the column name or remove it from columns",
@@ -642,26 +642,54 @@ fn column_index(
     })
 }
 
-/// Chooses the kind of one column and converts its cells to values.
+/// Parses a number; with `decimal_comma`, also `1,0597` and `1.234,5` as the semicolon-
+/// separated files of many European locales write them.
+fn parse_decimal(cell: &str, decimal_comma: bool) -> Option<f64> {
+    if let Some(value) = parse_number(cell) {
+        return Some(value);
+    }
+    if !decimal_comma || cell.matches(',').count() != 1 {
+        return None;
+    }
+    let (whole, fraction) = cell.split_once(',')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let whole = whole.strip_prefix('-').map_or(whole, |w| w);
+    let grouped = whole.split('.').all(digits);
+    if !grouped || !digits(fraction) {
+        return None;
+    }
+    parse_number(&cell.replace('.', "").replace(',', "."))
+}
+
+/// Chooses the kind of one column and converts its cells to values. Warnings about values
+/// that do not fit the kind go to `warnings`.
 fn convert_column(
     config: &EnrichmentConfig,
     column: &EnrichmentColumn,
     table: &Table,
     index: usize,
+    warnings: &mut Vec<String>,
 ) -> (ColumnReport, Vec<Value>) {
+    let decimal_comma = config.delimiter == Some(b';');
     let summary = table.infer(index);
     let kind = column
         .kind
-        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type));
+        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type, decimal_comma));
     let mut not_fitting = Samples::default();
     let mut missing = 0usize;
+    let mut numbers = 0usize;
+    let mut present = 0usize;
     let mut values = Vec::with_capacity(table.rows.len());
     for (cell, line) in table.cells(index).zip(&table.lines) {
         let value = if is_missing(cell) {
             None
         } else {
+            present += 1;
+            if parse_decimal(cell, decimal_comma).is_some() {
+                numbers += 1;
+            }
             let parsed = match kind {
-                AttributeKind::Number => parse_number(cell).map(Value::Number),
+                AttributeKind::Number => parse_decimal(cell, decimal_comma).map(Value::Number),
                 AttributeKind::Flag => parse_yes_no(cell).map(Value::Bool),
                 AttributeKind::Category | AttributeKind::Present => {
                     Some(Value::Text(cell.to_string()))
@@ -677,11 +705,47 @@ fn convert_column(
         }
         values.push(value.unwrap_or(Value::Null));
     }
+    let feature = config.feature_name(column);
+    if kind == AttributeKind::Category && column.kind.is_none() && numbers * 2 >= present.max(1) {
+        warnings.push(format!(
+            "column {:?} of {} holds numbers in {numbers} of {present} rows but also text, so feature {feature} is used as a category and its numbers lose their order; write kind = \"number\" for it in columns to read it as numbers (the text values then become missing)",
+            column.column, table.path
+        ));
+    }
+    if not_fitting.count > 0 {
+        let (count, what) = (
+            not_fitting.count,
+            match kind {
+                AttributeKind::Flag => "yes/no value",
+                _ => "number",
+            },
+        );
+        let values = if count == 1 { "value is" } else { "values are" };
+        warnings.push(format!(
+            "column {:?} in {}: {count} {values} not a {what} (for example {}) and read as missing",
+            column.column,
+            table.path,
+            not_fitting.samples.join(", ")
+        ));
+    }
+    let inferred = match (column.kind, kind, summary.column_type) {
+        // The kind the values mostly fit, not the type every single value fits.
+        (None, AttributeKind::Number, ColumnType::Category) if decimal_comma => {
+            "number (decimal comma)".to_string()
+        }
+        (None, AttributeKind::Number, ColumnType::Category | ColumnType::Date) => {
+            "number (some values are not)".to_string()
+        }
+        (None, AttributeKind::Flag, ColumnType::Category | ColumnType::Date) => {
+            "yes/no (some values are not)".to_string()
+        }
+        _ => summary.column_type.name().to_string(),
+    };
     let report = ColumnReport {
         column: column.column.clone(),
-        feature: config.feature_name(column),
+        feature,
         field: config.field_name(column),
-        inferred: summary.column_type.name().to_string(),
+        inferred,
         kind,
         kind_configured: column.kind.is_some(),
         missing_share: missing as f64 / table.rows.len().max(1) as f64,
@@ -693,19 +757,27 @@ fn convert_column(
 /// Maps an inferred column type to a feature kind. A category or date column whose values are
 /// at least [`MIN_FIT_SHARE`] yes/no or numbers is read as a flag or a number, so that a few
 /// stray values ("Too few", "see note") do not turn a numeric column into categories.
-fn tolerant_kind(table: &Table, index: usize, inferred: ColumnType) -> AttributeKind {
+fn tolerant_kind(
+    table: &Table,
+    index: usize,
+    inferred: ColumnType,
+    decimal_comma: bool,
+) -> AttributeKind {
     match inferred {
         ColumnType::YesNo => AttributeKind::Flag,
         // An empty column gets a warning; number keeps it a single all-missing feature.
         ColumnType::Number | ColumnType::Empty => AttributeKind::Number,
         ColumnType::Date | ColumnType::Category => {
             let present: Vec<&str> = table.cells(index).filter(|c| !is_missing(c)).collect();
-            let share = |fits: fn(&str) -> bool| {
-                present.iter().filter(|c| fits(c)).count() as f64 / present.len().max(1) as f64
-            };
-            if share(|c| parse_yes_no(c).is_some()) >= MIN_FIT_SHARE {
+            let count = present.len().max(1) as f64;
+            let yes_no = present.iter().filter(|c| parse_yes_no(c).is_some()).count() as f64;
+            let numbers = present
+                .iter()
+                .filter(|c| parse_decimal(c, decimal_comma).is_some())
+                .count() as f64;
+            if yes_no / count >= MIN_FIT_SHARE {
                 AttributeKind::Flag
-            } else if share(|c| parse_number(c).is_some()) >= MIN_FIT_SHARE {
+            } else if numbers / count >= MIN_FIT_SHARE {
                 AttributeKind::Number
             } else {
                 // NOTE: dates are used as categories; no enrichment feature encodes a date.
@@ -823,7 +895,7 @@ mod tests {
         let t = table(&cells);
         let inferred = t.infer(0).column_type;
         assert_eq!(inferred, ColumnType::Category);
-        assert_eq!(tolerant_kind(&t, 0, inferred), AttributeKind::Number);
+        assert_eq!(tolerant_kind(&t, 0, inferred, false), AttributeKind::Number);
 
         let t = table(&["12", "abc", "7"]);
         assert_eq!(

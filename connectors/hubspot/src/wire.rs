@@ -108,7 +108,7 @@ pub(crate) fn id_from_string_or_number<'de, D: Deserializer<'de>>(
 
 /// Orders HubSpot ids numerically when both are numbers, else as text.
 // NOTE: pages are sorted by (modstamp, numeric id), the order HubSpot search pages ids within
-// one stamp. `Cursor` compares ids as text, so "9" sorts after "10" there; the pipeline only
+// one stamp. `Cursor` compares ids as text, so "9" sorts after "10" there. The pipeline only
 // relies on the stamp when it restarts a pull.
 pub(crate) fn compare_ids(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<u64>(), b.parse::<u64>()) {

@@ -1,7 +1,7 @@
 //! The connector against the HubSpot sandbox seeded with the demo world, over HTTP on
-//! loopback: every object's pull checked against the seeded Salesforce-shaped records, more
-//! than 10,000 contacts sharing one stamp, OAuth tokens expiring mid-pull, and write-back
-//! with property setup and a failing record.
+//! loopback. Every object's pull is checked against the seeded Salesforce-shaped records.
+//! Further tests cover more than 10,000 contacts sharing one stamp, OAuth tokens expiring
+//! mid-pull, and write-back with property setup and a failing record.
 
 #[path = "support/capture.rs"]
 mod capture;

@@ -12,7 +12,7 @@ use leadscore_sandbox::{HubSpotOptions, HubSpotSandbox, RunningHubSpot};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 
-/// The demo world with 60 hospitals, generated once per test binary.
+/// Returns the demo world with 60 hospitals, generated once per test binary.
 fn demo() -> &'static DemoOrg {
     static ORG: OnceLock<DemoOrg> = OnceLock::new();
     ORG.get_or_init(|| {
@@ -304,7 +304,8 @@ async fn list_pages_through_every_contact() {
                     || record["properties"]["email"].is_null()
             );
             assert!(record["properties"]["lastmodifieddate"].is_string());
-            assert!(record["createdAt"].is_string() && record["updatedAt"].is_string());
+            assert!(record["createdAt"].is_string());
+            assert!(record["updatedAt"].is_string());
             seen.push(record["id"].as_str().unwrap().parse::<u64>().unwrap());
         }
         match body["paging"]["next"]["after"].as_str() {
@@ -723,7 +724,7 @@ async fn associations_page_and_carry_labels() {
     let to = page["results"][0]["to"].as_array().unwrap();
     let row = to
         .iter()
-        .find(|r| r["toObjectId"].to_string() == *contact)
+        .find(|r| r["toObjectId"].to_string().as_str() == contact.as_str())
         .expect("the contact");
     let labels: HashSet<&str> = row["associationTypes"]
         .as_array()
@@ -750,7 +751,7 @@ async fn associations_page_and_carry_labels() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["toObjectId"].to_string() == *deal)
+        .find(|r| r["toObjectId"].to_string().as_str() == deal.as_str())
         .expect("the deal");
     assert_eq!(row["associationTypes"].as_array().unwrap().len(), 3);
 

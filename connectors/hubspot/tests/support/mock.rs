@@ -71,7 +71,7 @@ pub struct State {
     /// Ids whose updates fail the whole batch with a 400 VALIDATION_ERROR.
     pub invalid_ids: Vec<u64>,
     pub injected: VecDeque<Injected>,
-    /// Valid access tokens; a private-app token is added by the test.
+    /// Valid access tokens. A test adds its private-app token here.
     pub valid_tokens: Vec<String>,
     pub issued_tokens: u64,
     /// Expire every access token once this many API calls were served with it.

@@ -1,9 +1,9 @@
 //! A local HubSpot portal that speaks a subset of the CRM v3 and v4 APIs over HTTP.
 //!
-//! It serves OAuth v1 tokens and private-app tokens, CRM objects (contacts, companies,
-//! deals, calls, meetings, notes, emails, tasks) with list, get, batch, search and merge,
-//! Associations v4 with labels, properties, owners and deal pipelines, with HubSpot's
-//! rate limits and error bodies. [`HubSpotSandbox::new`] seeds the portal from
+//! It accepts OAuth v1 access tokens and a private-app token. It serves CRM objects
+//! (contacts, companies, deals, calls, meetings, notes, emails, tasks) with list, get,
+//! batch, search and merge. It also serves Associations v4 with labels, properties, owners
+//! and deal pipelines, and applies HubSpot's rate limits and error bodies. [`HubSpotSandbox::new`] seeds the portal from
 //! Salesforce-shaped records such as the demo world's.
 //!
 //! ```no_run
@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 pub use crate::hubspot::portal::{ObjectType, HOSPITAL_PIPELINE, PARENT_COMPANY_LABEL};
 pub use crate::hubspot::search::RESULT_CAP as SEARCH_RESULT_CAP;
 
-use crate::hubspot::portal::{iso, now_ms, Portal};
+use crate::hubspot::portal::{now_ms, Portal};
 use crate::hubspot::server::Shared;
 use crate::{LoggedRequest, RecordMap, SandboxError};
 
@@ -466,10 +466,5 @@ impl HubSpotHandle {
             .filter(|(_, (kind, _))| *kind == object)
             .map(|(demo, (_, id))| (demo.clone(), id.to_string()))
             .collect()
-    }
-
-    /// Formats a time as the portal stores datetimes: `2024-05-01T12:00:03.201Z`.
-    pub fn format_time(at: DateTime<Utc>) -> String {
-        iso(at.timestamp_millis())
     }
 }

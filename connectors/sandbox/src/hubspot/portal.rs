@@ -39,7 +39,7 @@ impl ObjectType {
         })
     }
 
-    /// The plural API name, as in `/crm/v3/objects/contacts`.
+    /// Returns the plural API name, as in `/crm/v3/objects/contacts`.
     pub fn name(self) -> &'static str {
         match self {
             ObjectType::Contacts => "contacts",
@@ -83,7 +83,7 @@ impl ObjectType {
         self as usize
     }
 
-    /// The property that holds the last modification time: `lastmodifieddate` on contacts,
+    /// Returns the property that contains the last modification time: `lastmodifieddate` on contacts,
     /// `hs_lastmodifieddate` on every other object.
     pub fn modified_property(self) -> &'static str {
         match self {
@@ -92,7 +92,7 @@ impl ObjectType {
         }
     }
 
-    /// The property that holds the creation time.
+    /// Returns the property that contains the creation time.
     pub fn created_property(self) -> &'static str {
         match self {
             ObjectType::Contacts | ObjectType::Companies | ObjectType::Deals => "createdate",
@@ -100,7 +100,7 @@ impl ObjectType {
         }
     }
 
-    /// The OAuth scope family that guards the object. HubSpot documents engagements under
+    /// Returns the OAuth scope family that guards the object. HubSpot documents engagements under
     /// the contacts scopes.
     pub(crate) fn scope_family(self) -> &'static str {
         match self {
@@ -110,7 +110,7 @@ impl ObjectType {
         }
     }
 
-    /// The upper-case name used in HubSpot error messages, such as `CONTACT`.
+    /// Returns the upper-case name used in HubSpot error messages, such as `CONTACT`.
     pub(crate) fn upper(self) -> String {
         self.singular().to_ascii_uppercase()
     }
@@ -505,8 +505,11 @@ fn add_type(targets: &mut BTreeMap<RecordKey, Vec<u32>>, to: RecordKey, type_id:
     }
 }
 
-/// The sandbox's association types. HubSpot-defined ids follow HubSpot's published defaults;
-/// inverse pairs of engagement types differ by one (task -> contact 204, contact -> task 203).
+/// Builds the sandbox's association types. The HubSpot-defined ids of one direction follow
+/// HubSpot's published defaults (task -> contact 204, deal -> contact 3).
+// NOTE: the reverse ids of engagement types (contact -> task 203, one less than the forward
+// id) and the ids of the role labels (from 101) are assumptions; real portals assign
+// user-defined ids themselves.
 fn association_types() -> Vec<AssociationType> {
     use ObjectType::*;
     let mut types = Vec::new();
@@ -635,8 +638,8 @@ fn association_types() -> Vec<AssociationType> {
     types
 }
 
-/// The portal's deal pipelines: HubSpot's default `Sales Pipeline`, which no seeded deal
-/// uses, and `hospital-capital` with numeric stage ids.
+/// Builds the portal's deal pipelines: HubSpot's default `Sales Pipeline`, which no seeded
+/// deal uses, and `hospital-capital` with numeric stage ids.
 fn default_pipelines(created_at: i64) -> Vec<Pipeline> {
     let stage = |id: &str, label: &str, is_closed: bool, probability: f64| Stage {
         id: id.to_string(),

@@ -60,7 +60,7 @@ impl Operator {
     }
 }
 
-/// How a property's values compare.
+/// The comparison rule of a property's values.
 #[derive(Clone, Copy, PartialEq)]
 enum Comparison {
     Number,
@@ -233,7 +233,7 @@ fn matches(filter: &Filter, record: &Record) -> bool {
     }
 }
 
-/// A parsed sort: property and whether it is descending.
+/// Parses the first sort into (property, descending).
 fn parse_sort(body: &Json) -> Result<Option<(String, bool)>, HsError> {
     let Some(sorts) = body.get("sorts").and_then(Json::as_array) else {
         return Ok(None);
@@ -359,6 +359,8 @@ pub(crate) async fn search(
         .unwrap_or_default();
     let properties = selection(object, requested);
 
+    // NOTE: writes show in search at once, while HubSpot indexes them with a delay of a few
+    // seconds, so a client's overlap window is not exercised here.
     let mut hits: Vec<&Record> = portal
         .records(object)
         .values()

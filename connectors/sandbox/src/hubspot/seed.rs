@@ -665,13 +665,13 @@ fn seed_activities(
         }
         let id = seeder.insert(activity, object, properties)?;
         let key = (object, id);
-        let who = seeder.reference(activity, "WhoId", &[ObjectType::Contacts])?;
-        let what = seeder.reference(
+        let who_contact = seeder.reference(activity, "WhoId", &[ObjectType::Contacts])?;
+        let what_record = seeder.reference(
             activity,
             "WhatId",
             &[ObjectType::Companies, ObjectType::Deals],
         )?;
-        for target in [who, what].into_iter().flatten() {
+        for target in [who_contact, what_record].into_iter().flatten() {
             let type_id = seeder
                 .portal
                 .association_type(object, target.0, None)

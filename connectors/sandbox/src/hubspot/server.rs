@@ -24,7 +24,7 @@ use crate::LoggedRequest;
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const MAX_LOGGED_REQUESTS: usize = 100_000;
 
-/// Every scope the sandbox knows; a token holds all of them except the withheld ones.
+/// Every scope the sandbox checks. A token has all of them except the withheld ones.
 pub(crate) const ALL_SCOPES: [&str; 17] = [
     "oauth",
     "crm.objects.contacts.read",
@@ -50,7 +50,7 @@ pub(crate) struct AccessToken {
     pub expires_at: Instant,
 }
 
-/// Which app a request counts against: rate limits apply per app.
+/// The app a request counts against, because rate limits apply per app.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) enum App {
     Private,
@@ -131,7 +131,7 @@ impl Shared {
         self.base_url.get().map(String::as_str).unwrap_or("")
     }
 
-    /// The scopes every token of this portal holds.
+    /// Returns the scopes every token of this portal has.
     pub(crate) fn granted_scopes(&self) -> Vec<&'static str> {
         ALL_SCOPES
             .iter()
@@ -141,7 +141,7 @@ impl Shared {
     }
 }
 
-/// A random id in UUID form, for `correlationId` and `requestId`.
+/// Generates a random id in UUID form, for `correlationId` and `requestId`.
 pub(crate) fn correlation_id() -> String {
     let mut rng = rand::thread_rng();
     let hex: String = (0..32)
@@ -559,7 +559,7 @@ fn admit(
             "You have reached your daily limit.",
             None,
             headers,
-        ));
+        )));
     }
     if used >= u64::from(max) {
         let wait = oldest
@@ -573,7 +573,7 @@ fn admit(
             "You have reached your ten_secondly_rolling limit.",
             Some(seconds.max(1)),
             headers,
-        ));
+        )));
     }
     if is_search {
         let per_second = limits.search_per_second;
@@ -590,7 +590,7 @@ fn admit(
                 "You have reached your secondly limit.",
                 Some(1),
                 Vec::new(),
-            ));
+            )));
         }
         searches.push_back(now);
     }
