@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::{Config, Level};
-use crate::demo::{self, SANDBOX_PORT};
+use crate::demo::{self, CrmKind, HUBSPOT_SANDBOX_PORT, SANDBOX_PORT};
 use crate::pipeline::{self, PipelineError};
 use crate::run::{connect, run_once};
 use crate::scoring;
@@ -70,11 +70,14 @@ fn levels_for(args: &ConfigArgs, config: &Config) -> Result<Vec<Level>, Failure>
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the whole pipeline against a local Salesforce sandbox seeded with real CMS hospitals.
+    /// Run the whole pipeline against a local CRM sandbox seeded with real CMS hospitals.
     Demo {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// The CRM the sandbox imitates.
+        #[arg(long, value_enum, default_value_t = CrmKind::Salesforce)]
+        crm: CrmKind,
         /// Use only this many hospitals (all 5,421 by default). At least 400, because 400
         /// hospitals give 251 closed deals and training needs 200 by default.
         #[arg(long, value_parser = clap::value_parser!(u64).range(400..))]
@@ -85,11 +88,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         export_examples: Option<PathBuf>,
     },
-    /// Serve the Salesforce sandbox in the foreground on 127.0.0.1.
+    /// Serve the Salesforce and HubSpot sandboxes in the foreground on 127.0.0.1.
     Sandbox {
         /// Port of the Salesforce sandbox.
         #[arg(long, default_value_t = SANDBOX_PORT)]
         port: u16,
+        /// Port of the HubSpot sandbox.
+        #[arg(long, default_value_t = HUBSPOT_SANDBOX_PORT)]
+        hubspot_port: u16,
         /// Use only this many hospitals, at least 1 (all 5,421 by default).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         hospitals: Option<u64>,
@@ -99,6 +105,9 @@ pub enum Command {
     },
     /// Print a configuration file to standard output.
     Init {
+        /// The CRM the configuration connects to.
+        #[arg(long, value_enum, default_value_t = CrmKind::Salesforce)]
+        crm: CrmKind,
         /// Write a configuration for `leadscore sandbox` on its default port, with the
         /// sandbox's client id and scores as of the end of its history. Without this flag the
         /// configuration is the annotated template for a real org.
@@ -106,7 +115,13 @@ pub enum Command {
         sandbox: bool,
     },
     /// Verify credentials and that every configured field exists in the org.
-    Check(ConfigArgs),
+    Check {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// First create the write-back fields the CRM lacks (HubSpot properties).
+        #[arg(long)]
+        fix: bool,
+    },
     /// Pull changed records into the store.
     Pull(ConfigArgs),
     /// Train a model on the closed deals in the store.
@@ -336,25 +351,35 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Demo {
             json,
+            crm,
             hospitals,
             export_examples,
-        } => run_demo(json, hospitals, export_examples).await,
+        } => run_demo(json, crm, hospitals, export_examples).await,
         Command::Sandbox {
             port,
+            hubspot_port,
             hospitals,
             token_ttl_secs,
-        } => serve_sandbox(port, hospitals, token_ttl_secs).await,
-        Command::Init { sandbox } => {
-            let url = format!("http://127.0.0.1:{SANDBOX_PORT}");
-            let text = if sandbox {
-                demo::sandbox_config(&url, "leadscore-data")
-            } else {
-                demo::EXAMPLE_CONFIG.to_string()
+        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs).await,
+        Command::Init { crm, sandbox } => {
+            let text = match (crm, sandbox) {
+                (CrmKind::Salesforce, true) => demo::sandbox_config(
+                    &format!("http://127.0.0.1:{SANDBOX_PORT}"),
+                    "leadscore-data",
+                ),
+                (CrmKind::Salesforce, false) => demo::EXAMPLE_CONFIG.to_string(),
+                (CrmKind::Hubspot, true) => demo::hubspot_sandbox_config(
+                    &format!("http://127.0.0.1:{HUBSPOT_SANDBOX_PORT}"),
+                    "leadscore-data",
+                ),
+                (CrmKind::Hubspot, false) => demo::HUBSPOT_EXAMPLE_CONFIG.to_string(),
             };
             print!("{text}");
             Ok(0)
         }
-        Command::Check(args) => each_connector!(args, config => step_check(&args, &config).await),
+        Command::Check { args, fix } => {
+            each_connector!(args, config => step_check(&args, &config, fix).await)
+        }
         Command::Pull(args) => each_connector!(args, config => step_pull(&args, &config).await),
         Command::Train(args) => each_connector!(args, config => step_train(&args, &config)),
         Command::Score(args) => each_connector!(args, config => step_score(&args, &config)),
@@ -377,12 +402,19 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
 
 async fn run_demo(
     json: bool,
+    crm: CrmKind,
     hospitals: Option<u64>,
     export_examples: Option<PathBuf>,
 ) -> Result<u8, Failure> {
     let hospitals = hospitals.map(|n| n as usize);
     let workdir = tempfile::tempdir()?;
-    let summary = demo::run_demo(hospitals, workdir.path(), export_examples.as_deref()).await?;
+    let summary = demo::run_demo_on(
+        crm,
+        hospitals,
+        workdir.path(),
+        export_examples.as_deref(),
+    )
+    .await?;
     if json {
         print_json(&summary)?;
     } else {
@@ -393,6 +425,7 @@ async fn run_demo(
 
 async fn serve_sandbox(
     port: u16,
+    hubspot_port: u16,
     hospitals: Option<u64>,
     token_ttl_secs: u64,
 ) -> Result<u8, Failure> {
@@ -404,17 +437,25 @@ async fn serve_sandbox(
         token_ttl: std::time::Duration::from_secs(token_ttl_secs),
         ..Default::default()
     };
+    let listen_failure = |port: u16, flag: &str, err: std::io::Error| Failure {
+        code: 1,
+        message: format!("cannot listen on 127.0.0.1:{port}: {err}; pick another port with {flag}"),
+    };
+    let hubspot_options = leadscore_sandbox::hubspot::HubSpotOptions {
+        access_token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        ..Default::default()
+    };
+    let hubspot = leadscore_sandbox::hubspot::HubSpotSandbox::new(org.records.clone(), hubspot_options)?
+        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, hubspot_port)))
+        .await
+        .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
     let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?
         .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
-        .map_err(|err| Failure {
-            code: 1,
-            message: format!(
-                "cannot listen on 127.0.0.1:{port}: {err}; pick another port with --port"
-            ),
-        })?;
+        .map_err(|err| listen_failure(port, "--port", err))?;
     let options = sandbox.options();
-    // These are the sandbox's own demo credentials, printed so clients can connect; they open
+    let hubspot_options = hubspot.options();
+    // These are the sandboxes' own demo credentials, printed so clients can connect; they open
     // nothing but this local process.
     let banner = serde_json::json!({
         "salesforce_url": sandbox.url(),
@@ -423,14 +464,22 @@ async fn serve_sandbox(
         "refresh_token": options.refresh_token,
         "client_secret_env": "LEADSCORE_SF_CLIENT_SECRET",
         "refresh_token_env": "LEADSCORE_SF_REFRESH_TOKEN",
+        "hubspot_url": hubspot.url(),
+        "hubspot_token": hubspot_options.private_app_token,
+        "hubspot_token_env": "LEADSCORE_HUBSPOT_TOKEN",
+        "hubspot_client_id": hubspot_options.client_id,
+        "hubspot_client_secret": hubspot_options.client_secret,
+        "hubspot_refresh_token": hubspot_options.refresh_token,
     });
     println!("{banner}");
     eprintln!(
-        "Salesforce sandbox listening on {}; press Ctrl-C to stop.",
-        sandbox.url()
+        "Salesforce sandbox listening on {}, HubSpot sandbox on {}; press Ctrl-C to stop.",
+        sandbox.url(),
+        hubspot.url()
     );
     tokio::signal::ctrl_c().await?;
     sandbox.shutdown().await;
+    hubspot.shutdown().await;
     Ok(0)
 }
 
@@ -456,8 +505,19 @@ fn connector_for(config: &Config) -> Result<crate::run::AnyConnector, Failure> {
     Ok(connect(config, secrets)?)
 }
 
-async fn step_check(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
-    let connector = connector_for(&config)?;
+async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {
+    let connector = connector_for(config)?;
+    if fix {
+        let report = crate::setup::fix(&connector, config).await?;
+        if !args.json {
+            for created in &report.created {
+                println!("Created {created}.");
+            }
+            for mismatched in &report.mismatched {
+                eprintln!("warning: {mismatched}; left unchanged, fix it in the CRM");
+            }
+        }
+    }
     let report = pipeline::check(&connector, &config).await?;
     if args.json {
         print_json(&report)?;

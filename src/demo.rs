@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::Utc;
 use leadscore_demo_org::{DemoOptions, DemoOrg};
-use leadscore_sandbox::{Sandbox, SandboxOptions};
+use leadscore_sandbox::{HubSpotOptions, HubSpotSandbox, Sandbox, SandboxOptions};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::config::{Config, Secrets};
+use crate::config::{Config, ConnectorSecrets, Secrets};
 use crate::features::{FeatureSpace, History};
 use crate::level::Level;
 use crate::levels;
@@ -24,8 +24,41 @@ use crate::training;
 /// The example configuration shipped in `deploy/`; `init` and the demo start from it.
 pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.example.toml");
 
+/// The example configuration for a HubSpot portal.
+pub const HUBSPOT_EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.hubspot.example.toml");
+
 /// Default loopback port of the Salesforce sandbox.
 pub const SANDBOX_PORT: u16 = 8580;
+
+/// Default loopback port of the HubSpot sandbox.
+pub const HUBSPOT_SANDBOX_PORT: u16 = 8581;
+
+/// The CRMs the demo and `init` know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    Salesforce,
+    Hubspot,
+}
+
+/// Returns the HubSpot example configuration pointed at a sandbox URL, with the store at
+/// `store_path`, all three levels, and scores computed as of the end of the demo history.
+pub fn hubspot_sandbox_config(url: &str, store_path: &str) -> String {
+    HUBSPOT_EXAMPLE_CONFIG
+        .replace(
+            "base_url = \"https://api.hubapi.com\"",
+            &format!("base_url = {url:?}"),
+        )
+        .replace(
+            "path = \"leadscore-data\"",
+            &format!("path = {store_path:?}"),
+        )
+        .replace("# as_of = ", "as_of = ")
+        .replace(
+            "levels = [\"account\"]",
+            "levels = [\"account\", \"contact\", \"lead\"]",
+        )
+}
 
 /// Returns the example configuration pointed at a sandbox URL with the sandbox's client id,
 /// the store at `store_path`, and scores computed as of the end of the demo org's history.
@@ -83,6 +116,8 @@ pub struct LevelSummary {
 /// Summary the demo prints. The top-level figures are the account level's; `levels` has all.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
+    /// The CRM the sandbox imitated.
+    pub crm: CrmKind,
     pub hospitals: usize,
     pub pulled: usize,
     pub examples: usize,
@@ -128,6 +163,31 @@ pub async fn run_demo(
     workdir: &Path,
     export_dir: Option<&Path>,
 ) -> anyhow::Result<DemoSummary> {
+    run_demo_on(CrmKind::Salesforce, hospitals, workdir, export_dir).await
+}
+
+/// A running sandbox of either CRM.
+enum RunningCrm {
+    Salesforce(leadscore_sandbox::RunningSandbox),
+    HubSpot(leadscore_sandbox::RunningHubSpot),
+}
+
+impl RunningCrm {
+    async fn shutdown(self) {
+        match self {
+            RunningCrm::Salesforce(sandbox) => sandbox.shutdown().await,
+            RunningCrm::HubSpot(sandbox) => sandbox.shutdown().await,
+        }
+    }
+}
+
+/// Runs the demo against the sandbox of `crm`; see [`run_demo`].
+pub async fn run_demo_on(
+    crm: CrmKind,
+    hospitals: Option<usize>,
+    workdir: &Path,
+    export_dir: Option<&Path>,
+) -> anyhow::Result<DemoSummary> {
     let started = std::time::Instant::now();
     let mut org = leadscore_demo_org::generate(&DemoOptions {
         max_hospitals: hospitals,
@@ -135,28 +195,55 @@ pub async fn run_demo(
     })
     .context("generating the demo org")?;
     let hospital_count = count_hospitals(&org);
-    let options = SandboxOptions::default();
-    let secrets = || Secrets {
-        client_secret: SecretString::from(options.client_secret.clone()),
-        refresh_token: SecretString::from(options.refresh_token.clone()),
-    };
-    // The sandbox takes the records; the demo keeps only the true win probabilities.
+    // The sandbox takes the records; the demo keeps only the true probabilities.
     let records = std::mem::take(&mut org.records);
-    let sandbox = Sandbox::new(records, options.clone())
-        .context("loading the demo org into the sandbox")?
-        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .context("starting the Salesforce sandbox on 127.0.0.1")?;
-
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let store_path = workdir.join("store");
+    let store_text = store_path.display().to_string();
+    let (sandbox, text, secrets): (RunningCrm, String, Box<dyn Fn() -> ConnectorSecrets>) =
+        match crm {
+            CrmKind::Salesforce => {
+                let options = SandboxOptions::default();
+                let sandbox = Sandbox::new(records, options.clone())
+                    .context("loading the demo org into the sandbox")?
+                    .serve(loopback)
+                    .await
+                    .context("starting the Salesforce sandbox on 127.0.0.1")?;
+                let text = sandbox_config(&sandbox.url(), &store_text);
+                let secrets = move || {
+                    ConnectorSecrets::Salesforce(Secrets {
+                        client_secret: SecretString::from(options.client_secret.clone()),
+                        refresh_token: SecretString::from(options.refresh_token.clone()),
+                    })
+                };
+                (RunningCrm::Salesforce(sandbox), text, Box::new(secrets))
+            }
+            CrmKind::Hubspot => {
+                let options = HubSpotOptions::default();
+                let sandbox = HubSpotSandbox::new(records, options.clone())
+                    .context("loading the demo org into the HubSpot sandbox")?
+                    .serve(loopback)
+                    .await
+                    .context("starting the HubSpot sandbox on 127.0.0.1")?;
+                let text = hubspot_sandbox_config(&sandbox.url(), &store_text);
+                let token = options.private_app_token.clone();
+                let secrets =
+                    move || ConnectorSecrets::HubSpotToken(SecretString::from(token.clone()));
+                (RunningCrm::HubSpot(sandbox), text, Box::new(secrets))
+            }
+        };
+
     let config_path = workdir.join("leadscore.toml");
-    let text = sandbox_config(&sandbox.url(), &store_path.display().to_string());
     std::fs::write(&config_path, &text)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let store = Store::open(&config.store_path)?;
 
     let connector = connect(&config, secrets())?;
+    // What `leadscore check --fix` does: a HubSpot portal gets the write-back properties.
+    if crm == CrmKind::Hubspot {
+        crate::setup::fix(&connector, &config).await?;
+    }
     let first = run_once(&connector, &store, &config, Utc::now()).await?;
     // Exported before the second run, which pulls the accounts just written back.
     let exported = match export_dir {
@@ -171,35 +258,78 @@ pub async fn run_demo(
     let rerun_connector = connect(&config, secrets())?;
     let second = run_once(&rerun_connector, &store, &config, Utc::now()).await?;
 
-    let crm_records_with_scores = sandbox
-        .handle()
-        .records("Account")
-        .iter()
-        .filter(|r| {
-            r.get(&config.writeback.score_field)
-                .is_some_and(|v| !v.is_null())
-        })
-        .count();
-    let crm_sales_ready_leads = sandbox
-        .handle()
-        .records("Lead")
-        .iter()
-        .filter(|r| {
-            r.get(&config.lead.sales_ready_field)
-                .and_then(|v| v.as_bool())
-                == Some(true)
-        })
-        .count();
+    // Read back from the CRM itself how many records hold a score, and the demo ids of the
+    // CRM's records, to look up their true probabilities.
+    let (crm_records_with_scores, crm_sales_ready_leads, to_demo) = match &sandbox {
+        RunningCrm::Salesforce(sandbox) => {
+            let handle = sandbox.handle();
+            let scored = handle
+                .records("Account")
+                .iter()
+                .filter(|r| {
+                    r.get(&config.writeback.score_field)
+                        .is_some_and(|v| !v.is_null())
+                })
+                .count();
+            let ready = handle
+                .records("Lead")
+                .iter()
+                .filter(|r| {
+                    r.get(&config.lead.sales_ready_field)
+                        .and_then(|v| v.as_bool())
+                        == Some(true)
+                })
+                .count();
+            (scored, ready, BTreeMap::new())
+        }
+        RunningCrm::HubSpot(sandbox) => {
+            use leadscore_sandbox::hubspot::ObjectType;
+            let handle = sandbox.handle();
+            let with_value = |object: ObjectType, field: &str, value: Option<&str>| {
+                handle
+                    .ids(object)
+                    .iter()
+                    .filter(|id| {
+                        handle.properties(object, id).is_some_and(|p| match p.get(field) {
+                            Some(v) if v.is_empty() => false,
+                            Some(v) => value.is_none_or(|wanted| v == wanted),
+                            None => false,
+                        })
+                    })
+                    .count()
+            };
+            let scored = with_value(ObjectType::Companies, &config.writeback.score_field, None);
+            let ready = with_value(
+                ObjectType::Contacts,
+                &config.lead.sales_ready_field,
+                Some("true"),
+            );
+            // Several demo ids can map to one HubSpot id (a converted lead and the contact it
+            // became); the lead's id is the one with a conversion probability.
+            let mut to_demo: BTreeMap<String, String> = BTreeMap::new();
+            for (demo, hubspot) in sandbox.id_map() {
+                let keep = match to_demo.get(&hubspot) {
+                    Some(existing) => !org.conversion_probability.contains_key(existing),
+                    None => true,
+                };
+                if keep {
+                    to_demo.insert(hubspot, demo);
+                }
+            }
+            (scored, ready, to_demo)
+        }
+    };
     sandbox.shutdown().await;
+    let demo_id = |id: &str| -> String { to_demo.get(id).cloned().unwrap_or_else(|| id.to_string()) };
 
     let oracle_of = |level: Level, id: &str| -> Option<f64> {
         match level {
-            Level::Account => org.win_probability.get(id).copied(),
+            Level::Account => org.win_probability.get(&demo_id(id)).copied(),
             Level::Contact => id
                 .split(':')
                 .next()
-                .and_then(|deal| org.win_probability.get(deal).copied()),
-            Level::Lead => org.conversion_probability.get(id).copied(),
+                .and_then(|deal| org.win_probability.get(&demo_id(deal)).copied()),
+            Level::Lead => org.conversion_probability.get(&demo_id(id)).copied(),
         }
     };
     let levels: Vec<LevelSummary> = first
@@ -234,6 +364,7 @@ pub async fn run_demo(
         .context("the demo configuration scores no accounts")?;
     let train = &account.train;
     Ok(DemoSummary {
+        crm,
         hospitals: hospital_count,
         pulled: first.pull.pulled,
         examples: train.examples,

@@ -250,7 +250,8 @@ impl History {
     fn person_activities_before(&self, person: &str, at: DateTime<Utc>) -> Vec<Activity> {
         let mut list = before(self.person_activities.get(person), at).to_vec();
         if let Some(lead) = self.leads.get(person) {
-            if let Some(contact) = text(lead, "ConvertedContactId") {
+            // A HubSpot lead converts in place: its converted contact is itself.
+            if let Some(contact) = text(lead, "ConvertedContactId").filter(|c| c != person) {
                 let converted = lead.get("ConvertedDate").as_datetime().unwrap_or(at);
                 let until = converted.min(at);
                 list.extend(
@@ -285,9 +286,26 @@ impl History {
         self.contact_role.get(contact).map(String::as_str)
     }
 
-    /// The record of a contact or lead.
-    pub fn person(&self, id: &str) -> Option<&Record> {
-        self.contacts.get(id).or_else(|| self.leads.get(id))
+    /// The record of a contact (or, at the lead level, a lead). In HubSpot a lead is a
+    /// contact, so one id can name both records.
+    pub fn person(&self, level: Level, id: &str) -> Option<&Record> {
+        match level {
+            Level::Lead => self.leads.get(id),
+            _ => self.contacts.get(id),
+        }
+    }
+
+    /// The contacts a lead is, or became: its own id when a contact has it (HubSpot) and its
+    /// converted contact (Salesforce). Their activities and presence are the lead's own, not
+    /// its account's.
+    fn lead_selves<'a>(&'a self, lead: &'a str) -> Vec<&'a str> {
+        let mut selves = vec![lead];
+        if let Some(Value::Text(converted)) = self.leads.get(lead).map(|l| l.get("ConvertedContactId")) {
+            if converted != lead {
+                selves.push(converted.as_str());
+            }
+        }
+        selves
     }
 
     /// The contacts of an account with an activity in `[since, at)`.
@@ -510,7 +528,7 @@ impl FeatureSpace {
         if level != Level::Account {
             let people: Vec<&Record> = training
                 .iter()
-                .filter_map(|t| t.person.and_then(|p| history.person(p)))
+                .filter_map(|t| t.person.and_then(|p| history.person(level, p)))
                 .collect();
             let attributes = match level {
                 Level::Lead => &config.lead_attributes,
@@ -634,7 +652,7 @@ impl FeatureSpace {
         change: Option<&Change>,
     ) -> Vec<f64> {
         let account = target.account.and_then(|a| history.accounts.get(a));
-        let person = target.person.and_then(|p| history.person(p));
+        let person = target.person.and_then(|p| history.person(self.level, p));
         let mut account_activities: std::borrow::Cow<'_, [Activity]> = target
             .account
             .map_or(std::borrow::Cow::Borrowed(&[][..]), |a| {
@@ -648,6 +666,21 @@ impl FeatureSpace {
             (true, Some(p)) => history.person_activities_before(p, at),
             _ => Vec::new(),
         };
+        // A lead's row describes its account without the lead: activities with the lead (or
+        // the contact it became) are the lead's own, and counting them for the account would
+        // tell converted leads apart, since only they are tied to an account as contacts.
+        let selves: Vec<&str> = match (self.level, target.person) {
+            (Level::Lead, Some(lead)) => history.lead_selves(lead),
+            _ => Vec::new(),
+        };
+        if !selves.is_empty() {
+            let kept: Vec<Activity> = account_activities
+                .iter()
+                .filter(|a| a.who.as_deref().is_none_or(|w| !selves.contains(&w)))
+                .cloned()
+                .collect();
+            account_activities = std::borrow::Cow::Owned(kept);
+        }
         if let Some(Change::Activity {
             who,
             at: when,
@@ -731,6 +764,7 @@ impl FeatureSpace {
                         at,
                         &account_activities,
                         &engaged,
+                        &selves,
                     ),
                     None => f64::NAN,
                 },
@@ -812,7 +846,7 @@ impl FeatureSpace {
             Source::PersonAttribute { field, kind, .. } => {
                 let raw = target
                     .person
-                    .and_then(|p| history.person(p))
+                    .and_then(|p| history.person(self.level, p))
                     .map(|p| p.get(field).clone())
                     .unwrap_or(Value::Null);
                 attribute_phrase(&column.label, *kind, &raw, value)
@@ -930,6 +964,7 @@ fn aggregate_value(
     at: DateTime<Utc>,
     before: &[Activity],
     engaged: &[&Activity],
+    excluded_contacts: &[&str],
 ) -> f64 {
     let days_between = |earlier: DateTime<Utc>| (at - earlier).num_seconds() as f64 / 86_400.0;
     match aggregate {
@@ -953,7 +988,11 @@ fn aggregate_value(
         }
         Aggregate::DaysSinceLastTouch => before.last().map_or(f64::NAN, |a| days_between(a.at)),
         Aggregate::DaysSinceFirstTouch => before.first().map_or(f64::NAN, |a| days_between(a.at)),
-        Aggregate::ContactsKnown => history.contacts_at(account_id, at).len() as f64,
+        Aggregate::ContactsKnown => history
+            .contacts_at(account_id, at)
+            .iter()
+            .filter(|c| !excluded_contacts.contains(c))
+            .count() as f64,
         Aggregate::SystemSize => {
             let parent = history
                 .accounts

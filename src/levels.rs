@@ -54,9 +54,9 @@ impl OpenRecord {
     }
 
     /// The scored record itself: the person for contacts and leads, else the account.
-    pub fn record<'h>(&self, history: &'h History) -> Option<&'h Record> {
+    pub fn record<'h>(&self, level: Level, history: &'h History) -> Option<&'h Record> {
         match &self.person {
-            Some(person) => history.person(person),
+            Some(person) => history.person(level, person),
             None => history.accounts.get(&self.id),
         }
     }

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod report;
 pub mod run;
 pub mod scoring;
+pub mod setup;
 pub mod store;
 pub mod training;
 pub mod writeback;

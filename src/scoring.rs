@@ -161,7 +161,7 @@ pub fn score_records(
 
     let mut scores = Vec::with_capacity(open.len());
     for (index, record) in open.iter().enumerate() {
-        let crm_record = record.record(history);
+        let crm_record = record.record(level, history);
         let probability = probabilities[index];
         let score = score_of(probability);
         let reasons = space.reasons(
