@@ -408,13 +408,8 @@ async fn run_demo(
 ) -> Result<u8, Failure> {
     let hospitals = hospitals.map(|n| n as usize);
     let workdir = tempfile::tempdir()?;
-    let summary = demo::run_demo_on(
-        crm,
-        hospitals,
-        workdir.path(),
-        export_examples.as_deref(),
-    )
-    .await?;
+    let summary =
+        demo::run_demo_on(crm, hospitals, workdir.path(), export_examples.as_deref()).await?;
     if json {
         print_json(&summary)?;
     } else {
@@ -445,10 +440,11 @@ async fn serve_sandbox(
         access_token_ttl: std::time::Duration::from_secs(token_ttl_secs),
         ..Default::default()
     };
-    let hubspot = leadscore_sandbox::hubspot::HubSpotSandbox::new(org.records.clone(), hubspot_options)?
-        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, hubspot_port)))
-        .await
-        .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
+    let hubspot =
+        leadscore_sandbox::hubspot::HubSpotSandbox::new(org.records.clone(), hubspot_options)?
+            .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, hubspot_port)))
+            .await
+            .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
     let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?
         .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await

@@ -290,11 +290,13 @@ pub async fn run_demo_on(
                     .ids(object)
                     .iter()
                     .filter(|id| {
-                        handle.properties(object, id).is_some_and(|p| match p.get(field) {
-                            Some(v) if v.is_empty() => false,
-                            Some(v) => value.is_none_or(|wanted| v == wanted),
-                            None => false,
-                        })
+                        handle
+                            .properties(object, id)
+                            .is_some_and(|p| match p.get(field) {
+                                Some(v) if v.is_empty() => false,
+                                Some(v) => value.is_none_or(|wanted| v == wanted),
+                                None => false,
+                            })
                     })
                     .count()
             };
@@ -320,7 +322,8 @@ pub async fn run_demo_on(
         }
     };
     sandbox.shutdown().await;
-    let demo_id = |id: &str| -> String { to_demo.get(id).cloned().unwrap_or_else(|| id.to_string()) };
+    let demo_id =
+        |id: &str| -> String { to_demo.get(id).cloned().unwrap_or_else(|| id.to_string()) };
 
     let oracle_of = |level: Level, id: &str| -> Option<f64> {
         match level {
@@ -533,8 +536,12 @@ fn count_hospitals(org: &DemoOrg) -> usize {
 pub fn render(summary: &DemoSummary) -> String {
     let mut out = String::new();
     let auc = |v: Option<f64>| v.map_or("n/a".to_string(), |a| format!("{a:.3}"));
+    let crm = match summary.crm {
+        CrmKind::Salesforce => "Salesforce",
+        CrmKind::Hubspot => "HubSpot",
+    };
     out.push_str(&format!(
-        "Pulled {} records for {} real hospitals from the Salesforce sandbox.\n",
+        "Pulled {} records for {} real hospitals from the {crm} sandbox.\n",
         summary.pulled, summary.hospitals
     ));
     out.push_str(&format!(
@@ -589,7 +596,7 @@ pub fn render(summary: &DemoSummary) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nWrote {} records ({} rejected); {} sandbox accounts now hold a score and {} leads are flagged sales-ready.\n",
+        "\nWrote {} records ({} rejected); {} sandbox accounts (companies in HubSpot) now hold a score and {} leads are flagged sales-ready.\n",
         summary.written, summary.failed, summary.crm_records_with_scores, summary.crm_sales_ready_leads
     ));
     out.push_str(&format!(

@@ -300,7 +300,9 @@ impl History {
     /// its account's.
     fn lead_selves<'a>(&'a self, lead: &'a str) -> Vec<&'a str> {
         let mut selves = vec![lead];
-        if let Some(Value::Text(converted)) = self.leads.get(lead).map(|l| l.get("ConvertedContactId")) {
+        if let Some(Value::Text(converted)) =
+            self.leads.get(lead).map(|l| l.get("ConvertedContactId"))
+        {
             if converted != lead {
                 selves.push(converted.as_str());
             }

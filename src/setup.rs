@@ -19,7 +19,8 @@ pub struct FixReport {
     pub mismatched: Vec<String>,
 }
 
-/// The property specs of every configured level's write-back fields.
+/// The property specs of every configured level's write-back fields, named as the CRM names
+/// them.
 pub fn property_specs(config: &Config) -> Vec<PropertySpec> {
     let tiers: Vec<(String, String)> = config
         .tiers
@@ -31,9 +32,17 @@ pub fn property_specs(config: &Config) -> Vec<PropertySpec> {
     for &level in &config.scoring.levels {
         let object = level.object();
         let fields = config.writeback_for(level);
+        // The CRM's own name, through the connector's field renaming.
+        let crm_name = |name: &str| {
+            config
+                .field_map
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.to_string())
+        };
         let spec = |name: &str, label: &str, kind: PropertyKind| PropertySpec {
             object: object.to_string(),
-            name: name.to_string(),
+            name: crm_name(name),
             label: format!("Leadscore {label}"),
             kind,
             description: format!("{label} of this {level}, written by leadscore"),
@@ -44,7 +53,11 @@ pub fn property_specs(config: &Config) -> Vec<PropertySpec> {
             "tier",
             PropertyKind::Enumeration(tiers.clone()),
         ));
-        specs.push(spec(&fields.reasons_field, "reasons", PropertyKind::LongText));
+        specs.push(spec(
+            &fields.reasons_field,
+            "reasons",
+            PropertyKind::LongText,
+        ));
         specs.push(spec(
             &fields.model_version_field,
             "model version",
