@@ -75,7 +75,8 @@ pub enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
-        /// The CRM the sandbox imitates.
+        /// The CRM the sandbox imitates. The HubSpot demo uses 800 hospitals unless
+        /// --hospitals says otherwise.
         #[arg(long, value_enum, default_value_t = CrmKind::Salesforce)]
         crm: CrmKind,
         /// Use only this many hospitals (all 5,421 by default). At least 400, because 400
@@ -406,7 +407,16 @@ async fn run_demo(
     hospitals: Option<u64>,
     export_examples: Option<PathBuf>,
 ) -> Result<u8, Failure> {
-    let hospitals = hospitals.map(|n| n as usize);
+    let mut hospitals = hospitals.map(|n| n as usize);
+    if crm == CrmKind::Hubspot && hospitals.is_none() {
+        // Under HubSpot's request limits a first pull of all 5,421 hospitals' history takes
+        // about as long as it would from a real portal of that size: minutes, not seconds.
+        hospitals = Some(demo::HUBSPOT_DEMO_HOSPITALS);
+        eprintln!(
+            "The HubSpot demo uses {} hospitals by default, because HubSpot's request limits make a full-size first pull take minutes; pass --hospitals 5421 for all of them.",
+            demo::HUBSPOT_DEMO_HOSPITALS
+        );
+    }
     let workdir = tempfile::tempdir()?;
     let summary =
         demo::run_demo_on(crm, hospitals, workdir.path(), export_examples.as_deref()).await?;

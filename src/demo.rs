@@ -30,6 +30,9 @@ pub const HUBSPOT_EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.hubsp
 /// Default loopback port of the Salesforce sandbox.
 pub const SANDBOX_PORT: u16 = 8580;
 
+/// Hospitals in the HubSpot demo unless `--hospitals` says otherwise.
+pub const HUBSPOT_DEMO_HOSPITALS: usize = 800;
+
 /// Default loopback port of the HubSpot sandbox.
 pub const HUBSPOT_SANDBOX_PORT: u16 = 8581;
 

@@ -149,3 +149,41 @@ fn demo_reports_three_levels_beside_the_oracle() {
     assert_eq!(summary["crm_sales_ready_leads"].as_u64(), Some(sales_ready));
     assert_eq!(summary["rerun_written"].as_u64(), Some(0));
 }
+
+#[test]
+fn hubspot_demo_has_the_same_shape() {
+    let salesforce = stdout_json(
+        &run(&["demo", "--hospitals", "400", "--json"]),
+        "leadscore demo",
+    );
+    let hubspot = stdout_json(
+        &run(&["demo", "--crm", "hubspot", "--hospitals", "400", "--json"]),
+        "leadscore demo --crm hubspot",
+    );
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keys(&hubspot), keys(&salesforce));
+    assert_eq!(hubspot["crm"], "hubspot");
+    assert_eq!(hubspot["rerun_written"].as_u64(), Some(0));
+    let levels = hubspot["levels"].as_array().expect("levels");
+    assert_eq!(levels.len(), 3);
+    for level in levels {
+        let auc = level["holdout_auc"].as_f64().expect("holdout_auc");
+        let oracle = level["oracle_auc"].as_f64().expect("oracle_auc");
+        assert!(auc > 0.65 && auc < oracle + 0.05, "{level}");
+        assert!(level["written"].as_u64().expect("written") > 0, "{level}");
+    }
+    // The same org gives the same examples in either CRM.
+    for (hs, sf) in levels
+        .iter()
+        .zip(salesforce["levels"].as_array().expect("levels"))
+    {
+        assert_eq!(hs["examples"], sf["examples"], "{}", hs["level"]);
+    }
+}
