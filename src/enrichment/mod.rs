@@ -899,12 +899,12 @@ mod tests {
 
         let t = table(&["12", "abc", "7"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type),
+            tolerant_kind(&t, 0, t.infer(0).column_type, false),
             AttributeKind::Category
         );
         let t = table(&["Yes", "No", "N/A"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type),
+            tolerant_kind(&t, 0, t.infer(0).column_type, false),
             AttributeKind::Flag
         );
     }
