@@ -103,6 +103,10 @@ pub enum Command {
         /// Seconds an access token stays valid, at least 1.
         #[arg(long, default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
         token_ttl_secs: u64,
+        /// Serve HTTPS with certificates from a CA generated at start; the first output line
+        /// names the CA files to trust (`ca_cert`, `hubspot_ca_cert`).
+        #[arg(long)]
+        tls: bool,
     },
     /// Print a configuration file to standard output.
     Init {
@@ -361,7 +365,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             hubspot_port,
             hospitals,
             token_ttl_secs,
-        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs).await,
+            tls,
+        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls).await,
         Command::Init { crm, sandbox } => {
             let text = match (crm, sandbox) {
                 (CrmKind::Salesforce, true) => demo::sandbox_config(
@@ -433,6 +438,7 @@ async fn serve_sandbox(
     hubspot_port: u16,
     hospitals: Option<u64>,
     token_ttl_secs: u64,
+    tls: bool,
 ) -> Result<u8, Failure> {
     let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
         max_hospitals: hospitals.map(|n| n as usize),
@@ -451,19 +457,27 @@ async fn serve_sandbox(
         ..Default::default()
     };
     let hubspot =
-        leadscore_sandbox::hubspot::HubSpotSandbox::new(org.records.clone(), hubspot_options)?
-            .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, hubspot_port)))
-            .await
-            .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
-    let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?
-        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .await
-        .map_err(|err| listen_failure(port, "--port", err))?;
+        leadscore_sandbox::hubspot::HubSpotSandbox::new(org.records.clone(), hubspot_options)?;
+    let hubspot_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, hubspot_port));
+    let hubspot = if tls {
+        hubspot.serve_tls(hubspot_addr).await
+    } else {
+        hubspot.serve(hubspot_addr).await
+    }
+    .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
+    let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let sandbox = if tls {
+        sandbox.serve_tls(addr).await
+    } else {
+        sandbox.serve(addr).await
+    }
+    .map_err(|err| listen_failure(port, "--port", err))?;
     let options = sandbox.options();
     let hubspot_options = hubspot.options();
     // These are the sandboxes' own demo credentials, printed so clients can connect; they open
     // nothing but this local process.
-    let banner = serde_json::json!({
+    let mut banner = serde_json::json!({
         "salesforce_url": sandbox.url(),
         "client_id": options.client_id,
         "client_secret": options.client_secret,
@@ -477,6 +491,10 @@ async fn serve_sandbox(
         "hubspot_client_secret": hubspot_options.client_secret,
         "hubspot_refresh_token": hubspot_options.refresh_token,
     });
+    if let (Some(ca), Some(hubspot_ca)) = (sandbox.ca_cert_path(), hubspot.ca_cert_path()) {
+        banner["ca_cert"] = serde_json::json!(ca.display().to_string());
+        banner["hubspot_ca_cert"] = serde_json::json!(hubspot_ca.display().to_string());
+    }
     println!("{banner}");
     eprintln!(
         "Salesforce sandbox listening on {}, HubSpot sandbox on {}; press Ctrl-C to stop.",
@@ -524,7 +542,7 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             }
         }
     }
-    let report = pipeline::check(&connector, &config).await?;
+    let report = pipeline::check(&connector, config).await?;
     if args.json {
         print_json(&report)?;
     } else {
@@ -543,8 +561,8 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
 
 async fn step_pull(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(&config)?;
-    let report = pipeline::pull(&connector, &store, &config).await?;
+    let connector = connector_for(config)?;
+    let report = pipeline::pull(&connector, &store, config).await?;
     if args.json {
         print_json(&report)?;
     } else {
@@ -698,15 +716,15 @@ fn print_failures(failed: &[FailedWrite]) {
 
 async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(&config)?;
-    let check = pipeline::check(&connector, &config).await?;
-    store.bind_source(&pipeline::source_name(&config))?;
+    let connector = connector_for(config)?;
+    let check = pipeline::check(&connector, config).await?;
+    store.bind_source(&pipeline::source_name(config))?;
     let mut reports = Vec::new();
-    for level in levels_for(args, &config)? {
+    for level in levels_for(args, config)? {
         let report = writeback::push(
             &connector,
             &store.at_level(level),
-            &config,
+            config,
             &check.reasons_max_len,
             Utc::now(),
         )
@@ -815,8 +833,8 @@ fn print_change(change: &crate::registry::LiveChange, json: bool) -> Result<(), 
 
 async fn step_run(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(&config)?;
-    let report = run_once(&connector, &store, &config, Utc::now()).await?;
+    let connector = connector_for(config)?;
+    let report = run_once(&connector, &store, config, Utc::now()).await?;
     if args.json {
         print_json(&report)?;
     } else {

@@ -15,6 +15,7 @@ fn parse_url(key: &str, text: &str) -> Result<url::Url, PipelineError> {
 pub fn connect(
     settings: &HubSpotSettings,
     secrets: ConnectorSecrets,
+    extra_ca_pem: Option<Vec<u8>>,
 ) -> Result<HubSpotConnector, PipelineError> {
     let base_url = parse_url("base_url", &settings.base_url)?;
     let auth =
@@ -44,5 +45,6 @@ pub fn connect(
     config.timeout = settings.timeout;
     config.max_retries = settings.max_retries;
     config.lead_converted_stage = settings.lead_converted_stage.clone();
+    config.extra_ca_pem = extra_ca_pem;
     Ok(HubSpotConnector::new(config)?)
 }

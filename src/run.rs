@@ -172,6 +172,15 @@ pub fn connect(
     secrets: impl Into<ConnectorSecrets>,
 ) -> Result<AnyConnector, PipelineError> {
     let secrets = secrets.into();
+    let extra_ca_pem = match config.connector.ca_file() {
+        Some(path) => Some(std::fs::read(path).map_err(|err| {
+            PipelineError::Config(format!(
+                "[connector] ca_file {}: cannot read it: {err}; give the path of a PEM file of CA certificates",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     match (&config.connector, secrets) {
         (ConnectorSettings::Salesforce(settings), ConnectorSecrets::Salesforce(secrets)) => {
             let login_url = url::Url::parse(&settings.login_url).map_err(|err| {
@@ -190,7 +199,7 @@ pub fn connect(
                 timeout: settings.timeout,
                 max_retries: settings.max_retries,
                 retry_base_delay: Duration::from_millis(500),
-                extra_ca_pem: None,
+                extra_ca_pem,
             })?;
             Ok(AnyConnector::new(
                 Crm::Salesforce(connector),
@@ -198,7 +207,7 @@ pub fn connect(
             ))
         }
         (ConnectorSettings::HubSpot(settings), secrets) => Ok(AnyConnector::new(
-            Crm::HubSpot(crate::hubspot::connect(settings, secrets)?),
+            Crm::HubSpot(crate::hubspot::connect(settings, secrets, extra_ca_pem)?),
             FieldMap::new(&config.field_map),
         )),
         (settings, _) => Err(PipelineError::Model(format!(

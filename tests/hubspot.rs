@@ -402,3 +402,62 @@ async fn two_connectors_score_both_without_mixing() {
         .is_dir());
     assert!(std::path::Path::new(&store_path).join("hubspot").is_dir());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_sandbox_trusted_through_ca_file() {
+    let org = leadscore_demo_org::generate(&DemoOptions {
+        max_hospitals: Some(30),
+        ..DemoOptions::default()
+    })
+    .expect("demo org");
+    let sandbox = HubSpotSandbox::new(org.records, fast_options())
+        .expect("sandbox")
+        .serve_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("listens over TLS");
+    assert!(sandbox.url().starts_with("https://127.0.0.1:"));
+    let ca = sandbox.ca_cert_path().expect("CA file").to_path_buf();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = hubspot_sandbox_config(
+        &sandbox.url(),
+        &dir.path().join("store").display().to_string(),
+    );
+    let load = |text: String| {
+        let path = dir.path().join("leadscore.toml");
+        std::fs::write(&path, text).expect("config");
+        Config::load(&path).unwrap_or_else(|err| panic!("{err}"))
+    };
+
+    let untrusted = load(base.clone());
+    let err = pipeline::check(
+        &connect(&untrusted, token()).expect("connector"),
+        &untrusted,
+    )
+    .await
+    .expect_err("the sandbox's CA is not trusted by default");
+    assert!(err.to_string().contains("failed"), "{err}");
+
+    let with_ca = base.replace(
+        "# ca_file = \"/etc/ssl/certs/corporate-proxy.pem\"",
+        &format!("ca_file = {:?}", ca.display().to_string()),
+    );
+    let trusted = load(with_ca);
+    let connector = connect(&trusted, token()).expect("connector");
+    leadscore::setup::fix(&connector, &trusted)
+        .await
+        .expect("fix over TLS");
+    pipeline::check(&connector, &trusted)
+        .await
+        .expect("check passes once the CA is trusted");
+
+    let missing = trusted.clone();
+    let mut missing = missing;
+    if let leadscore::config::ConnectorSettings::HubSpot(settings) = &mut missing.connector {
+        settings.ca_file = Some(dir.path().join("nope.pem"));
+    }
+    let err = match connect(&missing, token()) {
+        Ok(_) => panic!("a missing CA file is an error"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("nope.pem") && err.contains("PEM"), "{err}");
+}

@@ -426,9 +426,7 @@ async fn connector_trusts_extra_ca() {
     sandbox.shutdown().await;
 }
 
-/// Starts the HubSpot sandbox with the same demo org.
-// NOTE: the HubSpot sandbox serves plain HTTP only; `hubspot_client.py` takes a CA file
-// (LEADSCORE_HS_CA_CERT) for the day it gains a TLS listener.
+/// Starts the HubSpot sandbox with the same demo org, over HTTPS.
 async fn start_hubspot() -> RunningHubSpot {
     let org = leadscore_demo_org::generate(&DemoOptions {
         max_hospitals: Some(HOSPITALS),
@@ -437,7 +435,7 @@ async fn start_hubspot() -> RunningHubSpot {
     .expect("demo org generates");
     HubSpotSandbox::new(org.records, HubSpotOptions::default())
         .expect("HubSpot sandbox accepts the demo org")
-        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .serve_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .expect("HubSpot sandbox listens on loopback")
 }
@@ -452,8 +450,8 @@ fn id_list(value: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn hubspot_client_over_http() {
-    let Some(python) = python_or_skip("hubspot_client_over_http") else {
+async fn hubspot_client_over_https() {
+    let Some(python) = python_or_skip("hubspot_client_over_https") else {
         return;
     };
     let sandbox = start_hubspot().await;
@@ -491,8 +489,15 @@ async fn hubspot_client_over_http() {
         .collect();
     updates.push(json!({"id": missing_id, "properties": {"jobtitle": "Nobody"}}));
 
+    assert!(sandbox.url().starts_with("https://"));
+    let ca = sandbox
+        .ca_cert_path()
+        .expect("a TLS sandbox has a CA file")
+        .display()
+        .to_string();
     let env = vec![
         ("LEADSCORE_HS_URL".to_string(), sandbox.url()),
+        ("LEADSCORE_HS_CA_CERT".to_string(), ca),
         (
             "LEADSCORE_HS_TOKEN".to_string(),
             sandbox.options().private_app_token.clone(),

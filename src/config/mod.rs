@@ -121,6 +121,9 @@ pub struct SalesforceSettings {
     pub page_size: Option<u32>,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// A PEM file of certificates to trust besides the system's roots (a sandbox's own CA,
+    /// or a corporate proxy's).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// HubSpot credentials: a private-app token, or an OAuth app's refresh token. Both name
@@ -148,6 +151,8 @@ pub struct HubSpotSettings {
     pub lead_converted_stage: String,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// A PEM file of certificates to trust besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One configured CRM connection.
@@ -174,6 +179,14 @@ impl ConnectorSettings {
         match self {
             ConnectorSettings::Salesforce(_) => "salesforce",
             ConnectorSettings::HubSpot(_) => "hubspot",
+        }
+    }
+
+    /// The extra CA file, when one is configured.
+    pub fn ca_file(&self) -> Option<&Path> {
+        match self {
+            ConnectorSettings::Salesforce(s) => s.ca_file.as_deref(),
+            ConnectorSettings::HubSpot(h) => h.ca_file.as_deref(),
         }
     }
 
@@ -598,7 +611,17 @@ fn read_limited(path: &Path) -> Result<String, String> {
 }
 
 fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) -> Option<Config> {
-    let connectors = read_connectors(top, issues);
+    let mut connectors = read_connectors(top, issues);
+    // A relative CA file is relative to this file's directory, like the store path.
+    for entry in connectors.iter_mut().flatten() {
+        let ca_file = match &mut entry.settings {
+            ConnectorSettings::Salesforce(settings) => &mut settings.ca_file,
+            ConnectorSettings::HubSpot(settings) => &mut settings.ca_file,
+        };
+        if let Some(path) = ca_file {
+            *path = base.join(&*path);
+        }
+    }
 
     let mut store = top.table(issues, "store");
     let store_path = store
@@ -854,6 +877,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
         lead_converted_stage,
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
+        ca_file: read_ca_file(s, issues),
     })
 }
 
@@ -883,6 +907,7 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         page_size,
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
+        ca_file: read_ca_file(s, issues),
     })
 }
 
@@ -957,6 +982,17 @@ fn read_url(
         return Some(None);
     }
     Some(Some(text.trim_end_matches('/').to_string()))
+}
+
+/// Reads `ca_file`, a path kept as written; the connector resolves it against the config
+/// file's directory and reads it.
+fn read_ca_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<PathBuf> {
+    s.string(
+        issues,
+        "ca_file",
+        r#"ca_file = "/etc/ssl/certs/corporate-proxy.pem""#,
+    )
+    .map(|v| PathBuf::from(v.into_inner()))
 }
 
 /// Reads the API version, accepting `59.0` or `v59.0`; the default is 59.0.

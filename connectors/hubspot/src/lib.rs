@@ -107,6 +107,9 @@ pub struct HubSpotConfig {
     pub burst_share: f64,
     /// Lifecycle stage (internal value) at which a lead counts as converted.
     pub lead_converted_stage: String,
+    /// PEM certificates trusted besides the system's roots: a sandbox's own CA, or a corporate
+    /// proxy's.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl HubSpotConfig {
@@ -126,6 +129,7 @@ impl HubSpotConfig {
             search_per_second: 4,
             burst_share: 0.9,
             lead_converted_stage: DEFAULT_LEAD_CONVERTED_STAGE.to_string(),
+            extra_ca_pem: None,
         }
     }
 
@@ -256,14 +260,31 @@ impl HubSpotConnector {
     /// proves the credentials.
     pub fn new(config: HubSpotConfig) -> Result<Self, ConnectorError> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             // A redirect would resend the bearer token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| {
-                ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
-            })?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &config.extra_ca_pem {
+            let invalid = |problem: String| {
+                ConnectorError::Rejected {
+                code: "INVALID_CONFIG".to_string(),
+                message: format!(
+                    "the extra CA file {problem}; give a PEM file with -----BEGIN CERTIFICATE----- blocks"
+                ),
+            }
+            };
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| invalid(format!("is not valid PEM: {error}")))?;
+            if certificates.is_empty() {
+                return Err(invalid("contains no certificate".to_string()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|error| {
+            ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
+        })?;
         let tokens = match config.auth {
             HubSpotAuth::PrivateApp(token) => TokenSource::Static(token),
             HubSpotAuth::OAuth {

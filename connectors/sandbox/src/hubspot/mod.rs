@@ -144,6 +144,37 @@ impl HubSpotSandbox {
             shared: self.shared,
             stop,
             task,
+            ca: None,
+        })
+    }
+
+    /// Binds `addr`, which must be a loopback address, and serves the API over HTTPS with a
+    /// certificate signed by a CA generated at start, whose PEM file
+    /// [`RunningHubSpot::ca_cert_path`] names; shutdown removes it.
+    pub async fn serve_tls(self, addr: SocketAddr) -> std::io::Result<RunningHubSpot> {
+        let (listener, ca) = crate::tls::bind(addr).await?;
+        let local = axum::serve::Listener::local_addr(&listener)?;
+        let url = format!("https://{local}");
+        let _ = self.shared.base_url.set(url.clone());
+        let router = server::router(self.shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "HubSpot sandbox server failed");
+            }
+        });
+        tracing::info!(%url, ca_cert = %ca.path().display(), "HubSpot sandbox listening over TLS");
+        Ok(RunningHubSpot {
+            url,
+            shared: self.shared,
+            stop,
+            task,
+            ca: Some(ca),
         })
     }
 }
@@ -154,9 +185,16 @@ pub struct RunningHubSpot {
     shared: Arc<Shared>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// The CA certificate of a TLS sandbox; dropping it removes its file.
+    ca: Option<crate::tls::CaFile>,
 }
 
 impl RunningHubSpot {
+    /// The PEM file of the CA that signed the sandbox's certificate, when it serves TLS.
+    pub fn ca_cert_path(&self) -> Option<&std::path::Path> {
+        self.ca.as_ref().map(|ca| ca.path())
+    }
+
     /// Returns the API base URL, `http://127.0.0.1:PORT`, which also serves `/oauth/v1/token`.
     pub fn url(&self) -> String {
         self.url.clone()

@@ -199,9 +199,10 @@ fn read_params(query: Option<&str>) -> Result<ReadParams, HsError> {
 }
 
 pub(crate) fn parse_flag(name: &str, value: &str) -> Result<bool, HsError> {
+    // HubSpot's own Python client sends `archived=False`, and the API accepts it.
     match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
         _ => Err(HsError::validation(format!(
             "{name}={value} is invalid; use true or false"
         ))),
