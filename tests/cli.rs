@@ -168,7 +168,15 @@ async fn secrets_never_reach_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_prints_connection_banner() {
     let mut child = Command::new(BIN)
-        .args(["sandbox", "--port", "0", "--hospitals", "20"])
+        .args([
+            "sandbox",
+            "--port",
+            "0",
+            "--hubspot-port",
+            "0",
+            "--hospitals",
+            "20",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -186,6 +194,17 @@ async fn sandbox_prints_connection_banner() {
     let banner: serde_json::Value = serde_json::from_str(&line).expect("first line is JSON");
     let url = banner["salesforce_url"].as_str().expect("url").to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    // The HubSpot sandbox answers with the printed private-app token.
+    let hubspot = banner["hubspot_url"].as_str().expect("hubspot_url");
+    let token = banner["hubspot_token"].as_str().expect("hubspot_token");
+    let owners = reqwest::Client::new()
+        .get(format!("{hubspot}/crm/v3/owners?limit=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("HubSpot sandbox answers");
+    assert!(owners.status().is_success(), "{}", owners.status());
 
     let form = [
         ("grant_type", "refresh_token"),

@@ -461,3 +461,41 @@ async fn https_sandbox_trusted_through_ca_file() {
     };
     assert!(err.contains("nope.pem") && err.contains("PEM"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_without_a_scope_is_named() {
+    let org = leadscore_demo_org::generate(&DemoOptions {
+        max_hospitals: Some(30),
+        ..DemoOptions::default()
+    })
+    .expect("demo org");
+    let options = HubSpotOptions {
+        withheld_scopes: vec!["crm.objects.companies.read".to_string()],
+        ..fast_options()
+    };
+    let sandbox = HubSpotSandbox::new(org.records, options)
+        .expect("sandbox")
+        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("listens");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leadscore.toml");
+    std::fs::write(
+        &path,
+        hubspot_sandbox_config(
+            &sandbox.url(),
+            &dir.path().join("store").display().to_string(),
+        ),
+    )
+    .expect("config");
+    let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    let connector = connect(&config, token()).expect("connector");
+    let store = Store::open(&config.store_path).expect("store");
+    let err = pipeline::pull(&connector, &store, &config)
+        .await
+        .expect_err("companies cannot be read");
+    let text = err.to_string();
+    assert!(text.contains("crm.objects.companies.read"), "{text}");
+    let token = HubSpotOptions::default().private_app_token;
+    assert!(!text.contains(&token), "the token is never shown: {text}");
+}
