@@ -490,6 +490,9 @@ async fn token_without_a_scope_is_named() {
     .expect("config");
     let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
     let connector = connect(&config, token()).expect("connector");
+    leadscore::setup::fix(&connector, &config)
+        .await
+        .expect("properties can still be created");
     let store = Store::open(&config.store_path).expect("store");
     let err = pipeline::pull(&connector, &store, &config)
         .await

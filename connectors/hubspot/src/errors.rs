@@ -41,6 +41,9 @@ struct ErrorWire {
     correlation_id: Option<String>,
     #[serde(default)]
     errors: Vec<ErrorDetailWire>,
+    /// Extra details; a 403 names the scopes the call needs in `requiredScopes`.
+    #[serde(default)]
+    context: Option<serde_json::Value>,
     /// OAuth token endpoint form.
     #[serde(default)]
     error: Option<String>,
@@ -52,6 +55,21 @@ struct ErrorWire {
 struct ErrorDetailWire {
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
+}
+
+/// Returns the scopes a `context` object lists under `requiredScopes`.
+fn required_scopes(context: Option<&serde_json::Value>) -> Vec<String> {
+    context
+        .and_then(|c| c.get("requiredScopes"))
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Parses an error response body of any shape HubSpot or a proxy in front of it sends.
@@ -64,12 +82,21 @@ pub(crate) fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
             .unwrap_or_default()
             .trim()
             .to_string();
+        let mut scopes = required_scopes(wire.context.as_ref());
         for detail in &wire.errors {
             if let Some(text) = &detail.message {
                 if !message.contains(text.as_str()) {
                     message.push_str(&format!("; {}", text.trim()));
                 }
             }
+            for scope in required_scopes(detail.context.as_ref()) {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+            }
+        }
+        if !scopes.is_empty() {
+            message.push_str(&format!(" (required scopes: {})", scopes.join(", ")));
         }
         if category.is_some() || !message.is_empty() {
             return ApiError {
