@@ -414,6 +414,32 @@ pub async fn check<C: Connector>(
         }
     }
 
+    // In HubSpot a lead is a contact: the two levels must write to different properties, or
+    // each would overwrite the other's scores on the same records.
+    if matches!(
+        config.connector,
+        crate::config::ConnectorSettings::HubSpot(_)
+    ) && config.scoring.levels.contains(&Level::Contact)
+        && config.scoring.levels.contains(&Level::Lead)
+    {
+        let map = crate::run::FieldMap::new(&config.field_map);
+        let contact: Vec<String> = writeback_fields(&config.contact.writeback)
+            .chain([&config.contact.writeback.scored_at_field])
+            .map(|name| map.crm(fields::CONTACT, name))
+            .collect();
+        let shared: Vec<String> = writeback_fields(&config.lead.writeback)
+            .chain([&config.lead.writeback.scored_at_field])
+            .map(|name| map.crm(fields::LEAD, name))
+            .filter(|name| contact.contains(name))
+            .collect();
+        if !shared.is_empty() {
+            problems.push(format!(
+                "[lead.writeback]: in HubSpot leads are contacts, so the lead level cannot write to the contact level's properties ({}); give [lead.writeback] names of its own, such as score_field = \"leadscore_lead_score\", or with several connectors map them for Lead alone: fields = {{ \"Lead.LS_Score__c\" = \"leadscore_lead_score\" }}",
+                shared.join(", ")
+            ));
+        }
+    }
+
     // Enrichment files are read here too, so a missing file or column stops `check`, not a
     // later `train`.
     for table in &config.enrichment {

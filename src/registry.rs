@@ -49,6 +49,9 @@ pub struct Candidate {
 pub struct ShadowReport {
     pub live_version: String,
     pub candidate_version: String,
+    /// The scored object, `Account`, `Contact` or `Lead`; the counts below are of its records.
+    #[serde(default)]
+    pub object: String,
     /// Open accounts scored by both models.
     pub accounts: usize,
     /// Accounts whose tier would change.
@@ -364,6 +367,10 @@ pub fn compare_tiers(
         .map(|row| (row.id.as_str(), row.tier.as_str()))
         .collect();
     let mut report = ShadowReport {
+        object: live
+            .first()
+            .or(candidate.first())
+            .map_or_else(|| "Account".to_string(), |row| row.object.clone()),
         live_version: live_version.to_string(),
         candidate_version: candidate_version.to_string(),
         accounts: 0,
@@ -498,8 +505,11 @@ fn change_live(
     };
     let note = match &shadow {
         Some(report) => format!(
-            "{} of {} open accounts change tier, {} newly enter the top tier",
-            report.tier_changes, report.accounts, report.new_top_tier
+            "{} of {} open {}s change tier, {} newly enter the top tier",
+            report.tier_changes,
+            report.accounts,
+            report.object.to_lowercase(),
+            report.new_top_tier
         ),
         None => "no live model to compare with".to_string(),
     };
@@ -700,8 +710,11 @@ pub fn render_publish(outcome: &PublishOutcome) -> String {
             if let Some(shadow) = shadow {
                 let _ = write!(
                     text,
-                    " {} of {} open accounts change tier; {} newly enter the top tier.",
-                    shadow.tier_changes, shadow.accounts, shadow.new_top_tier
+                    " {} of {} open {}s change tier; {} newly enter the top tier.",
+                    shadow.tier_changes,
+                    shadow.accounts,
+                    shadow.object.to_lowercase(),
+                    shadow.new_top_tier
                 );
             }
             text.push('\n');
@@ -743,8 +756,12 @@ pub fn render_change(change: &LiveChange) -> String {
     if let Some(shadow) = &change.shadow {
         let _ = writeln!(
             text,
-            "Shadow scoring: {} of {} open accounts change tier; {} newly enter the top tier (alerts that would fire), {} leave it.",
-            shadow.tier_changes, shadow.accounts, shadow.new_top_tier, shadow.left_top_tier
+            "Shadow scoring: {} of {} open {}s change tier; {} newly enter the top tier (alerts that would fire), {} leave it.",
+            shadow.tier_changes,
+            shadow.accounts,
+            shadow.object.to_lowercase(),
+            shadow.new_top_tier,
+            shadow.left_top_tier
         );
         for (change, count) in &shadow.moves {
             let _ = writeln!(text, "  {change}: {count}");

@@ -34,27 +34,37 @@ pub struct AnyConnector {
     fields: FieldMap,
 }
 
-/// Field names the configuration uses, mapped to the CRM's own (`[connector] fields`).
+/// Field names the configuration uses, mapped to the CRM's own (`[connector] fields`). A key
+/// may name one object's field (`Lead.LS_Score__c`), which wins over a bare field name.
 #[derive(Clone, Debug, Default)]
 pub struct FieldMap {
     to_crm: BTreeMap<String, String>,
-    to_config: BTreeMap<String, String>,
 }
 
 impl FieldMap {
     pub fn new(to_crm: &BTreeMap<String, String>) -> FieldMap {
         FieldMap {
             to_crm: to_crm.clone(),
-            to_config: to_crm.iter().map(|(a, b)| (b.clone(), a.clone())).collect(),
         }
     }
 
-    fn crm<'a>(&'a self, name: &'a str) -> &'a str {
-        self.to_crm.get(name).map_or(name, String::as_str)
+    /// The CRM's name of a field of `object`.
+    pub fn crm(&self, object: &str, name: &str) -> String {
+        self.to_crm
+            .get(&format!("{object}.{name}"))
+            .or_else(|| self.to_crm.get(name))
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 
-    fn config(&self, name: String) -> String {
-        self.to_config.get(&name).cloned().unwrap_or(name)
+    /// The configuration's name of a CRM field of `object`: the inverse of [`FieldMap::crm`]
+    /// for the names a request used.
+    fn config_names(&self, object: &str, fields: &[String]) -> BTreeMap<String, String> {
+        fields
+            .iter()
+            .map(|name| (self.crm(object, name), name.clone()))
+            .filter(|(crm, name)| crm != name)
+            .collect()
     }
 
     fn spec(&self, spec: &PullSpec) -> PullSpec {
@@ -62,24 +72,45 @@ impl FieldMap {
             fields: spec
                 .fields
                 .iter()
-                .map(|f| self.crm(f).to_string())
+                .map(|f| self.crm(&spec.object, f))
                 .collect(),
             ..spec.clone()
         }
     }
 
-    fn page(&self, mut page: Page) -> Page {
-        if self.to_config.is_empty() {
+    fn page(&self, spec: &PullSpec, mut page: Page) -> Page {
+        let back = self.config_names(&spec.object, &spec.fields);
+        if back.is_empty() {
             return page;
         }
         for record in &mut page.records {
             let fields = std::mem::take(&mut record.fields);
             record.fields = fields
                 .into_iter()
-                .map(|(k, v)| (self.config(k), v))
+                .map(|(k, v)| (back.get(&k).cloned().unwrap_or(k), v))
                 .collect();
         }
         page
+    }
+
+    /// Renames a described object's fields back: every mapped name of that object.
+    fn schema(&self, mut schema: ObjectSchema) -> ObjectSchema {
+        let object = schema.name.clone();
+        let back: BTreeMap<String, String> = self
+            .to_crm
+            .iter()
+            .filter_map(|(key, crm)| match key.split_once('.') {
+                Some((o, field)) if o == object => Some((crm.clone(), field.to_string())),
+                Some(_) => None,
+                None => Some((crm.clone(), key.clone())),
+            })
+            .collect();
+        for field in &mut schema.fields {
+            if let Some(name) = back.get(&field.name) {
+                field.name = name.clone();
+            }
+        }
+        schema
     }
 }
 
@@ -118,11 +149,8 @@ impl Connector for AnyConnector {
     }
 
     async fn describe(&self, object: &str) -> Result<ObjectSchema, ConnectorError> {
-        let mut schema = forward!(self, c => c.describe(object).await)?;
-        for field in &mut schema.fields {
-            field.name = self.fields.config(std::mem::take(&mut field.name));
-        }
-        Ok(schema)
+        let schema = forward!(self, c => c.describe(object).await)?;
+        Ok(self.fields.schema(schema))
     }
 
     async fn pull_first(
@@ -130,9 +158,9 @@ impl Connector for AnyConnector {
         spec: &PullSpec,
         cursor: Option<&Cursor>,
     ) -> Result<Page, ConnectorError> {
-        let spec = self.fields.spec(spec);
-        let page = forward!(self, c => c.pull_first(&spec, cursor).await)?;
-        Ok(self.fields.page(page))
+        let renamed = self.fields.spec(spec);
+        let page = forward!(self, c => c.pull_first(&renamed, cursor).await)?;
+        Ok(self.fields.page(spec, page))
     }
 
     async fn pull_next(
@@ -141,9 +169,9 @@ impl Connector for AnyConnector {
         cursor: Option<&Cursor>,
         next: &str,
     ) -> Result<Page, ConnectorError> {
-        let spec = self.fields.spec(spec);
-        let page = forward!(self, c => c.pull_next(&spec, cursor, next).await)?;
-        Ok(self.fields.page(page))
+        let renamed = self.fields.spec(spec);
+        let page = forward!(self, c => c.pull_next(&renamed, cursor, next).await)?;
+        Ok(self.fields.page(spec, page))
     }
 
     async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<WriteOutcome>, ConnectorError> {
@@ -153,7 +181,7 @@ impl Connector for AnyConnector {
                 fields: u
                     .fields
                     .iter()
-                    .map(|(k, v)| (self.fields.crm(k).to_string(), v.clone()))
+                    .map(|(k, v)| (self.fields.crm(&u.object, k), v.clone()))
                     .collect(),
                 ..u.clone()
             })

@@ -502,3 +502,26 @@ async fn token_without_a_scope_is_named() {
     let token = HubSpotOptions::default().private_app_token;
     assert!(!text.contains(&token), "the token is never shown: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_and_contact_levels_may_not_share_properties() {
+    let env = start(|text| {
+        let start = text
+            .find("[lead.writeback]")
+            .expect("lead write-back section");
+        let end = text[start..].find("\n\n").map_or(text.len(), |i| start + i);
+        format!("{}{}", &text[..start], &text[end..])
+    })
+    .await;
+    let connector = connect(&env.config, token()).expect("connector");
+    leadscore::setup::fix(&connector, &env.config)
+        .await
+        .expect("fix");
+    let err = pipeline::check(&connector, &env.config)
+        .await
+        .expect_err("leads would overwrite contact scores");
+    let text = err.to_string();
+    assert!(text.contains("[lead.writeback]"), "{text}");
+    assert!(text.contains("leadscore_score"), "{text}");
+    assert!(text.contains("Lead.LS_Score__c"), "{text}");
+}
