@@ -229,6 +229,53 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     } else {
         Vec::new()
     };
+    // A mapped field that no stored record has was never pulled (a changed configuration, or
+    // a misspelt field); training without it would quietly drop the feature.
+    let mut unpulled = Vec::new();
+    for (section, object, attributes, records, used) in [
+        (
+            "account",
+            fields::ACCOUNT,
+            &config.features.attributes,
+            &accounts,
+            true,
+        ),
+        (
+            "contact",
+            fields::CONTACT,
+            &config.features.contact_attributes,
+            &contacts,
+            config.scoring.levels.contains(&Level::Contact),
+        ),
+        (
+            "lead",
+            fields::LEAD,
+            &config.features.lead_attributes,
+            &leads,
+            config.scoring.levels.contains(&Level::Lead),
+        ),
+    ] {
+        if !used || records.is_empty() {
+            continue;
+        }
+        for attribute in attributes.iter() {
+            if !records
+                .iter()
+                .any(|r| r.fields.contains_key(&attribute.field))
+            {
+                unpulled.push(format!(
+                    "[[features.{section}]] {} reads {object} field {:?}, which no pulled record has",
+                    attribute.name, attribute.field
+                ));
+            }
+        }
+    }
+    if !unpulled.is_empty() {
+        return Err(PipelineError::Config(format!(
+            "{}; run `leadscore check` to verify the field names, then `leadscore pull`, which fetches every record again for a field added to the configuration",
+            unpulled.join("; ")
+        )));
+    }
     let mut features = config.features.clone();
     let mut enrichment = Vec::new();
     for table in &config.enrichment {

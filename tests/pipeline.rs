@@ -992,3 +992,24 @@ async fn field_added_to_config_pulls_every_record_again() {
         .expect("third pull");
     assert_eq!(third.pulled, 0, "nothing changed since");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_refuses_a_field_never_pulled() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull");
+    let mut config = env.config.clone();
+    config.features.attributes[0].field = "Hip_Knee_Dischargez__c".into();
+    let err = training::train(&store, &config, Utc::now()).expect_err("the field was never pulled");
+    let text = err.to_string();
+    assert!(text.contains("Hip_Knee_Dischargez__c"), "{text}");
+    assert!(text.contains("leadscore check"), "{text}");
+    assert!(
+        store.current_model().expect("store").is_none(),
+        "no model went live"
+    );
+    // The configured fields train.
+    training::train(&store, &env.config, Utc::now()).expect("train");
+}
