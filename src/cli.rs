@@ -247,8 +247,24 @@ impl From<PipelineError> for Failure {
             )),
             PipelineError::Config(message) => config_failure(message),
             // Rejected credentials are a configuration problem, not a failed step.
-            PipelineError::Connector(ConnectorError::Auth(message)) => {
-                config_failure(format!("authentication failed: {message}"))
+            PipelineError::Connector(ConnectorError::Auth(message)) => config_failure(format!(
+                "authentication failed: {message}; check the credentials in the environment variables that [connector] names"
+            )),
+            // A connector setting the CRM showed to be wrong, such as an unknown stage.
+            PipelineError::Connector(ConnectorError::Rejected { code, message })
+                if code == "INVALID_CONFIG" =>
+            {
+                config_failure(format!("[connector]: {message}"))
+            }
+            PipelineError::Connector(ConnectorError::Transport(message))
+                if message.contains("onnect") =>
+            {
+                Failure {
+                    code: 1,
+                    message: format!(
+                        "CRM request failed: {message}; check [connector] login_url or base_url and that the CRM (or sandbox) is reachable"
+                    ),
+                }
             }
             other => Failure {
                 code: 1,

@@ -295,6 +295,7 @@ fn check_writeback(
     writeback: &WritebackConfig,
     section: &str,
     tiers: &crate::config::TierConfig,
+    fix_hint: &str,
     problems: &mut Vec<String>,
 ) -> Option<u32> {
     use FieldKind::{DateTime, LongText, Number, Picklist, Text};
@@ -314,7 +315,7 @@ fn check_writeback(
     for (key, name, kinds) in expected {
         let Some(field) = schema.field(name) else {
             problems.push(format!(
-                "{section} {key}: {object} has no field {name:?}; create the custom field or fix the name"
+                "{section} {key}: {object} has no field {name:?}; create the custom field or fix the name{fix_hint}"
             ));
             continue;
         };
@@ -380,11 +381,26 @@ pub async fn check<C: Connector>(
             unavailable.push(object);
         }
     }
+    // Write-back fields get their own, fuller check below; they are not reported twice.
+    let written: Vec<(&str, &String)> = config
+        .scoring
+        .levels
+        .iter()
+        .flat_map(|level| {
+            let fields = config.writeback_for(*level);
+            writeback_fields(fields)
+                .chain([&fields.scored_at_field])
+                .map(move |field| (level.object(), field))
+        })
+        .collect();
     for spec in pull_specs(config) {
         if unavailable.contains(&spec.object.as_str()) {
             continue;
         }
         for field in &spec.fields {
+            if written.contains(&(spec.object.as_str(), field)) {
+                continue;
+            }
             if let Err(problem) = schemas.resolve(&spec.object, field).await? {
                 problems.push(problem);
             }
@@ -459,11 +475,18 @@ pub async fn check<C: Connector>(
             Level::Account => "[writeback]".to_string(),
             other => format!("[{other}.writeback]"),
         };
+        let fix_hint = match config.connector {
+            crate::config::ConnectorSettings::HubSpot(_) => {
+                " (`leadscore check --fix` creates the missing properties)"
+            }
+            crate::config::ConnectorSettings::Salesforce(_) => "",
+        };
         let max_len = check_writeback(
             &schema,
             config.writeback_for(level),
             &section,
             &config.tiers,
+            fix_hint,
             &mut problems,
         );
         if let Some(max_len) = max_len {

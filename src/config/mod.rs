@@ -791,16 +791,47 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Co
         "salesforce" => read_salesforce(s, issues).map(ConnectorSettings::Salesforce),
         "hubspot" => read_hubspot(s, issues).map(ConnectorSettings::HubSpot),
         other => {
+            // The other keys cannot be judged without a kind; reporting them as unknown would
+            // only bury this problem.
+            for key in CONNECTOR_KEYS {
+                s.raw(key);
+            }
+            let lower = other.trim().to_ascii_lowercase();
+            let closest = if lower.starts_with('h') || lower.contains("hub") {
+                "hubspot"
+            } else {
+                "salesforce"
+            };
             issues.push(
                 kind.span(),
                 &s.key_path("kind"),
                 format!("unsupported connector {other:?}; supported: salesforce, hubspot"),
-                Some(example),
+                Some(&format!("kind = {closest:?}")),
             );
             None
         }
     }
 }
+
+/// Every key a `[connector]` table of either kind may hold.
+const CONNECTOR_KEYS: [&str; 16] = [
+    "login_url",
+    "api_version",
+    "client_id",
+    "client_secret_env",
+    "refresh_token_env",
+    "page_size",
+    "timeout_secs",
+    "max_retries",
+    "ca_file",
+    "base_url",
+    "token_env",
+    "token_url",
+    "lead_converted_stage",
+    "name",
+    "fields",
+    "kind",
+];
 
 fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubSpotSettings> {
     let base_url = read_url(
@@ -814,8 +845,12 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
     let refresh_env = s.raw("refresh_token_env").is_some();
     let auth = match (token_env, refresh_env) {
         (true, true) => {
+            // Both kinds of credentials: the OAuth keys are known, just not usable together.
+            for key in ["client_id", "client_secret_env", "token_url"] {
+                s.raw(key);
+            }
             issues.push(
-                s.span(),
+                s.raw("refresh_token_env").map_or_else(|| s.span(), |v| v.span()),
                 &s.key_path("token_env"),
                 "both token_env (private app) and refresh_token_env (OAuth app) are set; keep the one your HubSpot app uses".to_string(),
                 Some(r#"token_env = "LEADSCORE_HUBSPOT_TOKEN""#),
@@ -834,7 +869,8 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
                     .as_ref()
                     .map(|base| format!("{base}/oauth/v1/token"))
             });
-            let client_id = s.required_string(issues, "client_id", r#"client_id = "..."""#);
+            let client_id =
+                s.required_string(issues, "client_id", r#"client_id = "YOUR_APP_CLIENT_ID""#);
             let secret = read_env_name(
                 s,
                 issues,
@@ -847,12 +883,20 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
                 "refresh_token_env",
                 "LEADSCORE_HUBSPOT_REFRESH_TOKEN",
             );
-            Some(HubSpotAuthSettings::OAuth {
-                token_url: token_url?,
-                client_id: client_id?.into_inner(),
-                client_secret_env: secret?,
-                refresh_token_env: refresh?,
-            })
+            match (token_url, client_id, secret, refresh) {
+                (
+                    Some(token_url),
+                    Some(client_id),
+                    Some(client_secret_env),
+                    Some(refresh_token_env),
+                ) => Some(HubSpotAuthSettings::OAuth {
+                    token_url,
+                    client_id: client_id.into_inner(),
+                    client_secret_env,
+                    refresh_token_env,
+                }),
+                _ => None,
+            }
         }
         _ => read_env_name(s, issues, "token_env", "LEADSCORE_HUBSPOT_TOKEN")
             .map(|token_env| HubSpotAuthSettings::PrivateApp { token_env }),

@@ -569,3 +569,50 @@ fn enrichment_feature_may_not_shadow_a_configured_one() {
         vec!["hip_knee".to_string()]
     );
 }
+
+const HUBSPOT: &str = include_str!("../../deploy/leadscore.hubspot.example.toml");
+
+#[test]
+fn hubspot_example_parses() {
+    let config = parse(HUBSPOT).expect("the shipped HubSpot example must be valid");
+    let ConnectorSettings::HubSpot(settings) = &config.connector else {
+        panic!("the HubSpot example configures HubSpot");
+    };
+    assert_eq!(settings.lead_converted_stage, "salesqualifiedlead");
+    assert_eq!(config.lead.writeback.score_field, "leadscore_lead_score");
+}
+
+#[test]
+fn connector_kind_typo_is_one_problem_with_the_closest_kind() {
+    let err = parse(&HUBSPOT.replace(r#"kind = "hubspot""#, r#"kind = "HubSpot""#)).unwrap_err();
+    let connector: Vec<&ConfigIssue> = err
+        .issues
+        .iter()
+        .filter(|i| i.key.starts_with("connector"))
+        .collect();
+    assert_eq!(connector.len(), 1, "{err}");
+    assert_eq!(connector[0].example.as_deref(), Some(r#"kind = "hubspot""#));
+}
+
+#[test]
+fn hubspot_credentials_problems_are_not_buried() {
+    let both = HUBSPOT.replace(
+        "# client_id = \"YOUR_APP_CLIENT_ID\"\n# client_secret_env = \"LEADSCORE_HUBSPOT_CLIENT_SECRET\"\n# refresh_token_env = \"LEADSCORE_HUBSPOT_REFRESH_TOKEN\"",
+        "client_id = \"abc\"\nclient_secret_env = \"LEADSCORE_HUBSPOT_CLIENT_SECRET\"\nrefresh_token_env = \"LEADSCORE_HUBSPOT_REFRESH_TOKEN\"",
+    );
+    assert_ne!(both, HUBSPOT, "the OAuth lines are in the example");
+    let err = parse(&both).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert!(err.issues[0].message.contains("both token_env"), "{err}");
+
+    let oauth_without_id = both
+        .replace("token_env = \"LEADSCORE_HUBSPOT_TOKEN\"\n", "")
+        .replace("client_id = \"abc\"\n", "");
+    let err = parse(&oauth_without_id).unwrap_err();
+    assert_eq!(err.issues.len(), 1, "{err}");
+    assert_eq!(err.issues[0].key, "connector.client_id");
+    assert_eq!(
+        err.issues[0].example.as_deref(),
+        Some(r#"client_id = "YOUR_APP_CLIENT_ID""#)
+    );
+}
