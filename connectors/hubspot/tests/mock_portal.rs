@@ -1250,3 +1250,38 @@ async fn private_token_rejected_is_auth() {
     assert!(matches!(error, ConnectorError::Auth(_)), "{error:?}");
     assert!(!error.to_string().contains("pat-na1-wrong"));
 }
+
+#[tokio::test]
+async fn malformed_association_page_is_a_clear_error() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.objects.insert(
+            "contacts".into(),
+            vec![object(7, &[("lastmodifieddate", iso(stamp(1)))])],
+        );
+        state.links.insert(
+            ("contacts".into(), "companies".into()),
+            BTreeMap::from([(
+                7,
+                vec![Link {
+                    to: 900,
+                    types: vec![(1, Some("Primary".into()))],
+                }],
+            )]),
+        );
+        // A proxy or an API change: the page is JSON, but not an association page.
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v4/associations/contacts/companies/batch/read".into(),
+            status: 200,
+            body: json!({"status": "COMPLETE", "results": "not a list"}),
+            retry_after: None,
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+    let err = pull_all(&connector, &spec("Contact", &["AccountId"], false), None)
+        .await
+        .expect_err("a malformed page stops the pull");
+    assert!(matches!(err, ConnectorError::Payload(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("associations"), "{text}");
+}
