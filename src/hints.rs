@@ -1,5 +1,5 @@
-//! What would move a score: for each record, the actionable change a rep could make that
-//! raises the score most, found by re-scoring the record with that change applied.
+//! Score hints: for each record, the actionable change a rep could make that raises the score
+//! most, found by re-scoring the record with that change applied.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use leadscore_connector::Value;

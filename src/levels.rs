@@ -1,5 +1,5 @@
-//! What each scoring level learns from and scores: the labelled examples (deals for accounts,
-//! contact roles on deals for contacts, decided leads for leads) and the open records.
+//! The examples and open records of each scoring level: deals for accounts, contact roles on
+//! deals for contacts, decided leads for leads, and the records each level scores.
 
 use std::collections::HashMap;
 

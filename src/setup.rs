@@ -8,7 +8,7 @@ use crate::config::{Config, Level};
 use crate::pipeline::PipelineError;
 use crate::run::{AnyConnector, Crm};
 
-/// What `--fix` did.
+/// The outcome of `--fix`.
 #[derive(Debug, Default, Serialize)]
 pub struct FixReport {
     /// Fields created, as `Object.field`.
@@ -19,8 +19,8 @@ pub struct FixReport {
     pub mismatched: Vec<String>,
 }
 
-/// The property specs of every configured level's write-back fields, named as the CRM names
-/// them.
+/// Returns the property specs of every configured level's write-back fields, named as the
+/// CRM names them.
 pub fn property_specs(config: &Config) -> Vec<PropertySpec> {
     let tiers: Vec<(String, String)> = config
         .tiers
