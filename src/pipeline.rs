@@ -543,9 +543,27 @@ pub async fn pull<C: Connector>(
     config: &Config,
 ) -> Result<PullReport, PipelineError> {
     store.bind_source(&source_name(config))?;
+    // Stored cursors are judged against the CRM's clock, not this host's.
+    if connector.server_time().is_none() {
+        connector.check().await?;
+    }
+    let server_now = connector.server_time();
+    let lookback = chrono::Duration::from_std(config.connector.cursor_lookback())
+        .unwrap_or_else(|_| chrono::Duration::zero());
     let mut objects = Vec::new();
     for spec in pull_specs(config) {
-        let pulled = pull_object(connector, store, &spec).await?;
+        if let (Some(now), Some(cursor)) = (server_now, store.cursor(&spec.object)?) {
+            if cursor.modstamp > now + chrono::Duration::minutes(FUTURE_TOLERANCE_MINUTES) {
+                tracing::warn!(
+                    object = %spec.object,
+                    cursor = %cursor.modstamp,
+                    server_time = %now,
+                    "the stored cursor is later than the CRM's clock (a clock that jumped ahead); pulling every record again"
+                );
+                store.reset_cursor(&spec.object)?;
+            }
+        }
+        let pulled = pull_object(connector, store, &spec, lookback).await?;
         let stored = store.record_count(&spec.object)?;
         tracing::info!(object = %spec.object, pulled, stored, "pulled");
         objects.push(ObjectPull {
@@ -558,10 +576,14 @@ pub async fn pull<C: Connector>(
     Ok(PullReport { objects, pulled })
 }
 
+/// A stored cursor this many minutes past the CRM's clock came from a clock that jumped.
+const FUTURE_TOLERANCE_MINUTES: i64 = 5;
+
 async fn pull_object<C: Connector>(
     connector: &C,
     store: &Store,
     spec: &PullSpec,
+    lookback: chrono::Duration,
 ) -> Result<usize, PipelineError> {
     // Records pulled before a field was added to the configuration lack it, and an
     // incremental pull would only fill it in on records that change later, so that whether
@@ -589,8 +611,23 @@ async fn pull_object<C: Connector>(
     let mut pulled = 0;
     let mut restarts = 0;
     loop {
-        let start = store.cursor(&spec.object)?;
-        match pull_pages(connector, store, spec, start.as_ref(), &mut pulled).await {
+        let stored = store.cursor(&spec.object)?;
+        // The pull starts `lookback` before the cursor, so that a record committed late with
+        // an earlier stamp is still seen; copies already stored unchanged are dropped.
+        let start = stored.as_ref().map(|cursor| Cursor {
+            modstamp: cursor.modstamp - lookback,
+            id: cursor.id.clone(),
+        });
+        match pull_pages(
+            connector,
+            store,
+            spec,
+            start.as_ref(),
+            stored.as_ref(),
+            &mut pulled,
+        )
+        .await
+        {
             Err(PipelineError::Connector(ConnectorError::LocatorExpired(message)))
                 if restarts < LOCATOR_RESTARTS =>
             {
@@ -611,21 +648,22 @@ async fn pull_pages<C: Connector>(
     store: &Store,
     spec: &PullSpec,
     start: Option<&Cursor>,
+    stored: Option<&Cursor>,
     pulled: &mut usize,
 ) -> Result<(), PipelineError> {
     let mut page = connector.pull_first(spec, start).await?;
+    let mut high = stored.cloned();
     loop {
         // NOTE: a record edited while a pull is paging can come back with its new stamp and
-        // move the cursor past a concurrent edit that the query's snapshot did not include.
-        // Records at exactly the starting stamp are fetched again on purpose, because a record
-        // that committed later with a tied stamp must not be lost. The copies already stored
-        // at that stamp are dropped here.
-        if let Some(start) = start {
+        // move the cursor past a concurrent edit that the query's snapshot did not include;
+        // the lookback of the next pull fetches it again.
+        // An incremental pull reads some records again on purpose (those in the lookback and
+        // those tied with the cursor's stamp); a copy already stored with the same stamp is
+        // unchanged and dropped here, so it causes no new work.
+        if start.is_some() {
             let mut kept = Vec::with_capacity(page.records.len());
             for record in page.records.drain(..) {
-                let tied = record.modstamp == start.modstamp;
-                if tied && store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp)
-                {
+                if store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp) {
                     continue;
                 }
                 kept.push(record);
@@ -637,7 +675,13 @@ async fn pull_pages<C: Connector>(
                 modstamp: last.modstamp,
                 id: last.id.clone(),
             };
+            // A late record from the lookback never moves the cursor back.
+            let cursor = match &high {
+                Some(previous) if *previous > cursor => previous.clone(),
+                _ => cursor,
+            };
             store.save_page(&spec.object, &page.records, &cursor)?;
+            high = Some(cursor);
             *pulled += page.records.len();
         }
         match page.next.take() {

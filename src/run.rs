@@ -192,6 +192,10 @@ impl Connector for AnyConnector {
     fn usage(&self) -> Option<ApiUsage> {
         forward!(self, c => c.usage())
     }
+
+    fn server_time(&self) -> Option<DateTime<Utc>> {
+        forward!(self, c => c.server_time())
+    }
 }
 
 /// Builds the connector of the configured CRM from the configuration and the secrets.

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use common::Env;
 use leadscore::pipeline;
 use leadscore::run::run_once;
@@ -1012,4 +1012,85 @@ async fn training_refuses_a_field_never_pulled() {
     );
     // The configured fields train.
     training::train(&store, &env.config, Utc::now()).expect("train");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_commit_inside_the_lookback_is_pulled() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let connector = env.connector();
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
+    let cursor = store.cursor("Contact").expect("store").expect("a cursor");
+    // A record that changed, committed late with a stamp a minute before the stored cursor:
+    // an incremental pull from the cursor alone would never see it.
+    let contact = store.records("Contact").expect("contacts")[0].clone();
+    let handle = env.handle();
+    let mut fields = serde_json::Map::new();
+    fields.insert("Title".into(), serde_json::json!("Chief Late Committer"));
+    handle
+        .update_record("Contact", &contact.id, fields)
+        .expect("update");
+    let late = cursor.modstamp - chrono::Duration::seconds(60);
+    handle
+        .set_system_modstamp("Contact", &contact.id, late)
+        .expect("stamp");
+    let again = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("second pull");
+    let contacts = again
+        .objects
+        .iter()
+        .find(|o| o.object == "Contact")
+        .expect("contacts");
+    assert_eq!(contacts.pulled, 1, "only the late record is new work");
+    let stored = store
+        .records("Contact")
+        .expect("contacts")
+        .into_iter()
+        .find(|c| c.id == contact.id)
+        .expect("stored");
+    assert_eq!(stored.modstamp, late.trunc_subsecs(3));
+    assert!(
+        store.cursor("Contact").expect("store").expect("cursor") >= cursor,
+        "a late record never moves the cursor back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_from_the_future_is_reset() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let connector = env.connector();
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("first pull");
+    let accounts = store.record_count("Account").expect("count");
+    // A host clock that ran a year ahead once saved this cursor.
+    let future = leadscore_connector::Cursor {
+        modstamp: Utc::now() + chrono::Duration::days(365),
+        id: "001zzzzzzzzzzzzzzz".into(),
+    };
+    store
+        .save_page("Account", &[], &future)
+        .expect("cursor saved");
+    let again = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    let pulled = again
+        .objects
+        .iter()
+        .find(|o| o.object == "Account")
+        .expect("accounts")
+        .pulled;
+    assert_eq!(pulled, accounts, "every account is fetched again");
+    assert!(
+        store
+            .cursor("Account")
+            .expect("store")
+            .expect("cursor")
+            .modstamp
+            < future.modstamp
+    );
 }

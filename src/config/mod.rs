@@ -124,6 +124,9 @@ pub struct SalesforceSettings {
     /// A PEM file of certificates to trust besides the system's roots (a sandbox's own CA,
     /// or a corporate proxy's).
     pub ca_file: Option<PathBuf>,
+    /// How far before the stored cursor each incremental pull starts, so that a record
+    /// committed late with an earlier change stamp is still seen.
+    pub cursor_lookback: Duration,
 }
 
 /// HubSpot credentials: a private-app token, or an OAuth app's refresh token. Both name
@@ -153,6 +156,8 @@ pub struct HubSpotSettings {
     pub max_retries: u32,
     /// A PEM file of certificates to trust besides the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// How far before the stored cursor each incremental pull starts.
+    pub cursor_lookback: Duration,
 }
 
 /// One configured CRM connection.
@@ -179,6 +184,14 @@ impl ConnectorSettings {
         match self {
             ConnectorSettings::Salesforce(_) => "salesforce",
             ConnectorSettings::HubSpot(_) => "hubspot",
+        }
+    }
+
+    /// How far before the stored cursor each incremental pull starts.
+    pub fn cursor_lookback(&self) -> Duration {
+        match self {
+            ConnectorSettings::Salesforce(s) => s.cursor_lookback,
+            ConnectorSettings::HubSpot(h) => h.cursor_lookback,
         }
     }
 
@@ -814,7 +827,8 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Co
 }
 
 /// Every key a `[connector]` table of either kind may hold.
-const CONNECTOR_KEYS: [&str; 16] = [
+const CONNECTOR_KEYS: [&str; 17] = [
+    "cursor_lookback_secs",
     "login_url",
     "api_version",
     "client_id",
@@ -922,6 +936,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
         ca_file: read_ca_file(s, issues),
+        cursor_lookback: read_lookback(s, issues),
     })
 }
 
@@ -952,6 +967,7 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
         ca_file: read_ca_file(s, issues),
+        cursor_lookback: read_lookback(s, issues),
     })
 }
 
@@ -1026,6 +1042,19 @@ fn read_url(
         return Some(None);
     }
     Some(Some(text.trim_end_matches('/').to_string()))
+}
+
+/// Reads `cursor_lookback_secs`, 300 by default.
+fn read_lookback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Duration {
+    let seconds = s
+        .integer(
+            issues,
+            "cursor_lookback_secs",
+            0..86_401,
+            "cursor_lookback_secs = 300",
+        )
+        .unwrap_or(300);
+    Duration::from_secs(seconds as u64)
 }
 
 /// Reads `ca_file`, a path kept as written; the connector resolves it against the config

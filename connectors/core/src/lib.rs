@@ -305,4 +305,17 @@ pub trait Connector {
 
     /// API usage as last reported by the CRM, without making a request.
     fn usage(&self) -> Option<ApiUsage>;
+
+    /// The CRM server's clock as of its last response (the HTTP `Date` header), for judging
+    /// stored cursors without trusting the local clock. `None` before any response.
+    fn server_time(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+}
+
+/// Parses an HTTP `Date` header (`Fri, 04 Dec 2026 20:50:00 GMT`).
+pub fn http_date(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(value.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }

@@ -508,6 +508,10 @@ impl Connector for HubSpotConnector {
     fn usage(&self) -> Option<ApiUsage> {
         self.api.usage()
     }
+
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.api.server_time()
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ pub(crate) struct Api {
     burst: AsyncMutex<Window>,
     search: AsyncMutex<Window>,
     usage: Mutex<Option<ApiUsage>>,
+    /// The `Date` of the last response.
+    server_time: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Api {
@@ -118,12 +120,18 @@ impl Api {
             burst: AsyncMutex::new(Window::new(burst_max, DEFAULT_BURST_WINDOW)),
             search: AsyncMutex::new(Window::new(rate.search_per_second, Duration::from_secs(1))),
             usage: Mutex::new(None),
+            server_time: Mutex::new(None),
         }
     }
 
     /// Returns the daily usage from the last `X-HubSpot-RateLimit-Daily*` headers seen.
     pub fn usage(&self) -> Option<ApiUsage> {
         self.usage.lock().ok().and_then(|usage| *usage)
+    }
+
+    /// The server's clock as of the last response.
+    pub fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.server_time.lock().ok().and_then(|t| *t)
     }
 
     /// Ensures a token exists, requesting one when needed.
@@ -325,6 +333,15 @@ impl Api {
     /// Reads the `X-HubSpot-RateLimit-*` headers: the burst allowance resizes the limiter,
     /// and the daily pair becomes the reported usage. Every header is optional.
     async fn record_headers(&self, headers: &HeaderMap) {
+        if let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(leadscore_connector::http_date)
+        {
+            if let Ok(mut time) = self.server_time.lock() {
+                *time = Some(date);
+            }
+        }
         let number = |name: &str| -> Option<u64> {
             headers
                 .get(name)

@@ -484,6 +484,10 @@ impl Connector for SalesforceConnector {
     fn usage(&self) -> Option<ApiUsage> {
         self.api.usage()
     }
+
+    fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.api.server_time()
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub(crate) struct Api {
     http: reqwest::Client,
     tokens: TokenSource,
     usage: Mutex<Option<ApiUsage>>,
+    /// The `Date` of the last response.
+    server_time: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     page_size: Option<u32>,
     max_retries: u32,
     retry_base_delay: Duration,
@@ -90,6 +92,7 @@ impl Api {
         retry_base_delay: Duration,
     ) -> Self {
         Api {
+            server_time: Mutex::new(None),
             http,
             tokens,
             usage: Mutex::new(None),
@@ -206,7 +209,21 @@ impl Api {
         }
     }
 
+    /// The server's clock as of the last response.
+    pub fn server_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.server_time.lock().ok().and_then(|t| *t)
+    }
+
     fn record_usage(&self, headers: &HeaderMap) {
+        if let Some(date) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(leadscore_connector::http_date)
+        {
+            if let Ok(mut time) = self.server_time.lock() {
+                *time = Some(date);
+            }
+        }
         let usage = headers
             .get_all("Sforce-Limit-Info")
             .iter()
