@@ -929,14 +929,17 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
     let max_retries = s
         .integer(issues, "max_retries", 0..21, "max_retries = 4")
         .unwrap_or(4);
+    // Read before the early returns below, so these keys are never reported as unknown.
+    let ca_file = read_ca_file(s, issues);
+    let cursor_lookback = read_lookback(s, issues);
     Some(HubSpotSettings {
         base_url: base_url?,
         auth: auth?,
         lead_converted_stage,
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
-        ca_file: read_ca_file(s, issues),
-        cursor_lookback: read_lookback(s, issues),
+        ca_file,
+        cursor_lookback,
     })
 }
 
@@ -957,6 +960,8 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
     let max_retries = s
         .integer(issues, "max_retries", 0..21, "max_retries = 4")
         .unwrap_or(4);
+    let ca_file = read_ca_file(s, issues);
+    let cursor_lookback = read_lookback(s, issues);
     Some(SalesforceSettings {
         login_url: login_url?,
         api_version,
@@ -966,8 +971,8 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         page_size,
         timeout: Duration::from_secs(timeout as u64),
         max_retries: max_retries as u32,
-        ca_file: read_ca_file(s, issues),
-        cursor_lookback: read_lookback(s, issues),
+        ca_file,
+        cursor_lookback,
     })
 }
 
