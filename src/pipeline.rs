@@ -143,7 +143,7 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
     specs
 }
 
-/// The write-back fields whose CRM values a push compares against.
+/// Returns the write-back fields whose CRM values a push compares against.
 fn writeback_fields(writeback: &WritebackConfig) -> impl Iterator<Item = &String> {
     [
         &writeback.score_field,
@@ -589,10 +589,10 @@ async fn pull_object<C: Connector>(
     // incremental pull would only fill it in on records that change later, so that whether
     // the field is empty would follow whatever made records change. A new field therefore
     // means pulling every record of the object again.
-    let wanted: BTreeSet<&String> = spec.fields.iter().collect();
+    let requested: BTreeSet<&String> = spec.fields.iter().collect();
     let known = store.pulled_fields(&spec.object)?;
     let added: Vec<&str> = match &known {
-        Some(have) => wanted
+        Some(have) => requested
             .iter()
             .filter(|f| !have.contains(f))
             .map(|f| f.as_str())
@@ -613,7 +613,7 @@ async fn pull_object<C: Connector>(
     loop {
         let stored = store.cursor(&spec.object)?;
         // The pull starts `lookback` before the cursor, so that a record committed late with
-        // an earlier stamp is still seen; copies already stored unchanged are dropped.
+        // an earlier stamp is still seen. Copies already stored unchanged are dropped.
         let start = stored.as_ref().map(|cursor| Cursor {
             modstamp: cursor.modstamp - lookback,
             id: cursor.id.clone(),
@@ -657,18 +657,14 @@ async fn pull_pages<C: Connector>(
         // NOTE: a record edited while a pull is paging can come back with its new stamp and
         // move the cursor past a concurrent edit that the query's snapshot did not include;
         // the lookback of the next pull fetches it again.
-        // An incremental pull reads some records again on purpose (those in the lookback and
-        // those tied with the cursor's stamp); a copy already stored with the same stamp is
-        // unchanged and dropped here, so it causes no new work.
+        // An incremental pull reads the records in the lookback again on purpose. A copy
+        // already stored with the same stamp is unchanged, so it is dropped here.
         if start.is_some() {
-            let mut kept = Vec::with_capacity(page.records.len());
-            for record in page.records.drain(..) {
-                if store.stored_modstamp(&spec.object, &record.id)? == Some(record.modstamp) {
-                    continue;
-                }
-                kept.push(record);
-            }
-            page.records = kept;
+            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+            let stored = store.stored_modstamps(&spec.object, &ids)?;
+            let mut unchanged = stored.into_iter();
+            page.records
+                .retain(|record| unchanged.next().flatten() != Some(record.modstamp));
         }
         if let Some(last) = page.records.last() {
             let cursor = Cursor {

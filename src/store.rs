@@ -58,7 +58,7 @@ pub struct ScoreRow {
     pub score: f64,
     pub tier: String,
     pub reasons: Vec<String>,
-    /// What would raise the score most, when an actionable change would add enough points.
+    /// The change that would raise the score most, when it would add enough points.
     #[serde(default)]
     pub hint: Option<crate::hints::Hint>,
     /// For leads with a hand-off threshold: whether the score reaches it.
@@ -179,8 +179,9 @@ pub struct Promotion {
     pub note: String,
 }
 
-/// The store, seen at one scoring level: records, cursors, models and write history are
-/// shared by all levels; the live model, the promotion history and the scores are per level.
+/// The store, seen at one scoring level. Records, cursors, models and write history are
+/// shared by all levels, while the live model, the promotion history and the scores are per
+/// level.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -303,7 +304,7 @@ impl Store {
         }
     }
 
-    /// The scoring level this view reads and writes models and scores for.
+    /// Returns the scoring level this view reads and writes models and scores for.
     pub fn level(&self) -> Level {
         self.level
     }
@@ -400,21 +401,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Returns the change stamp of the stored copy of a record, if there is one.
+    /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),
+    /// reading the tree once and decoding only the stamp of each record.
+    pub fn stored_modstamps(
+        &self,
+        object: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Option<DateTime<Utc>>>, StoreError> {
+        #[derive(Deserialize)]
+        struct Stamp {
+            modstamp: DateTime<Utc>,
+        }
+        let name = records_tree(object);
+        let tree = self.db.open_tree(&name)?;
+        let mut stamps = Vec::with_capacity(ids.len());
+        for id in ids {
+            let stamp = match tree.get(id)? {
+                Some(bytes) => Some(decode::<Stamp>(&name, id.as_bytes(), &bytes)?.modstamp),
+                None => None,
+            };
+            stamps.push(stamp);
+        }
+        Ok(stamps)
+    }
+
+    /// Returns the change stamp of one stored record, if it is stored.
     pub fn stored_modstamp(
         &self,
         object: &str,
         id: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let name = records_tree(object);
-        let tree = self.db.open_tree(&name)?;
-        match tree.get(id)? {
-            Some(bytes) => {
-                let record: Record = decode(&name, id.as_bytes(), &bytes)?;
-                Ok(Some(record.modstamp))
-            }
-            None => Ok(None),
-        }
+        Ok(self.stored_modstamps(object, &[id])?.remove(0))
     }
 
     pub fn record_count(&self, object: &str) -> Result<usize, StoreError> {
@@ -707,7 +724,7 @@ pub struct ScoreEvent {
     pub level: Level,
     pub object: String,
     pub id: String,
-    /// What happened, for example `sales_ready` when a lead first reached the hand-off score.
+    /// The kind of event, for example `sales_ready` when a lead first reached the hand-off score.
     pub kind: String,
     pub score: f64,
     /// The record's score before this run, if it had one.

@@ -217,21 +217,7 @@ impl ApiError {
     }
 }
 
-/// Formats an error with its chain of causes, so "error sending request" is followed by the
-/// cause, such as "connection refused".
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use leadscore_connector::error_chain;
 
 #[cfg(test)]
 mod tests {

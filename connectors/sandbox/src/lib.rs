@@ -166,17 +166,7 @@ impl Sandbox {
         // `serve` consumes the sandbox, so the URL is set exactly once.
         let _ = self.shared.base_url.set(url.clone());
         let router = server::router(self.shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "sandbox server failed");
-            }
-        });
+        let (stop, task) = spawn_server(listener, router, "sandbox server failed");
         tracing::info!(%url, "Salesforce sandbox listening");
         Ok(RunningSandbox {
             url,
@@ -198,17 +188,7 @@ impl Sandbox {
         // `serve_tls` consumes the sandbox, so the URL is set exactly once.
         let _ = self.shared.base_url.set(url.clone());
         let router = server::router(self.shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "sandbox server failed");
-            }
-        });
+        let (stop, task) = spawn_server(listener, router, "sandbox server failed");
         tracing::info!(%url, ca_cert = %ca.path().display(), "Salesforce sandbox listening over TLS");
         Ok(RunningSandbox {
             url,
@@ -218,6 +198,31 @@ impl Sandbox {
             ca: Some(ca),
         })
     }
+}
+
+/// Serves `router` on `listener` in a background task until the returned sender fires or is
+/// dropped. A server failure is logged with `failure` as its message.
+pub(crate) fn spawn_server<L>(
+    listener: L,
+    router: axum::Router,
+    failure: &'static str,
+) -> (oneshot::Sender<()>, JoinHandle<()>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "{failure}");
+        }
+    });
+    (stop, task)
 }
 
 fn unknown_object(store: &Store, object: &str) -> SandboxError {

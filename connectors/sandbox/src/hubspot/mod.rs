@@ -127,17 +127,7 @@ impl HubSpotSandbox {
         // `serve` consumes the sandbox, so the URL is set exactly once.
         let _ = self.shared.base_url.set(url.clone());
         let router = server::router(self.shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "HubSpot sandbox server failed");
-            }
-        });
+        let (stop, task) = crate::spawn_server(listener, router, "HubSpot sandbox server failed");
         tracing::info!(%url, "HubSpot sandbox listening");
         Ok(RunningHubSpot {
             url,
@@ -149,25 +139,15 @@ impl HubSpotSandbox {
     }
 
     /// Binds `addr`, which must be a loopback address, and serves the API over HTTPS with a
-    /// certificate signed by a CA generated at start, whose PEM file
-    /// [`RunningHubSpot::ca_cert_path`] names; shutdown removes it.
+    /// certificate signed by a CA generated at start. [`RunningHubSpot::ca_cert_path`] names
+    /// the CA's PEM file, which shutdown removes.
     pub async fn serve_tls(self, addr: SocketAddr) -> std::io::Result<RunningHubSpot> {
         let (listener, ca) = crate::tls::bind(addr).await?;
         let local = axum::serve::Listener::local_addr(&listener)?;
         let url = format!("https://{local}");
         let _ = self.shared.base_url.set(url.clone());
         let router = server::router(self.shared.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "HubSpot sandbox server failed");
-            }
-        });
+        let (stop, task) = crate::spawn_server(listener, router, "HubSpot sandbox server failed");
         tracing::info!(%url, ca_cert = %ca.path().display(), "HubSpot sandbox listening over TLS");
         Ok(RunningHubSpot {
             url,
@@ -190,7 +170,7 @@ pub struct RunningHubSpot {
 }
 
 impl RunningHubSpot {
-    /// The PEM file of the CA that signed the sandbox's certificate, when it serves TLS.
+    /// Returns the PEM file of the CA that signed the sandbox's certificate, when it serves TLS.
     pub fn ca_cert_path(&self) -> Option<&std::path::Path> {
         self.ca.as_ref().map(|ca| ca.path())
     }
