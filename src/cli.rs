@@ -57,7 +57,7 @@ fn parse_level(text: &str) -> Result<Level, String> {
         .ok_or_else(|| format!("unknown level {text:?}; expected one of: {}", Level::NAMES))
 }
 
-/// The levels a step works on: the one named by `--level`, or every configured level.
+/// Returns the levels a step works on: the one named by `--level`, or every configured level.
 fn levels_for(args: &ConfigArgs, config: &Config) -> Result<Vec<Level>, Failure> {
     match args.level {
         None => Ok(config.scoring.levels.clone()),
@@ -76,7 +76,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// The CRM the sandbox imitates. The HubSpot demo uses 800 hospitals unless
-        /// --hospitals says otherwise.
+        /// --hospitals is given.
         #[arg(long, value_enum, default_value_t = CrmKind::Salesforce)]
         crm: CrmKind,
         /// Use only this many hospitals (all 5,421 by default). At least 400, because 400
@@ -334,7 +334,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// The configurations a step runs with: one per connector, or the one `--connector` names.
+/// Returns the configurations a step runs with: one per connector, or the one `--connector` names.
 fn configs(args: &ConfigArgs) -> Result<Vec<Config>, Failure> {
     let config = load(args)?;
     let all = config.per_connector();

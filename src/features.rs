@@ -276,17 +276,17 @@ impl History {
             || self.deals.iter().any(|d| d.account_id == account)
     }
 
-    /// The account of a contact.
+    /// Returns the account of a contact.
     pub fn contact_account(&self, contact: &str) -> Option<&str> {
         self.contact_account.get(contact).map(String::as_str)
     }
 
-    /// The buying role of a contact.
+    /// Returns the buying role of a contact.
     pub fn contact_role(&self, contact: &str) -> Option<&str> {
         self.contact_role.get(contact).map(String::as_str)
     }
 
-    /// The record of a contact (or, at the lead level, a lead). In HubSpot a lead is a
+    /// Returns the record of a contact (or, at the lead level, a lead). In HubSpot a lead is a
     /// contact, so one id can name both records.
     pub fn person(&self, level: Level, id: &str) -> Option<&Record> {
         match level {
@@ -295,7 +295,7 @@ impl History {
         }
     }
 
-    /// The contacts a lead is, or became: its own id when a contact has it (HubSpot) and its
+    /// Returns the contacts a lead is, or became: its own id when a contact has it (HubSpot) and its
     /// converted contact (Salesforce). Their activities and presence are the lead's own, not
     /// its account's.
     fn lead_selves<'a>(&'a self, lead: &'a str) -> Vec<&'a str> {
@@ -310,7 +310,7 @@ impl History {
         selves
     }
 
-    /// The contacts of an account with an activity in `[since, at)`.
+    /// Returns the contacts of an account with an activity in `[since, at)`.
     pub fn engaged_contacts(
         &self,
         account: &str,
@@ -324,7 +324,7 @@ impl History {
             .collect()
     }
 
-    /// The contacts of an account that existed before `at`.
+    /// Returns the contacts of an account that existed before `at`.
     pub fn contacts_at(&self, account: &str, at: DateTime<Utc>) -> Vec<&str> {
         self.contacts_by_account
             .get(account)
@@ -345,7 +345,7 @@ fn before(list: Option<&Vec<Activity>>, at: DateTime<Utc>) -> &[Activity] {
     &list[..end]
 }
 
-/// What a feature row is computed for: an account, a contact or lead, or both.
+/// The subject of a feature row: an account, a contact or lead, or both.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Target<'a> {
     pub account: Option<&'a str>,
@@ -668,9 +668,9 @@ impl FeatureSpace {
             (true, Some(p)) => history.person_activities_before(p, at),
             _ => Vec::new(),
         };
-        // A lead's row describes its account without the lead: activities with the lead (or
-        // the contact it became) are the lead's own, and counting them for the account would
-        // tell converted leads apart, since only they are tied to an account as contacts.
+        // A lead's row describes its account without the lead. Only converted leads are tied
+        // to an account as contacts, so counting their activities for the account would tell
+        // converted leads apart.
         let selves: Vec<&str> = match (self.level, target.person) {
             (Level::Lead, Some(lead)) => history.lead_selves(lead),
             _ => Vec::new(),

@@ -49,8 +49,8 @@ pub enum HintAction {
     },
 }
 
-/// The day an action is assumed to happen: midnight UTC of the day before the scoring time,
-/// so that it falls strictly before the time the record is scored as of.
+/// Returns the day an action is assumed to happen: midnight UTC of the day before the scoring
+/// time, so that it falls strictly before the time the record is scored as of.
 pub fn action_date(at: DateTime<Utc>) -> DateTime<Utc> {
     let previous = at - Duration::days(1);
     previous

@@ -53,7 +53,7 @@ impl OpenRecord {
         }
     }
 
-    /// The scored record itself: the person for contacts and leads, else the account.
+    /// Returns the scored record itself: the person for contacts and leads, else the account.
     pub fn record<'h>(&self, level: Level, history: &'h History) -> Option<&'h Record> {
         match &self.person {
             Some(person) => history.person(level, person),
@@ -191,7 +191,7 @@ pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> 
         .collect()
 }
 
-/// Where a lead stands as of the scoring time.
+/// The state of a lead as of the scoring time.
 #[derive(Debug, PartialEq)]
 enum LeadState {
     Open,
@@ -258,7 +258,7 @@ fn lead_state(
     }
 }
 
-/// How leads were tied to accounts.
+/// The counts of leads tied to accounts, by method.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LeadMatchReport {
     pub leads: usize,

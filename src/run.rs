@@ -27,7 +27,7 @@ pub enum Crm {
 }
 
 /// The connector of the configured CRM, with the connector's field renaming applied: the
-/// pipeline asks for and receives the field names the configuration uses, and the CRM sees its
+/// pipeline requests and receives the field names the configuration uses, and the CRM sees its
 /// own names.
 pub struct AnyConnector {
     crm: Crm,
@@ -48,7 +48,7 @@ impl FieldMap {
         }
     }
 
-    /// The CRM's name of a field of `object`.
+    /// Returns the CRM's name of a field of `object`.
     pub fn crm(&self, object: &str, name: &str) -> String {
         self.to_crm
             .get(&format!("{object}.{name}"))
@@ -57,7 +57,7 @@ impl FieldMap {
             .unwrap_or_else(|| name.to_string())
     }
 
-    /// The configuration's name of a CRM field of `object`: the inverse of [`FieldMap::crm`]
+    /// Returns the configuration's names of CRM fields of `object`: the inverse of [`FieldMap::crm`]
     /// for the names a request used.
     fn config_names(&self, object: &str, fields: &[String]) -> BTreeMap<String, String> {
         fields
@@ -119,7 +119,7 @@ impl AnyConnector {
         AnyConnector { crm, fields }
     }
 
-    /// The client inside, for CRM-specific setup such as creating custom properties.
+    /// Returns the client inside, for CRM-specific setup such as creating custom properties.
     pub fn crm(&self) -> &Crm {
         &self.crm
     }
@@ -258,7 +258,7 @@ pub struct RunReport {
     pub levels: Vec<LevelRun>,
 }
 
-/// What one pass did at one level.
+/// The outcome of one pass at one level.
 #[derive(Debug, Serialize)]
 pub struct LevelRun {
     pub level: Level,

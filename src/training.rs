@@ -169,7 +169,7 @@ pub struct ModelReport {
     /// The enrichment tables joined for training: file, content version and join counts.
     #[serde(default)]
     pub enrichment: Vec<serde_json::Value>,
-    /// How leads were tied to accounts (lead level only).
+    /// The counts of leads tied to accounts (lead level only).
     #[serde(default)]
     pub lead_match: Option<serde_json::Value>,
 }
@@ -230,7 +230,7 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         Vec::new()
     };
     // A mapped field that no stored record has was never pulled (a changed configuration, or
-    // a misspelt field); training without it would quietly drop the feature.
+    // a misspelt field), so training without it would quietly drop the feature.
     let mut unpulled = Vec::new();
     for (section, object, attributes, records, used) in [
         (

@@ -1,7 +1,7 @@
-//! The three scoring levels end to end against the sandbox over HTTP: each level trains on
-//! its own outcome and writes its own object's fields, sales-ready leads are flagged, a lead
-//! converted after scoring is won at the next training, hints hold when the action is taken,
-//! and an org whose accounts carry only a CCN gets the CMS features through enrichment.
+//! The three scoring levels end to end against the sandbox over HTTP. Each level trains on
+//! its own outcome and writes its own object's fields, and sales-ready leads are flagged. A
+//! lead converted after scoring is won at the next training, hints hold when the action is
+//! taken, and an org whose accounts carry only a CCN gets the CMS features through enrichment.
 
 mod common;
 
@@ -22,7 +22,7 @@ fn all_levels(text: String) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_level_learns_its_own_outcome_and_writes_its_own_object() {
+async fn levels_train_and_write_separately() {
     let env = Env::start_with(SandboxOptions::default(), all_levels).await;
     let store = env.store();
     let report = run_once(&env.connector(), &store, &env.config, Utc::now())
@@ -151,7 +151,7 @@ async fn each_level_learns_its_own_outcome_and_writes_its_own_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lead_converted_after_scoring_is_won_at_the_next_training() {
+async fn converted_lead_labelled_won_later() {
     let env = Env::start_with(SandboxOptions::default(), all_levels).await;
     let store = env.store();
     run_once(&env.connector(), &store, &env.config, Utc::now())
@@ -231,7 +231,7 @@ async fn create(env: &Env, object: &str, body: Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hint_gains_what_it_claims_when_the_action_is_taken() {
+async fn hint_gain_holds_when_acted() {
     let env = Env::start(SandboxOptions::default()).await;
     let store = env.store();
     run_once(&env.connector(), &store, &env.config, Utc::now())
@@ -363,7 +363,7 @@ columns = ["Hospital Type", "Hospital Ownership", "Hospital overall rating", "HI
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_names_a_missing_sales_ready_field_before_any_write() {
+async fn check_names_missing_sales_ready_field() {
     let env = Env::start_with(SandboxOptions::default(), |text| {
         all_levels(text).replace(
             r#"sales_ready_field = "LS_Sales_Ready__c""#,
@@ -398,7 +398,7 @@ async fn check_names_a_missing_sales_ready_field_before_any_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn level_on_an_object_the_user_cannot_see_is_named() {
+async fn hidden_level_object_named() {
     let env = Env::start_with(SandboxOptions::default(), all_levels).await;
     env.handle().hide_object("Lead");
     let err = pipeline::check(&env.connector(), &env.config)

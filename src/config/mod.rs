@@ -187,7 +187,7 @@ impl ConnectorSettings {
         }
     }
 
-    /// How far before the stored cursor each incremental pull starts.
+    /// Returns how far before the stored cursor each incremental pull starts.
     pub fn cursor_lookback(&self) -> Duration {
         match self {
             ConnectorSettings::Salesforce(s) => s.cursor_lookback,
@@ -195,7 +195,7 @@ impl ConnectorSettings {
         }
     }
 
-    /// The extra CA file, when one is configured.
+    /// Returns the extra CA file, when one is configured.
     pub fn ca_file(&self) -> Option<&Path> {
         match self {
             ConnectorSettings::Salesforce(s) => s.ca_file.as_deref(),
@@ -203,7 +203,7 @@ impl ConnectorSettings {
         }
     }
 
-    /// The URL that identifies the org or portal: the login URL, or the API root.
+    /// Returns the URL that identifies the org or portal: the login URL, or the API root.
     pub fn url(&self) -> &str {
         match self {
             ConnectorSettings::Salesforce(s) => &s.login_url,
@@ -339,14 +339,14 @@ pub struct WritebackConfig {
     pub batch_size: usize,
 }
 
-/// How a lead's outcome is read.
+/// The rule that reads a lead's outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadLabel {
     /// Converted leads are won.
     Converted,
-    /// Only leads whose converted opportunity was won are won; a lead converted without an
-    /// opportunity, or whose opportunity was lost, is lost; one whose opportunity is still
+    /// Only leads whose converted opportunity was won are won. A lead converted without an
+    /// opportunity, or whose opportunity was lost, is lost. A lead whose opportunity is still
     /// open is not an example yet.
     ConvertedWon,
 }
@@ -357,8 +357,8 @@ pub struct LeadConfig {
     pub label: LeadLabel,
     /// An unconverted lead this many days old counts as lost; a younger one is open.
     pub lost_after_days: i64,
-    /// Training sees a lead as it was this many days after it was created (or at conversion,
-    /// if that came first), which is how far into a lead's life scoring usually happens.
+    /// Training computes a lead's features as of this many days after its creation (or at
+    /// conversion, if that came first), about where in a lead's life scoring happens.
     pub observe_days: i64,
     /// A lookup field on the lead naming its account, when the org has one.
     pub account_field: Option<String>,
@@ -428,8 +428,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Returns one configuration per connector. With one connector, that is this configuration;
-    /// with several, each keeps its records, models and scores in its own subdirectory of the
+    /// Returns one configuration per connector. With one connector, that is this configuration.
+    /// With several, each keeps its records, models and scores in its own subdirectory of the
     /// store, so two CRMs' records never mix.
     pub fn per_connector(&self) -> Vec<Config> {
         if self.connectors.len() <= 1 {
@@ -447,7 +447,7 @@ impl Config {
             .collect()
     }
 
-    /// The write-back fields of a level, on that level's object.
+    /// Returns the write-back fields of a level, on that level's object.
     pub fn writeback_for(&self, level: Level) -> &WritebackConfig {
         match level {
             Level::Account => &self.writeback,
@@ -456,7 +456,7 @@ impl Config {
         }
     }
 
-    /// The configured attributes of a level's own object (none for accounts beyond
+    /// Returns the configured attributes of a level's own object (none for accounts beyond
     /// `[[features.account]]`).
     pub fn own_attributes(&self, level: Level) -> &[AttributeFeature] {
         match level {

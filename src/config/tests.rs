@@ -583,7 +583,7 @@ fn hubspot_example_parses() {
 }
 
 #[test]
-fn connector_kind_typo_is_one_problem_with_the_closest_kind() {
+fn connector_kind_typo_suggests_closest() {
     let err = parse(&HUBSPOT.replace(r#"kind = "hubspot""#, r#"kind = "HubSpot""#)).unwrap_err();
     let connector: Vec<&ConfigIssue> = err
         .issues
