@@ -1,7 +1,9 @@
 //! The command line: one subcommand per pipeline step, plus `demo`, `sandbox` and `init`.
 //!
 //! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid or a
-//! model version is not in the store, 3 the push finished but the CRM rejected some records.
+//! model version is not in the store, 3 the push finished but the CRM rejected some records,
+//! 4 the run used its share of the CRM's daily API calls (`api_budget_share`) and stopped.
+//! After exit code 4, what the run pulled or wrote is saved, and the next run resumes there.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -134,7 +136,14 @@ pub enum Command {
     /// Score open accounts with the current model.
     Score(ConfigArgs),
     /// Write changed scores back to the CRM.
-    Push(ConfigArgs),
+    Push {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Print the records, fields, old and new values a push would write, and counts by
+        /// object and field, without writing anything.
+        #[arg(long)]
+        plan: bool,
+    },
     /// List, show, promote or roll back trained models.
     Models {
         #[command(subcommand)]
@@ -209,6 +218,9 @@ pub enum ModelsCommand {
     },
 }
 
+/// Exit code of a run that stopped because its API budget was spent.
+pub const BUDGET_SPENT_EXIT_CODE: u8 = 4;
+
 /// A failure with the exit code it maps to.
 struct Failure {
     code: u8,
@@ -246,6 +258,10 @@ impl From<PipelineError> for Failure {
                 problems.join("\n  ")
             )),
             PipelineError::Config(message) => config_failure(message),
+            PipelineError::Connector(ConnectorError::BudgetSpent(message)) => Failure {
+                code: BUDGET_SPENT_EXIT_CODE,
+                message: format!("stopped at a checkpoint: {message}"),
+            },
             // Rejected credentials are a configuration problem, not a failed step.
             PipelineError::Connector(ConnectorError::Auth(message)) => config_failure(format!(
                 "authentication failed: {message}; check the credentials in the environment variables that [connector] names"
@@ -405,7 +421,12 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Pull(args) => each_connector!(args, config => step_pull(&args, &config).await),
         Command::Train(args) => each_connector!(args, config => step_train(&args, &config)),
         Command::Score(args) => each_connector!(args, config => step_score(&args, &config)),
-        Command::Push(args) => each_connector!(args, config => step_push(&args, &config).await),
+        Command::Push { args, plan: false } => {
+            each_connector!(args, config => step_push(&args, &config).await)
+        }
+        Command::Push { args, plan: true } => {
+            each_connector!(args, config => step_push_plan(&args, &config).await)
+        }
         Command::Models { action } => step_models(action),
         Command::Run { args, once } => {
             if !once {
@@ -716,18 +737,65 @@ fn step_score(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
 
 fn print_failures(failed: &[FailedWrite]) {
     for failure in failed {
+        let status = if failure.held {
+            " (rejected before; sent again when the record or its values change)"
+        } else if failure.retryable {
+            " (will retry on the next push)"
+        } else {
+            ""
+        };
         eprintln!(
-            "rejected {}: {}: {}{}",
-            failure.id,
-            failure.code,
-            failure.message,
-            if failure.retryable {
-                " (will retry on the next push)"
-            } else {
-                ""
-            }
+            "rejected {} {}: {}: {}{status}",
+            failure.object, failure.id, failure.code, failure.message
+        );
+        if !failure.hint.is_empty() {
+            eprintln!("  hint: {}", failure.hint);
+        }
+    }
+}
+
+/// Prints what a push would write, reading the CRM's metadata but writing nothing to the CRM
+/// or the store.
+async fn step_push_plan(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    let store = Store::open(&config.store_path)?;
+    let connector = connector_for(config)?;
+    let check = pipeline::check(&connector, config).await?;
+    let levels = levels_for(args, config)?;
+    let preview = writeback::preview(&store, config, &levels, &check.reasons_max_len, Utc::now())?;
+    if args.json {
+        print_json(&preview)?;
+        return Ok(0);
+    }
+    for record in &preview.records {
+        let fields: Vec<String> = record
+            .fields
+            .iter()
+            .map(|f| format!("{} {} -> {}", f.field, f.old, f.new))
+            .collect();
+        println!("{} {}: {}", record.object, record.id, fields.join("; "));
+    }
+    let count = |map: &std::collections::BTreeMap<String, usize>| {
+        map.iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "Would write {} records ({}); by field: {}. {} unchanged, {} held back by earlier rejections, {} skipped as deleted.",
+        preview.changes,
+        count(&preview.by_object),
+        count(&preview.by_field),
+        preview.unchanged,
+        preview.held.len(),
+        preview.skipped_deleted
+    );
+    if preview.unsettled_batches > 0 {
+        println!(
+            "{} batches of an interrupted push are unsettled; the next push reads their records back before writing.",
+            preview.unsettled_batches
         );
     }
+    Ok(0)
 }
 
 async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
@@ -759,6 +827,12 @@ async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
                 report.unchanged,
                 report.failed.len()
             );
+            if report.reconciled > 0 {
+                println!(
+                    "{} records of an interrupted push were already in the CRM and were not sent again.",
+                    report.reconciled
+                );
+            }
         }
     }
     let mut failed = false;

@@ -46,5 +46,11 @@ pub fn connect(
     config.max_retries = settings.max_retries;
     config.lead_converted_stage = settings.lead_converted_stage.clone();
     config.extra_ca_pem = extra_ca_pem;
-    Ok(HubSpotConnector::new(config)?)
+    let transport = &settings.transport;
+    let connector = HubSpotConnector::new(config)?
+        .with_api_budget(transport.api_budget_share, transport.daily_api_allowance);
+    Ok(match &transport.refresh_token_file {
+        Some(path) => connector.with_refresh_token_sink(crate::token_file::sink(path.clone())),
+        None => connector,
+    })
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod currency;
 pub mod demo;
 pub mod enrichment;
 pub mod evaluate;
@@ -23,5 +24,7 @@ pub mod run;
 pub mod scoring;
 pub mod setup;
 pub mod store;
+pub mod sync;
+pub mod token_file;
 pub mod training;
 pub mod writeback;

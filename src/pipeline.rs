@@ -37,9 +37,16 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
         fields: fields.iter().map(|f| f.to_string()).collect(),
         include_deleted: true,
     };
+    // MasterRecordId names the survivor of a merged-away Account, Contact or Lead.
     let mut account = spec(
         fields::ACCOUNT,
-        &["Name", "OwnerId", "ParentId", "CreatedDate"],
+        &[
+            "Name",
+            "OwnerId",
+            "ParentId",
+            "CreatedDate",
+            "MasterRecordId",
+        ],
     );
     // The write-back fields are pulled too, so a push compares against what the CRM holds.
     let add = |spec: &mut PullSpec, fields: &mut dyn Iterator<Item = &String>| {
@@ -58,7 +65,10 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
             .map(|a| &a.field)
             .chain(writeback_fields(&config.writeback)),
     );
-    let mut contact = spec(fields::CONTACT, &["AccountId", "OwnerId", "CreatedDate"]);
+    let mut contact = spec(
+        fields::CONTACT,
+        &["AccountId", "OwnerId", "CreatedDate", "MasterRecordId"],
+    );
     contact.fields.push(config.features.role_field.clone());
     for table in &config.enrichment {
         let target = match table.object {
@@ -93,6 +103,7 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
                 "IsWon",
                 "CloseDate",
                 "CreatedDate",
+                "Amount",
             ],
         ),
         spec(
@@ -121,6 +132,7 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
                 "ConvertedAccountId",
                 "ConvertedContactId",
                 "ConvertedOpportunityId",
+                "MasterRecordId",
             ],
         );
         let mut extra: Vec<String> = vec![
@@ -177,13 +189,20 @@ pub struct CheckReport {
 }
 
 /// Describes every object the configuration uses, caching each describe once.
-struct Schemas<'c, C> {
+pub(crate) struct Schemas<'c, C> {
     connector: &'c C,
     cache: BTreeMap<String, ObjectSchema>,
 }
 
 impl<'c, C: Connector> Schemas<'c, C> {
-    async fn get(&mut self, object: &str) -> Result<&ObjectSchema, ConnectorError> {
+    pub(crate) fn new(connector: &'c C) -> Schemas<'c, C> {
+        Schemas {
+            connector,
+            cache: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) async fn get(&mut self, object: &str) -> Result<&ObjectSchema, ConnectorError> {
         if !self.cache.contains_key(object) {
             let schema = self.connector.describe(object).await?;
             self.cache.insert(object.to_string(), schema);
@@ -193,7 +212,7 @@ impl<'c, C: Connector> Schemas<'c, C> {
 
     /// Resolves a possibly dotted field (`Owner.IsActive`) to the field it names, or to a
     /// problem when the org does not have it under exactly that name.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &mut self,
         object: &str,
         path: &str,
@@ -393,6 +412,9 @@ pub async fn check<C: Connector>(
                 .map(move |field| (level.object(), field))
         })
         .collect();
+    let droppable = crate::sync::droppable_fields(config);
+    let drop_missing =
+        config.sync.on_missing_field == crate::config::sync::MissingFieldAction::Drop;
     for spec in pull_specs(config) {
         if unavailable.contains(&spec.object.as_str()) {
             continue;
@@ -402,7 +424,14 @@ pub async fn check<C: Connector>(
                 continue;
             }
             if let Err(problem) = schemas.resolve(&spec.object, field).await? {
-                problems.push(problem);
+                let may_drop = droppable
+                    .get(spec.object.as_str())
+                    .is_some_and(|list| list.contains(field));
+                if drop_missing && may_drop {
+                    tracing::warn!(object = %spec.object, %field, %problem, "a mapped field is missing or hidden from this user; [sync] on_missing_field = \"drop\" leaves its feature out");
+                } else {
+                    problems.push(problem);
+                }
             }
         }
         objects.push(CheckedObject {
@@ -524,12 +553,16 @@ pub struct ObjectPull {
     pub object: String,
     pub pulled: usize,
     pub stored: usize,
+    /// Pulled records changed only by leadscore's own write-back.
+    pub echoed: usize,
 }
 
 #[derive(Debug, Serialize)]
 pub struct PullReport {
     pub objects: Vec<ObjectPull>,
     pub pulled: usize,
+    /// Pulled records changed only by leadscore's own write-back, which need no new write.
+    pub echoed: usize,
 }
 
 /// How many times a pull restarts from the stored cursor after its query locator expired.
@@ -551,7 +584,8 @@ pub async fn pull<C: Connector>(
     let lookback = chrono::Duration::from_std(config.connector.cursor_lookback())
         .unwrap_or_else(|_| chrono::Duration::zero());
     let mut objects = Vec::new();
-    for spec in pull_specs(config) {
+    let specs = crate::sync::prepare_specs(connector, store, config, pull_specs(config)).await?;
+    for spec in specs {
         if let (Some(now), Some(cursor)) = (server_now, store.cursor(&spec.object)?) {
             if cursor.modstamp > now + chrono::Duration::minutes(FUTURE_TOLERANCE_MINUTES) {
                 tracing::warn!(
@@ -563,17 +597,32 @@ pub async fn pull<C: Connector>(
                 store.reset_cursor(&spec.object)?;
             }
         }
-        let pulled = pull_object(connector, store, &spec, lookback).await?;
+        let mut echoed = 0;
+        let pulled = pull_object(connector, store, &spec, lookback, &mut echoed).await?;
         let stored = store.record_count(&spec.object)?;
-        tracing::info!(object = %spec.object, pulled, stored, "pulled");
+        tracing::info!(object = %spec.object, pulled, stored, echoed, "pulled");
         objects.push(ObjectPull {
             object: spec.object.clone(),
             pulled,
             stored,
+            echoed,
         });
     }
+    // Merges pulled above may leave children stored with a merged-away parent's id.
+    let remapped = store.remap_merged_references()?;
+    if remapped > 0 {
+        tracing::info!(
+            records = remapped,
+            "pointed references to merged-away records at their survivors"
+        );
+    }
     let pulled = objects.iter().map(|o| o.pulled).sum();
-    Ok(PullReport { objects, pulled })
+    let echoed = objects.iter().map(|o| o.echoed).sum();
+    Ok(PullReport {
+        objects,
+        pulled,
+        echoed,
+    })
 }
 
 /// A stored cursor this many minutes past the CRM's clock came from a clock that jumped.
@@ -584,6 +633,7 @@ async fn pull_object<C: Connector>(
     store: &Store,
     spec: &PullSpec,
     lookback: chrono::Duration,
+    echoed: &mut usize,
 ) -> Result<usize, PipelineError> {
     // Records pulled before a field was added to the configuration lack it, and an
     // incremental pull would only fill it in on records that change later, so that whether
@@ -608,6 +658,10 @@ async fn pull_object<C: Connector>(
         }
         store.reset_cursor(&spec.object)?;
     }
+    // Recorded before the first page, so that a pull stopped part way (a spent API budget, a
+    // crash) resumes from its cursor instead of starting again: every page stored from here on
+    // carries these fields.
+    store.set_pulled_fields(&spec.object, &spec.fields)?;
     let mut pulled = 0;
     let mut restarts = 0;
     loop {
@@ -625,6 +679,7 @@ async fn pull_object<C: Connector>(
             start.as_ref(),
             stored.as_ref(),
             &mut pulled,
+            echoed,
         )
         .await
         {
@@ -635,10 +690,7 @@ async fn pull_object<C: Connector>(
                 tracing::warn!(object = %spec.object, restarts, %message, "query locator expired; restarting from the stored cursor");
             }
             Err(err) => return Err(err),
-            Ok(()) => {
-                store.set_pulled_fields(&spec.object, &spec.fields)?;
-                return Ok(pulled);
-            }
+            Ok(()) => return Ok(pulled),
         }
     }
 }
@@ -650,6 +702,7 @@ async fn pull_pages<C: Connector>(
     start: Option<&Cursor>,
     stored: Option<&Cursor>,
     pulled: &mut usize,
+    echoed: &mut usize,
 ) -> Result<(), PipelineError> {
     let mut page = connector.pull_first(spec, start).await?;
     let mut high = stored.cloned();
@@ -676,6 +729,10 @@ async fn pull_pages<C: Connector>(
                 Some(previous) if *previous > cursor => previous.clone(),
                 _ => cursor,
             };
+            // Tombstones first: they are idempotent, so a crash before the page is saved
+            // only repeats them when the page is pulled again.
+            store.record_deletions(&spec.object, &page.records)?;
+            *echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
             store.save_page(&spec.object, &page.records, &cursor)?;
             high = Some(cursor);
             *pulled += page.records.len();

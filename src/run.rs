@@ -189,6 +189,25 @@ impl Connector for AnyConnector {
         forward!(self, c => c.update(&renamed).await)
     }
 
+    async fn fetch(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
+        let renamed: Vec<String> = fields.iter().map(|f| self.fields.crm(object, f)).collect();
+        let back = self.fields.config_names(object, fields);
+        let mut records = forward!(self, c => c.fetch(object, ids, &renamed).await)?;
+        for record in &mut records {
+            let values = std::mem::take(&mut record.fields);
+            record.fields = values
+                .into_iter()
+                .map(|(k, v)| (back.get(&k).cloned().unwrap_or(k), v))
+                .collect();
+        }
+        Ok(records)
+    }
+
     fn usage(&self) -> Option<ApiUsage> {
         forward!(self, c => c.usage())
     }
@@ -232,7 +251,17 @@ pub fn connect(
                 max_retries: settings.max_retries,
                 retry_base_delay: Duration::from_millis(500),
                 extra_ca_pem,
-            })?;
+                bulk_threshold: settings.bulk.threshold,
+                bulk_objects: settings.bulk.objects.clone(),
+                bulk_poll_timeout: settings.bulk.timeout,
+            })?
+            .with_api_budget(settings.transport.api_budget_share);
+            let connector = match &settings.transport.refresh_token_file {
+                Some(path) => {
+                    connector.with_refresh_token_sink(crate::token_file::sink(path.clone()))
+                }
+                None => connector,
+            };
             Ok(AnyConnector::new(
                 Crm::Salesforce(connector),
                 FieldMap::new(&config.field_map),

@@ -27,8 +27,12 @@ pub enum StoreError {
     NotAStore { path: PathBuf, example: String },
     #[error("the store at {path} is in use by another leadscore process; wait for it to finish")]
     Locked { path: PathBuf },
-    #[error("cannot open the store at {path}: {source}; check the [store] path, or move a damaged store away and pull again")]
+    #[error("cannot open the store at {path}: {source}; check that [store] path names a directory this user can read and write")]
     Open { path: PathBuf, source: sled::Error },
+    #[error("the store path {path} is a file, not a directory; point [store] path at a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("the store at {path} is damaged and cannot be read ({detail}). {}", recovery_steps(.path))]
+    Damaged { path: PathBuf, detail: String },
     #[error("the store at {path} has format {found:?}, this build reads {FORMAT:?}; point [store] path at a new directory")]
     Format { path: PathBuf, found: String },
     #[error("the store at {path} contains data from {bound}, not {requested}; point [store] path at a new directory for this org")]
@@ -37,7 +41,7 @@ pub enum StoreError {
         bound: String,
         requested: String,
     },
-    #[error("store operation failed: {0}")]
+    #[error("store operation failed: {0}{hint}", hint = damage_hint(.0))]
     Sled(#[from] sled::Error),
     #[error("corrupt entry in store tree {tree:?} key {key:?}: {message}")]
     Corrupt {
@@ -217,13 +221,110 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let is_store = names.iter().any(|n| n == "conf") && names.iter().any(|n| n == "db");
-    if names.is_empty() || is_store {
+    // A folder with either of sled's own files is a store, possibly a damaged one, which the
+    // open reports as damaged rather than as a foreign folder.
+    if names.is_empty() || names.iter().any(|n| is_sled_file(n)) {
         return Ok(());
     }
     Err(StoreError::NotAStore {
         path: path.to_path_buf(),
         example: names.into_iter().min().unwrap_or_default(),
+    })
+}
+
+/// Returns true for the names of the files sled keeps at the top of its folder.
+fn is_sled_file(name: &str) -> bool {
+    name == "conf" || name == "db"
+}
+
+/// Returns true when `path` is a directory that contains one of sled's files.
+fn holds_sled_files(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| is_sled_file(&e.file_name().to_string_lossy()))
+    })
+}
+
+/// Maps an error from opening or first reading the store to the error the user acts on.
+fn open_error(path: &Path, source: sled::Error) -> StoreError {
+    use std::io::ErrorKind;
+    let path = path.to_path_buf();
+    match &source {
+        // sled reports a held lock file as an Other-kind IO error with this message.
+        sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
+            StoreError::Locked { path }
+        }
+        sled::Error::Io(err)
+            if matches!(err.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+        {
+            StoreError::Damaged {
+                path,
+                detail: source.to_string(),
+            }
+        }
+        sled::Error::Io(_) | sled::Error::CollectionNotFound(_) => StoreError::Open { path, source },
+        sled::Error::Corruption { .. }
+        | sled::Error::Unsupported(_)
+        | sled::Error::ReportableBug(_) => StoreError::Damaged {
+            path,
+            detail: source.to_string(),
+        },
+    }
+}
+
+/// Returns the steps that rebuild a store which cannot be read, naming its folder.
+fn recovery_steps(path: &Path) -> String {
+    format!(
+        "To recover, move the folder aside (mv {p} {p}.damaged) and run `leadscore pull`, which \
+         pulls every record again and rebuilds the records and cursors; `leadscore train` and \
+         `leadscore score` then rebuild the models and scores. The rebuilt store has no history \
+         of written values and no write journal, so the first `leadscore push` may write values \
+         the CRM already contains",
+        p = path.display()
+    )
+}
+
+/// Returns the recovery hint for a sled error met after the store was opened.
+fn damage_hint(err: &sled::Error) -> &'static str {
+    match err {
+        sled::Error::Corruption { .. } => {
+            "; the store is damaged: move its folder aside and run `leadscore pull` to rebuild \
+             it (the history of written values and the write journal are lost, so the first \
+             push may write values the CRM already contains)"
+        }
+        _ => "",
+    }
+}
+
+thread_local! {
+    /// Set while [`catch_panic`] runs on this thread.
+    static CATCHING_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` and returns the message of a panic instead of unwinding further. The panic hook
+/// prints nothing for a panic caught here, so a damaged store gives one clear error.
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING_PANIC.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    CATCHING_PANIC.with(|flag| flag.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING_PANIC.with(|flag| flag.set(false));
+    result.map_err(|payload| {
+        if let Some(text) = payload.downcast_ref::<&str>() {
+            (*text).to_string()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else {
+            "a panic without a message".to_string()
+        }
     })
 }
 
@@ -242,8 +343,17 @@ fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), S
 
 impl Store {
     /// Opens or creates the store at `path`.
+    ///
+    /// A store that sled cannot read gives [`StoreError::Damaged`] with the recovery steps,
+    /// never a panic: sled 0.34 panics on some damaged files, and those panics are caught here.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if path.exists() && !path.is_dir() {
+            return Err(StoreError::NotADirectory {
+                path: path.to_path_buf(),
+            });
+        }
         reject_foreign_directory(path)?;
+        let existed = holds_sled_files(path);
         // sled's flusher thread can keep the lock file for a moment after a handle in this
         // process is dropped, so a held lock is retried briefly before it is reported.
         let mut attempt = 0;
@@ -256,26 +366,32 @@ impl Store {
                 other => break other?,
             }
         };
-        Store::with_db(db, path)
+        match catch_panic(|| Store::with_db(db, path, existed)) {
+            Ok(Ok(store)) => Ok(store),
+            Ok(Err(StoreError::Sled(source))) => Err(open_error(path, source)),
+            Ok(Err(other)) => Err(other),
+            Err(message) => Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                detail: format!("reading it failed with: {message}"),
+            }),
+        }
     }
 
     fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-        sled::open(path).map_err(|source| match &source {
-            // sled reports a held lock file as an Other-kind IO error with this message.
-            sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
-                StoreError::Locked {
-                    path: path.to_path_buf(),
-                }
-            }
-            _ => StoreError::Open {
+        match catch_panic(|| sled::open(path)) {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(source)) => Err(open_error(path, source)),
+            Err(message) => Err(StoreError::Damaged {
                 path: path.to_path_buf(),
-                source,
-            },
-        })
+                detail: format!("opening it failed with: {message}"),
+            }),
+        }
     }
 
-    /// Checks the format version of a freshly opened database, stamping a new one.
-    fn with_db(db: sled::Db, path: &Path) -> Result<Store, StoreError> {
+    /// Checks the format version of a freshly opened database, stamping and flushing a new
+    /// one. `existed` tells whether sled's files were there before the open: such a store
+    /// without a format stamp lost its contents, because the stamp is the first key written.
+    fn with_db(db: sled::Db, path: &Path, existed: bool) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(found) if found.as_ref() != FORMAT.as_bytes() => {
@@ -285,8 +401,18 @@ impl Store {
                 });
             }
             Some(_) => {}
+            // NOTE: a process killed between sled creating its files and this flush leaves a
+            // store without a stamp, which the next open reports as damaged although it holds
+            // no data yet; moving it aside, as the message says, is then all that is needed.
+            None if existed => {
+                return Err(StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    detail: "its files exist but contain no format stamp, so their contents were lost".to_string(),
+                });
+            }
             None => {
                 meta.insert("format", FORMAT)?;
+                meta.flush()?;
             }
         }
         Ok(Store {
@@ -741,6 +867,212 @@ pub struct ConfirmedWrite {
     pub fields: BTreeMap<String, leadscore_connector::Value>,
 }
 
+/// A record the CRM reported as deleted, or as merged into a survivor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub object: String,
+    pub id: String,
+    /// The change stamp the deletion was pulled with.
+    pub deleted_at: DateTime<Utc>,
+    /// The record a merge absorbed this one into, as the CRM reported it (not resolved
+    /// through later merges; see [`Store::survivor`]).
+    pub survivor: Option<String>,
+}
+
+/// Reference fields of the neutral objects and the objects each may point at, for remapping
+/// merged ids to their survivors.
+const REFERENCE_FIELDS: [(&str, &[&str]); 7] = [
+    ("AccountId", &["Account"]),
+    ("ParentId", &["Account"]),
+    ("ContactId", &["Contact"]),
+    ("ConvertedAccountId", &["Account"]),
+    ("ConvertedContactId", &["Contact"]),
+    ("WhoId", &["Contact", "Lead"]),
+    // WhatId may also name an opportunity, which merges never touch.
+    ("WhatId", &["Account"]),
+];
+
+/// Maximum number of merges followed in one chain. A longer chain can only be a cycle in
+/// corrupt data.
+const MAX_MERGE_CHAIN: usize = 64;
+
+fn tombstone_key(object: &str, id: &str) -> String {
+    format!("{object}/{id}")
+}
+
+/// Deletes and merges: tombstones of deleted records, the merged-id to survivor map and the
+/// remapping of stored references to survivors.
+impl Store {
+    /// Records the deleted records of a pulled page as tombstones and removes every level's
+    /// score of them, so no write goes to a dead id. A live record clears its tombstone (an
+    /// undelete). Idempotent, so a page pulled again after an interruption changes nothing.
+    /// Returns the number of merged records among them.
+    pub fn record_deletions(&self, object: &str, records: &[Record]) -> Result<usize, StoreError> {
+        let tombstones = self.db.open_tree("tombstones")?;
+        let mut merged = 0;
+        let mut batch = sled::Batch::default();
+        let mut dead = Vec::new();
+        for record in records {
+            let key = tombstone_key(object, &record.id);
+            if !record.deleted {
+                if tombstones.contains_key(&key)? {
+                    batch.remove(key.as_bytes());
+                }
+                continue;
+            }
+            let survivor = match record.get("MasterRecordId") {
+                leadscore_connector::Value::Text(id) if !id.is_empty() && *id != record.id => {
+                    Some(id.clone())
+                }
+                _ => None,
+            };
+            merged += usize::from(survivor.is_some());
+            let tombstone = Tombstone {
+                object: object.to_string(),
+                id: record.id.clone(),
+                deleted_at: record.modstamp,
+                survivor,
+            };
+            batch.insert(key.as_bytes(), encode(&tombstone));
+            dead.push(record.id.clone());
+        }
+        tombstones.apply_batch(batch)?;
+        if merged > 0 {
+            self.db
+                .open_tree("meta")?
+                .insert("merge_remap_pending", &[1u8])?;
+        }
+        for level in Level::ALL {
+            let scores = self
+                .db
+                .open_tree(format!("scores{}", level.store_suffix()))?;
+            for id in &dead {
+                scores.remove(id.as_bytes())?;
+            }
+        }
+        self.db.flush()?;
+        Ok(merged)
+    }
+
+    /// Stores a JSON value under a key of the `meta` tree.
+    pub(crate) fn put_meta_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        meta.insert(key.as_bytes(), encode(value))?;
+        meta.flush()?;
+        Ok(())
+    }
+
+    /// Reads a JSON value stored with [`Store::put_meta_json`].
+    pub(crate) fn meta_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        match meta.get(key.as_bytes())? {
+            Some(bytes) => Ok(Some(decode("meta", key.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the tombstone of a deleted or merged record, if the CRM reported one.
+    pub fn tombstone(&self, object: &str, id: &str) -> Result<Option<Tombstone>, StoreError> {
+        let tree = self.db.open_tree("tombstones")?;
+        let key = tombstone_key(object, id);
+        match tree.get(&key)? {
+            Some(bytes) => Ok(Some(decode("tombstones", key.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the id that a merged-away record of `object` lives on as, following chains of
+    /// merges (A into B, then B into C gives C), or `None` when `id` was not merged away.
+    /// A record deleted without a merge also gives `None`; see [`Store::tombstone`].
+    pub fn survivor(&self, object: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let mut current = id.to_string();
+        let mut found = None;
+        for _ in 0..MAX_MERGE_CHAIN {
+            match self.tombstone(object, &current)?.and_then(|t| t.survivor) {
+                Some(next) if next != id => {
+                    found = Some(next.clone());
+                    current = next;
+                }
+                _ => return Ok(found),
+            }
+        }
+        Err(StoreError::Corrupt {
+            tree: "tombstones".to_string(),
+            key: tombstone_key(object, id),
+            message: format!("merge chain longer than {MAX_MERGE_CHAIN} records"),
+        })
+    }
+
+    /// Rewrites stored references (AccountId, ContactId, WhoId, WhatId, ...) that point at
+    /// merged-away records so they point at the survivors, when a pulled merge left that
+    /// work pending. Salesforce re-parents children itself, but HubSpot moves only the
+    /// associations, and a child pulled before the merge keeps the old id until it changes.
+    /// Returns the number of records rewritten.
+    pub fn remap_merged_references(&self) -> Result<usize, StoreError> {
+        let meta = self.db.open_tree("meta")?;
+        if meta.get("merge_remap_pending")?.is_none() {
+            return Ok(0);
+        }
+        let mut survivors: std::collections::HashMap<(String, String), String> =
+            std::collections::HashMap::new();
+        let tombstones = self.db.open_tree("tombstones")?;
+        for entry in tombstones.iter() {
+            let (key, bytes) = entry?;
+            let tombstone: Tombstone = decode("tombstones", &key, &bytes)?;
+            if tombstone.survivor.is_some() {
+                if let Some(survivor) = self.survivor(&tombstone.object, &tombstone.id)? {
+                    survivors.insert((tombstone.object, tombstone.id), survivor);
+                }
+            }
+        }
+        let mut rewritten = 0;
+        for name in self.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if !name.starts_with("records/") {
+                continue;
+            }
+            let tree = self.db.open_tree(&name)?;
+            let mut batch = sled::Batch::default();
+            for entry in tree.iter() {
+                let (key, bytes) = entry?;
+                let mut record: Record = decode(&name, &key, &bytes)?;
+                let mut changed = false;
+                for (field, targets) in REFERENCE_FIELDS {
+                    let Some(leadscore_connector::Value::Text(id)) = record.fields.get(field)
+                    else {
+                        continue;
+                    };
+                    let survivor = targets
+                        .iter()
+                        .find_map(|object| survivors.get(&(object.to_string(), id.clone())));
+                    if let Some(survivor) = survivor {
+                        record.fields.insert(
+                            field.to_string(),
+                            leadscore_connector::Value::Text(survivor.clone()),
+                        );
+                        changed = true;
+                    }
+                }
+                if changed {
+                    batch.insert(key, encode(&record));
+                    rewritten += 1;
+                }
+            }
+            tree.apply_batch(batch)?;
+        }
+        meta.remove("merge_remap_pending")?;
+        self.db.flush()?;
+        Ok(rewritten)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -910,3 +1242,9 @@ mod tests {
         assert!(err.to_string().contains("something-else"), "{err}");
     }
 }
+
+// The write journal lives in its own file but inside this module, so that only the store
+// touches sled.
+#[path = "journal.rs"]
+mod journal;
+pub use journal::{JournalEntry, JournalWrite, WriteFailure};

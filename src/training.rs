@@ -222,13 +222,21 @@ pub struct Loaded {
 
 /// Loads the pulled records, joins the enrichment tables and builds the [`History`].
 pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
+    // Features whose fields the last pull dropped as missing from the org are left out.
+    let config = &crate::sync::effective_config(store, config)?;
     let mut accounts = store.records(fields::ACCOUNT)?;
     let mut contacts = store.records(fields::CONTACT)?;
-    let leads = if config.scoring.levels.contains(&Level::Lead) {
+    let mut leads = if config.scoring.levels.contains(&Level::Lead) {
         store.records(fields::LEAD)?
     } else {
         Vec::new()
     };
+    let mut opportunities = store.records(fields::OPPORTUNITY)?;
+    crate::currency::convert_amounts(
+        store,
+        config,
+        &mut [&mut accounts, &mut contacts, &mut leads, &mut opportunities],
+    )?;
     // A mapped field that no stored record has was never pulled (a changed configuration, or
     // a misspelt field), so training without it would quietly drop the feature.
     let mut unpulled = Vec::new();
@@ -317,7 +325,7 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             accounts,
             contacts,
             leads,
-            opportunities: store.records(fields::OPPORTUNITY)?,
+            opportunities,
             contact_roles: store.records(fields::CONTACT_ROLE)?,
             tasks: store.records(fields::TASK)?,
             events: store.records(fields::EVENT)?,

@@ -2,16 +2,21 @@
 //! successful write are sent, in batches; a record counts as written only when the CRM
 //! confirmed it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
-use leadscore_connector::{Connector, Record, RecordUpdate, Value};
+use leadscore_connector::{
+    Connector, ConnectorError, FieldKind, ObjectSchema, Record, RecordError, RecordUpdate, Value,
+};
 use serde::Serialize;
 
 use crate::config::{Config, WritebackConfig};
 use crate::level::Level;
 use crate::pipeline::PipelineError;
-use crate::store::{ConfirmedWrite, ScoreRow, Store, WrittenValues};
+use crate::store::{
+    ConfirmedWrite, JournalEntry, JournalWrite, ScoreRow, Store, StoreError, WriteFailure,
+    WrittenValues,
+};
 
 /// Joins reasons, and the hint after them, into the text written to the CRM, cut to
 /// `max_len` characters. The hint goes last so a short field keeps the reasons.
@@ -130,38 +135,173 @@ pub fn plan(
 /// A record the CRM refused to update.
 #[derive(Clone, Debug, Serialize)]
 pub struct FailedWrite {
+    pub object: String,
     pub id: String,
     pub code: String,
     pub message: String,
+    /// True for failures that the next push sends again (row locks, server errors that
+    /// outlasted the retries within this push).
     pub retryable: bool,
+    /// The change an admin can make so that the write succeeds.
+    pub hint: String,
+    /// True when this push did not send the record, because the CRM rejected the same values
+    /// before and neither the record nor the values changed since.
+    pub held: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct PushReport {
     pub level: crate::level::Level,
+    /// Records whose CRM values differ from their scores, including held ones.
     pub planned: usize,
     pub written: usize,
     pub unchanged: usize,
+    /// Scored records that the store marks deleted or no longer holds, which are never written.
+    pub skipped_deleted: usize,
+    /// Records of interrupted pushes that the CRM already held and that were not sent again.
+    pub reconciled: usize,
+    /// Sends of records repeated within this push after a transient failure.
+    pub retried: usize,
     pub failed: Vec<FailedWrite>,
 }
 
-/// Writes the changed scores of the store's level back to that level's object, in batches of
-/// its `batch_size`, and records each confirmed write in the store as soon as its batch
-/// returns. `reasons_max_len` comes from `check`.
-pub async fn push<C: Connector>(
-    connector: &C,
+/// The error code Salesforce gives the innocent records of an `allOrNone` batch that another
+/// record made fail.
+const ROLLED_BACK: &str = "ALL_OR_NONE_OPERATION_ROLLED_BACK";
+/// Rounds of resending records whose write failed transiently, within one push.
+const TRANSIENT_ROUNDS: u32 = 3;
+/// Delay before the first resend; each later round doubles it.
+const TRANSIENT_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Returns what an admin can do about a per-record write failure, by the CRM's error code.
+pub fn failure_hint(code: &str) -> &'static str {
+    match code {
+        "UNABLE_TO_LOCK_ROW" | "LOCKED" => {
+            "another process held the record; the next push sends it again"
+        }
+        "ENTITY_IS_DELETED" | "OBJECT_NOT_FOUND" | "INVALID_CROSS_REFERENCE_KEY" => {
+            "the record was deleted or merged away in the CRM; the next pull removes it from the store"
+        }
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" | "INVALID_OPTION" => {
+            "the tier is not an allowed value of the tier field; add it to the picklist or change [tiers] labels"
+        }
+        "INACTIVE_OWNER_OR_USER" => {
+            "the record's owner is an inactive user; reassign the record to an active user"
+        }
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION" => {
+            "a validation rule rejected the write; exempt the integration user from the rule or correct the record"
+        }
+        "INVALID_FIELD_FOR_INSERT_UPDATE" | "READ_ONLY_VALUE" | "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"
+        | "INSUFFICIENT_ACCESS_OR_READONLY" => {
+            "the integration user cannot edit this field or record; grant it field-level edit access"
+        }
+        "CANNOT_UPDATE_CONVERTED_LEAD" => {
+            "converted leads are read-only; score the converted contact instead"
+        }
+        "STRING_TOO_LONG" => "a value is longer than its field; lengthen the field",
+        "VALIDATION_ERROR" | "INVALID_VALUE" | "INVALID_FIELD" | "PROPERTY_DOESNT_EXIST" => {
+            "the CRM rejected a value; run `leadscore check` and correct the write-back fields"
+        }
+        _ => "read the CRM's message; the record is sent again when it changes in the CRM or its values change",
+    }
+}
+
+/// Returns true for per-record failures that a later attempt can clear.
+fn is_transient(error: &RecordError) -> bool {
+    error.retryable
+        || matches!(
+            error.code.as_str(),
+            "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" | "RATE_LIMITS" | "RATE_LIMIT"
+        )
+}
+
+/// Returns true when two values are the same as far as a CRM round trip can tell: numbers
+/// within a relative 1e-9, datetimes within a millisecond, an empty text equal to null.
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+        (Value::Number(_), Value::Text(_)) | (Value::Text(_), Value::Number(_)) => {
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                _ => false,
+            }
+        }
+        (Value::DateTime(x), Value::DateTime(y)) => (*x - *y).num_milliseconds().abs() < 1,
+        (Value::Null, Value::Text(t)) | (Value::Text(t), Value::Null) => t.is_empty(),
+        _ => a == b,
+    }
+}
+
+/// Returns true when `record` contains every value in `fields`.
+pub fn contains_values(record: &Record, fields: &BTreeMap<String, Value>) -> bool {
+    fields
+        .iter()
+        .all(|(field, value)| same_value(record.get(field), value))
+}
+
+/// Returns the problems of a tier field whose allowed values (Salesforce picklist values,
+/// HubSpot enumeration options) do not include every configured tier label.
+pub fn tier_problems(
+    schema: &ObjectSchema,
+    writeback: &WritebackConfig,
+    labels: &[String],
+) -> Vec<String> {
+    let Some(field) = schema.field(&writeback.tier_field) else {
+        return Vec::new();
+    };
+    if field.kind != FieldKind::Picklist || field.picklist_values.is_empty() {
+        return Vec::new();
+    }
+    labels
+        .iter()
+        .filter(|label| !field.picklist_values.contains(label))
+        .map(|label| {
+            format!(
+                "[tiers] labels: {label:?} is not an allowed value of {}.{} (allowed values: {}); change the label or add the value to the field",
+                schema.name,
+                field.name,
+                field.picklist_values.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The writes one level needs, before anything is sent.
+#[derive(Debug)]
+pub struct PushPlan {
+    pub level: Level,
+    /// Writes to send, in score order.
+    pub writes: Vec<PlannedWrite>,
+    /// Writes not sent, because the CRM rejected the same values for the same record version.
+    pub held: Vec<FailedWrite>,
+    pub unchanged: usize,
+    pub skipped_deleted: usize,
+    /// The stored CRM copies of the scored records, by id.
+    pub crm_copies: HashMap<String, Record>,
+}
+
+/// Returns the values of a write without the time it was made, for comparing two writes.
+fn comparable(values: &WrittenValues) -> WrittenValues {
+    WrittenValues {
+        written_at: DateTime::UNIX_EPOCH,
+        ..values.clone()
+    }
+}
+
+/// Plans the writes of the store's level: changed scores of records that the store contains
+/// and does not mark deleted, minus those held back by a stored permanent failure.
+pub fn plan_push(
     store: &Store,
     config: &Config,
     reasons_max_len: &BTreeMap<Level, u32>,
     now: DateTime<Utc>,
-) -> Result<PushReport, PipelineError> {
+) -> Result<PushPlan, PipelineError> {
     let level = store.level();
     let fields = config.writeback_for(level);
     let sales_ready_field = match (level, config.lead.sales_ready_score) {
         (Level::Lead, Some(_)) => Some(config.lead.sales_ready_field.as_str()),
         _ => None,
     };
-    let reasons_max_len = reasons_max_len.get(&level).copied();
     let scores = store.scores()?;
     if scores.is_empty() {
         return Err(PipelineError::Model(format!(
@@ -178,61 +318,343 @@ pub async fn push<C: Connector>(
             crm_copies.insert(record.id.clone(), record);
         }
     }
+    // No write goes to a record the store no longer contains or marks deleted. A merged-away
+    // record is dead too: its survivor is a live record with a score of its own.
+    let mut live: Vec<ScoreRow> = Vec::with_capacity(scores.len());
+    for row in &scores {
+        let stored = crm_copies.get(&row.id).is_some_and(|r| !r.deleted);
+        if stored && store.tombstone(&row.object, &row.id)?.is_none() {
+            live.push(row.clone());
+        }
+    }
+    let skipped_deleted = scores.len() - live.len();
     let planned = plan(
-        &scores,
+        &live,
         &crm_copies,
         fields,
         sales_ready_field,
-        reasons_max_len,
+        reasons_max_len.get(&level).copied(),
         now,
     );
-    let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
-    let mut report = PushReport {
-        level,
-        planned: planned.len(),
-        written: 0,
-        unchanged: scores.len() - planned.len(),
-        failed: Vec::new(),
-    };
-    for batch in planned.chunks(batch_size) {
-        let updates: Vec<RecordUpdate> = batch.iter().map(|p| p.update.clone()).collect();
-        let outcomes = connector.update(&updates).await?;
-        if outcomes.len() != batch.len() {
-            return Err(PipelineError::Connector(
-                leadscore_connector::ConnectorError::Payload(format!(
-                    "{} returned {} results for {} updates; none of this batch is marked written",
-                    connector.name(),
-                    outcomes.len(),
-                    batch.len()
-                )),
-            ));
+    let failures = store.write_failures()?;
+    let mut writes = Vec::with_capacity(planned.len());
+    let mut held = Vec::new();
+    for write in planned {
+        let stamp = crm_copies.get(&write.update.id).map(|r| r.modstamp);
+        match failures.get(&write.update.id) {
+            Some(failure)
+                if failure.modstamp == stamp
+                    && comparable(&failure.values) == comparable(&write.values) =>
+            {
+                held.push(FailedWrite {
+                    object: failure.object.clone(),
+                    id: failure.id.clone(),
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    retryable: false,
+                    hint: failure.hint.clone(),
+                    held: true,
+                });
+            }
+            _ => writes.push(write),
         }
-        // A batch may span objects, and each object's confirmed writes go to its own tree.
-        let mut confirmed: BTreeMap<&str, Vec<ConfirmedWrite>> = BTreeMap::new();
-        for (planned, outcome) in batch.iter().zip(outcomes) {
-            match outcome.result {
-                Ok(()) => confirmed
-                    .entry(planned.update.object.as_str())
-                    .or_default()
-                    .push(ConfirmedWrite {
-                        id: planned.update.id.clone(),
-                        values: planned.values.clone(),
-                        fields: planned.update.fields.clone(),
-                    }),
-                Err(error) => {
-                    tracing::warn!(id = %planned.update.id, code = %error.code, message = %error.message, "write rejected");
-                    report.failed.push(FailedWrite {
-                        id: planned.update.id.clone(),
-                        code: error.code,
-                        message: error.message,
-                        retryable: error.retryable,
-                    });
+    }
+    Ok(PushPlan {
+        level,
+        unchanged: live.len() - writes.len() - held.len(),
+        writes,
+        held,
+        skipped_deleted,
+        crm_copies,
+    })
+}
+
+/// Returns true when a pulled record is the echo of leadscore's own write. The CRM's change
+/// stamp moved, but every pulled field equals the stored copy, which already contains the
+/// values leadscore last wrote. The score and model version must be among the pulled values.
+// NOTE: a later change that touches only fields the pull does not select (a system process
+// bumping the stamp) also counts as an echo; either way it needs no write.
+pub fn is_echo(stored: &Record, pulled: &Record, written: &WrittenValues) -> bool {
+    if pulled.deleted || pulled.modstamp <= stored.modstamp {
+        return false;
+    }
+    let score = Value::Number(written.score);
+    let version = Value::Text(written.model_version.clone());
+    let holds_score = pulled.fields.values().any(|v| same_value(v, &score));
+    let holds_version = pulled.fields.values().any(|v| same_value(v, &version));
+    holds_score
+        && holds_version
+        && pulled
+            .fields
+            .iter()
+            .all(|(field, value)| same_value(stored.get(field), value))
+}
+
+/// Counts the echoes of leadscore's own writes among a page of pulled records, comparing each
+/// with its stored copy before the page replaces it. The pull stores echoes like any other
+/// record; their values equal what was written, so no push writes them again.
+pub fn count_echoes(store: &Store, object: &str, records: &[Record]) -> Result<usize, StoreError> {
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let stored = store.stored_records(object, &ids)?;
+    let written = store.written_values(&ids)?;
+    let echoes = records
+        .iter()
+        .zip(stored.iter().zip(&written))
+        .filter(|(pulled, (stored, written))| match (stored, written) {
+            (Some(stored), Some(written)) => is_echo(stored, pulled, written),
+            _ => false,
+        })
+        .count();
+    if echoes > 0 {
+        tracing::debug!(
+            object,
+            echoes,
+            "pulled records changed only by leadscore's own writes"
+        );
+    }
+    Ok(echoes)
+}
+
+/// One field a planned write changes.
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    /// The value in the stored copy of the CRM record (null when it has none).
+    pub old: serde_json::Value,
+    pub new: serde_json::Value,
+}
+
+/// One record a push would write.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordChange {
+    pub level: Level,
+    pub object: String,
+    pub id: String,
+    pub fields: Vec<FieldChange>,
+}
+
+/// The output of `push --plan`: the writes a push would send, without sending or storing
+/// anything.
+#[derive(Debug, Serialize)]
+pub struct PlanPreview {
+    /// Records that would be written.
+    pub changes: usize,
+    pub by_object: BTreeMap<String, usize>,
+    /// Records per changed field.
+    pub by_field: BTreeMap<String, usize>,
+    /// Records not sent, because the CRM rejected the same values before.
+    pub held: Vec<FailedWrite>,
+    pub unchanged: usize,
+    pub skipped_deleted: usize,
+    /// Batches of an interrupted push; the next push reads their records back first.
+    pub unsettled_batches: usize,
+    pub records: Vec<RecordChange>,
+}
+
+/// Converts a value to plain JSON: text, number, boolean, null, or an ISO 8601 string.
+fn plain_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(flag) => serde_json::Value::Bool(*flag),
+        Value::Number(number) => serde_json::Number::from_f64(*number)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
+/// Plans the writes of `levels` as a push would, and returns them with the fields each
+/// changes. Reads only the store.
+pub fn preview(
+    store: &Store,
+    config: &Config,
+    levels: &[Level],
+    reasons_max_len: &BTreeMap<Level, u32>,
+    now: DateTime<Utc>,
+) -> Result<PlanPreview, PipelineError> {
+    let mut preview = PlanPreview {
+        changes: 0,
+        by_object: BTreeMap::new(),
+        by_field: BTreeMap::new(),
+        held: Vec::new(),
+        unchanged: 0,
+        skipped_deleted: 0,
+        unsettled_batches: store.journal()?.len(),
+        records: Vec::new(),
+    };
+    for &level in levels {
+        let plan = plan_push(&store.at_level(level), config, reasons_max_len, now)?;
+        preview.unchanged += plan.unchanged;
+        preview.skipped_deleted += plan.skipped_deleted;
+        preview.held.extend(plan.held);
+        for write in &plan.writes {
+            let copy = plan.crm_copies.get(&write.update.id);
+            let fields: Vec<FieldChange> = write
+                .update
+                .fields
+                .iter()
+                .filter_map(|(field, new)| {
+                    let old = copy.map_or(&Value::Null, |r| r.get(field));
+                    (!same_value(old, new)).then(|| FieldChange {
+                        field: field.clone(),
+                        old: plain_json(old),
+                        new: plain_json(new),
+                    })
+                })
+                .collect();
+            for change in &fields {
+                *preview.by_field.entry(change.field.clone()).or_default() += 1;
+            }
+            *preview
+                .by_object
+                .entry(write.update.object.clone())
+                .or_default() += 1;
+            preview.records.push(RecordChange {
+                level,
+                object: write.update.object.clone(),
+                id: write.update.id.clone(),
+                fields,
+            });
+        }
+    }
+    preview.changes = preview.records.len();
+    Ok(preview)
+}
+
+/// Describes the level's object and rejects tier labels its tier field does not allow, before
+/// anything is written.
+async fn check_tier_field<C: Connector>(
+    connector: &C,
+    config: &Config,
+    level: Level,
+) -> Result<(), PipelineError> {
+    let schema = connector.describe(level.object()).await?;
+    let problems = tier_problems(&schema, config.writeback_for(level), &config.tiers.labels);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PipelineError::Config(problems.join("\n")))
+    }
+}
+
+/// Counts from reconciling the journal.
+#[derive(Debug, Default, Serialize)]
+pub struct ReconcileReport {
+    /// Unsettled batches found.
+    pub batches: usize,
+    /// Records the CRM already held with the journalled values, recorded as written.
+    pub confirmed: usize,
+    /// Records the CRM did not hold, left for planning again.
+    pub unconfirmed: usize,
+}
+
+/// Settles the batches an interrupted push left in the journal. Each record is read back, and
+/// one that contains the journalled values is recorded as written, so it is not sent again.
+/// The others are planned again like any changed score.
+pub async fn reconcile<C: Connector>(
+    connector: &C,
+    store: &Store,
+) -> Result<ReconcileReport, PipelineError> {
+    let mut report = ReconcileReport::default();
+    for (key, mut entry) in store.journal()? {
+        // A record merged away since the batch was sent lives on as its survivor, so the
+        // survivor is read back in its place.
+        for write in &mut entry.writes {
+            if let Some(survivor) = store.survivor(&entry.object, &write.id)? {
+                tracing::info!(object = %entry.object, merged = %write.id, %survivor, "journalled write retargeted to the merge survivor");
+                write.id = survivor;
+            }
+        }
+        let ids: Vec<String> = entry.writes.iter().map(|w| w.id.clone()).collect();
+        let mut fields: Vec<String> = Vec::new();
+        for write in &entry.writes {
+            for field in write.fields.keys() {
+                if !fields.contains(field) {
+                    fields.push(field.clone());
                 }
             }
         }
-        for (object, writes) in &confirmed {
-            store.record_writes(object, writes)?;
-            report.written += writes.len();
+        let records: HashMap<String, Record> = connector
+            .fetch(&entry.object, &ids, &fields)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let confirmed: Vec<ConfirmedWrite> = entry
+            .writes
+            .iter()
+            .filter(|w| {
+                records
+                    .get(&w.id)
+                    .is_some_and(|r| contains_values(r, &w.fields))
+            })
+            .map(|w| ConfirmedWrite {
+                id: w.id.clone(),
+                values: w.values.clone(),
+                fields: w.fields.clone(),
+            })
+            .collect();
+        tracing::info!(
+            object = %entry.object,
+            batch = key,
+            records = entry.writes.len(),
+            confirmed = confirmed.len(),
+            "reconciled an interrupted write batch"
+        );
+        report.batches += 1;
+        report.confirmed += confirmed.len();
+        report.unconfirmed += entry.writes.len() - confirmed.len();
+        store.settle_batch(key, &entry.object, &confirmed, &[])?;
+    }
+    Ok(report)
+}
+
+/// Writes the changed scores of the store's level back to that level's object, in batches of
+/// its `batch_size`. Before anything is sent, the tier labels are checked against the tier
+/// field and batches left by an interrupted push are reconciled. Each batch is journalled
+/// before it is sent and settled after its outcomes are stored. `reasons_max_len` comes from
+/// `check`.
+pub async fn push<C: Connector>(
+    connector: &C,
+    store: &Store,
+    config: &Config,
+    reasons_max_len: &BTreeMap<Level, u32>,
+    now: DateTime<Utc>,
+) -> Result<PushReport, PipelineError> {
+    let level = store.level();
+    check_tier_field(connector, config, level).await?;
+    let reconciled = reconcile(connector, store).await?;
+    let plan = plan_push(store, config, reasons_max_len, now)?;
+    let fields = config.writeback_for(level);
+    let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
+    let mut report = PushReport {
+        level,
+        planned: plan.writes.len() + plan.held.len(),
+        written: 0,
+        unchanged: plan.unchanged,
+        skipped_deleted: plan.skipped_deleted,
+        reconciled: reconciled.confirmed,
+        retried: 0,
+        failed: plan.held.clone(),
+    };
+    // One journal entry covers one object, so writes are grouped by object first.
+    let mut by_object: BTreeMap<&str, Vec<&PlannedWrite>> = BTreeMap::new();
+    for write in &plan.writes {
+        by_object
+            .entry(write.update.object.as_str())
+            .or_default()
+            .push(write);
+    }
+    for (object, writes) in by_object {
+        for batch in writes.chunks(batch_size) {
+            let sender = BatchSender {
+                connector,
+                store,
+                level,
+                object,
+                crm_copies: &plan.crm_copies,
+                now,
+            };
+            sender.send(batch, &mut report).await?;
         }
     }
     tracing::info!(
@@ -240,9 +662,231 @@ pub async fn push<C: Connector>(
         written = report.written,
         failed = report.failed.len(),
         unchanged = report.unchanged,
+        reconciled = report.reconciled,
         "pushed"
     );
     Ok(report)
+}
+
+/// Sends one journalled batch of writes to one object.
+struct BatchSender<'a, C> {
+    connector: &'a C,
+    store: &'a Store,
+    level: Level,
+    object: &'a str,
+    crm_copies: &'a HashMap<String, Record>,
+    now: DateTime<Utc>,
+}
+
+/// The outcomes of one batch so far.
+#[derive(Default)]
+struct BatchOutcomes<'p> {
+    confirmed: Vec<ConfirmedWrite>,
+    permanent: Vec<WriteFailure>,
+    /// Writes that failed transiently in the last round, with their errors.
+    transient: Vec<(&'p PlannedWrite, RecordError)>,
+}
+
+impl<'a, C: Connector> BatchSender<'a, C> {
+    async fn send(
+        &self,
+        batch: &[&PlannedWrite],
+        report: &mut PushReport,
+    ) -> Result<(), PipelineError> {
+        let entry = JournalEntry {
+            object: self.object.to_string(),
+            level: self.level,
+            started_at: self.now,
+            writes: batch
+                .iter()
+                .map(|w| JournalWrite {
+                    id: w.update.id.clone(),
+                    fields: w.update.fields.clone(),
+                    values: w.values.clone(),
+                })
+                .collect(),
+        };
+        let key = self.store.begin_batch(&entry)?;
+        let mut outcomes = BatchOutcomes::default();
+        let mut pending: Vec<&PlannedWrite> = batch.to_vec();
+        let mut round = 0;
+        loop {
+            self.send_round(pending, &mut outcomes).await?;
+            if outcomes.transient.is_empty() || round >= TRANSIENT_ROUNDS {
+                break;
+            }
+            let delay = TRANSIENT_BASE_DELAY * 2u32.pow(round);
+            tracing::warn!(
+                object = %self.object,
+                records = outcomes.transient.len(),
+                round = round + 1,
+                ?delay,
+                "records failed transiently; sending them again"
+            );
+            tokio::time::sleep(delay).await;
+            round += 1;
+            report.retried += outcomes.transient.len();
+            pending = outcomes.transient.drain(..).map(|(w, _)| w).collect();
+        }
+        for (write, error) in &outcomes.transient {
+            tracing::warn!(id = %write.update.id, code = %error.code, message = %error.message, "write failed after retries; the next push sends it again");
+            report.failed.push(FailedWrite {
+                object: self.object.to_string(),
+                id: write.update.id.clone(),
+                code: error.code.clone(),
+                message: error.message.clone(),
+                retryable: true,
+                hint: failure_hint(&error.code).to_string(),
+                held: false,
+            });
+        }
+        for failure in &outcomes.permanent {
+            report.failed.push(FailedWrite {
+                object: failure.object.clone(),
+                id: failure.id.clone(),
+                code: failure.code.clone(),
+                message: failure.message.clone(),
+                retryable: false,
+                hint: failure.hint.clone(),
+                held: false,
+            });
+        }
+        self.store
+            .settle_batch(key, self.object, &outcomes.confirmed, &outcomes.permanent)?;
+        report.written += outcomes.confirmed.len();
+        Ok(())
+    }
+
+    /// Sends `writes` once, splitting groups the CRM rejected as a whole, and sorts every
+    /// outcome into `outcomes`.
+    async fn send_round<'p>(
+        &self,
+        writes: Vec<&'p PlannedWrite>,
+        outcomes: &mut BatchOutcomes<'p>,
+    ) -> Result<(), PipelineError> {
+        let mut queue: VecDeque<Vec<&'p PlannedWrite>> = VecDeque::from([writes]);
+        let mut transport_retries = 0;
+        while let Some(group) = queue.pop_front() {
+            let updates: Vec<RecordUpdate> = group.iter().map(|w| w.update.clone()).collect();
+            let results = match self.connector.update(&updates).await {
+                Ok(results) => results,
+                Err(ConnectorError::Transport(message)) if transport_retries < TRANSIENT_ROUNDS => {
+                    // The request may have reached the CRM, so the records are read back and
+                    // only those that lack the values are sent again.
+                    // NOTE: the Salesforce transport resends a PATCH whose response body was
+                    // lost before it returns this error, so a cut response can still write a
+                    // record twice (with the same values).
+                    transport_retries += 1;
+                    tracing::warn!(object = %self.object, records = group.len(), %message, "write request failed; reading the records back");
+                    tokio::time::sleep(TRANSIENT_BASE_DELAY * 2u32.pow(transport_retries)).await;
+                    let unsent = self.read_back(group, outcomes).await?;
+                    if !unsent.is_empty() {
+                        queue.push_front(unsent);
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if results.len() != group.len() {
+                return Err(PipelineError::Connector(ConnectorError::Payload(format!(
+                    "{} returned {} results for {} updates; none of this batch is marked written",
+                    self.connector.name(),
+                    results.len(),
+                    group.len()
+                ))));
+            }
+            let culprit = results
+                .iter()
+                .any(|r| matches!(&r.result, Err(e) if e.code != ROLLED_BACK));
+            let mut rolled_back = Vec::new();
+            for (write, result) in group.iter().zip(results) {
+                match result.result {
+                    Ok(()) => outcomes.confirmed.push(confirmed(write)),
+                    Err(error) if error.code == ROLLED_BACK => rolled_back.push(*write),
+                    Err(error) if is_transient(&error) => outcomes.transient.push((write, error)),
+                    Err(error) => {
+                        tracing::warn!(id = %write.update.id, code = %error.code, message = %error.message, "write rejected");
+                        outcomes.permanent.push(self.failure(write, error));
+                    }
+                }
+            }
+            if rolled_back.is_empty() {
+                continue;
+            }
+            if culprit {
+                // The records at fault are known, so the rest can go through on their own.
+                queue.push_back(rolled_back);
+            } else if rolled_back.len() > 1 {
+                let second = rolled_back.split_off(rolled_back.len() / 2);
+                queue.push_back(rolled_back);
+                queue.push_back(second);
+            } else {
+                let error = RecordError {
+                    code: ROLLED_BACK.to_string(),
+                    message: "the CRM rejected every batch that contained this record, also \
+                              when it was sent alone, without naming an error"
+                        .to_string(),
+                    fields: Vec::new(),
+                    retryable: false,
+                };
+                outcomes.permanent.push(self.failure(rolled_back[0], error));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a group back after a failed request, records those that already contain their
+    /// values as confirmed, and returns the others.
+    async fn read_back<'p>(
+        &self,
+        group: Vec<&'p PlannedWrite>,
+        outcomes: &mut BatchOutcomes<'p>,
+    ) -> Result<Vec<&'p PlannedWrite>, PipelineError> {
+        let ids: Vec<String> = group.iter().map(|w| w.update.id.clone()).collect();
+        let fields: Vec<String> = group
+            .first()
+            .map(|w| w.update.fields.keys().cloned().collect())
+            .unwrap_or_default();
+        let records: HashMap<String, Record> = self
+            .connector
+            .fetch(self.object, &ids, &fields)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut unsent = Vec::new();
+        for write in group {
+            match records.get(&write.update.id) {
+                Some(record) if contains_values(record, &write.update.fields) => {
+                    outcomes.confirmed.push(confirmed(write));
+                }
+                _ => unsent.push(write),
+            }
+        }
+        Ok(unsent)
+    }
+
+    fn failure(&self, write: &PlannedWrite, error: RecordError) -> WriteFailure {
+        WriteFailure {
+            object: self.object.to_string(),
+            id: write.update.id.clone(),
+            hint: failure_hint(&error.code).to_string(),
+            code: error.code,
+            message: error.message,
+            fields: error.fields,
+            modstamp: self.crm_copies.get(&write.update.id).map(|r| r.modstamp),
+            values: write.values.clone(),
+            failed_at: self.now,
+        }
+    }
+}
+
+fn confirmed(write: &PlannedWrite) -> ConfirmedWrite {
+    ConfirmedWrite {
+        id: write.update.id.clone(),
+        values: write.values.clone(),
+        fields: write.update.fields.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +970,245 @@ mod tests {
         let copies = HashMap::from([("a".to_string(), copy)]);
         let again = plan(&[row("a", 50.0)], &copies, &config(), None, None, now);
         assert_eq!(again.len(), 1, "a score someone cleared is written again");
+    }
+
+    /// A CRM that rejects a whole batch when it contains the bad id, as Salesforce does with
+    /// `allOrNone`. With `name_culprit` the bad record gets its own error, otherwise every
+    /// record of the batch gets the rolled-back code.
+    struct AllOrNone {
+        bad: String,
+        name_culprit: bool,
+        calls: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Connector for AllOrNone {
+        fn name(&self) -> &'static str {
+            "all-or-none"
+        }
+
+        fn max_batch(&self) -> usize {
+            200
+        }
+
+        async fn check(&self) -> Result<leadscore_connector::ApiUsage, ConnectorError> {
+            Ok(leadscore_connector::ApiUsage::default())
+        }
+
+        async fn describe(&self, object: &str) -> Result<ObjectSchema, ConnectorError> {
+            Ok(ObjectSchema {
+                name: object.to_string(),
+                fields: Vec::new(),
+            })
+        }
+
+        async fn pull_first(
+            &self,
+            _: &leadscore_connector::PullSpec,
+            _: Option<&leadscore_connector::Cursor>,
+        ) -> Result<leadscore_connector::Page, ConnectorError> {
+            Ok(leadscore_connector::Page::default())
+        }
+
+        async fn pull_next(
+            &self,
+            _: &leadscore_connector::PullSpec,
+            _: Option<&leadscore_connector::Cursor>,
+            _: &str,
+        ) -> Result<leadscore_connector::Page, ConnectorError> {
+            Ok(leadscore_connector::Page::default())
+        }
+
+        async fn update(
+            &self,
+            updates: &[RecordUpdate],
+        ) -> Result<Vec<leadscore_connector::WriteOutcome>, ConnectorError> {
+            let ids: Vec<String> = updates.iter().map(|u| u.id.clone()).collect();
+            let rejected = ids.contains(&self.bad);
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push(ids.clone());
+            }
+            let error = |code: &str| RecordError {
+                code: code.to_string(),
+                message: String::new(),
+                fields: Vec::new(),
+                retryable: false,
+            };
+            Ok(ids
+                .into_iter()
+                .map(|id| {
+                    let result = if !rejected {
+                        Ok(())
+                    } else if self.name_culprit && id == self.bad {
+                        Err(error("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
+                    } else {
+                        Err(error(ROLLED_BACK))
+                    };
+                    leadscore_connector::WriteOutcome { id, result }
+                })
+                .collect())
+        }
+
+        fn usage(&self) -> Option<leadscore_connector::ApiUsage> {
+            None
+        }
+    }
+
+    /// Sends six writes, with `c` bad, as one batch and returns the report and the requests.
+    fn send_all_or_none(
+        name_culprit: bool,
+    ) -> (PushReport, Vec<Vec<String>>, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let connector = AllOrNone {
+            bad: "c".into(),
+            name_culprit,
+            calls: std::sync::Mutex::new(Vec::new()),
+        };
+        let rows: Vec<ScoreRow> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|id| row(id, 40.0))
+            .collect();
+        let planned = plan(
+            &rows,
+            &HashMap::new(),
+            &config(),
+            None,
+            None,
+            DateTime::UNIX_EPOCH,
+        );
+        let batch: Vec<&PlannedWrite> = planned.iter().collect();
+        let mut report = PushReport {
+            level: Level::Account,
+            planned: batch.len(),
+            written: 0,
+            unchanged: 0,
+            skipped_deleted: 0,
+            reconciled: 0,
+            retried: 0,
+            failed: Vec::new(),
+        };
+        let copies = HashMap::new();
+        let sender = BatchSender {
+            connector: &connector,
+            store: &store,
+            level: Level::Account,
+            object: "Account",
+            crm_copies: &copies,
+            now: DateTime::UNIX_EPOCH,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(sender.send(&batch, &mut report))
+            .expect("batch sent");
+        let calls = connector
+            .calls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        (report, calls, store, dir)
+    }
+
+    #[test]
+    fn rolled_back_records_sent_again() {
+        let (report, calls, store, _dir) = send_all_or_none(true);
+        assert_eq!(report.written, 5, "{report:?}");
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].id, "c");
+        assert_eq!(report.failed[0].code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1], ["a", "b", "d", "e", "f"]);
+        assert!(store.journal().expect("journal").is_empty());
+        assert!(store.write_failures().expect("failures").contains_key("c"));
+    }
+
+    #[test]
+    fn unattributed_rejection_split_in_halves() {
+        let (report, calls, store, _dir) = send_all_or_none(false);
+        assert_eq!(report.written, 5, "{report:?}");
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].id, "c");
+        assert_eq!(report.failed[0].code, ROLLED_BACK);
+        assert!(calls.iter().all(|call| call.len() <= 6));
+        assert!(calls.contains(&vec!["c".to_string()]), "{calls:?}");
+        assert_eq!(store.written().expect("written").len(), 5);
+    }
+
+    #[test]
+    fn values_compared_as_crm_returns_them() {
+        let at = DateTime::UNIX_EPOCH + chrono::Duration::microseconds(1_500);
+        let truncated = DateTime::UNIX_EPOCH + chrono::Duration::milliseconds(1);
+        assert!(same_value(
+            &Value::DateTime(at),
+            &Value::DateTime(truncated)
+        ));
+        assert!(same_value(
+            &Value::Number(87.5),
+            &Value::Text("87.5".into())
+        ));
+        assert!(same_value(&Value::Null, &Value::Text(String::new())));
+        assert!(!same_value(&Value::Number(87.5), &Value::Number(87.6)));
+        assert!(!same_value(&Value::Text("B".into()), &Value::Null));
+    }
+
+    #[test]
+    fn echo_needs_written_values_and_no_other_change() {
+        let first = plan(
+            &[row("a", 50.0)],
+            &HashMap::new(),
+            &config(),
+            None,
+            None,
+            DateTime::UNIX_EPOCH,
+        );
+        let stored = crm_copy(&first[0]);
+        let mut pulled = stored.clone();
+        pulled.modstamp = stored.modstamp + chrono::Duration::seconds(5);
+        assert!(is_echo(&stored, &pulled, &first[0].values));
+
+        let mut edited = pulled.clone();
+        edited
+            .fields
+            .insert("Name".into(), Value::Text("New".into()));
+        assert!(!is_echo(&stored, &edited, &first[0].values));
+
+        let mut other_score = first[0].values.clone();
+        other_score.score = 51.0;
+        assert!(!is_echo(&stored, &pulled, &other_score));
+        assert!(
+            !is_echo(&stored, &stored, &first[0].values),
+            "an unchanged stamp is no echo"
+        );
+    }
+
+    #[test]
+    fn tier_labels_checked_against_options() {
+        let field = |values: &[&str]| leadscore_connector::FieldSchema {
+            name: "T".into(),
+            kind: FieldKind::Picklist,
+            updateable: true,
+            picklist_values: values.iter().map(|v| v.to_string()).collect(),
+            restricted_picklist: true,
+            length: None,
+            relationship_name: None,
+            reference_to: Vec::new(),
+        };
+        let labels: Vec<String> = ["A", "B", "C", "D"].map(String::from).to_vec();
+        let schema = ObjectSchema {
+            name: "Account".into(),
+            fields: vec![field(&["A", "B", "C"])],
+        };
+        let problems = tier_problems(&schema, &config(), &labels);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("\"D\""), "{}", problems[0]);
+        assert!(problems[0].contains("A, B, C"), "{}", problems[0]);
+        let schema = ObjectSchema {
+            name: "Account".into(),
+            fields: vec![field(&["A", "B", "C", "D"])],
+        };
+        assert!(tier_problems(&schema, &config(), &labels).is_empty());
     }
 
     #[test]

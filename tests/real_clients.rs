@@ -382,6 +382,9 @@ fn connector_config(sandbox: &RunningSandbox, extra_ca_pem: Option<Vec<u8>>) -> 
         max_retries: 0,
         retry_base_delay: Duration::from_millis(1),
         extra_ca_pem,
+        bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
+        bulk_objects: Vec::new(),
+        bulk_poll_timeout: leadscore_salesforce::DEFAULT_BULK_POLL_TIMEOUT,
     }
 }
 
@@ -585,4 +588,119 @@ async fn hubspot_client_over_https() {
         .is_none());
 
     sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn simple_salesforce_bulk2_query() {
+    let Some(python) = python_or_skip("simple_salesforce_bulk2_query") else {
+        return;
+    };
+    let sandbox = start_salesforce().await;
+    let handle = sandbox.handle();
+    let options = sandbox.options().clone();
+    let ca_path = sandbox
+        .ca_cert_path()
+        .expect("a TLS sandbox has a CA file")
+        .to_path_buf();
+
+    let accounts = handle.records("Account");
+    let deleted = string_field(&accounts[0], "Id").to_string();
+    handle
+        .delete_record("Account", &deleted)
+        .expect("account deleted");
+    // A name with a quote, a delimiter and a line break, which the CSV must carry intact.
+    let tricky = string_field(&accounts[1], "Id").to_string();
+    let tricky_name = "Mercy \"North\", Campus\nB\u{e9}thune";
+    let mut fields = RecordMap::new();
+    fields.insert("Name".to_string(), json!(tricky_name));
+    handle
+        .update_record("Account", &tricky, fields)
+        .expect("account renamed");
+    let live: BTreeMap<String, String> = handle
+        .records("Account")
+        .iter()
+        .filter(|record| record.get("IsDeleted") != Some(&Value::Bool(true)))
+        .map(|record| {
+            (
+                string_field(record, "Id").to_string(),
+                string_field(record, "Name").to_string(),
+            )
+        })
+        .collect();
+    let page = 25;
+    assert!(live.len() > 2 * page, "the org needs three results pages");
+
+    let env = vec![
+        ("LEADSCORE_SF_URL".to_string(), sandbox.url()),
+        (
+            "LEADSCORE_SF_CA_CERT".to_string(),
+            ca_path.display().to_string(),
+        ),
+        (
+            "LEADSCORE_SF_CLIENT_ID".to_string(),
+            options.client_id.clone(),
+        ),
+        (
+            "LEADSCORE_SF_CLIENT_SECRET".to_string(),
+            options.client_secret.clone(),
+        ),
+        (
+            "LEADSCORE_SF_REFRESH_TOKEN".to_string(),
+            options.refresh_token.clone(),
+        ),
+        ("LEADSCORE_SF_OBJECT".to_string(), "Account".to_string()),
+        (
+            "LEADSCORE_SF_QUERY".to_string(),
+            "SELECT Id, Name FROM Account ORDER BY Id".to_string(),
+        ),
+        (
+            "LEADSCORE_SF_COMPOUND_QUERY".to_string(),
+            "SELECT Id, BillingAddress FROM Account".to_string(),
+        ),
+        ("LEADSCORE_SF_MAX_RECORDS".to_string(), page.to_string()),
+    ];
+    let run = run_script(&python, "sf_bulk2.py", env).await;
+    let report = run.report();
+
+    assert_eq!(report["header"], json!(["Id", "Name"]));
+    let sizes: Vec<u64> = report["page_sizes"]
+        .as_array()
+        .expect("page sizes")
+        .iter()
+        .map(|size| size.as_u64().expect("page size"))
+        .collect();
+    assert!(sizes.len() >= 3, "expected three or more pages: {sizes:?}");
+    assert!(sizes.iter().all(|&size| size <= page as u64), "{sizes:?}");
+    let rows: BTreeMap<String, String> = report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().expect("id").to_string(),
+                row[1].as_str().expect("name").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), live.len(), "duplicate or missing rows");
+    assert_eq!(rows, live);
+    assert_eq!(rows[&tricky], tricky_name);
+    let ids: Vec<&str> = report["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.as_str().expect("id"))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "ORDER BY Id was not kept across pages");
+
+    let all_ids = report["query_all_ids"].as_array().expect("query_all ids");
+    assert_eq!(all_ids.len(), live.len() + 1);
+    assert!(all_ids.contains(&json!(deleted)));
+
+    let compound = report["compound_error"]
+        .as_str()
+        .expect("the compound query failed");
+    assert!(compound.contains("BillingAddress"), "{compound}");
 }

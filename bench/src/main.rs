@@ -16,6 +16,7 @@ mod leads;
 mod libraries;
 mod memory;
 mod raw_data;
+mod requests;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,16 @@ enum Commands {
     /// Train on the exported `train` set, then time `predict` and `contributions` on the
     /// `batch` set and print records per second as JSON.
     ScoreFile(ScoreArgs),
+    /// Count the HTTP requests of a Contact pull over REST and over Bulk API 2.0 and of two
+    /// write-backs of every account score, against the in-process Salesforce sandbox.
+    Requests(RequestsArgs),
+}
+
+#[derive(Parser)]
+struct RequestsArgs {
+    /// Contacts in the org: the demo org's contacts, padded with copies under new ids.
+    #[arg(long, default_value_t = 100_000)]
+    contacts: usize,
 }
 
 #[derive(Parser)]
@@ -157,6 +168,7 @@ fn main() -> ExitCode {
             args.runs,
             args.contributions_rows,
         ),
+        Commands::Requests(args) => requests::run(args.contacts),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

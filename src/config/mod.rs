@@ -1,8 +1,11 @@
 //! The one TOML file an admin edits: connector, store, feature mapping, model, tiers and
 //! write-back fields. Secrets are named by environment variable and never read from the file.
 
+pub mod bulk;
 pub mod enrichment;
+pub mod sync;
 mod toml_walk;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -127,6 +130,10 @@ pub struct SalesforceSettings {
     /// How far before the stored cursor each incremental pull starts, so that a record
     /// committed late with an earlier change stamp is still seen.
     pub cursor_lookback: Duration,
+    /// Refresh token file and API budget.
+    pub transport: transport::TransportSettings,
+    /// When pulls use Bulk API 2.0.
+    pub bulk: bulk::BulkSettings,
 }
 
 /// HubSpot credentials: a private-app token, or an OAuth app's refresh token. Both name
@@ -158,6 +165,8 @@ pub struct HubSpotSettings {
     pub ca_file: Option<PathBuf>,
     /// How far before the stored cursor each incremental pull starts.
     pub cursor_lookback: Duration,
+    /// Refresh token file and API budget.
+    pub transport: transport::TransportSettings,
 }
 
 /// One configured CRM connection.
@@ -192,6 +201,14 @@ impl ConnectorSettings {
         match self {
             ConnectorSettings::Salesforce(s) => s.cursor_lookback,
             ConnectorSettings::HubSpot(h) => h.cursor_lookback,
+        }
+    }
+
+    /// Returns the refresh token file and API budget settings.
+    pub fn transport(&self) -> &transport::TransportSettings {
+        match self {
+            ConnectorSettings::Salesforce(s) => &s.transport,
+            ConnectorSettings::HubSpot(h) => &h.transport,
         }
     }
 
@@ -425,6 +442,10 @@ pub struct Config {
     pub hints: HintConfig,
     /// `[[enrichment]]` tables joined to accounts or contacts before features are built.
     pub enrichment: Vec<enrichment::EnrichmentConfig>,
+    /// `[sync]`: what a pull does about mapped fields the org does not offer.
+    pub sync: sync::SyncConfig,
+    /// `[currency]`: the currency amounts are converted to before they become features.
+    pub currency: sync::CurrencyConfig,
 }
 
 impl Config {
@@ -549,7 +570,8 @@ impl Config {
         }
     }
 
-    /// Reads the secrets from the environment variables the file names.
+    /// Reads the secrets from the environment variables the file names. A refresh token
+    /// file (`refresh_token_file`) that exists is read instead of the refresh token's variable.
     pub fn secrets(&self) -> Result<ConnectorSecrets, String> {
         let crm = match self.connector {
             ConnectorSettings::Salesforce(_) => "Salesforce",
@@ -575,7 +597,10 @@ impl Config {
         Ok(match &self.connector {
             ConnectorSettings::Salesforce(settings) => ConnectorSecrets::Salesforce(Secrets {
                 client_secret: read(&settings.client_secret_env, "client secret")?,
-                refresh_token: read(&settings.refresh_token_env, "refresh token")?,
+                refresh_token: match crate::token_file::read(&settings.transport)? {
+                    Some(token) => token,
+                    None => read(&settings.refresh_token_env, "refresh token")?,
+                },
             }),
             ConnectorSettings::HubSpot(settings) => match &settings.auth {
                 HubSpotAuthSettings::PrivateApp { token_env } => {
@@ -587,7 +612,10 @@ impl Config {
                     ..
                 } => ConnectorSecrets::HubSpotOAuth(Secrets {
                     client_secret: read(client_secret_env, "client secret")?,
-                    refresh_token: read(refresh_token_env, "refresh token")?,
+                    refresh_token: match crate::token_file::read(&settings.transport)? {
+                        Some(token) => token,
+                        None => read(refresh_token_env, "refresh token")?,
+                    },
                 }),
             },
         })
@@ -632,6 +660,14 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
             ConnectorSettings::HubSpot(settings) => &mut settings.ca_file,
         };
         if let Some(path) = ca_file {
+            *path = base.join(&*path);
+        }
+        // The refresh token file is relative to this file's directory too.
+        let transport = match &mut entry.settings {
+            ConnectorSettings::Salesforce(settings) => &mut settings.transport,
+            ConnectorSettings::HubSpot(settings) => &mut settings.transport,
+        };
+        if let Some(path) = &mut transport.refresh_token_file {
             *path = base.join(&*path);
         }
     }
@@ -699,6 +735,9 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
         }
     }
 
+    let sync_config = sync::read_sync(top, issues);
+    let currency_config = sync::read_currency(top, issues);
+
     let mut hints = top.table(issues, "hints");
     let hint_config = read_hints(&mut hints, issues, feature_config.as_ref());
     hints.finish(issues);
@@ -718,6 +757,8 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
         contact: contact_config?,
         hints: hint_config?,
         enrichment: enrichment_config?,
+        sync: sync_config,
+        currency: currency_config,
     })
 }
 
@@ -806,7 +847,11 @@ fn read_connector(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Co
         other => {
             // The other keys cannot be judged without a kind; reporting them as unknown would
             // only bury this problem.
-            for key in CONNECTOR_KEYS {
+            for key in CONNECTOR_KEYS
+                .iter()
+                .chain(&transport::TRANSPORT_KEYS)
+                .chain(&bulk::BULK_KEYS)
+            {
                 s.raw(key);
             }
             let lower = other.trim().to_ascii_lowercase();
@@ -932,6 +977,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
     // Read before the early returns below, so these keys are never reported as unknown.
     let ca_file = read_ca_file(s, issues);
     let cursor_lookback = read_lookback(s, issues);
+    let transport = transport::read_transport(s, issues, refresh_env, true);
     Some(HubSpotSettings {
         base_url: base_url?,
         auth: auth?,
@@ -940,6 +986,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
         max_retries: max_retries as u32,
         ca_file,
         cursor_lookback,
+        transport,
     })
 }
 
@@ -962,6 +1009,8 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         .unwrap_or(4);
     let ca_file = read_ca_file(s, issues);
     let cursor_lookback = read_lookback(s, issues);
+    let transport = transport::read_transport(s, issues, true, false);
+    let bulk = bulk::read_bulk(s, issues);
     Some(SalesforceSettings {
         login_url: login_url?,
         api_version,
@@ -973,6 +1022,8 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         max_retries: max_retries as u32,
         ca_file,
         cursor_lookback,
+        transport,
+        bulk,
     })
 }
 

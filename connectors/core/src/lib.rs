@@ -12,6 +12,8 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod limits;
+
 /// A field value, typed by the CRM's own field metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v")]
@@ -245,6 +247,10 @@ pub enum ConnectorError {
     /// The CRM's API allowance is spent.
     #[error("API request limit exceeded: {0}")]
     LimitExceeded(String),
+    /// This run's share of the CRM's daily API calls is used up. Work saved before the call
+    /// stays saved, and the next run resumes from it.
+    #[error("API budget of this run spent: {0}")]
+    BudgetSpent(String),
     /// The query or object named something the CRM does not have.
     #[error("the CRM rejected the request: {code}: {message}")]
     Rejected { code: String, message: String },
@@ -302,6 +308,29 @@ pub trait Connector {
         &self,
         updates: &[RecordUpdate],
     ) -> impl Future<Output = Result<Vec<WriteOutcome>, ConnectorError>> + Send;
+
+    /// Reads the current values of `fields` of the records with these ids, for example to
+    /// learn whether an interrupted write reached the CRM. Returns one record per id the CRM
+    /// still has (ids that are deleted, merged away or unknown are left out), in no particular
+    /// order. The default implementation reports that the connector cannot read by id.
+    fn fetch(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> impl Future<Output = Result<Vec<Record>, ConnectorError>> + Send {
+        let _ = (ids, fields);
+        let message = format!(
+            "the {} connector cannot read {object} records by id",
+            self.name()
+        );
+        async move {
+            Err(ConnectorError::Rejected {
+                code: "UNSUPPORTED".to_string(),
+                message,
+            })
+        }
+    }
 
     /// API usage as last reported by the CRM, without making a request.
     fn usage(&self) -> Option<ApiUsage>;

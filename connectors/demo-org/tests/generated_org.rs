@@ -238,6 +238,7 @@ fn records_match_sandbox_schema() {
                             .any(|object| ids_by_object[object].contains(target));
                         assert!(found, "{context} points at no record of {targets:?}");
                     }
+                    FieldType::Address => assert!(value.is_object(), "{context}"),
                     FieldType::Id | FieldType::String | FieldType::Textarea => {
                         assert!(value.is_string(), "{context}")
                     }

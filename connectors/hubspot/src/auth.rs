@@ -41,6 +41,8 @@ pub(crate) struct OAuthClient {
     pub token_url: Url,
     pub client_id: String,
     pub client_secret: SecretString,
+    /// Saves a new refresh token from a token response before its access token is used.
+    pub sink: Option<crate::RefreshTokenSink>,
 }
 
 /// The source of access tokens.
@@ -73,6 +75,13 @@ impl TokenSource {
                 refresh_token,
                 generation: 0,
             })),
+        }
+    }
+
+    /// Sets the callback that saves a rotated refresh token; private-app tokens have none.
+    pub fn set_sink(&mut self, sink: crate::RefreshTokenSink) {
+        if let TokenSource::OAuth { client, .. } = self {
+            client.sink = Some(sink);
         }
     }
 
@@ -220,7 +229,21 @@ fn store_token(
         )));
     }
     if let Some(rotated) = wire.refresh_token.filter(|token| !token.is_empty()) {
-        state.refresh_token = SecretString::from(rotated);
+        // HubSpot normally returns the same refresh token again; only a changed one is saved.
+        if rotated != state.refresh_token.expose_secret() {
+            let rotated = SecretString::from(rotated);
+            let saved = client.sink.as_ref().map(|sink| sink(&rotated));
+            state.refresh_token = rotated;
+            if let Some(Err(message)) = saved {
+                return Err(ConnectorError::Auth(format!(
+                    "HubSpot issued a new refresh token, and saving it failed: {message}. Fix                      the refresh token file's folder permissions; if the old refresh token no                      longer works, install the app again"
+                )));
+            }
+            debug!(
+                saved = saved.is_some(),
+                "token response carried a new refresh token, which replaces the old one"
+            );
+        }
     }
     let lifetime = Duration::from_secs(wire.expires_in.unwrap_or(1800));
     // Renew a tenth of the lifetime early for short-lived tokens, and at most a minute early.

@@ -38,6 +38,12 @@ use crate::transport::{Api, CallKind, RateSettings};
 
 pub use crate::setup::{PropertyKind, PropertySetupReport, PropertySpec};
 
+/// Saves a rotated OAuth refresh token. The connector calls it with the new token before it
+/// sends any request with the access token that came with it. An `Err` (a message naming what
+/// failed) stops that token request with `ConnectorError::Auth`.
+pub type RefreshTokenSink =
+    Arc<dyn Fn(&SecretString) -> Result<(), String> + Send + Sync + 'static>;
+
 /// Largest number of inputs HubSpot accepts in one batch call.
 pub const MAX_BATCH: usize = 100;
 
@@ -297,6 +303,7 @@ impl HubSpotConnector {
                     token_url,
                     client_id,
                     client_secret,
+                    sink: None,
                 },
                 refresh_token,
             ),
@@ -325,6 +332,31 @@ impl HubSpotConnector {
             stages: Mutex::new(None),
             owners: Mutex::new(None),
         })
+    }
+
+    /// Saves every new OAuth refresh token through `sink` before it is used. Has no effect
+    /// with a private-app token.
+    pub fn with_refresh_token_sink(mut self, sink: RefreshTokenSink) -> Self {
+        self.api.tokens.set_sink(sink);
+        self
+    }
+
+    /// Limits this connector to `share` (0 to 1] of the portal's remaining daily calls, read
+    /// from the `X-HubSpot-RateLimit-Daily*` headers. When the first response has no such
+    /// headers (OAuth apps often get none), `daily_allowance` is taken as the remaining
+    /// calls. Once the share is used, every call returns `ConnectorError::BudgetSpent`
+    /// without a request.
+    pub fn with_api_budget(mut self, share: f64, daily_allowance: Option<u64>) -> Self {
+        self.api.budget = Some(leadscore_connector::limits::ApiBudget::new(
+            share,
+            daily_allowance,
+        ));
+        self
+    }
+
+    /// Returns (calls sent, calls allowed) of the API budget, or `None` without a budget.
+    pub fn budget_spent(&self) -> Option<(u64, Option<u64>)> {
+        self.api.budget.as_ref().map(|budget| budget.spent())
     }
 
     /// Returns the properties of a HubSpot object type, fetching them on first use.
@@ -503,6 +535,15 @@ impl Connector for HubSpotConnector {
 
     async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<WriteOutcome>, ConnectorError> {
         write::update(self, updates).await
+    }
+
+    async fn fetch(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
+        write::fetch(self, object, ids, fields).await
     }
 
     fn usage(&self) -> Option<ApiUsage> {

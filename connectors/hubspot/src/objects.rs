@@ -88,6 +88,16 @@ const fn reference(
 
 const OWNER: CanonicalField = reference("OwnerId", Some("hubspot_owner_id"), "Owner", "User");
 
+/// The survivor a merge absorbed a record into. Live records read null. HubSpot records a
+/// merge on the survivor only (`hs_merged_object_ids`), so the pull emits each absorbed id
+/// as a deleted record whose `MasterRecordId` is the survivor.
+const fn master_record(target: &'static str) -> CanonicalField {
+    reference("MasterRecordId", None, "MasterRecord", target)
+}
+
+/// The property listing the ids a record absorbed in merges, `;`-separated.
+pub(crate) const MERGED_IDS_PROPERTY: &str = "hs_merged_object_ids";
+
 /// Owner fields that can be selected through `Owner.` on objects with an `OwnerId`.
 pub(crate) const OWNER_FIELDS: &[&str] = &["Name", "Email", "IsActive"];
 
@@ -165,6 +175,7 @@ impl Canonical {
                 prop("BillingCity", Text, "city"),
                 reference("ParentId", None, "Parent", "Account"),
                 created,
+                master_record("Account"),
             ],
             Canonical::Contact => vec![
                 reference("AccountId", None, "Account", "Account"),
@@ -177,6 +188,7 @@ impl Canonical {
                 prop("MailingState", Text, "state"),
                 prop("MailingCity", Text, "city"),
                 created,
+                master_record("Contact"),
             ],
             Canonical::Lead => vec![
                 prop("Company", Text, "company"),
@@ -199,6 +211,7 @@ impl Canonical {
                 computed("Name", Text),
                 prop("Title", Text, "jobtitle"),
                 prop("Email", Text, "email"),
+                master_record("Lead"),
             ],
             Canonical::Opportunity => vec![
                 reference("AccountId", None, "Account", "Account"),
@@ -208,6 +221,8 @@ impl Canonical {
                 computed("IsClosed", Boolean),
                 computed("IsWon", Boolean),
                 prop("Amount", Number, "amount"),
+                // Empty in a portal with one currency, which then means the company currency.
+                prop("CurrencyIsoCode", Picklist, "deal_currency_code"),
                 computed("CloseDate", Date),
                 created,
             ],
@@ -316,6 +331,9 @@ impl Needs {
             }
             (Canonical::Lead, "ConvertedOpportunityId") => self.association("deals"),
             (Canonical::Opportunity, "AccountId") => self.association("companies"),
+            (Canonical::Account | Canonical::Contact | Canonical::Lead, "MasterRecordId") => {
+                self.property(MERGED_IDS_PROPERTY)
+            }
             (Canonical::Opportunity, "StageName" | "IsClosed" | "IsWon") => {
                 self.pipelines = true;
                 self.property("dealstage");

@@ -20,7 +20,9 @@ use tracing::{debug, warn};
 
 use crate::assoc::{self, Associations, Target};
 use crate::describe::unknown_object;
-use crate::objects::{modstamp_property, Canonical, Needs, Source, OWNER_FIELDS};
+use crate::objects::{
+    modstamp_property, Canonical, Needs, Source, MERGED_IDS_PROPERTY, OWNER_FIELDS,
+};
 use crate::props::{parse_date, parse_datetime, parse_value, Property};
 use crate::transport::CallKind;
 use crate::wire::{compare_ids, ObjectPageWire, ObjectWire, PagingWire};
@@ -584,8 +586,41 @@ async fn build_records(
             deleted: row.wire.archived,
             fields,
         });
+        records.extend(absorbed_records(plan, row));
     }
     Ok(records)
+}
+
+/// Returns one deleted record per id a row absorbed in merges, with `MasterRecordId` set to
+/// the row's id, when the pull selects `MasterRecordId`. HubSpot does not list absorbed
+/// records as archived, so this is how a merge reaches the store. A survivor that got a new
+/// id in the merge lists both input ids.
+fn absorbed_records(plan: &Plan, row: &Row) -> Vec<Record> {
+    let Some(key) = plan.outputs.iter().find_map(|output| match output {
+        Output::Canonical { key, name } if *name == "MasterRecordId" => Some(key),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let Some(list) = row.wire.property(MERGED_IDS_PROPERTY) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<&str> = list
+        .split(';')
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && *id != row.wire.id)
+        .collect();
+    ids.sort_by(|a, b| compare_ids(a, b));
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| Record {
+            object: plan.object.name().to_string(),
+            id: id.to_string(),
+            modstamp: row.stamp,
+            deleted: true,
+            fields: BTreeMap::from([(key.clone(), Value::Text(row.wire.id.clone()))]),
+        })
+        .collect()
 }
 
 /// Batch-reads the stage, pipeline and close date of deals.
@@ -636,8 +671,35 @@ fn property_value(plan: &Plan, row: &Row, name: &str) -> Value {
         .get(row.source)
         .and_then(|map| map.get(name))
     {
+        Some(property) if is_multi_select(property) => {
+            multi_select_value(row.wire.property(name).unwrap_or(""))
+        }
         Some(property) => typed(row, name, property.kind()),
         None => Value::Null,
+    }
+}
+
+/// True for an enumeration shown as checkboxes, whose value is the chosen options joined
+/// with `;`.
+fn is_multi_select(property: &Property) -> bool {
+    property.property_type == "enumeration" && property.field_type == "checkbox"
+}
+
+/// Reads a multi-select value as one text of its chosen options, trimmed, de-duplicated,
+/// sorted and joined with `;`, so that the same set of options is always the same category
+/// whatever order HubSpot stored it in. No option chosen is null.
+fn multi_select_value(raw: &str) -> Value {
+    let mut options: Vec<&str> = raw
+        .split(';')
+        .map(str::trim)
+        .filter(|option| !option.is_empty())
+        .collect();
+    options.sort_unstable();
+    options.dedup();
+    if options.is_empty() {
+        Value::Null
+    } else {
+        Value::Text(options.join(";"))
     }
 }
 
@@ -1052,6 +1114,16 @@ async fn pull_owners(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_select_sorted_and_empty_null() {
+        assert_eq!(
+            multi_select_value("webinar; pricing_page;;webinar"),
+            Value::Text("pricing_page;webinar".into())
+        );
+        assert_eq!(multi_select_value(" ; "), Value::Null);
+        assert_eq!(multi_select_value(""), Value::Null);
+    }
 
     #[test]
     fn archived_split_by_stamp() {

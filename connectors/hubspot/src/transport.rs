@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use leadscore_connector::limits::{backoff_with_jitter, ApiBudget};
 use leadscore_connector::{ApiUsage, ConnectorError};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex as AsyncMutex;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::auth::{RetryPolicy, TokenSource};
@@ -24,11 +25,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(120);
 const DEFAULT_BURST_MAX: u32 = 100;
 const DEFAULT_BURST_WINDOW: Duration = Duration::from_secs(10);
 
+/// Added to every window the client keeps. The client counts a call when it starts and
+/// HubSpot when it arrives, so without it a call started just after the client's window
+/// moved on could arrive inside HubSpot's.
+const WINDOW_PADDING: Duration = Duration::from_millis(200);
+
 /// Returns the delay before retry number `attempt` (counting from 0): `base * 2^attempt`,
-/// capped at `MAX_BACKOFF`.
+/// capped at `MAX_BACKOFF`, with jitter over its upper half.
 pub(crate) fn backoff_delay(base: Duration, attempt: u32) -> Duration {
-    base.saturating_mul(1u32 << attempt.min(16))
-        .min(MAX_BACKOFF)
+    backoff_with_jitter(base, attempt, MAX_BACKOFF)
 }
 
 /// A sliding-window limiter: at most `max` calls start within any `window`.
@@ -92,7 +97,9 @@ pub(crate) struct RateSettings {
 pub(crate) struct Api {
     http: reqwest::Client,
     base_url: Url,
-    tokens: TokenSource,
+    pub(crate) tokens: TokenSource,
+    /// This run's share of the portal's daily calls; `None` sends without a limit.
+    pub(crate) budget: Option<ApiBudget>,
     retries: RetryPolicy,
     rate: RateSettings,
     burst: AsyncMutex<Window>,
@@ -115,9 +122,15 @@ impl Api {
             http,
             base_url,
             tokens,
+            budget: None,
             retries,
             rate,
-            burst: AsyncMutex::new(Window::new(burst_max, DEFAULT_BURST_WINDOW)),
+            burst: AsyncMutex::new(Window::new(
+                burst_max,
+                DEFAULT_BURST_WINDOW + WINDOW_PADDING,
+            )),
+            // NOTE: the search window is not padded like the burst window, so a search that
+            // arrives late can still get a SECONDLY 429, which is retried after Retry-After.
             search: AsyncMutex::new(Window::new(rate.search_per_second, Duration::from_secs(1))),
             usage: Mutex::new(None),
             server_time: Mutex::new(None),
@@ -176,9 +189,11 @@ impl Api {
     }
 
     /// Sends one call. A 401 renews an OAuth token and repeats the call once. Connection
-    /// errors and 5xx responses are retried with exponential backoff, and 429s (except the
-    /// daily limit) after `Retry-After` or the policy's backoff, up to `max_retries` times.
-    /// Returns `Ok(Err(..))` for a final non-2xx response, so callers can inspect it.
+    /// errors and 5xx responses are retried after `Retry-After` or with jittered exponential
+    /// backoff, and 429s (except the daily limit) after `Retry-After` or the policy's
+    /// backoff, up to `max_retries` times. Every attempt counts against the run's API budget,
+    /// and a spent budget returns `BudgetSpent` before anything is sent. Returns
+    /// `Ok(Err(..))` for a final non-2xx response, so callers can inspect it.
     pub async fn send_raw(
         &self,
         method: Method,
@@ -192,6 +207,9 @@ impl Api {
         let mut renewed = false;
         let mut attempt = 0;
         loop {
+            if let Some(budget) = &self.budget {
+                budget.admit()?;
+            }
             self.wait_for_slot(kind).await;
             let mut builder = self
                 .http
@@ -200,10 +218,11 @@ impl Api {
             if let Some(body) = body {
                 builder = builder.json(body);
             }
+            let mut lost_before_sending = false;
             let (failure, retry_after) = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    self.record_headers(response.headers()).await;
+                    self.record_headers(response.headers(), kind).await;
                     let retry_after = parse_retry_after(response.headers());
                     match response.bytes().await {
                         Ok(bytes) => {
@@ -222,8 +241,19 @@ impl Api {
                         ),
                     }
                 }
-                Err(error) => (ApiError::connection(error_chain(&error)), None),
+                Err(error) => {
+                    lost_before_sending = error.is_connect();
+                    (ApiError::connection(error_chain(&error)), None)
+                }
             };
+            // A write whose response was lost may have been applied; sending it again would
+            // write twice, so the caller reads the records back instead.
+            if failure.status == 0 && !lost_before_sending && !replay_safe(&method, path) {
+                return Err(ConnectorError::Transport(format!(
+                    "{method} {log_path}: {}; HubSpot may have applied it, so it is not sent again",
+                    failure.message
+                )));
+            }
 
             if failure.is_expired_token() && !renewed && self.tokens.can_renew() {
                 debug!(%method, path = log_path, category = %failure.category, "access token rejected, renewing");
@@ -242,9 +272,9 @@ impl Api {
                 Some(RateLimitKind::Burst) => {
                     Some(retry_after.unwrap_or(self.rate.burst_backoff.saturating_mul(attempt + 1)))
                 }
-                None if failure.is_transient() => {
-                    Some(backoff_delay(self.retries.base_delay, attempt))
-                }
+                None if failure.is_transient() => Some(
+                    retry_after.unwrap_or_else(|| backoff_delay(self.retries.base_delay, attempt)),
+                ),
                 None => None,
             };
             match delay {
@@ -332,7 +362,7 @@ impl Api {
 
     /// Reads the `X-HubSpot-RateLimit-*` headers: the burst allowance resizes the limiter,
     /// and the daily pair becomes the reported usage. Every header is optional.
-    async fn record_headers(&self, headers: &HeaderMap) {
+    async fn record_headers(&self, headers: &HeaderMap, kind: CallKind) {
         if let Some(date) = headers
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
@@ -352,17 +382,36 @@ impl Api {
             number("x-hubspot-ratelimit-daily"),
             number("x-hubspot-ratelimit-daily-remaining"),
         ) {
-            if let Ok(mut usage) = self.usage.lock() {
-                *usage = Some(ApiUsage {
-                    used: daily.saturating_sub(remaining),
-                    max: daily,
-                });
+            let usage = ApiUsage {
+                used: daily.saturating_sub(remaining),
+                max: daily,
+            };
+            if let Ok(mut last) = self.usage.lock() {
+                *last = Some(usage);
+            }
+            if let Some(allowed) = self.budget.as_ref().and_then(|b| b.observe(usage)) {
+                info!(
+                    allowed,
+                    remaining_today = remaining,
+                    "API budget of this run set from the portal's daily limit headers"
+                );
+            }
+        } else if kind == CallKind::Standard {
+            // Search responses never carry the daily headers, so only a standard call without
+            // them shows that the portal does not send them.
+            if let Some(allowed) = self.budget.as_ref().and_then(ApiBudget::observe_missing) {
+                info!(
+                    allowed,
+                    "API budget of this run set from the configured daily allowance, because \
+                     HubSpot sent no daily limit headers"
+                );
             }
         }
         if let Some(max) = number("x-hubspot-ratelimit-max") {
             let interval = number("x-hubspot-ratelimit-interval-milliseconds")
                 .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_BURST_WINDOW);
+                .unwrap_or(DEFAULT_BURST_WINDOW)
+                + WINDOW_PADDING;
             let mut burst = self.burst.lock().await;
             burst.max = scaled(max.min(u32::MAX as u64) as u32, self.rate.burst_share);
             burst.window = interval;
@@ -374,11 +423,22 @@ fn scaled(max: u32, share: f64) -> u32 {
     ((max as f64 * share).floor() as u32).max(1)
 }
 
-/// Parses `Retry-After` in seconds. HTTP dates are not supported and count as absent.
+/// Parses `Retry-After`, in seconds or as an HTTP date, capped at
+/// [`leadscore_connector::limits::MAX_RETRY_AFTER`].
+/// Returns true when sending `method` to `path` twice has the effect of sending it once:
+/// reads, searches and batch reads. Creates, updates, merges and archives are not.
+fn replay_safe(method: &Method, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    match *method {
+        Method::GET | Method::HEAD => true,
+        Method::POST => path.ends_with("/search") || path.ends_with("/batch/read"),
+        _ => false,
+    }
+}
+
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get("retry-after")?.to_str().ok()?;
-    let seconds: f64 = text.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+    leadscore_connector::limits::parse_retry_after(text, chrono::Utc::now())
 }
 
 #[cfg(test)]
@@ -399,9 +459,31 @@ mod tests {
     #[test]
     fn backoff_grows_and_stays_bounded() {
         let base = Duration::from_millis(100);
-        assert_eq!(backoff_delay(base, 0), base);
-        assert_eq!(backoff_delay(base, 3), base * 8);
-        assert_eq!(backoff_delay(base, 40), MAX_BACKOFF);
+        assert!(backoff_delay(base, 0) <= base);
+        assert!(backoff_delay(base, 0) >= base / 2);
+        assert!(backoff_delay(base, 3) <= base * 8);
+        assert!(backoff_delay(base, 3) >= base * 4);
+        assert!(backoff_delay(base, 40) <= MAX_BACKOFF);
+        assert!(backoff_delay(base, 40) >= MAX_BACKOFF / 2);
+    }
+
+    #[test]
+    fn only_reads_are_replayed() {
+        assert!(replay_safe(
+            &Method::GET,
+            "/crm/v3/objects/contacts?limit=100"
+        ));
+        assert!(replay_safe(&Method::POST, "/crm/v3/objects/deals/search"));
+        assert!(replay_safe(
+            &Method::POST,
+            "/crm/v3/objects/companies/batch/read"
+        ));
+        assert!(!replay_safe(
+            &Method::POST,
+            "/crm/v3/objects/companies/batch/update"
+        ));
+        assert!(!replay_safe(&Method::POST, "/crm/v3/objects/tasks"));
+        assert!(!replay_safe(&Method::PATCH, "/crm/v3/objects/companies/42"));
     }
 
     #[test]

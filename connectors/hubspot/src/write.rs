@@ -351,6 +351,94 @@ fn apply_results(
     debug!(status, inputs = inputs.len(), failures, "batch update");
 }
 
+/// Reads `fields` of records by id with batch read, at most `MAX_BATCH` ids per request. Ids
+/// HubSpot does not return (archived or unknown) are left out. A merged-away id may come back
+/// as the surviving record, under the survivor's id.
+pub(crate) async fn fetch(
+    connector: &HubSpotConnector,
+    object: &str,
+    ids: &[String],
+    fields: &[String],
+) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
+    let Some(canonical) = Canonical::parse(object) else {
+        return Err(ConnectorError::Rejected {
+            code: "INVALID_TYPE".to_string(),
+            message: format!("object {object:?} is not one the HubSpot connector maps"),
+        });
+    };
+    let Some(object_type) = canonical.writable_type() else {
+        return Err(ConnectorError::Rejected {
+            code: "INVALID_TYPE".to_string(),
+            message: format!(
+                "{} records cannot be read by id; read Account, Contact, Lead or Opportunity",
+                canonical.name()
+            ),
+        });
+    };
+    let properties = connector.properties(object_type).await?;
+    // Each requested field with its property name and kind; unknown properties read as null.
+    let selected: Vec<(String, String, Option<leadscore_connector::FieldKind>)> = fields
+        .iter()
+        .map(|field| {
+            let name = canonical
+                .field(field)
+                .and_then(|field| field.property)
+                .unwrap_or(field.as_str())
+                .to_string();
+            let kind = properties
+                .iter()
+                .find(|property| property.name == name)
+                .map(|property| property.kind());
+            (field.clone(), name, kind)
+        })
+        .collect();
+    let stamp = crate::objects::modstamp_property(object_type);
+    let mut names: Vec<&str> = selected.iter().map(|(_, name, _)| name.as_str()).collect();
+    names.push(stamp);
+    let path = format!("/crm/v3/objects/{object_type}/batch/read");
+    let mut records = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_BATCH) {
+        let body = json!({
+            "properties": names,
+            "propertiesWithHistory": [],
+            "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+        });
+        let page: crate::wire::ObjectPageWire = connector
+            .api
+            .call(Method::POST, &path, Some(&body), CallKind::Standard)
+            .await?;
+        for wire in page.results {
+            let mut values = BTreeMap::new();
+            for (field, name, kind) in &selected {
+                let value = match (wire.property(name), kind) {
+                    (Some(text), Some(kind)) => crate::props::parse_value(*kind, text)
+                        .unwrap_or_else(|error| {
+                            warn!(record = %wire.id, property = %name, %error, "invalid property value, read as null");
+                            leadscore_connector::Value::Null
+                        }),
+                    (Some(text), None) => leadscore_connector::Value::Text(text.to_string()),
+                    (None, _) => leadscore_connector::Value::Null,
+                };
+                values.insert(field.clone(), value);
+            }
+            records.push(leadscore_connector::Record {
+                object: object.to_string(),
+                id: wire.id.clone(),
+                modstamp: wire.modstamp(object_type)?,
+                deleted: wire.archived,
+                fields: values,
+            });
+        }
+    }
+    debug!(
+        object_type,
+        requested = ids.len(),
+        found = records.len(),
+        "batch read"
+    );
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,8 @@ enum TokenFailure {
 
 /// Issues and renews access tokens with the refresh-token grant.
 pub(crate) struct TokenSource {
+    /// Saves a rotated refresh token before the session it came with is used.
+    pub(crate) sink: Option<crate::RefreshTokenSink>,
     http: reqwest::Client,
     token_url: Url,
     client_id: String,
@@ -156,6 +158,7 @@ impl TokenSource {
         retry_base_delay: Duration,
     ) -> Self {
         TokenSource {
+            sink: None,
             http,
             token_url,
             client_id,
@@ -243,8 +246,20 @@ impl TokenSource {
         let instance_url = parse_instance_url(&response.extra_fields().instance_url)
             .map_err(TokenFailure::Fatal)?;
         if let Some(rotated) = response.refresh_token() {
-            state.refresh_token = SecretString::from(rotated.secret().clone());
-            debug!("token response carried a new refresh token, which replaces the old one");
+            let rotated = SecretString::from(rotated.secret().clone());
+            // With rotation on, the old refresh token stops working now, so the new one is
+            // saved before the session is used. A run that cannot save it stops here.
+            let saved = self.sink.as_ref().map(|sink| sink(&rotated));
+            state.refresh_token = rotated;
+            if let Some(Err(message)) = saved {
+                return Err(TokenFailure::Fatal(ConnectorError::Auth(format!(
+                    "Salesforce rotated the refresh token, and saving the new one failed:                      {message}. The old refresh token no longer works; fix the refresh token                      file's folder permissions and authorize the connected app again"
+                ))));
+            }
+            debug!(
+                saved = saved.is_some(),
+                "token response carried a new refresh token, which replaces the old one"
+            );
         }
         state.generation += 1;
         let session = Session {

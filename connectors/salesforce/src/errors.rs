@@ -86,9 +86,10 @@ pub(crate) fn describe_unparsed_body(status: u16, body: &[u8]) -> String {
 }
 
 impl ApiError {
-    /// True for failures a retry can fix: server errors and row-lock contention.
+    /// True for failures a retry can fix: server errors, 429 from a proxy or gateway in front
+    /// of the org, and row-lock contention.
     pub fn is_transient(&self) -> bool {
-        self.status >= 500 || self.code == "UNABLE_TO_LOCK_ROW"
+        self.status >= 500 || self.status == 429 || self.code == "UNABLE_TO_LOCK_ROW"
     }
 
     /// True for the 401 `INVALID_SESSION_ID` that an expired or revoked access token causes.
@@ -112,7 +113,7 @@ impl ApiError {
             (_, "UNABLE_TO_LOCK_ROW") => {
                 ConnectorError::Transport(format!("{}: {}", self.code, self.message))
             }
-            (status, _) if status >= 500 => {
+            (status, _) if status >= 500 || status == 429 => {
                 ConnectorError::Transport(format!("{}: {}", self.code, self.message))
             }
             _ => ConnectorError::Rejected {

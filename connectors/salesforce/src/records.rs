@@ -503,6 +503,28 @@ mod tests {
     }
 
     #[test]
+    fn nested_null_parent_gives_null_not_text() {
+        let record = raw(json!({
+            "Id": "00T2", "SystemModstamp": "2024-05-01T12:00:03Z",
+            "What": {"attributes": {"type": "Account"}, "Name": "Mercy", "Owner": null}
+        }));
+        let converted = convert_record(
+            &spec(&["What.Owner.IsActive", "What.Name"]),
+            &record,
+            &schemas(),
+        )
+        .unwrap();
+        assert_eq!(converted.get("What.Owner.IsActive"), &Value::Null);
+        assert_eq!(converted.get("What.Name"), &Value::Text("Mercy".into()));
+        let top_null = raw(json!({
+            "Id": "00T3", "SystemModstamp": "2024-05-01T12:00:03Z", "What": null
+        }));
+        let converted =
+            convert_record(&spec(&["What.Owner.IsActive"]), &top_null, &schemas()).unwrap();
+        assert_eq!(converted.get("What.Owner.IsActive"), &Value::Null);
+    }
+
+    #[test]
     fn two_level_parent_path() {
         let record = raw(json!({
             "Id": "00T3", "SystemModstamp": "2024-05-01T12:00:03Z",

@@ -3,12 +3,13 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use leadscore_connector::limits::{parse_retry_after, ApiBudget};
 use leadscore_connector::{ApiUsage, ConnectorError};
 use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::auth::TokenSource;
@@ -71,10 +72,33 @@ pub(crate) enum Paging {
     None,
 }
 
+/// Returns true when sending `method` to `path` twice has the effect of sending it once:
+/// reads, Collections retrieve (a POST that only reads) and creating a Bulk query job.
+fn replay_safe(method: &Method, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    if *method == Method::GET || *method == Method::HEAD {
+        return true;
+    }
+    if *method != Method::POST {
+        return false;
+    }
+    let after = |marker: &str| {
+        path.split_once(marker)
+            .map(|(_, rest)| rest.trim_end_matches('/'))
+    };
+    match after("/composite/sobjects/") {
+        // `composite/sobjects/{Object}` with ids in the body is a retrieve.
+        Some(rest) => !rest.is_empty() && !rest.contains('/'),
+        None => after("/jobs/query").is_some_and(str::is_empty),
+    }
+}
+
 /// A REST client for one org: shared session, retry policy and the last reported API usage.
 pub(crate) struct Api {
     http: reqwest::Client,
-    tokens: TokenSource,
+    pub(crate) tokens: TokenSource,
+    /// This run's share of the org's daily API requests; `None` sends without a limit.
+    pub(crate) budget: Option<ApiBudget>,
     usage: Mutex<Option<ApiUsage>>,
     /// The `Date` of the last response.
     server_time: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
@@ -95,6 +119,7 @@ impl Api {
             server_time: Mutex::new(None),
             http,
             tokens,
+            budget: None,
             usage: Mutex::new(None),
             page_size,
             max_retries,
@@ -119,6 +144,14 @@ impl Api {
         if let Ok(mut last) = self.usage.lock() {
             *last = Some(usage);
         }
+        if let Some(allowed) = self.budget.as_ref().and_then(|b| b.observe(usage)) {
+            info!(
+                allowed,
+                used_today = usage.used,
+                max_today = usage.max,
+                "API budget of this run set from the org's daily API requests"
+            );
+        }
     }
 
     /// Ensures a session exists, requesting a token when needed.
@@ -129,8 +162,11 @@ impl Api {
     /// Sends one API call and returns the body of its 2xx response.
     ///
     /// A 401 `INVALID_SESSION_ID` renews the session and repeats the call once. Connection
-    /// errors, 5xx responses and `UNABLE_TO_LOCK_ROW` are retried with backoff up to
-    /// `max_retries` times. Other failures are mapped to `ConnectorError` at once.
+    /// errors, 429 and 5xx responses and `UNABLE_TO_LOCK_ROW` are retried up to `max_retries`
+    /// times, after `Retry-After` when the response has one and with jittered exponential
+    /// backoff otherwise. Other failures, `REQUEST_LIMIT_EXCEEDED` among them, are mapped to
+    /// `ConnectorError` at once. Every attempt counts against the run's API budget, and a spent
+    /// budget returns `BudgetSpent` before anything is sent.
     pub async fn request(
         &self,
         method: Method,
@@ -138,11 +174,28 @@ impl Api {
         body: Option<&serde_json::Value>,
         paging: Paging,
     ) -> Result<Vec<u8>, ConnectorError> {
+        let (_, body) = self.exchange(method, path, body, paging, None).await?;
+        Ok(body)
+    }
+
+    /// Sends one API call as [`Api::request`] does, with an optional `Accept` header, and
+    /// returns the headers and body of its 2xx response. Bulk API 2.0 results need both.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        paging: Paging,
+        accept: Option<&str>,
+    ) -> Result<(HeaderMap, Vec<u8>), ConnectorError> {
         let log_path = path.split('?').next().unwrap_or(path);
         let mut session = self.tokens.session().await?;
         let mut renewed = false;
         let mut attempt = 0;
         loop {
+            if let Some(budget) = &self.budget {
+                budget.admit()?;
+            }
             let url = api_url(&session.instance_url, path)?;
             let mut builder = self
                 .http
@@ -154,16 +207,27 @@ impl Api {
             if let Some(body) = body {
                 builder = builder.json(body);
             }
+            if let Some(accept) = accept {
+                builder = builder.header(reqwest::header::ACCEPT, accept);
+            }
 
+            let mut retry_after = None;
+            let mut lost_before_sending = false;
             let failure = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    let headers = response.headers().clone();
                     self.record_usage(response.headers());
+                    retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
                     match response.bytes().await {
                         Ok(bytes) => {
                             debug!(%method, path = log_path, status, bytes = bytes.len(), "Salesforce response");
                             if (200..300).contains(&status) {
-                                return Ok(bytes.to_vec());
+                                return Ok((headers, bytes.to_vec()));
                             }
                             parse_error_body(status, &bytes)
                         }
@@ -174,11 +238,14 @@ impl Api {
                         },
                     }
                 }
-                Err(error) => ApiError {
-                    status: 0,
-                    code: "CONNECTION_FAILED".to_string(),
-                    message: crate::errors::error_chain(&error),
-                },
+                Err(error) => {
+                    lost_before_sending = error.is_connect();
+                    ApiError {
+                        status: 0,
+                        code: "CONNECTION_FAILED".to_string(),
+                        message: crate::errors::error_chain(&error),
+                    }
+                }
             };
 
             if failure.is_invalid_session() && !renewed {
@@ -187,12 +254,24 @@ impl Api {
                 session = self.tokens.renew(session.generation).await?;
                 continue;
             }
+            // A write whose response was lost may have been applied; sending it again would
+            // write twice, so the caller reads the records back instead.
+            let outcome_unknown =
+                failure.status == 0 && !lost_before_sending && !replay_safe(&method, path);
+            if outcome_unknown {
+                return Err(ConnectorError::Transport(format!(
+                    "{method} {log_path}: {}; the CRM may have applied it, so it is not sent again",
+                    failure.message
+                )));
+            }
             let transient = failure.status == 0 || failure.is_transient();
             if transient && attempt < self.max_retries {
-                let delay = backoff_delay(self.retry_base_delay, attempt);
+                let delay =
+                    retry_after.unwrap_or_else(|| backoff_delay(self.retry_base_delay, attempt));
                 warn!(
                     %method, path = log_path, status = failure.status, code = %failure.code,
-                    attempt = attempt + 1, ?delay, "Salesforce request failed, retrying"
+                    attempt = attempt + 1, ?delay, retry_after = retry_after.is_some(),
+                    "Salesforce request failed, retrying"
                 );
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -261,6 +340,36 @@ mod tests {
         );
         assert_eq!(parse_limit_info("api-usage=lots/5000"), None);
         assert_eq!(parse_limit_info(""), None);
+    }
+
+    #[test]
+    fn only_reads_are_replayed() {
+        let data = "/services/data/v59.0";
+        assert!(replay_safe(
+            &Method::GET,
+            &format!("{data}/query?q=SELECT+Id")
+        ));
+        assert!(replay_safe(
+            &Method::POST,
+            &format!("{data}/composite/sobjects/Account")
+        ));
+        assert!(replay_safe(&Method::POST, &format!("{data}/jobs/query")));
+        assert!(!replay_safe(
+            &Method::PATCH,
+            &format!("{data}/composite/sobjects")
+        ));
+        assert!(!replay_safe(
+            &Method::POST,
+            &format!("{data}/composite/sobjects")
+        ));
+        assert!(!replay_safe(
+            &Method::POST,
+            &format!("{data}/sobjects/Task")
+        ));
+        assert!(!replay_safe(
+            &Method::PATCH,
+            &format!("{data}/jobs/query/750x")
+        ));
     }
 
     #[test]

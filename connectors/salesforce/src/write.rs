@@ -165,6 +165,87 @@ pub(crate) fn is_lock_failure(result: &SaveResultWire) -> bool {
             .any(|error| error.code == UNABLE_TO_LOCK_ROW)
 }
 
+/// Maximum number of ids in one sObject Collections retrieve request (`POST` form).
+pub(crate) const MAX_RETRIEVE_IDS: usize = 2000;
+
+/// Builds the body of `POST /composite/sobjects/{Object}`. `Id` and `SystemModstamp` are
+/// always selected, because a `Record` needs both.
+pub(crate) fn retrieve_body(ids: &[String], fields: &[String]) -> Json {
+    let mut selected = vec!["Id".to_string(), "SystemModstamp".to_string()];
+    for field in fields {
+        if !selected.iter().any(|s| s.eq_ignore_ascii_case(field)) {
+            selected.push(field.clone());
+        }
+    }
+    json!({ "ids": ids, "fields": selected })
+}
+
+/// Parses a retrieve response: one entry per requested id, `null` for an id the org does not
+/// have (or has deleted).
+pub(crate) fn parse_retrieved(
+    object: &str,
+    body: &[u8],
+) -> Result<Vec<Map<String, Json>>, ConnectorError> {
+    let entries: Vec<Option<Map<String, Json>>> =
+        serde_json::from_slice(body).map_err(|error| {
+            ConnectorError::Payload(format!(
+                "sObject Collections retrieve of {object} returned a body that is not an array of \
+             records: {error}"
+            ))
+        })?;
+    Ok(entries.into_iter().flatten().collect())
+}
+
+impl crate::SalesforceConnector {
+    /// Reads records by id with sObject Collections retrieve, in requests of at most
+    /// [`MAX_RETRIEVE_IDS`] ids. Ids the org does not return are left out.
+    pub(crate) async fn fetch_records(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
+        crate::soql::validate_object_name(object)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.describe_cached(object).await?;
+        let path = self.data_path(&format!("composite/sobjects/{object}"));
+        let spec = leadscore_connector::PullSpec {
+            object: object.to_string(),
+            fields: fields.to_vec(),
+            include_deleted: false,
+        };
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_RETRIEVE_IDS) {
+            let body = retrieve_body(chunk, fields);
+            let response = self
+                .api
+                .request(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(&body),
+                    crate::transport::Paging::None,
+                )
+                .await?;
+            let schemas = self.cached_schemas();
+            for raw in parse_retrieved(object, &response)? {
+                match crate::records::convert_record(&spec, &raw, &schemas) {
+                    Ok(record) => records.push(record),
+                    Err(crate::records::ConvertError::Failed(error)) => return Err(error),
+                    Err(crate::records::ConvertError::NeedSchema(other)) => {
+                        return Err(ConnectorError::Payload(format!(
+                            "retrieve of {object} needs the describe of {other}; read only \
+                             fields of {object} itself"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +325,21 @@ mod tests {
         assert_eq!(long.message, "too long; OTHER: x");
         assert_eq!(long.fields, vec!["LS_Reasons__c", "Title"]);
         assert!(!long.retryable);
+    }
+
+    #[test]
+    fn retrieve_body_selects_id_and_stamp() {
+        let body = retrieve_body(
+            &["001A".to_string()],
+            &["LS_Score__c".to_string(), "id".to_string()],
+        );
+        assert_eq!(
+            body,
+            json!({"ids": ["001A"], "fields": ["Id", "SystemModstamp", "LS_Score__c"]})
+        );
+        let found = parse_retrieved("Account", br#"[{"Id": "001A"}, null]"#).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(parse_retrieved("Account", b"{}").is_err());
     }
 
     #[test]

@@ -91,13 +91,17 @@ fn soap_type(field_type: FieldType) -> &'static str {
         FieldType::Int => "xsd:int",
         FieldType::Date => "xsd:date",
         FieldType::Datetime => "xsd:dateTime",
+        FieldType::Address => "urn:address",
         _ => "xsd:string",
     }
 }
 
 fn describe_field(object: &ObjectDef, field: &FieldDef) -> Json {
     let (precision, scale, digits) = precision_and_scale(field.field_type);
-    let long_text = field.field_type == FieldType::Textarea && field.length > 255;
+    // Compound fields can be selected but not filtered, sorted or grouped, like long text.
+    let long_text = (field.field_type == FieldType::Textarea && field.length > 255)
+        || field.field_type == FieldType::Address;
+    let compound_name = crate::schema::compound_of(object, field.name).map(|c| c.name);
     let picklist: Vec<Json> = field
         .picklist
         .iter()
@@ -146,6 +150,7 @@ fn describe_field(object: &ObjectDef, field: &FieldDef) -> Json {
         "restrictedPicklist": field.restricted,
         "referenceTo": reference_to,
         "relationshipName": relationship_name,
+        "compoundFieldName": compound_name,
         "polymorphicForeignKey": field.relationship.as_ref().is_some_and(|(_, t)| t.len() > 1),
     })
 }

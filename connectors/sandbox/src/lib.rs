@@ -2,7 +2,8 @@
 //!
 //! The Salesforce sandbox serves a subset of the REST API (OAuth token endpoint, query and
 //! queryAll over a SOQL subset, describe, limits, sObject Collections create, retrieve and
-//! update, single-record create, get and update) over real HTTP on a loopback address. It
+//! update, single-record create, get and update, Bulk API 2.0 query jobs) over real HTTP on a
+//! loopback address. It
 //! serves whatever records it is given; the demo org comes from the `leadscore-demo-org` crate.
 //!
 //! ```no_run
@@ -19,6 +20,8 @@
 pub mod hubspot;
 pub mod schema;
 
+mod bulk;
+mod control;
 mod describe;
 mod query;
 mod retrieve;
@@ -61,6 +64,8 @@ pub struct SandboxOptions {
     pub daily_request_limit: u64,
     /// Lifetime of a query locator (`nextRecordsUrl`).
     pub locator_ttl: Duration,
+    /// Maximum rows per Bulk API 2.0 results page, whatever `maxRecords` a client asks for.
+    pub bulk_page_size: usize,
 }
 
 impl Default for SandboxOptions {
@@ -73,6 +78,7 @@ impl Default for SandboxOptions {
             page_size: 2000,
             daily_request_limit: 1_000_000,
             locator_ttl: Duration::from_secs(2 * 24 * 60 * 60),
+            bulk_page_size: 50_000,
         }
     }
 }
@@ -522,6 +528,112 @@ impl SandboxHandle {
         t.rows[row][deleted] = Value::Bool(true);
         t.rows[row][modstamp] = Value::DateTime(now_millis());
         Ok(())
+    }
+
+    /// Merges `losers` into `survivor` as a Salesforce merge of Accounts, Contacts or Leads
+    /// does: each loser gets `IsDeleted` true, `MasterRecordId` the survivor and a new
+    /// SystemModstamp, so only queryAll returns it. Every lookup that pointed at a loser
+    /// (contacts, opportunities, contact roles, tasks and events) is re-parented to the
+    /// survivor, which stamps those children too. At most three records merge at once, as in
+    /// Salesforce.
+    pub fn merge_records(
+        &self,
+        object: &str,
+        survivor: &str,
+        losers: &[&str],
+    ) -> Result<(), SandboxError> {
+        let invalid = |id: &str, expected: &str| SandboxError::InvalidValue {
+            object: object.to_string(),
+            id: id.to_string(),
+            field: "MasterRecordId".to_string(),
+            value: survivor.to_string(),
+            expected: expected.to_string(),
+        };
+        if losers.is_empty() || losers.len() > 2 {
+            return Err(invalid(
+                survivor,
+                "a merge of one survivor with one or two other records",
+            ));
+        }
+        let mut state = self.shared.lock();
+        let (table, survivor_row) = find_row(&state.store, object, survivor)?;
+        if state.store.tables[table].column("MasterRecordId").is_none() {
+            return Err(invalid(survivor, "an Account, Contact or Lead"));
+        }
+        if state.store.tables[table].is_deleted(survivor_row) {
+            return Err(invalid(survivor, "a survivor that is not deleted"));
+        }
+        let mut loser_rows = Vec::new();
+        for loser in losers {
+            let (_, row) = find_row(&state.store, object, loser)?;
+            if *loser == survivor || state.store.tables[table].is_deleted(row) {
+                return Err(invalid(loser, "a live record other than the survivor"));
+            }
+            loser_rows.push(row);
+        }
+
+        let now = now_millis();
+        let t = &mut state.store.tables[table];
+        let master = t.column("MasterRecordId").unwrap_or(t.id_col);
+        for &row in &loser_rows {
+            let deleted = t.deleted_col;
+            t.rows[row][deleted] = Value::Bool(true);
+            t.rows[row][master] = Value::Text(survivor.to_string());
+            t.touch(row, now);
+        }
+
+        for t in state.store.tables.iter_mut() {
+            let columns: Vec<usize> = t
+                .def
+                .fields
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.relationship.is_some() && f.name != "MasterRecordId")
+                .map(|(column, _)| column)
+                .collect();
+            for row in 0..t.rows.len() {
+                let mut changed = false;
+                for &column in &columns {
+                    let points_at_loser = t.rows[row][column]
+                        .as_text()
+                        .is_some_and(|id| losers.contains(&id));
+                    if points_at_loser {
+                        t.rows[row][column] = Value::Text(survivor.to_string());
+                        changed = true;
+                    }
+                }
+                if changed {
+                    t.touch(row, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a field's field-level security for the API user. An unreadable field is left out
+    /// of describe, and a query that selects it fails with 400 `INVALID_FIELD`. A field that
+    /// is readable but not updateable is described with `updateable` false and rejects writes.
+    pub fn set_field_access(
+        &self,
+        object: &str,
+        field: &str,
+        readable: bool,
+        updateable: bool,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
+        let table = store
+            .table_index(object)
+            .ok_or_else(|| unknown_object(store, object))?;
+        if store.tables[table].set_access(field, readable, updateable) {
+            Ok(())
+        } else {
+            Err(SandboxError::UnknownField {
+                object: object.to_string(),
+                id: String::new(),
+                field: field.to_string(),
+            })
+        }
     }
 
     /// Makes every access token issued so far invalid; REST calls with them get 401.

@@ -152,8 +152,63 @@ fn hop_names(path: &FieldPath) -> Vec<&'static str> {
     path.hops.iter().map(|h| h.name).collect()
 }
 
+/// Returns whether the field can be selected but not filtered or sorted: long text and
+/// compound fields.
 fn is_long_text(path: &FieldPath) -> bool {
-    path.field_type == FieldType::Textarea && path.length > 255
+    (path.field_type == FieldType::Textarea && path.length > 255)
+        || path.field_type == FieldType::Address
+}
+
+/// Returns the type of the field a selected path ends at.
+pub(crate) fn field_type(path: &FieldPath) -> FieldType {
+    path.field_type
+}
+
+/// Returns whether the path ends at a compound field, which Bulk API 2.0 queries reject.
+pub(crate) fn is_compound(path: &FieldPath) -> bool {
+    path.field_type == FieldType::Address
+}
+
+/// Returns the dotted name of a selected path as a Bulk CSV header spells it: `Account.Name`.
+pub(crate) fn dotted_name(path: &FieldPath) -> String {
+    let mut name: Vec<&str> = hop_names(path);
+    name.push(path.name);
+    name.join(".")
+}
+
+/// Follows a selected path from a row and returns its final value, or null when a lookup on
+/// the way is empty. Compound fields are not stored, so they give null here.
+pub(crate) fn path_value(store: &Store, path: &FieldPath, table: usize, row: usize) -> Value {
+    path.value(store, table, row)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Renders one stored field in REST JSON. A compound address is an object built from its
+/// component fields, or null when every component is null.
+pub(crate) fn field_json(table: &crate::store::Table, row: usize, column: usize) -> Json {
+    let field = table.field(column);
+    let Some(prefix) = crate::schema::address_prefix(field) else {
+        return value_to_json(field, &table.rows[row][column]);
+    };
+    let mut address = Map::new();
+    let mut any = false;
+    for (suffix, key) in crate::schema::ADDRESS_COMPONENTS {
+        let value = table
+            .column(&format!("{prefix}{suffix}"))
+            .map(|c| value_to_json(table.field(c), &table.rows[row][c]))
+            .unwrap_or(Json::Null);
+        any |= !value.is_null();
+        address.insert(key.to_string(), value);
+    }
+    address.insert("geocodeAccuracy".into(), Json::Null);
+    address.insert("latitude".into(), Json::Null);
+    address.insert("longitude".into(), Json::Null);
+    if any {
+        Json::Object(address)
+    } else {
+        Json::Null
+    }
 }
 
 /// Resolves a dotted path such as `Account.Owner.Name` from `table`. Through a polymorphic
@@ -382,6 +437,13 @@ fn typed_literal(path: &FieldPath, literal: &Literal, position: usize) -> Result
             Literal::DateTime(t) => Ok(Value::DateTime(*t)),
             _ => Err(mismatch("dateTime", false)),
         },
+        FieldType::Address => Err(SoqlError::invalid_field(
+            format!(
+                "field '{}' can not be filtered in a query call; filter on its component fields",
+                path.name
+            ),
+            position,
+        )),
     }
 }
 
@@ -560,7 +622,7 @@ fn insert_path(
     let Some((hop, rest)) = hops.split_first() else {
         let t = &store.tables[table];
         let value = column_for(&path.columns, table)
-            .map(|column| value_to_json(t.field(column), &t.rows[row][column]))
+            .map(|column| field_json(t, row, column))
             .unwrap_or(Json::Null);
         record.insert(path.name.to_string(), value);
         return;

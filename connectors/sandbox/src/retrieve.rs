@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value as Json};
 
 use crate::query;
-use crate::store::{value_to_json, Store, Table};
+use crate::store::{Store, Table};
 use crate::write::RequestError;
 
 /// Maximum number of ids in one sObject Collections retrieve request.
@@ -135,7 +135,7 @@ pub(crate) fn render_record(table: &Table, row: usize, columns: &[usize], versio
         let field = table.field(column);
         record.insert(
             field.name.to_string(),
-            value_to_json(field, &table.rows[row][column]),
+            query::field_json(table, row, column),
         );
     }
     Json::Object(record)

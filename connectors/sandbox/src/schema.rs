@@ -15,6 +15,8 @@ pub enum FieldType {
     Date,
     Datetime,
     Email,
+    /// A compound address, read-only and built from its component fields.
+    Address,
 }
 
 impl FieldType {
@@ -33,6 +35,7 @@ impl FieldType {
             FieldType::Date => "date",
             FieldType::Datetime => "datetime",
             FieldType::Email => "email",
+            FieldType::Address => "address",
         }
     }
 }
@@ -75,6 +78,35 @@ impl ObjectDef {
                 .is_some_and(|(name, _)| name.eq_ignore_ascii_case(relationship))
         })
     }
+}
+
+/// Component suffixes of an address compound field with their keys in its REST JSON value:
+/// `BillingAddress` is built from `BillingStreet`, `BillingCity` and the others.
+pub const ADDRESS_COMPONENTS: [(&str, &str); 5] = [
+    ("Street", "street"),
+    ("City", "city"),
+    ("State", "state"),
+    ("PostalCode", "postalCode"),
+    ("Country", "country"),
+];
+
+/// Returns the prefix of an address compound field's name (`Billing` for `BillingAddress`).
+pub fn address_prefix(compound: &FieldDef) -> Option<&'static str> {
+    if compound.field_type != FieldType::Address {
+        return None;
+    }
+    compound.name.strip_suffix("Address")
+}
+
+/// Returns the address compound field that `field` is a component of, if any.
+pub fn compound_of<'a>(object: &'a ObjectDef, field: &str) -> Option<&'a FieldDef> {
+    object.fields.iter().find(|compound| {
+        address_prefix(compound).is_some_and(|prefix| {
+            ADDRESS_COMPONENTS
+                .iter()
+                .any(|(suffix, _)| field.eq_ignore_ascii_case(&format!("{prefix}{suffix}")))
+        })
+    })
 }
 
 /// Values of the tier picklist that the score write-back uses.
@@ -184,7 +216,45 @@ pub fn objects() -> Vec<ObjectDef> {
         contact_role(),
         task(),
         event(),
+        currency_type(),
     ]
+}
+
+/// Builds `MasterRecordId`: the survivor a merge deleted this record into, set only by a merge.
+fn master_record_id(object: &'static str) -> FieldDef {
+    FieldDef {
+        relationship: Some(("MasterRecord", vec![object])),
+        ..field("MasterRecordId", FieldType::Reference, false)
+    }
+}
+
+/// Builds `CurrencyIsoCode`, present on records of a multi-currency org; null reads as the
+/// corporate currency.
+fn currency_iso_code() -> FieldDef {
+    FieldDef {
+        length: 3,
+        ..editable("CurrencyIsoCode", FieldType::Picklist)
+    }
+}
+
+/// The currencies of a multi-currency org. `ConversionRate` is the number of units of the
+/// currency one unit of the corporate currency (`IsCorporate`, rate 1) buys.
+fn currency_type() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        FieldDef {
+            length: 3,
+            ..editable("IsoCode", FieldType::String)
+        },
+        editable("ConversionRate", FieldType::Double),
+        editable("IsCorporate", FieldType::Boolean),
+        editable("IsActive", FieldType::Boolean),
+    ]);
+    ObjectDef {
+        name: "CurrencyType",
+        key_prefix: "01L",
+        fields,
+    }
 }
 
 fn user() -> ObjectDef {
@@ -210,8 +280,15 @@ fn account() -> ObjectDef {
         picklist("Type", &["Health System", "Hospital"], false),
         reference("ParentId", "Parent", &["Account"]),
         reference("OwnerId", "Owner", &["User"]),
+        FieldDef {
+            length: 255,
+            ..editable("BillingStreet", FieldType::Textarea)
+        },
         editable("BillingCity", FieldType::String),
         editable("BillingState", FieldType::String),
+        editable("BillingPostalCode", FieldType::String),
+        editable("BillingCountry", FieldType::String),
+        field("BillingAddress", FieldType::Address, false),
         editable("CMS_Certification_Number__c", FieldType::String),
         editable("Hospital_Type__c", FieldType::String),
         editable("Hospital_Ownership__c", FieldType::String),
@@ -224,6 +301,9 @@ fn account() -> ObjectDef {
         editable("PN_Discharges__c", FieldType::Double),
         editable("COPD_Discharges__c", FieldType::Double),
         editable("Incumbent_Competitor__c", FieldType::String),
+        editable("AnnualRevenue", FieldType::Currency),
+        currency_iso_code(),
+        master_record_id("Account"),
     ]);
     fields.extend(score_fields());
     ObjectDef {
@@ -245,6 +325,7 @@ fn contact() -> ObjectDef {
         editable("Email", FieldType::Email),
         picklist("Buying_Role__c", &BUYING_ROLES, false),
         editable("Specialty__c", FieldType::String),
+        master_record_id("Contact"),
     ]);
     fields.extend(score_fields());
     ObjectDef {
@@ -287,6 +368,7 @@ fn lead() -> ObjectDef {
             "ConvertedOpportunity",
             &["Opportunity"],
         ),
+        master_record_id("Lead"),
     ]);
     fields.extend(score_fields());
     // Whether leadscore judges the lead ready for sales, which it writes on leads only.
@@ -319,6 +401,7 @@ fn opportunity() -> ObjectDef {
         field("IsClosed", FieldType::Boolean, false),
         field("IsWon", FieldType::Boolean, false),
         editable("Amount", FieldType::Currency),
+        currency_iso_code(),
         editable("CloseDate", FieldType::Date),
     ]);
     ObjectDef {

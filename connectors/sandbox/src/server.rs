@@ -32,7 +32,7 @@ const MAX_LOGGED_REQUESTS: usize = 100_000;
 const MAX_CURSORS: usize = 10_000;
 /// Fifteen-character ids of the sandbox org and of the API user every token acts as.
 const ORG_ID: &str = "00DSb0000001Lsc";
-const API_USER_ID: &str = "005Sb0000001Api";
+pub(crate) const API_USER_ID: &str = "005Sb0000001Api";
 
 /// A query result set that later pages are served from.
 pub(crate) struct Cursor {
@@ -56,6 +56,8 @@ pub(crate) struct State {
     next_cursor: u64,
     pub injected_failures: InjectedFailures,
     pub log: VecDeque<LoggedRequest>,
+    /// Bulk API 2.0 query jobs.
+    pub bulk_jobs: crate::bulk::Jobs,
 }
 
 /// State shared by the server and every [`crate::SandboxHandle`].
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     pub options: SandboxOptions,
     pub base_url: OnceLock<String>,
     state: Mutex<State>,
+    /// Faults scripted through `/__sandbox/` and the request counts it reports.
+    pub control: crate::control::Control,
 }
 
 impl Shared {
@@ -78,11 +82,13 @@ impl Shared {
             next_cursor: 1,
             injected_failures: HashMap::new(),
             log: VecDeque::new(),
+            bulk_jobs: Default::default(),
         };
         Shared {
             options,
             base_url: OnceLock::new(),
             state: Mutex::new(state),
+            control: Default::default(),
         }
     }
 
@@ -189,6 +195,23 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             &format!("{data}/composite/sobjects/{{object}}"),
             get(retrieve_by_query).post(retrieve_by_body),
         )
+        .route(&format!("{data}/jobs/query"), post(crate::bulk::create_job))
+        .route(
+            &format!("{data}/jobs/query/{{job}}"),
+            get(crate::bulk::job_info)
+                .patch(crate::bulk::abort_job)
+                .delete(crate::bulk::delete_job),
+        )
+        .route(
+            &format!("{data}/jobs/query/{{job}}/results"),
+            get(crate::bulk::results),
+        )
+        .nest(
+            crate::control::PREFIX,
+            crate::control::router(Arc::new(crate::SandboxHandle {
+                shared: shared.clone(),
+            })),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::new(
@@ -234,6 +257,10 @@ fn is_valid_version(version: &str) -> bool {
 /// Logs every request, and for versioned REST paths checks the bearer token, counts the
 /// request against the daily limit and adds the `Sforce-Limit-Info` header.
 async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next: Next) -> Response {
+    // Control requests bypass authentication, limits, faults and the request log.
+    if request.uri().path().starts_with(crate::control::PREFIX) {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
@@ -253,10 +280,17 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
             (Bytes::new(), error.into_response())
         }
         Ok(bytes) => {
+            let mut decision = shared.control.decide(&method, &path, &bytes);
+            let target = crate::SandboxHandle {
+                shared: shared.clone(),
+            };
+            let scripted = crate::control::before(&target, &mut decision).await;
             let request = Request::from_parts(parts, Body::from(bytes.clone()));
             let segments = segments(request.uri());
             let is_rest = segments.len() >= 2 && segments[0] == "services" && segments[1] == "data";
-            let response = if segments.len() >= 3 && is_rest {
+            let response = if let Some(scripted) = scripted {
+                scripted
+            } else if segments.len() >= 3 && is_rest {
                 match admit(&shared, authorization.as_deref()) {
                     Err(error) => error.into_response(),
                     Ok(()) if !is_valid_version(&segments[2]) => {
@@ -266,6 +300,10 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
                 }
             } else {
                 next.run(request).await
+            };
+            let response = match decision.cut_after_bytes {
+                Some(keep) => crate::control::cut(response, keep).await,
+                None => response,
             };
             (bytes, response)
         }
@@ -380,7 +418,10 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respon
         return oauth_error("invalid_client", "invalid client credentials");
     }
     let mut state = shared.lock();
-    if field("refresh_token") != options.refresh_token || state.refresh_token_revoked {
+    let refresh_token_valid = shared
+        .control
+        .refresh_token_valid(field("refresh_token"), &options.refresh_token);
+    if !refresh_token_valid || state.refresh_token_revoked {
         return oauth_error("invalid_grant", "expired access/refresh token");
     }
     let secret: String = rand::thread_rng()
@@ -395,7 +436,7 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respon
     let base = shared.base_url();
     let issued_at = chrono::Utc::now().timestamp_millis().to_string();
     // NOTE: no `signature` field, because an HMAC-SHA256 would need a crypto dependency.
-    let body = json!({
+    let mut body = json!({
         "access_token": access_token,
         "instance_url": base,
         "id": format!("{base}/id/{}/{}", crate::store::with_case_suffix(ORG_ID), crate::store::with_case_suffix(API_USER_ID)),
@@ -403,6 +444,10 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respon
         "issued_at": issued_at,
         "scope": "api refresh_token",
     });
+    // With refresh token rotation on, the response carries the new refresh token.
+    if let Some(rotated) = shared.control.rotate_if_pending() {
+        body["refresh_token"] = Json::String(rotated);
+    }
     (StatusCode::OK, JsonBody(body)).into_response()
 }
 
@@ -507,7 +552,8 @@ async fn describe_object(AxumState(shared): AxumState<Arc<Shared>>, uri: Uri) ->
         .store
         .table_by_name(&object)
         .ok_or_else(ApiError::not_found)?;
-    Ok(JsonBody(describe::describe_object(&table.def, &version_of(&uri))).into_response())
+    let visible = table.visible_def();
+    Ok(JsonBody(describe::describe_object(&visible, &version_of(&uri))).into_response())
 }
 
 fn parse_json(body: &[u8]) -> Result<Json, ApiError> {
@@ -617,9 +663,16 @@ async fn patch_record(
 /// `PATCH /composite/sobjects`: sObject Collections update.
 async fn update_collection(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> ApiResult {
     let body = parse_json(&body)?;
+    // Rows locked through the control endpoint fail as Salesforce fails contended rows.
+    let locked = shared.control.take_locked_ids(&body);
     let mut state = shared.lock();
     let state = &mut *state;
-    let results = write::update_collection(&mut state.store, &body, &state.injected_failures)?;
+    let mut injected = state.injected_failures.clone();
+    for id in locked {
+        let message = "unable to obtain exclusive access to this record".to_string();
+        injected.insert(id, ("UNABLE_TO_LOCK_ROW".to_string(), message));
+    }
+    let results = write::update_collection(&mut state.store, &body, &injected)?;
     Ok(JsonBody(results).into_response())
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct Table {
     /// Columns of `FirstName`, `LastName` and the read-only `Name` built from them, on objects
     /// that have all three (Contact and Lead).
     full_name: Option<FullNameColumns>,
+    /// Columns hidden from the API user by field-level security: describe leaves them out,
+    /// and queries and writes that name them fail as for an unknown field.
+    hidden: std::collections::BTreeSet<usize>,
 }
 
 /// Column indexes of a person name: the two parts and the read-only full name.
@@ -94,7 +97,48 @@ impl Table {
             last_modified_col,
             modstamp_col,
             full_name,
+            hidden: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Sets a field's field-level security for the API user: an unreadable field disappears
+    /// from describe, queries and writes, and a readable but not updateable one rejects
+    /// writes with `INVALID_FIELD_FOR_INSERT_UPDATE`. Returns false for an unknown field.
+    pub(crate) fn set_access(&mut self, name: &str, readable: bool, updateable: bool) -> bool {
+        let key = name.to_ascii_lowercase();
+        let column = match self.columns.get(&key) {
+            Some(&column) => column,
+            None => match self
+                .hidden
+                .iter()
+                .copied()
+                .find(|&c| self.def.fields[c].name.eq_ignore_ascii_case(name))
+            {
+                Some(column) => column,
+                None => return false,
+            },
+        };
+        self.def.fields[column].updateable = updateable;
+        if readable {
+            self.hidden.remove(&column);
+            self.columns.insert(key, column);
+        } else {
+            self.hidden.insert(column);
+            self.columns.remove(&key);
+        }
+        true
+    }
+
+    /// Returns the object as the API user's describe shows it, without hidden fields.
+    pub(crate) fn visible_def(&self) -> ObjectDef {
+        let mut def = self.def.clone();
+        let mut column = 0;
+        def.fields.retain(|_| {
+            let keep = !self.hidden.contains(&column);
+            column += 1;
+            keep
+        });
+        def
     }
 
     /// Finds a column by field name, ignoring ASCII case as Salesforce does.
@@ -151,8 +195,11 @@ impl Table {
         self.def
             .fields
             .iter()
-            .zip(&self.rows[row])
-            .map(|(field, value)| (field.name.to_string(), value_to_json(field, value)))
+            .enumerate()
+            .map(|(column, field)| {
+                let value = crate::query::field_json(self, row, column);
+                (field.name.to_string(), value)
+            })
             .collect()
     }
 }
@@ -354,6 +401,10 @@ pub(crate) fn value_from_json(field: &FieldDef, json: &Json) -> Result<Value, St
                 "a datetime string such as 2024-05-01T12:00:03.000Z or 2024-05-01T12:00:03.000+0000"
                     .to_string()
             }),
+        FieldType::Address => Err(format!(
+            "unset, because {} is a compound field; set its component fields instead",
+            field.name
+        )),
     }
 }
 

@@ -382,6 +382,61 @@ impl HubSpotHandle {
             })
     }
 
+    /// Merges `merged` into `primary` like [`HubSpotHandle::merge`], then gives the survivor
+    /// a new id, as some portals do: both input ids end up in the survivor's
+    /// `hs_merged_object_ids`, and fetching either returns the survivor. Returns the new id.
+    pub fn merge_with_new_id(
+        &self,
+        object: ObjectType,
+        primary: &str,
+        merged: &str,
+    ) -> Result<String, SandboxError> {
+        let survivor = self.merge(object, primary, merged)?;
+        let survivor_id = parse_id(object, &survivor)?;
+        let mut state = self.shared.lock();
+        let portal = &mut state.portal;
+        let at = now_ms().max(
+            portal
+                .records(object)
+                .get(&survivor_id)
+                .map_or(0, |record| record.updated_at + 1),
+        );
+        Ok(objects::renumber_survivor(portal, object, survivor_id, at).to_string())
+    }
+
+    /// Sets a property's field-level permissions for the app. An unreadable property is left
+    /// out of the properties API and of every read. A readable one that is not updateable is
+    /// listed with `readOnlyValue` true and rejects writes with `READ_ONLY_VALUE`.
+    pub fn set_field_access(
+        &self,
+        object: ObjectType,
+        property: &str,
+        readable: bool,
+        updateable: bool,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let portal = &mut state.portal;
+        let key = (object, property.to_string());
+        let mut def =
+            match portal.properties[object.index()].remove(property) {
+                Some(def) => def,
+                None => portal.hidden_properties.remove(&key).ok_or_else(|| {
+                    SandboxError::UnknownField {
+                        object: object.name().to_string(),
+                        id: String::new(),
+                        field: property.to_string(),
+                    }
+                })?,
+            };
+        def.read_only_value = !updateable;
+        if readable {
+            portal.properties[object.index()].insert(property.to_string(), def);
+        } else {
+            portal.hidden_properties.insert(key, def);
+        }
+        Ok(())
+    }
+
     /// Adds an association between two records, with a label (`None` for the unlabelled
     /// default type), and its inverse.
     pub fn associate(
@@ -456,6 +511,16 @@ impl HubSpotHandle {
     /// Sets the search requests allowed per second per app.
     pub fn set_search_per_second_limit(&self, max: u32) {
         self.shared.lock().limits.search_per_second = max;
+    }
+
+    /// Sets the calls counted against the daily budget so far.
+    pub fn set_daily_used(&self, used: u64) {
+        self.shared.lock().limits.daily_used = used;
+    }
+
+    /// Returns the faults and request counts of the `/__sandbox/` control endpoint.
+    pub(crate) fn control_state(&self) -> &crate::control::Control {
+        &self.shared.control
     }
 
     /// Returns the daily budget as (used, max).

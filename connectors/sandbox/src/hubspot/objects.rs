@@ -110,6 +110,9 @@ pub(crate) fn render(
         .copied()
         .chain(properties.iter().map(String::as_str));
     for name in names {
+        if portal.is_hidden(object, name) {
+            continue;
+        }
         match record.properties.get(name) {
             Some(value) => {
                 values.insert(name.to_string(), Json::String(value.clone()));
@@ -852,6 +855,53 @@ pub(crate) fn merge_records(
     portal.merged_into.insert(from, primary);
     portal.touch(object, primary, now_ms());
     Ok(primary)
+}
+
+/// Gives a surviving record a new id, as some portals do after a merge: the old id joins
+/// `hs_merged_object_ids`, resolves to the new id, and the associations move with the record.
+/// Returns the new id.
+pub(crate) fn renumber_survivor(portal: &mut Portal, object: ObjectType, old: u64, at: i64) -> u64 {
+    let Some(mut record) = portal.records_mut(object).remove(&old) else {
+        return old;
+    };
+    let new = portal.next_id(object);
+    record.id = new;
+    record
+        .properties
+        .insert("hs_object_id".into(), new.to_string());
+    let mut ids: Vec<String> = record
+        .properties
+        .get("hs_merged_object_ids")
+        .map(|list| list.split(';').map(str::to_string).collect())
+        .unwrap_or_default();
+    ids.push(old.to_string());
+    record
+        .properties
+        .insert("hs_merged_object_ids".into(), ids.join(";"));
+    portal.records_mut(object).insert(new, record);
+    let from = (object, old);
+    if let Some(targets) = portal.associations.remove(&from) {
+        for (target, types) in targets {
+            if let Some(back) = portal.associations.get_mut(&target) {
+                if let Some(back_types) = back.remove(&from) {
+                    back.insert((object, new), back_types);
+                }
+            }
+            portal
+                .associations
+                .entry((object, new))
+                .or_default()
+                .insert(target, types);
+        }
+    }
+    for key in portal.id_map.values_mut() {
+        if *key == from {
+            *key = (object, new);
+        }
+    }
+    portal.merged_into.insert(from, new);
+    portal.touch(object, new, at);
+    new
 }
 
 /// `POST /crm/v3/objects/{object}/merge` with `primaryObjectId` and `objectIdToMerge`.

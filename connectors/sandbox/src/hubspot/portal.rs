@@ -262,6 +262,9 @@ pub(crate) struct Portal {
     /// Absorbed id -> surviving id, after merges.
     pub merged_into: HashMap<RecordKey, u64>,
     next_id: Vec<u64>,
+    /// Property definitions hidden from the app by field-level permissions: the properties
+    /// API leaves them out and reads return no values for them.
+    pub hidden_properties: HashMap<(ObjectType, String), PropertyDef>,
 }
 
 /// Formats epoch milliseconds as HubSpot returns datetimes: `2024-05-01T12:00:03.201Z`.
@@ -362,6 +365,7 @@ impl Portal {
             owner_map: HashMap::new(),
             merged_into: HashMap::new(),
             next_id: ObjectType::ALL.iter().map(|o| o.first_id()).collect(),
+            hidden_properties: HashMap::new(),
         };
         crate::hubspot::properties::define_standard(&mut portal, created_at);
         portal
@@ -488,6 +492,12 @@ impl Portal {
     }
 
     /// Resolves an id that may have been merged away to its surviving record's id.
+    /// Returns whether field-level permissions hide this property from the app.
+    pub(crate) fn is_hidden(&self, object: ObjectType, name: &str) -> bool {
+        self.hidden_properties
+            .contains_key(&(object, name.to_string()))
+    }
+
     pub(crate) fn resolve(&self, object: ObjectType, id: u64) -> u64 {
         let mut current = id;
         while let Some(next) = self.merged_into.get(&(object, current)) {

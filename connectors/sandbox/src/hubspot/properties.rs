@@ -197,6 +197,13 @@ pub(crate) fn define_standard(portal: &mut Portal, created_at: i64) {
     let mut deal = common("dealinformation", Deals);
     deal.push(spec("dealname", Text, "dealinformation"));
     deal.push(spec("amount", Number, "dealinformation"));
+    // The currency of `amount` in a portal with several currencies; empty means the
+    // company currency.
+    deal.push(select(
+        "deal_currency_code",
+        "dealinformation",
+        &["USD", "EUR", "GBP", "CAD"],
+    ));
     deal.push(spec("closedate", Datetime, "dealinformation"));
     deal.push(spec("dealstage", Select, "dealinformation"));
     deal.push(spec("pipeline", Select, "dealinformation"));

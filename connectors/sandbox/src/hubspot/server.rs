@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub options: HubSpotOptions,
     pub base_url: OnceLock<String>,
     state: Mutex<State>,
+    /// Faults scripted through `/__sandbox/` and the request counts it reports.
+    pub control: crate::control::Control,
 }
 
 impl Shared {
@@ -116,6 +118,7 @@ impl Shared {
             options,
             base_url: OnceLock::new(),
             state: Mutex::new(state),
+            control: Default::default(),
         }
     }
 
@@ -315,6 +318,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/crm/v3/pipelines/{object}/{id}/stages",
             get(meta::list_stages),
         )
+        .nest(
+            crate::control::PREFIX,
+            crate::control::router(Arc::new(crate::hubspot::HubSpotHandle {
+                shared: shared.clone(),
+            })),
+        )
         .fallback(|| async {
             HsError::new(
                 StatusCode::NOT_FOUND,
@@ -368,6 +377,10 @@ fn required_scope(method: &Method, path: &str) -> Option<String> {
 /// Logs every request and, for CRM paths, checks the token, the scope and the rate limits,
 /// and adds the rate-limit headers.
 async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next: Next) -> Response {
+    // Control requests bypass authentication, limits, faults and the request log.
+    if request.uri().path().starts_with(crate::control::PREFIX) {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
@@ -386,8 +399,17 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
             (Bytes::new(), error.into_response())
         }
         Ok(bytes) => {
+            let mut decision = shared.control.decide(method.as_str(), &path, &bytes);
+            let target = crate::hubspot::HubSpotHandle {
+                shared: shared.clone(),
+            };
+            let scripted = crate::control::before(&target, &mut decision).await;
             let request = Request::from_parts(parts, Body::from(bytes.clone()));
-            let response = if path.starts_with("/crm/") {
+            let response = if let Some(scripted) = scripted {
+                scripted
+            } else if let Some(locked) = locked_write(&shared, &method, &path, &bytes) {
+                locked
+            } else if path.starts_with("/crm/") {
                 let is_search = method == Method::POST && path.ends_with("/search");
                 match admit(&shared, authorization.as_deref(), &method, &path, is_search) {
                     Err(error) => *error,
@@ -401,6 +423,10 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
                 }
             } else {
                 next.run(request).await
+            };
+            let response = match decision.cut_after_bytes {
+                Some(keep) => crate::control::cut(response, keep).await,
+                None => response,
             };
             (bytes, response)
         }
@@ -421,6 +447,24 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
         status,
     });
     response
+}
+
+/// Returns a 502 for a write that names a record locked through the control endpoint.
+/// HubSpot has no row locks; a 502 is the retryable failure it sends when it hits internal
+/// processing limits.
+fn locked_write(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Option<Response> {
+    let is_write = *method == Method::POST && path.ends_with("/batch/update");
+    let body: Json = serde_json::from_slice(body).ok().filter(|_| is_write)?;
+    let locked = shared.control.take_locked_ids(&body);
+    if locked.is_empty() {
+        return None;
+    }
+    let error = HsError::new(
+        StatusCode::BAD_GATEWAY,
+        "INTERNAL_ERROR",
+        format!("records {} are busy; try again", locked.join(", ")),
+    );
+    Some(error.into_response())
 }
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
@@ -645,7 +689,11 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respon
         }
         state.used_codes.insert(code.to_string());
         state.refresh_token_revoked = false;
-    } else if field("refresh_token") != options.refresh_token || state.refresh_token_revoked {
+    } else if !shared
+        .control
+        .refresh_token_valid(field("refresh_token"), &options.refresh_token)
+        || state.refresh_token_revoked
+    {
         return oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token");
     }
     // HubSpot access tokens vary in length, up to about 300 characters.
@@ -664,10 +712,15 @@ async fn token(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Respon
         },
     );
     drop(state);
+    // A rotation scripted through the control endpoint replaces the refresh token here.
+    let refresh_token = shared
+        .control
+        .rotate_if_pending()
+        .unwrap_or_else(|| shared.control.current_refresh_token(&options.refresh_token));
     let body = json!({
         "token_type": "bearer",
         "access_token": access_token,
-        "refresh_token": options.refresh_token,
+        "refresh_token": refresh_token,
         "expires_in": ttl.as_secs(),
     });
     (StatusCode::OK, JsonBody(body)).into_response()

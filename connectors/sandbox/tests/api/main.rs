@@ -1,6 +1,7 @@
 //! End-to-end tests of the Salesforce sandbox over real HTTP on loopback.
 
 mod auth;
+mod bulk;
 mod collections;
 mod describe;
 mod query;
