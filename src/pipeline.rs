@@ -565,7 +565,8 @@ pub struct PullReport {
     pub echoed: usize,
 }
 
-/// How many times a pull restarts from the stored cursor after its query locator expired.
+/// How many times in a row a pull restarts after its query locator expired without reading
+/// a page further than before; a restart that got further resets the count.
 const LOCATOR_RESTARTS: usize = 3;
 
 /// Pulls every object incrementally. Each page is stored together with the cursor it moves
@@ -597,8 +598,8 @@ pub async fn pull<C: Connector>(
                 store.reset_cursor(&spec.object)?;
             }
         }
-        let mut echoed = 0;
-        let pulled = pull_object(connector, store, &spec, lookback, &mut echoed).await?;
+        let PullProgress { pulled, echoed, .. } =
+            pull_object(connector, store, &spec, lookback).await?;
         let stored = store.record_count(&spec.object)?;
         tracing::info!(object = %spec.object, pulled, stored, echoed, "pulled");
         objects.push(ObjectPull {
@@ -628,13 +629,24 @@ pub async fn pull<C: Connector>(
 /// A stored cursor this many minutes past the CRM's clock came from a clock that jumped.
 const FUTURE_TOLERANCE_MINUTES: i64 = 5;
 
+/// What one object's pull has done so far.
+#[derive(Default)]
+struct PullProgress {
+    /// Records stored, deletions included.
+    pulled: usize,
+    /// Records whose only change was what leadscore itself wrote.
+    echoed: usize,
+    /// The end of the last page read. Pages come in (modstamp, id) order, so a pull restarted
+    /// after an expired locator starts here: everything before it was read.
+    read_up_to: Option<Cursor>,
+}
+
 async fn pull_object<C: Connector>(
     connector: &C,
     store: &Store,
     spec: &PullSpec,
     lookback: chrono::Duration,
-    echoed: &mut usize,
-) -> Result<usize, PipelineError> {
+) -> Result<PullProgress, PipelineError> {
     // Records pulled before a field was added to the configuration lack it, and an
     // incremental pull would only fill it in on records that change later, so that whether
     // the field is empty would follow whatever made records change. A new field therefore
@@ -662,35 +674,44 @@ async fn pull_object<C: Connector>(
     // crash) resumes from its cursor instead of starting again: every page stored from here on
     // carries these fields.
     store.set_pulled_fields(&spec.object, &spec.fields)?;
-    let mut pulled = 0;
+    let mut progress = PullProgress::default();
     let mut restarts = 0;
+    let mut total_restarts = 0;
     loop {
+        let reached = progress.read_up_to.clone();
         let stored = store.cursor(&spec.object)?;
         // The pull starts `lookback` before the cursor, so that a record committed late with
         // an earlier stamp is still seen. Copies already stored unchanged are dropped.
-        let start = stored.as_ref().map(|cursor| Cursor {
-            modstamp: cursor.modstamp - lookback,
-            id: cursor.id.clone(),
-        });
+        let start = match &progress.read_up_to {
+            Some(read) => Some(read.clone()),
+            None => stored.as_ref().map(|cursor| Cursor {
+                modstamp: cursor.modstamp - lookback,
+                id: cursor.id.clone(),
+            }),
+        };
         match pull_pages(
             connector,
             store,
             spec,
             start.as_ref(),
             stored.as_ref(),
-            &mut pulled,
-            echoed,
+            &mut progress,
         )
         .await
         {
             Err(PipelineError::Connector(ConnectorError::LocatorExpired(message)))
-                if restarts < LOCATOR_RESTARTS =>
+                if restarts < LOCATOR_RESTARTS || progress.read_up_to > reached =>
             {
-                restarts += 1;
-                tracing::warn!(object = %spec.object, restarts, %message, "query locator expired; restarting from the stored cursor");
+                restarts = if progress.read_up_to > reached {
+                    1
+                } else {
+                    restarts + 1
+                };
+                total_restarts += 1;
+                tracing::warn!(object = %spec.object, restarts = total_restarts, %message, "query locator expired; restarting after the last page read");
             }
             Err(err) => return Err(err),
-            Ok(()) => return Ok(pulled),
+            Ok(()) => return Ok(progress),
         }
     }
 }
@@ -701,41 +722,73 @@ async fn pull_pages<C: Connector>(
     spec: &PullSpec,
     start: Option<&Cursor>,
     stored: Option<&Cursor>,
-    pulled: &mut usize,
-    echoed: &mut usize,
+    progress: &mut PullProgress,
 ) -> Result<(), PipelineError> {
-    let mut page = connector.pull_first(spec, start).await?;
+    // A restarted pull resumes strictly after the last page it read.
+    let mut page = match (&progress.read_up_to, start) {
+        (Some(read), Some(start)) if read == start => connector.pull_after(spec, start).await?,
+        _ => connector.pull_first(spec, start).await?,
+    };
     let mut high = stored.cloned();
     loop {
         // NOTE: a record edited while a pull is paging can come back with its new stamp and
         // move the cursor past a concurrent edit that the query's snapshot did not include;
         // the lookback of the next pull fetches it again.
         // An incremental pull reads the records in the lookback again on purpose. A copy
-        // already stored with the same stamp is unchanged, so it is dropped here.
+        // already stored with the same stamp and values is unchanged, so it is dropped here.
+        // A deletion already recorded with the same stamp is dropped the same way.
+        let page_end = page.records.last().map(|last| Cursor {
+            modstamp: last.modstamp,
+            id: last.id.clone(),
+        });
         if start.is_some() {
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let stored = store.stored_modstamps(&spec.object, &ids)?;
-            let mut unchanged = stored.into_iter();
-            page.records
-                .retain(|record| unchanged.next().flatten() != Some(record.modstamp));
+            let stored = store.stored_records(&spec.object, &ids)?;
+            let mut copies = stored.into_iter();
+            let mut kept = Vec::with_capacity(page.records.len());
+            for record in std::mem::take(&mut page.records) {
+                let copy = copies.next().flatten();
+                // Salesforce stamps have whole seconds, so a second edit within the same
+                // second keeps the stamp: only a copy with the same values too is unchanged.
+                let known = if record.deleted {
+                    store
+                        .tombstone(&spec.object, &record.id)?
+                        .is_some_and(|t| t.deleted_at == record.modstamp)
+                } else {
+                    copy.is_some_and(|copy| {
+                        copy.modstamp == record.modstamp && copy.fields == record.fields
+                    })
+                };
+                if !known {
+                    kept.push(record);
+                }
+            }
+            page.records = kept;
         }
-        if let Some(last) = page.records.last() {
-            let cursor = Cursor {
-                modstamp: last.modstamp,
-                id: last.id.clone(),
-            };
-            // A late record from the lookback never moves the cursor back.
-            let cursor = match &high {
-                Some(previous) if *previous > cursor => previous.clone(),
-                _ => cursor,
-            };
+        // The cursor moves to the end of every page read, even one whose records were all
+        // dropped as already stored, so that a pull restarted after an expired locator does
+        // not read the same pages again. A late record from the lookback never moves it back.
+        let moved = page_end
+            .clone()
+            .filter(|end| high.as_ref().is_none_or(|previous| end > previous));
+        let cursor = match moved {
+            Some(end) => Some(end),
+            None if !page.records.is_empty() => high.clone(),
+            None => None,
+        };
+        if let Some(cursor) = cursor {
             // Tombstones first: they are idempotent, so a crash before the page is saved
             // only repeats them when the page is pulled again.
             store.record_deletions(&spec.object, &page.records)?;
-            *echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
+            progress.echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
             store.save_page(&spec.object, &page.records, &cursor)?;
             high = Some(cursor);
-            *pulled += page.records.len();
+            progress.pulled += page.records.len();
+        }
+        if let Some(end) = page_end {
+            if progress.read_up_to.as_ref().is_none_or(|read| end > *read) {
+                progress.read_up_to = Some(end);
+            }
         }
         match page.next.take() {
             Some(next) => page = connector.pull_next(spec, start, &next).await?,

@@ -163,6 +163,12 @@ impl Connector for AnyConnector {
         Ok(self.fields.page(spec, page))
     }
 
+    async fn pull_after(&self, spec: &PullSpec, after: &Cursor) -> Result<Page, ConnectorError> {
+        let renamed = self.fields.spec(spec);
+        let page = forward!(self, c => c.pull_after(&renamed, after).await)?;
+        Ok(self.fields.page(spec, page))
+    }
+
     async fn pull_next(
         &self,
         spec: &PullSpec,

@@ -256,14 +256,19 @@ fn open_error(path: &Path, source: sled::Error) -> StoreError {
             StoreError::Locked { path }
         }
         sled::Error::Io(err)
-            if matches!(err.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+            if matches!(
+                err.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::InvalidData
+            ) =>
         {
             StoreError::Damaged {
                 path,
                 detail: source.to_string(),
             }
         }
-        sled::Error::Io(_) | sled::Error::CollectionNotFound(_) => StoreError::Open { path, source },
+        sled::Error::Io(_) | sled::Error::CollectionNotFound(_) => {
+            StoreError::Open { path, source }
+        }
         sled::Error::Corruption { .. }
         | sled::Error::Unsupported(_)
         | sled::Error::ReportableBug(_) => StoreError::Damaged {
@@ -345,7 +350,10 @@ impl Store {
     /// Opens or creates the store at `path`.
     ///
     /// A store that sled cannot read gives [`StoreError::Damaged`] with the recovery steps,
-    /// never a panic: sled 0.34 panics on some damaged files, and those panics are caught here.
+    /// never a panic: sled 0.34 can panic while reading damaged files, so its panics are
+    /// caught here.
+    // NOTE: sled reads a log file that was truncated or overwritten in the middle as ending at
+    // the damage, so such a store opens without an error and without the later writes.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if path.exists() && !path.is_dir() {
             return Err(StoreError::NotADirectory {
@@ -389,7 +397,7 @@ impl Store {
     }
 
     /// Checks the format version of a freshly opened database, stamping and flushing a new
-    /// one. `existed` tells whether sled's files were there before the open: such a store
+    /// one. `existed` is true when sled's files were there before the open. Such a store
     /// without a format stamp lost its contents, because the stamp is the first key written.
     fn with_db(db: sled::Db, path: &Path, existed: bool) -> Result<Store, StoreError> {
         let meta = db.open_tree("meta")?;
@@ -402,12 +410,14 @@ impl Store {
             }
             Some(_) => {}
             // NOTE: a process killed between sled creating its files and this flush leaves a
-            // store without a stamp, which the next open reports as damaged although it holds
-            // no data yet; moving it aside, as the message says, is then all that is needed.
+            // store without a stamp. The next open reports it as damaged although it contains
+            // no data yet, and moving it aside as the error directs is all that is needed.
             None if existed => {
                 return Err(StoreError::Damaged {
                     path: path.to_path_buf(),
-                    detail: "its files exist but contain no format stamp, so their contents were lost".to_string(),
+                    detail: "its files exist but contain no format stamp, so their contents \
+                             were lost"
+                        .to_string(),
                 });
             }
             None => {

@@ -293,6 +293,19 @@ pub trait Connector {
         cursor: Option<&Cursor>,
     ) -> impl Future<Output = Result<Page, ConnectorError>> + Send;
 
+    /// Starts a pull of the records strictly after `after` in (modstamp, id) order. A pull
+    /// restarted part way (after an expired query locator) starts here, so that a block of
+    /// records sharing one stamp that is longer than a page is not read from its start again.
+    /// The default starts at `after`'s stamp whatever the id, as [`Connector::pull_first`]
+    /// does, and the caller drops the copies it already has.
+    fn pull_after(
+        &self,
+        spec: &PullSpec,
+        after: &Cursor,
+    ) -> impl Future<Output = Result<Page, ConnectorError>> + Send {
+        self.pull_first(spec, Some(after))
+    }
+
     /// Fetches the page after the one whose `next` token is given.
     fn pull_next(
         &self,

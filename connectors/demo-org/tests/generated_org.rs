@@ -149,12 +149,27 @@ fn out_of_range_as_of_is_rejected() {
     );
 }
 
+/// Schema fields the demo org leaves empty: a one-currency org with city and state only in
+/// its addresses, and no merges.
+const NOT_GENERATED: [&str; 7] = [
+    "AnnualRevenue",
+    "BillingAddress",
+    "BillingCountry",
+    "BillingPostalCode",
+    "BillingStreet",
+    "CurrencyIsoCode",
+    "MasterRecordId",
+];
+
 #[test]
 fn records_match_sandbox_schema() {
     let org = full_org();
     let objects = schema::objects();
     let object_names: BTreeSet<&str> = objects.iter().map(|object| object.name).collect();
-    let generated_names: BTreeSet<&str> = org.records.keys().map(String::as_str).collect();
+    let mut generated_names: BTreeSet<&str> = org.records.keys().map(String::as_str).collect();
+    // The demo org uses one currency, so it has no rows of currency rates.
+    assert!(!generated_names.contains("CurrencyType"));
+    generated_names.insert("CurrencyType");
     assert_eq!(object_names, generated_names);
 
     let mut ids_by_object: HashMap<&str, HashSet<&str>> = HashMap::new();
@@ -166,12 +181,12 @@ fn records_match_sandbox_schema() {
         ids_by_object.insert(object.name, ids);
     }
 
-    for object in &objects {
+    for object in objects.iter().filter(|o| o.name != "CurrencyType") {
         let expected: BTreeSet<&str> = object
             .fields
             .iter()
             .map(|field| field.name)
-            .filter(|name| !name.starts_with("LS_"))
+            .filter(|name| !name.starts_with("LS_") && !NOT_GENERATED.contains(name))
             .collect();
         let list = records(org, object.name);
         assert!(!list.is_empty(), "{} has no records", object.name);
@@ -192,11 +207,9 @@ fn records_match_sandbox_schema() {
             previous_id = id.to_string();
             assert_eq!(record["IsDeleted"], Value::Bool(false));
 
-            for field in object
-                .fields
-                .iter()
-                .filter(|field| !field.name.starts_with("LS_"))
-            {
+            for field in object.fields.iter().filter(|field| {
+                !field.name.starts_with("LS_") && !NOT_GENERATED.contains(&field.name)
+            }) {
                 let value = &record[field.name];
                 if value.is_null() {
                     continue;

@@ -113,12 +113,24 @@ pub(crate) async fn pull_first(
     // NOTE: deals archived before a pull cannot be expanded into contact roles, because their
     // associations are gone. The roles of a deleted deal therefore stay in the store.
     if spec.include_deleted && plan.object != Canonical::ContactRole {
+        let merges = selects_master_record(&plan);
         for source in plan.sources {
-            for wire in list_archived(connector, source.object_type).await? {
+            for wire in list_archived(connector, source.object_type, merges).await? {
                 let stamp = wire.modstamp(source.object_type)?.timestamp_millis();
-                if stamp >= floor {
-                    archived.push((stamp, wire.id));
+                if stamp < floor {
+                    continue;
                 }
+                // Records a merge absorbed into this one die with it. A pull that never saw
+                // the survivor alive learns of them only here.
+                if let Some(list) = wire.property(MERGED_IDS_PROPERTY) {
+                    archived.extend(
+                        list.split(';')
+                            .map(str::trim)
+                            .filter(|id| !id.is_empty() && *id != wire.id)
+                            .map(|id| (stamp, id.to_string())),
+                    );
+                }
+                archived.push((stamp, wire.id));
             }
         }
         archived.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| compare_ids(&a.1, &b.1)));
@@ -379,17 +391,31 @@ async fn search(
         .await
 }
 
-/// Lists every archived record of an object type.
+/// Returns true when the pull selects `MasterRecordId`, which is what makes it follow merges.
+fn selects_master_record(plan: &Plan) -> bool {
+    plan.outputs
+        .iter()
+        .any(|output| matches!(output, Output::Canonical { name, .. } if *name == "MasterRecordId"))
+}
+
+/// Lists every archived record of an object type, with the ids it absorbed in merges when
+/// `merges` is set.
 async fn list_archived(
     connector: &HubSpotConnector,
     object_type: &str,
+    merges: bool,
 ) -> Result<Vec<ObjectWire>, ConnectorError> {
-    let property = modstamp_property(object_type);
+    let mut properties = modstamp_property(object_type).to_string();
+    if merges {
+        properties.push(',');
+        properties.push_str(MERGED_IDS_PROPERTY);
+    }
     let mut records = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut path =
-            format!("/crm/v3/objects/{object_type}?limit=100&archived=true&properties={property}");
+        let mut path = format!(
+            "/crm/v3/objects/{object_type}?limit=100&archived=true&properties={properties}"
+        );
         if let Some(after) = &after {
             path.push_str("&after=");
             path.push_str(

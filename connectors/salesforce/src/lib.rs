@@ -525,6 +525,23 @@ impl Connector for SalesforceConnector {
         Ok(page)
     }
 
+    async fn pull_after(&self, spec: &PullSpec, after: &Cursor) -> Result<Page, ConnectorError> {
+        let spec = &self.expanded_spec(spec).await?;
+        if self.bulk_forced(&spec.object) {
+            // Bulk results stay readable while the job exists, so a Bulk pull is never
+            // restarted part way; starting at the stamp is enough.
+            return self.bulk_pull_first(spec, Some(after)).await;
+        }
+        let soql = soql::build_pull_query_after(spec, after)?;
+        debug!(object = %spec.object, %soql, include_deleted = spec.include_deleted, "resuming pull");
+        let path = soql::query_path(&self.api_version, &soql, spec.include_deleted);
+        let body = self
+            .api
+            .request(Method::GET, &path, None, Paging::Query)
+            .await?;
+        self.convert_body(spec, Some(after), &body).await
+    }
+
     async fn pull_next(
         &self,
         spec: &PullSpec,

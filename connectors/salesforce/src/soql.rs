@@ -85,6 +85,33 @@ pub(crate) fn build_pull_query(
     Ok(soql)
 }
 
+/// Builds the pull query for the records strictly after `after` in (modstamp, id) order.
+/// Salesforce stores change stamps in whole seconds, so a stamp without a fraction is
+/// compared exactly; one with a fraction (which no Salesforce org returns) falls back to the
+/// inclusive query of [`build_pull_query`].
+pub(crate) fn build_pull_query_after(
+    spec: &PullSpec,
+    after: &Cursor,
+) -> Result<String, ConnectorError> {
+    if after.modstamp.timestamp_subsec_nanos() != 0 {
+        return build_pull_query(spec, Some(after));
+    }
+    validate_object_name(&spec.object)?;
+    let id = &after.id;
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ConnectorError::Payload(format!(
+            "the stored cursor id {id:?} is not a Salesforce id; reset the cursor with a full pull"
+        )));
+    }
+    let fields = select_list(spec)?;
+    let literal = after.modstamp.format("%Y-%m-%dT%H:%M:%SZ");
+    Ok(format!(
+        "SELECT {} FROM {} WHERE ({MODSTAMP_FIELD} > {literal} OR ({MODSTAMP_FIELD} = {literal} AND {ID_FIELD} > '{id}')) ORDER BY {MODSTAMP_FIELD} ASC, {ID_FIELD} ASC",
+        fields.join(", "),
+        spec.object
+    ))
+}
+
 /// Returns the path and query string of a `query` or `queryAll` call, with the whole SOQL
 /// form-encoded (so a literal `+` becomes `%2B` and cannot arrive as a space).
 pub(crate) fn query_path(api_version: &str, soql: &str, include_deleted: bool) -> String {
@@ -106,6 +133,26 @@ mod tests {
             fields: fields.iter().map(|f| f.to_string()).collect(),
             include_deleted,
         }
+    }
+
+    #[test]
+    fn query_after_cursor_compares_ids_in_its_second() {
+        let after = Cursor {
+            modstamp: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 3).unwrap(),
+            id: "001Aa000001".to_string(),
+        };
+        let soql = build_pull_query_after(&spec(&["StageName"], true), &after).unwrap();
+        assert!(
+            soql.contains(
+                "WHERE (SystemModstamp > 2024-05-01T12:00:03Z OR (SystemModstamp = 2024-05-01T12:00:03Z AND Id > '001Aa000001'))"
+            ),
+            "{soql}"
+        );
+        let injected = Cursor {
+            id: "x' OR Name != '".to_string(),
+            ..after
+        };
+        assert!(build_pull_query_after(&spec(&["StageName"], true), &injected).is_err());
     }
 
     #[test]

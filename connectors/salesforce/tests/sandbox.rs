@@ -241,9 +241,10 @@ async fn pull_pages_then_incremental() {
     assert_eq!(records[0].get("Owner.IsActive"), &Value::Bool(true));
     assert_eq!(second.get("Title"), &Value::Null);
     assert!(!second.deleted);
+    // Seeded with 12:00:02.250; Salesforce keeps whole seconds.
     assert_eq!(
         second.modstamp,
-        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 2).unwrap() + chrono::Duration::milliseconds(250)
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 2).unwrap()
     );
 
     // The record at the cursor comes back on every incremental pull, because the contract
@@ -282,15 +283,13 @@ async fn pull_pages_then_incremental() {
 async fn cursor_ties_kept_earlier_dropped() {
     let sandbox = start_paged().await;
     let handle = sandbox.handle();
-    let second = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
-    let tie: DateTime<Utc> = second + chrono::Duration::milliseconds(500);
+    let tie = Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap();
     for n in [2, 4, 6] {
         handle
             .set_system_modstamp("Lead", &lead_id(n), tie)
             .unwrap();
     }
-    // Same whole second as the cursor, so the SOQL filter returns it, but 200 ms earlier.
-    let earlier = second + chrono::Duration::milliseconds(300);
+    let earlier = tie - chrono::Duration::seconds(1);
     handle
         .set_system_modstamp("Lead", &lead_id(1), earlier)
         .unwrap();
@@ -300,26 +299,36 @@ async fn cursor_ties_kept_earlier_dropped() {
         id: lead_id(4),
     };
 
+    // From a cursor, every record sharing its stamp comes back whatever its id.
     let records: Vec<Record> = pull_all(&connector, &lead_spec(), Some(&cursor))
         .await
         .into_iter()
         .flat_map(|p| p.records)
         .collect();
-
     assert_eq!(ids(&records), vec![lead_id(2), lead_id(4), lead_id(6)]);
-    let query = handle
+
+    // Resuming after the cursor skips the ties up to and including its id.
+    let resumed = connector.pull_after(&lead_spec(), &cursor).await.unwrap();
+    assert_eq!(ids(&resumed.records), vec![lead_id(6)]);
+
+    let queries: Vec<String> = handle
         .request_log()
         .into_iter()
-        .find(|r| r.path == "/services/data/v59.0/query")
-        .and_then(|r| r.query)
-        .unwrap();
-    let soql = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "q")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+        .filter(|r| r.path == "/services/data/v59.0/query")
+        .filter_map(|r| r.query)
+        .filter_map(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
     assert!(
-        soql.contains("SystemModstamp >= 2024-06-01T00:00:00Z"),
-        "{soql}"
+        queries[0].contains("SystemModstamp >= 2024-06-01T00:00:00Z"),
+        "{queries:?}"
+    );
+    assert!(
+        queries[1].contains("SystemModstamp = 2024-06-01T00:00:00Z AND Id > '00Q000000000004AAA'"),
+        "{queries:?}"
     );
 }
 

@@ -20,7 +20,7 @@ use serde_json::{json, Value as Json};
 use crate::query::{self, FieldPath};
 use crate::schema::FieldType;
 use crate::server::Shared;
-use crate::store::{format_datetime, now_millis, with_case_suffix, Store, Value};
+use crate::store::{format_datetime, now_seconds, with_case_suffix, Store, Value};
 
 /// Jobs kept at once; the oldest is dropped beyond this, as real orgs delete old jobs.
 const MAX_JOBS: usize = 1_000;
@@ -240,7 +240,7 @@ pub(crate) async fn create_job(
         operation: operation.to_string(),
         object,
         version,
-        created: now_millis(),
+        created: now_seconds(),
         state: JobState::UploadComplete,
         delimiter,
         line_ending,

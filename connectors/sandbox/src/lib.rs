@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::hubspot::{HubSpotHandle, HubSpotOptions, HubSpotSandbox, RunningHubSpot};
 use crate::server::Shared;
-use crate::store::{default_value, now_millis, value_from_json, Store, Value};
+use crate::store::{default_value, now_seconds, value_from_json, Store, Value};
 
 /// A record as JSON field values keyed by API field name, in REST API format.
 pub type RecordMap = serde_json::Map<String, serde_json::Value>;
@@ -296,7 +296,7 @@ fn seed_row(
         given[column] = true;
     }
     if row[t.created_col] == Value::Null {
-        row[t.created_col] = Value::DateTime(now_millis());
+        row[t.created_col] = Value::DateTime(now_seconds());
     }
     for column in [t.last_modified_col, t.modstamp_col] {
         if row[column] == Value::Null {
@@ -436,7 +436,7 @@ impl SandboxHandle {
         }
         let table = &mut state.store.tables[table_index];
         // Stamp first, so that stamps given in `fields` win.
-        table.touch(row, now_millis());
+        table.touch(row, now_seconds());
         for (column, value) in assignments {
             table.rows[row][column] = value;
         }
@@ -504,7 +504,7 @@ impl SandboxHandle {
     }
 
     /// Sets a record's SystemModstamp, as a system process would, without changing
-    /// LastModifiedDate. The time is truncated to milliseconds.
+    /// LastModifiedDate. The time is truncated to whole seconds, as Salesforce stores it.
     pub fn set_system_modstamp(
         &self,
         object: &str,
@@ -515,7 +515,7 @@ impl SandboxHandle {
         let (table, row) = find_row(&state.store, object, id)?;
         let t = &mut state.store.tables[table];
         let column = t.modstamp_col;
-        t.rows[row][column] = Value::DateTime(at.trunc_subsecs(3));
+        t.rows[row][column] = Value::DateTime(at.trunc_subsecs(0));
         Ok(())
     }
 
@@ -526,7 +526,7 @@ impl SandboxHandle {
         let t = &mut state.store.tables[table];
         let (deleted, modstamp) = (t.deleted_col, t.modstamp_col);
         t.rows[row][deleted] = Value::Bool(true);
-        t.rows[row][modstamp] = Value::DateTime(now_millis());
+        t.rows[row][modstamp] = Value::DateTime(now_seconds());
         Ok(())
     }
 
@@ -572,7 +572,7 @@ impl SandboxHandle {
             loser_rows.push(row);
         }
 
-        let now = now_millis();
+        let now = now_seconds();
         let t = &mut state.store.tables[table];
         let master = t.column("MasterRecordId").unwrap_or(t.id_col);
         for &row in &loser_rows {

@@ -324,9 +324,11 @@ pub(crate) fn with_case_suffix(id15: &str) -> String {
     out
 }
 
-/// Returns the current time truncated to milliseconds, the resolution Salesforce stores.
-pub(crate) fn now_millis() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(3)
+/// Returns the current time truncated to whole seconds: Salesforce datetime fields, the
+/// change stamps among them, store no fractions, so records written in the same second share
+/// a stamp and the API shows `.000`.
+pub(crate) fn now_seconds() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
 }
 
 /// Formats a datetime the way the REST API returns it: `2024-05-01T12:00:03.000+0000`.
@@ -393,10 +395,11 @@ pub(crate) fn value_from_json(field: &FieldDef, json: &Json) -> Result<Value, St
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
             .map(Value::Date)
             .ok_or_else(|| "a date string in the form YYYY-MM-DD".to_string()),
+        // Salesforce datetime fields keep whole seconds only.
         FieldType::Datetime => json
             .as_str()
             .and_then(parse_datetime)
-            .map(Value::DateTime)
+            .map(|at| Value::DateTime(at.trunc_subsecs(0)))
             .ok_or_else(|| {
                 "a datetime string such as 2024-05-01T12:00:03.000Z or 2024-05-01T12:00:03.000+0000"
                     .to_string()
