@@ -8,7 +8,7 @@ mod capture;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use leadscore_connector::{
     Connector, ConnectorError, Cursor, FieldKind, Page, PullSpec, Record, RecordUpdate, Value,
 };
