@@ -609,8 +609,8 @@ pub async fn reconcile<C: Connector>(
 }
 
 /// Writes the changed scores of the store's level back to that level's object, in batches of
-/// its `batch_size`. Before anything is sent, the tier labels are checked against the tier
-/// field and batches left by an interrupted push are reconciled. Each batch is journalled
+/// its `batch_size`. Batches left by an interrupted push are reconciled first, and before
+/// anything is sent the tier labels are checked against the tier field. Each batch is journalled
 /// before it is sent and settled after its outcomes are stored. `reasons_max_len` comes from
 /// `check`.
 pub async fn push<C: Connector>(
@@ -621,9 +621,12 @@ pub async fn push<C: Connector>(
     now: DateTime<Utc>,
 ) -> Result<PushReport, PipelineError> {
     let level = store.level();
-    check_tier_field(connector, config, level).await?;
     let reconciled = reconcile(connector, store).await?;
     let plan = plan_push(store, config, reasons_max_len, now)?;
+    // A push with nothing to write sends no request at all.
+    if !plan.writes.is_empty() {
+        check_tier_field(connector, config, level).await?;
+    }
     let fields = config.writeback_for(level);
     let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
     let mut report = PushReport {
