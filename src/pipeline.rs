@@ -730,10 +730,16 @@ async fn pull_pages<C: Connector>(
         _ => connector.pull_first(spec, start).await?,
     };
     let mut high = stored.cloned();
+    // A record edited while the pull pages can come back on a later page with its new stamp,
+    // after an earlier page already gave an older copy of another record edited at the same
+    // time. The saved cursor therefore never passes the CRM's clock when the first page was
+    // answered (less a second, as stamps have whole seconds), so the next pull reads every
+    // edit made during this one.
+    let snapshot = connector.server_time().map(|at| Cursor {
+        modstamp: at - chrono::Duration::seconds(1),
+        id: String::new(),
+    });
     loop {
-        // NOTE: a record edited while a pull is paging can come back with its new stamp and
-        // move the cursor past a concurrent edit that the query's snapshot did not include;
-        // the lookback of the next pull fetches it again.
         // An incremental pull reads the records in the lookback again on purpose. A copy
         // already stored with the same stamp and values is unchanged, so it is dropped here.
         // A deletion already recorded with the same stamp is dropped the same way.
@@ -777,6 +783,11 @@ async fn pull_pages<C: Connector>(
             None => None,
         };
         if let Some(cursor) = cursor {
+            let cursor = match (&snapshot, &high) {
+                (Some(cap), Some(previous)) if cursor > *cap => cap.clone().max(previous.clone()),
+                (Some(cap), None) if cursor > *cap => cap.clone(),
+                _ => cursor,
+            };
             // Tombstones first: they are idempotent, so a crash before the page is saved
             // only repeats them when the page is pulled again.
             store.record_deletions(&spec.object, &page.records)?;

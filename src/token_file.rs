@@ -26,6 +26,9 @@ pub fn read(settings: &TransportSettings) -> Result<Option<SecretString>, String
     let Some(path) = &settings.refresh_token_file else {
         return Ok(None);
     };
+    // A rotated token that cannot be saved is lost, and the old one no longer works, so the
+    // file's folder is proven writable before any token request.
+    check_writable(path)?;
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -86,14 +89,55 @@ fn warn_if_shared(path: &Path, file: &File) {
 #[cfg(not(unix))]
 fn warn_if_shared(_path: &Path, _file: &File) {}
 
+/// Returns the folder the token file is replaced in.
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks that `path` is not a folder and that its folder exists and takes new files, by
+/// creating and removing a probe file there.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let fix = "create the folder with write access for leadscore, or change [connector] refresh_token_file";
+    if path.is_dir() {
+        return Err(format!(
+            "[connector] refresh_token_file {} is a folder; name a file inside it, for example {}",
+            path.display(),
+            path.join("refresh-token").display()
+        ));
+    }
+    let folder = folder_of(path);
+    if !folder.is_dir() {
+        return Err(format!(
+            "[connector] refresh_token_file {}: the folder {} does not exist; {fix}",
+            path.display(),
+            folder.display()
+        ));
+    }
+    let probe = folder.join(format!(".leadscore-write-probe-{}", std::process::id()));
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map(drop);
+    let _ = fs::remove_file(&probe);
+    created.map_err(|error| {
+        format!(
+            "[connector] refresh_token_file {}: cannot create files in {} ({error}); a rotated \
+             refresh token could not be saved; {fix}",
+            path.display(),
+            folder.display()
+        )
+    })
+}
+
 /// Replaces the file at `path` with `token`: writes a temporary file with mode 0600 in the
 /// same folder, flushes it to disk, renames it over `path` and flushes the folder, so that
 /// the file contains either the old or the new token after a crash, never a partial one.
 pub fn write(path: &Path, token: &SecretString) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let folder = folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -156,6 +200,23 @@ pub fn sink(path: PathBuf) -> Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_folder_refused_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nodir").join("token");
+        let error = read(&settings(Some(missing))).unwrap_err();
+        assert!(error.contains("does not exist"), "{error}");
+        assert!(error.contains("refresh_token_file"), "{error}");
+
+        let error = read(&settings(Some(dir.path().to_path_buf()))).unwrap_err();
+        assert!(error.contains("is a folder"), "{error}");
+
+        let fine = dir.path().join("token");
+        assert!(read(&settings(Some(fine))).unwrap().is_none());
+        // The probe file is gone again.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     fn settings(path: Option<PathBuf>) -> TransportSettings {
         TransportSettings {

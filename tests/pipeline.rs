@@ -1094,3 +1094,90 @@ async fn cursor_from_the_future_is_reset() {
             < future.modstamp
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_during_paging_is_pulled_next_time() {
+    let options = SandboxOptions {
+        page_size: 200,
+        ..SandboxOptions::default()
+    };
+    let env = Env::start_with(options, |text| {
+        text.replace("cursor_lookback_secs = 300", "cursor_lookback_secs = 0")
+    })
+    .await;
+    // The first follow-up page of the pull (the second page of Account, the first object
+    // with more than one page) is answered 2.5 s late, while the test edits two accounts.
+    let response = reqwest::Client::new()
+        .post(format!("{}/__sandbox/faults", env.sandbox.url()))
+        .json(&serde_json::json!({
+            "method": "GET",
+            "path": "/services/data/v59.0/query/",
+            "nth": 1,
+            "count": 1,
+            "delay_ms": 2500,
+        }))
+        .send()
+        .await
+        .expect("fault added");
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let handle = env.handle();
+    let mut accounts = handle.records("Account");
+    accounts.sort_by_key(|a| {
+        (
+            a["SystemModstamp"].as_str().unwrap_or_default().to_string(),
+            a["Id"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    let first = accounts[0]["Id"].as_str().expect("id").to_string();
+    let last = accounts[accounts.len() - 1]["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let store = env.store();
+    let connector = env.connector();
+    let pull = pipeline::pull(&connector, &store, &env.config);
+    let edits = async {
+        // Waits for the first pages of User and Account, then edits an account already read
+        // and, a second later, one on a page not read yet.
+        while handle
+            .request_log()
+            .iter()
+            .filter(|r| r.path.ends_with("/queryAll"))
+            .count()
+            < 2
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let rename = |name: &str| {
+            let mut fields = serde_json::Map::new();
+            fields.insert("Name".into(), serde_json::json!(name));
+            fields
+        };
+        handle
+            .update_record("Account", &first, rename("Edited While Paging"))
+            .expect("first edit");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        handle
+            .update_record("Account", &last, rename("Edited Later"))
+            .expect("second edit");
+    };
+    let (pulled, ()) = tokio::join!(pull, edits);
+    pulled.expect("first pull");
+
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("second pull");
+    let stored = store
+        .records("Account")
+        .expect("accounts")
+        .into_iter()
+        .find(|a| a.id == first)
+        .expect("stored");
+    assert_eq!(
+        stored.get("Name").as_str(),
+        Some("Edited While Paging"),
+        "an edit made while an earlier pull paged is pulled by the next one"
+    );
+}

@@ -253,7 +253,9 @@ impl TokenSource {
             state.refresh_token = rotated;
             if let Some(Err(message)) = saved {
                 return Err(TokenFailure::Fatal(ConnectorError::Auth(format!(
-                    "Salesforce rotated the refresh token, and saving the new one failed:                      {message}. The old refresh token no longer works; fix the refresh token                      file's folder permissions and authorize the connected app again"
+                    "Salesforce rotated the refresh token, and saving the new one failed: \
+                     {message}. The old refresh token no longer works; fix the refresh token \
+                     file's folder permissions and authorize the connected app again"
                 ))));
             }
             debug!(
@@ -297,8 +299,9 @@ impl TokenSource {
                 let description = response.error_description().cloned().unwrap_or_default();
                 TokenFailure::Fatal(ConnectorError::Auth(format!(
                     "Salesforce token request was rejected: {code}: {description}. Check the \
-                     Salesforce client id, client secret and refresh token environment \
-                     variables, and that the login URL {} belongs to the org that issued them",
+                     Salesforce client id, client secret and refresh token (the environment \
+                     variables, and the file refresh_token_file names when it is set), and \
+                     that the login URL {} belongs to the org that issued them",
                     self.login_origin()
                 )))
             }
