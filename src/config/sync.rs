@@ -130,7 +130,18 @@ pub(super) fn read_currency(top: &mut Section<'_, '_>, issues: &mut Issues<'_>) 
                         );
                         continue;
                     }
+                    let is_base = base.as_deref() == Some(code_text.as_str());
+                    let span = rate.span();
                     match parsed {
+                        Some(rate) if is_base && rate != 1.0 => issues.push(
+                            span,
+                            &path,
+                            format!(
+                                "{code_text} is the base currency, so its rate is 1, not {rate}; \
+                                 remove it from rates or change base"
+                            ),
+                            Some(rates_example),
+                        ),
                         Some(rate) if rate.is_finite() && rate > 0.0 => {
                             rates.insert(code_text, rate);
                         }

@@ -616,3 +616,15 @@ fn hubspot_credentials_problems_are_not_buried() {
         Some(r#"client_id = "YOUR_APP_CLIENT_ID""#)
     );
 }
+
+#[test]
+fn base_currency_rate_other_than_one_rejected() {
+    let text =
+        format!("{EXAMPLE}\n[currency]\nbase = \"USD\"\nrates = {{ USD = 2.0, EUR = 1.08 }}\n");
+    let error = parse(&text).unwrap_err().to_string();
+    assert!(error.contains("currency.rates.USD"), "{error}");
+    assert!(error.contains("base currency"), "{error}");
+    let text =
+        format!("{EXAMPLE}\n[currency]\nbase = \"USD\"\nrates = {{ USD = 1.0, EUR = 1.08 }}\n");
+    assert!(parse(&text).is_ok());
+}
