@@ -32,6 +32,26 @@ pub fn droppable_fields(config: &Config) -> BTreeMap<&'static str, Vec<String>> 
     out
 }
 
+/// Returns true when `field` of `object` is one the configured levels write scores to.
+fn is_writeback_field(config: &Config, object: &str, field: &str) -> bool {
+    config.scoring.levels.iter().any(|&level| {
+        let writeback = config.writeback_for(level);
+        level.object() == object
+            && [
+                &writeback.score_field,
+                &writeback.tier_field,
+                &writeback.reasons_field,
+                &writeback.model_version_field,
+                &writeback.scored_at_field,
+            ]
+            .iter()
+            .any(|name| name.as_str() == field)
+            || level == crate::level::Level::Lead
+                && object == level.object()
+                && config.lead.sales_ready_field == field
+    })
+}
+
 /// Describes every object of the pull and returns the specs to pull. Mapped fields the org
 /// does not offer are reported by name (stop) or removed with a warning (drop). The currency
 /// field is added where the org has one, and `CurrencyType` is pulled when the org lists
@@ -65,6 +85,12 @@ pub async fn prepare_specs<C: Connector>(
             if action == MissingFieldAction::Drop && may_drop {
                 tracing::warn!(object = %spec.object, %field, %problem, "a mapped field is missing or hidden from this user; its feature is left out of the pull and of training");
                 dropped.entry(spec.object.clone()).or_default().push(field);
+            } else if is_writeback_field(config, &spec.object, &field) {
+                problems.push(format!(
+                    "{problem} (a field leadscore writes scores to: create it on {}, with `leadscore check --fix` where the CRM allows, and grant the integration user read and edit access)",
+                    spec.object
+                ));
+                present.push(field);
             } else {
                 let hint = if may_drop {
                     "; or set [sync] on_missing_field = \"drop\" to train without it"

@@ -172,9 +172,33 @@ async fn hidden_mapped_field_stops_pull() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_writeback_field_names_check_fix() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace(
+            r#"on_missing_field = "stop""#,
+            r#"on_missing_field = "drop""#,
+        )
+    })
+    .await;
+    env.handle()
+        .set_field_access("Account", "LS_Tier__c", false, false)
+        .expect("hide");
+    let error = pipeline::pull(&env.connector(), &env.store(), &env.config)
+        .await
+        .expect_err("a write-back field is never dropped")
+        .to_string();
+    assert!(error.contains("LS_Tier__c"), "{error}");
+    assert!(error.contains("check --fix"), "{error}");
+    assert!(!error.contains("on_missing_field"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_mapped_field_dropped_with_drop() {
     let env = Env::start_with(SandboxOptions::default(), |text| {
-        format!("{text}\n[sync]\non_missing_field = \"drop\"\n")
+        text.replace(
+            r#"on_missing_field = "stop""#,
+            r#"on_missing_field = "drop""#,
+        )
     })
     .await;
     env.handle()
