@@ -2,8 +2,9 @@
 //!
 //! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid or a
 //! model version is not in the store, 3 the push finished but the CRM rejected some records,
-//! 4 the run used its share of the CRM's daily API calls (`api_budget_share`) and stopped.
-//! After exit code 4, what the run pulled or wrote is saved, and the next run resumes there.
+//! 4 the run used its share of the CRM's daily API calls (`api_budget_share`), or the CRM's
+//! own daily limit is reached, and it stopped. After exit code 4, what the run pulled or wrote
+//! is saved, and the next run resumes there.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -264,8 +265,14 @@ impl From<PipelineError> for Failure {
             },
             // Rejected credentials are a configuration problem, not a failed step.
             PipelineError::Connector(ConnectorError::Auth(message)) => config_failure(format!(
-                "authentication failed: {message}; check the credentials in the environment variables that [connector] names"
+                "authentication failed: {message}; check the credentials in the environment variables that [connector] names, and the file refresh_token_file names when it is set"
             )),
+            // The CRM's own daily limit is spent: like a spent budget, the next run (after
+            // the limit resets) goes on from the last checkpoint.
+            PipelineError::Connector(ConnectorError::LimitExceeded(message)) => Failure {
+                code: BUDGET_SPENT_EXIT_CODE,
+                message: format!("stopped at a checkpoint: the CRM's API limit is reached: {message}; the next run after the limit resets goes on from here"),
+            },
             // A connector setting the CRM showed to be wrong, such as an unknown stage.
             PipelineError::Connector(ConnectorError::Rejected { code, message })
                 if code == "INVALID_CONFIG" =>
@@ -566,6 +573,56 @@ fn connector_for(config: &Config) -> Result<crate::run::AnyConnector, Failure> {
     Ok(connect(config, secrets)?)
 }
 
+/// Connects with the API budget shared by all runs of the UTC day through the store's ledger.
+fn budgeted_connector(config: &Config, store: &Store) -> Result<crate::run::AnyConnector, Failure> {
+    Ok(connector_for(config)?.with_budget_ledger(store.budget_ledger()))
+}
+
+/// A step's JSON report with the API budget figures of the run and the day added as `budget`.
+#[derive(Serialize)]
+struct WithBudget<'a, T> {
+    #[serde(flatten)]
+    report: &'a T,
+    budget: Option<leadscore_connector::limits::BudgetUsage>,
+}
+
+/// Converts the error of a step into a failure. When a spent API budget stopped the step
+/// before it stored a page or settled a write batch, the failure says that the run made no
+/// progress and how to fix it. `before` is the store's checkpoint marker from the step's start.
+fn budget_failure(
+    err: PipelineError,
+    store: &Store,
+    before: &crate::store::CheckpointMarker,
+    connector: &crate::run::AnyConnector,
+    config: &Config,
+) -> Failure {
+    if !matches!(
+        err,
+        PipelineError::Connector(ConnectorError::BudgetSpent(_))
+    ) {
+        return err.into();
+    }
+    if store.checkpoint_marker().ok().as_ref() != Some(before) {
+        return err.into();
+    }
+    let usage = connector.budget_usage().unwrap_or_default();
+    let allowance = usage
+        .allowance_today
+        .map_or("its".to_string(), |n| format!("the {n}"));
+    Failure {
+        code: BUDGET_SPENT_EXIT_CODE,
+        message: format!(
+            "no progress was made: today's share of the CRM's API calls is spent before this run \
+             stored a page or settled a write batch (leadscore used {} of {allowance} calls it \
+             may send per UTC day, {} of them in this run). Wait for the next UTC day, when a \
+             new allowance starts, or raise [connector] api_budget_share (now {})",
+            usage.used_today,
+            usage.used_this_run,
+            config.connector.transport().api_budget_share
+        ),
+    }
+}
+
 async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {
     let connector = connector_for(config)?;
     if fix {
@@ -598,10 +655,16 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
 
 async fn step_pull(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(config)?;
-    let report = pipeline::pull(&connector, &store, config).await?;
+    let connector = budgeted_connector(config, &store)?;
+    let before = store.checkpoint_marker()?;
+    let report = pipeline::pull(&connector, &store, config)
+        .await
+        .map_err(|err| budget_failure(err, &store, &before, &connector, config))?;
     if args.json {
-        print_json(&report)?;
+        print_json(&WithBudget {
+            report: &report,
+            budget: connector.budget_usage(),
+        })?;
     } else {
         let parts: Vec<String> = report
             .objects
@@ -758,7 +821,7 @@ fn print_failures(failed: &[FailedWrite]) {
 /// or the store.
 async fn step_push_plan(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(config)?;
+    let connector = budgeted_connector(config, &store)?;
     let check = pipeline::check(&connector, config).await?;
     let levels = levels_for(args, config)?;
     let preview = writeback::preview(&store, config, &levels, &check.reasons_max_len, Utc::now())?;
@@ -800,8 +863,10 @@ async fn step_push_plan(args: &ConfigArgs, config: &Config) -> Result<u8, Failur
 
 async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(config)?;
-    let check = pipeline::check(&connector, config).await?;
+    let connector = budgeted_connector(config, &store)?;
+    let before = store.checkpoint_marker()?;
+    let stopped = |err| budget_failure(err, &store, &before, &connector, config);
+    let check = pipeline::check(&connector, config).await.map_err(stopped)?;
     store.bind_source(&pipeline::source_name(config))?;
     let mut reports = Vec::new();
     for level in levels_for(args, config)? {
@@ -812,11 +877,18 @@ async fn step_push(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
             &check.reasons_max_len,
             Utc::now(),
         )
-        .await?;
+        .await
+        .map_err(stopped)?;
         reports.push(report);
     }
     if args.json {
-        print_json(&reports)?;
+        // The budget covers the whole push, so every level's entry carries the same figures.
+        let budget = connector.budget_usage();
+        let entries: Vec<WithBudget<'_, writeback::PushReport>> = reports
+            .iter()
+            .map(|report| WithBudget { report, budget })
+            .collect();
+        print_json(&entries)?;
     } else {
         for report in &reports {
             println!(
@@ -923,10 +995,16 @@ fn print_change(change: &crate::registry::LiveChange, json: bool) -> Result<(), 
 
 async fn step_run(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
-    let connector = connector_for(config)?;
-    let report = run_once(&connector, &store, config, Utc::now()).await?;
+    let connector = budgeted_connector(config, &store)?;
+    let before = store.checkpoint_marker()?;
+    let report = run_once(&connector, &store, config, Utc::now())
+        .await
+        .map_err(|err| budget_failure(err, &store, &before, &connector, config))?;
     if args.json {
-        print_json(&report)?;
+        print_json(&WithBudget {
+            report: &report,
+            budget: connector.budget_usage(),
+        })?;
     } else {
         println!("Pulled {} records.", report.pull.pulled);
         for level in &report.levels {

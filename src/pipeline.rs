@@ -565,8 +565,8 @@ pub struct PullReport {
     pub echoed: usize,
 }
 
-/// How many times in a row a pull restarts after its query locator expired without reading
-/// a page further than before; a restart that got further resets the count.
+/// How many times in a row a pull restarts after an expired query locator without reading
+/// further than before. A restart that got further resets the count.
 const LOCATOR_RESTARTS: usize = 3;
 
 /// Pulls every object incrementally. Each page is stored together with the cursor it moves
@@ -629,7 +629,7 @@ pub async fn pull<C: Connector>(
 /// A stored cursor this many minutes past the CRM's clock came from a clock that jumped.
 const FUTURE_TOLERANCE_MINUTES: i64 = 5;
 
-/// What one object's pull has done so far.
+/// The counts and position of one object's pull so far.
 #[derive(Default)]
 struct PullProgress {
     /// Records stored, deletions included.
@@ -716,6 +716,16 @@ async fn pull_object<C: Connector>(
     }
 }
 
+/// Returns `cursor`, but no later than the CRM's clock when the pull began (`snapshot`) and
+/// never before the cursor already stored (`high`).
+fn capped(cursor: Cursor, snapshot: &Option<Cursor>, high: &Option<Cursor>) -> Cursor {
+    match (snapshot, high) {
+        (Some(cap), Some(previous)) if cursor > *cap => cap.clone().max(previous.clone()),
+        (Some(cap), None) if cursor > *cap => cap.clone(),
+        _ => cursor,
+    }
+}
+
 async fn pull_pages<C: Connector>(
     connector: &C,
     store: &Store,
@@ -739,14 +749,22 @@ async fn pull_pages<C: Connector>(
         modstamp: at - chrono::Duration::seconds(1),
         id: String::new(),
     });
+    // The largest (stamp, id) of a pull whose pages come in no order.
+    let mut unordered_end: Option<Cursor> = None;
     loop {
         // An incremental pull reads the records in the lookback again on purpose. A copy
         // already stored with the same stamp and values is unchanged, so it is dropped here.
         // A deletion already recorded with the same stamp is dropped the same way.
-        let page_end = page.records.last().map(|last| Cursor {
-            modstamp: last.modstamp,
-            id: last.id.clone(),
-        });
+        let unordered = page.unordered;
+        let as_cursor = |record: &leadscore_connector::Record| Cursor {
+            modstamp: record.modstamp,
+            id: record.id.clone(),
+        };
+        let page_end = if unordered {
+            page.records.iter().map(as_cursor).max()
+        } else {
+            page.records.last().map(as_cursor)
+        };
         if start.is_some() {
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let stored = store.stored_records(&spec.object, &ids)?;
@@ -771,6 +789,34 @@ async fn pull_pages<C: Connector>(
             }
             page.records = kept;
         }
+        if unordered {
+            // Records in no order move the cursor only once every page is stored, so a pull
+            // cut off part way starts again from the old cursor.
+            if let Some(end) = &page_end {
+                if unordered_end.as_ref().is_none_or(|seen| end > seen) {
+                    unordered_end = Some(end.clone());
+                }
+            }
+            store.record_deletions(&spec.object, &page.records)?;
+            progress.echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
+            store.save_records(&spec.object, &page.records)?;
+            progress.pulled += page.records.len();
+            match page.next.take() {
+                Some(next) => {
+                    page = connector.pull_next(spec, start, &next).await?;
+                    continue;
+                }
+                None => {
+                    if let Some(end) = unordered_end.take() {
+                        let cursor = capped(end, &snapshot, &high);
+                        if high.as_ref().is_none_or(|previous| cursor > *previous) {
+                            store.save_page(&spec.object, &[], &cursor)?;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
         // The cursor moves to the end of every page read, even one whose records were all
         // dropped as already stored, so that a pull restarted after an expired locator does
         // not read the same pages again. A late record from the lookback never moves it back.
@@ -783,11 +829,7 @@ async fn pull_pages<C: Connector>(
             None => None,
         };
         if let Some(cursor) = cursor {
-            let cursor = match (&snapshot, &high) {
-                (Some(cap), Some(previous)) if cursor > *cap => cap.clone().max(previous.clone()),
-                (Some(cap), None) if cursor > *cap => cap.clone(),
-                _ => cursor,
-            };
+            let cursor = capped(cursor, &snapshot, &high);
             // Tombstones first: they are idempotent, so a crash before the page is saved
             // only repeats them when the page is pulled again.
             store.record_deletions(&spec.object, &page.records)?;

@@ -123,6 +123,28 @@ impl AnyConnector {
     pub fn crm(&self) -> &Crm {
         &self.crm
     }
+
+    /// Shares the API budget with the other runs of the UTC day through the store's ledger.
+    /// All runs of a day together then stay within `api_budget_share` of the calls the CRM
+    /// had left before leadscore's first call of the day. Call it before the first request.
+    pub fn with_budget_ledger(self, ledger: crate::store::StoreBudgetLedger) -> AnyConnector {
+        let ledger: std::sync::Arc<dyn leadscore_connector::limits::BudgetLedger> =
+            std::sync::Arc::new(ledger);
+        let crm = match self.crm {
+            Crm::Salesforce(c) => Crm::Salesforce(c.with_budget_ledger(ledger)),
+            Crm::HubSpot(c) => Crm::HubSpot(c.with_budget_ledger(ledger)),
+        };
+        AnyConnector { crm, ..self }
+    }
+
+    /// Returns the API calls of this run and of the day and the day's allowance, or `None`
+    /// when the connector has no budget.
+    pub fn budget_usage(&self) -> Option<leadscore_connector::limits::BudgetUsage> {
+        match &self.crm {
+            Crm::Salesforce(c) => c.budget_usage(),
+            Crm::HubSpot(c) => c.budget_usage(),
+        }
+    }
 }
 
 /// Forwards a call to the CRM client inside.

@@ -497,6 +497,23 @@ impl Store {
 
     /// Stores one page of pulled records and moves the object's cursor, atomically: either
     /// both land or neither does. Deleted records are removed from the store.
+    /// Stores one page of records, deletions included, without moving the object's cursor:
+    /// for a pull whose records come in no order.
+    pub fn save_records(&self, object: &str, records: &[Record]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(records_tree(object))?;
+        let mut batch = sled::Batch::default();
+        for record in records {
+            if record.deleted {
+                batch.remove(record.id.as_bytes());
+            } else {
+                batch.insert(record.id.as_bytes(), encode(record));
+            }
+        }
+        tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     pub fn save_page(
         &self,
         object: &str,
@@ -1258,3 +1275,8 @@ mod tests {
 #[path = "journal.rs"]
 mod journal;
 pub use journal::{JournalEntry, JournalWrite, WriteFailure};
+
+// The per-day API budget ledger lives in its own file but inside this module, like the journal.
+#[path = "budget.rs"]
+mod budget;
+pub use budget::{BudgetClock, CheckpointMarker, StoreBudgetLedger};

@@ -168,7 +168,10 @@ pub struct PushReport {
 /// The error code Salesforce gives the innocent records of an `allOrNone` batch that another
 /// record made fail.
 const ROLLED_BACK: &str = "ALL_OR_NONE_OPERATION_ROLLED_BACK";
-/// Rounds of resending records whose write failed transiently, within one push.
+/// Resends allowed per batch within one push, for records whose write failed transiently and
+/// for requests that failed as a whole, together. This layer owns per-record retries (the
+/// connectors send each update request once), so a locked record is sent at most
+/// `1 + TRANSIENT_ROUNDS` times per push.
 const TRANSIENT_ROUNDS: u32 = 3;
 /// Delay before the first resend; each later round doubles it.
 const TRANSIENT_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -688,6 +691,8 @@ struct BatchOutcomes<'p> {
     permanent: Vec<WriteFailure>,
     /// Writes that failed transiently in the last round, with their errors.
     transient: Vec<(&'p PlannedWrite, RecordError)>,
+    /// Resends used so far, of `TRANSIENT_ROUNDS`.
+    resends: u32,
 }
 
 impl<'a, C: Connector> BatchSender<'a, C> {
@@ -712,22 +717,21 @@ impl<'a, C: Connector> BatchSender<'a, C> {
         let key = self.store.begin_batch(&entry)?;
         let mut outcomes = BatchOutcomes::default();
         let mut pending: Vec<&PlannedWrite> = batch.to_vec();
-        let mut round = 0;
         loop {
             self.send_round(pending, &mut outcomes).await?;
-            if outcomes.transient.is_empty() || round >= TRANSIENT_ROUNDS {
+            if outcomes.transient.is_empty() || outcomes.resends >= TRANSIENT_ROUNDS {
                 break;
             }
-            let delay = TRANSIENT_BASE_DELAY * 2u32.pow(round);
+            let delay = TRANSIENT_BASE_DELAY * 2u32.pow(outcomes.resends);
             tracing::warn!(
                 object = %self.object,
                 records = outcomes.transient.len(),
-                round = round + 1,
+                round = outcomes.resends + 1,
                 ?delay,
                 "records failed transiently; sending them again"
             );
             tokio::time::sleep(delay).await;
-            round += 1;
+            outcomes.resends += 1;
             report.retried += outcomes.transient.len();
             pending = outcomes.transient.drain(..).map(|(w, _)| w).collect();
         }
@@ -761,27 +765,27 @@ impl<'a, C: Connector> BatchSender<'a, C> {
     }
 
     /// Sends `writes` once, splitting groups the CRM rejected as a whole, and sorts every
-    /// outcome into `outcomes`.
+    /// outcome into `outcomes`. A group whose request failed is read back and its unwritten
+    /// records sent again, which uses one of the batch's resends.
     async fn send_round<'p>(
         &self,
         writes: Vec<&'p PlannedWrite>,
         outcomes: &mut BatchOutcomes<'p>,
     ) -> Result<(), PipelineError> {
         let mut queue: VecDeque<Vec<&'p PlannedWrite>> = VecDeque::from([writes]);
-        let mut transport_retries = 0;
         while let Some(group) = queue.pop_front() {
             let updates: Vec<RecordUpdate> = group.iter().map(|w| w.update.clone()).collect();
             let results = match self.connector.update(&updates).await {
                 Ok(results) => results,
-                Err(ConnectorError::Transport(message)) if transport_retries < TRANSIENT_ROUNDS => {
+                Err(ConnectorError::Transport(message)) if outcomes.resends < TRANSIENT_ROUNDS => {
                     // The request may have reached the CRM, so the records are read back and
                     // only those that lack the values are sent again.
                     // NOTE: the Salesforce transport resends a PATCH whose response body was
                     // lost before it returns this error, so a cut response can still write a
                     // record twice (with the same values).
-                    transport_retries += 1;
+                    outcomes.resends += 1;
                     tracing::warn!(object = %self.object, records = group.len(), %message, "write request failed; reading the records back");
-                    tokio::time::sleep(TRANSIENT_BASE_DELAY * 2u32.pow(transport_retries)).await;
+                    tokio::time::sleep(TRANSIENT_BASE_DELAY * 2u32.pow(outcomes.resends)).await;
                     let unsent = self.read_back(group, outcomes).await?;
                     if !unsent.is_empty() {
                         queue.push_front(unsent);

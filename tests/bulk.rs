@@ -72,7 +72,9 @@ async fn pull_all(
     while let Some(next) = pages.last().and_then(|p| p.next.clone()) {
         pages.push(connector.pull_next(spec, None, &next).await?);
     }
-    let records = pages.iter().flat_map(|p| p.records.clone()).collect();
+    // Bulk pages come in no order, so records are compared by id.
+    let mut records: Vec<Record> = pages.iter().flat_map(|p| p.records.clone()).collect();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((records, pages))
 }
 
@@ -222,14 +224,16 @@ async fn compound_field_expands_on_both_paths() {
     let fields = ["Name", "BillingAddress"];
 
     let rest = SalesforceConnector::new(connector_config(&env.sandbox, &[])).expect("connector");
-    let (rest_records, _) = pull_all(&rest, &spec("Account", &fields))
+    let (rest_records, rest_pages) = pull_all(&rest, &spec("Account", &fields))
         .await
         .expect("REST pull");
     let bulk =
         SalesforceConnector::new(connector_config(&env.sandbox, &["Account"])).expect("connector");
-    let (bulk_records, _) = pull_all(&bulk, &spec("Account", &fields))
+    let (bulk_records, bulk_pages) = pull_all(&bulk, &spec("Account", &fields))
         .await
         .expect("Bulk pull");
+    assert!(rest_pages.iter().all(|p| !p.unordered));
+    assert!(bulk_pages.iter().all(|p| p.unordered));
 
     assert_eq!(rest_records, bulk_records);
     let edited = bulk_records

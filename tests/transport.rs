@@ -1,4 +1,4 @@
-//! Token refresh, the per-run API budget, retries and rate limits of both connectors, against
+//! Token refresh, the per-day API budget, retries and rate limits of both connectors, against
 //! the sandboxes over HTTP with faults scripted through their `/__sandbox/` control endpoint.
 
 mod common;
@@ -356,7 +356,7 @@ async fn sf_budget_spent_then_resumed() {
     .await;
     let vars = salesforce_env_vars(&env, &env.sandbox.options().refresh_token.clone());
 
-    let first = leadscore(pull_args(&env.config_path, false), vars.clone()).await;
+    let first = leadscore(pull_args(&env.config_path, false), vars).await;
     let stderr = text(&first.stderr);
     assert_eq!(
         first.status.code(),
@@ -378,19 +378,25 @@ async fn sf_budget_spent_then_resumed() {
         "the stop came mid-pull"
     );
 
+    // The next UTC day, when the org has calls to spare, the pull resumes. The binary's ledger
+    // follows the system clock, so this run uses a ledger clock one day ahead instead.
     control(
         &base,
         reqwest::Method::POST,
         "/limits",
-        Some(json!({"daily_max": 1_000_000})),
+        Some(json!({"daily_max": 1_000_000, "daily_used": 0})),
     )
     .await;
-    let second = leadscore(pull_args(&env.config_path, true), vars).await;
-    assert!(second.status.success(), "{}", text(&second.stderr));
-    let report: Value = serde_json::from_slice(&second.stdout).expect("pull report");
-    let second_pulled = report["pulled"].as_u64().expect("pulled") as usize;
-
     let store = env.store();
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    let connector = env
+        .connector()
+        .with_budget_ledger(store.budget_ledger_with_clock(Arc::new(move || tomorrow)));
+    let report = pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("the next day's pull finishes");
+    let second_pulled = report.pulled;
+
     assert_store_matches_org(&env, &store);
     assert_eq!(
         first_stored + second_pulled,
@@ -476,7 +482,7 @@ async fn sf_cut_response_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sf_locked_rows_retried() {
+async fn sf_locked_row_sent_once_by_connector() {
     let env = salesforce(|text| text).await;
     let base = env.sandbox.url();
     let id = env.handle().records("Account")[0]["Id"]
@@ -504,13 +510,301 @@ async fn sf_locked_rows_retried() {
     let outcomes = connector.update(&[update]).await.expect("update call");
 
     assert_eq!(outcomes.len(), 1);
-    assert!(outcomes[0].result.is_ok(), "{:?}", outcomes[0].result);
-    assert_eq!(
-        env.handle().record("Account", &id).expect("account")["LS_Score__c"],
-        json!(77.0)
-    );
+    let error = outcomes[0].result.clone().expect_err("the row is locked");
+    assert_eq!(error.code, "UNABLE_TO_LOCK_ROW");
+    assert!(error.retryable, "{error:?}");
     let writes = request_count(&base, "PATCH", "/services/data/v59.0/composite/sobjects").await;
-    assert_eq!(writes, 3, "two locked attempts and one that went through");
+    assert_eq!(
+        writes, 1,
+        "the write-back, not the connector, resends locked rows"
+    );
+}
+
+// ---- per-day API budget ----
+
+/// Returns a ledger clock stopped at `hour`:00 UTC on day `day` of December 2026.
+fn clock_at(day: u32, hour: u32) -> leadscore::store::BudgetClock {
+    let time = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, day, hour, 0, 0)
+        .single()
+        .expect("valid time");
+    Arc::new(move || time)
+}
+
+fn december(day: u32) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 12, day).expect("valid date")
+}
+
+/// Returns how many requests the sandbox received on the REST API, which is what its daily
+/// limit counts (token requests are not among them).
+fn api_requests(env: &Env) -> u64 {
+    env.handle()
+        .request_log()
+        .iter()
+        .filter(|r| r.path.starts_with("/services/data/"))
+        .count() as u64
+}
+
+/// Pulls once with the store's ledger on `clock` and returns the number of API requests sent
+/// and whether the budget stopped the pull.
+async fn ledger_pull(
+    env: &Env,
+    store: &Store,
+    clock: leadscore::store::BudgetClock,
+) -> (u64, bool) {
+    let before = api_requests(env);
+    let connector = env
+        .connector()
+        .with_budget_ledger(store.budget_ledger_with_clock(clock));
+    let stopped = match pipeline::pull(&connector, store, &env.config).await {
+        Ok(_) => false,
+        Err(pipeline::PipelineError::Connector(ConnectorError::BudgetSpent(_))) => true,
+        Err(other) => panic!("pull failed: {other}"),
+    };
+    let usage = connector.budget_usage().expect("budget");
+    let sent = api_requests(env) - before;
+    assert_eq!(
+        usage.used_this_run, sent,
+        "the budget counted every request"
+    );
+    (sent, stopped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_ten_pulls_share_one_day() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    // 200 calls left at the day's first run: the day's share is 50.
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_max": 1000, "daily_used": 800})),
+    )
+    .await;
+    let store = env.store();
+
+    let mut sent = Vec::new();
+    for hour in 0..10 {
+        let (count, _) = ledger_pull(&env, &store, clock_at(4, hour + 1)).await;
+        sent.push(count);
+    }
+    let total: u64 = sent.iter().sum();
+    assert_eq!(total, 50, "ten pulls sent {sent:?}");
+    let (used, _) = env.handle().api_usage();
+    assert_eq!(used, 850, "the org counted the same calls");
+    let day = store.api_budget_day(december(4)).expect("ledger day");
+    assert_eq!(day.remaining_at_start, Some(200));
+    assert_eq!(day.used, 50);
+    assert!(stored_total(&env, &store) > 0, "pages were stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_new_day_fresh_allowance() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_max": 1000, "daily_used": 800})),
+    )
+    .await;
+    let store = env.store();
+    let (first, stopped) = ledger_pull(&env, &store, clock_at(4, 22)).await;
+    assert_eq!(first, 50);
+    assert!(stopped, "the first day's share ran out mid-pull");
+    let (again, stopped_again) = ledger_pull(&env, &store, clock_at(4, 23)).await;
+    assert_eq!(again, 0, "nothing is left on the same day");
+    assert!(stopped_again);
+
+    // The CRM's daily count starts over, and so does the ledger's day.
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_used": 0})),
+    )
+    .await;
+    let (next_day, _) = ledger_pull(&env, &store, clock_at(5, 0)).await;
+    assert!(next_day > 0, "the new day sent requests");
+    let day_two = store.api_budget_day(december(5)).expect("ledger day");
+    assert_eq!(day_two.remaining_at_start, Some(1000));
+    assert_eq!(day_two.used, next_day);
+    let day_one = store.api_budget_day(december(4)).expect("ledger day");
+    assert_eq!(day_one.remaining_at_start, Some(200));
+    assert_eq!(day_one.used, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_spent_day_says_no_progress() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_max": 100})),
+    )
+    .await;
+    let vars = salesforce_env_vars(&env, &env.sandbox.options().refresh_token.clone());
+    let first = leadscore(pull_args(&env.config_path, false), vars.clone()).await;
+    let stderr = text(&first.stderr);
+    assert_eq!(first.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("next run resumes"), "{stderr}");
+    assert!(!stderr.contains("no progress"), "{stderr}");
+
+    let before = api_requests(&env);
+    let second = leadscore(pull_args(&env.config_path, false), vars.clone()).await;
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("no progress was made"), "{stderr}");
+    assert!(stderr.contains("next UTC day"), "{stderr}");
+    assert!(stderr.contains("api_budget_share"), "{stderr}");
+    assert!(stderr.contains("used 25 of the 25"), "{stderr}");
+    assert!(!stderr.contains("resumes"), "{stderr}");
+    assert_eq!(api_requests(&env), before, "a spent day sends nothing");
+
+    // A raised share applies the same day: half of the 100 calls leaves 25 more.
+    let config = std::fs::read_to_string(&env.config_path).expect("config");
+    std::fs::write(
+        &env.config_path,
+        connector_lines(config, "api_budget_share = 0.5"),
+    )
+    .expect("config written");
+    let third = leadscore(pull_args(&env.config_path, false), vars).await;
+    let stderr = text(&third.stderr);
+    assert_eq!(third.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("used 50 of the 50"), "{stderr}");
+    assert_eq!(api_requests(&env), before + 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_budget_spent_before_first_page() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    // A share of 3 calls ends in the check, before any page.
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_max": 12})),
+    )
+    .await;
+    let vars = salesforce_env_vars(&env, &env.sandbox.options().refresh_token.clone());
+    let output = leadscore(pull_args(&env.config_path, false), vars).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("no progress was made"), "{stderr}");
+    assert!(stderr.contains("3 of them in this run"), "{stderr}");
+    assert_eq!(api_requests(&env), 3);
+    let store = env.store();
+    assert_eq!(stored_total(&env, &store), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_pull_json_reports_budget() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"daily_max": 1_000_000})),
+    )
+    .await;
+    let vars = salesforce_env_vars(&env, &env.sandbox.options().refresh_token.clone());
+    let first = leadscore(pull_args(&env.config_path, true), vars.clone()).await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let report: Value = serde_json::from_slice(&first.stdout).expect("pull report");
+    let first_calls = api_requests(&env);
+    assert!(report["pulled"].as_u64().expect("pulled") > 0);
+    assert_eq!(report["budget"]["used_this_run"], json!(first_calls));
+    assert_eq!(report["budget"]["used_today"], json!(first_calls));
+    assert_eq!(report["budget"]["allowance_today"], json!(250_000));
+
+    let second = leadscore(pull_args(&env.config_path, true), vars).await;
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let report: Value = serde_json::from_slice(&second.stdout).expect("pull report");
+    let second_calls = api_requests(&env) - first_calls;
+    assert_eq!(report["budget"]["used_this_run"], json!(second_calls));
+    assert_eq!(
+        report["budget"]["used_today"],
+        json!(first_calls + second_calls)
+    );
+    assert_eq!(report["budget"]["allowance_today"], json!(250_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_locked_row_sends_bounded() {
+    let env = salesforce(|text| text).await;
+    let base = env.sandbox.url();
+    let store = env.store();
+    let connector = env.connector();
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    let accounts = store.records("Account").expect("accounts");
+    let rows: Vec<leadscore::store::ScoreRow> = accounts
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(index, record)| leadscore::store::ScoreRow {
+            object: "Account".into(),
+            id: record.id.clone(),
+            name: String::new(),
+            owner_id: None,
+            probability: 0.5,
+            score: 40.0 + index as f64,
+            tier: "B".into(),
+            reasons: vec![format!("+ reason {index}")],
+            hint: None,
+            sales_ready: None,
+            model_version: "lock-test-1".into(),
+            scored_at: chrono::Utc::now(),
+        })
+        .collect();
+    store.replace_scores(&rows).expect("scores stored");
+    let locked = rows[1].id.clone();
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/locks",
+        Some(json!({"ids": [locked], "times": 100})),
+    )
+    .await;
+    let mark = env.handle().request_log().len();
+
+    let started = Instant::now();
+    let report = leadscore::writeback::push(
+        &connector,
+        &store,
+        &env.config,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("push");
+    let elapsed = started.elapsed();
+
+    let mut sends = std::collections::HashMap::<String, u64>::new();
+    for request in &env.handle().request_log()[mark..] {
+        if request.method != "PATCH" || !request.path.ends_with("/composite/sobjects") {
+            continue;
+        }
+        let body: Value = serde_json::from_str(&request.body).expect("JSON body");
+        for record in body["records"].as_array().expect("records") {
+            let id = record["id"].as_str().expect("id").to_string();
+            *sends.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(sends.get(&locked), Some(&4), "one send and three resends");
+    assert_eq!(sends.get(&rows[0].id), Some(&1));
+    assert_eq!(sends.get(&rows[2].id), Some(&1));
+    assert_eq!(report.written, 2);
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].id, locked);
+    assert!(report.failed[0].retryable);
+    assert!(elapsed < Duration::from_secs(5), "push took {elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,7 +229,7 @@ async fn row_lock_retried_then_written() {
     let (store, connector) = pulled(&env).await;
     let rows = write_scores(&store, 4, 0.0);
     let locked = rows[2].id.clone();
-    // Three locked writes outlast the connector's one retry, so the push sends it again.
+    // The connector sends each write once, so the push itself resends the locked record.
     control(
         &env.sandbox.url(),
         "locks",

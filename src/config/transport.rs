@@ -1,4 +1,4 @@
-//! The `[connector]` keys for the refresh token file and the per-run API budget, which both
+//! The `[connector]` keys for the refresh token file and the per-day API budget, which both
 //! CRMs share.
 
 use std::path::PathBuf;
@@ -15,7 +15,8 @@ pub struct TransportSettings {
     /// File with the OAuth refresh token. When it exists it is read instead of the
     /// environment variable, and a refresh token the CRM rotates is written to it.
     pub refresh_token_file: Option<PathBuf>,
-    /// Share (0 to 1] of the CRM's remaining daily API calls one run may use.
+    /// Share (0 to 1] of the CRM's remaining daily API calls that the runs of one UTC day may
+    /// use together.
     pub api_budget_share: f64,
     /// Daily calls assumed for HubSpot when its responses carry no daily limit headers;
     /// `None` for Salesforce, which always reports its limit.

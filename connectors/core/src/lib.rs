@@ -138,13 +138,18 @@ pub struct PullSpec {
 /// One page of a pull.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
-    /// Records in (modstamp, id) order, none with a stamp before the cursor the pull started
-    /// from.
+    /// Records in (modstamp, id) order unless `unordered` is set, none with a stamp before
+    /// the cursor the pull started from.
     pub records: Vec<Record>,
     /// Opaque token for the next page, or `None` on the last page.
     pub next: Option<String>,
     /// The CRM's count of rows for the whole query, when it reports one.
     pub total: Option<u64>,
+    /// True when the records of this pull come in no particular order: a Bulk API 2.0 job,
+    /// whose query has no ORDER BY because sorting a large object can make the job time out.
+    /// The caller then stores each page without moving the cursor, and moves it once the last
+    /// page is stored.
+    pub unordered: bool,
 }
 
 /// Field types the pipeline distinguishes.

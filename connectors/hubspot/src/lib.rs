@@ -354,6 +354,24 @@ impl HubSpotConnector {
         self
     }
 
+    /// Shares the API budget with the other runs of the day through `ledger`; see
+    /// [`leadscore_connector::limits::ApiBudget::attach_ledger`]. Has no effect without a
+    /// budget, so call it after `with_api_budget`.
+    pub fn with_budget_ledger(
+        mut self,
+        ledger: std::sync::Arc<dyn leadscore_connector::limits::BudgetLedger>,
+    ) -> Self {
+        if let Some(budget) = self.api.budget.as_mut() {
+            budget.attach_ledger(ledger);
+        }
+        self
+    }
+
+    /// Returns the API budget figures of this run and of the day, or `None` without a budget.
+    pub fn budget_usage(&self) -> Option<leadscore_connector::limits::BudgetUsage> {
+        self.api.budget.as_ref().map(|budget| budget.usage())
+    }
+
     /// Returns (calls sent, calls allowed) of the API budget, or `None` without a budget.
     pub fn budget_spent(&self) -> Option<(u64, Option<u64>)> {
         self.api.budget.as_ref().map(|budget| budget.spent())

@@ -207,6 +207,7 @@ async fn run(
                 records,
                 next,
                 total: None,
+                unordered: false,
             });
         }
     }
@@ -217,6 +218,7 @@ async fn run(
         records: Vec::new(),
         next: Some(next),
         total: None,
+        unordered: false,
     })
 }
 
@@ -1134,6 +1136,7 @@ async fn pull_owners(
         total: Some(records.len() as u64),
         records,
         next: None,
+        unordered: false,
     })
 }
 

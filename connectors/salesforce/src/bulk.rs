@@ -369,7 +369,7 @@ impl SalesforceConnector {
         spec: &PullSpec,
         cursor: Option<&Cursor>,
     ) -> Result<Page, ConnectorError> {
-        let soql = crate::soql::build_pull_query(spec, cursor)?;
+        let soql = crate::soql::build_bulk_query(spec, cursor)?;
         let operation = if spec.include_deleted {
             "queryAll"
         } else {
@@ -513,6 +513,7 @@ impl SalesforceConnector {
             records,
             next,
             total,
+            unordered: true,
         })
     }
 }

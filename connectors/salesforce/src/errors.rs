@@ -86,10 +86,12 @@ pub(crate) fn describe_unparsed_body(status: u16, body: &[u8]) -> String {
 }
 
 impl ApiError {
-    /// True for failures a retry can fix: server errors, 429 from a proxy or gateway in front
-    /// of the org, and row-lock contention.
+    /// True for whole-request failures the transport retries: server errors and 429 from a
+    /// proxy or gateway in front of the org. Row-lock contention (`UNABLE_TO_LOCK_ROW`) is not
+    /// among them, because the write-back resends locked records itself and a second retry
+    /// layer here would multiply the sends.
     pub fn is_transient(&self) -> bool {
-        self.status >= 500 || self.status == 429 || self.code == "UNABLE_TO_LOCK_ROW"
+        self.status >= 500 || self.status == 429
     }
 
     /// True for the 401 `INVALID_SESSION_ID` that an expired or revoked access token causes.

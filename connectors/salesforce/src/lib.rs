@@ -27,14 +27,14 @@ use leadscore_connector::{
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
 pub use crate::bulk::BULK_PAGE_SIZE;
 
 use crate::auth::TokenSource;
 use crate::records::{ConvertError, SchemaSet};
-use crate::transport::{backoff_delay, Api, Paging};
+use crate::transport::{Api, Paging};
 
 /// Saves a rotated refresh token. The connector calls it with the new token before it
 /// sends any request with the session that came with it. An `Err` (a message naming what
@@ -64,7 +64,8 @@ pub struct SalesforceConfig {
     pub page_size: Option<u32>,
     /// Timeout of each HTTP request.
     pub timeout: Duration,
-    /// Retries of transient failures: 5xx responses, connection errors and `UNABLE_TO_LOCK_ROW`.
+    /// Retries of a failed request: 429 and 5xx responses and connection errors. Records that
+    /// fail with `UNABLE_TO_LOCK_ROW` are not retried here, because the write-back resends them.
     pub max_retries: u32,
     /// Base of the exponential backoff between retries.
     pub retry_base_delay: Duration,
@@ -296,6 +297,24 @@ impl SalesforceConnector {
         self
     }
 
+    /// Shares the API budget with the other runs of the day through `ledger`; see
+    /// [`leadscore_connector::limits::ApiBudget::attach_ledger`]. Has no effect without a
+    /// budget, so call it after `with_api_budget`.
+    pub fn with_budget_ledger(
+        mut self,
+        ledger: std::sync::Arc<dyn leadscore_connector::limits::BudgetLedger>,
+    ) -> Self {
+        if let Some(budget) = self.api.budget.as_mut() {
+            budget.attach_ledger(ledger);
+        }
+        self
+    }
+
+    /// Returns the API budget figures of this run and of the day, or `None` without a budget.
+    pub fn budget_usage(&self) -> Option<leadscore_connector::limits::BudgetUsage> {
+        self.api.budget.as_ref().map(|budget| budget.usage())
+    }
+
     /// Returns (calls sent, calls allowed) of the API budget, or `None` without a budget.
     pub fn budget_spent(&self) -> Option<(u64, Option<u64>)> {
         self.api.budget.as_ref().map(|budget| budget.spent())
@@ -392,8 +411,10 @@ impl SalesforceConnector {
         }
     }
 
-    /// Sends one collection update of at most `MAX_BATCH` records, retrying the records that
-    /// fail with `UNABLE_TO_LOCK_ROW`, and stores an outcome for each.
+    /// Sends one collection update of at most `MAX_BATCH` records once and stores an outcome
+    /// for each. Records that fail with `UNABLE_TO_LOCK_ROW` are reported as retryable and not
+    /// resent here: the caller owns per-record retries, so that a locked record is not resent
+    /// by two layers.
     async fn update_batch(
         &self,
         batch: Vec<(usize, serde_json::Value)>,
@@ -401,58 +422,33 @@ impl SalesforceConnector {
         outcomes: &mut [Option<WriteOutcome>],
     ) -> Result<(), ConnectorError> {
         let path = self.data_path("composite/sobjects");
-        let mut pending = batch;
-        let mut attempt = 0;
-        loop {
-            let records: Vec<serde_json::Value> =
-                pending.iter().map(|(_, json)| json.clone()).collect();
-            let body = write::request_body(&records);
-            let response = self
-                .api
-                .request(Method::PATCH, &path, Some(&body), Paging::None)
-                .await?;
-            let results = write::parse_results(&response, pending.len())?;
+        let records: Vec<serde_json::Value> = batch.iter().map(|(_, json)| json.clone()).collect();
+        let body = write::request_body(&records);
+        let response = self
+            .api
+            .request(Method::PATCH, &path, Some(&body), Paging::None)
+            .await?;
+        let results = write::parse_results(&response, batch.len())?;
 
-            let mut locked = Vec::new();
-            let mut failed = 0;
-            for ((index, json), result) in pending.into_iter().zip(results) {
-                let id = updates[index].id.clone();
-                if result.success {
-                    outcomes[index] = Some(WriteOutcome { id, result: Ok(()) });
-                    continue;
-                }
-                failed += 1;
-                if write::is_lock_failure(&result) {
-                    locked.push((index, json));
-                }
-                outcomes[index] = Some(WriteOutcome {
-                    id,
-                    result: Err(write::record_error(&result)),
-                });
+        let mut locked = 0;
+        let mut failed = 0;
+        for ((index, _), result) in batch.into_iter().zip(results) {
+            let id = updates[index].id.clone();
+            if result.success {
+                outcomes[index] = Some(WriteOutcome { id, result: Ok(()) });
+                continue;
             }
-            debug!(
-                records = records.len(),
-                failed,
-                locked = locked.len(),
-                attempt,
-                "collection update"
-            );
-
-            if locked.is_empty() {
-                return Ok(());
+            failed += 1;
+            if write::is_lock_failure(&result) {
+                locked += 1;
             }
-            if attempt >= self.api.max_retries() {
-                warn!(
-                    records = locked.len(),
-                    retries = attempt,
-                    "records still locked after retries; reported as retryable"
-                );
-                return Ok(());
-            }
-            tokio::time::sleep(backoff_delay(self.api.retry_base_delay(), attempt)).await;
-            attempt += 1;
-            pending = locked;
+            outcomes[index] = Some(WriteOutcome {
+                id,
+                result: Err(write::record_error(&result)),
+            });
         }
+        debug!(records = records.len(), failed, locked, "collection update");
+        Ok(())
     }
 }
 

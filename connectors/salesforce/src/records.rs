@@ -87,6 +87,7 @@ pub(crate) fn convert_page(
         records,
         next,
         total: wire.total_size,
+        unordered: false,
     })
 }
 

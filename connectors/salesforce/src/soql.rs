@@ -85,10 +85,22 @@ pub(crate) fn build_pull_query(
     Ok(soql)
 }
 
+/// Builds the query of a Bulk API 2.0 pull: the pull query without its ORDER BY, because
+/// sorting makes Salesforce give up chunking the job by primary key, and a large sorted job
+/// can time out. Its pages come in no order, and each `Page` is marked unordered.
+pub(crate) fn build_bulk_query(
+    spec: &PullSpec,
+    cursor: Option<&Cursor>,
+) -> Result<String, ConnectorError> {
+    let soql = build_pull_query(spec, cursor)?;
+    let order = format!(" ORDER BY {MODSTAMP_FIELD} ASC, {ID_FIELD} ASC");
+    Ok(soql.strip_suffix(&order).unwrap_or(&soql).to_string())
+}
+
 /// Builds the pull query for the records strictly after `after` in (modstamp, id) order.
 /// Salesforce stores change stamps in whole seconds, so a stamp without a fraction is
-/// compared exactly; one with a fraction (which no Salesforce org returns) falls back to the
-/// inclusive query of [`build_pull_query`].
+/// compared exactly. A stamp with a fraction, which no Salesforce org returns, falls back to
+/// the inclusive query of [`build_pull_query`].
 pub(crate) fn build_pull_query_after(
     spec: &PullSpec,
     after: &Cursor,
@@ -100,7 +112,8 @@ pub(crate) fn build_pull_query_after(
     let id = &after.id;
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ConnectorError::Payload(format!(
-            "the stored cursor id {id:?} is not a Salesforce id; reset the cursor with a full pull"
+            "the stored cursor id {id:?} is not a Salesforce id, so the store is damaged or holds \
+             another CRM's records; move the store folder aside and run `leadscore pull`"
         )));
     }
     let fields = select_list(spec)?;

@@ -127,14 +127,6 @@ impl Api {
         }
     }
 
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-
-    pub fn retry_base_delay(&self) -> Duration {
-        self.retry_base_delay
-    }
-
     /// Returns the API usage from the last `Sforce-Limit-Info` header seen.
     pub fn usage(&self) -> Option<ApiUsage> {
         self.usage.lock().ok().and_then(|usage| *usage)
@@ -162,10 +154,10 @@ impl Api {
     /// Sends one API call and returns the body of its 2xx response.
     ///
     /// A 401 `INVALID_SESSION_ID` renews the session and repeats the call once. Connection
-    /// errors, 429 and 5xx responses and `UNABLE_TO_LOCK_ROW` are retried up to `max_retries`
-    /// times, after `Retry-After` when the response has one and with jittered exponential
-    /// backoff otherwise. Other failures, `REQUEST_LIMIT_EXCEEDED` among them, are mapped to
-    /// `ConnectorError` at once. Every attempt counts against the run's API budget, and a spent
+    /// errors and 429 and 5xx responses are retried up to `max_retries` times, after
+    /// `Retry-After` when the response has one and with jittered exponential backoff otherwise.
+    /// Other failures, `REQUEST_LIMIT_EXCEEDED` and a whole-request `UNABLE_TO_LOCK_ROW` among
+    /// them, are mapped to `ConnectorError` at once. Every attempt counts against the run's API budget, and a spent
     /// budget returns `BudgetSpent` before anything is sent.
     pub async fn request(
         &self,

@@ -387,7 +387,7 @@ fn body_ids(body: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn locked_rows_retried_alone() {
+async fn locked_row_reported_not_resent() {
     let server = start_with_instance(|base, request, earlier| {
         if request.path == TOKEN_PATH {
             return token_reply(base, earlier);
@@ -415,15 +415,19 @@ async fn locked_rows_retried_alone() {
 
     let outcomes = connector.update(&updates).await.unwrap();
 
+    // The connector sends each update once; resending locked rows is the write-back's job.
     assert_eq!(outcomes.len(), 3);
     for (outcome, update) in outcomes.iter().zip(&updates) {
         assert_eq!(outcome.id, update.id);
-        assert_eq!(outcome.result, Ok(()), "{}", outcome.id);
     }
+    assert_eq!(outcomes[0].result, Ok(()));
+    assert_eq!(outcomes[2].result, Ok(()));
+    let locked = outcomes[1].result.clone().unwrap_err();
+    assert_eq!(locked.code, "UNABLE_TO_LOCK_ROW");
+    assert!(locked.retryable);
     let requests = server.requests(COLLECTION_PATH);
-    assert_eq!(requests.len(), 2);
+    assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "PATCH");
-    assert_eq!(body_ids(&requests[1].body), vec!["00Q000000000002"]);
 }
 
 #[tokio::test]
@@ -454,8 +458,8 @@ async fn rows_still_locked_are_retryable() {
     assert!(error.retryable);
     assert_eq!(
         server.requests(COLLECTION_PATH).len(),
-        3,
-        "one try and two retries"
+        1,
+        "sent once; the write-back decides whether to send it again"
     );
 }
 
