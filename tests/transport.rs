@@ -1222,3 +1222,46 @@ async fn hubspot_budget_spent_then_resumed() {
         .expect("the next run finishes the pull");
     assert_hubspot_store_matches(&env, &store);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_searches_stay_under_per_second_limit() {
+    let env = hubspot(|text| text).await;
+    let base = env.sandbox.url();
+    control(
+        &base,
+        reqwest::Method::POST,
+        "/limits",
+        Some(json!({"search_per_second": 4})),
+    )
+    .await;
+    let connector =
+        Arc::new(leadscore::run::connect(&env.config, private_token()).expect("connector"));
+    connector.check().await.expect("check");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    reset_requests(&base).await;
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let connector = connector.clone();
+        tasks.spawn(async move {
+            let spec = leadscore_connector::PullSpec {
+                object: "Contact".to_string(),
+                fields: vec!["FirstName".to_string()],
+                include_deleted: false,
+            };
+            connector.pull_first(&spec, None).await.map(|_| ())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("task").expect("search within the limit");
+    }
+    let log = env.sandbox.handle().request_log();
+    let searches = log.iter().filter(|r| r.path.ends_with("/search")).count();
+    let rate_limited = log.iter().filter(|r| r.status == 429).count();
+    assert!(searches >= 12, "only {searches} searches");
+    assert_eq!(rate_limited, 0, "the client stayed under the search limit");
+    // Four searches per padded window of 1.1 seconds: twelve need at least two more windows.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2200), "took {elapsed:?}");
+}

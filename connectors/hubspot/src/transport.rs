@@ -25,10 +25,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(120);
 const DEFAULT_BURST_MAX: u32 = 100;
 const DEFAULT_BURST_WINDOW: Duration = Duration::from_secs(10);
 
-/// Added to every window the client keeps. The client counts a call when it starts and
+/// Added to the ten-second window the client keeps. The client counts a call when it starts and
 /// HubSpot when it arrives, so without it a call started just after the client's window
 /// moved on could arrive inside HubSpot's.
 const WINDOW_PADDING: Duration = Duration::from_millis(200);
+
+/// The same allowance for the one-second search window, smaller so that searches keep most
+/// of their rate (an estimate: enough on loopback and across a network hop).
+const SEARCH_WINDOW_PADDING: Duration = Duration::from_millis(100);
 
 /// Returns the delay before retry number `attempt` (counting from 0): `base * 2^attempt`,
 /// capped at `MAX_BACKOFF`, with jitter over its upper half.
@@ -129,9 +133,12 @@ impl Api {
                 burst_max,
                 DEFAULT_BURST_WINDOW + WINDOW_PADDING,
             )),
-            // NOTE: the search window is not padded like the burst window, so a search that
-            // arrives late can still get a SECONDLY 429, which is retried after Retry-After.
-            search: AsyncMutex::new(Window::new(rate.search_per_second, Duration::from_secs(1))),
+            // Padded like the burst window: the client counts a search when it starts and
+            // HubSpot when it arrives, and an unpadded window met SECONDLY 429s.
+            search: AsyncMutex::new(Window::new(
+                rate.search_per_second,
+                Duration::from_secs(1) + SEARCH_WINDOW_PADDING,
+            )),
             usage: Mutex::new(None),
             server_time: Mutex::new(None),
         }
