@@ -765,30 +765,30 @@ async fn pull_pages<C: Connector>(
         } else {
             page.records.last().map(as_cursor)
         };
-        if start.is_some() {
-            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let stored = store.stored_records(&spec.object, &ids)?;
-            let mut copies = stored.into_iter();
-            let mut kept = Vec::with_capacity(page.records.len());
-            for record in std::mem::take(&mut page.records) {
-                let copy = copies.next().flatten();
-                // Salesforce stamps have whole seconds, so a second edit within the same
-                // second keeps the stamp: only a copy with the same values too is unchanged.
-                let known = if record.deleted {
+        // The stored copies are read once per page, for this check and for counting echoes.
+        let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+        let stored = store.stored_records(&spec.object, &ids)?;
+        let mut kept = Vec::with_capacity(page.records.len());
+        let mut copies = Vec::with_capacity(page.records.len());
+        for (record, copy) in std::mem::take(&mut page.records).into_iter().zip(stored) {
+            // Salesforce stamps have whole seconds, so a second edit within the same second
+            // keeps the stamp. Only a copy with the same values too is unchanged.
+            let known = start.is_some()
+                && if record.deleted {
                     store
                         .tombstone(&spec.object, &record.id)?
                         .is_some_and(|t| t.deleted_at == record.modstamp)
                 } else {
-                    copy.is_some_and(|copy| {
+                    copy.as_ref().is_some_and(|copy| {
                         copy.modstamp == record.modstamp && copy.fields == record.fields
                     })
                 };
-                if !known {
-                    kept.push(record);
-                }
+            if !known {
+                kept.push(record);
+                copies.push(copy);
             }
-            page.records = kept;
         }
+        page.records = kept;
         if unordered {
             // Records in no order move the cursor only once every page is stored, so a pull
             // cut off part way starts again from the old cursor.
@@ -798,7 +798,8 @@ async fn pull_pages<C: Connector>(
                 }
             }
             store.record_deletions(&spec.object, &page.records)?;
-            progress.echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
+            progress.echoed +=
+                crate::writeback::count_echoes(store, &spec.object, &page.records, &copies)?;
             store.save_records(&spec.object, &page.records)?;
             progress.pulled += page.records.len();
             match page.next.take() {
@@ -833,7 +834,8 @@ async fn pull_pages<C: Connector>(
             // Tombstones first: they are idempotent, so a crash before the page is saved
             // only repeats them when the page is pulled again.
             store.record_deletions(&spec.object, &page.records)?;
-            progress.echoed += crate::writeback::count_echoes(store, &spec.object, &page.records)?;
+            progress.echoed +=
+                crate::writeback::count_echoes(store, &spec.object, &page.records, &copies)?;
             store.save_page(&spec.object, &page.records, &cursor)?;
             high = Some(cursor);
             progress.pulled += page.records.len();

@@ -394,11 +394,15 @@ pub fn is_echo(stored: &Record, pulled: &Record, written: &WrittenValues) -> boo
 }
 
 /// Counts the echoes of leadscore's own writes among a page of pulled records, comparing each
-/// with its stored copy before the page replaces it. The pull stores echoes like any other
+/// with its stored copy (`stored`, in the same order) before the page replaces it. The pull stores echoes like any other
 /// record; their values equal what was written, so no push writes them again.
-pub fn count_echoes(store: &Store, object: &str, records: &[Record]) -> Result<usize, StoreError> {
+pub fn count_echoes(
+    store: &Store,
+    object: &str,
+    records: &[Record],
+    stored: &[Option<Record>],
+) -> Result<usize, StoreError> {
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let stored = store.stored_records(object, &ids)?;
     let written = store.written_values(&ids)?;
     let echoes = records
         .iter()
