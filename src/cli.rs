@@ -1,10 +1,13 @@
 //! The command line: one subcommand per pipeline step, plus `demo`, `sandbox` and `init`.
 //!
-//! Exit codes: 0 success, 1 a step failed, 2 the configuration or a secret is invalid or a
-//! model version is not in the store, 3 the push finished but the CRM rejected some records,
-//! 4 the run used its share of the CRM's daily API calls (`api_budget_share`), or the CRM's
-//! own daily limit is reached, and it stopped. After exit code 4, what the run pulled or wrote
-//! is saved, and the next run resumes there.
+//! Exit codes:
+//! - 0 success;
+//! - 1 a step failed;
+//! - 2 the configuration or a secret is invalid, or a model version is not in the store;
+//! - 3 the push finished but the CRM rejected some records;
+//! - 4 the run stopped because its share of the CRM's daily API calls (`api_budget_share`) is
+//!   spent or the CRM's own daily limit is reached. What the run pulled or wrote is saved,
+//!   and the next run resumes there.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -587,7 +590,7 @@ struct WithBudget<'a, T> {
 }
 
 /// Converts the error of a step into a failure. When a spent API budget stopped the step
-/// before it stored a page or settled a write batch, the failure says that the run made no
+/// before it stored a page or settled a write batch, the failure states that the run made no
 /// progress and how to fix it. `before` is the store's checkpoint marker from the step's start.
 fn budget_failure(
     err: PipelineError,

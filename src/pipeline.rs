@@ -743,8 +743,8 @@ async fn pull_pages<C: Connector>(
     // A record edited while the pull pages can come back on a later page with its new stamp,
     // after an earlier page already gave an older copy of another record edited at the same
     // time. The saved cursor therefore never passes the CRM's clock when the first page was
-    // answered (less a second, as stamps have whole seconds), so the next pull reads every
-    // edit made during this one.
+    // returned, less a second because stamps have whole seconds. The next pull then reads
+    // every edit made during this one.
     let snapshot = connector.server_time().map(|at| Cursor {
         modstamp: at - chrono::Duration::seconds(1),
         id: String::new(),

@@ -133,9 +133,9 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
     })
 }
 
-/// Replaces the file at `path` with `token`: writes a temporary file with mode 0600 in the
-/// same folder, flushes it to disk, renames it over `path` and flushes the folder, so that
-/// the file contains either the old or the new token after a crash, never a partial one.
+/// Replaces the file at `path` with `token`. It writes a temporary file with mode 0600 in the
+/// same folder, flushes it to disk, renames it over `path` and flushes the folder. After a
+/// crash the file therefore contains the old or the new token, never a partial one.
 pub fn write(path: &Path, token: &SecretString) -> std::io::Result<()> {
     let folder = folder_of(path);
     let name = path

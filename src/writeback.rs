@@ -375,8 +375,8 @@ pub fn plan_push(
 /// Returns true when a pulled record is the echo of leadscore's own write. The CRM's change
 /// stamp moved, but every pulled field equals the stored copy, which already contains the
 /// values leadscore last wrote. The score and model version must be among the pulled values.
-// NOTE: a later change that touches only fields the pull does not select (a system process
-// bumping the stamp) also counts as an echo; either way it needs no write.
+// NOTE: a later change that touches only fields the pull does not select, such as a system
+// process bumping the stamp, also counts as an echo. Either way it needs no write.
 pub fn is_echo(stored: &Record, pulled: &Record, written: &WrittenValues) -> bool {
     if pulled.deleted || pulled.modstamp <= stored.modstamp {
         return false;

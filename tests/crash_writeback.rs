@@ -63,8 +63,8 @@ fn prepare_scores(store: &Store) -> Vec<ScoreRow> {
     rows
 }
 
-/// Counts the collection updates the sandbox has answered.
-fn updates_answered(env: &Env) -> usize {
+/// Counts the collection updates the sandbox has completed.
+fn updates_completed(env: &Env) -> usize {
     env.handle()
         .request_log()
         .iter()
@@ -121,14 +121,14 @@ async fn killed_pushes_write_each_record_once() {
         while kills < KILLS {
             runs += 1;
             assert!(runs < 200, "only {kills} kills landed in {runs} runs");
-            // Waits until the push has had one to three batches answered, however slow the
+            // Waits until one to three of the push's batches have completed, however slow the
             // machine is, then kills it a random moment later: while it settles a batch,
             // journals the next one or waits for its response.
-            let target = updates_answered(&env) + rng.gen_range(1..=3);
+            let target = updates_completed(&env) + rng.gen_range(1..=3);
             let mut child = spawn_push(&env);
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().expect("child status").is_none()
-                && updates_answered(&env) < target
+                && updates_completed(&env) < target
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(2));

@@ -1106,7 +1106,7 @@ async fn edit_during_paging_is_pulled_next_time() {
     })
     .await;
     // The first follow-up page of the pull (the second page of Account, the first object
-    // with more than one page) is answered 2.5 s late, while the test edits two accounts.
+    // with more than one page) is returned 2.5 s late, while the test edits two accounts.
     let response = reqwest::Client::new()
         .post(format!("{}/__sandbox/faults", env.sandbox.url()))
         .json(&serde_json::json!({

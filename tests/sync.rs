@@ -171,15 +171,20 @@ async fn hidden_mapped_field_stops_pull() {
     assert_eq!(env.store().record_count("Account").expect("count"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_writeback_field_names_check_fix() {
-    let env = Env::start_with(SandboxOptions::default(), |text| {
+/// Starts the sandbox with `[sync] on_missing_field = "drop"`.
+async fn start_dropping() -> Env {
+    Env::start_with(SandboxOptions::default(), |text| {
         text.replace(
             r#"on_missing_field = "stop""#,
             r#"on_missing_field = "drop""#,
         )
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_writeback_field_names_check_fix() {
+    let env = start_dropping().await;
     env.handle()
         .set_field_access("Account", "LS_Tier__c", false, false)
         .expect("hide");
@@ -194,13 +199,7 @@ async fn missing_writeback_field_names_check_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_mapped_field_dropped_with_drop() {
-    let env = Env::start_with(SandboxOptions::default(), |text| {
-        text.replace(
-            r#"on_missing_field = "stop""#,
-            r#"on_missing_field = "drop""#,
-        )
-    })
-    .await;
+    let env = start_dropping().await;
     env.handle()
         .set_field_access("Account", "CABG_Discharges__c", false, false)
         .expect("hide");

@@ -258,9 +258,9 @@ async fn permanent_failure_held_until_values_change() {
     let env = Env::start(SandboxOptions::default()).await;
     let (store, connector) = pulled(&env).await;
     let rows = write_scores(&store, 5, 0.0);
-    let refused = rows[0].id.clone();
+    let rejected = rows[0].id.clone();
     env.handle().fail_writes(
-        &refused,
+        &rejected,
         "FIELD_CUSTOM_VALIDATION_EXCEPTION",
         "Score locked by admin",
     );
@@ -269,7 +269,7 @@ async fn permanent_failure_held_until_values_change() {
     assert_eq!(first.written, 4);
     assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
     let failure = &first.failed[0];
-    assert_eq!(failure.id, refused);
+    assert_eq!(failure.id, rejected);
     assert_eq!(failure.code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
     assert!(failure.hint.contains("validation rule"), "{}", failure.hint);
     assert!(!failure.held);
@@ -293,7 +293,7 @@ async fn permanent_failure_held_until_values_change() {
     assert_eq!(third.failed.len(), 1);
     assert!(!third.failed[0].held);
     let sent = sent_ids(&env.handle().request_log()[mark..]);
-    assert_eq!(sent.get(&refused), Some(&1));
+    assert_eq!(sent.get(&rejected), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,8 +264,8 @@ pub(crate) async fn cut(response: Response, keep: usize) -> Response {
     if let Ok(length) = HeaderValue::from_str(&full.to_string()) {
         parts.headers.insert(CONTENT_LENGTH, length);
     }
-    // The body fails after its first part, which makes the server abort the connection; a
-    // plain short body under a longer Content-Length trips an assertion inside hyper instead.
+    // The body fails after its first part, so the server aborts the connection. A plain
+    // short body under a longer Content-Length trips an assertion inside hyper instead.
     let stream = CutBody { part: Some(part) };
     Response::from_parts(parts, Body::from_stream(stream))
 }
