@@ -475,3 +475,84 @@ async fn hubspot_deal_currency_converted() {
     let converted = deals.iter().find(|d| d.id == deal).expect("deal");
     assert_eq!(converted.get("Amount"), &Value::Number(300.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_text_values_typed() {
+    use leadscore_connector::{Connector, PullSpec};
+
+    let (sandbox, config, _dir) = start_hubspot().await;
+    let handle = sandbox.handle();
+    let companies = handle.ids(ObjectType::Companies);
+    let (chosen, cleared) = (companies[0].clone(), companies[1].clone());
+    let set = |id: &str, name: &str, value: &str| {
+        handle
+            .set_raw_property(ObjectType::Companies, id, name, value)
+            .expect("property set");
+    };
+    set(&chosen, "service_lines", "oncology;;cardiology;oncology");
+    set(&chosen, "cms_overall_rating", "4");
+    set(&cleared, "service_lines", "");
+    set(&cleared, "cms_overall_rating", "");
+
+    let connector = hubspot_connector(&config).await;
+    let spec = PullSpec {
+        object: "Account".to_string(),
+        fields: vec![
+            "service_lines".to_string(),
+            "cms_overall_rating".to_string(),
+        ],
+        include_deleted: false,
+    };
+    let mut page = connector.pull_first(&spec, None).await.expect("first page");
+    let mut records = std::mem::take(&mut page.records);
+    while let Some(next) = page.next.take() {
+        page = connector.pull_next(&spec, None, &next).await.expect("page");
+        records.append(&mut page.records);
+    }
+    let find = |id: &str| records.iter().find(|r| r.id == id).expect("pulled");
+
+    let chosen = find(&chosen);
+    assert_eq!(
+        chosen.get("service_lines"),
+        &Value::Text("cardiology;oncology".into())
+    );
+    assert_eq!(chosen.get("cms_overall_rating"), &Value::Number(4.0));
+    let cleared = find(&cleared);
+    assert_eq!(cleared.get("service_lines"), &Value::Null);
+    assert_eq!(cleared.get("cms_overall_rating"), &Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_parent_pulled_as_null() {
+    use leadscore_connector::{Connector, PullSpec};
+
+    let env = Env::start(SandboxOptions::default()).await;
+    let contact = env.org.records["Contact"][0]["Id"]
+        .as_str()
+        .expect("contact id")
+        .to_string();
+    let mut fields = serde_json::Map::new();
+    fields.insert("AccountId".into(), serde_json::Value::Null);
+    env.handle()
+        .update_record("Contact", &contact, fields)
+        .expect("account cleared");
+
+    let connector = env.connector();
+    let spec = PullSpec {
+        object: "Contact".to_string(),
+        fields: vec!["AccountId".to_string(), "Account.Name".to_string()],
+        include_deleted: false,
+    };
+    let mut page = connector.pull_first(&spec, None).await.expect("first page");
+    let mut records = std::mem::take(&mut page.records);
+    while let Some(next) = page.next.take() {
+        page = connector.pull_next(&spec, None, &next).await.expect("page");
+        records.append(&mut page.records);
+    }
+    let pulled = records.iter().find(|r| r.id == contact).expect("pulled");
+    assert_eq!(pulled.get("AccountId"), &Value::Null);
+    assert_eq!(pulled.get("Account.Name"), &Value::Null);
+    assert!(records
+        .iter()
+        .any(|r| matches!(r.get("Account.Name"), Value::Text(_))));
+}

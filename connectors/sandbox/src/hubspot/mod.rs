@@ -307,6 +307,31 @@ impl HubSpotHandle {
         Ok(())
     }
 
+    /// Stores `value` as a record's property exactly as given, an empty string included,
+    /// without checking it against the property's type: HubSpot returns "" for some cleared
+    /// properties, which `set_property` cannot express because it removes them.
+    pub fn set_raw_property(
+        &self,
+        object: ObjectType,
+        id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), SandboxError> {
+        let record_id = parse_id(object, id)?;
+        let mut state = self.shared.lock();
+        let portal = &mut state.portal;
+        let record = portal
+            .records_mut(object)
+            .get_mut(&record_id)
+            .ok_or_else(|| not_found(object, id))?;
+        record
+            .properties
+            .insert(name.to_string(), value.to_string());
+        let now = now_ms().max(record.updated_at + 1);
+        portal.touch(object, record_id, now);
+        Ok(())
+    }
+
     /// Sets the modified date (`updatedAt` and the modified-date property) of many records
     /// to one time, truncated to milliseconds. Fails on the first unknown id, having changed
     /// the ones before it.

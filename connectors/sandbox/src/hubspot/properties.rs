@@ -15,6 +15,8 @@ enum Kind {
     Datetime,
     Boolean,
     Select,
+    /// An enumeration shown as checkboxes: several options, joined with `;`.
+    MultiSelect,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Datetime => ("datetime", "date"),
             Kind::Boolean => ("bool", "booleancheckbox"),
             Kind::Select => ("enumeration", "select"),
+            Kind::MultiSelect => ("enumeration", "checkbox"),
         }
     }
 }
@@ -189,6 +192,11 @@ pub(crate) fn define_standard(portal: &mut Portal, created_at: i64) {
     }
     // `emergency_services` is an enumeration shown as a checkbox with options true/false.
     hospital[3].options = vec![("Yes".into(), "true".into()), ("No".into(), "false".into())];
+    let mut service_lines = spec("service_lines", MultiSelect, "hospital");
+    service_lines.options = ["cardiology", "orthopedics", "oncology"]
+        .map(|option| (option.to_string(), option.to_string()))
+        .to_vec();
+    hospital.push(service_lines);
     for property in hospital {
         add(portal, Companies, property, true, created_at);
     }
