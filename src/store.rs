@@ -361,6 +361,9 @@ impl Store {
             });
         }
         reject_foreign_directory(path)?;
+        if !holds_sled_files(path) {
+            Store::create(path)?;
+        }
         let existed = holds_sled_files(path);
         // sled's flusher thread can keep the lock file for a moment after a handle in this
         // process is dropped, so a held lock is retried briefly before it is reported.
@@ -382,6 +385,43 @@ impl Store {
                 path: path.to_path_buf(),
                 detail: format!("reading it failed with: {message}"),
             }),
+        }
+    }
+
+    /// Creates a new store at `path` as a whole: sled's files are created and stamped in a
+    /// sibling folder, which is then renamed to `path`. A process killed part way leaves only
+    /// that sibling behind, never a store without its format stamp.
+    fn create(path: &Path) -> Result<(), StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "store".to_string());
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let io_error = |source: std::io::Error| StoreError::Open {
+            path: path.to_path_buf(),
+            source: sled::Error::Io(source),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_error)?;
+        let staging = parent.join(format!(".{name}.creating-{}", std::process::id()));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io_error)?;
+        }
+        let db = Store::open_db(&staging)?;
+        drop(Store::with_db(db, &staging, false)?);
+        match std::fs::rename(&staging, path) {
+            Ok(()) => Ok(()),
+            // Another process created the store first; its store is used.
+            Err(_) if holds_sled_files(path) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Ok(())
+            }
+            Err(source) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(io_error(source))
+            }
         }
     }
 
@@ -409,9 +449,6 @@ impl Store {
                 });
             }
             Some(_) => {}
-            // NOTE: a process killed between sled creating its files and this flush leaves a
-            // store without a stamp. The next open reports it as damaged although it contains
-            // no data yet, and moving it aside as the error directs is all that is needed.
             None if existed => {
                 return Err(StoreError::Damaged {
                     path: path.to_path_buf(),
