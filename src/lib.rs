@@ -5,26 +5,33 @@
 //! ([`scoring`]) and writes changed scores back ([`writeback`]). [`pipeline`] runs those steps;
 //! [`cli`] and [`demo`] are the entry points.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod currency;
+pub mod daemon;
 pub mod demo;
 pub mod enrichment;
 pub mod evaluate;
 pub mod features;
+pub mod feedback;
 pub mod hints;
 pub mod hubspot;
 pub mod level;
 pub mod levels;
 pub mod model;
+pub mod outcomes;
 pub mod pipeline;
 pub mod registry;
 pub mod report;
 pub mod run;
 pub mod scoring;
 pub mod setup;
+pub mod status;
 pub mod store;
 pub mod sync;
+pub mod territory;
 pub mod token_file;
 pub mod training;
+pub mod webhook;
 pub mod writeback;

@@ -1,8 +1,12 @@
 //! The one TOML file an admin edits: connector, store, feature mapping, model, tiers and
 //! write-back fields. Secrets are named by environment variable and never read from the file.
 
+pub mod alerts;
 pub mod bulk;
+pub mod daemon;
 pub mod enrichment;
+pub mod feedback;
+pub mod reports;
 pub mod sync;
 mod toml_walk;
 pub mod transport;
@@ -446,6 +450,14 @@ pub struct Config {
     pub sync: sync::SyncConfig,
     /// `[currency]`: the currency amounts are converted to before they become features.
     pub currency: sync::CurrencyConfig,
+    /// `[daemon]` and `[schedule]`: how `leadscore run` serves and schedules its jobs.
+    pub daemon: daemon::DaemonConfig,
+    /// `[alerts]` and `[webhook]`: threshold alerts to the owning reps.
+    pub alerts: alerts::AlertsConfig,
+    /// `[territory]` and `[outcomes]`: priority lists and the predicted-versus-actual report.
+    pub reports: reports::ReportsConfig,
+    /// `[feedback]`: rep flags on wrong scores.
+    pub feedback: feedback::FeedbackConfig,
 }
 
 impl Config {
@@ -736,6 +748,10 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     }
 
     let sync_config = sync::read_sync(top, issues);
+    let daemon_config = daemon::read_daemon(top, issues);
+    let alerts_config = alerts::read_alerts(top, issues);
+    let reports_config = reports::read_reports(top, issues);
+    let feedback_config = feedback::read_feedback(top, issues);
     let currency_config = sync::read_currency(top, issues);
 
     let mut hints = top.table(issues, "hints");
@@ -759,6 +775,10 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
         enrichment: enrichment_config?,
         sync: sync_config,
         currency: currency_config,
+        daemon: daemon_config,
+        alerts: alerts_config,
+        reports: reports_config,
+        feedback: feedback_config,
     })
 }
 

@@ -1,0 +1,1 @@
+//! `leadscore run`: the long-lived daemon that runs the configured jobs on their schedules.

@@ -1,0 +1,1 @@
+//! `leadscore report outcomes`: predicted against actual for deals closed since they were scored.

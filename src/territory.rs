@@ -1,0 +1,1 @@
+//! Per-rep territory priority lists, written as CSV and HTML.

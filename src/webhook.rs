@@ -1,0 +1,1 @@
+//! The outgoing webhook: JSON bodies signed with HMAC-SHA256, retried with backoff.
