@@ -8,6 +8,7 @@ pub mod enrichment;
 pub mod feedback;
 pub mod reports;
 pub mod sync;
+pub mod territory;
 mod toml_walk;
 pub mod transport;
 
@@ -454,8 +455,10 @@ pub struct Config {
     pub daemon: daemon::DaemonConfig,
     /// `[alerts]` and `[webhook]`: threshold alerts to the owning reps.
     pub alerts: alerts::AlertsConfig,
-    /// `[territory]` and `[outcomes]`: priority lists and the predicted-versus-actual report.
+    /// `[outcomes]`: the predicted-versus-actual report.
     pub reports: reports::ReportsConfig,
+    /// `[territory]`: per-rep priority lists.
+    pub territory: territory::TerritoryConfig,
     /// `[feedback]`: rep flags on wrong scores.
     pub feedback: feedback::FeedbackConfig,
 }
@@ -752,6 +755,7 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     let alerts_config = alerts::read_alerts(top, issues);
     let reports_config = reports::read_reports(top, issues);
     let feedback_config = feedback::read_feedback(top, issues);
+    let territory_config = territory::read_territory(top, issues);
     let currency_config = sync::read_currency(top, issues);
 
     let mut hints = top.table(issues, "hints");
@@ -779,6 +783,7 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
         alerts: alerts_config,
         reports: reports_config,
         feedback: feedback_config,
+        territory: territory_config,
     })
 }
 

@@ -1,4 +1,4 @@
-//! `[territory]` and `[outcomes]`: per-rep priority lists and the predicted-versus-actual report.
+//! `[outcomes]`: the predicted-versus-actual report, its limits and what a breach triggers.
 
 use super::toml_walk::{Issues, Section};
 
