@@ -153,7 +153,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsCommand,
     },
-    /// Run check, pull, train, score and push.
+    /// Run the daemon: the jobs of [schedule] on their cron schedules, with /healthz and
+    /// /metrics on [daemon] listen. With --once, run check, pull, train, score and push once.
     Run {
         #[command(flatten)]
         args: ConfigArgs,
@@ -161,6 +162,8 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Show the daemon's last job runs, recent failures, live models and today's API budget.
+    Status(ConfigArgs),
     /// Train and evaluate on a CSV export with no CRM: column types, checks, holdout metrics.
     Evaluate(crate::evaluate::EvaluateArgs),
     /// Write a report file.
@@ -174,6 +177,43 @@ pub enum Command {
 pub enum ReportTarget {
     /// Write the model card (model-card.html and model-card.json) of the live or a named model.
     Model(ReportModelArgs),
+    /// Write each rep's territory priority list (CSV and HTML) and the index page linking them.
+    Lists(ReportListsArgs),
+    /// Write the predicted-versus-actual report (HTML, CSV and JSON) of deals closed since
+    /// their record was scored.
+    Outcomes(ReportOutcomesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportOutcomesArgs {
+    /// Configuration file.
+    #[arg(short, long, default_value = "leadscore.toml")]
+    pub config: PathBuf,
+    /// Level whose outcomes are reported.
+    #[arg(long, value_parser = parse_level, default_value = "account")]
+    pub level: Level,
+    /// With several `[[connector]]` tables, the connector whose outcomes are reported.
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Directory to write the files into, created if missing (`[outcomes] folder` by default).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportListsArgs {
+    /// Configuration file.
+    #[arg(short, long, default_value = "leadscore.toml")]
+    pub config: PathBuf,
+    /// With several `[[connector]]` tables, the connector whose accounts are listed.
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Directory to write the lists into, created if missing (`[territory] folder` by default).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print what was written as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -440,16 +480,34 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Models { action } => step_models(action),
         Command::Run { args, once } => {
             if !once {
-                return Err(config_failure(
-                    "the scheduled daemon is not built yet; use `leadscore run --once` from cron or a systemd timer".to_string(),
-                ));
+                let config = load(&args)?;
+                // A missing secret stops the start rather than failing every scheduled run.
+                for connector_config in config.per_connector() {
+                    connector_config.secrets().map_err(config_failure)?;
+                }
+                crate::daemon::run(&args.config, config)
+                    .await
+                    .map_err(|message| Failure { code: 1, message })?;
+                return Ok(0);
             }
             each_connector!(args, config => step_run(&args, &config).await)
+        }
+        Command::Status(args) => {
+            let text = crate::status::render(&configs(&args)?, args.json)
+                .map_err(|message| Failure { code: 1, message })?;
+            print!("{text}");
+            Ok(0)
         }
         Command::Evaluate(args) => step_evaluate(&args),
         Command::Report {
             target: ReportTarget::Model(args),
         } => step_report_model(&args),
+        Command::Report {
+            target: ReportTarget::Lists(args),
+        } => step_report_lists(&args),
+        Command::Report {
+            target: ReportTarget::Outcomes(args),
+        } => step_report_outcomes(&args),
     }
 }
 
@@ -652,6 +710,9 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             report.api_usage.used,
             report.api_usage.max
         );
+        for problem in &report.feedback {
+            eprintln!("warning: {problem}");
+        }
     }
     Ok(0)
 }
@@ -679,6 +740,18 @@ async fn step_pull(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
             report.pulled,
             parts.join(", ")
         );
+        if report.feedback.recorded > 0 {
+            println!("Stored {} new rep flags.", report.feedback.recorded);
+        }
+        for flag in &report.feedback.unknown {
+            eprintln!(
+                "warning: {} {} has the flag value {:?}, which is not one of {}; it is stored as unknown",
+                flag.object,
+                flag.id,
+                flag.value,
+                crate::feedback::FLAG_VALUES.join(", ")
+            );
+        }
     }
     Ok(0)
 }
@@ -1047,5 +1120,63 @@ fn step_report_model(args: &ReportModelArgs) -> Result<u8, Failure> {
     let paths = crate::report::write_model_card(&model, &args.out)?;
     println!("{}", paths.html.display());
     println!("{}", paths.json.display());
+    Ok(0)
+}
+
+fn step_report_lists(args: &ReportListsArgs) -> Result<u8, Failure> {
+    let (mut config, store) = open(&ConfigArgs {
+        config: args.config.clone(),
+        json: args.json,
+        level: None,
+        connector: args.connector.clone(),
+    })?;
+    if let Some(out) = &args.out {
+        config.territory.folder = out.clone();
+    }
+    let report = crate::territory::write_lists(&store, &config, Utc::now())?;
+    // Lists the webhook did not accept are still written, but the step counts as failed.
+    let code = u8::from(!report.webhook_failures.is_empty());
+    if args.json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    for list in &report.lists {
+        println!(
+            "{}: {} accounts, {} in the top tier, {} new, {} dropped",
+            list.rep_name, list.accounts, list.top_tier, list.new, list.dropped
+        );
+    }
+    for failure in &report.webhook_failures {
+        eprintln!("error: webhook: {failure}");
+    }
+    println!("{}", report.index.display());
+    Ok(code)
+}
+
+fn step_report_outcomes(args: &ReportOutcomesArgs) -> Result<u8, Failure> {
+    let (config, store) = open(&ConfigArgs {
+        config: args.config.clone(),
+        json: false,
+        level: None,
+        connector: args.connector.clone(),
+    })?;
+    let store = store.at_level(args.level);
+    let now = Utc::now();
+    let report = match &args.out {
+        Some(out) => crate::outcomes::write_report_to(&store, &config, now, out)?,
+        None => crate::outcomes::write_report(&store, &config, now)?,
+    };
+    for file in &report.files {
+        println!("{}", file.display());
+    }
+    for breach in &report.breaches {
+        eprintln!("breach: {breach}");
+    }
+    if report.retrain_requested {
+        eprintln!(
+            "a retrain is requested ([outcomes] retrain_on_breach); run `leadscore train --level {}`",
+            args.level
+        );
+    }
     Ok(0)
 }

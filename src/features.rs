@@ -184,6 +184,10 @@ impl History {
             .map(|t| (t, "ActivityDate", false))
             .chain(events.iter().map(|e| (e, "StartDateTime", true)));
         for (record, time_field, meeting) in activities {
+            // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
+            if text(record, "Subject").is_some_and(|subject| crate::alerts::is_own_task(&subject)) {
+                continue;
+            }
             let at = record
                 .get(time_field)
                 .as_datetime()

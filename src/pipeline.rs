@@ -65,6 +65,8 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
             .map(|a| &a.field)
             .chain(writeback_fields(&config.writeback)),
     );
+    // The field whose values form the reps' territories in the priority lists.
+    add(&mut account, &mut config.territory.field.iter());
     let mut contact = spec(
         fields::CONTACT,
         &["AccountId", "OwnerId", "CreatedDate", "MasterRecordId"],
@@ -112,7 +114,15 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
         ),
         spec(
             fields::TASK,
-            &["WhoId", "WhatId", "Type", "ActivityDate", "CreatedDate"],
+            // Subject marks leadscore's own alert tasks, which are not engagement.
+            &[
+                "WhoId",
+                "WhatId",
+                "Type",
+                "ActivityDate",
+                "CreatedDate",
+                "Subject",
+            ],
         ),
         spec(
             fields::EVENT,
@@ -186,6 +196,9 @@ pub struct CheckReport {
     pub objects: Vec<CheckedObject>,
     /// Maximum length of each level's reasons field, used to truncate reasons.
     pub reasons_max_len: BTreeMap<Level, u32>,
+    /// Problems with the rep feedback fields (`[feedback]`), which do not fail the check:
+    /// missing fields with what to create, or picklist values reps cannot choose.
+    pub feedback: Vec<String>,
 }
 
 /// Describes every object the configuration uses, caching each describe once.
@@ -540,10 +553,12 @@ pub async fn check<C: Connector>(
     if !problems.is_empty() {
         return Err(PipelineError::Mapping(problems));
     }
+    let feedback = crate::feedback::field_problems(&mut schemas, config).await?;
     Ok(CheckReport {
         api_usage,
         objects,
         reasons_max_len,
+        feedback,
     })
 }
 
@@ -563,6 +578,8 @@ pub struct PullReport {
     pub pulled: usize,
     /// Pulled records changed only by leadscore's own write-back, which need no new write.
     pub echoed: usize,
+    /// Rep flags read from the feedback fields.
+    pub feedback: crate::feedback::FlagPullReport,
 }
 
 /// How many times in a row a pull restarts after an expired query locator without reading
@@ -585,8 +602,15 @@ pub async fn pull<C: Connector>(
     let lookback = chrono::Duration::from_std(config.connector.cursor_lookback())
         .unwrap_or_else(|_| chrono::Duration::zero());
     let mut objects = Vec::new();
-    let specs = crate::sync::prepare_specs(connector, store, config, pull_specs(config)).await?;
+    let mut specs =
+        crate::sync::prepare_specs(connector, store, config, pull_specs(config)).await?;
+    // The feedback fields are optional, so they are added only where the org has them.
+    let feedback_problems = crate::feedback::add_pull_fields(connector, config, &mut specs).await?;
     for spec in specs {
+        if crate::daemon::shutdown_requested() {
+            tracing::info!(object = %spec.object, "stop requested; the pull ends before this object");
+            break;
+        }
         if let (Some(now), Some(cursor)) = (server_now, store.cursor(&spec.object)?) {
             if cursor.modstamp > now + chrono::Duration::minutes(FUTURE_TOLERANCE_MINUTES) {
                 tracing::warn!(
@@ -619,10 +643,13 @@ pub async fn pull<C: Connector>(
     }
     let pulled = objects.iter().map(|o| o.pulled).sum();
     let echoed = objects.iter().map(|o| o.echoed).sum();
+    let mut feedback = crate::feedback::record_flags(store, config, chrono::Utc::now())?;
+    feedback.field_problems = feedback_problems;
     Ok(PullReport {
         objects,
         pulled,
         echoed,
+        feedback,
     })
 }
 
@@ -639,6 +666,8 @@ struct PullProgress {
     /// The end of the last page read. Pages come in (modstamp, id) order, so a pull restarted
     /// after an expired locator starts here: everything before it was read.
     read_up_to: Option<Cursor>,
+    /// The bar or log lines that show the records pulled so far.
+    display: Option<crate::progress::Progress>,
 }
 
 async fn pull_object<C: Connector>(
@@ -675,6 +704,10 @@ async fn pull_object<C: Connector>(
     // carries these fields.
     store.set_pulled_fields(&spec.object, &spec.fields)?;
     let mut progress = PullProgress::default();
+    progress.display = Some(crate::progress::Progress::counter(&format!(
+        "pull {}",
+        spec.object
+    )));
     let mut restarts = 0;
     let mut total_restarts = 0;
     loop {
@@ -802,7 +835,12 @@ async fn pull_pages<C: Connector>(
                 crate::writeback::count_echoes(store, &spec.object, &page.records, &copies)?;
             store.save_records(&spec.object, &page.records)?;
             progress.pulled += page.records.len();
+            if let Some(display) = &progress.display {
+                display.advance(page.records.len() as u64);
+            }
             match page.next.take() {
+                // The cursor has not moved, so the next pull reads these pages again.
+                Some(_) if crate::daemon::shutdown_requested() => return Ok(()),
                 Some(next) => {
                     page = connector.pull_next(spec, start, &next).await?;
                     continue;
@@ -839,6 +877,9 @@ async fn pull_pages<C: Connector>(
             store.save_page(&spec.object, &page.records, &cursor)?;
             high = Some(cursor);
             progress.pulled += page.records.len();
+            if let Some(display) = &progress.display {
+                display.advance(page.records.len() as u64);
+            }
         }
         if let Some(end) = page_end {
             if progress.read_up_to.as_ref().is_none_or(|read| end > *read) {
@@ -846,6 +887,8 @@ async fn pull_pages<C: Connector>(
             }
         }
         match page.next.take() {
+            // Every page read so far is stored with its cursor, so the next pull resumes here.
+            Some(_) if crate::daemon::shutdown_requested() => return Ok(()),
             Some(next) => page = connector.pull_next(spec, start, &next).await?,
             None => return Ok(()),
         }

@@ -236,6 +236,20 @@ impl Connector for AnyConnector {
         Ok(records)
     }
 
+    async fn create_tasks(
+        &self,
+        tasks: &[leadscore_connector::NewTask],
+    ) -> Result<Vec<Result<String, leadscore_connector::RecordError>>, ConnectorError> {
+        forward!(self, c => c.create_tasks(tasks).await)
+    }
+
+    async fn find_tasks(
+        &self,
+        lookups: &[leadscore_connector::TaskLookup],
+    ) -> Result<Vec<Option<String>>, ConnectorError> {
+        forward!(self, c => c.find_tasks(lookups).await)
+    }
+
     fn usage(&self) -> Option<ApiUsage> {
         forward!(self, c => c.usage())
     }
@@ -322,6 +336,9 @@ pub struct LevelRun {
     pub train: TrainReport,
     pub score: ScoreReport,
     pub push: PushReport,
+    /// The threshold alerts sent after the push (empty when `[alerts]` is off or the level
+    /// is not listed in `[alerts] levels`).
+    pub alerts: crate::alerts::AlertReport,
 }
 
 /// Runs check, pull, train, score and push in order, stopping at the first failing step.
@@ -341,11 +358,13 @@ pub async fn run_once<C: Connector>(
         let score = scoring::score(&at_level, config, now)?;
         let push =
             writeback::push(connector, &at_level, config, &check.reasons_max_len, now).await?;
+        let alerts = crate::alerts::run_alerts(connector, &at_level, config, now).await?;
         levels.push(LevelRun {
             level,
             train,
             score,
             push,
+            alerts,
         });
     }
     Ok(RunReport {

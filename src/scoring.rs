@@ -83,6 +83,7 @@ pub fn score(
         })
         .collect();
     store.replace_scores(&scores)?;
+    store.append_score_history(&scores)?;
     store.append_events(&events)?;
 
     let mut tiers: BTreeMap<String, usize> =

@@ -75,8 +75,41 @@ pub fn property_specs(config: &Config) -> Vec<PropertySpec> {
                 PropertyKind::Checkbox,
             ));
         }
+        specs.extend(feedback_specs(config, object));
     }
     specs
+}
+
+/// Returns the two properties reps flag a score with on `object`: an enumeration of
+/// [`crate::feedback::FLAG_VALUES`] and a short comment. Unlike the write-back properties,
+/// reps fill these in and leadscore only reads them.
+fn feedback_specs(config: &Config, object: &str) -> Vec<PropertySpec> {
+    let fields = crate::feedback::FeedbackFields::of(config);
+    let map = crate::run::FieldMap::new(&config.field_map);
+    let options: Vec<(String, String)> = crate::feedback::FLAG_VALUES
+        .iter()
+        .map(|value| (value.to_string(), value.to_string()))
+        .collect();
+    vec![
+        PropertySpec {
+            object: object.to_string(),
+            name: map.crm(object, &fields.flag),
+            label: "Leadscore feedback".to_string(),
+            kind: PropertyKind::Enumeration(options),
+            description: format!(
+                "Set when this {}'s leadscore score looks wrong: {}",
+                object.to_lowercase(),
+                crate::feedback::FLAG_VALUES.join(", ")
+            ),
+        },
+        PropertySpec {
+            object: object.to_string(),
+            name: map.crm(object, &fields.comment),
+            label: "Leadscore feedback comment".to_string(),
+            kind: PropertyKind::Text,
+            description: "Why the leadscore score looks wrong, in a few words".to_string(),
+        },
+    ]
 }
 
 /// Creates the missing write-back fields. Salesforce custom fields are created in Setup (or

@@ -1317,3 +1317,27 @@ pub use journal::{JournalEntry, JournalWrite, WriteFailure};
 #[path = "budget.rs"]
 mod budget;
 pub use budget::{BudgetClock, CheckpointMarker, StoreBudgetLedger};
+
+// The last territory priority list of each rep, a child module like the journal.
+#[path = "list_store.rs"]
+mod list_store;
+pub use list_store::{ListedAccount, StoredList};
+
+// The score history lives in its own file but inside this module, like the journal.
+#[path = "score_history.rs"]
+mod score_history;
+pub use score_history::{ScoreHistory, ScoreHistoryEntry};
+
+// Rep flags on scores live in their own file but inside this module, like the journal.
+#[path = "feedback_store.rs"]
+mod feedback_store;
+
+// The daemon's job run history lives in its own file but inside this module, like the journal.
+#[path = "runlog.rs"]
+mod runlog;
+pub use runlog::{JobRun, RunOutcome, MAX_JOB_RUNS};
+
+// Alert state, alerts and per-user daily counts live in their own file but inside this module.
+#[path = "alert_store.rs"]
+mod alert_store;
+pub use alert_store::{AlertCommit, AlertEntry, AlertState, AlertStatus, HeldCrossing};

@@ -54,6 +54,8 @@ pub struct Evaluation {
     pub holdout_predictions: Vec<f64>,
     /// The chosen model, fitted on the train slice and calibrated on the validation slice.
     pub model: TrainedModel,
+    /// Train-slice rows fitted with a sample weight other than 1.
+    pub weighted_train_rows: usize,
 }
 
 /// The training window; times are `None` when the examples carry no dates.
@@ -172,6 +174,9 @@ pub struct ModelReport {
     /// The counts of leads tied to accounts (lead level only).
     #[serde(default)]
     pub lead_match: Option<serde_json::Value>,
+    /// The reps' flags on this level's scores and how this model relates to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::feedback::FeedbackSummary>,
 }
 
 /// Training summary printed by `train`: the main [`ModelReport`] figures and the publish outcome.
@@ -522,7 +527,40 @@ pub fn evaluate_grouped(
     scoring_rows: Option<&[Vec<f64>]>,
     noun: checks::ExampleNoun,
 ) -> Result<Evaluation, PipelineError> {
+    evaluate_weighted(
+        examples,
+        settings,
+        holdout,
+        groups,
+        scoring_rows,
+        noun,
+        None,
+    )
+}
+
+/// Does the work of [`evaluate_grouped`] with one sample weight per example, which the
+/// gradient-boosted fit receives for its train-slice rows. The logistic regression, the model
+/// choice and calibration ignore the weights.
+// NOTE: the logistic baseline and the blend's logistic half are fitted unweighted.
+pub fn evaluate_weighted(
+    examples: &ExampleSet,
+    settings: &ModelConfig,
+    holdout: Option<&ExampleSet>,
+    groups: &[FeatureGroup],
+    scoring_rows: Option<&[Vec<f64>]>,
+    noun: checks::ExampleNoun,
+    weights: Option<&[f64]>,
+) -> Result<Evaluation, PipelineError> {
     check_lengths(examples, "the example set")?;
+    if let Some(weights) = weights {
+        if weights.len() != examples.dataset.rows.len() {
+            return Err(PipelineError::Model(format!(
+                "{} sample weights were given for {} examples; pass one weight per example",
+                weights.len(),
+                examples.dataset.rows.len()
+            )));
+        }
+    }
     // The floors come first: they name the shortfall, where a one-class error would not.
     let sufficiency = checks::sufficiency(
         &examples.dataset.labels,
@@ -673,11 +711,17 @@ pub fn evaluate_grouped(
     // Compare the trees, the logistic regression and their blend on validation log loss. The
     // trees stop early on the same validation slice, which then also picks the model and
     // fits the calibrator.
-    let gbm = GradientBoostedModel::fit_early_stopping(
+    let train_weights: Option<Vec<f64>> =
+        weights.map(|all| split.train.iter().map(|&i| all[i]).collect());
+    let weighted_train_rows = train_weights
+        .as_ref()
+        .map_or(0, |w| w.iter().filter(|&&w| w != 1.0).count());
+    let gbm = GradientBoostedModel::fit_early_stopping_weighted(
         &train,
         &validation,
         &params(settings),
         settings.early_stopping_rounds,
+        train_weights.as_deref(),
     )
     .map_err(model_error)?;
     let trees_used = gbm.tree_count();
@@ -782,6 +826,7 @@ pub fn evaluate_grouped(
         level: Level::Account,
         enrichment: Vec::new(),
         lead_match: None,
+        feedback: None,
     };
     Ok(Evaluation {
         report,
@@ -792,6 +837,7 @@ pub fn evaluate_grouped(
         holdout_labels: test.labels,
         holdout_predictions,
         model,
+        weighted_train_rows,
     })
 }
 
@@ -915,8 +961,11 @@ pub fn train(
     now: DateTime<Utc>,
 ) -> Result<TrainReport, PipelineError> {
     let level = store.level();
+    let shown = crate::progress::Progress::counter(&format!("train {level}"));
+    shown.stage("loading records");
     let loaded = load(store, config)?;
     let history = &loaded.history;
+    shown.stage("building examples");
     let examples_list = levels::examples(level, history, config, now);
     if examples_list.is_empty() {
         let message = match level {
@@ -954,19 +1003,35 @@ pub fn train(
             .collect(),
     };
     let groups = feature_groups(&space);
+    shown.stage("fitting and calibrating models");
     let scoring = scoring_rows(history, &space, config, now);
     let noun = match level {
         Level::Account => checks::ExampleNoun::DEALS,
         Level::Contact => checks::ExampleNoun::CONTACT_ROLES,
         Level::Lead => checks::ExampleNoun::LEADS,
     };
-    let evaluation = evaluate_grouped(
+    // With `[feedback] use = "weights"`, examples whose record's flag agrees with their
+    // outcome weigh more in the fit.
+    let weights = match config.feedback.use_flags {
+        crate::config::feedback::FeedbackUse::Weights => {
+            let flags = crate::feedback::latest_values(store, level)?;
+            Some(crate::feedback::example_weights(
+                level,
+                &examples_list,
+                &flags,
+                config.feedback.weight,
+            ))
+        }
+        crate::config::feedback::FeedbackUse::Review => None,
+    };
+    let evaluation = evaluate_weighted(
         &examples,
         &config.model,
         None,
         &groups,
         Some(&scoring),
         noun,
+        weights.as_deref(),
     )?;
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
@@ -987,6 +1052,7 @@ pub fn train(
         features_json.to_string().as_bytes(),
     );
 
+    shown.stage("comparing with the live model");
     let live = live_comparison(store, history, &examples_list, &evaluation, config)?;
     let mut report = evaluation.report.clone();
     report.version = version.clone();
@@ -1013,6 +1079,15 @@ pub fn train(
     );
     report.live_comparison = live;
     report.checks.sufficiency.segments = segments;
+    report.feedback = Some(crate::feedback::summarize(
+        store,
+        config,
+        history,
+        &space,
+        &evaluation.model,
+        now,
+        evaluation.weighted_train_rows,
+    )?);
     let report_json =
         serde_json::to_value(&report).map_err(|e| PipelineError::Model(e.to_string()))?;
 
@@ -1034,6 +1109,13 @@ pub fn train(
         config: Some(config.clone()),
     };
     let publish = registry::publish(store, &candidate, config.model.promotion_margin)?;
+    // A retrained model with the live version is not stored again; its card still gets the
+    // flags as they are now.
+    if let PublishOutcome::AlreadyLive { .. } = &publish {
+        let feedback = serde_json::to_value(&report.feedback)
+            .map_err(|e| PipelineError::Model(e.to_string()))?;
+        store.set_model_feedback(&version, feedback)?;
+    }
 
     let train_rate = {
         let rows = report.counts.train + report.counts.validation;

@@ -656,6 +656,11 @@ pub async fn push<C: Connector>(
     }
     for (object, writes) in by_object {
         for batch in writes.chunks(batch_size) {
+            // Every batch sent so far is settled, so the next push writes only what is left.
+            if crate::daemon::shutdown_requested() {
+                tracing::info!(%level, %object, written = report.written, "stop requested; the push ends before the next batch");
+                break;
+            }
             let sender = BatchSender {
                 connector,
                 store,

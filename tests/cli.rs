@@ -56,7 +56,7 @@ async fn config_errors_listed_with_lines() {
     let example = leadscore::demo::EXAMPLE_CONFIG
         .replace("page_size = 2000", "page_size = 50000")
         .replace("batch_size = 200", "batch_size = 500")
-        .replace("[tiers]", "[tiers]\nsilver = 40");
+        .replacen("\n[tiers]\n", "\n[tiers]\nsilver = 40\n", 1);
     std::fs::write(&path, &example).expect("write");
     let line_of = |needle: &str| {
         example

@@ -753,9 +753,9 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
     let sync_config = sync::read_sync(top, issues);
     let daemon_config = daemon::read_daemon(top, issues);
     let alerts_config = alerts::read_alerts(top, issues);
-    let reports_config = reports::read_reports(top, issues);
+    let reports_config = reports::read_reports(top, issues, base);
     let feedback_config = feedback::read_feedback(top, issues);
-    let territory_config = territory::read_territory(top, issues);
+    let territory_config = territory::read_territory(top, issues, base);
     let currency_config = sync::read_currency(top, issues);
 
     let mut hints = top.table(issues, "hints");

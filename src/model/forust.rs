@@ -87,11 +87,28 @@ impl GradientBoostedModel {
         params: &TrainParams,
         rounds: usize,
     ) -> Result<Self, ModelError> {
-        if rounds == 0 {
-            return Self::fit(data, params);
-        }
+        Self::fit_early_stopping_weighted(data, validation, params, rounds, None)
+    }
+
+    /// Trains like [`GradientBoostedModel::fit_early_stopping`], with one sample weight per
+    /// training row passed to forust-ml's `fit`, which in forust-ml 0.8 scales each row's
+    /// gradient, hessian and share of the base score. `None` weighs every row 1. Validation
+    /// rows always weigh 1.
+    pub fn fit_early_stopping_weighted(
+        data: &Dataset,
+        validation: &Dataset,
+        params: &TrainParams,
+        rounds: usize,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<Self, ModelError> {
         params.validate()?;
         data.validate()?;
+        if let Some(weights) = sample_weight {
+            validate_weights(weights, data.rows.len())?;
+        }
+        if rounds == 0 {
+            return Self::fit_with(data, params, None, None, sample_weight);
+        }
         if validation.feature_names != data.feature_names {
             return Err(ModelError::InvalidParam {
                 name: "validation",
@@ -106,7 +123,8 @@ impl GradientBoostedModel {
         let matrix = Matrix::new(&columns, validation.rows.len(), width);
         let weights = vec![1.0; validation.rows.len()];
         let evaluation = vec![(matrix, validation.labels.as_slice(), weights.as_slice())];
-        let mut model = Self::fit_with(data, params, Some(rounds), Some(evaluation))?;
+        let mut model =
+            Self::fit_with(data, params, Some(rounds), Some(evaluation), sample_weight)?;
 
         // forust-ml keeps the trees fitted after the best one and skips them when predicting.
         // Dropping them makes the stored model, its parameters and its contributions agree.
@@ -132,6 +150,7 @@ impl GradientBoostedModel {
         params: &TrainParams,
         early_stopping_rounds: Option<usize>,
         evaluation: Option<Vec<forust_ml::gradientbooster::EvaluationData<'_>>>,
+        sample_weight: Option<&[f64]>,
     ) -> Result<Self, ModelError> {
         let columns = to_column_major(&data.rows, data.feature_names.len());
         let matrix = Matrix::new(&columns, data.rows.len(), data.feature_names.len());
@@ -148,9 +167,11 @@ impl GradientBoostedModel {
             .set_initialize_base_score(true)
             .set_parallel(true)
             .set_early_stopping_rounds(early_stopping_rounds);
-        booster
-            .fit_unweighted(&matrix, &data.labels, evaluation)
-            .map_err(|e| ModelError::Library(e.to_string()))?;
+        let fitted = match sample_weight {
+            Some(weights) => booster.fit(&matrix, &data.labels, weights, evaluation),
+            None => booster.fit_unweighted(&matrix, &data.labels, evaluation),
+        };
+        fitted.map_err(|e| ModelError::Library(e.to_string()))?;
         if !booster.base_score.is_finite() {
             return Err(ModelError::Library(format!(
                 "the base score is {}, so the class balance of the labels is unusable",
@@ -166,11 +187,30 @@ impl GradientBoostedModel {
     }
 }
 
+/// Rejects sample weights that are not one finite, positive number per training row.
+fn validate_weights(weights: &[f64], rows: usize) -> Result<(), ModelError> {
+    if weights.len() != rows {
+        return Err(ModelError::InvalidParam {
+            name: "sample_weight",
+            value: format!("{} weights for {rows} rows", weights.len()),
+            expected: "one weight per training row",
+        });
+    }
+    if let Some(bad) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        return Err(ModelError::InvalidParam {
+            name: "sample_weight",
+            value: bad.to_string(),
+            expected: "finite weights above 0",
+        });
+    }
+    Ok(())
+}
+
 impl Model for GradientBoostedModel {
     fn fit(data: &Dataset, params: &TrainParams) -> Result<Self, ModelError> {
         params.validate()?;
         data.validate()?;
-        Self::fit_with(data, params, None, None)
+        Self::fit_with(data, params, None, None, None)
     }
 
     fn feature_names(&self) -> &[String] {

@@ -199,6 +199,8 @@ pub struct ModelCard {
     pub tiers: Section<Vec<TierOutcome>>,
     pub top_features: Section<Vec<FeatureWeight>>,
     pub live_comparison: Section<LiveComparison>,
+    /// The reps' flags on the level's scores. Reports written before feedback existed lack it.
+    pub feedback: Section<crate::feedback::FeedbackSummary>,
 }
 
 fn section<T: DeserializeOwned>(report: &Map<String, Value>, key: &str) -> Section<T> {
@@ -285,6 +287,7 @@ impl ModelCard {
             tiers: section(&report, "tiers"),
             top_features: section(&report, "top_features"),
             live_comparison: section(&report, "live_comparison"),
+            feedback: section(&report, "feedback"),
         }
     }
 }

@@ -9,17 +9,17 @@ use plotters::prelude::*;
 use super::card::{CalibrationBin, FeatureWeight, LiftDecile, TierOutcome};
 use super::ReportError;
 
-type ChartResult = Result<(), Box<dyn std::error::Error>>;
+pub(super) type ChartResult = Result<(), Box<dyn std::error::Error>>;
 
-const LINE: RGBColor = RGBColor(31, 90, 166);
-const BAR: RGBColor = RGBColor(74, 132, 199);
-const REFERENCE: RGBColor = RGBColor(150, 150, 150);
-const CAPTION_FONT: (&str, u32) = ("sans-serif", 18);
-const WIDTH: u32 = 520;
-const HEIGHT: u32 = 360;
+pub(super) const LINE: RGBColor = RGBColor(31, 90, 166);
+pub(super) const BAR: RGBColor = RGBColor(74, 132, 199);
+pub(super) const REFERENCE: RGBColor = RGBColor(150, 150, 150);
+pub(super) const CAPTION_FONT: (&str, u32) = ("sans-serif", 18);
+pub(super) const WIDTH: u32 = 520;
+pub(super) const HEIGHT: u32 = 360;
 
 /// Draws one chart of `size` into an SVG string.
-fn svg(
+pub(super) fn svg(
     chart: &'static str,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> ChartResult,
@@ -40,7 +40,7 @@ fn svg(
 }
 
 /// Upper end of a value axis: the largest value plus a tenth, or `floor` if that is larger.
-fn axis_max(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
+pub(super) fn axis_max(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
     let max = values.filter(|v| v.is_finite()).fold(floor, f64::max);
     if max > floor {
         max * 1.1
@@ -267,7 +267,7 @@ pub fn top_features(features: &[FeatureWeight]) -> Result<String, ReportError> {
 }
 
 /// Returns the label at the centre of a bar segment. Other axis positions get no label.
-fn segment_label(value: &SegmentValue<usize>, labels: &[String]) -> String {
+pub(super) fn segment_label(value: &SegmentValue<usize>, labels: &[String]) -> String {
     match value {
         SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
         _ => String::new(),
@@ -278,7 +278,7 @@ fn segment_label(value: &SegmentValue<usize>, labels: &[String]) -> String {
 const MAX_LABEL_CHARS: usize = 40;
 
 /// Cuts `label` to [`MAX_LABEL_CHARS`], ending a cut label with an ellipsis.
-fn shorten(label: &str) -> String {
+pub(super) fn shorten(label: &str) -> String {
     if label.chars().count() <= MAX_LABEL_CHARS {
         return label.to_string();
     }

@@ -110,6 +110,7 @@ pub fn page(card: &ModelCard) -> Result<String, ReportError> {
     html.push_str(&tiers_section(card)?);
     html.push_str(&features_section(card)?);
     html.push_str(&live_section(&card.live_comparison));
+    html.push_str(&feedback_section(&card.feedback));
     html.push_str("</body>\n</html>\n");
     Ok(html)
 }
@@ -589,6 +590,94 @@ fn live_section(live: &Section<LiveComparison>) -> String {
             }
         }
         other => html.push_str(&unavailable("live_comparison", other)),
+    }
+    html
+}
+
+/// Builds the section on the reps' flags: counts by value, how many flagged records the model
+/// agrees with, and the features the flags point at.
+fn feedback_section(feedback: &Section<crate::feedback::FeedbackSummary>) -> String {
+    let mut html = String::from("<h2>Rep feedback</h2>\n");
+    let summary = match feedback {
+        Section::Present(summary) => summary,
+        Section::Missing => {
+            html.push_str("<p>This model's report has no feedback part: it was trained before leadscore read rep flags.</p>\n");
+            return html;
+        }
+        other => {
+            html.push_str(&unavailable("feedback", other));
+            return html;
+        }
+    };
+    let used = if summary.use_flags == "weights" {
+        format!(
+            "Flags weighted training: {} training rows whose flag agrees with their outcome had weight {}.",
+            summary.weighted_rows,
+            number(Some(summary.weight), 1)
+        )
+    } else {
+        "Flags are reported here only; training did not use them.".to_string()
+    };
+    html.push_str(&format!("<p>{}</p>\n", escape(&used)));
+
+    if summary.flags == 0 && summary.empty == 0 {
+        html.push_str("<p>No rep has flagged a score at this level.</p>\n");
+        return html;
+    }
+    html.push_str(&format!(
+        "<p>{} flags in all ({} cleared or comment only); {} records have a current flag. \
+         The model agrees with {} of the {} flagged records it could score again.</p>\n",
+        summary.flags, summary.empty, summary.records, summary.agreed, summary.evaluated
+    ));
+    html.push_str(
+        "<table>\n<tr><th>Flag</th><th>Flags</th><th>Records</th><th>Scored again</th><th>Model agrees</th><th>Features in the flagged records' top reasons</th></tr>\n",
+    );
+
+    let mut values: Vec<&str> = crate::feedback::FLAG_VALUES.to_vec();
+    if summary.by_value.contains_key("unknown") {
+        values.push("unknown");
+    }
+    for value in values {
+        let agreement = summary.agreement.get(value).cloned().unwrap_or_default();
+        let features: Vec<String> = summary
+            .features
+            .get(value)
+            .map(|list| {
+                list.iter()
+                    .map(|f| format!("{} ({})", escape(&f.feature), f.records))
+                    .collect()
+            })
+            .unwrap_or_default();
+        html.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            escape(value),
+            summary.by_value.get(value).copied().unwrap_or(0),
+            agreement.records,
+            agreement.evaluated,
+            agreement.agreed,
+            features.join(", ")
+        ));
+    }
+    html.push_str("</table>\n");
+
+    html.push_str(&format!(
+        "<p class=\"meta\">The model agrees with a \"{}\" flag when its score is lower than the flagged one, with \"{}\" when it is higher, and with \"{}\" when it is within {} points.</p>\n",
+        crate::feedback::FLAG_VALUES[0],
+        crate::feedback::FLAG_VALUES[1],
+        crate::feedback::FLAG_VALUES[2],
+        crate::feedback::RIGHT_TOLERANCE_POINTS
+    ));
+    if !summary.unknown.is_empty() {
+        html.push_str("<p>Flags with a value outside the picklist:</p>\n<table>\n<tr><th>Object</th><th>Record</th><th>Value</th></tr>\n");
+        for flag in &summary.unknown {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(&flag.object),
+                escape(&flag.id),
+                escape(&flag.value)
+            ));
+        }
+        html.push_str("</table>\n");
     }
     html
 }

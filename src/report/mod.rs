@@ -4,6 +4,7 @@
 mod card;
 mod charts;
 mod html;
+pub mod outcome_charts;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 use crate::store::{Store, StoreError, StoredModel};
 
 pub use card::ModelCard;
+pub use html::escape;
 
 /// File name of the page written by [`write_model_card`].
 pub const HTML_FILE: &str = "model-card.html";

@@ -236,6 +236,40 @@ pub struct WriteOutcome {
     pub result: Result<(), RecordError>,
 }
 
+/// Priority of a task created for a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskPriority {
+    High,
+    Normal,
+    Low,
+}
+
+/// A follow-up task to create for one user on one record, open and due on `due`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    /// The object of the record the task is about: `Account`, `Contact` or `Lead`.
+    pub object: String,
+    pub record_id: String,
+    /// The user the task is assigned to.
+    pub owner_id: String,
+    pub subject: String,
+    pub body: String,
+    pub due: NaiveDate,
+    pub priority: TaskPriority,
+}
+
+/// A search for a task created earlier on one record, recognised by a marker word in its body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskLookup {
+    /// The object of the record the task is about: `Account`, `Contact` or `Lead`.
+    pub object: String,
+    pub record_id: String,
+    /// A word of letters and digits only that the task's body contains.
+    pub marker: String,
+    /// No matching task was created before this time, so older tasks need not be read.
+    pub created_after: DateTime<Utc>,
+}
+
 /// API usage as the CRM last reported it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiUsage {
@@ -342,6 +376,42 @@ pub trait Connector {
             "the {} connector cannot read {object} records by id",
             self.name()
         );
+        async move {
+            Err(ConnectorError::Rejected {
+                code: "UNSUPPORTED".to_string(),
+                message,
+            })
+        }
+    }
+
+    /// Creates open tasks, each assigned to its `owner_id` and attached to its record, and
+    /// returns one result per task in the order given: the new task's id or the CRM's error.
+    /// A create is never resent by the transport, so a call that fails as a whole may still
+    /// have created some tasks; [`Connector::find_tasks`] finds them. The default
+    /// implementation reports that the connector cannot create tasks.
+    fn create_tasks(
+        &self,
+        tasks: &[NewTask],
+    ) -> impl Future<Output = Result<Vec<Result<String, RecordError>>, ConnectorError>> + Send {
+        let _ = tasks;
+        let message = format!("the {} connector cannot create tasks", self.name());
+        async move {
+            Err(ConnectorError::Rejected {
+                code: "UNSUPPORTED".to_string(),
+                message,
+            })
+        }
+    }
+
+    /// Looks up tasks created earlier by their marker and returns, per lookup in the order
+    /// given, the id of a task on that record whose body contains the marker, or `None`. The
+    /// default implementation reports that the connector cannot search tasks.
+    fn find_tasks(
+        &self,
+        lookups: &[TaskLookup],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, ConnectorError>> + Send {
+        let _ = lookups;
+        let message = format!("the {} connector cannot search tasks", self.name());
         async move {
             Err(ConnectorError::Rejected {
                 code: "UNSUPPORTED".to_string(),

@@ -14,6 +14,7 @@ mod objects;
 mod props;
 mod pull;
 mod setup;
+mod task;
 mod transport;
 mod wire;
 mod write;
@@ -562,6 +563,20 @@ impl Connector for HubSpotConnector {
         fields: &[String],
     ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
         write::fetch(self, object, ids, fields).await
+    }
+
+    async fn create_tasks(
+        &self,
+        tasks: &[leadscore_connector::NewTask],
+    ) -> Result<Vec<Result<String, leadscore_connector::RecordError>>, ConnectorError> {
+        self.create_task_records(tasks).await
+    }
+
+    async fn find_tasks(
+        &self,
+        lookups: &[leadscore_connector::TaskLookup],
+    ) -> Result<Vec<Option<String>>, ConnectorError> {
+        self.find_task_records(lookups).await
     }
 
     fn usage(&self) -> Option<ApiUsage> {

@@ -43,6 +43,18 @@ const TASK_SOURCES: &[Source] = &[
     source("notes", "Note"),
 ];
 
+/// Returns the property that contains an activity's subject or title, per engagement type.
+/// Notes have none.
+pub(crate) fn subject_property(object_type: &str) -> Option<&'static str> {
+    match object_type {
+        "tasks" => Some("hs_task_subject"),
+        "calls" => Some("hs_call_title"),
+        "emails" => Some("hs_email_subject"),
+        "meetings" => Some("hs_meeting_title"),
+        _ => None,
+    }
+}
+
 /// A canonical field: its kind, and the HubSpot property it reads directly, if any.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CanonicalField {
@@ -238,6 +250,7 @@ impl Canonical {
                     reference("WhatId", None, "What", "Opportunity"),
                     computed("ActivityDate", Date),
                     computed("Type", Picklist),
+                    computed("Subject", Text),
                     computed("CreatedDate", DateTime),
                     OWNER,
                 ];
@@ -350,6 +363,13 @@ impl Needs {
                 self.association("companies");
             }
             (Canonical::Task | Canonical::Event, "ActivityDate") => self.property("hs_timestamp"),
+            (Canonical::Task | Canonical::Event, "Subject") => {
+                for source in object.sources() {
+                    if let Some(property) = subject_property(source.object_type) {
+                        self.property(property);
+                    }
+                }
+            }
             (Canonical::Task | Canonical::Event, "CreatedDate") => self.property("hs_createdate"),
             (Canonical::Event, "StartDateTime") => {
                 self.property("hs_meeting_start_time");

@@ -916,6 +916,12 @@ fn canonical_value(plan: &Plan, context: &Context, row: &Row, name: &str) -> Val
         (Canonical::Task | Canonical::Event, "Type") => {
             text(source.map(|source| source.activity_type))
         }
+        (Canonical::Task | Canonical::Event, "Subject") => {
+            match source.and_then(|source| crate::objects::subject_property(source.object_type)) {
+                Some(property) => typed(row, property, FieldKind::Text),
+                None => Value::Null,
+            }
+        }
         (Canonical::Task | Canonical::Event, "CreatedDate") => {
             match typed(row, "hs_createdate", FieldKind::DateTime) {
                 Value::Null => wire

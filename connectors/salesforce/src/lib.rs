@@ -12,6 +12,7 @@ mod describe;
 mod errors;
 mod records;
 mod soql;
+mod task;
 mod transport;
 mod write;
 
@@ -603,6 +604,20 @@ impl Connector for SalesforceConnector {
         fields: &[String],
     ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
         self.fetch_records(object, ids, fields).await
+    }
+
+    async fn create_tasks(
+        &self,
+        tasks: &[leadscore_connector::NewTask],
+    ) -> Result<Vec<Result<String, leadscore_connector::RecordError>>, ConnectorError> {
+        self.create_task_records(tasks).await
+    }
+
+    async fn find_tasks(
+        &self,
+        lookups: &[leadscore_connector::TaskLookup],
+    ) -> Result<Vec<Option<String>>, ConnectorError> {
+        self.find_task_records(lookups).await
     }
 
     fn usage(&self) -> Option<ApiUsage> {

@@ -202,8 +202,15 @@ fn score_fields() -> Vec<FieldDef> {
         editable("LS_Reasons__c", FieldType::Textarea),
         model,
         editable("LS_Scored_At__c", FieldType::Datetime),
+        // The two fields reps flag a wrong score with. The picklist is unrestricted, as in an
+        // org that created it through the API, so a value outside the list can be saved.
+        picklist("LS_Feedback__c", &FEEDBACK_VALUES, false),
+        editable("LS_Feedback_Comment__c", FieldType::String),
     ]
 }
+
+/// Values of the picklist reps flag a wrong score with.
+pub const FEEDBACK_VALUES: [&str; 3] = ["Too high", "Too low", "Right"];
 
 /// Returns every object of the seeded org.
 pub fn objects() -> Vec<ObjectDef> {

@@ -524,6 +524,7 @@ fn plan_create(
     default_owner: &str,
 ) -> Result<Vec<Value>, Vec<SaveError>> {
     let values = validate_fields(store, table, fields, true)?;
+    check_lead_activity(store, table, &values)?;
     let t = &store.tables[table];
     let mut row: Vec<Value> = t.def.fields.iter().map(default_value).collect();
     for (column, value) in values {
@@ -566,6 +567,43 @@ fn plan_create(
         )]);
     }
     Ok(row)
+}
+
+/// Rejects a new task or event whose `WhoId` is a lead and that also sets `WhatId`: an
+/// activity on a lead cannot name an account or opportunity.
+// NOTE: the error code is the one commonly reported for this case; Salesforce does not
+// document it.
+fn check_lead_activity(
+    store: &Store,
+    table: usize,
+    values: &[(usize, Value)],
+) -> Result<(), Vec<SaveError>> {
+    let t = &store.tables[table];
+    if !matches!(t.def.name, "Task" | "Event") {
+        return Ok(());
+    }
+    let value_of = |name: &str| {
+        let column = t.column(name)?;
+        values
+            .iter()
+            .find(|(c, _)| *c == column)
+            .and_then(|(_, value)| match value {
+                Value::Text(text) => Some(text.clone()),
+                _ => None,
+            })
+    };
+    let who_is_lead = value_of("WhoId")
+        .and_then(|id| store.table_for_id(&id))
+        .is_some_and(|i| store.tables[i].def.name == "Lead");
+    if who_is_lead && value_of("WhatId").is_some() {
+        return Err(vec![SaveError::new(
+            "FIELD_INTEGRITY_EXCEPTION",
+            "Related To ID: id value of incorrect type: a task or event on a lead cannot also be related to another record"
+                .into(),
+            vec!["WhatId".to_string()],
+        )]);
+    }
+    Ok(())
 }
 
 /// Gives a planned row a new id and creation stamps, stores it and returns the id.

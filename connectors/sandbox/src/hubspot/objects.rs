@@ -536,6 +536,19 @@ fn create_associations(
     Ok(pairs)
 }
 
+/// Rejects a new task without `hs_timestamp`, its due time, which HubSpot requires.
+fn require_task_timestamp(object: ObjectType, values: &[(String, String)]) -> Result<(), HsError> {
+    let has_timestamp = values
+        .iter()
+        .any(|(name, value)| name == "hs_timestamp" && !value.is_empty());
+    if object == ObjectType::Tasks && !has_timestamp {
+        return Err(HsError::validation(
+            "hs_timestamp is required for a task; send the due time as epoch milliseconds or an ISO 8601 UTC string",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates one record from a create input; the caller validated it.
 fn create_record(
     portal: &mut Portal,
@@ -563,6 +576,7 @@ pub(crate) async fn create_one(
     let body = parse_body(&body)?;
     let mut state = shared.lock();
     let values = validate_properties(&state.portal, object, body.get("properties"))?;
+    require_task_timestamp(object, &values)?;
     let links = create_associations(&state.portal, object, &body)?;
     let names: Vec<String> = values.iter().map(|(n, _)| n.clone()).collect();
     let id = create_record(&mut state.portal, object, values, links);
@@ -694,6 +708,7 @@ pub(crate) async fn batch_create(
     let mut prepared = Vec::new();
     for input in inputs {
         let values = validate_properties(&state.portal, object, input.get("properties"))?;
+        require_task_timestamp(object, &values)?;
         let links = create_associations(&state.portal, object, input)?;
         prepared.push((values, links));
     }
