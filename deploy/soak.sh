@@ -106,17 +106,47 @@ if [ "$status" -ne 0 ]; then
 fi
 
 "$bin" status -c "$work/leadscore.toml" --json >"$work/status.json"
+"$bin" report model -c "$work/leadscore.toml" --out "$work/card" >/dev/null
+# The alert tasks the daemon created, read back from the sandbox.
+python3 - "$url" "$client_id" >"$work/alert_tasks.txt" <<'PY'
+import json, os, sys, urllib.parse, urllib.request
+url, client_id = sys.argv[1], sys.argv[2]
+form = urllib.parse.urlencode({
+    "grant_type": "refresh_token", "client_id": client_id,
+    "client_secret": os.environ["LEADSCORE_SF_CLIENT_SECRET"],
+    "refresh_token": os.environ["LEADSCORE_SF_REFRESH_TOKEN"],
+}).encode()
+token = json.load(urllib.request.urlopen(url + "/services/oauth2/token", form))
+headers = {"Authorization": "Bearer " + token["access_token"]}
+query = urllib.parse.quote("SELECT Id, Subject FROM Task")
+next_url = "/services/data/v59.0/query?q=" + query
+count = 0
+while next_url:
+    page = json.load(urllib.request.urlopen(urllib.request.Request(
+        token["instance_url"] + next_url, headers=headers)))
+    count += sum(1 for r in page["records"] if (r.get("Subject") or "").startswith("[leadscore]"))
+    next_url = page.get("nextRecordsUrl")
+print(count)
+PY
 python3 - "$work" <<'PY'
 import json, pathlib, sys
 work = pathlib.Path(sys.argv[1])
 status = json.loads((work / "status.json").read_text())
-text = json.dumps(status)
+connectors = status if isinstance(status, list) else [status]
 problems = []
-for job in ("pull_and_score", "retrain", "territory_lists", "outcomes_report"):
-    if job not in text:
-        problems.append(f"no run of {job} in status")
-if '"failed"' in text:
-    problems.append("status lists a failed run")
+for connector in connectors:
+    for job in connector["jobs"]:
+        if job["last_run"] is None:
+            problems.append(f"{job['job']} never ran")
+    for run in connector["recent_failures"]:
+        problems.append(f"{run.get('job')} {run.get('outcome')}: {run.get('error')}")
+tasks = int((work / "alert_tasks.txt").read_text().strip() or 0)
+if tasks == 0:
+    problems.append("no alert task in the sandbox")
+card = json.loads((work / "card" / "model-card.json").read_text())
+if "feedback" not in json.dumps(card):
+    problems.append("the model card has no feedback section")
+print(f"soak: {tasks} alert tasks in the sandbox")
 if not list((work / "lists").glob("*.csv")):
     problems.append("no territory list written")
 if not list((work / "reports").glob("outcomes-*.html")):

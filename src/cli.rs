@@ -10,7 +10,7 @@
 //!   and the next run resumes there.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -94,6 +94,10 @@ pub enum Command {
         /// this directory, created if missing.
         #[arg(long, value_name = "DIR")]
         export_examples: Option<PathBuf>,
+        /// Folder for the territory lists, the outcomes report, the model card and a copy of
+        /// the alert tasks, created if missing.
+        #[arg(long, value_name = "DIR", default_value = "leadscore-demo")]
+        out: PathBuf,
     },
     /// Serve the Salesforce and HubSpot sandboxes in the foreground on 127.0.0.1.
     Sandbox {
@@ -441,7 +445,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             crm,
             hospitals,
             export_examples,
-        } => run_demo(json, crm, hospitals, export_examples).await,
+            out,
+        } => run_demo(json, crm, hospitals, export_examples, &out).await,
         Command::Sandbox {
             port,
             hubspot_port,
@@ -516,6 +521,7 @@ async fn run_demo(
     crm: CrmKind,
     hospitals: Option<u64>,
     export_examples: Option<PathBuf>,
+    out: &Path,
 ) -> Result<u8, Failure> {
     let mut hospitals = hospitals.map(|n| n as usize);
     if crm == CrmKind::Hubspot && hospitals.is_none() {
@@ -528,8 +534,14 @@ async fn run_demo(
         );
     }
     let workdir = tempfile::tempdir()?;
-    let summary =
-        demo::run_demo_on(crm, hospitals, workdir.path(), export_examples.as_deref()).await?;
+    let summary = demo::run_demo_on(
+        crm,
+        hospitals,
+        workdir.path(),
+        export_examples.as_deref(),
+        out,
+    )
+    .await?;
     if json {
         print_json(&summary)?;
     } else {

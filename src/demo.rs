@@ -19,7 +19,7 @@ use crate::levels;
 use crate::model::metrics;
 use crate::run::{connect, run_once};
 use crate::store::Store;
-use crate::training;
+use crate::{alerts, outcomes, pipeline, report, scoring, territory, training};
 
 /// The example configuration shipped in `deploy/`; `init` and the demo start from it.
 pub const EXAMPLE_CONFIG: &str = include_str!("../deploy/leadscore.example.toml");
@@ -106,6 +106,8 @@ pub struct LevelSummary {
     pub holdout_auc: Option<f64>,
     /// AUC of the true probabilities on the same holdout rows: the best any model can do.
     pub oracle_auc: Option<f64>,
+    /// The live model that scored the level. A retrained model that did not beat the live
+    /// one on its holdout stays out of scoring, so this can differ from the model trained.
     pub model_version: String,
     pub scored: usize,
     /// Scored records with a hint.
@@ -129,6 +131,7 @@ pub struct DemoSummary {
     pub oracle_auc: Option<f64>,
     pub holdout_log_loss: f64,
     pub baseline_log_loss: f64,
+    /// The live model that scored the accounts.
     pub model_version: String,
     pub scored: usize,
     pub tiers: BTreeMap<String, usize>,
@@ -142,11 +145,53 @@ pub struct DemoSummary {
     pub crm_records_with_scores: usize,
     pub rerun_pulled: usize,
     pub rerun_written: usize,
+    /// The daemon jobs' results on the demo org: alerts, flags, lists and reports.
+    pub actions: DemoActions,
     pub seconds: f64,
     /// The example files written by `--export-examples`, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exported: Option<ExportedExamples>,
 }
+
+/// The daemon's work on the demo org: alerts, rep flags, territory lists and the
+/// predicted-versus-actual report, with where each can be seen.
+#[derive(Debug, Serialize)]
+pub struct DemoActions {
+    /// The folder holding the lists, reports and the copy of the alert tasks.
+    pub out_dir: PathBuf,
+    /// The date the backtest scored the accounts as of, [`BACKTEST_DAYS`] before the end of
+    /// the history.
+    pub backtest_as_of: chrono::DateTime<Utc>,
+    /// Alerts of the first run: accounts that rose into the alert threshold since the backtest.
+    pub alerts_sent: usize,
+    /// Crossings held back by the per-rep daily cap.
+    pub alerts_held_back: usize,
+    /// Alerts sent to the fallback user, and alerts that could not be delivered.
+    pub alerts_to_fallback: usize,
+    pub alerts_failed: usize,
+    /// Alerts of the second run, which re-scored the same accounts: none, since each crossing
+    /// is alerted once.
+    pub rerun_alerts_sent: usize,
+    /// leadscore's alert tasks found in the sandbox at the end.
+    pub alert_tasks_in_crm: usize,
+    /// Flags the demo set on accounts as a rep would, and the flags the second pull stored.
+    pub flags_set: usize,
+    pub flags_pulled: usize,
+    /// Territory lists written (one per rep, plus unassigned accounts).
+    pub lists: usize,
+    pub lists_index: PathBuf,
+    /// Closed deals the outcomes report judged against the score their account had before.
+    pub outcomes_judged: usize,
+    /// ROC AUC of those scores against the outcomes.
+    pub outcomes_auc: Option<f64>,
+    pub outcomes_breaches: Vec<String>,
+    pub outcomes_page: Option<PathBuf>,
+    pub model_card: PathBuf,
+}
+
+/// Days before the end of the demo history that the backtest scores accounts as of, so that
+/// the deals closed since can be compared with the scores given before.
+pub const BACKTEST_DAYS: i64 = 180;
 
 /// The two CSV files of closed deals written by [`export_examples`].
 #[derive(Debug, Serialize)]
@@ -165,8 +210,9 @@ pub async fn run_demo(
     hospitals: Option<usize>,
     workdir: &Path,
     export_dir: Option<&Path>,
+    out_dir: &Path,
 ) -> anyhow::Result<DemoSummary> {
-    run_demo_on(CrmKind::Salesforce, hospitals, workdir, export_dir).await
+    run_demo_on(CrmKind::Salesforce, hospitals, workdir, export_dir, out_dir).await
 }
 
 /// A running sandbox of either CRM.
@@ -184,12 +230,14 @@ impl RunningCrm {
     }
 }
 
-/// Runs the demo against the sandbox of `crm`; see [`run_demo`].
+/// Runs the demo against the sandbox of `crm`; see [`run_demo`]. The territory lists, the
+/// outcomes report, the model card and a copy of the alert tasks go into `out_dir`.
 pub async fn run_demo_on(
     crm: CrmKind,
     hospitals: Option<usize>,
     workdir: &Path,
     export_dir: Option<&Path>,
+    out_dir: &Path,
 ) -> anyhow::Result<DemoSummary> {
     let started = std::time::Instant::now();
     let mut org = leadscore_demo_org::generate(&DemoOptions {
@@ -236,6 +284,11 @@ pub async fn run_demo_on(
             }
         };
 
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("creating the output folder {}", out_dir.display()))?;
+    let out_dir = std::fs::canonicalize(out_dir)
+        .with_context(|| format!("resolving the output folder {}", out_dir.display()))?;
+    let text = with_actions(&text, &out_dir);
     let config_path = workdir.join("leadscore.toml");
     std::fs::write(&config_path, &text)
         .with_context(|| format!("writing {}", config_path.display()))?;
@@ -247,6 +300,20 @@ pub async fn run_demo_on(
     if crm == CrmKind::Hubspot {
         crate::setup::fix(&connector, &config).await?;
     }
+    // The backtest: the accounts scored as of half a year before the end of the history, as
+    // if leadscore had gone live then. It is the alerts' quiet first run, and the outcomes
+    // report compares the deals closed since with these scores.
+    let end = config.scoring.as_of.unwrap_or_else(Utc::now);
+    let backtest_as_of = end - chrono::Duration::days(BACKTEST_DAYS);
+    let mut backtest = config.clone();
+    backtest.scoring.as_of = Some(backtest_as_of);
+    let backtest_pull = pipeline::pull(&connector, &store, &config).await?;
+    store.bind_source(&pipeline::source_name(&config))?;
+    let accounts = store.at_level(Level::Account);
+    training::train(&accounts, &backtest, backtest_as_of)?;
+    scoring::score(&accounts, &backtest, backtest_as_of)?;
+    alerts::run_alerts(&connector, &accounts, &backtest, backtest_as_of).await?;
+
     let first = run_once(&connector, &store, &config, Utc::now()).await?;
     // Exported before the second run, which pulls the accounts just written back.
     let exported = match export_dir {
@@ -258,8 +325,24 @@ pub async fn run_demo_on(
         )?),
         None => None,
     };
+    // Reps flag three scores as they would on the record: the highest as too high, the
+    // lowest as too low, the middle one as right. The second pull stores the flags.
+    let flagged = flag_accounts(&sandbox, &accounts, &config)?;
     let rerun_connector = connect(&config, secrets())?;
     let second = run_once(&rerun_connector, &store, &config, Utc::now()).await?;
+    let now = Utc::now();
+    let lists = territory::write_lists(&accounts, &config, now)?;
+    let outcome = outcomes::write_report(&accounts, &config, now)?;
+    // The card of the account model trained after the flags were pulled, whose feedback
+    // section counts them, whether or not it replaced the live model.
+    let retrained = second
+        .levels
+        .iter()
+        .find(|run| run.level == Level::Account)
+        .map(|run| run.train.version.clone());
+    let model = report::load_model(&accounts, retrained.as_deref())?;
+    let card = report::write_model_card(&model, &out_dir.join("reports"))?;
+    let alert_tasks = copy_alert_tasks(&sandbox, &out_dir.join("alert-tasks.csv"))?;
 
     // Read back from the CRM itself how many records hold a score, and the demo ids of the
     // CRM's records, to look up their true probabilities.
@@ -354,7 +437,7 @@ pub async fn run_demo_on(
                 holdout_rows: train.holdout_rows,
                 holdout_auc: train.holdout_auc,
                 oracle_auc: oracle.and_then(|p| metrics::roc_auc(&train.holdout_labels, &p)),
-                model_version: train.version.clone(),
+                model_version: run.score.model_version.clone(),
                 scored: run.score.scored,
                 hints: run.score.hints,
                 sales_ready: run.score.sales_ready,
@@ -372,7 +455,7 @@ pub async fn run_demo_on(
     Ok(DemoSummary {
         crm,
         hospitals: hospital_count,
-        pulled: first.pull.pulled,
+        pulled: backtest_pull.pulled + first.pull.pulled,
         examples: train.examples,
         holdout_rows: train.holdout_rows,
         holdout_auc: train.holdout_auc,
@@ -382,7 +465,7 @@ pub async fn run_demo_on(
             .and_then(|l| l.oracle_auc),
         holdout_log_loss: train.holdout_log_loss,
         baseline_log_loss: train.baseline_log_loss,
-        model_version: train.version.clone(),
+        model_version: account.score.model_version.clone(),
         scored: account.score.scored,
         tiers: account.score.tiers.clone(),
         top: account
@@ -404,9 +487,153 @@ pub async fn run_demo_on(
         crm_records_with_scores,
         rerun_pulled: second.pull.pulled,
         rerun_written: second.levels.iter().map(|l| l.push.written).sum(),
+        actions: DemoActions {
+            out_dir: out_dir.clone(),
+            backtest_as_of,
+            alerts_sent: account.alerts.sent,
+            alerts_held_back: account.alerts.held_back,
+            alerts_to_fallback: account.alerts.to_fallback,
+            alerts_failed: account.alerts.failed.len(),
+            rerun_alerts_sent: second.levels.iter().map(|l| l.alerts.sent).sum(),
+            alert_tasks_in_crm: alert_tasks,
+            flags_set: flagged,
+            flags_pulled: second.pull.feedback.recorded,
+            lists: lists.reps,
+            lists_index: lists.index.clone(),
+            outcomes_judged: outcome.closed_outcomes,
+            outcomes_auc: outcome
+                .auc_by_quarter
+                .iter()
+                .find(|q| q.quarter == "all")
+                .and_then(|q| q.auc),
+            outcomes_breaches: outcome.breaches.clone(),
+            outcomes_page: outcome
+                .files
+                .iter()
+                .find(|f| f.extension().is_some_and(|e| e == "html"))
+                .cloned(),
+            model_card: card.html.clone(),
+        },
         seconds: started.elapsed().as_secs_f64(),
         exported,
     })
+}
+
+/// Turns on the daemon's actions in a sandbox configuration: alerts when an account reaches
+/// tier A's score, and the lists and reports written under `out_dir`.
+fn with_actions(text: &str, out_dir: &Path) -> String {
+    let Some(start) = text.find("\n[alerts]\n") else {
+        return text.to_string();
+    };
+    let (head, alerts) = text.split_at(start);
+    let alerts = alerts
+        .replacen("\nenabled = false\n", "\nenabled = true\n", 1)
+        .replacen("\nthreshold = 80\n", "\nthreshold = 70\n", 1);
+    let folder = |name: &str| format!("folder = {:?}", out_dir.join(name).display().to_string());
+    format!("{head}{alerts}")
+        .replacen("folder = \"lists\"", &folder("lists"), 1)
+        .replacen("folder = \"reports\"", &folder("reports"), 1)
+}
+
+/// Sets the feedback flag on three scored accounts in the sandbox, as reps editing the records
+/// would: the highest score "Too high", the lowest "Too low", the middle one "Right". Returns
+/// how many were set.
+fn flag_accounts(sandbox: &RunningCrm, accounts: &Store, config: &Config) -> anyhow::Result<usize> {
+    let mut scores = accounts.scores()?;
+    if scores.len() < 3 {
+        return Ok(0);
+    }
+    scores.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    let picks = [
+        (&scores[0], "Too high"),
+        (&scores[scores.len() - 1], "Too low"),
+        (&scores[scores.len() / 2], "Right"),
+    ];
+    let fields = crate::feedback::FeedbackFields::of(config);
+    let comment = "set by the demo, as a rep would";
+    for (row, value) in picks {
+        match sandbox {
+            RunningCrm::Salesforce(sandbox) => {
+                let mut update = leadscore_sandbox::RecordMap::new();
+                update.insert(fields.flag.clone(), serde_json::json!(value));
+                update.insert(fields.comment.clone(), serde_json::json!(comment));
+                sandbox
+                    .handle()
+                    .update_record("Account", &row.id, update)
+                    .with_context(|| format!("flagging account {} in the sandbox", row.id))?;
+            }
+            RunningCrm::HubSpot(sandbox) => {
+                use leadscore_sandbox::hubspot::ObjectType;
+                let handle = sandbox.handle();
+                for (name, text) in [(&fields.flag, value), (&fields.comment, comment)] {
+                    handle
+                        .set_property(ObjectType::Companies, &row.id, name, text)
+                        .with_context(|| format!("flagging company {} in the sandbox", row.id))?;
+                }
+            }
+        }
+    }
+    Ok(picks.len())
+}
+
+/// Copies leadscore's alert tasks from the sandbox into a CSV file (id, record, owner,
+/// subject), since the sandbox ends with the demo. Returns how many there were.
+fn copy_alert_tasks(sandbox: &RunningCrm, path: &Path) -> anyhow::Result<usize> {
+    let text = |value: Option<&serde_json::Value>| -> String {
+        match value {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    };
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    match sandbox {
+        RunningCrm::Salesforce(sandbox) => {
+            for task in sandbox.handle().records("Task") {
+                let subject = text(task.get("Subject"));
+                if subject.starts_with(alerts::TASK_SUBJECT_PREFIX) {
+                    let record = match text(task.get("WhatId")) {
+                        what if what.is_empty() => text(task.get("WhoId")),
+                        what => what,
+                    };
+                    rows.push([
+                        text(task.get("Id")),
+                        record,
+                        text(task.get("OwnerId")),
+                        subject,
+                    ]);
+                }
+            }
+        }
+        RunningCrm::HubSpot(sandbox) => {
+            use leadscore_sandbox::hubspot::ObjectType;
+            let handle = sandbox.handle();
+            for id in handle.ids(ObjectType::Tasks) {
+                let Some(properties) = handle.properties(ObjectType::Tasks, &id) else {
+                    continue;
+                };
+                let subject = properties
+                    .get("hs_task_subject")
+                    .cloned()
+                    .unwrap_or_default();
+                if subject.starts_with(alerts::TASK_SUBJECT_PREFIX) {
+                    let owner = properties
+                        .get("hubspot_owner_id")
+                        .cloned()
+                        .unwrap_or_default();
+                    rows.push([id.clone(), String::new(), owner, subject]);
+                }
+            }
+        }
+    }
+    let mut writer =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    writer.write_record(["task_id", "record_id", "owner_id", "subject"])?;
+    for row in &rows {
+        writer.write_record(row)?;
+    }
+    writer.flush()?;
+    Ok(rows.len())
 }
 
 /// Writes `dir/train.csv` and `dir/holdout.csv` with one row per closed deal in the store.
@@ -606,6 +833,7 @@ pub fn render(summary: &DemoSummary) -> String {
         "Second run: pulled {} records (the accounts just written, read back), wrote {}. Finished in {:.1} s.\n",
         summary.rerun_pulled, summary.rerun_written, summary.seconds
     ));
+    out.push_str(&render_actions(&summary.actions));
     if let Some(exported) = &summary.exported {
         out.push_str(&format!(
             "\nExported {} training and {} holdout deals with {} feature columns:\n  {}\n  {}\n",
@@ -616,5 +844,56 @@ pub fn render(summary: &DemoSummary) -> String {
             exported.holdout_path.display()
         ));
     }
+    out
+}
+
+/// Renders what the daemon's jobs did and where to look.
+fn render_actions(actions: &DemoActions) -> String {
+    let mut out = String::new();
+    let day = actions.backtest_as_of.format("%Y-%m-%d");
+    out.push_str(&format!(
+        "\nAs the daemon would act (accounts were first scored as of {day}, a backtest):\n"
+    ));
+    out.push_str(&format!(
+        "  Alerts: {} accounts rose to the alert threshold since {day}; {} tasks sent to their owners ({} to the fallback user, {} held back by the daily cap, {} failed). The second run sent {}.\n",
+        actions.alerts_sent + actions.alerts_held_back,
+        actions.alerts_sent,
+        actions.alerts_to_fallback,
+        actions.alerts_held_back,
+        actions.alerts_failed,
+        actions.rerun_alerts_sent
+    ));
+    out.push_str(&format!(
+        "    {} leadscore tasks are in the sandbox; copied to {}\n",
+        actions.alert_tasks_in_crm,
+        actions.out_dir.join("alert-tasks.csv").display()
+    ));
+
+    out.push_str(&format!(
+        "  Feedback: {} accounts flagged as a rep would; the second pull stored {} flags (see the model card).\n",
+        actions.flags_set, actions.flags_pulled
+    ));
+    out.push_str(&format!(
+        "  Territory lists: {} lists, index at {}\n",
+        actions.lists,
+        actions.lists_index.display()
+    ));
+
+    let auc = actions
+        .outcomes_auc
+        .map_or("n/a".to_string(), |a| format!("{a:.3}"));
+    out.push_str(&format!(
+        "  Predicted against actual: {} deals closed since {day}, AUC of the scores given before them {auc}",
+        actions.outcomes_judged
+    ));
+    match &actions.outcomes_page {
+        Some(page) => out.push_str(&format!("; report at {}\n", page.display())),
+        None => out.push('\n'),
+    }
+    for breach in &actions.outcomes_breaches {
+        out.push_str(&format!("    past a limit: {breach}\n"));
+    }
+
+    out.push_str(&format!("  Model card: {}\n", actions.model_card.display()));
     out
 }

@@ -274,6 +274,14 @@ impl History {
         self.deals.iter().any(|d| d.account_id == account && d.won)
     }
 
+    /// Returns true when the account had won a deal by `at`: a deal won later does not make
+    /// it a customer yet, so scoring as of a past date sees the account as it was then.
+    pub fn is_customer_at(&self, account: &str, at: DateTime<Utc>) -> bool {
+        self.deals.iter().any(|d| {
+            d.account_id == account && d.won && d.close_date.is_none_or(|closed| closed <= at)
+        })
+    }
+
     /// Returns true when the account has contacts or deals, so there is something to score.
     pub fn has_activity_data(&self, account: &str) -> bool {
         self.contacts_by_account.contains_key(account)
@@ -1080,6 +1088,23 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn customer_only_from_deals_won_by_the_time() {
+        let mut history = history();
+        history.deals.push(Deal {
+            id: "006W".into(),
+            account_id: "001A".into(),
+            created: time("2025-01-01T00:00:00Z"),
+            close_date: Some(time("2025-09-01T00:00:00Z")),
+            closed: true,
+            won: true,
+            stage: None,
+        });
+        assert!(!history.is_customer_at("001A", time("2025-06-01T00:00:00Z")));
+        assert!(history.is_customer_at("001A", time("2025-09-01T00:00:00Z")));
+        assert!(history.is_customer("001A"));
     }
 
     fn history() -> History {

@@ -62,13 +62,15 @@ impl OpenRecord {
     }
 }
 
-/// Returns the labelled examples of `level`, ordered by decision time and id.
+/// Returns the labelled examples of `level` decided by `config.scoring.as_of` (or `now`),
+/// ordered by decision time and id. A deal closed after that time was still open then.
 pub fn examples(
     level: Level,
     history: &History,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Vec<Example> {
+    let as_of = config.scoring.as_of.unwrap_or(now);
     let mut out = Vec::new();
     match level {
         Level::Account | Level::Contact => {
@@ -77,6 +79,9 @@ pub fn examples(
                     continue;
                 };
                 let decided = deal.close_date.unwrap_or(deal.created);
+                if decided > as_of {
+                    continue;
+                }
                 if level == Level::Account {
                     out.push(Example {
                         id: deal.id.clone(),
@@ -104,7 +109,6 @@ pub fn examples(
             }
         }
         Level::Lead => {
-            let as_of = config.scoring.as_of.unwrap_or(now);
             for (id, lead) in &history.leads {
                 if let LeadState::Decided { label, at, decided } =
                     lead_state(lead, history, config, as_of)
@@ -134,7 +138,7 @@ pub fn open_records(
     now: DateTime<Utc>,
 ) -> Vec<OpenRecord> {
     match level {
-        Level::Account => open_accounts(history, config)
+        Level::Account => open_accounts(history, config, now)
             .into_iter()
             .map(|id| OpenRecord {
                 id: id.to_string(),
@@ -144,7 +148,7 @@ pub fn open_records(
             .collect(),
         Level::Contact => {
             let mut out = Vec::new();
-            for account in open_accounts(history, config) {
+            for account in open_accounts(history, config, now) {
                 for contact in history
                     .contacts_by_account
                     .get(account)
@@ -179,15 +183,21 @@ pub fn open_records(
     }
 }
 
-/// Returns the accounts that get scored: those with contacts or deals, leaving out customers
-/// (accounts with a won deal) unless `skip_customers` is off.
-pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> {
+/// Returns the accounts that get scored as of `config.scoring.as_of` (or `now`): those with
+/// contacts or deals, leaving out customers (accounts that had won a deal by then) unless
+/// `skip_customers` is off.
+pub fn open_accounts<'h>(
+    history: &'h History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Vec<&'h str> {
+    let as_of = config.scoring.as_of.unwrap_or(now);
     history
         .accounts
         .keys()
         .map(String::as_str)
         .filter(|id| history.has_activity_data(id))
-        .filter(|id| !(config.scoring.skip_customers && history.is_customer(id)))
+        .filter(|id| !(config.scoring.skip_customers && history.is_customer_at(id, as_of)))
         .collect()
 }
 

@@ -37,8 +37,12 @@ pub struct ScoreReport {
 }
 
 /// Returns the accounts that get scored; see [`levels::open_accounts`].
-pub fn open_accounts<'h>(history: &'h History, config: &Config) -> Vec<&'h str> {
-    levels::open_accounts(history, config)
+pub fn open_accounts<'h>(
+    history: &'h History,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Vec<&'h str> {
+    levels::open_accounts(history, config, now)
 }
 
 /// Turns a calibrated probability into the 0-100 score written to the CRM.

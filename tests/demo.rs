@@ -1,5 +1,7 @@
-//! Tests of `leadscore demo --export-examples`: the exported CSV files contain every closed deal,
-//! split as training splits, and `leadscore evaluate` reads them.
+//! Tests of `leadscore demo`: the three levels against the oracle on both CRMs, what the
+//! daemon's jobs leave (alert tasks, flags, lists, the outcomes report), and
+//! `--export-examples`, whose CSV files contain every closed deal, split as training splits,
+//! and which `leadscore evaluate` reads.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,6 +14,68 @@ fn run(args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("the leadscore binary runs")
+}
+
+/// Runs `leadscore demo` with `args` and its output folder in `out`, and returns its JSON.
+fn demo_json(args: &[&str], out: &Path) -> serde_json::Value {
+    let out_text = out.to_str().expect("UTF-8 temporary path");
+    let mut all = vec!["demo", "--json", "--out", out_text];
+    all.extend_from_slice(args);
+    stdout_json(&run(&all), &format!("leadscore {}", all.join(" ")))
+}
+
+/// Checks what the demo's daemon jobs left: one task per alert in the CRM and none on the
+/// re-score, the flags pulled and on the model card, the lists and the outcomes report.
+fn check_actions(summary: &serde_json::Value, out: &Path) {
+    let actions = &summary["actions"];
+    let count = |key: &str| -> u64 {
+        actions[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("actions.{key} missing: {actions}"))
+    };
+    assert!(count("alerts_sent") > 0, "{actions}");
+    assert_eq!(count("rerun_alerts_sent"), 0, "{actions}");
+    assert_eq!(count("alerts_failed"), 0, "{actions}");
+    assert_eq!(
+        count("alert_tasks_in_crm"),
+        count("alerts_sent"),
+        "{actions}"
+    );
+    let (header, tasks) = read_csv(&out.join("alert-tasks.csv"));
+    assert_eq!(header, ["task_id", "record_id", "owner_id", "subject"]);
+    assert_eq!(tasks.len() as u64, count("alerts_sent"));
+    assert!(tasks.iter().all(|t| t[3].starts_with("[leadscore]")));
+
+    assert_eq!(count("flags_set"), 3, "{actions}");
+    assert_eq!(count("flags_pulled"), 3, "{actions}");
+    let card: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("reports/model-card.json")).expect("model card JSON"),
+    )
+    .expect("model card parses");
+    for value in ["Too high", "Too low", "Right"] {
+        assert_eq!(
+            card["feedback"]["by_value"][value].as_u64(),
+            Some(1),
+            "{}",
+            card["feedback"]
+        );
+    }
+
+    assert!(count("lists") > 1, "{actions}");
+    let index = std::fs::read_to_string(out.join("lists/index.html")).expect("lists index");
+    assert!(index.contains(".html"), "the index links no list");
+
+    assert!(count("outcomes_judged") > 0, "{actions}");
+    let auc = actions["outcomes_auc"].as_f64().expect("outcomes_auc");
+    assert!(auc > 0.6, "AUC of the backtest scores {auc}");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("reports/outcomes-account.json")).expect("outcomes JSON"),
+    )
+    .expect("outcomes JSON parses");
+    assert_eq!(
+        report["closed_outcomes"].as_u64(),
+        Some(count("outcomes_judged"))
+    );
 }
 
 fn stdout_json(output: &Output, what: &str) -> serde_json::Value {
@@ -46,15 +110,10 @@ fn export_examples_feeds_evaluate() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let out = dir.path().join("examples");
     let out_text = out.to_str().expect("UTF-8 temporary path");
-    let demo = run(&[
-        "demo",
-        "--hospitals",
-        "400",
-        "--export-examples",
-        out_text,
-        "--json",
-    ]);
-    let summary = stdout_json(&demo, "leadscore demo");
+    let summary = demo_json(
+        &["--hospitals", "400", "--export-examples", out_text],
+        &dir.path().join("out"),
+    );
 
     let train_path = out.join("train.csv");
     let holdout_path = out.join("holdout.csv");
@@ -123,8 +182,9 @@ fn export_examples_feeds_evaluate() {
 
 #[test]
 fn demo_reports_three_levels_beside_the_oracle() {
-    let demo = run(&["demo", "--hospitals", "400", "--json"]);
-    let summary = stdout_json(&demo, "leadscore demo");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let summary = demo_json(&["--hospitals", "400"], dir.path());
+    check_actions(&summary, dir.path());
     let levels = summary["levels"].as_array().expect("levels is an array");
     let names: Vec<&str> = levels.iter().filter_map(|l| l["level"].as_str()).collect();
     assert_eq!(names, ["account", "contact", "lead"]);
@@ -152,14 +212,11 @@ fn demo_reports_three_levels_beside_the_oracle() {
 
 #[test]
 fn hubspot_demo_has_the_same_shape() {
-    let salesforce = stdout_json(
-        &run(&["demo", "--hospitals", "400", "--json"]),
-        "leadscore demo",
-    );
-    let hubspot = stdout_json(
-        &run(&["demo", "--crm", "hubspot", "--hospitals", "400", "--json"]),
-        "leadscore demo --crm hubspot",
-    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let salesforce = demo_json(&["--hospitals", "400"], &dir.path().join("salesforce"));
+    let hubspot_out = dir.path().join("hubspot");
+    let hubspot = demo_json(&["--crm", "hubspot", "--hospitals", "400"], &hubspot_out);
+    check_actions(&hubspot, &hubspot_out);
     let keys = |value: &serde_json::Value| -> Vec<String> {
         value
             .as_object()

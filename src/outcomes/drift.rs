@@ -28,6 +28,8 @@ pub struct FeatureDrift {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Drift {
     pub model_version: Option<String>,
+    /// The rows PSI compares against, in words.
+    pub baseline: String,
     pub training_rows: usize,
     pub open_rows: usize,
     /// Largest PSI first.
@@ -87,8 +89,9 @@ pub fn population_stability_index(expected: &[f64], actual: &[f64]) -> Option<f6
     Some(psi)
 }
 
-/// Measures the drift of each input of the live model: the rows of the examples decided in
-/// its training window against the rows of the records scored now.
+/// Measures the drift of each input of the live model: the records that were open at the end
+/// of its training window (the population it was built to score) against the records scored
+/// now. Without a known window end, the baseline is the examples of the training window.
 pub fn feature_drift(
     history: &History,
     model: &StoredModel,
@@ -112,12 +115,30 @@ pub fn feature_drift(
     };
 
     let (from, to) = entry.map_or((None, None), |e| (e.window_from, e.window_to));
-    let training: Vec<Vec<f64>> = levels::examples(space.level, history, config, now)
-        .iter()
-        .filter(|e| from.is_none_or(|from| e.decided >= from))
-        .filter(|e| to.is_none_or(|to| e.decided <= to))
-        .map(|e| space.row(history, e.target(), e.at))
-        .collect();
+    // Comparing the open records with the closed examples would flag differences between two
+    // populations (accounts that never bought look unlike deals), not change over time.
+    let training: Vec<Vec<f64>> = match to {
+        Some(end) => {
+            let mut then = config.clone();
+            then.scoring.as_of = Some(end);
+            drift.baseline = format!(
+                "open records as of {}, the end of the training window",
+                end.format("%Y-%m-%d")
+            );
+            levels::open_records(space.level, history, &then, end)
+                .iter()
+                .map(|record| space.row(history, record.target(), end))
+                .collect()
+        }
+        None => {
+            drift.baseline = "examples of the training window".to_string();
+            levels::examples(space.level, history, config, now)
+                .iter()
+                .filter(|e| from.is_none_or(|from| e.decided >= from))
+                .map(|e| space.row(history, e.target(), e.at))
+                .collect()
+        }
+    };
 
     let at = config.scoring.as_of.unwrap_or(now);
     let open: Vec<Vec<f64>> = levels::open_records(space.level, history, config, now)
@@ -129,8 +150,9 @@ pub fn feature_drift(
     drift.open_rows = open.len();
     if training.len() < MIN_ROWS_FOR_PSI || open.len() < MIN_ROWS_FOR_PSI {
         drift.note = Some(format!(
-            "too little data for drift: {} training examples and {} open records, and PSI needs at least {MIN_ROWS_FOR_PSI} of each",
+            "too little data for drift: {} rows of the baseline ({}) and {} open records, and PSI needs at least {MIN_ROWS_FOR_PSI} of each",
             training.len(),
+            drift.baseline,
             open.len()
         ));
         return drift;

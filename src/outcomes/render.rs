@@ -332,10 +332,11 @@ fn drift_section(report: &OutcomesReport, config: &Config) -> Result<String, Pip
         return Ok(html);
     }
     html.push_str(&format!(
-        "<p>Population stability index of each input of model {}: {} open records now against {} examples of its training window, in bins cut at the training deciles.</p>\n",
+        "<p>Population stability index of each input of model {}: {} open records now against {} {}, in bins cut at the baseline's deciles.</p>\n",
         escape(drift.model_version.as_deref().unwrap_or("none")),
         drift.open_rows,
-        drift.training_rows
+        drift.training_rows,
+        escape(&drift.baseline)
     ));
     let shown: Vec<(String, f64)> = drift
         .features
