@@ -134,7 +134,15 @@ async fn run_body(
             }
         }
         JobKind::TerritoryLists => {
+            // Lists and reports read the scores, so they wait for a scoring run in progress;
+            // at start-up the first pull_and_score trains the model they need.
+            let _crm_writes = daemon.crm_writes.lock().await;
             let account_store = store.at_level(Level::Account);
+            if account_store.live_version()?.is_none() {
+                tracing::info!("no live account model yet, so no scores to list; skipped until the first scoring");
+                tally.add("skipped", 1);
+                return Ok(());
+            }
             let config = config.clone();
             let report =
                 blocking(move || crate::territory::write_lists(&account_store, &config, now))
@@ -143,9 +151,15 @@ async fn run_body(
             Ok(())
         }
         JobKind::OutcomesReport => {
+            let _crm_writes = daemon.crm_writes.lock().await;
             let mut errors = Vec::new();
             for &level in &config.scoring.levels {
                 let at_level = store.at_level(level);
+                if at_level.live_version()?.is_none() {
+                    tracing::info!(%level, "no live model yet, so nothing to report; skipped until the first scoring");
+                    tally.add("skipped", 1);
+                    continue;
+                }
                 let level_config = config.clone();
                 match blocking(move || crate::outcomes::write_report(&at_level, &level_config, now))
                     .await

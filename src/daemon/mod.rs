@@ -97,7 +97,8 @@ struct Daemon {
     generation: AtomicU64,
     scheduler: JobScheduler,
     slots: HashMap<JobKind, JobSlot>,
-    /// Held by the jobs that change what is written to the CRM.
+    /// Held by the jobs that change what is written to the CRM, and by the lists and reports
+    /// that read their results.
     crm_writes: tokio::sync::Mutex<()>,
     /// Stores open while some job uses them, by path. sled locks its folder, so the store is
     /// opened once per process and closed when no job needs it, which lets `leadscore status`

@@ -151,8 +151,10 @@ fn page(report: &OutcomesReport, config: &Config) -> Result<String, PipelineErro
     ));
     html.push_str(&format!(
         "<h1>Predicted versus actual, {level} level</h1>\n<p>Generated {}. Scores live since {}. Live model {}. {} {} closed after their record was first scored are judged by the score in effect just before the close; {} more had no earlier score.</p>\n",
-        report.generated_at.to_rfc3339(),
-        report.go_live.map_or("never".to_string(), |t| t.to_rfc3339()),
+        report.generated_at.format("%Y-%m-%d %H:%M UTC"),
+        report
+            .go_live
+            .map_or("never".to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
         escape(report.live_model_version.as_deref().unwrap_or("none")),
         report.closed_outcomes,
         examples_noun(level),
