@@ -42,6 +42,11 @@ pub struct AlertState {
     #[serde(default)]
     pub held: Option<HeldCrossing>,
     pub updated_at: DateTime<Utc>,
+    /// The rules in force at the last pass. A rule missing here is new for this record (the
+    /// admin changed the threshold or the tiers), so it is latched quietly when the last
+    /// score was already above it, instead of alerting on a crossing that did not happen.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// A crossing that the daily cap held back: the score and tier before it and when it happened.

@@ -490,6 +490,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 for connector_config in config.per_connector() {
                     connector_config.secrets().map_err(config_failure)?;
                 }
+                check_webhook_secret(&config)?;
                 crate::daemon::run(&args.config, config)
                     .await
                     .map_err(|message| Failure { code: 1, message })?;
@@ -641,6 +642,18 @@ fn open(args: &ConfigArgs) -> Result<(Config, Store), Failure> {
     Ok((config, store))
 }
 
+/// Fails with exit code 2 when `[webhook]` is set but its signing key is not in the
+/// environment, so the admin learns it at `check` or start-up, not when the first event is
+/// dropped.
+fn check_webhook_secret(config: &Config) -> Result<(), Failure> {
+    match &config.alerts.webhook {
+        Some(webhook) => crate::webhook::Webhook::from_config(webhook)
+            .map(|_| ())
+            .map_err(|err| config_failure(err.to_string())),
+        None => Ok(()),
+    }
+}
+
 fn connector_for(config: &Config) -> Result<crate::run::AnyConnector, Failure> {
     let secrets = config.secrets().map_err(config_failure)?;
     Ok(connect(config, secrets)?)
@@ -698,6 +711,7 @@ fn budget_failure(
 
 async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {
     let connector = connector_for(config)?;
+    check_webhook_secret(config)?;
     if fix {
         let report = crate::setup::fix(&connector, config).await?;
         if !args.json {
@@ -1082,6 +1096,7 @@ fn print_change(change: &crate::registry::LiveChange, json: bool) -> Result<(), 
 }
 
 async fn step_run(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+    check_webhook_secret(config)?;
     let store = Store::open(&config.store_path)?;
     let connector = budgeted_connector(config, &store)?;
     let before = store.checkpoint_marker()?;
@@ -1142,6 +1157,9 @@ fn step_report_lists(args: &ReportListsArgs) -> Result<u8, Failure> {
         level: None,
         connector: args.connector.clone(),
     })?;
+    if config.territory.webhook {
+        check_webhook_secret(&config)?;
+    }
     if let Some(out) = &args.out {
         config.territory.folder = out.clone();
     }

@@ -133,6 +133,9 @@ pub struct DemoSummary {
     pub baseline_log_loss: f64,
     /// The live model that scored the accounts.
     pub model_version: String,
+    /// The account model trained in the first run, which the figures above describe. It
+    /// differs from `model_version` when it did not beat the live model (the backtest's).
+    pub trained_version: String,
     pub scored: usize,
     pub tiers: BTreeMap<String, usize>,
     pub top: Vec<TopAccount>,
@@ -466,6 +469,7 @@ pub async fn run_demo_on(
         holdout_log_loss: train.holdout_log_loss,
         baseline_log_loss: train.baseline_log_loss,
         model_version: account.score.model_version.clone(),
+        trained_version: train.version.clone(),
         scored: account.score.scored,
         tiers: account.score.tiers.clone(),
         top: account
@@ -788,6 +792,12 @@ pub fn render(summary: &DemoSummary) -> String {
         .iter()
         .map(|(t, n)| format!("{t} {n}"))
         .collect();
+    if summary.trained_version != summary.model_version {
+        out.push_str(&format!(
+            "That model ({}) stayed a candidate: on the same holdout it did not beat the live model from the backtest, which kept scoring.\n",
+            summary.trained_version
+        ));
+    }
     out.push_str(&format!(
         "Scored {} open accounts with model {}: {}.\n\nTop accounts:\n",
         summary.scored,
@@ -894,6 +904,9 @@ fn render_actions(actions: &DemoActions) -> String {
         out.push_str(&format!("    past a limit: {breach}\n"));
     }
 
-    out.push_str(&format!("  Model card: {}\n", actions.model_card.display()));
+    out.push_str(&format!(
+        "  Model card of the account model trained after the flags: {}\n",
+        actions.model_card.display()
+    ));
     out
 }

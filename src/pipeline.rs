@@ -122,11 +122,20 @@ pub fn pull_specs(config: &Config) -> Vec<PullSpec> {
                 "ActivityDate",
                 "CreatedDate",
                 "Subject",
+                // The rep who logged it, for the outcomes report's activity shares.
+                "OwnerId",
             ],
         ),
         spec(
             fields::EVENT,
-            &["WhoId", "WhatId", "Type", "StartDateTime", "CreatedDate"],
+            &[
+                "WhoId",
+                "WhatId",
+                "Type",
+                "StartDateTime",
+                "CreatedDate",
+                "OwnerId",
+            ],
         ),
     ];
     if config.scoring.levels.contains(&Level::Lead) {

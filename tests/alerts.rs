@@ -239,6 +239,61 @@ async fn band_oscillation_alerts_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_threshold_is_no_crossing() {
+    let env = start(ALERTS).await;
+    let (store, groups) = pulled(&env).await;
+    let steady = &groups[0].1[0];
+    let rising = &groups[1].1[0];
+    let mut lowered = env.config.clone();
+    lowered.alerts.threshold = Some(60.0);
+    let pass = |config: leadscore::config::Config, now| {
+        let env = &env;
+        let store = &store;
+        async move {
+            run_alerts(&env.connector(), store, &config, now)
+                .await
+                .expect("alert pass")
+        }
+    };
+
+    // Quiet first pass at threshold 80, with both records between 60 and 80.
+    set_scores(
+        &store,
+        &env.config,
+        &[(steady, 67.0), (rising, 55.0)],
+        at(4, 1),
+    );
+    assert_eq!(pass(env.config.clone(), at(4, 1)).await.sent, 0);
+
+    // The admin lowers the threshold to 60: the record already above it did not cross.
+    let after_change = pass(lowered.clone(), at(4, 2)).await;
+    assert_eq!(after_change.sent, 0, "{after_change:?}");
+
+    // A record that really rises past the new threshold is alerted once.
+    set_scores(
+        &store,
+        &env.config,
+        &[(steady, 67.0), (rising, 64.0)],
+        at(4, 3),
+    );
+    let crossing = pass(lowered.clone(), at(4, 3)).await;
+    assert_eq!(crossing.sent, 1, "{crossing:?}");
+    assert_eq!(tasks_on(&env, &rising.id), 1);
+    assert_eq!(tasks_on(&env, &steady.id), 0);
+
+    // Back to 80: the steady record rising from 67 to 82 crosses it and is alerted.
+    set_scores(
+        &store,
+        &env.config,
+        &[(steady, 82.0), (rising, 64.0)],
+        at(4, 4),
+    );
+    let back = pass(env.config.clone(), at(4, 4)).await;
+    assert_eq!(back.sent, 1, "{back:?}");
+    assert_eq!(tasks_on(&env, &steady.id), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_first_run_sends_none() {
     let env = start(ALERTS).await;
     let (store, groups) = pulled(&env).await;
@@ -886,4 +941,27 @@ fn webhook_accepts_https_url() {
     .unwrap_or_else(|err| panic!("{err}"));
     let webhook = config.alerts.webhook.expect("webhook");
     assert_eq!(webhook.url.scheme(), "https");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_missing_webhook_secret() {
+    let env = start(
+        "[alerts]\nenabled = true\nthreshold = 80\n\n[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_env = \"LS_TEST_CHECK_HOOK_UNSET\"\n",
+    )
+    .await;
+    let options = env.sandbox.options().clone();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_leadscore"));
+    command
+        .args(["check", "-c"])
+        .arg(&env.config_path)
+        .env_remove("LS_TEST_CHECK_HOOK_UNSET")
+        .env("LEADSCORE_SF_CLIENT_SECRET", &options.client_secret)
+        .env("LEADSCORE_SF_REFRESH_TOKEN", &options.refresh_token);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the check process joins")
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LS_TEST_CHECK_HOOK_UNSET"), "{stderr}");
 }

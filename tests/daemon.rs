@@ -533,6 +533,20 @@ fn bad_schedule_names_key_and_example() {
     assert!(err.contains("Mars/Olympus"), "{err}");
 }
 
+#[test]
+fn never_firing_schedule_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leadscore.toml");
+    let text = leadscore::demo::sandbox_config("http://127.0.0.1:1", "store")
+        .replace(r#"retrain = "0 3 * * SUN""#, r#"retrain = "0 3 31 2 *""#);
+    std::fs::write(&path, text).expect("config written");
+    let err = leadscore::config::Config::load(&path)
+        .expect_err("invalid")
+        .to_string();
+    assert!(err.contains("schedule.retrain"), "{err}");
+    assert!(err.contains("never fires"), "{err}");
+}
+
 /// Collects the fire times of `expression` in `zone` over the year 2026.
 fn fire_times(expression: &str, zone: chrono_tz::Tz) -> Vec<DateTime<chrono_tz::Tz>> {
     let schedule = CronSchedule::parse(expression).expect("valid expression");

@@ -23,7 +23,8 @@ pub fn rules(config: &Config) -> Vec<Rule> {
     let mut rules = Vec::new();
     if let Some(threshold) = config.alerts.threshold {
         rules.push(Rule {
-            name: "threshold".to_string(),
+            // The value is part of the name, so a changed threshold is a new rule.
+            name: format!("threshold {}", format_score(threshold)),
             label: format!("score {}", format_score(threshold)),
             threshold,
         });
@@ -35,7 +36,7 @@ pub fn rules(config: &Config) -> Vec<Rule> {
         };
         let letter = ["A", "B", "C"][index];
         rules.push(Rule {
-            name: format!("tier {letter}"),
+            name: format!("tier {letter} {}", format_score(threshold)),
             label: format!("tier {}", config.tiers.labels[index]),
             threshold,
         });

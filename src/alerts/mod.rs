@@ -87,6 +87,7 @@ pub async fn run_alerts<C: Connector>(
     }
 
     let scores = store.scores()?;
+    let rule_names: Vec<String> = rules.iter().map(|rule| rule.name.clone()).collect();
     if states.is_empty() && settings.quiet_first_run {
         let mut commit = AlertCommit::default();
         for row in &scores {
@@ -98,6 +99,7 @@ pub async fn run_alerts<C: Connector>(
                 alerts_created: 0,
                 held: None,
                 updated_at: now,
+                rules: rule_names.clone(),
             };
             commit.states.push((row.id.clone(), state));
         }
@@ -125,7 +127,19 @@ pub async fn run_alerts<C: Connector>(
             alerts_created: 0,
             held: None,
             updated_at: now,
+            rules: rule_names.clone(),
         });
+        if let Some(previous) = &previous {
+            // A rule this record has not seen before (the admin changed the threshold or the
+            // tiers) starts latched when the last pass's score was already above it: only a
+            // rise from below is a crossing.
+            for name in detect::at_or_above(&rules, previous.score) {
+                if !state.rules.contains(&name) && !state.latched.contains(&name) {
+                    state.latched.push(name);
+                }
+            }
+        }
+        state.rules = rule_names.clone();
         let fired = detect::evaluate(&rules, settings.band, row.score, &mut state.latched);
         if fired.is_empty() {
             state.held = None;

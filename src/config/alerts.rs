@@ -171,7 +171,8 @@ pub(super) fn read_alerts(top: &mut Section<'_, '_>, issues: &mut Issues<'_>) ->
         )
         .map(|owner| owner.into_inner().trim().to_string());
 
-    if enabled && threshold.is_none() && into_tiers.is_empty() {
+    let rule_given = section.raw("threshold").is_some() || section.raw("into_tiers").is_some();
+    if enabled && threshold.is_none() && into_tiers.is_empty() && !rule_given {
         issues.push(
             section.span(),
             &section.key_path("threshold"),

@@ -125,6 +125,15 @@ pub(super) fn read_daemon(top: &mut Section<'_, '_>, issues: &mut Issues<'_>) ->
             continue;
         }
         match CronSchedule::parse(text) {
+            // UTC is enough here: a zone moves fire times by hours, not in or out of existence.
+            Ok(parsed) if parsed.next_after(chrono::Utc::now(), chrono_tz::UTC).is_none() => {
+                issues.push(
+                    value.span(),
+                    &schedule.key_path(key),
+                    format!("the cron expression {text:?} never fires (no matching time in the next eight years, for example the 31st of February); or \"off\" to disable the job"),
+                    Some(&example),
+                )
+            }
             Ok(parsed) => *slot = Some(parsed),
             Err(err) => issues.push(
                 value.span(),
