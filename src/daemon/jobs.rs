@@ -114,6 +114,16 @@ async fn run_body(
         }
         JobKind::Retrain => {
             let _crm_writes = daemon.crm_writes.lock().await;
+            // At start-up every job may fire in the same minute, and a retrain that wins the
+            // lock before the first pull finds no deals; that pull trains the first models.
+            if store
+                .cursor(crate::features::fields::OPPORTUNITY)?
+                .is_none()
+            {
+                tracing::info!("no deals pulled yet; skipped until the first pull_and_score");
+                tally.add("skipped", 1);
+                return Ok(());
+            }
             let mut errors = Vec::new();
             for &level in &config.scoring.levels {
                 match train(store, config, level, now).await {
