@@ -274,8 +274,8 @@ impl History {
         self.deals.iter().any(|d| d.account_id == account && d.won)
     }
 
-    /// Returns true when the account had won a deal by `at`: a deal won later does not make
-    /// it a customer yet, so scoring as of a past date sees the account as it was then.
+    /// Returns true when the account had won a deal by `at`. A deal won later does not make
+    /// it a customer yet, so scoring as of a past date treats the account as it was then.
     pub fn is_customer_at(&self, account: &str, at: DateTime<Utc>) -> bool {
         self.deals.iter().any(|d| {
             d.account_id == account && d.won && d.close_date.is_none_or(|closed| closed <= at)

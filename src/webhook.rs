@@ -24,7 +24,7 @@ pub const SIGNATURE_HEADER: &str = "X-Leadscore-Signature";
 /// Header with the send time in Unix seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Leadscore-Timestamp";
 
-/// Maximum wait between two attempts, also when `Retry-After` asks for more.
+/// Maximum wait between two attempts, also when `Retry-After` requests a longer one.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 type HmacSha256 = Hmac<Sha256>;

@@ -114,8 +114,8 @@ async fn run_body(
         }
         JobKind::Retrain => {
             let _crm_writes = daemon.crm_writes.lock().await;
-            // At start-up every job may fire in the same minute, and a retrain that wins the
-            // lock before the first pull finds no deals; that pull trains the first models.
+            // At start-up every job may fire in the same minute. A retrain that takes the lock
+            // before the first pull finds no deals, so it skips and that pull trains instead.
             if store
                 .cursor(crate::features::fields::OPPORTUNITY)?
                 .is_none()

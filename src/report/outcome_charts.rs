@@ -195,7 +195,7 @@ pub fn feature_psi(rows: &[(String, f64)], limit: f64) -> Result<String, ReportE
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(rows.len().max(1))
-            .x_desc("PSI of open records now against the training window")
+            .x_desc("PSI of open records now against the baseline")
             .y_label_formatter(&|value| segment_label(value, &labels))
             .draw()?;
         let count = rows.len();
