@@ -136,6 +136,10 @@ pub enum Command {
         /// First create the write-back fields the CRM lacks (HubSpot properties).
         #[arg(long)]
         fix: bool,
+        /// Validate the file, the secrets in the environment and the files and folders it
+        /// names, without contacting the CRM. Exits 2 listing every problem.
+        #[arg(long, conflicts_with = "fix")]
+        offline: bool,
     },
     /// Pull changed records into the store.
     Pull(ConfigArgs),
@@ -470,7 +474,12 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             print!("{text}");
             Ok(0)
         }
-        Command::Check { args, fix } => {
+        Command::Check {
+            args,
+            offline: true,
+            ..
+        } => step_check_offline(&args),
+        Command::Check { args, fix, .. } => {
             each_connector!(args, config => step_check(&args, &config, fix).await)
         }
         Command::Pull(args) => each_connector!(args, config => step_pull(&args, &config).await),
@@ -707,6 +716,35 @@ fn budget_failure(
             config.connector.transport().api_budget_share
         ),
     }
+}
+
+/// Runs `check --offline`: exit 0 when nothing is wrong, else 2 with every problem listed.
+fn step_check_offline(args: &ConfigArgs) -> Result<u8, Failure> {
+    let report = crate::offline_check::check(&configs(args)?);
+    if args.json {
+        print_json(&report)?;
+    } else if report.problems.is_empty() {
+        println!(
+            "{} is valid for connector {}; the CRM was not contacted.",
+            args.config.display(),
+            report.connectors.join(", ")
+        );
+    } else {
+        let noun = if report.problems.len() == 1 {
+            "problem"
+        } else {
+            "problems"
+        };
+        eprintln!(
+            "error: {} ({} {noun}):",
+            args.config.display(),
+            report.problems.len()
+        );
+        for problem in &report.problems {
+            eprintln!("  {problem}");
+        }
+    }
+    Ok(if report.problems.is_empty() { 0 } else { 2 })
 }
 
 async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {

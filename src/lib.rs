@@ -20,6 +20,7 @@ pub mod hubspot;
 pub mod level;
 pub mod levels;
 pub mod model;
+pub mod offline_check;
 pub mod outcomes;
 pub mod pipeline;
 pub mod progress;
