@@ -1,9 +1,9 @@
 //! `leadscore check --offline`: validates a configuration without contacting the CRM.
 //!
-//! Besides parsing the file, it checks what a start would need from this machine: the secrets
-//! in the environment, the CA and refresh token files, the enrichment CSV files, and folders
-//! that the store, lists and reports can be written to. It never opens the store, so it can
-//! run while the daemon holds the store's lock (systemd's `ExecReload` does that).
+//! Besides parsing the file, it checks what a start needs from this machine. That is the
+//! secrets in the environment, the CA, refresh token and enrichment files, and write access
+//! to the store, lists and reports folders. It never opens the store, so it can run while the
+//! daemon has the store locked (systemd's `ExecReload` does that).
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use crate::config::enrichment::EnrichmentSource;
 use crate::config::{Config, ConnectorSettings, HubSpotAuthSettings};
 use crate::enrichment;
 
-/// What an offline check found in a configuration that parsed.
+/// Result of an offline check of a configuration that parsed.
 #[derive(Debug, Default, Serialize)]
 pub struct OfflineReport {
     /// Names of the connectors checked, in file order.
@@ -116,7 +116,7 @@ fn check_secrets(config: &Config, problems: &mut Vec<String>) {
     }
 }
 
-/// Records a problem unless the environment variable `name` holds non-blank UTF-8 text.
+/// Records a problem unless the environment variable `name` contains non-blank UTF-8 text.
 /// `role` says what the variable is for, and `value` what to set it to.
 fn check_variable(name: &str, role: &str, value: &str, problems: &mut Vec<String>) {
     match std::env::var(name) {

@@ -53,7 +53,7 @@ fn write_config(
 
 #[test]
 fn good_config_passes_without_network() {
-    // A listener that nothing should connect to stands where the CRM would be.
+    // The config's login URL is a listener that nothing may connect to.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.set_nonblocking(true).expect("non-blocking");
     let url = format!("http://{}", listener.local_addr().expect("address"));

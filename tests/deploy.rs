@@ -524,7 +524,8 @@ fn unit_service_settings() {
         assert_eq!(unit_value(&unit, "Service", key), value, "[Service] {key}");
     }
     let user = unit_value(&unit, "Service", "User");
-    assert!(user != "root" && user != "0", "User={user}");
+    assert_ne!(user, "root");
+    assert_ne!(user, "0");
     let env_file = unit_value(&unit, "Service", "EnvironmentFile");
     assert!(env_file.starts_with("/etc/leadscore/"), "{env_file}");
     // A running job ends after its current page or write batch, which may take minutes.
@@ -539,6 +540,35 @@ fn unit_service_settings() {
         unit_value(&unit, "Install", "WantedBy"),
         "multi-user.target"
     );
+}
+
+/// Runs `systemd-analyze verify` on the unit, with the binary path pointed at the built
+/// binary, where systemd-analyze is installed. It checks every key's name and value.
+#[test]
+fn unit_passes_systemd_verify() {
+    let available = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !available {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unit = read("deploy/leadscore.service").replace("/usr/local/bin/leadscore", BIN);
+    let path = dir.path().join("leadscore.service");
+    std::fs::write(&path, unit).expect("write the unit");
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify: {}",
+        text(&output.stderr)
+    );
+    assert_eq!(text(&output.stderr).trim(), "", "systemd-analyze warned");
 }
 
 // --- docker-compose.yml -----------------------------------------------------------------
