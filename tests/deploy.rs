@@ -300,6 +300,98 @@ fn dockerfile_commands_and_probe() {
     assert!(volume.contains(STATE_DIR), "VOLUME: {volume}");
 }
 
+/// Returns the shell command of the Dockerfile's HEALTHCHECK.
+fn healthcheck_command() -> Vec<String> {
+    let instructions = parse_dockerfile(&read("deploy/Dockerfile"));
+    let healthcheck = instructions
+        .iter()
+        .rfind(|i| i.keyword == "HEALTHCHECK")
+        .expect("HEALTHCHECK");
+    let (_, command) = healthcheck
+        .arguments
+        .split_once(" CMD ")
+        .expect("HEALTHCHECK ... CMD [...]");
+    exec_form(command)
+}
+
+/// Runs the image's health check against a real daemon, on a free port in place of 9464,
+/// then stops the daemon with SIGTERM as `docker stop` does.
+#[test]
+fn healthcheck_probes_running_daemon() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every job off: the daemon serves /healthz and contacts no CRM.
+    let config = leadscore::demo::sandbox_config("http://127.0.0.1:9", "store")
+        .replace(
+            "listen = \"127.0.0.1:9464\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((key, _))
+                if [
+                    "pull_and_score",
+                    "retrain",
+                    "territory_lists",
+                    "outcomes_report",
+                ]
+                .contains(&key) =>
+            {
+                format!("{key} = \"off\"")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("leadscore.toml");
+    std::fs::write(&path, config).expect("write the config");
+    let mut daemon = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("LEADSCORE_SF_CLIENT_SECRET", "dummy-client-secret")
+        .env("LEADSCORE_SF_REFRESH_TOKEN", "dummy-refresh-token")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+
+    let probe = healthcheck_command();
+    let script = probe[2].replace("9464", &port.to_string());
+    let mut healthy = false;
+    for _ in 0..100 {
+        let status = Command::new(&probe[0])
+            .args([probe[1].as_str(), script.as_str()])
+            .status()
+            .expect("run the health check");
+        if status.success() {
+            healthy = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    let exit = daemon.wait().expect("wait for the daemon");
+    assert!(
+        healthy,
+        "the HEALTHCHECK command never succeeded on port {port}"
+    );
+    assert!(killed.success());
+    assert_eq!(exit.code(), Some(0), "the daemon's exit after SIGTERM");
+
+    // With no daemon listening, the same check fails.
+    let status = Command::new(&probe[0])
+        .args([probe[1].as_str(), script.as_str()])
+        .status()
+        .expect("run the health check");
+    assert!(!status.success(), "the health check passed with no daemon");
+}
+
 /// Returns true when a .dockerignore pattern excludes `path` (relative, `/`-separated). Only
 /// the pattern forms the file uses are handled: plain names, `**/` prefixes and `*.ext`.
 fn ignored(pattern: &str, path: &str) -> bool {
@@ -523,14 +615,18 @@ fn unit_service_settings() {
     for (key, value) in expected {
         assert_eq!(unit_value(&unit, "Service", key), value, "[Service] {key}");
     }
+
     let user = unit_value(&unit, "Service", "User");
     assert_ne!(user, "root");
     assert_ne!(user, "0");
+
     let env_file = unit_value(&unit, "Service", "EnvironmentFile");
     assert!(env_file.starts_with("/etc/leadscore/"), "{env_file}");
+
     // A running job ends after its current page or write batch, which may take minutes.
     let stop = span_seconds(unit_value(&unit, "Service", "TimeoutStopSec"));
     assert!(stop >= 600, "TimeoutStopSec is {stop} s");
+
     assert_eq!(
         unit_value(&unit, "Service", "WorkingDirectory"),
         STATE_DIR,
