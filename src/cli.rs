@@ -117,6 +117,10 @@ pub enum Command {
         /// names the CA files to trust (`ca_cert`, `hubspot_ca_cert`).
         #[arg(long)]
         tls: bool,
+        /// Start the Salesforce org without the custom fields leadscore writes and reads, as
+        /// a real org is before `leadscore check --fix` creates them.
+        #[arg(long)]
+        bare: bool,
     },
     /// Print a configuration file to standard output.
     Init {
@@ -133,7 +137,8 @@ pub enum Command {
     Check {
         #[command(flatten)]
         args: ConfigArgs,
-        /// First create the write-back fields the CRM lacks (HubSpot properties).
+        /// First create the write-back and feedback fields the CRM lacks: HubSpot properties,
+        /// or Salesforce custom fields granted to the API user through a permission set.
         #[arg(long)]
         fix: bool,
     },
@@ -453,7 +458,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             hospitals,
             token_ttl_secs,
             tls,
-        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls).await,
+            bare,
+        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls, bare).await,
         Command::Init { crm, sandbox } => {
             let text = match (crm, sandbox) {
                 (CrmKind::Salesforce, true) => demo::sandbox_config(
@@ -557,6 +563,7 @@ async fn serve_sandbox(
     hospitals: Option<u64>,
     token_ttl_secs: u64,
     tls: bool,
+    bare: bool,
 ) -> Result<u8, Failure> {
     let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
         max_hospitals: hospitals.map(|n| n as usize),
@@ -564,6 +571,7 @@ async fn serve_sandbox(
     })?;
     let options = leadscore_sandbox::SandboxOptions {
         token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        bare,
         ..Default::default()
     };
     let listen_failure = |port: u16, flag: &str, err: std::io::Error| Failure {
@@ -720,6 +728,16 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             }
             for mismatched in &report.mismatched {
                 eprintln!("warning: {mismatched}; left unchanged, fix it in the CRM");
+            }
+            if let Some(set) = &report.permission_set {
+                let verb = if set.created { "Created" } else { "Using" };
+                println!("{verb} permission set {}.", set.name);
+            }
+            for granted in &report.granted {
+                println!("Granted the API user access to {granted}.");
+            }
+            if report.assigned {
+                println!("Assigned the permission set to the API user.");
             }
         }
     }

@@ -26,6 +26,9 @@ pub enum PipelineError {
     /// A file or setting the configuration names cannot be used (exit code 2).
     #[error("{0}")]
     Config(String),
+    /// `check --fix` could not create a field or grant access to it.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Returns the objects to pull, in pull order, with the fields the pipeline needs.
