@@ -741,10 +741,32 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             }
         }
     }
-    let report = pipeline::check(&connector, config).await?;
+    // The field report is printed whether or not the check passes, so an admin sees every
+    // missing or read-only field at once. A failure to build it surfaces in the check below.
+    let fields = crate::field_report::build(&connector, config).await.ok();
+    let report = match pipeline::check(&connector, config).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(fields) = &fields {
+                if args.json {
+                    print_json(&serde_json::json!({ "fields": fields }))?;
+                } else {
+                    print!("{}", crate::field_report::table(fields));
+                }
+            }
+            return Err(error.into());
+        }
+    };
     if args.json {
-        print_json(&report)?;
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(object), Some(fields)) = (value.as_object_mut(), &fields) {
+            object.insert("fields".to_string(), serde_json::to_value(fields)?);
+        }
+        print_json(&value)?;
     } else {
+        if let Some(fields) = &fields {
+            print!("{}", crate::field_report::table(fields));
+        }
         let fields: usize = report.objects.iter().map(|o| o.fields).sum();
         println!(
             "Connected to {}; {} fields on {} objects and the write-back fields check out. API usage {}/{}.",

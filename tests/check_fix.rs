@@ -1,15 +1,23 @@
 //! `check --fix` on a Salesforce org without leadscore's custom fields, over real HTTP. The
 //! check names the missing fields, and the fix creates them through the Tooling API and
-//! grants them through a permission set. A full pass then writes into them.
+//! grants them through a permission set. A full pass then writes into them. The field
+//! report of `check` is tested on both sandboxes.
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr};
+
 use chrono::Utc;
 use common::{Env, ALL_LEVELS};
+use leadscore::config::{Config, ConnectorSecrets};
+use leadscore::demo::hubspot_sandbox_config;
+use leadscore::field_report::{self, FieldUse};
 use leadscore::level::Level;
-use leadscore::run::run_once;
+use leadscore::run::{connect, run_once};
 use leadscore::{pipeline, setup};
-use leadscore_sandbox::SandboxOptions;
+use leadscore_sandbox::hubspot::ObjectType;
+use leadscore_sandbox::{HubSpotOptions, HubSpotSandbox, SandboxOptions};
+use secrecy::SecretString;
 use serde_json::json;
 
 fn bare() -> SandboxOptions {
@@ -166,4 +174,183 @@ async fn fix_without_assign_permission_reports_progress() {
     pipeline::check(&connector, &env.config)
         .await
         .unwrap_or_else(|err| panic!("check passes: {err}"));
+}
+
+/// Runs the leadscore binary off the async runtime's worker threads, so the in-process
+/// sandbox keeps serving while the child process calls it.
+async fn leadscore_check(env: &Env, json: bool) -> std::process::Output {
+    let options = env.sandbox.options().clone();
+    let mut args = vec![
+        "check".to_string(),
+        "-c".to_string(),
+        env.config_path.display().to_string(),
+    ];
+    if json {
+        args.push("--json".to_string());
+    }
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(&args)
+            .env("LEADSCORE_SF_CLIENT_SECRET", &options.client_secret)
+            .env("LEADSCORE_SF_REFRESH_TOKEN", &options.refresh_token)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the leadscore binary runs")
+    })
+    .await
+    .expect("join")
+}
+
+fn status<'a>(
+    report: &'a [field_report::FieldStatus],
+    object: &str,
+    field: &str,
+) -> &'a field_report::FieldStatus {
+    report
+        .iter()
+        .find(|s| s.object == object && s.field == field)
+        .unwrap_or_else(|| panic!("{object}.{field} not in the report: {report:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_report_salesforce_read_only() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace("field = \"CABG_Discharges__c\"", "field = \"Bed_Count__c\"")
+    })
+    .await;
+    env.handle()
+        .set_field_access("Account", "LS_Score__c", true, false)
+        .expect("field exists");
+    let connector = env.connector();
+    let report = field_report::build(&connector, &env.config)
+        .await
+        .unwrap_or_else(|err| panic!("field report: {err}"));
+
+    let score = status(&report, "Account", "LS_Score__c");
+    assert_eq!(score.field_use, FieldUse::WriteBack);
+    assert!(score.exists);
+    assert!(score.readable);
+    assert_eq!(score.writable, Some(false));
+    let tier = status(&report, "Account", "LS_Tier__c");
+    assert_eq!(tier.writable, Some(true));
+    let missing = status(&report, "Account", "Bed_Count__c");
+    assert_eq!(missing.field_use, FieldUse::Read);
+    assert!(!missing.exists);
+    assert!(!missing.readable);
+    assert_eq!(missing.writable, None);
+    let name = status(&report, "Account", "Name");
+    assert!(name.readable);
+    let flag = status(&report, "Account", "LS_Feedback__c");
+    assert_eq!(flag.field_use, FieldUse::Feedback);
+    assert!(flag.exists);
+
+    // The binary prints the table and still fails the check with the usual exit code.
+    let output = leadscore_check(&env, false).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stdout.starts_with("Object"), "{stdout}");
+    let score_row = stdout
+        .lines()
+        .find(|line| line.contains("LS_Score__c"))
+        .unwrap_or_else(|| panic!("no score row: {stdout}"));
+    let cells: Vec<&str> = score_row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["Account", "LS_Score__c", "write-back", "yes", "yes", "no"]
+    );
+    assert!(stderr.contains("Bed_Count__c"), "{stderr}");
+
+    let output = leadscore_check(&env, true).await;
+    assert_eq!(output.status.code(), Some(2));
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let fields = json["fields"].as_array().expect("fields list");
+    let score = fields
+        .iter()
+        .find(|f| f["object"] == "Account" && f["field"] == "LS_Score__c")
+        .expect("score field listed");
+    assert_eq!(score["use"], "write-back");
+    assert_eq!(score["writable"], false);
+    assert_eq!(score["readable"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_report_in_passing_check() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let output = leadscore_check(&env, true).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    assert!(json["api_usage"].is_object(), "{json}");
+    let fields = json["fields"].as_array().expect("fields list");
+    let writable: Vec<&serde_json::Value> =
+        fields.iter().filter(|f| f["use"] == "write-back").collect();
+    assert!(!writable.is_empty());
+    assert!(writable.iter().all(|f| f["writable"] == true), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_report_hubspot_read_only() {
+    let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
+        max_hospitals: Some(common::HOSPITALS),
+        ..Default::default()
+    })
+    .expect("demo org");
+    let options = HubSpotOptions {
+        private_app_ten_second_limit: 100_000,
+        search_per_second_limit: 1_000,
+        ..HubSpotOptions::default()
+    };
+    let sandbox = HubSpotSandbox::new(org.records, options.clone())
+        .expect("HubSpot sandbox accepts the demo org")
+        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("listens on loopback");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = hubspot_sandbox_config(
+        &sandbox.url(),
+        &dir.path().join("store").display().to_string(),
+    );
+    let path = dir.path().join("leadscore.toml");
+    std::fs::write(&path, text).expect("config written");
+    let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    let token = ConnectorSecrets::HubSpotToken(SecretString::from(options.private_app_token));
+    let connector = connect(&config, token).expect("connector");
+    setup::fix(&connector, &config)
+        .await
+        .unwrap_or_else(|err| panic!("check --fix: {err}"));
+
+    let score_field = config.writeback_for(Level::Account).score_field.clone();
+    let tier_field = config.writeback_for(Level::Account).tier_field.clone();
+    let handle = sandbox.handle();
+    handle
+        .set_field_access(ObjectType::Companies, &score_field, true, false)
+        .expect("score property exists");
+    handle
+        .set_field_access(ObjectType::Companies, &tier_field, false, false)
+        .expect("tier property exists");
+    let report = field_report::build(&connector, &config)
+        .await
+        .unwrap_or_else(|err| panic!("field report: {err}"));
+
+    let score = status(&report, "Account", &score_field);
+    assert!(score.exists);
+    assert!(score.readable);
+    assert_eq!(score.writable, Some(false));
+    let tier = status(&report, "Account", &tier_field);
+    assert!(!tier.exists);
+    assert_eq!(tier.writable, Some(false));
+    let reasons = status(
+        &report,
+        "Account",
+        &config.writeback_for(Level::Account).reasons_field,
+    );
+    assert_eq!(reasons.writable, Some(true));
+    let check = pipeline::check(&connector, &config)
+        .await
+        .expect_err("a read-only score property fails the check")
+        .to_string();
+    assert!(check.contains(&score_field), "{check}");
 }
