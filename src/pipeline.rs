@@ -533,7 +533,9 @@ pub async fn check<C: Connector>(
             crate::config::ConnectorSettings::HubSpot(_) => {
                 " (`leadscore check --fix` creates the missing properties)"
             }
-            crate::config::ConnectorSettings::Salesforce(_) => "",
+            crate::config::ConnectorSettings::Salesforce(_) => {
+                " (`leadscore check --fix` creates the missing custom fields)"
+            }
         };
         let max_len = check_writeback(
             &schema,
