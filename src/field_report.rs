@@ -106,6 +106,8 @@ pub async fn build<C: Connector>(
             field,
             field_use,
             exists,
+            // NOTE: describe lists only fields the user can read, so a field that exists but
+            // is hidden by field-level security reads as missing and unreadable.
             readable: exists,
             writable,
         });

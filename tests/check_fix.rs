@@ -170,10 +170,45 @@ async fn fix_without_assign_permission_reports_progress() {
         .await
         .unwrap_or_else(|err| panic!("second --fix: {err}"));
     assert!(fixed.created.is_empty(), "{fixed:?}");
+    // The fields stayed hidden until the assignment, so they were found by their duplicate
+    // names, and the grants of the first run were kept.
+    assert_eq!(
+        fixed.existing.len(),
+        setup::custom_field_specs(&env.config).len()
+    );
+    assert!(fixed.granted.is_empty(), "{fixed:?}");
     assert!(fixed.assigned, "{fixed:?}");
     pipeline::check(&connector, &env.config)
         .await
         .unwrap_or_else(|err| panic!("check passes: {err}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_without_customize_application_stops() {
+    let env = bare_env().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/__sandbox/faults", env.sandbox.url()))
+        .json(&json!({
+            "method": "POST",
+            "path": "/services/data/v59.0/tooling/sobjects/CustomField",
+            "nth": 3,
+            "status": 403,
+            "body": [{"errorCode": "INSUFFICIENT_ACCESS", "message": "insufficient access rights"}],
+        }))
+        .send()
+        .await
+        .expect("fault added");
+    assert!(response.status().is_success(), "{}", response.status());
+    let error = setup::fix(&env.connector(), &env.config)
+        .await
+        .expect_err("the third field create is denied")
+        .to_string();
+    assert!(error.contains("Customize Application"), "{error}");
+    assert!(error.contains("creating Account.LS_Reasons__c"), "{error}");
+    assert!(
+        error.contains("fields created: Account.LS_Score__c, Account.LS_Tier__c"),
+        "{error}"
+    );
 }
 
 /// Runs the leadscore binary off the async runtime's worker threads, so the in-process

@@ -2,8 +2,8 @@
 //!
 //! The Salesforce sandbox serves a subset of the REST API (OAuth token endpoint, query and
 //! queryAll over a SOQL subset, describe, limits, sObject Collections create, retrieve and
-//! update, single-record create, get and update, Bulk API 2.0 query jobs) over real HTTP on a
-//! loopback address. It
+//! update, single-record create, get and update, Bulk API 2.0 query jobs, and the Tooling API's
+//! `CustomField` create) over real HTTP on a loopback address. It
 //! serves whatever records it is given; the demo org comes from the `leadscore-demo-org` crate.
 //!
 //! ```no_run

@@ -273,8 +273,11 @@ fn leak(text: &str) -> &'static str {
     Box::leak(text.to_string().into_boxed_str())
 }
 
-/// Rejects a `FieldPermissions` or `PermissionSetAssignment` record that Salesforce would
-/// reject: a `Field` that names no field, edit without read, or a duplicate of a stored record.
+/// Rejects a new `PermissionSet`, `FieldPermissions` or `PermissionSetAssignment` record that
+/// Salesforce would reject: a `Field` that names no field, edit without read, or a duplicate
+/// of a stored record.
+// NOTE: two duplicates in one collection create, and an update that leaves edit without
+// read, are not rejected.
 pub(crate) fn check_permission_record(
     store: &Store,
     table: usize,
@@ -379,7 +382,8 @@ fn has_row(store: &Store, table: usize, pairs: &[(&str, &str)]) -> bool {
 }
 
 /// Recomputes the API user's access to every field created through the Tooling API from the
-/// field permissions of the permission sets assigned to `user`.
+/// field permissions of the permission sets assigned to `user`. This replaces any access
+/// [`crate::SandboxHandle::set_field_access`] gave such a field.
 pub(crate) fn refresh_access(state: &mut State, user: &str) {
     if state.created_fields.is_empty() {
         return;
