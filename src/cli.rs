@@ -720,9 +720,12 @@ fn budget_failure(
 async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {
     let connector = connector_for(config)?;
     check_webhook_secret(config)?;
+    let mut fix_report = None;
     if fix {
         let report = crate::setup::fix(&connector, config).await?;
-        if !args.json {
+        if args.json {
+            fix_report = Some(report);
+        } else {
             for created in &report.created {
                 println!("Created {created}.");
             }
@@ -742,30 +745,38 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
         }
     }
     // The field report is printed whether or not the check passes, so an admin sees every
-    // missing or read-only field at once. A failure to build it surfaces in the check below.
-    let fields = crate::field_report::build(&connector, config).await.ok();
+    // missing or read-only field at once.
+    let statuses = match crate::field_report::build(&connector, config).await {
+        Ok(statuses) => Some(statuses),
+        Err(error) => {
+            tracing::warn!(%error, "building the field report failed; check runs without it");
+            None
+        }
+    };
     let report = match pipeline::check(&connector, config).await {
         Ok(report) => report,
         Err(error) => {
-            if let Some(fields) = &fields {
-                if args.json {
-                    print_json(&serde_json::json!({ "fields": fields }))?;
-                } else {
-                    print!("{}", crate::field_report::table(fields));
-                }
+            if args.json {
+                let output = serde_json::json!({ "fix": fix_report, "fields": statuses });
+                print_json(&output)?;
+            } else if let Some(statuses) = &statuses {
+                print!("{}", crate::field_report::table(statuses));
             }
             return Err(error.into());
         }
     };
     if args.json {
         let mut value = serde_json::to_value(&report)?;
-        if let (Some(object), Some(fields)) = (value.as_object_mut(), &fields) {
-            object.insert("fields".to_string(), serde_json::to_value(fields)?);
+        if let Some(object) = value.as_object_mut() {
+            object.insert("fields".to_string(), serde_json::to_value(&statuses)?);
+            if let Some(fix_report) = &fix_report {
+                object.insert("fix".to_string(), serde_json::to_value(fix_report)?);
+            }
         }
         print_json(&value)?;
     } else {
-        if let Some(fields) = &fields {
-            print!("{}", crate::field_report::table(fields));
+        if let Some(statuses) = &statuses {
+            print!("{}", crate::field_report::table(statuses));
         }
         let fields: usize = report.objects.iter().map(|o| o.fields).sum();
         println!(

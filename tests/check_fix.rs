@@ -213,16 +213,14 @@ async fn fix_without_customize_application_stops() {
 
 /// Runs the leadscore binary off the async runtime's worker threads, so the in-process
 /// sandbox keeps serving while the child process calls it.
-async fn leadscore_check(env: &Env, json: bool) -> std::process::Output {
+async fn leadscore_check(env: &Env, flags: &[&str]) -> std::process::Output {
     let options = env.sandbox.options().clone();
     let mut args = vec![
         "check".to_string(),
         "-c".to_string(),
         env.config_path.display().to_string(),
     ];
-    if json {
-        args.push("--json".to_string());
-    }
+    args.extend(flags.iter().map(|flag| flag.to_string()));
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_leadscore"))
             .args(&args)
@@ -280,7 +278,7 @@ async fn field_report_salesforce_read_only() {
     assert!(flag.exists);
 
     // The binary prints the table and still fails the check with the usual exit code.
-    let output = leadscore_check(&env, false).await;
+    let output = leadscore_check(&env, &[]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -296,7 +294,7 @@ async fn field_report_salesforce_read_only() {
     );
     assert!(stderr.contains("Bed_Count__c"), "{stderr}");
 
-    let output = leadscore_check(&env, true).await;
+    let output = leadscore_check(&env, &["--json"]).await;
     assert_eq!(output.status.code(), Some(2));
     let json: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("--json prints JSON");
@@ -313,7 +311,7 @@ async fn field_report_salesforce_read_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn field_report_in_passing_check() {
     let env = Env::start(SandboxOptions::default()).await;
-    let output = leadscore_check(&env, true).await;
+    let output = leadscore_check(&env, &["--json"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let json: serde_json::Value =
@@ -324,6 +322,25 @@ async fn field_report_in_passing_check() {
         fields.iter().filter(|f| f["use"] == "write-back").collect();
     assert!(!writable.is_empty());
     assert!(writable.iter().all(|f| f["writable"] == true), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_json_lists_created_fields() {
+    let env = bare_env().await;
+    let output = leadscore_check(&env, &["--fix", "--json"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let created = json["fix"]["created"].as_array().expect("created list");
+    assert_eq!(created.len(), setup::custom_field_specs(&env.config).len());
+    assert_eq!(json["fix"]["permission_set"]["name"], setup::PERMISSION_SET);
+    assert_eq!(json["fix"]["assigned"], true);
+    let fields = json["fields"].as_array().expect("fields list");
+    assert!(fields
+        .iter()
+        .filter(|f| f["use"] == "write-back")
+        .all(|f| f["writable"] == true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
