@@ -744,7 +744,7 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             }
         }
     }
-    // The field report is printed whether or not the check passes, so an admin sees every
+    // The field report is printed whether or not the check passes, so the output lists every
     // missing or read-only field at once.
     let statuses = match crate::field_report::build(&connector, config).await {
         Ok(statuses) => Some(statuses),
