@@ -212,6 +212,8 @@ fn missing_permission(error: &ConnectorError, step: Step) -> Option<&'static str
         return None;
     }
     Some(match step {
+        // Reading an object's describe needs only read access to the object.
+        Step::Describe => return None,
         Step::CreateField => {
             "the API user needs the \"Customize Application\" permission to create custom fields, or create the fields in Setup"
         }
@@ -226,6 +228,7 @@ fn missing_permission(error: &ConnectorError, step: Step) -> Option<&'static str
 
 #[derive(Clone, Copy)]
 enum Step {
+    Describe,
     CreateField,
     Grant,
     Assign,
@@ -298,7 +301,7 @@ impl crate::SalesforceConnector {
                 let schema = self
                     .describe_fresh(&spec.object)
                     .await
-                    .map_err(fail(step, Step::CreateField))?;
+                    .map_err(fail(step, Step::Describe))?;
                 schemas.insert(spec.object.clone(), schema);
             }
         }
