@@ -117,6 +117,10 @@ pub enum Command {
         /// names the CA files to trust (`ca_cert`, `hubspot_ca_cert`).
         #[arg(long)]
         tls: bool,
+        /// Start the Salesforce org without the custom fields leadscore writes and reads, as
+        /// a real org is before `leadscore check --fix` creates them.
+        #[arg(long)]
+        bare: bool,
     },
     /// Print a configuration file to standard output.
     Init {
@@ -133,7 +137,8 @@ pub enum Command {
     Check {
         #[command(flatten)]
         args: ConfigArgs,
-        /// First create the write-back fields the CRM lacks (HubSpot properties).
+        /// First create the write-back and feedback fields the CRM lacks: HubSpot properties,
+        /// or Salesforce custom fields granted to the API user through a permission set.
         #[arg(long)]
         fix: bool,
         /// Validate the file, the secrets in the environment and the files and folders it
@@ -457,7 +462,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             hospitals,
             token_ttl_secs,
             tls,
-        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls).await,
+            bare,
+        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls, bare).await,
         Command::Init { crm, sandbox } => {
             let text = match (crm, sandbox) {
                 (CrmKind::Salesforce, true) => demo::sandbox_config(
@@ -566,6 +572,7 @@ async fn serve_sandbox(
     hospitals: Option<u64>,
     token_ttl_secs: u64,
     tls: bool,
+    bare: bool,
 ) -> Result<u8, Failure> {
     let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
         max_hospitals: hospitals.map(|n| n as usize),
@@ -573,6 +580,7 @@ async fn serve_sandbox(
     })?;
     let options = leadscore_sandbox::SandboxOptions {
         token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        bare,
         ..Default::default()
     };
     let listen_failure = |port: u16, flag: &str, err: std::io::Error| Failure {
@@ -750,21 +758,64 @@ fn step_check_offline(args: &ConfigArgs) -> Result<u8, Failure> {
 async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8, Failure> {
     let connector = connector_for(config)?;
     check_webhook_secret(config)?;
+    let mut fix_report = None;
     if fix {
         let report = crate::setup::fix(&connector, config).await?;
-        if !args.json {
+        if args.json {
+            fix_report = Some(report);
+        } else {
             for created in &report.created {
                 println!("Created {created}.");
             }
             for mismatched in &report.mismatched {
                 eprintln!("warning: {mismatched}; left unchanged, fix it in the CRM");
             }
+            if let Some(set) = &report.permission_set {
+                let verb = if set.created { "Created" } else { "Using" };
+                println!("{verb} permission set {}.", set.name);
+            }
+            for granted in &report.granted {
+                println!("Granted the API user access to {granted}.");
+            }
+            if report.assigned {
+                println!("Assigned the permission set to the API user.");
+            }
         }
     }
-    let report = pipeline::check(&connector, config).await?;
+    // The field report is printed whether or not the check passes, so the output lists every
+    // missing or read-only field at once.
+    let statuses = match crate::field_report::build(&connector, config).await {
+        Ok(statuses) => Some(statuses),
+        Err(error) => {
+            tracing::warn!(%error, "building the field report failed; check runs without it");
+            None
+        }
+    };
+    let report = match pipeline::check(&connector, config).await {
+        Ok(report) => report,
+        Err(error) => {
+            if args.json {
+                let output = serde_json::json!({ "fix": fix_report, "fields": statuses });
+                print_json(&output)?;
+            } else if let Some(statuses) = &statuses {
+                print!("{}", crate::field_report::table(statuses));
+            }
+            return Err(error.into());
+        }
+    };
     if args.json {
-        print_json(&report)?;
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("fields".to_string(), serde_json::to_value(&statuses)?);
+            if let Some(fix_report) = &fix_report {
+                object.insert("fix".to_string(), serde_json::to_value(fix_report)?);
+            }
+        }
+        print_json(&value)?;
     } else {
+        if let Some(statuses) = &statuses {
+            print!("{}", crate::field_report::table(statuses));
+        }
         let fields: usize = report.objects.iter().map(|o| o.fields).sum();
         println!(
             "Connected to {}; {} fields on {} objects and the write-back fields check out. API usage {}/{}.",

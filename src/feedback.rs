@@ -15,7 +15,7 @@ use leadscore_connector::{Connector, ConnectorError, FieldKind, PullSpec, Record
 use serde::{Deserialize, Serialize};
 
 use crate::config::feedback::FeedbackUse;
-use crate::config::{Config, ConnectorSettings, Level};
+use crate::config::{Config, Level};
 use crate::features::{FeatureSpace, History, Target};
 use crate::levels::{self, Example};
 use crate::model::TrainedModel;
@@ -170,11 +170,10 @@ pub(crate) async fn field_problems<C: Connector>(
     config: &Config,
 ) -> Result<Vec<String>, ConnectorError> {
     let fields = FeedbackFields::of(config);
-    let hubspot = matches!(config.connector, ConnectorSettings::HubSpot(_));
     let mut problems = Vec::new();
     for object in scored_objects(config) {
         match schemas.resolve(object, &fields.flag).await? {
-            Err(_) => problems.push(missing_message(object, &fields.flag, true, hubspot)),
+            Err(_) => problems.push(missing_message(object, &fields.flag, true)),
             Ok(field) => {
                 if !matches!(field.kind, FieldKind::Picklist | FieldKind::Text) {
                     problems.push(format!(
@@ -204,26 +203,21 @@ pub(crate) async fn field_problems<C: Connector>(
             }
         }
         if schemas.resolve(object, &fields.comment).await?.is_err() {
-            problems.push(missing_message(object, &fields.comment, false, hubspot));
+            problems.push(missing_message(object, &fields.comment, false));
         }
     }
     Ok(problems)
 }
 
-fn missing_message(object: &str, field: &str, is_flag: bool, hubspot: bool) -> String {
+fn missing_message(object: &str, field: &str, is_flag: bool) -> String {
     let key = if is_flag { "field" } else { "comment_field" };
     let what = if is_flag {
         format!("a picklist with the values {}", FLAG_VALUES.join(", "))
     } else {
         "a text field of up to 255 characters".to_string()
     };
-    let how = if hubspot {
-        " (`leadscore check --fix` creates it)"
-    } else {
-        ""
-    };
     format!(
-        "[feedback] {key}: {object} has no field {field:?}; create {what}{how}. Until then rep flags on {object} are not read"
+        "[feedback] {key}: {object} has no field {field:?}; create {what} (`leadscore check --fix` creates it). Until then rep flags on {object} are not read"
     )
 }
 

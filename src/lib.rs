@@ -15,6 +15,7 @@ pub mod enrichment;
 pub mod evaluate;
 pub mod features;
 pub mod feedback;
+pub mod field_report;
 pub mod hints;
 pub mod hubspot;
 pub mod level;

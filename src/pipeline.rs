@@ -26,6 +26,9 @@ pub enum PipelineError {
     /// A file or setting the configuration names cannot be used (exit code 2).
     #[error("{0}")]
     Config(String),
+    /// `check --fix` could not create a field or grant access to it.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Returns the objects to pull, in pull order, with the fields the pipeline needs.
@@ -530,7 +533,9 @@ pub async fn check<C: Connector>(
             crate::config::ConnectorSettings::HubSpot(_) => {
                 " (`leadscore check --fix` creates the missing properties)"
             }
-            crate::config::ConnectorSettings::Salesforce(_) => "",
+            crate::config::ConnectorSettings::Salesforce(_) => {
+                " (`leadscore check --fix` creates the missing custom fields)"
+            }
         };
         let max_len = check_writeback(
             &schema,

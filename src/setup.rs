@@ -1,7 +1,10 @@
 //! `leadscore check --fix`: creates the write-back fields the configuration names where the
-//! CRM lacks them. On HubSpot these are custom properties in a `leadscore` group.
+//! CRM lacks them. On HubSpot these are custom properties in a `leadscore` group. On
+//! Salesforce they are custom fields created through the Tooling API, which a permission set
+//! then grants to the API user.
 
 use leadscore_hubspot::{PropertyKind, PropertySetupReport, PropertySpec};
+use leadscore_salesforce::{CustomFieldKind, CustomFieldReport, CustomFieldSpec, FieldAccess};
 use serde::Serialize;
 
 use crate::config::{Config, Level};
@@ -17,7 +20,33 @@ pub struct FixReport {
     pub existing: Vec<String>,
     /// Fields that exist with another type; they are left alone.
     pub mismatched: Vec<String>,
+    /// Salesforce: the permission set that grants the API user the fields, and whether this
+    /// run created it. `None` when no field needed access granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission_set: Option<PermissionSetOutcome>,
+    /// Salesforce: fields this run granted the API user access to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<String>,
+    /// Salesforce: whether this run assigned the permission set to the API user.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub assigned: bool,
 }
+
+/// The permission set `--fix` used on Salesforce.
+#[derive(Debug, Serialize)]
+pub struct PermissionSetOutcome {
+    pub name: String,
+    pub created: bool,
+}
+
+/// API name of the permission set that grants leadscore's custom fields on Salesforce.
+pub const PERMISSION_SET: &str = "Leadscore_Fields";
+
+/// Length of the Salesforce text fields `--fix` creates: the model version and the feedback
+/// comment.
+const TEXT_LENGTH: u32 = 255;
+/// Length of the Salesforce long text field `--fix` creates for the reasons.
+const LONG_TEXT_LENGTH: u32 = 32_768;
 
 /// Returns the property specs of every configured level's write-back fields, named as the
 /// CRM names them.
@@ -112,8 +141,55 @@ fn feedback_specs(config: &Config, object: &str) -> Vec<PropertySpec> {
     ]
 }
 
-/// Creates the missing write-back fields. Salesforce custom fields are created in Setup (or
-/// through the Metadata API), which this does not do yet.
+/// Returns the Salesforce custom fields of every configured level: the write-back fields,
+/// which the API user must read and edit, and the feedback fields, which reps edit and the
+/// API user only reads.
+pub fn custom_field_specs(config: &Config) -> Vec<CustomFieldSpec> {
+    let feedback: Vec<(String, String)> = config
+        .scoring
+        .levels
+        .iter()
+        .flat_map(|level| feedback_specs(config, level.object()))
+        .map(|spec| (spec.object, spec.name))
+        .collect();
+    property_specs(config)
+        .into_iter()
+        .map(|spec| {
+            let read_only = feedback.contains(&(spec.object.clone(), spec.name.clone()));
+            let kind = match spec.kind {
+                PropertyKind::Number => CustomFieldKind::Number,
+                PropertyKind::Enumeration(options) => CustomFieldKind::Picklist {
+                    values: options.into_iter().map(|(value, _)| value).collect(),
+                    restricted: true,
+                },
+                PropertyKind::Text => CustomFieldKind::Text {
+                    length: TEXT_LENGTH,
+                },
+                PropertyKind::LongText => CustomFieldKind::LongText {
+                    length: LONG_TEXT_LENGTH,
+                },
+                PropertyKind::DateTime => CustomFieldKind::DateTime,
+                PropertyKind::Date => CustomFieldKind::Date,
+                PropertyKind::Checkbox => CustomFieldKind::Checkbox,
+            };
+            CustomFieldSpec {
+                object: spec.object,
+                name: spec.name,
+                label: spec.label,
+                description: spec.description,
+                kind,
+                access: if read_only {
+                    FieldAccess::Read
+                } else {
+                    FieldAccess::ReadEdit
+                },
+            }
+        })
+        .collect()
+}
+
+/// Creates the missing write-back and feedback fields, and on Salesforce grants the API user
+/// access to them through the [`PERMISSION_SET`] permission set.
 pub async fn fix(connector: &AnyConnector, config: &Config) -> Result<FixReport, PipelineError> {
     match connector.crm() {
         Crm::HubSpot(hubspot) => {
@@ -127,11 +203,29 @@ pub async fn fix(connector: &AnyConnector, config: &Config) -> Result<FixReport,
                 created,
                 existing,
                 mismatched,
+                ..FixReport::default()
             })
         }
-        // TODO: create Salesforce custom fields through the Tooling API's CustomField object.
-        Crm::Salesforce(_) => Err(PipelineError::Config(
-            "check --fix creates HubSpot properties only; create the Salesforce custom fields in Setup (check lists what is missing)".to_string(),
-        )),
+        Crm::Salesforce(salesforce) => {
+            let report = salesforce
+                .ensure_custom_fields(&custom_field_specs(config), PERMISSION_SET)
+                .await
+                .map_err(|error| PipelineError::Setup(format!("check --fix: {error}")))?;
+            Ok(fix_report(report))
+        }
+    }
+}
+
+fn fix_report(report: CustomFieldReport) -> FixReport {
+    FixReport {
+        created: report.created,
+        existing: report.existing,
+        mismatched: report.mismatched,
+        permission_set: report.permission_set.map(|set| PermissionSetOutcome {
+            name: set.name,
+            created: set.created,
+        }),
+        granted: report.granted,
+        assigned: report.assigned,
     }
 }

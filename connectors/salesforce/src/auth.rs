@@ -68,6 +68,9 @@ type TokenClient = oauth2::Client<
 pub(crate) struct Session {
     pub access_token: SecretString,
     pub instance_url: Url,
+    /// The id of the user the token acts as: the last segment of the identity URL, when the
+    /// token response has one.
+    pub user_id: Option<String>,
     /// Increases with every token request, so a caller can tell whether the session it saw fail
     /// has already been replaced.
     pub generation: u64,
@@ -267,6 +270,7 @@ impl TokenSource {
         let session = Session {
             access_token: SecretString::from(response.access_token().secret().clone()),
             instance_url,
+            user_id: response.extra_fields().id.as_deref().and_then(user_id_of),
             generation: state.generation,
         };
         debug!(
@@ -342,6 +346,14 @@ fn parse_instance_url(text: &str) -> Result<Url, ConnectorError> {
     Ok(url)
 }
 
+/// Returns the user id at the end of an identity URL such as
+/// `https://login.salesforce.com/id/00Dxx0000001gPL/005xx000001Sv6A`.
+fn user_id_of(identity_url: &str) -> Option<String> {
+    let id = identity_url.trim_end_matches('/').rsplit('/').next()?;
+    let valid = matches!(id.len(), 15 | 18) && id.chars().all(|c| c.is_ascii_alphanumeric());
+    valid.then(|| id.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +364,14 @@ mod tests {
         assert!(parse_instance_url("http://127.0.0.1:8080").is_ok());
         assert!(parse_instance_url("file:///etc/passwd").is_err());
         assert!(parse_instance_url("not a url").is_err());
+    }
+
+    #[test]
+    fn user_id_comes_from_identity_url() {
+        let url = "https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS";
+        assert_eq!(user_id_of(url).as_deref(), Some("005xx000001Sv6AAAS"));
+        assert_eq!(user_id_of("https://login.salesforce.com/id/00D/005"), None);
+        assert_eq!(user_id_of(""), None);
     }
 
     #[test]

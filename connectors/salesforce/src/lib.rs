@@ -11,6 +11,7 @@ mod csv_stream;
 mod describe;
 mod errors;
 mod records;
+mod setup;
 mod soql;
 mod task;
 mod transport;
@@ -32,6 +33,10 @@ use tracing::debug;
 use url::Url;
 
 pub use crate::bulk::BULK_PAGE_SIZE;
+pub use crate::setup::{
+    CustomFieldError, CustomFieldKind, CustomFieldReport, CustomFieldSpec, FieldAccess,
+    PermissionSetChange,
+};
 
 use crate::auth::TokenSource;
 use crate::records::{ConvertError, SchemaSet};
@@ -323,6 +328,16 @@ impl SalesforceConnector {
 
     fn data_path(&self, rest: &str) -> String {
         format!("/services/data/v{}/{rest}", self.api_version)
+    }
+
+    /// Drops every cached describe, so the next use describes the objects again.
+    fn forget_schemas(&self) {
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.clear();
+        }
+        if let Ok(mut compounds) = self.compounds.lock() {
+            compounds.clear();
+        }
     }
 
     fn cached_schemas(&self) -> SchemaSet {

@@ -56,6 +56,13 @@ pub(crate) fn is_required(object: &str, field: &str) -> bool {
         ("OpportunityContactRole", "ContactId"),
         ("Task", "Status"),
         ("Task", "Priority"),
+        ("PermissionSet", "Name"),
+        ("PermissionSet", "Label"),
+        ("FieldPermissions", "ParentId"),
+        ("FieldPermissions", "SobjectType"),
+        ("FieldPermissions", "Field"),
+        ("PermissionSetAssignment", "PermissionSetId"),
+        ("PermissionSetAssignment", "AssigneeId"),
     ];
     field == "OwnerId" || REQUIRED.contains(&(object, field))
 }

@@ -2,8 +2,8 @@
 //!
 //! The Salesforce sandbox serves a subset of the REST API (OAuth token endpoint, query and
 //! queryAll over a SOQL subset, describe, limits, sObject Collections create, retrieve and
-//! update, single-record create, get and update, Bulk API 2.0 query jobs) over real HTTP on a
-//! loopback address. It
+//! update, single-record create, get and update, Bulk API 2.0 query jobs, and the Tooling API's
+//! `CustomField` create) over real HTTP on a loopback address. It
 //! serves whatever records it is given; the demo org comes from the `leadscore-demo-org` crate.
 //!
 //! ```no_run
@@ -29,6 +29,7 @@ mod server;
 mod soql;
 mod store;
 mod tls;
+mod tooling;
 mod write;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,9 @@ pub struct SandboxOptions {
     pub locator_ttl: Duration,
     /// Maximum rows per Bulk API 2.0 results page, whatever `maxRecords` a client asks for.
     pub bulk_page_size: usize,
+    /// Starts the org without the custom fields leadscore writes and reads
+    /// ([`schema::LEADSCORE_FIELDS`]), as a real org is before `leadscore check --fix`.
+    pub bare: bool,
 }
 
 impl Default for SandboxOptions {
@@ -79,6 +83,7 @@ impl Default for SandboxOptions {
             daily_request_limit: 1_000_000,
             locator_ttl: Duration::from_secs(2 * 24 * 60 * 60),
             bulk_page_size: 50_000,
+            bare: false,
         }
     }
 }
@@ -149,7 +154,11 @@ impl Sandbox {
         records: BTreeMap<String, Vec<RecordMap>>,
         options: SandboxOptions,
     ) -> Result<Sandbox, SandboxError> {
-        let mut store = Store::new();
+        let mut objects = schema::objects();
+        if options.bare {
+            schema::remove_leadscore_fields(&mut objects);
+        }
+        let mut store = Store::with_objects(objects);
         for (object, rows) in records {
             let table = store
                 .table_index(&object)

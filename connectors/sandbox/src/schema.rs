@@ -224,7 +224,81 @@ pub fn objects() -> Vec<ObjectDef> {
         task(),
         event(),
         currency_type(),
+        permission_set(),
+        field_permissions(),
+        permission_set_assignment(),
     ]
+}
+
+/// Fields leadscore writes or reads on Account, Contact and Lead that a bare sandbox
+/// ([`crate::SandboxOptions::bare`]) leaves out, so `check --fix` has them to create.
+pub const LEADSCORE_FIELDS: [&str; 8] = [
+    "LS_Score__c",
+    "LS_Tier__c",
+    "LS_Reasons__c",
+    "LS_Model_Version__c",
+    "LS_Scored_At__c",
+    "LS_Feedback__c",
+    "LS_Feedback_Comment__c",
+    "LS_Sales_Ready__c",
+];
+
+/// Removes [`LEADSCORE_FIELDS`] from every object.
+pub fn remove_leadscore_fields(objects: &mut [ObjectDef]) {
+    for object in objects {
+        object
+            .fields
+            .retain(|field| !LEADSCORE_FIELDS.contains(&field.name));
+    }
+}
+
+/// A bundle of permissions that can be assigned to users, here for its field permissions.
+fn permission_set() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        FieldDef {
+            length: 80,
+            ..editable("Name", FieldType::String)
+        },
+        editable("Label", FieldType::String),
+        editable("Description", FieldType::Textarea),
+    ]);
+    ObjectDef {
+        name: "PermissionSet",
+        key_prefix: "0PS",
+        fields,
+    }
+}
+
+/// Read and edit access of one permission set to one field. `Field` is `Object.Field`.
+fn field_permissions() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("ParentId", "Parent", &["PermissionSet"]),
+        editable("SobjectType", FieldType::String),
+        editable("Field", FieldType::String),
+        editable("PermissionsRead", FieldType::Boolean),
+        editable("PermissionsEdit", FieldType::Boolean),
+    ]);
+    ObjectDef {
+        name: "FieldPermissions",
+        key_prefix: "01k",
+        fields,
+    }
+}
+
+/// The assignment of one permission set to one user.
+fn permission_set_assignment() -> ObjectDef {
+    let mut fields = system_fields();
+    fields.extend([
+        reference("PermissionSetId", "PermissionSet", &["PermissionSet"]),
+        reference("AssigneeId", "Assignee", &["User"]),
+    ]);
+    ObjectDef {
+        name: "PermissionSetAssignment",
+        key_prefix: "0Pa",
+        fields,
+    }
 }
 
 /// Builds `MasterRecordId`: the survivor a merge deleted this record into, set only by a merge.

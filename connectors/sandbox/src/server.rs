@@ -58,6 +58,8 @@ pub(crate) struct State {
     pub log: VecDeque<LoggedRequest>,
     /// Bulk API 2.0 query jobs.
     pub bulk_jobs: crate::bulk::Jobs,
+    /// Fields created through the Tooling API, whose access permission sets decide.
+    pub created_fields: Vec<crate::tooling::CreatedField>,
 }
 
 /// State shared by the server and every [`crate::SandboxHandle`].
@@ -83,6 +85,7 @@ impl Shared {
             injected_failures: HashMap::new(),
             log: VecDeque::new(),
             bulk_jobs: Default::default(),
+            created_fields: Vec::new(),
         };
         Shared {
             options,
@@ -194,6 +197,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             &format!("{data}/composite/sobjects/{{object}}"),
             get(retrieve_by_query).post(retrieve_by_body),
+        )
+        .route(
+            &format!("{data}/tooling/sobjects/CustomField"),
+            post(create_custom_field),
         )
         .route(&format!("{data}/jobs/query"), post(crate::bulk::create_job))
         .route(
@@ -584,13 +591,33 @@ async fn create_record(
         .table_index(&object)
         .ok_or_else(ApiError::not_found)?;
     let owner = crate::store::with_case_suffix(API_USER_ID);
-    match write::create_record(&mut state.store, table, &body, &owner) {
+    let created = write::create_record(&mut state.store, table, &body, &owner);
+    crate::tooling::refresh_access(&mut state, &owner);
+    match created {
         Ok(id) => Ok((
             StatusCode::CREATED,
             JsonBody(json!({"id": id, "success": true, "errors": []})),
         )
             .into_response()),
         Err(errors) => Ok(save_errors_response(&errors)),
+    }
+}
+
+/// `POST /tooling/sobjects/CustomField`: creates a custom field, hidden from the API user
+/// until a permission set assigned to it grants the field.
+async fn create_custom_field(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> ApiResult {
+    let body = parse_json(&body)?;
+    let mut state = shared.lock();
+    match crate::tooling::create_custom_field(&mut state, &body) {
+        Ok(id) => Ok((
+            StatusCode::CREATED,
+            JsonBody(crate::tooling::created_json(&id)),
+        )
+            .into_response()),
+        Err(error) => {
+            tracing::debug!(code = %error.status_code, message = %error.message, "custom field create rejected");
+            Ok(save_errors_response(&[error]))
+        }
     }
 }
 
@@ -648,13 +675,15 @@ async fn patch_record(
     let mut state = shared.lock();
     let (table, _, id) = record_row(&state.store, &uri)?;
     let state = &mut *state;
-    match write::update_record(
+    let updated = write::update_record(
         &mut state.store,
         table,
         &id,
         &body,
         &state.injected_failures,
-    ) {
+    );
+    crate::tooling::refresh_access(state, &crate::store::with_case_suffix(API_USER_ID));
+    match updated {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(errors) => Ok(save_errors_response(&errors)),
     }
@@ -673,6 +702,7 @@ async fn update_collection(AxumState(shared): AxumState<Arc<Shared>>, body: Byte
         injected.insert(id, ("UNABLE_TO_LOCK_ROW".to_string(), message));
     }
     let results = write::update_collection(&mut state.store, &body, &injected)?;
+    crate::tooling::refresh_access(state, &crate::store::with_case_suffix(API_USER_ID));
     Ok(JsonBody(results).into_response())
 }
 
@@ -682,6 +712,7 @@ async fn create_collection(AxumState(shared): AxumState<Arc<Shared>>, body: Byte
     let owner = crate::store::with_case_suffix(API_USER_ID);
     let mut state = shared.lock();
     let results = write::create_collection(&mut state.store, &body, &owner)?;
+    crate::tooling::refresh_access(&mut state, &owner);
     Ok(JsonBody(results).into_response())
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde_json::Value as Json;
 
-use crate::schema::{self, FieldDef, FieldType, ObjectDef};
+use crate::schema::{FieldDef, FieldType, ObjectDef};
 use crate::RecordMap;
 
 /// A stored field value, typed by the field's schema type.
@@ -129,6 +129,33 @@ impl Table {
         true
     }
 
+    /// Appends a field to the object, with its default value in every existing row, and
+    /// returns its column. A field added hidden stays out of describe, queries and writes
+    /// until [`Table::set_access`] makes it readable.
+    pub(crate) fn add_field(&mut self, field: FieldDef, readable: bool) -> usize {
+        let column = self.def.fields.len();
+        let default = default_value(&field);
+        for row in &mut self.rows {
+            row.push(default.clone());
+        }
+        let key = field.name.to_ascii_lowercase();
+        self.def.fields.push(field);
+        if readable {
+            self.columns.insert(key, column);
+        } else {
+            self.hidden.insert(column);
+        }
+        column
+    }
+
+    /// Finds a column by field name among visible and hidden fields alike.
+    pub(crate) fn any_column(&self, name: &str) -> Option<usize> {
+        self.def
+            .fields
+            .iter()
+            .position(|field| field.name.eq_ignore_ascii_case(name))
+    }
+
     /// Returns the object as the API user's describe shows it, without hidden fields.
     pub(crate) fn visible_def(&self) -> ObjectDef {
         let mut def = self.def.clone();
@@ -213,8 +240,9 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new() -> Store {
-        let tables: Vec<Table> = schema::objects().into_iter().map(Table::new).collect();
+    /// Builds an empty store of the given objects.
+    pub(crate) fn with_objects(objects: Vec<ObjectDef>) -> Store {
+        let tables: Vec<Table> = objects.into_iter().map(Table::new).collect();
         let by_name = tables
             .iter()
             .enumerate()
