@@ -22,6 +22,7 @@ pub mod levels;
 pub mod model;
 pub mod outcomes;
 pub mod pipeline;
+pub mod private_files;
 pub mod progress;
 pub mod registry;
 pub mod report;
