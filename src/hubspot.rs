@@ -46,6 +46,7 @@ pub fn connect(
     config.max_retries = settings.max_retries;
     config.lead_converted_stage = settings.lead_converted_stage.clone();
     config.extra_ca_pem = extra_ca_pem;
+    config.allow_insecure_http = settings.transport.allow_insecure_http;
     let transport = &settings.transport;
     let connector = HubSpotConnector::new(config)?
         .with_api_budget(transport.api_budget_share, transport.daily_api_allowance);

@@ -24,6 +24,7 @@ pub mod model;
 pub mod offline_check;
 pub mod outcomes;
 pub mod pipeline;
+pub mod private_files;
 pub mod progress;
 pub mod registry;
 pub mod report;

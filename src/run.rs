@@ -293,6 +293,7 @@ pub fn connect(
                 max_retries: settings.max_retries,
                 retry_base_delay: Duration::from_millis(500),
                 extra_ca_pem,
+                allow_insecure_http: settings.transport.allow_insecure_http,
                 bulk_threshold: settings.bulk.threshold,
                 bulk_objects: settings.bulk.objects.clone(),
                 bulk_poll_timeout: settings.bulk.timeout,

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+use tracing::warn;
 
 const FORMAT: &str = "leadscore-store-1";
 /// Attempts, 50 ms apart, to take a store lock that is held.
@@ -377,6 +378,18 @@ impl Store {
                 other => break other?,
             }
         };
+        // sled creates its files with the process umask; the store contains customer data,
+        // so they are made owner-only on every open, and an existing looser folder is
+        // tightened with a warning.
+        // NOTE: a file sled adds while the store is open (a snapshot, a blob) keeps the umask
+        // mode until the next open, but the 0700 folder already keeps other users out.
+        if let Err(error) = crate::private_files::restrict_tree(path) {
+            warn!(
+                path = %path.display(),
+                %error,
+                "could not make the store owner-only; run chmod -R go-rwx on it"
+            );
+        }
         match catch_panic(|| Store::with_db(db, path, existed)) {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Sled(source))) => Err(open_error(path, source)),
@@ -409,6 +422,7 @@ impl Store {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(io_error)?;
         }
+        crate::private_files::create_private_dir(&staging).map_err(io_error)?;
         let db = Store::open_db(&staging)?;
         drop(Store::with_db(db, &staging, false)?);
         match std::fs::rename(&staging, path) {

@@ -223,6 +223,7 @@ mod tests {
             refresh_token_file: path,
             api_budget_share: 0.25,
             daily_api_allowance: None,
+            allow_insecure_http: false,
         }
     }
 

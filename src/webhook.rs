@@ -33,6 +33,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct Webhook {
     url: Url,
+    client: reqwest::Client,
     secret: SecretString,
     timeout: Duration,
     max_attempts: u32,
@@ -42,7 +43,7 @@ pub struct Webhook {
 impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Webhook")
-            .field("url", &self.url.as_str())
+            .field("url", &redacted(&self.url))
             .field("secret", &"[redacted]")
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
@@ -56,6 +57,9 @@ pub enum WebhookError {
     /// The signing key could not be read from the environment.
     #[error("{0}")]
     Secret(String),
+    /// The URL or the HTTP client settings are invalid.
+    #[error("webhook: {0}")]
+    Config(String),
     /// The receiver responded with a status that retrying does not change.
     #[error("webhook {url} rejected the event with HTTP {status}; check the receiver's logs and the shared secret")]
     Rejected { url: String, status: u16 },
@@ -92,8 +96,24 @@ impl Webhook {
                 )))
             }
         };
+        let client = leadscore_connector::http::build_client(
+            &leadscore_connector::http::ClientSettings {
+                timeout: config.timeout,
+                extra_ca_pem: None,
+                allow_insecure_http: config.allow_insecure_http,
+                allow_key: "[webhook] allow_insecure_http",
+            },
+            &[&config.url],
+        )
+        .map_err(|error| match error {
+            leadscore_connector::ConnectorError::Rejected { message, .. } => {
+                WebhookError::Config(message)
+            }
+            other => WebhookError::Config(other.to_string()),
+        })?;
         Ok(Webhook {
             url: config.url.clone(),
+            client,
             secret,
             timeout: config.timeout,
             max_attempts: config.max_attempts.max(1),
@@ -158,24 +178,15 @@ pub async fn send(webhook: &Webhook, event: &serde_json::Value) -> Result<Delive
     let body = serde_json::to_vec(event).unwrap_or_default();
     let signature = sign(webhook.secret.expose_secret().as_bytes(), &body);
     let url = redacted(&webhook.url);
-    // Certificates are verified (rustls with the bundled web roots); redirects are not
-    // followed, so the signed body only goes to the configured address.
-    let client = reqwest::Client::builder()
-        .timeout(webhook.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("leadscore")
-        .build()
-        .map_err(|error| WebhookError::Exhausted {
-            url: url.clone(),
-            attempts: 0,
-            last: format!("building the HTTP client failed: {error}"),
-        })?;
+    // The client verifies certificates and follows no redirect, so the signed body only
+    // goes to the configured address.
+    let client = &webhook.client;
     let mut last = String::new();
     for attempt in 1..=webhook.max_attempts {
         let timestamp = Utc::now().timestamp().to_string();
         let outcome = tokio::time::timeout(
             webhook.timeout,
-            post_once(&client, &webhook.url, &body, &signature, &timestamp),
+            post_once(client, &webhook.url, &body, &signature, &timestamp),
         )
         .await;
         let retry_after = match outcome {
@@ -230,7 +241,8 @@ struct Response {
     retry_after: Option<Duration>,
 }
 
-/// Sends one POST and reads the status and `Retry-After` of the response; the body is not read.
+/// Sends one POST and reads the status and `Retry-After` of the response. The body is never
+/// read, so a receiver cannot make leadscore hold a large one in memory.
 async fn post_once(
     client: &reqwest::Client,
     url: &Url,
@@ -246,7 +258,13 @@ async fn post_once(
         .body(body.to_vec())
         .send()
         .await
-        .map_err(|error| format!("sending to {} failed: {error}", redacted(url)))?;
+        .map_err(|error| {
+            format!(
+                "sending to {} failed: {}",
+                redacted(url),
+                leadscore_connector::error_chain(&error)
+            )
+        })?;
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -261,11 +279,7 @@ async fn post_once(
 
 /// Returns the URL without its query string, which may carry a token.
 fn redacted(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_password(None);
-    shown.to_string()
+    leadscore_connector::http::redact_url(url)
 }
 
 #[cfg(test)]

@@ -663,6 +663,7 @@ fn webhook_to(url: &str, secret_env: &str, attempts: u32) -> Webhook {
         secret_env: secret_env.to_string(),
         timeout: std::time::Duration::from_secs(5),
         max_attempts: attempts,
+        allow_insecure_http: false,
     };
     Webhook::from_config(&config)
         .expect("webhook")
@@ -749,6 +750,7 @@ async fn webhook_missing_secret_named() {
         secret_env: "LS_TEST_HOOK_SECRET_UNSET".to_string(),
         timeout: std::time::Duration::from_secs(1),
         max_attempts: 1,
+        allow_insecure_http: false,
     };
     let error = Webhook::from_config(&config).expect_err("no secret");
     assert!(

@@ -58,6 +58,7 @@ fn connector_config(sandbox: &RunningSandbox, bulk_objects: &[&str]) -> Salesfor
         max_retries: 2,
         retry_base_delay: Duration::from_millis(2),
         extra_ca_pem: None,
+        allow_insecure_http: false,
         bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
         bulk_objects: bulk_objects.iter().map(|o| o.to_string()).collect(),
         bulk_poll_timeout: Duration::from_secs(30),

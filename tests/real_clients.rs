@@ -382,6 +382,7 @@ fn connector_config(sandbox: &RunningSandbox, extra_ca_pem: Option<Vec<u8>>) -> 
         max_retries: 0,
         retry_base_delay: Duration::from_millis(1),
         extra_ca_pem,
+        allow_insecure_http: false,
         bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
         bulk_objects: Vec::new(),
         bulk_poll_timeout: leadscore_salesforce::DEFAULT_BULK_POLL_TIMEOUT,
@@ -424,7 +425,7 @@ async fn connector_trusts_extra_ca() {
         Some(b"not a certificate".to_vec()),
     ))
     .expect_err("text without a certificate is rejected");
-    assert!(garbage.to_string().contains("extra_ca_pem"), "{garbage}");
+    assert!(garbage.to_string().contains("extra CA file"), "{garbage}");
 
     sandbox.shutdown().await;
 }

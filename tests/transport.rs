@@ -104,6 +104,7 @@ fn salesforce_config(env: &Env, refresh_token: &str) -> SalesforceConfig {
         max_retries: 3,
         retry_base_delay: Duration::from_millis(20),
         extra_ca_pem: None,
+        allow_insecure_http: false,
         bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
         bulk_objects: Vec::new(),
         bulk_poll_timeout: leadscore_salesforce::DEFAULT_BULK_POLL_TIMEOUT,
@@ -858,6 +859,161 @@ async fn trace_log_has_no_secrets() {
                 "the log contains part of an access token"
             );
         }
+    }
+}
+
+/// How the oversize server sends its large body.
+#[derive(Clone, Copy)]
+enum Oversize {
+    /// A `Content-Length` above the cap, and only a few bytes.
+    DeclaredLength,
+    /// Chunked encoding without a length, up to twice the cap or until the client hangs up.
+    Streamed,
+}
+
+/// Starts a loopback proxy over raw TCP in front of the Salesforce sandbox. It forwards every
+/// request and rewrites the token response's instance URL to itself. Once `oversize` is set,
+/// every request except the token request gets a body above the JSON cap.
+async fn oversize_proxy(sandbox: String, oversize: Arc<Mutex<Option<Oversize>>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("binds");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let proxy = base.clone();
+    let client = reqwest::Client::new();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (proxy, sandbox, client) = (proxy.clone(), sandbox.clone(), client.clone());
+            let mode = *oversize.lock().unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = head.lines();
+                let request_line: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
+                let (method, target) = (request_line[0], request_line[1]);
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().into()))
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(name, _)| name == "content-length")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if socket.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let token_request = target.starts_with(SF_TOKEN);
+                let response = match mode {
+                    Some(mode) if !token_request => oversize_response(mode),
+                    _ => {
+                        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                        let mut request = client.request(method, format!("{sandbox}{target}"));
+                        for (name, value) in &headers {
+                            if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                                request = request.header(name, value);
+                            }
+                        }
+                        let forwarded = request.body(body).send().await.expect("forwarded");
+                        let status = forwarded.status().as_u16();
+                        let kind = forwarded
+                            .headers()
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("application/json")
+                            .to_string();
+                        let text = forwarded.text().await.expect("sandbox body");
+                        let text = text.replace(&sandbox, &proxy);
+                        let mut response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\n\
+                             content-length: {}\r\nconnection: close\r\n\r\n",
+                            text.len()
+                        )
+                        .into_bytes();
+                        response.extend_from_slice(text.as_bytes());
+                        vec![response]
+                    }
+                };
+                for part in response {
+                    if socket.write_all(&part).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+/// Builds the parts of a response above the JSON cap: one declared too long, or one that
+/// streams chunks up to twice the cap.
+fn oversize_response(mode: Oversize) -> Vec<Vec<u8>> {
+    let cap = leadscore_connector::http::JSON_BODY_CAP;
+    match mode {
+        Oversize::DeclaredLength => vec![format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{{\"a\":",
+            cap + 1
+        )
+        .into_bytes()],
+        Oversize::Streamed => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+            let chunk = vec![b' '; 1 << 20];
+            let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+            framed.extend_from_slice(&chunk);
+            framed.extend_from_slice(b"\r\n");
+            let mut parts = vec![head.as_bytes().to_vec()];
+            parts.extend(std::iter::repeat_n(framed, ((2 * cap) >> 20) as usize));
+            parts
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sf_oversize_response_fails_request() {
+    let oversize = Arc::new(Mutex::new(None));
+    let env = salesforce(|text| text).await;
+    let proxy = oversize_proxy(env.sandbox.url(), oversize.clone()).await;
+    let text = std::fs::read_to_string(&env.config_path)
+        .expect("config")
+        .replace(&env.sandbox.url(), &proxy);
+    let config = Config::parse(&text, &env.config_path, env.dir.path())
+        .unwrap_or_else(|error| panic!("{error}"));
+    let store = env.store();
+    let connector = leadscore::run::connect(&config, env.secrets()).expect("connector");
+    pipeline::pull(&connector, &store, &config)
+        .await
+        .expect("first pull through the proxy");
+    assert_store_matches_org(&env, &store);
+    let stored_before = stored_total(&env, &store);
+
+    for mode in [Oversize::DeclaredLength, Oversize::Streamed] {
+        *oversize.lock().unwrap() = Some(mode);
+        let connector = leadscore::run::connect(&config, env.secrets()).expect("connector");
+        let error = pipeline::pull(&connector, &store, &config)
+            .await
+            .expect_err("an oversize response fails the pull")
+            .to_string();
+        let cap = leadscore_connector::http::JSON_BODY_CAP.to_string();
+        assert!(error.contains(&cap), "{error}");
+        assert!(error.contains(&proxy), "{error}");
+        assert!(
+            !error.contains('?'),
+            "the URL is shown without its query: {error}"
+        );
+        assert_eq!(stored_total(&env, &store), stored_before);
+        assert_store_matches_org(&env, &store);
     }
 }
 

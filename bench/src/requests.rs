@@ -107,6 +107,7 @@ fn connector_config(
         max_retries: 2,
         retry_base_delay: Duration::from_millis(100),
         extra_ca_pem: None,
+        allow_insecure_http: false,
         // Only the forced objects use Bulk, so the REST pull stays on REST at any size.
         bulk_threshold: u64::MAX,
         bulk_objects: bulk_objects.iter().map(|o| o.to_string()).collect(),

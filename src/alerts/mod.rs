@@ -513,7 +513,7 @@ async fn post_webhook(
     match webhook::send(&webhook, &event).await {
         Ok(delivery) => format!(
             "delivered to {} (HTTP {}, {} attempts)",
-            webhook.url(),
+            leadscore_connector::http::redact_url(webhook.url()),
             delivery.status,
             delivery.attempts
         ),

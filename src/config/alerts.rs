@@ -66,6 +66,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Attempts in total, the first one included.
     pub max_attempts: u32,
+    /// Accept a plain http `url` to a host other than loopback.
+    pub allow_insecure_http: bool,
 }
 
 /// Returns true for a name a shell can export: letters, digits and `_`, not starting with a digit.
@@ -205,17 +207,39 @@ fn read_webhook(top: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<We
         return None;
     }
     let url_example = r#"url = "https://hooks.example.com/leadscore""#;
+    let allow_insecure_http = section
+        .boolean(issues, "allow_insecure_http", "allow_insecure_http = false")
+        .unwrap_or(false);
     let url = section
         .required_string(issues, "url", url_example)
         .and_then(|text| match Url::parse(text.get_ref().trim()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(url)
+                let plain_http = leadscore_connector::http::check_plain_http(
+                    &url,
+                    allow_insecure_http,
+                    "[webhook] allow_insecure_http",
+                );
+                match plain_http {
+                    Ok(()) => Some(url),
+                    Err(message) => {
+                        issues.push(
+                            text.span(),
+                            &section.key_path("url"),
+                            message,
+                            Some(url_example),
+                        );
+                        None
+                    }
+                }
             }
             Ok(url) => {
                 issues.push(
                     text.span(),
                     &section.key_path("url"),
-                    format!("{url} is not an http or https URL with a host"),
+                    format!(
+                        "{} is not an http or https URL with a host",
+                        leadscore_connector::http::redact_url(&url)
+                    ),
                     Some(url_example),
                 );
                 None
@@ -264,5 +288,6 @@ fn read_webhook(top: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<We
         secret_env: secret_env?,
         timeout,
         max_attempts,
+        allow_insecure_http,
     })
 }

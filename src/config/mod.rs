@@ -918,9 +918,11 @@ const CONNECTOR_KEYS: [&str; 17] = [
 ];
 
 fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubSpotSettings> {
+    let allow_http = transport::read_allow_insecure_http(s, issues);
     let base_url = read_url(
         s,
         issues,
+        allow_http,
         "base_url",
         r#"base_url = "https://api.hubapi.com""#,
     )
@@ -945,6 +947,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
             let token_url = read_url(
                 s,
                 issues,
+                allow_http,
                 "token_url",
                 r#"token_url = "https://api.hubapi.com/oauth/v1/token""#,
             )
@@ -1002,7 +1005,7 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
     // Read before the early returns below, so these keys are never reported as unknown.
     let ca_file = read_ca_file(s, issues);
     let cursor_lookback = read_lookback(s, issues);
-    let transport = transport::read_transport(s, issues, refresh_env, true);
+    let transport = transport::read_transport(s, issues, refresh_env, true, allow_http);
     Some(HubSpotSettings {
         base_url: base_url?,
         auth: auth?,
@@ -1016,7 +1019,8 @@ fn read_hubspot(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<HubS
 }
 
 fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<SalesforceSettings> {
-    let login_url = read_login_url(s, issues);
+    let allow_http = transport::read_allow_insecure_http(s, issues);
+    let login_url = read_login_url(s, issues, allow_http);
     let api_version = read_api_version(s, issues);
     let client_id = s.required_string(issues, "client_id", r#"client_id = "3MVG9...""#);
 
@@ -1034,7 +1038,7 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
         .unwrap_or(4);
     let ca_file = read_ca_file(s, issues);
     let cursor_lookback = read_lookback(s, issues);
-    let transport = transport::read_transport(s, issues, true, false);
+    let transport = transport::read_transport(s, issues, true, false, allow_http);
     let bulk = bulk::read_bulk(s, issues);
     Some(SalesforceSettings {
         login_url: login_url?,
@@ -1076,9 +1080,13 @@ fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
     }
 }
 
-fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<String> {
+fn read_login_url(
+    s: &mut Section<'_, '_>,
+    issues: &mut Issues<'_>,
+    allow_http: bool,
+) -> Option<String> {
     let example = r#"login_url = "https://login.salesforce.com""#;
-    match read_url(s, issues, "login_url", example) {
+    match read_url(s, issues, allow_http, "login_url", example) {
         Some(url) => url,
         None => {
             s.missing(issues, "login_url", example);
@@ -1087,11 +1095,13 @@ fn read_login_url(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<St
     }
 }
 
-/// Reads an http or https URL without credentials in it. Returns `None` when the key is absent
-/// and `Some(None)` when its value is invalid (the problem is reported).
+/// Reads an http or https URL without credentials in it, and with plain http only to a
+/// loopback host unless `allow_http` is set. Returns `None` when the key is absent and
+/// `Some(None)` when its value is invalid (the problem is reported).
 fn read_url(
     s: &mut Section<'_, '_>,
     issues: &mut Issues<'_>,
+    allow_http: bool,
     key: &'static str,
     example: &str,
 ) -> Option<Option<String>> {
@@ -1111,8 +1121,9 @@ fn read_url(
         );
         return Some(None);
     }
-    let valid =
-        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    let valid = parsed
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !valid {
         issues.push(
             url.span(),
@@ -1120,6 +1131,13 @@ fn read_url(
             format!("{text:?} is not an http or https URL"),
             Some(example),
         );
+        return Some(None);
+    }
+    if let Some(Err(message)) = parsed
+        .as_ref()
+        .map(|u| leadscore_connector::http::check_plain_http(u, allow_http, "allow_insecure_http"))
+    {
+        issues.push(url.span(), &s.key_path(key), message, Some(example));
         return Some(None);
     }
     Some(Some(text.trim_end_matches('/').to_string()))

@@ -21,22 +21,35 @@ pub struct TransportSettings {
     /// Daily calls assumed for HubSpot when its responses carry no daily limit headers;
     /// `None` for Salesforce, which always reports its limit.
     pub daily_api_allowance: Option<u64>,
+    /// Accept plain http URLs to hosts other than loopback. Plain http to 127.0.0.0/8, ::1
+    /// and localhost (the sandboxes) is always accepted.
+    pub allow_insecure_http: bool,
 }
 
 /// Keys this module reads from a `[connector]` table.
-pub(super) const TRANSPORT_KEYS: [&str; 3] = [
+pub(super) const TRANSPORT_KEYS: [&str; 4] = [
     "refresh_token_file",
     "api_budget_share",
     "daily_api_allowance",
+    "allow_insecure_http",
 ];
 
+/// Reads `allow_insecure_http`, false by default. The URL keys of the table need it, so it is
+/// read before them.
+pub(super) fn read_allow_insecure_http(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> bool {
+    s.boolean(issues, "allow_insecure_http", "allow_insecure_http = false")
+        .unwrap_or(false)
+}
+
 /// Reads the transport keys. `oauth` is false for a HubSpot private app, which has no refresh
-/// token; `hubspot` is true for HubSpot connectors.
+/// token; `hubspot` is true for HubSpot connectors. `allow_insecure_http` is the value
+/// [`read_allow_insecure_http`] returned.
 pub(super) fn read_transport(
     s: &mut Section<'_, '_>,
     issues: &mut Issues<'_>,
     oauth: bool,
     hubspot: bool,
+    allow_insecure_http: bool,
 ) -> TransportSettings {
     let file_example = r#"refresh_token_file = "/var/lib/leadscore/refresh-token""#;
     let refresh_token_file = s
@@ -103,6 +116,7 @@ pub(super) fn read_transport(
         refresh_token_file,
         api_budget_share,
         daily_api_allowance,
+        allow_insecure_http,
     }
 }
 
@@ -181,5 +195,78 @@ mod tests {
         assert!(text.contains("connector.refresh_token_file"), "{text}");
         let text = messages(hubspot("refresh_token_file = \"token\"").unwrap_err());
         assert!(text.contains("applies to OAuth apps only"), "{text}");
+    }
+
+    fn parse_with_url(text: String, lines: &str) -> Result<Config, ConfigError> {
+        let text = text.replacen(
+            "cursor_lookback_secs = 300",
+            &format!("cursor_lookback_secs = 300\n{lines}"),
+            1,
+        );
+        Config::parse(
+            &text,
+            Path::new("leadscore.toml"),
+            Path::new("/etc/leadscore"),
+        )
+    }
+
+    #[test]
+    fn remote_plain_http_rejected() {
+        let remote = "http://crm.example.com:8580";
+        let salesforce_text = sandbox_config(remote, "data");
+        let text = messages(parse_with_url(salesforce_text.clone(), "").unwrap_err());
+        assert!(text.contains("connector.login_url"), "{text}");
+        assert!(text.contains("http://crm.example.com:8580/"), "{text}");
+        assert!(text.contains("allow_insecure_http = true"), "{text}");
+
+        let hubspot_text = hubspot_sandbox_config(remote, "data");
+        let text = messages(parse_with_url(hubspot_text.clone(), "").unwrap_err());
+        assert!(text.contains("connector.base_url"), "{text}");
+        assert!(text.contains("allow_insecure_http"), "{text}");
+
+        let text = messages(
+            parse_with_url(salesforce_text.clone(), "allow_insecure_http = \"yes\"").unwrap_err(),
+        );
+        assert!(text.contains("connector.allow_insecure_http"), "{text}");
+    }
+
+    #[test]
+    fn remote_plain_http_allowed_by_flag() {
+        let remote = "http://crm.example.com:8580";
+        let config = parse_with_url(sandbox_config(remote, "data"), "allow_insecure_http = true")
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(config.connector.transport().allow_insecure_http);
+        let config = parse_with_url(
+            hubspot_sandbox_config(remote, "data"),
+            "allow_insecure_http = true",
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert!(config.connector.transport().allow_insecure_http);
+        // Loopback needs no flag.
+        let config = salesforce("").unwrap();
+        assert!(!config.connector.transport().allow_insecure_http);
+    }
+
+    #[test]
+    fn webhook_remote_plain_http() {
+        let webhook = |lines: &str| {
+            let text = format!(
+                "{}\n[webhook]\nurl = \"http://hooks.example.com/x?token=abc\"\n\
+                 secret_env = \"HOOK_KEY\"\n{lines}",
+                sandbox_config("http://127.0.0.1:9", "data")
+            );
+            Config::parse(
+                &text,
+                Path::new("leadscore.toml"),
+                Path::new("/etc/leadscore"),
+            )
+        };
+        let text = messages(webhook("").unwrap_err());
+        assert!(text.contains("webhook.url"), "{text}");
+        assert!(text.contains("[webhook] allow_insecure_http"), "{text}");
+        assert!(!text.contains("token=abc"), "{text}");
+        let config = webhook("allow_insecure_http = true").unwrap_or_else(|e| panic!("{e}"));
+        let hook = config.alerts.webhook.expect("webhook read");
+        assert!(hook.allow_insecure_http);
     }
 }

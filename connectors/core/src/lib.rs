@@ -12,6 +12,7 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod http;
 pub mod limits;
 
 /// A field value, typed by the CRM's own field metadata.
@@ -438,17 +439,30 @@ pub fn http_date(value: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Formats an error with its chain of causes, so "error sending request" is followed by the
-/// cause, such as "connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+/// cause, such as "connection refused". A URL that an HTTP error carries is shown without
+/// its query string, which may contain a token.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+    let mut urls = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if let Some(url) = current
+            .downcast_ref::<reqwest::Error>()
+            .and_then(reqwest::Error::url)
+        {
+            urls.push(url.clone());
         }
-        source = cause.source();
+        if !std::ptr::addr_eq(current, error) {
+            let cause_text = current.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+        }
+        next = current.source();
+    }
+    for url in urls {
+        text = text.replace(url.as_str(), &http::redact_url(&url));
     }
     text
 }

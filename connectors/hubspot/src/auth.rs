@@ -172,17 +172,13 @@ async fn refresh_locked(
             Err(error) => format!("connection failed: {}", error_chain(&error)),
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|error| {
-                        ConnectorError::Transport(format!(
-                            "reading the token response from {} failed: {}",
-                            client.token_url,
-                            error_chain(&error)
-                        ))
-                    })?
-                    .to_vec();
+                let body = leadscore_connector::http::read_capped(
+                    response,
+                    leadscore_connector::http::TOKEN_BODY_CAP,
+                    "token response",
+                )
+                .await
+                .map_err(|error| ConnectorError::Transport(error.to_string()))?;
                 if (200..300).contains(&status) {
                     return store_token(client, state, &body);
                 }
@@ -192,7 +188,9 @@ async fn refresh_locked(
                         "HubSpot token request to {} was rejected: {}: {}. Check the OAuth \
                          client id, client secret and refresh token, and that the app is still \
                          installed in the portal",
-                        client.token_url, error.category, error.message
+                        leadscore_connector::http::redact_url(&client.token_url),
+                        error.category,
+                        error.message
                     )));
                 }
                 describe_unparsed_body(status, &body)
@@ -201,7 +199,7 @@ async fn refresh_locked(
         if attempt >= retries.max_retries {
             return Err(ConnectorError::Transport(format!(
                 "token request to {} failed after {attempt} retries: {failure}",
-                client.token_url
+                leadscore_connector::http::redact_url(&client.token_url)
             )));
         }
         let delay = backoff_delay(retries.base_delay, attempt);
@@ -219,13 +217,13 @@ fn store_token(
     let wire: TokenWire = serde_json::from_slice(body).map_err(|error| {
         ConnectorError::Payload(format!(
             "token response from {} is not an OAuth token response: {error}",
-            client.token_url
+            leadscore_connector::http::redact_url(&client.token_url)
         ))
     })?;
     if wire.access_token.is_empty() {
         return Err(ConnectorError::Payload(format!(
             "token response from {} has an empty access_token",
-            client.token_url
+            leadscore_connector::http::redact_url(&client.token_url)
         )));
     }
     if let Some(rotated) = wire.refresh_token.filter(|token| !token.is_empty()) {

@@ -117,6 +117,8 @@ pub struct HubSpotConfig {
     /// PEM certificates trusted besides the system's roots: a sandbox's own CA, or a corporate
     /// proxy's.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Allow plain http to hosts other than loopback (127.0.0.0/8, ::1, localhost).
+    pub allow_insecure_http: bool,
 }
 
 impl HubSpotConfig {
@@ -137,6 +139,7 @@ impl HubSpotConfig {
             burst_share: 0.9,
             lead_converted_stage: DEFAULT_LEAD_CONVERTED_STAGE.to_string(),
             extra_ca_pem: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -267,31 +270,19 @@ impl HubSpotConnector {
     /// proves the credentials.
     pub fn new(config: HubSpotConfig) -> Result<Self, ConnectorError> {
         config.validate()?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            // A redirect would resend the bearer token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &config.extra_ca_pem {
-            let invalid = |problem: String| {
-                ConnectorError::Rejected {
-                code: "INVALID_CONFIG".to_string(),
-                message: format!(
-                    "the extra CA file {problem}; give a PEM file with -----BEGIN CERTIFICATE----- blocks"
-                ),
-            }
-            };
-            let certificates = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|error| invalid(format!("is not valid PEM: {error}")))?;
-            if certificates.is_empty() {
-                return Err(invalid("contains no certificate".to_string()));
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
+        let mut urls = vec![&config.base_url];
+        if let HubSpotAuth::OAuth { token_url, .. } = &config.auth {
+            urls.push(token_url);
         }
-        let http = builder.build().map_err(|error| {
-            ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
-        })?;
+        let http = leadscore_connector::http::build_client(
+            &leadscore_connector::http::ClientSettings {
+                timeout: config.timeout,
+                extra_ca_pem: config.extra_ca_pem.as_deref(),
+                allow_insecure_http: config.allow_insecure_http,
+                allow_key: "[connector] allow_insecure_http",
+            },
+            &urls,
+        )?;
         let tokens = match config.auth {
             HubSpotAuth::PrivateApp(token) => TokenSource::Static(token),
             HubSpotAuth::OAuth {

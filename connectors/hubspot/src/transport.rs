@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::auth::{RetryPolicy, TokenSource};
 use crate::errors::{error_chain, parse_error_body, ApiError, RateLimitKind};
+use leadscore_connector::http::BodyError;
 
 /// Upper bound of one backoff delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
@@ -210,6 +211,9 @@ impl Api {
     ) -> Result<Result<(u16, Vec<u8>), ApiError>, ConnectorError> {
         let log_path = path.split('?').next().unwrap_or(path);
         let url = self.url(path)?;
+        let body = body
+            .map(|json| leadscore_connector::http::encode_request_body(json, &method, log_path))
+            .transpose()?;
         let mut token = self.tokens.token(&self.http, &self.retries).await?;
         let mut renewed = false;
         let mut attempt = 0;
@@ -222,8 +226,10 @@ impl Api {
                 .http
                 .request(method.clone(), url.clone())
                 .bearer_auth(token.secret.expose_secret());
-            if let Some(body) = body {
-                builder = builder.json(body);
+            if let Some(body) = &body {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
             }
             let mut lost_before_sending = false;
             let (failure, retry_after) = match builder.send().await {
@@ -231,21 +237,24 @@ impl Api {
                     let status = response.status().as_u16();
                     self.record_headers(response.headers(), kind).await;
                     let retry_after = parse_retry_after(response.headers());
-                    match response.bytes().await {
+                    let read = leadscore_connector::http::read_capped(
+                        response,
+                        leadscore_connector::http::JSON_BODY_CAP,
+                        "response",
+                    )
+                    .await;
+                    match read {
                         Ok(bytes) => {
                             debug!(%method, path = log_path, status, bytes = bytes.len(), "HubSpot response");
                             if (200..300).contains(&status) {
-                                return Ok(Ok((status, bytes.to_vec())));
+                                return Ok(Ok((status, bytes)));
                             }
                             (parse_error_body(status, &bytes), retry_after)
                         }
-                        Err(error) => (
-                            ApiError::connection(format!(
-                                "reading the response body failed: {}",
-                                error_chain(&error)
-                            )),
-                            None,
-                        ),
+                        Err(BodyError::TooLarge(message)) => {
+                            return Err(ConnectorError::Payload(message));
+                        }
+                        Err(BodyError::Read(message)) => (ApiError::connection(message), None),
                     }
                 }
                 Err(error) => {

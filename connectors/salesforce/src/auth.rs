@@ -111,11 +111,13 @@ impl<'c> oauth2::AsyncHttpClient<'c> for RecordingClient<'_> {
                 .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|error| TokenHttpError(crate::errors::error_chain(&error)))?
-                .to_vec();
+            let body = leadscore_connector::http::read_capped(
+                response,
+                leadscore_connector::http::TOKEN_BODY_CAP,
+                "token response",
+            )
+            .await
+            .map_err(|error| TokenHttpError(error.to_string()))?;
             if let Ok(mut last) = self.last_response.lock() {
                 *last = Some((status.as_u16(), body.clone()));
             }
@@ -141,6 +143,8 @@ enum TokenFailure {
 pub(crate) struct TokenSource {
     /// Saves a rotated refresh token before the session it came with is used.
     pub(crate) sink: Option<crate::RefreshTokenSink>,
+    /// Accept an `instance_url` with plain http to a host other than loopback.
+    pub(crate) allow_insecure_http: bool,
     http: reqwest::Client,
     token_url: Url,
     client_id: String,
@@ -161,6 +165,7 @@ impl TokenSource {
         retry_base_delay: Duration,
     ) -> Self {
         TokenSource {
+            allow_insecure_http: false,
             sink: None,
             http,
             token_url,
@@ -215,7 +220,8 @@ impl TokenSource {
                 Err(TokenFailure::Transient(message)) => {
                     return Err(ConnectorError::Transport(format!(
                         "token request to {} failed after {} retries: {message}",
-                        self.token_url, self.max_retries
+                        leadscore_connector::http::redact_url(&self.token_url),
+                        self.max_retries
                     )))
                 }
             }
@@ -246,8 +252,11 @@ impl TokenSource {
             .and_then(|mut last| last.take());
         let response = result.map_err(|error| self.classify(error, last_response))?;
 
-        let instance_url = parse_instance_url(&response.extra_fields().instance_url)
-            .map_err(TokenFailure::Fatal)?;
+        let instance_url = parse_instance_url(
+            &response.extra_fields().instance_url,
+            self.allow_insecure_http,
+        )
+        .map_err(TokenFailure::Fatal)?;
         if let Some(rotated) = response.refresh_token() {
             let rotated = SecretString::from(rotated.secret().clone());
             // With rotation on, the old refresh token stops working now, so the new one is
@@ -312,14 +321,14 @@ impl TokenSource {
             RequestTokenError::Parse(error, _) if status == Some(200) => {
                 TokenFailure::Fatal(ConnectorError::Payload(format!(
                     "token response from {} is not a Salesforce token response: {error}",
-                    self.token_url
+                    leadscore_connector::http::redact_url(&self.token_url)
                 )))
             }
             RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
                 TokenFailure::Fatal(ConnectorError::Auth(format!(
                     "Salesforce token request to {} failed: {}. Check that the login URL points \
                      at a Salesforce login host",
-                    self.token_url,
+                    leadscore_connector::http::redact_url(&self.token_url),
                     unparsed()
                 )))
             }
@@ -332,7 +341,7 @@ impl TokenSource {
 }
 
 /// Parses the `instance_url` of a token response, which must be an http or https URL.
-fn parse_instance_url(text: &str) -> Result<Url, ConnectorError> {
+fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, ConnectorError> {
     let url = Url::parse(text).map_err(|error| {
         ConnectorError::Payload(format!(
             "token response has an invalid instance_url {text:?}: {error}"
@@ -343,6 +352,14 @@ fn parse_instance_url(text: &str) -> Result<Url, ConnectorError> {
             "token response has instance_url {text:?}, which is not an http or https URL"
         )));
     }
+    leadscore_connector::http::check_plain_http(
+        &url,
+        allow_insecure_http,
+        "[connector] allow_insecure_http",
+    )
+    .map_err(|message| {
+        ConnectorError::Payload(format!("token response instance_url: {message}"))
+    })?;
     Ok(url)
 }
 
@@ -360,10 +377,12 @@ mod tests {
 
     #[test]
     fn instance_url_must_be_http() {
-        assert!(parse_instance_url("https://acme.my.salesforce.com").is_ok());
-        assert!(parse_instance_url("http://127.0.0.1:8080").is_ok());
-        assert!(parse_instance_url("file:///etc/passwd").is_err());
-        assert!(parse_instance_url("not a url").is_err());
+        assert!(parse_instance_url("https://acme.my.salesforce.com", false).is_ok());
+        assert!(parse_instance_url("http://127.0.0.1:8080", false).is_ok());
+        assert!(parse_instance_url("http://acme.my.salesforce.com", false).is_err());
+        assert!(parse_instance_url("http://acme.my.salesforce.com", true).is_ok());
+        assert!(parse_instance_url("file:///etc/passwd", true).is_err());
+        assert!(parse_instance_url("not a url", false).is_err());
     }
 
     #[test]

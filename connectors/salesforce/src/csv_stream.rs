@@ -14,6 +14,11 @@ pub(crate) struct CsvError {
     pub problem: String,
 }
 
+/// Largest CSV row, line breaks inside quotes included. A Salesforce long text area stores at
+/// most 131,072 characters, so a real record stays far below it, and a malformed or hostile
+/// body cannot grow one row without bound.
+pub(crate) const MAX_ROW_BYTES: usize = 16 * 1024 * 1024;
+
 /// A decoded row: one entry per column, `None` for an empty value.
 pub(crate) type CsvRow = Vec<Option<String>>;
 
@@ -40,6 +45,8 @@ pub(crate) struct CsvDecoder {
     row: CsvRow,
     /// Rows finished so far, counting from 1 for error messages.
     row_number: u64,
+    /// Bytes of the current row read so far.
+    row_bytes: usize,
 }
 
 impl CsvDecoder {
@@ -50,6 +57,7 @@ impl CsvDecoder {
             field: Vec::new(),
             row: Vec::new(),
             row_number: 1,
+            row_bytes: 0,
         }
     }
 
@@ -87,6 +95,7 @@ impl CsvDecoder {
             rows.push(row);
         }
         self.row_number += 1;
+        self.row_bytes = 0;
         self.state = State::FieldStart;
         Ok(())
     }
@@ -94,6 +103,12 @@ impl CsvDecoder {
     /// Decodes one chunk and appends every row it completes to `rows`.
     pub(crate) fn feed(&mut self, chunk: &[u8], rows: &mut Vec<CsvRow>) -> Result<(), CsvError> {
         for &byte in chunk {
+            self.row_bytes += 1;
+            if self.row_bytes > MAX_ROW_BYTES {
+                return Err(self.error(format!(
+                    "the row is longer than the cap of {MAX_ROW_BYTES} bytes"
+                )));
+            }
             match self.state {
                 State::FieldStart | State::Unquoted => {
                     if byte == b'"' && self.state == State::FieldStart {
@@ -274,5 +289,24 @@ mod tests {
 
         let lone_cr = decode_chunks(&[b"a\rb\n"]).unwrap_err();
         assert!(lone_cr.problem.contains("CR"), "{lone_cr}");
+    }
+
+    #[test]
+    fn row_over_cap_rejected() {
+        let mut decoder = CsvDecoder::new(b',');
+        let mut rows = Vec::new();
+        decoder.feed(b"\"Id\"\n\"", &mut rows).unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut error = None;
+        for _ in 0..=(MAX_ROW_BYTES >> 20) {
+            if let Err(found) = decoder.feed(&chunk, &mut rows) {
+                error = Some(found);
+                break;
+            }
+        }
+        let error = error.expect("the long row is rejected");
+        assert_eq!(error.row, 2);
+        assert!(error.problem.contains("cap"), "{error}");
+        assert_eq!(rows.len(), 1, "the header row was decoded");
     }
 }

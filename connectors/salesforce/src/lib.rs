@@ -22,6 +22,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use leadscore_connector::http::{build_client, ClientSettings};
 use leadscore_connector::{
     ApiUsage, Connector, ConnectorError, Cursor, ObjectSchema, Page, PullSpec, RecordUpdate,
     WriteOutcome,
@@ -78,6 +79,9 @@ pub struct SalesforceConfig {
     /// Extra CA certificates in PEM form, trusted beside the public roots, for example the CA
     /// of a local TLS sandbox or of a TLS-inspecting proxy. `None` trusts the public roots only.
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Allow plain http to hosts other than loopback (127.0.0.0/8, ::1, localhost). Without
+    /// it such a `login_url`, or an `instance_url` a token response names, is rejected.
+    pub allow_insecure_http: bool,
     /// Rows above which a pull switches from REST to Bulk API 2.0 (see
     /// [`DEFAULT_BULK_THRESHOLD`]). The count is the `totalSize` of the first REST page, so
     /// learning it costs no extra request. A smaller pull goes on over REST from that page,
@@ -113,6 +117,7 @@ impl fmt::Debug for SalesforceConfig {
             .field("bulk_threshold", &self.bulk_threshold)
             .field("bulk_objects", &self.bulk_objects)
             .field("bulk_poll_timeout", &self.bulk_poll_timeout)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .field(
                 "extra_ca_pem",
                 &self
@@ -189,23 +194,6 @@ impl SalesforceConfig {
     }
 }
 
-/// Parses every certificate of a PEM bundle, rejecting text that holds none.
-fn extra_root_certificates(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, ConnectorError> {
-    let invalid = |problem: String| ConnectorError::Rejected {
-        code: "INVALID_CONFIG".to_string(),
-        message: format!(
-            "extra_ca_pem {problem}; give the text of a PEM file that contains \
-             -----BEGIN CERTIFICATE----- blocks"
-        ),
-    };
-    let certificates = reqwest::Certificate::from_pem_bundle(pem)
-        .map_err(|error| invalid(format!("is not valid PEM: {error}")))?;
-    if certificates.is_empty() {
-        return Err(invalid("contains no certificate".to_string()));
-    }
-    Ok(certificates)
-}
-
 /// A `Connector` for one Salesforce org over the REST API.
 pub struct SalesforceConnector {
     login_url: Url,
@@ -249,27 +237,26 @@ impl SalesforceConnector {
     /// proves the credentials.
     pub fn new(config: SalesforceConfig) -> Result<Self, ConnectorError> {
         config.validate()?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            // A redirect would resend the bearer token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &config.extra_ca_pem {
-            for certificate in extra_root_certificates(pem)? {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        let http = builder.build().map_err(|error| {
-            ConnectorError::Transport(format!("building the HTTP client failed: {error}"))
-        })?;
-        let tokens = TokenSource::new(
+        let token_url = config.token_url()?;
+        let http = build_client(
+            &ClientSettings {
+                timeout: config.timeout,
+                extra_ca_pem: config.extra_ca_pem.as_deref(),
+                allow_insecure_http: config.allow_insecure_http,
+                allow_key: "[connector] allow_insecure_http",
+            },
+            &[&config.login_url, &token_url],
+        )?;
+        let mut tokens = TokenSource::new(
             http.clone(),
-            config.token_url()?,
+            token_url,
             config.client_id.clone(),
             config.client_secret.clone(),
             config.refresh_token.clone(),
             config.max_retries,
             config.retry_base_delay,
         );
+        tokens.allow_insecure_http = config.allow_insecure_http;
         let api = Api::new(
             http,
             tokens,
@@ -660,6 +647,7 @@ mod tests {
             max_retries: 3,
             retry_base_delay: Duration::from_millis(5),
             extra_ca_pem: None,
+            allow_insecure_http: false,
             bulk_threshold: DEFAULT_BULK_THRESHOLD,
             bulk_objects: Vec::new(),
             bulk_poll_timeout: DEFAULT_BULK_POLL_TIMEOUT,

@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use leadscore_connector::http::BodyError;
 use leadscore_connector::limits::{parse_retry_after, ApiBudget};
 use leadscore_connector::{ApiUsage, ConnectorError};
 use rand::Rng;
@@ -181,6 +182,9 @@ impl Api {
         accept: Option<&str>,
     ) -> Result<(HeaderMap, Vec<u8>), ConnectorError> {
         let log_path = path.split('?').next().unwrap_or(path);
+        let body = body
+            .map(|json| leadscore_connector::http::encode_request_body(json, &method, log_path))
+            .transpose()?;
         let mut session = self.tokens.session().await?;
         let mut renewed = false;
         let mut attempt = 0;
@@ -196,8 +200,10 @@ impl Api {
             if let (Paging::Query, Some(size)) = (paging, self.page_size) {
                 builder = builder.header("Sforce-Query-Options", format!("batchSize={size}"));
             }
-            if let Some(body) = body {
-                builder = builder.json(body);
+            if let Some(body) = &body {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
             }
             if let Some(accept) = accept {
                 builder = builder.header(reqwest::header::ACCEPT, accept);
@@ -215,18 +221,26 @@ impl Api {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|value| value.to_str().ok())
                         .and_then(|value| parse_retry_after(value, chrono::Utc::now()));
-                    match response.bytes().await {
+                    let cap = if accept == Some("text/csv") {
+                        leadscore_connector::http::BULK_PAGE_CAP
+                    } else {
+                        leadscore_connector::http::JSON_BODY_CAP
+                    };
+                    match leadscore_connector::http::read_capped(response, cap, "response").await {
                         Ok(bytes) => {
                             debug!(%method, path = log_path, status, bytes = bytes.len(), "Salesforce response");
                             if (200..300).contains(&status) {
-                                return Ok((headers, bytes.to_vec()));
+                                return Ok((headers, bytes));
                             }
                             parse_error_body(status, &bytes)
                         }
-                        Err(error) => ApiError {
+                        Err(BodyError::TooLarge(message)) => {
+                            return Err(ConnectorError::Payload(message));
+                        }
+                        Err(BodyError::Read(message)) => ApiError {
                             status: 0,
                             code: "READ_FAILED".to_string(),
-                            message: format!("reading the response body failed: {error}"),
+                            message,
                         },
                     }
                 }

@@ -117,6 +117,7 @@ impl MockServer {
             max_retries,
             retry_base_delay: Duration::from_millis(2),
             extra_ca_pem: None,
+            allow_insecure_http: false,
             bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
             bulk_objects: Vec::new(),
             bulk_poll_timeout: leadscore_salesforce::DEFAULT_BULK_POLL_TIMEOUT,

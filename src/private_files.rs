@@ -1,0 +1,125 @@
+//! Owner-only permissions (0700 folders, 0600 files) for the store, which contains customer
+//! data and the CRM's record ids. On other platforms these functions do nothing.
+
+use std::path::Path;
+
+/// Creates the folder `path` (not its parents) readable by its owner only.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Sets `dir` and every folder under it to 0700, and every file that group or others can
+/// access to 0600. A folder that was open to group or others is logged as a warning, because
+/// its files may have been read. Returns how many entries changed.
+#[cfg(unix)]
+pub fn restrict_tree(dir: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut changed = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let mode = std::fs::metadata(&folder)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    folder = %folder.display(),
+                    mode = format!("{mode:o}"),
+                    "the store folder was readable by other users; setting it to 0700"
+                );
+            }
+            std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))?;
+            changed += 1;
+        }
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                let path = entry.path();
+                let mode = entry.metadata()?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                    changed += 1;
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Does nothing where Unix permissions do not exist.
+#[cfg(not(unix))]
+pub fn restrict_tree(_dir: &Path) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use crate::store::Store;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Returns every path under `dir` with a mode other than 0700 (folders) or 0600 (files).
+    fn loose_entries(dir: &Path) -> Vec<String> {
+        let mut loose = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(folder) = pending.pop() {
+            if mode(&folder) != 0o700 {
+                loose.push(format!("{} {:o}", folder.display(), mode(&folder)));
+            }
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if mode(&path) != 0o600 {
+                    loose.push(format!("{} {:o}", path.display(), mode(&path)));
+                }
+            }
+        }
+        loose
+    }
+
+    #[test]
+    fn new_store_is_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = Store::open(&path).expect("store opens");
+        store
+            .set_pulled_fields("Account", &["Name".to_string()])
+            .expect("write");
+        drop(store);
+        assert_eq!(mode(&path), 0o700);
+        let files = std::fs::read_dir(&path).unwrap().count();
+        assert!(files > 0, "sled created files");
+        assert_eq!(loose_entries(&path), Vec::<String>::new());
+    }
+
+    #[test]
+    fn loose_store_tightened_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        drop(Store::open(&path).expect("store opens"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = path.join("conf");
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(mode(&conf), 0o644);
+
+        let store = Store::open(&path).expect("store opens again");
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&conf), 0o600);
+        assert_eq!(loose_entries(&path), Vec::<String>::new());
+        drop(store);
+    }
+}
