@@ -126,8 +126,12 @@ pub enum Command {
         /// Write a configuration for `leadscore sandbox` on its default port, with the
         /// sandbox's client id and scores as of the end of its history. Without this flag the
         /// configuration is the annotated template for a real org.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reference")]
         sandbox: bool,
+        /// Print the Markdown reference of every configuration table and key instead (the
+        /// content of docs/CONFIG.md).
+        #[arg(long)]
+        reference: bool,
     },
     /// Verify credentials and that every configured field exists in the org.
     Check {
@@ -148,8 +152,8 @@ pub enum Command {
         #[command(flatten)]
         args: ConfigArgs,
         /// Print the records, fields, old and new values a push would write, and counts by
-        /// object and field, without writing anything.
-        #[arg(long)]
+        /// object and field, without writing anything. `--dry-run` is the same flag.
+        #[arg(long, visible_alias = "dry-run")]
         plan: bool,
     },
     /// List, show, promote or roll back trained models.
@@ -454,7 +458,17 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             token_ttl_secs,
             tls,
         } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls).await,
-        Command::Init { crm, sandbox } => {
+        Command::Init {
+            reference: true, ..
+        } => {
+            print!("{}", crate::config::reference::render_markdown());
+            Ok(0)
+        }
+        Command::Init {
+            crm,
+            sandbox,
+            reference: false,
+        } => {
             let text = match (crm, sandbox) {
                 (CrmKind::Salesforce, true) => demo::sandbox_config(
                     &format!("http://127.0.0.1:{SANDBOX_PORT}"),

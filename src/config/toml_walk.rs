@@ -112,6 +112,8 @@ impl<'t, 'i> Section<'t, 'i> {
     /// Returns the raw value of `key`, marking the key as known.
     pub fn raw(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
         self.read.insert(key);
+        #[cfg(test)]
+        record_read(&self.path, key);
         let table = self.table?;
         table
             .iter()
@@ -462,6 +464,32 @@ impl<'t, 'i> Section<'t, 'i> {
             );
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every key the parser read on this thread, by table path with array indexes removed
+    /// (`features.account`, not `features.account[0]`). The configuration reference test
+    /// compares it with the documented keys.
+    pub static READ_KEYS: std::cell::RefCell<std::collections::BTreeMap<String, BTreeSet<&'static str>>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+#[cfg(test)]
+fn record_read(path: &str, key: &'static str) {
+    let mut table = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => table.push(c),
+            _ => {}
+        }
+    }
+    READ_KEYS.with(|keys| {
+        keys.borrow_mut().entry(table).or_default().insert(key);
+    });
 }
 
 #[cfg(test)]
