@@ -315,6 +315,12 @@ impl From<PipelineError> for Failure {
                 message: format!("stopped at a checkpoint: {message}"),
             },
             // Rejected credentials are a configuration problem, not a failed step.
+            // The Salesforce connector's message already says what to check.
+            PipelineError::Connector(ConnectorError::Auth(message))
+                if message.contains("refresh_token_file") =>
+            {
+                config_failure(format!("authentication failed: {message}"))
+            }
             PipelineError::Connector(ConnectorError::Auth(message)) => config_failure(format!(
                 "authentication failed: {message}; check the credentials in the environment variables that [connector] names, and the file refresh_token_file names when it is set"
             )),

@@ -1065,7 +1065,7 @@ pub(super) const SECRET_KEYS: [&str; 5] = [
 /// Reports secrets written into the file; the value itself is never echoed.
 fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
     for secret in SECRET_KEYS {
-        if let Some(value) = s.raw(secret) {
+        if let Some(value) = s.raw_unlisted(secret) {
             issues.push(
                 value.span(),
                 &s.key_path(secret),

@@ -146,7 +146,7 @@ fn connector_keys(out: &mut Vec<KeyDoc>) {
         key(c, "max_retries", "integer", "4", "0 to 20", "Retries of a request that failed in a way a retry can fix."),
         key(c, "cursor_lookback_secs", "integer", "300", "0 to 86400", "An incremental pull starts this many seconds before the stored cursor, so late commits are still seen."),
         key(c, "ca_file", "string", "none", "PEM file path", "CA certificates trusted besides the system's, for a TLS-intercepting proxy or a sandbox over https. Relative to the config file."),
-        key(c, "api_budget_share", "float", leadscore_connector::limits::DEFAULT_BUDGET_SHARE, "above 0, at most 1", "Share of the CRM's remaining daily API calls the runs of one UTC day may use together."),
+        key(c, "api_budget_share", "float", leadscore_connector::limits::DEFAULT_BUDGET_SHARE, "0.001 to 1", "Share of the CRM's remaining daily API calls the runs of one UTC day may use together."),
         key(c, "daily_api_allowance", "integer", DEFAULT_HUBSPOT_DAILY_ALLOWANCE, "1 to 999999999", "HubSpot only: daily calls assumed when responses carry no daily limit headers."),
         key(c, "bulk_threshold", "integer", bulk.threshold, "0 to 1000000000000", "Salesforce only: a pull whose first page reports more rows than this runs as a Bulk API 2.0 query job."),
         key(c, "bulk_objects", "array of strings", "[]", "Salesforce object names", "Salesforce only: objects always pulled through Bulk API 2.0."),

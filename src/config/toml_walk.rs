@@ -85,6 +85,8 @@ pub struct Section<'t, 'i> {
     table: Option<&'t DeTable<'i>>,
     span: Range<usize>,
     read: BTreeSet<&'static str>,
+    /// Keys read only to be rejected, left out of the "expected one of" list.
+    unlisted: BTreeSet<&'static str>,
 }
 
 impl<'t, 'i> Section<'t, 'i> {
@@ -94,6 +96,7 @@ impl<'t, 'i> Section<'t, 'i> {
             table,
             span,
             read: BTreeSet::new(),
+            unlisted: BTreeSet::new(),
         }
     }
 
@@ -119,6 +122,13 @@ impl<'t, 'i> Section<'t, 'i> {
             .iter()
             .find(|(k, _)| k.get_ref().as_ref() == key)
             .map(|(_, v)| v)
+    }
+
+    /// Returns the raw value of a key that is known but never valid, such as a secret written
+    /// into the file. The caller reports it; the unknown-key message does not offer it.
+    pub fn raw_unlisted(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
+        self.unlisted.insert(key);
+        self.raw(key)
     }
 
     /// Reports a missing required key at the table's position.
@@ -450,7 +460,7 @@ impl<'t, 'i> Section<'t, 'i> {
         let Some(table) = self.table else {
             return;
         };
-        let known: Vec<&str> = self.read.iter().copied().collect();
+        let known: Vec<&str> = self.read.difference(&self.unlisted).copied().collect();
         for (key, _) in table.iter() {
             let name = key.get_ref().as_ref();
             if self.read.contains(name) {
