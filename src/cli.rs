@@ -152,7 +152,7 @@ pub enum Command {
         #[command(flatten)]
         args: ConfigArgs,
         /// Print the records, fields, old and new values a push would write, and counts by
-        /// object and field, without writing anything. `--dry-run` is the same flag.
+        /// object and field, without writing anything.
         #[arg(long, visible_alias = "dry-run")]
         plan: bool,
     },
@@ -315,9 +315,10 @@ impl From<PipelineError> for Failure {
                 message: format!("stopped at a checkpoint: {message}"),
             },
             // Rejected credentials are a configuration problem, not a failed step.
-            // The Salesforce connector's message already says what to check.
+            // Most connector messages already end with a "Check ..." or "Grant ..." sentence
+            // that says what to fix, and a second piece of advice would only repeat it.
             PipelineError::Connector(ConnectorError::Auth(message))
-                if message.contains("refresh_token_file") =>
+                if message.contains(". Check ") || message.contains(". Grant ") =>
             {
                 config_failure(format!("authentication failed: {message}"))
             }
@@ -1229,4 +1230,33 @@ fn step_report_outcomes(args: &ReportOutcomesArgs) -> Result<u8, Failure> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failure_advice_not_repeated() {
+        let connector_advice = "Salesforce token request was rejected: invalid_grant: expired \
+                                access/refresh token. Check the Salesforce client id";
+        let failure = Failure::from(PipelineError::Connector(ConnectorError::Auth(
+            connector_advice.to_string(),
+        )));
+        assert_eq!(failure.code, 2);
+        assert_eq!(
+            failure.message,
+            format!("authentication failed: {connector_advice}")
+        );
+
+        let bare = Failure::from(PipelineError::Connector(ConnectorError::Auth(
+            "token rejected".to_string(),
+        )));
+        assert_eq!(bare.code, 2);
+        assert!(
+            bare.message.contains("check the credentials"),
+            "a message without advice gets it: {}",
+            bare.message
+        );
+    }
 }
