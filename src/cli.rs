@@ -130,8 +130,12 @@ pub enum Command {
         /// Write a configuration for `leadscore sandbox` on its default port, with the
         /// sandbox's client id and scores as of the end of its history. Without this flag the
         /// configuration is the annotated template for a real org.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reference")]
         sandbox: bool,
+        /// Print the Markdown reference of every configuration table and key instead (the
+        /// content of docs/CONFIG.md).
+        #[arg(long)]
+        reference: bool,
     },
     /// Verify credentials and that every configured field exists in the org.
     Check {
@@ -158,7 +162,7 @@ pub enum Command {
         args: ConfigArgs,
         /// Print the records, fields, old and new values a push would write, and counts by
         /// object and field, without writing anything.
-        #[arg(long)]
+        #[arg(long, visible_alias = "dry-run")]
         plan: bool,
     },
     /// List, show, promote or roll back trained models.
@@ -320,6 +324,13 @@ impl From<PipelineError> for Failure {
                 message: format!("stopped at a checkpoint: {message}"),
             },
             // Rejected credentials are a configuration problem, not a failed step.
+            // Most connector messages already end with a "Check ..." or "Grant ..." sentence
+            // that says what to fix, and a second piece of advice would only repeat it.
+            PipelineError::Connector(ConnectorError::Auth(message))
+                if message.contains(". Check ") || message.contains(". Grant ") =>
+            {
+                config_failure(format!("authentication failed: {message}"))
+            }
             PipelineError::Connector(ConnectorError::Auth(message)) => config_failure(format!(
                 "authentication failed: {message}; check the credentials in the environment variables that [connector] names, and the file refresh_token_file names when it is set"
             )),
@@ -464,7 +475,17 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             tls,
             bare,
         } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls, bare).await,
-        Command::Init { crm, sandbox } => {
+        Command::Init {
+            reference: true, ..
+        } => {
+            print!("{}", crate::config::reference::render_markdown());
+            Ok(0)
+        }
+        Command::Init {
+            crm,
+            sandbox,
+            reference: false,
+        } => {
             let text = match (crm, sandbox) {
                 (CrmKind::Salesforce, true) => demo::sandbox_config(
                     &format!("http://127.0.0.1:{SANDBOX_PORT}"),
@@ -1298,4 +1319,33 @@ fn step_report_outcomes(args: &ReportOutcomesArgs) -> Result<u8, Failure> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failure_advice_not_repeated() {
+        let connector_advice = "Salesforce token request was rejected: invalid_grant: expired \
+                                access/refresh token. Check the Salesforce client id";
+        let failure = Failure::from(PipelineError::Connector(ConnectorError::Auth(
+            connector_advice.to_string(),
+        )));
+        assert_eq!(failure.code, 2);
+        assert_eq!(
+            failure.message,
+            format!("authentication failed: {connector_advice}")
+        );
+
+        let bare = Failure::from(PipelineError::Connector(ConnectorError::Auth(
+            "token rejected".to_string(),
+        )));
+        assert_eq!(bare.code, 2);
+        assert!(
+            bare.message.contains("check the credentials"),
+            "a message without advice gets it: {}",
+            bare.message
+        );
+    }
 }

@@ -41,10 +41,10 @@ pub struct ScheduleConfig {
 }
 
 /// Default schedules: every 30 minutes, Sunday 03:00, Monday 07:00, 06:00 on the 1st.
-const DEFAULT_PULL_AND_SCORE: &str = "*/30 * * * *";
-const DEFAULT_RETRAIN: &str = "0 3 * * SUN";
-const DEFAULT_TERRITORY_LISTS: &str = "0 7 * * MON";
-const DEFAULT_OUTCOMES_REPORT: &str = "0 6 1 * *";
+pub(super) const DEFAULT_PULL_AND_SCORE: &str = "*/30 * * * *";
+pub(super) const DEFAULT_RETRAIN: &str = "0 3 * * SUN";
+pub(super) const DEFAULT_TERRITORY_LISTS: &str = "0 7 * * MON";
+pub(super) const DEFAULT_OUTCOMES_REPORT: &str = "0 6 1 * *";
 
 impl Default for ScheduleConfig {
     fn default() -> Self {

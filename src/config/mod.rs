@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod daemon;
 pub mod enrichment;
 pub mod feedback;
+pub mod reference;
 pub mod reports;
 pub mod sync;
 pub mod territory;
@@ -1056,16 +1057,19 @@ fn read_salesforce(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<S
     })
 }
 
+/// `[connector]` keys that would hold a secret in the file; each is rejected.
+pub(super) const SECRET_KEYS: [&str; 5] = [
+    "client_secret",
+    "refresh_token",
+    "access_token",
+    "password",
+    "token",
+];
+
 /// Reports secrets written into the file; the value itself is never echoed.
 fn reject_secrets_in_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) {
-    for secret in [
-        "client_secret",
-        "refresh_token",
-        "access_token",
-        "password",
-        "token",
-    ] {
-        if let Some(value) = s.raw(secret) {
+    for secret in SECRET_KEYS {
+        if let Some(value) = s.raw_unlisted(secret) {
             issues.push(
                 value.span(),
                 &s.key_path(secret),

@@ -628,3 +628,22 @@ fn base_currency_rate_other_than_one_rejected() {
         format!("{EXAMPLE}\n[currency]\nbase = \"USD\"\nrates = {{ USD = 1.0, EUR = 1.08 }}\n");
     assert!(parse(&text).is_ok());
 }
+
+#[test]
+fn unknown_key_hint_omits_secret_keys() {
+    let text = EXAMPLE.replace("page_size = 2000", "page_sise = 2000");
+    let error = parse(&text).expect_err("a misspelt key must be rejected");
+    let issue = error
+        .issues
+        .iter()
+        .find(|issue| issue.key == "connector.page_sise")
+        .expect("the misspelt key is reported");
+    assert!(issue.message.contains("page_size"), "{}", issue.message);
+    for secret in SECRET_KEYS {
+        let listed = issue
+            .message
+            .split(['(', ',', ':', ' '])
+            .any(|word| word == secret);
+        assert!(!listed, "{secret} is offered in: {}", issue.message);
+    }
+}

@@ -85,6 +85,8 @@ pub struct Section<'t, 'i> {
     table: Option<&'t DeTable<'i>>,
     span: Range<usize>,
     read: BTreeSet<&'static str>,
+    /// Keys read only to be rejected, left out of the "expected one of" list.
+    unlisted: BTreeSet<&'static str>,
 }
 
 impl<'t, 'i> Section<'t, 'i> {
@@ -94,6 +96,7 @@ impl<'t, 'i> Section<'t, 'i> {
             table,
             span,
             read: BTreeSet::new(),
+            unlisted: BTreeSet::new(),
         }
     }
 
@@ -112,11 +115,20 @@ impl<'t, 'i> Section<'t, 'i> {
     /// Returns the raw value of `key`, marking the key as known.
     pub fn raw(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
         self.read.insert(key);
+        #[cfg(test)]
+        record_read(&self.path, key);
         let table = self.table?;
         table
             .iter()
             .find(|(k, _)| k.get_ref().as_ref() == key)
             .map(|(_, v)| v)
+    }
+
+    /// Returns the raw value of a key that is known but never valid, such as a secret written
+    /// into the file. The caller reports it; the unknown-key message does not offer it.
+    pub fn raw_unlisted(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
+        self.unlisted.insert(key);
+        self.raw(key)
     }
 
     /// Reports a missing required key at the table's position.
@@ -448,7 +460,7 @@ impl<'t, 'i> Section<'t, 'i> {
         let Some(table) = self.table else {
             return;
         };
-        let known: Vec<&str> = self.read.iter().copied().collect();
+        let known: Vec<&str> = self.read.difference(&self.unlisted).copied().collect();
         for (key, _) in table.iter() {
             let name = key.get_ref().as_ref();
             if self.read.contains(name) {
@@ -462,6 +474,32 @@ impl<'t, 'i> Section<'t, 'i> {
             );
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every key the parser read on this thread, by table path with array indexes removed
+    /// (`features.account`, not `features.account[0]`). The configuration reference test
+    /// compares it with the documented keys.
+    pub static READ_KEYS: std::cell::RefCell<std::collections::BTreeMap<String, BTreeSet<&'static str>>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+#[cfg(test)]
+fn record_read(path: &str, key: &'static str) {
+    let mut table = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => table.push(c),
+            _ => {}
+        }
+    }
+    READ_KEYS.with(|keys| {
+        keys.borrow_mut().entry(table).or_default().insert(key);
+    });
 }
 
 #[cfg(test)]
