@@ -145,6 +145,7 @@ fn connector_keys(out: &mut Vec<KeyDoc>) {
         key(c, "timeout_secs", "integer", "60", "1 to 3600", "Seconds before one HTTP request is abandoned."),
         key(c, "max_retries", "integer", "4", "0 to 20", "Retries of a request that failed in a way a retry can fix."),
         key(c, "cursor_lookback_secs", "integer", "300", "0 to 86400", "An incremental pull starts this many seconds before the stored cursor, so late commits are still seen."),
+        key(c, "allow_insecure_http", "boolean", "false", "true or false", "Allows plain http to a host other than loopback (127.0.0.0/8, ::1, localhost). Without it such URLs are refused, because tokens would cross the network unencrypted."),
         key(c, "ca_file", "string", "none", "PEM file path", "CA certificates trusted besides the system's, for a TLS-intercepting proxy or a sandbox over https. Relative to the config file."),
         key(c, "api_budget_share", "float", leadscore_connector::limits::DEFAULT_BUDGET_SHARE, "0.001 to 1", "Share of the CRM's remaining daily API calls the runs of one UTC day may use together."),
         key(c, "daily_api_allowance", "integer", DEFAULT_HUBSPOT_DAILY_ALLOWANCE, "1 to 999999999", "HubSpot only: daily calls assumed when responses carry no daily limit headers."),
@@ -625,6 +626,7 @@ fn alert_keys(out: &mut Vec<KeyDoc>) {
     let w = "webhook";
     out.extend([
         key(w, "url", "string", "required", "http or https URL", "Endpoint that receives the events. Redirects are not followed."),
+        key(w, "allow_insecure_http", "boolean", "false", "true or false", "Allows a plain http `url` on a host other than loopback; without it such a URL is refused."),
         key(w, "secret_env", "string", "required", "environment variable name", "Environment variable that holds the HMAC-SHA256 key of the `X-Leadscore-Signature` header."),
         key(w, "timeout_secs", "integer", webhook_secs, "1 to 300", "Seconds before one post is abandoned."),
         key(w, "max_attempts", "integer", super::alerts::DEFAULT_WEBHOOK_ATTEMPTS, "1 to 20", "Attempts per event in total, the first one included."),
