@@ -628,3 +628,16 @@ fn base_currency_rate_other_than_one_rejected() {
         format!("{EXAMPLE}\n[currency]\nbase = \"USD\"\nrates = {{ USD = 1.0, EUR = 1.08 }}\n");
     assert!(parse(&text).is_ok());
 }
+
+/// Found by the fuzz tests: `connector = []` made `parse` fail with no problem listed.
+#[test]
+fn empty_connector_array_reported() {
+    let text = EXAMPLE.replacen("[connector]", "connector = []\n[old_connector]", 1);
+    let error = parse(&text).unwrap_err();
+    let messages: Vec<&str> = error.issues.iter().map(|i| i.message.as_str()).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("empty array")),
+        "{messages:?}"
+    );
+    assert!(error.issues.iter().all(|i| !i.message.trim().is_empty()));
+}
