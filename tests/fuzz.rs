@@ -7,10 +7,11 @@
 //! (the shipped example configs, generated queries, CSV written from random rows, responses
 //! of the sandboxes) followed by byte-level edits. `LEADSCORE_FUZZ_CASES` sets the cases per
 //! target (default: a few seconds' worth in a debug build) and `LEADSCORE_FUZZ_SEED` replays a
-//! run. A failing case prints its seed and input. The long run is documented in FUZZING.md:
+//! run. A failing case prints its seed and input. FUZZING.md gives, for each target, the
+//! case count of a run of a few minutes and the rates measured. For example:
 //!
 //! ```text
-//! LEADSCORE_FUZZ_CASES=200000 cargo test --release --test fuzz -- --nocapture --test-threads 1
+//! LEADSCORE_FUZZ_CASES=250000 cargo test --release --test fuzz config -- --nocapture
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
