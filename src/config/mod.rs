@@ -573,6 +573,18 @@ impl Config {
         let mut top = Section::new("", Some(root.get_ref()), root.span());
         let config = read_config(&mut top, &mut issues, base);
         top.finish(&mut issues);
+        if config.is_none() && issues.list.is_empty() {
+            // A reader that returns nothing should have reported why. This covers one that did
+            // not, so that no error reaches the user with no problems listed.
+            issues.push(
+                0..0,
+                "",
+                "the configuration is incomplete, but no single key could be named; compare it \
+                 with the output of `leadscore init`"
+                    .to_string(),
+                None,
+            );
+        }
         match config {
             Some(config) if issues.list.is_empty() => Ok(config),
             _ => {
@@ -803,6 +815,18 @@ fn read_connectors(
         vec![top.table(issues, "connector")]
     };
     let count = sections.len();
+    if let Some(empty) = top
+        .raw("connector")
+        .filter(|v| matches!(v.get_ref(), toml::de::DeValue::Array(items) if items.is_empty()))
+    {
+        issues.push(
+            empty.span(),
+            "connector",
+            "connector is an empty array, so no CRM is configured; add a [connector] table"
+                .to_string(),
+            Some("[connector]"),
+        );
+    }
     let mut out: Vec<NamedConnector> = Vec::new();
     let mut complete = true;
     for mut section in sections {

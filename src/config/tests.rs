@@ -647,3 +647,16 @@ fn unknown_key_hint_omits_secret_keys() {
         assert!(!listed, "{secret} is offered in: {}", issue.message);
     }
 }
+
+/// Found by the fuzz tests: `connector = []` made `parse` fail with no problem listed.
+#[test]
+fn empty_connector_array_reported() {
+    let text = EXAMPLE.replacen("[connector]", "connector = []\n[old_connector]", 1);
+    let error = parse(&text).unwrap_err();
+    let messages: Vec<&str> = error.issues.iter().map(|i| i.message.as_str()).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("empty array")),
+        "{messages:?}"
+    );
+    assert!(error.issues.iter().all(|i| !i.message.trim().is_empty()));
+}

@@ -4,7 +4,8 @@
 //! Rows end with LF or CRLF. An empty field, quoted or not, is `None`, because Bulk results
 //! write null and the empty string alike. The decoder works on bytes: every byte it acts on
 //! (quote, delimiter, CR, LF) is ASCII and never part of a multi-byte UTF-8 sequence, so a
-//! character split across two chunks is joined before the field is checked as UTF-8.
+//! character split across two chunks is joined before the field is checked as UTF-8. A UTF-8
+//! byte order mark at the start of the body is skipped, even when it is split across chunks.
 
 /// A malformed CSV body, with the 1-based row where the problem was found.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,9 +34,13 @@ enum State {
     /// After a quote inside a quoted field: a second quote is a literal one, anything else
     /// must end the field.
     QuoteInQuoted,
-    /// After a CR outside quotes, which must be followed by LF.
-    CarriageReturn,
+    /// After a CR outside quotes, which must be followed by LF. `blank` is set when the CR
+    /// began the line, so that a CRLF blank line is dropped like an LF one.
+    CarriageReturn { blank: bool },
 }
+
+/// The UTF-8 encoding of U+FEFF, which some CSV writers put before the first byte.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The decoder's position in the body between two chunks.
 pub(crate) struct CsvDecoder {
@@ -47,6 +52,9 @@ pub(crate) struct CsvDecoder {
     row_number: u64,
     /// Bytes of the current row read so far.
     row_bytes: usize,
+    /// The first bytes of the body while they may still be a byte order mark, or `None` once
+    /// that is decided.
+    head: Option<Vec<u8>>,
 }
 
 impl CsvDecoder {
@@ -58,6 +66,7 @@ impl CsvDecoder {
             row: Vec::new(),
             row_number: 1,
             row_bytes: 0,
+            head: Some(Vec::with_capacity(BOM.len())),
         }
     }
 
@@ -102,6 +111,33 @@ impl CsvDecoder {
 
     /// Decodes one chunk and appends every row it completes to `rows`.
     pub(crate) fn feed(&mut self, chunk: &[u8], rows: &mut Vec<CsvRow>) -> Result<(), CsvError> {
+        let mut chunk = chunk;
+        if let Some(head) = &mut self.head {
+            let taken = (BOM.len() - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..taken]);
+            chunk = &chunk[taken..];
+            if BOM.starts_with(head) && head.len() < BOM.len() {
+                return Ok(());
+            }
+            self.end_head(rows)?;
+        }
+        self.decode(chunk, rows)
+    }
+
+    /// Decides on the buffered first bytes: drops a complete byte order mark, or decodes them
+    /// as data.
+    fn end_head(&mut self, rows: &mut Vec<CsvRow>) -> Result<(), CsvError> {
+        let Some(head) = self.head.take() else {
+            return Ok(());
+        };
+        if head == BOM {
+            Ok(())
+        } else {
+            self.decode(&head, rows)
+        }
+    }
+
+    fn decode(&mut self, chunk: &[u8], rows: &mut Vec<CsvRow>) -> Result<(), CsvError> {
         for &byte in chunk {
             self.row_bytes += 1;
             if self.row_bytes > MAX_ROW_BYTES {
@@ -119,7 +155,9 @@ impl CsvDecoder {
                     } else if byte == b'\n' {
                         self.end_row(rows)?;
                     } else if byte == b'\r' {
-                        self.state = State::CarriageReturn;
+                        self.state = State::CarriageReturn {
+                            blank: self.state == State::FieldStart,
+                        };
                     } else if byte == b'"' {
                         return Err(self.error("a quote inside an unquoted field"));
                     } else {
@@ -145,7 +183,7 @@ impl CsvDecoder {
                         self.state = State::Unquoted;
                         self.end_row(rows)?;
                     } else if byte == b'\r' {
-                        self.state = State::CarriageReturn;
+                        self.state = State::CarriageReturn { blank: false };
                     } else {
                         return Err(self.error(format!(
                             "unexpected {:?} after the closing quote of field {}",
@@ -154,11 +192,15 @@ impl CsvDecoder {
                         )));
                     }
                 }
-                State::CarriageReturn => {
+                State::CarriageReturn { blank } => {
                     if byte != b'\n' {
                         return Err(self.error("a CR that is not followed by LF"));
                     }
-                    self.state = State::Unquoted;
+                    self.state = if blank {
+                        State::FieldStart
+                    } else {
+                        State::Unquoted
+                    };
                     self.end_row(rows)?;
                 }
             }
@@ -169,12 +211,13 @@ impl CsvDecoder {
     /// Ends the body: completes a last row without a line break, or fails inside a quoted
     /// field, which means the body was cut short.
     pub(crate) fn finish(mut self, rows: &mut Vec<CsvRow>) -> Result<(), CsvError> {
+        self.end_head(rows)?;
         match self.state {
             State::Quoted => {
                 Err(self
                     .error("the body ends inside a quoted field, so the response was cut short"))
             }
-            State::CarriageReturn => Err(self.error("the body ends with a CR without LF")),
+            State::CarriageReturn { .. } => Err(self.error("the body ends with a CR without LF")),
             State::FieldStart if self.row.is_empty() => Ok(()),
             _ => {
                 self.state = State::Unquoted;
@@ -270,6 +313,38 @@ mod tests {
         decoder.feed(b"\"a\"|\"b,c\"\n", &mut rows).unwrap();
         decoder.finish(&mut rows).unwrap();
         assert_eq!(rows, vec![row(&[Some("a"), Some("b,c")])]);
+    }
+
+    /// A blank line ending in CRLF became a row of one empty value,
+    /// while the same line ending in LF was dropped.
+    #[test]
+    fn crlf_blank_line_dropped() {
+        let crlf = decode_chunks(&[b"a,b\r\n1,2\r\n\r\n"]).unwrap();
+        let lf = decode_chunks(&[b"a,b\n1,2\n\n"]).unwrap();
+        assert_eq!(crlf, lf);
+        assert_eq!(crlf.len(), 2);
+    }
+
+    #[test]
+    fn bom_skipped_at_any_split() {
+        let body = b"\xEF\xBB\xBF\"Id\"\r\n\"001\"\r\n";
+        let expected = vec![row(&[Some("Id")]), row(&[Some("001")])];
+        for split in 0..=body.len() {
+            let (head, tail) = body.split_at(split);
+            let rows = decode_chunks(&[head, tail])
+                .unwrap_or_else(|error| panic!("split at byte {split}: {error}"));
+            assert_eq!(rows, expected, "split at byte {split}");
+        }
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(decode_chunks(&bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn bom_prefix_alone_is_data() {
+        let error = decode_chunks(&[b"\xEF\xBB", b"x\n"]).unwrap_err();
+        assert!(error.problem.contains("UTF-8"), "{error}");
+        assert!(decode_chunks(&[b"\xEF\xBB\xBF"]).unwrap().is_empty());
+        assert_eq!(decode_chunks(&[b"a"]).unwrap(), vec![row(&[Some("a")])]);
     }
 
     #[test]

@@ -39,6 +39,29 @@ pub use crate::setup::{
     PermissionSetChange,
 };
 
+/// Entry points for the workspace's fuzz tests (`tests/fuzz.rs`), which cannot reach the
+/// crate's private decoders otherwise. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes a Bulk API 2.0 CSV body delivered in `chunks`, as the connector decodes a
+    /// results page: one row per entry, `None` for an empty value.
+    pub fn decode_csv_chunks<'a>(
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut decoder = crate::csv_stream::CsvDecoder::new(b',');
+        let mut rows = Vec::new();
+        for chunk in chunks {
+            decoder
+                .feed(chunk, &mut rows)
+                .map_err(|error| error.to_string())?;
+        }
+        decoder
+            .finish(&mut rows)
+            .map_err(|error| error.to_string())?;
+        Ok(rows)
+    }
+}
+
 use crate::auth::TokenSource;
 use crate::records::{ConvertError, SchemaSet};
 use crate::transport::{Api, Paging};

@@ -297,6 +297,16 @@ fn is_delimiter(byte: Option<&u8>) -> bool {
     }
 }
 
+/// Returns `query[start..end]` for an error message, with `end` clamped to the query and
+/// moved forward to a character boundary, so a multi-byte character is shown whole.
+fn excerpt(query: &str, start: usize, end: usize) -> &str {
+    let mut end = end.min(query.len());
+    while !query.is_char_boundary(end) {
+        end += 1;
+    }
+    &query[start..end]
+}
+
 /// Reads a number, a date (`2024-05-01`) or a datetime (`2024-05-01T12:00:00Z`,
 /// `...+02:00`, `...-05:00`, with optional fractional seconds).
 fn lex_number_or_temporal(query: &str, start: usize) -> Result<(Token, usize), SoqlError> {
@@ -314,10 +324,7 @@ fn lex_number_or_temporal(query: &str, start: usize) -> Result<(Token, usize), S
         let text = &query[start..i];
         if !is_delimiter(bytes.get(i)) {
             return Err(SoqlError::malformed(
-                format!(
-                    "unexpected token: '{}'",
-                    &query[start..=i.min(query.len() - 1)]
-                ),
+                format!("unexpected token: '{}'", excerpt(query, start, i + 1)),
                 start,
             ));
         }
@@ -406,7 +413,7 @@ fn lex_number_or_temporal(query: &str, start: usize) -> Result<(Token, usize), S
             return Err(SoqlError::malformed(
                 format!(
                     "datetime literal '{}' has a space where its UTC offset sign belongs; an unencoded '+' in the URL arrives as a space, so encode it as %2B or use the Z form",
-                    &query[start..i + 6.min(bytes.len() - i)]
+                    excerpt(query, start, i + 6)
                 ),
                 i,
             ));
@@ -437,9 +444,18 @@ fn lex_number_or_temporal(query: &str, start: usize) -> Result<(Token, usize), S
     Ok((Token::DateTime(at.with_timezone(&Utc)), i))
 }
 
+/// Maximum nesting of parentheses and `NOT` in a `WHERE` clause. Parsing, compiling and
+/// evaluating recurse once per level, so an unbounded depth could overflow the stack of the
+/// server thread.
+// NOTE: Salesforce documents only the 100,000-character limit of a SOQL statement, not a
+// nesting limit; this one is the sandbox's own.
+const MAX_NESTING: usize = 64;
+
 struct Parser {
     tokens: Vec<(Token, usize)>,
     next: usize,
+    /// Nesting of the condition being parsed, counted by `unary`.
+    depth: usize,
 }
 
 impl Parser {
@@ -570,6 +586,22 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Condition, SoqlError> {
+        if self.depth >= MAX_NESTING {
+            return Err(SoqlError::malformed(
+                format!(
+                    "the WHERE clause nests parentheses and NOT more than {MAX_NESTING} levels \
+                     deep; flatten the condition"
+                ),
+                self.position(),
+            ));
+        }
+        self.depth += 1;
+        let condition = self.nested_unary();
+        self.depth -= 1;
+        condition
+    }
+
+    fn nested_unary(&mut self) -> Result<Condition, SoqlError> {
         if self.eat_keyword("NOT") {
             return Ok(Condition::Not(Box::new(self.unary()?)));
         }
@@ -700,6 +732,7 @@ pub(crate) fn parse(query: &str) -> Result<Query, SoqlError> {
     let mut parser = Parser {
         tokens: lex(query)?,
         next: 0,
+        depth: 0,
     };
     parser.expect_keyword("SELECT")?;
     let mut fields = vec![parser.field_ref()?];
@@ -791,6 +824,49 @@ mod tests {
             parse("SELECT Id FROM Lead WHERE Email = null AND State = 'NY' OR State = 'CA'")
                 .unwrap_err();
         assert_eq!(error.code, "MALFORMED_QUERY");
+    }
+
+    /// Found by the fuzz tests: the excerpts of these two errors were cut inside the
+    /// multi-byte character after the literal, which panicked.
+    #[test]
+    fn error_excerpt_keeps_whole_characters() {
+        let error =
+            parse("SELECT Id FROM Lead WHERE NumberOfEmployees = 15\u{fffd}96").unwrap_err();
+        assert!(error.message.contains("'15\u{fffd}'"), "{}", error.message);
+        let error =
+            parse("SELECT Id FROM Lead WHERE SystemModstamp > 2024-05-01T00:00:00 00:\u{e9}")
+                .unwrap_err();
+        assert!(
+            error.message.contains("00:00:00 00:\u{e9}'"),
+            "{}",
+            error.message
+        );
+    }
+
+    /// Found by the fuzz tests: a few thousand nested `NOT` or parentheses overflowed the
+    /// stack of the thread serving the query, which aborted the whole sandbox process.
+    #[test]
+    fn deep_nesting_rejected() {
+        for (open, close) in [("(", ")"), ("NOT ", "")] {
+            let query = format!(
+                "SELECT Id FROM Lead WHERE {}Email = null{}",
+                open.repeat(5000),
+                close.repeat(5000)
+            );
+            let error = parse(&query).unwrap_err();
+            assert_eq!(error.code, "MALFORMED_QUERY");
+            assert!(
+                error.message.contains("more than 64 levels"),
+                "{}",
+                error.message
+            );
+        }
+        let allowed = format!(
+            "SELECT Id FROM Lead WHERE {}Email = null{}",
+            "(".repeat(MAX_NESTING - 1),
+            ")".repeat(MAX_NESTING - 1)
+        );
+        assert!(parse(&allowed).is_ok());
     }
 
     #[test]
