@@ -6,4 +6,5 @@ mod collections;
 mod describe;
 mod query;
 mod support;
+mod touch;
 mod writes;
