@@ -8,6 +8,8 @@
 //! a copy, and with it the ground truth of every outcome, stays as generated. A copy also
 //! varies values that the outcome formulas do not read: account names, e-mail addresses and
 //! opportunity amounts. The CMS values of the hospitals repeat, because they carry the signal.
+//! Ids stay in `CreatedDate` order within a copy but not across copies, because copy `k`
+//! gets the id counters after those of copy `k - 1` while its dates move back.
 
 use std::collections::BTreeMap;
 
