@@ -110,6 +110,11 @@ pub enum Command {
         /// Use only this many hospitals, at least 1 (all 5,421 by default).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         hospitals: Option<u64>,
+        /// Seed the Salesforce sandbox with this many copies of the org under new ids, for
+        /// load tests: 32 copies of all hospitals give about 1,000,000 contacts. The HubSpot
+        /// sandbox keeps one copy.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..i64::from(leadscore_demo_org::scale::MAX_SCALE)))]
+        scale: u32,
         /// Seconds an access token stays valid, at least 1.
         #[arg(long, default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
         token_ttl_secs: u64,
@@ -471,10 +476,14 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             port,
             hubspot_port,
             hospitals,
+            scale,
             token_ttl_secs,
             tls,
             bare,
-        } => serve_sandbox(port, hubspot_port, hospitals, token_ttl_secs, tls, bare).await,
+        } => {
+            let seed = SandboxSeed { hospitals, scale };
+            serve_sandbox(port, hubspot_port, seed, token_ttl_secs, tls, bare).await
+        }
         Command::Init {
             reference: true, ..
         } => {
@@ -587,18 +596,25 @@ async fn run_demo(
     Ok(if summary.failed > 0 { 3 } else { 0 })
 }
 
+/// The org that `leadscore sandbox` serves: how many hospitals and how many copies.
+struct SandboxSeed {
+    hospitals: Option<u64>,
+    scale: u32,
+}
+
 async fn serve_sandbox(
     port: u16,
     hubspot_port: u16,
-    hospitals: Option<u64>,
+    seed: SandboxSeed,
     token_ttl_secs: u64,
     tls: bool,
     bare: bool,
 ) -> Result<u8, Failure> {
-    let org = leadscore_demo_org::generate(&leadscore_demo_org::DemoOptions {
-        max_hospitals: hospitals.map(|n| n as usize),
+    let demo_options = leadscore_demo_org::DemoOptions {
+        max_hospitals: seed.hospitals.map(|n| n as usize),
         ..Default::default()
-    })?;
+    };
+    let org = leadscore_demo_org::generate(&demo_options)?;
     let options = leadscore_sandbox::SandboxOptions {
         token_ttl: std::time::Duration::from_secs(token_ttl_secs),
         bare,
@@ -621,7 +637,14 @@ async fn serve_sandbox(
         hubspot.serve(hubspot_addr).await
     }
     .map_err(|err| listen_failure(hubspot_port, "--hubspot-port", err))?;
-    let sandbox = leadscore_sandbox::Sandbox::new(org.records, options)?;
+    let sandbox = leadscore_sandbox::Sandbox::new(org.records.clone(), options)?;
+    // Each copy is built as JSON, moved into the sandbox's typed rows and dropped, so besides
+    // the org itself only one copy exists as JSON at a time.
+    for copy in 1..seed.scale {
+        let records = leadscore_demo_org::scale::scaled_copy(&org, copy, demo_options.seed)?;
+        sandbox.add_records(records)?;
+    }
+    drop(org);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let sandbox = if tls {
         sandbox.serve_tls(addr).await

@@ -79,6 +79,10 @@ pub struct History {
     /// Activities per contact or lead (`WhoId`), sorted by time.
     person_activities: HashMap<String, Vec<Activity>>,
     pub deals: Vec<Deal>,
+    /// Positions in `deals` by deal id, so lookups by id or account do not scan every deal.
+    deal_by_id: HashMap<String, usize>,
+    /// Positions in `deals` of each account's deals.
+    deals_by_account: HashMap<String, Vec<usize>>,
     /// Contacts with a role on each deal, by deal id, without repeats.
     pub deal_contacts: HashMap<String, Vec<String>>,
     system_size: HashMap<String, usize>,
@@ -129,6 +133,8 @@ impl History {
             activities: HashMap::new(),
             person_activities: HashMap::new(),
             deals: Vec::new(),
+            deal_by_id: HashMap::new(),
+            deals_by_account: HashMap::new(),
             deal_contacts: HashMap::new(),
             system_size,
         };
@@ -149,7 +155,6 @@ impl History {
             }
             history.contacts.insert(contact.id.clone(), contact);
         }
-        let mut deal_account = HashMap::new();
         for opportunity in opportunities {
             let Some(account_id) = text(&opportunity, "AccountId") else {
                 continue;
@@ -157,8 +162,7 @@ impl History {
             let Some(created) = opportunity.get("CreatedDate").as_datetime() else {
                 continue;
             };
-            deal_account.insert(opportunity.id.clone(), account_id.clone());
-            history.deals.push(Deal {
+            history.push_deal(Deal {
                 id: opportunity.id.clone(),
                 account_id,
                 created,
@@ -179,68 +183,80 @@ impl History {
                 list.push(contact);
             }
         }
-        let activities = tasks
-            .iter()
-            .map(|t| (t, "ActivityDate", false))
-            .chain(events.iter().map(|e| (e, "StartDateTime", true)));
-        for (record, time_field, meeting) in activities {
-            // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
-            if text(record, "Subject").is_some_and(|subject| crate::alerts::is_own_task(&subject)) {
-                continue;
-            }
-            let at = record
-                .get(time_field)
-                .as_datetime()
-                .or_else(|| record.get("CreatedDate").as_datetime());
-            let Some(at) = at else { continue };
-            let who = text(record, "WhoId");
-            let activity = Activity {
-                at,
-                who: who.clone(),
-                meeting,
-            };
-            if let Some(who) = &who {
-                if history.contact_account.contains_key(who) || history.leads.contains_key(who) {
-                    history
-                        .person_activities
-                        .entry(who.clone())
-                        .or_default()
-                        .push(activity.clone());
-                }
-            }
-            let contact = who.filter(|id| history.contact_account.contains_key(id));
-            let account = text(record, "WhatId")
-                .and_then(|what| {
-                    if history.accounts.contains_key(&what) {
-                        Some(what)
-                    } else {
-                        deal_account.get(&what).cloned()
-                    }
-                })
-                .or_else(|| {
-                    contact
-                        .as_ref()
-                        .and_then(|c| history.contact_account.get(c).cloned())
-                });
-            let Some(account) = account else { continue };
-            history
-                .activities
-                .entry(account)
-                .or_default()
-                .push(Activity {
-                    at,
-                    who: contact,
-                    meeting,
-                });
+        for task in &tasks {
+            history.add_activity(task, false);
         }
-        for list in history
+        for event in &events {
+            history.add_activity(event, true);
+        }
+        history.sort_activities();
+        history
+    }
+
+    /// Adds one Task (`meeting` false, dated by `ActivityDate`) or Event (`meeting` true,
+    /// dated by `StartDateTime`) to the activities of its account and of its contact or lead.
+    /// Call [`History::sort_activities`] after the last one. Contacts, leads and deals must
+    /// already be in the history, because they decide which account an activity belongs to.
+    pub(crate) fn add_activity(&mut self, record: &Record, meeting: bool) {
+        let time_field = if meeting {
+            "StartDateTime"
+        } else {
+            "ActivityDate"
+        };
+        // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
+        if text(record, "Subject").is_some_and(|subject| crate::alerts::is_own_task(&subject)) {
+            return;
+        }
+        let at = record
+            .get(time_field)
+            .as_datetime()
+            .or_else(|| record.get("CreatedDate").as_datetime());
+        let Some(at) = at else { return };
+        let who = text(record, "WhoId");
+        let activity = Activity {
+            at,
+            who: who.clone(),
+            meeting,
+        };
+        if let Some(who) = &who {
+            if self.contact_account.contains_key(who) || self.leads.contains_key(who) {
+                self.person_activities
+                    .entry(who.clone())
+                    .or_default()
+                    .push(activity.clone());
+            }
+        }
+        let contact = who.filter(|id| self.contact_account.contains_key(id));
+        let account = text(record, "WhatId")
+            .and_then(|what| {
+                if self.accounts.contains_key(&what) {
+                    Some(what)
+                } else {
+                    self.deal(&what).map(|deal| deal.account_id.clone())
+                }
+            })
+            .or_else(|| {
+                contact
+                    .as_ref()
+                    .and_then(|c| self.contact_account.get(c).cloned())
+            });
+        let Some(account) = account else { return };
+        self.activities.entry(account).or_default().push(Activity {
+            at,
+            who: contact,
+            meeting,
+        });
+    }
+
+    /// Sorts every activity list by time, keeping the order of activities with equal times.
+    pub(crate) fn sort_activities(&mut self) {
+        for list in self
             .activities
             .values_mut()
-            .chain(history.person_activities.values_mut())
+            .chain(self.person_activities.values_mut())
         {
             list.sort_by_key(|a| a.at);
         }
-        history
     }
 
     /// Activities of an account strictly before `at`.
@@ -269,23 +285,52 @@ impl History {
         list
     }
 
+    /// Appends a deal and indexes it by id and account. With two deals of one id, [`deal`]
+    /// returns the first.
+    ///
+    /// [`deal`]: History::deal
+    pub(crate) fn push_deal(&mut self, deal: Deal) {
+        let position = self.deals.len();
+        self.deal_by_id.entry(deal.id.clone()).or_insert(position);
+        self.deals_by_account
+            .entry(deal.account_id.clone())
+            .or_default()
+            .push(position);
+        self.deals.push(deal);
+    }
+
+    /// Returns the deal with this id.
+    pub fn deal(&self, id: &str) -> Option<&Deal> {
+        self.deal_by_id
+            .get(id)
+            .map(|&position| &self.deals[position])
+    }
+
+    /// Returns the account's deals, in pull order.
+    pub fn account_deals<'a>(&'a self, account: &str) -> impl Iterator<Item = &'a Deal> + 'a {
+        self.deals_by_account
+            .get(account)
+            .into_iter()
+            .flatten()
+            .map(|&position| &self.deals[position])
+    }
+
     /// Returns true when the account has a won deal.
     pub fn is_customer(&self, account: &str) -> bool {
-        self.deals.iter().any(|d| d.account_id == account && d.won)
+        self.account_deals(account).any(|d| d.won)
     }
 
     /// Returns true when the account had won a deal by `at`. A deal won later does not make
     /// it a customer yet, so scoring as of a past date treats the account as it was then.
     pub fn is_customer_at(&self, account: &str, at: DateTime<Utc>) -> bool {
-        self.deals.iter().any(|d| {
-            d.account_id == account && d.won && d.close_date.is_none_or(|closed| closed <= at)
-        })
+        self.account_deals(account)
+            .any(|d| d.won && d.close_date.is_none_or(|closed| closed <= at))
     }
 
     /// Returns true when the account has contacts or deals, so there is something to score.
     pub fn has_activity_data(&self, account: &str) -> bool {
         self.contacts_by_account.contains_key(account)
-            || self.deals.iter().any(|d| d.account_id == account)
+            || self.deals_by_account.contains_key(account)
     }
 
     /// Returns the account of a contact.
@@ -1093,7 +1138,7 @@ mod tests {
     #[test]
     fn customer_only_from_deals_won_by_the_time() {
         let mut history = history();
-        history.deals.push(Deal {
+        history.push_deal(Deal {
             id: "006W".into(),
             account_id: "001A".into(),
             created: time("2025-01-01T00:00:00Z"),

@@ -240,9 +240,7 @@ fn lead_state(
             LeadLabel::Converted => Some(1.0),
             LeadLabel::ConvertedWon => match lead.get("ConvertedOpportunityId") {
                 Value::Text(opportunity) if !opportunity.is_empty() => history
-                    .deals
-                    .iter()
-                    .find(|d| d.id == *opportunity)
+                    .deal(opportunity)
                     .and_then(|deal| label_of(deal, &config.model.label)),
                 _ => Some(0.0),
             },

@@ -605,6 +605,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Decodes the stored records of an object one at a time, in id order, and hands each to
+    /// `visit`, so that a caller that keeps only part of each record never has them all in memory.
+    pub fn for_each_record(
+        &self,
+        object: &str,
+        mut visit: impl FnMut(Record),
+    ) -> Result<(), StoreError> {
+        let name = records_tree(object);
+        let tree = self.db.open_tree(&name)?;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            visit(decode(&name, &key, &value)?);
+        }
+        Ok(())
+    }
+
     /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),
     /// reading the tree once and decoding only the stamp of each record.
     pub fn stored_modstamps(

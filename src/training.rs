@@ -325,19 +325,26 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             let (matched, report) = match_lead_accounts(&leads, &accounts, config);
             (matched, Some(report))
         };
-    let history = History::build(
+    let mut history = History::build(
         Pulled {
             accounts,
             contacts,
             leads,
             opportunities,
             contact_roles: store.records(fields::CONTACT_ROLE)?,
-            tasks: store.records(fields::TASK)?,
-            events: store.records(fields::EVENT)?,
+            tasks: Vec::new(),
+            events: Vec::new(),
         },
         &config.features.role_field,
         lead_account,
     );
+    // Tasks and events are the largest objects, so each is decoded, reduced to its activity
+    // and dropped instead of being loaded as a whole.
+    // NOTE: accounts, contacts, leads and opportunities are still loaded whole into memory,
+    // and every train and score run rebuilds this history from the entire store.
+    store.for_each_record(fields::TASK, |task| history.add_activity(&task, false))?;
+    store.for_each_record(fields::EVENT, |event| history.add_activity(&event, true))?;
+    history.sort_activities();
     Ok(Loaded {
         history,
         features,

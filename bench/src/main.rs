@@ -17,6 +17,7 @@ mod libraries;
 mod memory;
 mod raw_data;
 mod requests;
+mod scale;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ enum Commands {
     /// Count the HTTP requests of a Contact pull over REST and over Bulk API 2.0 and of two
     /// write-backs of every account score, against the in-process Salesforce sandbox.
     Requests(RequestsArgs),
+    /// Time pull, train, score and push, and incremental cycles, against a scaled sandbox
+    /// in its own process; print a Markdown report with peak RSS, CPU and store size.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Parser)]
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
             args.contributions_rows,
         ),
         Commands::Requests(args) => requests::run(args.contacts),
+        Commands::Scale(args) => scale::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,4 +20,14 @@ pub enum DemoError {
         value: String,
         problem: String,
     },
+    /// A record field contains an id or date that the generator did not write, so it cannot be
+    /// copied under a new id.
+    #[error(
+        "{object} field {field}: value \"{value}\" is not an id or date written by the generator"
+    )]
+    InvalidRecord {
+        object: String,
+        field: String,
+        value: String,
+    },
 }

@@ -32,6 +32,7 @@ mod ids;
 mod names;
 mod output;
 mod rng;
+pub mod scale;
 mod sim;
 pub mod truth;
 

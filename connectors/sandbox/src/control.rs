@@ -20,6 +20,7 @@
 //! | `POST /__sandbox/records/delete` | `{"object", "ids"}`: deletes (archives) the records. |
 //! | `POST /__sandbox/records/merge` | `{"object", "primary", "merged", "new_id"}`: merges `merged` into `primary` and returns `{"id"}` of the survivor; `new_id` (HubSpot only) gives the survivor a new id. |
 //! | `POST /__sandbox/fields/access` | `{"object", "field", "readable", "updateable"}`: sets the field-level security of a field (HubSpot: a property). |
+//! | `POST /__sandbox/records/touch` | `{"object", "every", "offset"}` (Salesforce only): stamps every `every`-th row of the object from row `offset` on as edited now, for load tests; returns `{"touched": N}`. |
 //! | `POST /__sandbox/limits` | `{"daily_max", "daily_used", "ten_second_max", "window_ms", "search_per_second"}`, each optional. |
 
 use std::collections::{BTreeMap, HashMap};
@@ -311,6 +312,24 @@ pub(crate) trait Target: Send + Sync + 'static {
     fn merge_records(&self, merge: &MergeSpec) -> Result<String, String>;
     fn set_field_access(&self, access: &FieldAccessSpec) -> Result<(), String>;
     fn set_limits(&self, limits: &LimitsSpec) -> Result<(), String>;
+    /// Stamps rows as edited now and returns how many; see [`TouchSpec`].
+    fn touch_records(&self, touch: &TouchSpec) -> Result<u64, String> {
+        Err(format!(
+            "records/touch is served by the Salesforce sandbox only, not for {}",
+            touch.object
+        ))
+    }
+}
+
+/// Rows to stamp as edited: rows `offset`, `offset + every`, ... of `object` in insertion
+/// order, deleted rows included.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TouchSpec {
+    pub object: String,
+    pub every: u64,
+    #[serde(default)]
+    pub offset: u64,
 }
 
 /// New limits; absent fields stay as they are.
@@ -375,13 +394,14 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(target: Shared) -> Router
         .route("/locks", post(lock_rows))
         .route("/records/delete", post(delete_records))
         .route("/records/merge", post(merge_records))
+        .route("/records/touch", post(touch_records))
         .route("/fields/access", post(set_field_access))
         .route("/limits", post(set_limits))
         .fallback(|| async {
             bad_request(format!(
                 "unknown control path; the sandbox serves {PREFIX}/faults, /requests, \
                  /tokens/expire, /refresh-token, /refresh-token/rotate, /locks, \
-                 /records/delete, /records/merge, /fields/access and /limits"
+                 /records/delete, /records/merge, /records/touch, /fields/access and /limits"
             ))
         })
         .with_state(target)
@@ -491,6 +511,20 @@ async fn merge_records(State(target): State<Shared>, body: Bytes) -> Response {
     }
 }
 
+async fn touch_records(State(target): State<Shared>, body: Bytes) -> Response {
+    let spec: TouchSpec = match parse(&body) {
+        Ok(spec) => spec,
+        Err(message) => return bad_request(message),
+    };
+    if spec.every == 0 {
+        return bad_request("every must be at least 1 (1 stamps every row)".to_string());
+    }
+    match target.touch_records(&spec) {
+        Ok(touched) => Json(json!({"touched": touched})).into_response(),
+        Err(message) => bad_request(message),
+    }
+}
+
 async fn set_field_access(State(target): State<Shared>, body: Bytes) -> Response {
     let spec: FieldAccessSpec = match parse(&body) {
         Ok(spec) => spec,
@@ -536,6 +570,11 @@ impl Target for crate::SandboxHandle {
         crate::SandboxHandle::merge_records(self, &merge.object, &merge.primary, &[&merge.merged])
             .map_err(|error| error.to_string())?;
         Ok(merge.primary.clone())
+    }
+
+    fn touch_records(&self, touch: &TouchSpec) -> Result<u64, String> {
+        crate::SandboxHandle::touch_records(self, &touch.object, touch.every, touch.offset)
+            .map_err(|error| error.to_string())
     }
 
     fn set_field_access(&self, access: &FieldAccessSpec) -> Result<(), String> {

@@ -158,19 +158,32 @@ impl Sandbox {
         if options.bare {
             schema::remove_leadscore_fields(&mut objects);
         }
-        let mut store = Store::with_objects(objects);
+        let sandbox = Sandbox {
+            shared: Arc::new(Shared::new(Store::with_objects(objects), options)),
+        };
+        sandbox.add_records(records)?;
+        Ok(sandbox)
+    }
+
+    /// Adds more seed records, checked and completed as [`Sandbox::new`] does. Seeding in
+    /// several calls lets a caller build a large org piece by piece, so that only one piece
+    /// exists as JSON at a time. On an error, the records before the failing one stay added.
+    pub fn add_records(
+        &self,
+        records: BTreeMap<String, Vec<RecordMap>>,
+    ) -> Result<(), SandboxError> {
+        let mut state = self.shared.lock();
+        let store = &mut state.store;
         for (object, rows) in records {
             let table = store
                 .table_index(&object)
-                .ok_or_else(|| unknown_object(&store, &object))?;
-            for (index, record) in rows.iter().enumerate() {
-                let row = seed_row(&store, table, index, record)?;
+                .ok_or_else(|| unknown_object(store, &object))?;
+            for (index, record) in rows.into_iter().enumerate() {
+                let row = seed_row(store, table, index, &record)?;
                 store.insert(table, row);
             }
         }
-        Ok(Sandbox {
-            shared: Arc::new(Shared::new(store, options)),
-        })
+        Ok(())
     }
 
     /// Binds `addr` and serves the REST API until [`RunningSandbox::shutdown`].
@@ -537,6 +550,33 @@ impl SandboxHandle {
         t.rows[row][deleted] = Value::Bool(true);
         t.rows[row][modstamp] = Value::DateTime(now_seconds());
         Ok(())
+    }
+
+    /// Stamps rows `offset`, `offset + every`, ... of `object` (insertion order, deleted rows
+    /// included) as edited now: LastModifiedDate and SystemModstamp become the current second,
+    /// so the next incremental pull fetches them again. Returns how many rows it stamped.
+    /// `every` 0 is treated as 1.
+    pub fn touch_records(
+        &self,
+        object: &str,
+        every: u64,
+        offset: u64,
+    ) -> Result<u64, SandboxError> {
+        let mut state = self.shared.lock();
+        let table = state
+            .store
+            .table_index(object)
+            .ok_or_else(|| unknown_object(&state.store, object))?;
+        let now = now_seconds();
+        let t = &mut state.store.tables[table];
+        let step = usize::try_from(every.max(1)).unwrap_or(usize::MAX);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let mut touched = 0;
+        for row in (start..t.rows.len()).step_by(step) {
+            t.touch(row, now);
+            touched += 1;
+        }
+        Ok(touched)
     }
 
     /// Merges `losers` into `survivor` as a Salesforce merge of Accounts, Contacts or Leads

@@ -7,4 +7,5 @@ mod describe;
 mod query;
 mod support;
 mod tooling;
+mod touch;
 mod writes;
