@@ -676,11 +676,16 @@ async fn serve_sandbox(
     }
     println!("{banner}");
     eprintln!(
-        "Salesforce sandbox listening on {}, HubSpot sandbox on {}; press Ctrl-C to stop.",
+        "Salesforce sandbox listening on {}, HubSpot sandbox on {}; press Ctrl-C (or send SIGTERM) to stop.",
         sandbox.url(),
         hubspot.url()
     );
-    tokio::signal::ctrl_c().await?;
+    // Container runtimes and systemd stop a process with SIGTERM; a terminal sends SIGINT.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result?,
+    }
     sandbox.shutdown().await;
     hubspot.shutdown().await;
     Ok(0)

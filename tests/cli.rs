@@ -229,11 +229,35 @@ async fn sandbox_prints_connection_banner() {
         .expect("token request");
     let status = response.status();
     let body: serde_json::Value = response.json().await.expect("json body");
-    child.kill().expect("stop sandbox");
-    let _ = child.wait();
+    // Container runtimes and systemd stop it with SIGTERM, which must end it cleanly.
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(exit) = child.try_wait().expect("wait") {
+                return Some(exit);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("join");
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string(), "{body}");
     assert_eq!(body["instance_url"].as_str(), Some(url.as_str()));
+    let exit = exit.expect("the sandbox ends within 20 s of SIGTERM");
+    assert!(
+        exit.success(),
+        "SIGTERM should end the sandbox with 0, not {exit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
