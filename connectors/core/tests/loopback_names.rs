@@ -8,7 +8,7 @@ use std::time::Duration;
 use leadscore_connector::http::{build_client, ClientSettings};
 use url::Url;
 
-/// Starts a server on 127.0.0.1 that answers each of `requests` connections with 200 and the
+/// Starts a server on 127.0.0.1 that responds to each of `requests` connections with 200 and the
 /// body `loopback`. Returns its port.
 fn start_loopback_server(requests: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
