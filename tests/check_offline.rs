@@ -194,7 +194,10 @@ fn store_path_foreign_folder() {
     assert_eq!(output.status.code(), Some(2), "stderr: {message}");
     assert!(message.contains("[store] path"), "stderr: {message}");
     assert!(message.contains("notes.txt"), "stderr: {message}");
-    assert!(message.contains("not a leadscore store"), "stderr: {message}");
+    assert!(
+        message.contains("not a leadscore store"),
+        "stderr: {message}"
+    );
 }
 
 #[test]
