@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use leadscore_connector::{ConnectorError, FieldKind, ObjectSchema};
+use leadscore_connector::{ConnectorError, FieldKind, FieldSchema, ObjectSchema};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
@@ -113,9 +113,12 @@ impl CustomFieldSpec {
         json!({"FullName": self.full_name(), "Metadata": metadata})
     }
 
-    /// Returns whether an existing field's kind can hold this spec's values.
-    fn accepts(&self, kind: FieldKind) -> bool {
-        match &self.kind {
+    /// Returns why an existing field cannot hold this spec's values, or `None` when it can.
+    /// A picklist must offer every value of the spec as an active value: a restricted one
+    /// rejects writes of another value, and reps can only pick the values it offers.
+    fn mismatch(&self, field: &FieldSchema) -> Option<String> {
+        let kind = field.kind;
+        let same_kind = match &self.kind {
             CustomFieldKind::Number => kind == FieldKind::Number,
             CustomFieldKind::Picklist { .. } => kind == FieldKind::Picklist,
             // A short text field still stores the value, which write-back shortens to fit.
@@ -125,7 +128,28 @@ impl CustomFieldSpec {
             CustomFieldKind::Date => kind == FieldKind::Date,
             CustomFieldKind::DateTime => kind == FieldKind::DateTime,
             CustomFieldKind::Checkbox => kind == FieldKind::Boolean,
+        };
+        if !same_kind {
+            return Some(format!(
+                "exists as {kind:?}, not as {}",
+                kind_name(&self.kind)
+            ));
         }
+        let CustomFieldKind::Picklist { values, .. } = &self.kind else {
+            return None;
+        };
+        let missing: Vec<&str> = values
+            .iter()
+            .filter(|value| !field.picklist_values.contains(value))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "exists as a picklist without the active values {}; add them to the field in Setup",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -313,19 +337,15 @@ impl crate::SalesforceConnector {
                 .get(&spec.object)
                 .and_then(|schema| schema.field(&spec.name));
             match existing {
-                Some(field) if !spec.accepts(field.kind) => {
-                    report.mismatched.push(format!(
-                        "{full_name} exists as {:?}, not as {}",
-                        field.kind,
-                        kind_name(&spec.kind)
-                    ));
-                }
-                Some(field) => {
-                    report.existing.push(full_name);
-                    if spec.access == FieldAccess::ReadEdit && !field.updateable {
-                        needs_grant.push(spec);
+                Some(field) => match spec.mismatch(field) {
+                    Some(reason) => report.mismatched.push(format!("{full_name} {reason}")),
+                    None => {
+                        report.existing.push(full_name);
+                        if spec.access == FieldAccess::ReadEdit && !field.updateable {
+                            needs_grant.push(spec);
+                        }
                     }
-                }
+                },
                 None => {
                     let step = format!("creating {full_name}");
                     let created = self
