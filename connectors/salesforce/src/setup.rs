@@ -331,6 +331,8 @@ impl crate::SalesforceConnector {
         }
         // Fields the API user needs access to that it does not have yet.
         let mut needs_grant: Vec<&CustomFieldSpec> = Vec::new();
+        // Fields that exist but were hidden from describe, so their type is still unknown.
+        let mut hidden: Vec<&CustomFieldSpec> = Vec::new();
         for spec in specs {
             let full_name = spec.full_name();
             let existing = schemas
@@ -358,7 +360,7 @@ impl crate::SalesforceConnector {
                     } else {
                         // The field exists, but field-level security hides it from this user.
                         debug!(field = %full_name, "custom field exists but is hidden from the API user");
-                        report.existing.push(full_name);
+                        hidden.push(spec);
                     }
                     needs_grant.push(spec);
                 }
@@ -368,7 +370,39 @@ impl crate::SalesforceConnector {
             return Ok(());
         }
         self.grant_access(&needs_grant, permission_set, report)
-            .await
+            .await?;
+        self.check_revealed_fields(&hidden, report).await
+    }
+
+    /// Describes the objects of `hidden` again now that the permission set grants them, and
+    /// reports each field as existing, or as mismatched when its type or values do not fit.
+    async fn check_revealed_fields(
+        &self,
+        hidden: &[&CustomFieldSpec],
+        report: &mut CustomFieldReport,
+    ) -> Result<(), (String, Step, ConnectorError)> {
+        let mut schemas: BTreeMap<String, ObjectSchema> = BTreeMap::new();
+        for spec in hidden {
+            if !schemas.contains_key(&spec.object) {
+                let step = format!("describing {} after granting access", spec.object);
+                let schema = self
+                    .describe_fresh(&spec.object)
+                    .await
+                    .map_err(|error| (step, Step::Describe, error))?;
+                schemas.insert(spec.object.clone(), schema);
+            }
+            let full_name = spec.full_name();
+            let field = schemas
+                .get(&spec.object)
+                .and_then(|schema| schema.field(&spec.name));
+            // NOTE: a field still hidden after the grant is counted as existing, because its
+            // type cannot be read.
+            match field.and_then(|field| spec.mismatch(field)) {
+                Some(reason) => report.mismatched.push(format!("{full_name} {reason}")),
+                None => report.existing.push(full_name),
+            }
+        }
+        Ok(())
     }
 
     /// Finds or creates the permission set, creates or widens a `FieldPermissions` record for
