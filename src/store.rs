@@ -1193,6 +1193,36 @@ mod tests {
     }
 
     #[test]
+    fn streaming_reports_damaged_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = [
+            record("a", 1, false),
+            record("b", 2, false),
+            record("c", 3, false),
+        ];
+        store.save_records("Account", &records).expect("save");
+        let tree = store
+            .db
+            .open_tree(records_tree("Account"))
+            .expect("records tree");
+        tree.insert("b", &b"{\"id\": \"b\", trunc"[..])
+            .expect("damage record b");
+
+        let mut visited = Vec::new();
+        let error = store
+            .for_each_record("Account", |record| visited.push(record.id))
+            .expect_err("a damaged record fails the stream");
+
+        let StoreError::Corrupt { tree, key, .. } = &error else {
+            panic!("expected a corrupt entry error, got {error}");
+        };
+        assert_eq!(tree, "records/Account");
+        assert_eq!(key, "b");
+        assert_eq!(visited, ["a"]);
+    }
+
+    #[test]
     fn page_and_cursor_survive_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cursor = Cursor {
