@@ -55,6 +55,7 @@ pub fn build_client(
     urls: &[&Url],
 ) -> Result<reqwest::Client, ConnectorError> {
     for url in urls {
+        check_no_credentials(url).map_err(invalid_config)?;
         check_plain_http(url, settings.allow_insecure_http, settings.allow_key)
             .map_err(invalid_config)?;
     }
@@ -191,6 +192,19 @@ pub fn check_plain_http(
     }
 }
 
+/// Rejects a URL with a user name or password in it. reqwest would send them as Basic
+/// authentication on every request, and any log line that shows the URL would show them.
+pub fn check_no_credentials(url: &Url) -> Result<(), String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} contains a user name or password; remove the user info before the host, because \
+         leadscore authenticates with OAuth tokens or API keys only",
+        redact_url(url)
+    ))
+}
+
 /// Returns the URL without its query string, fragment and user info, which may carry
 /// tokens: the form every log line and error message uses.
 pub fn redact_url(url: &Url) -> String {
@@ -296,6 +310,21 @@ mod tests {
         let error = check_plain_http(&url("ftp://crm.example.com"), true, key)
             .expect_err("ftp is never accepted");
         assert!(error.contains("\"ftp\""), "{error}");
+    }
+
+    #[test]
+    fn credentials_in_url_rejected() {
+        assert!(check_no_credentials(&url("https://host.example/path")).is_ok());
+        for text in [
+            "https://user:secret-pw@host.example/",
+            "https://user@host.example/",
+            "http://:secret-pw@127.0.0.1:8080/",
+        ] {
+            let error = check_no_credentials(&url(text)).expect_err(text);
+            assert!(error.contains("user name or password"), "{error}");
+            assert!(!error.contains("secret-pw"), "{error}");
+            assert!(!error.contains("user@"), "{error}");
+        }
     }
 
     #[test]
