@@ -114,8 +114,8 @@ impl CustomFieldSpec {
     }
 
     /// Returns why an existing field cannot hold this spec's values, or `None` when it can.
-    /// A picklist must offer every value of the spec as an active value: a restricted one
-    /// rejects writes of another value, and reps can only pick the values it offers.
+    /// A picklist must offer every value of the spec as an active value, because a restricted
+    /// one rejects writes of another value and reps can only pick the values it offers.
     fn mismatch(&self, field: &FieldSchema) -> Option<String> {
         let kind = field.kind;
         let same_kind = match &self.kind {
@@ -161,7 +161,8 @@ pub struct CustomFieldReport {
     pub created: Vec<String>,
     /// Fields that existed with a suitable type.
     pub existing: Vec<String>,
-    /// Fields that exist with another type, left unchanged.
+    /// Fields that exist with another type or without some picklist values, left unchanged,
+    /// each with the reason.
     pub mismatched: Vec<String>,
     /// The permission set's API name and whether this run created it.
     pub permission_set: Option<PermissionSetChange>,
@@ -279,7 +280,8 @@ impl crate::SalesforceConnector {
     /// Creates the fields of `specs` that are missing, then grants the API user the access
     /// each spec needs through the permission set named `permission_set` (created when
     /// missing, with the API name given) and assigns that set to the API user. A field that
-    /// exists with another type is left alone and reported. Running it again creates nothing.
+    /// exists with another type or without some picklist values is left alone and reported.
+    /// Running it again creates nothing.
     pub async fn ensure_custom_fields(
         &self,
         specs: &[CustomFieldSpec],
