@@ -38,6 +38,7 @@ pub fn check(configs: &[Config]) -> OfflineReport {
         check_secrets(config, &mut problems);
         check_ca_file(config, &mut problems);
         check_folder("[store] path", &config.store_path, &mut problems);
+        check_store_folder(&config.store_path, &mut problems);
         report
             .problems
             .extend(problems.into_iter().map(|p| format!("{prefix}{p}")));
@@ -192,6 +193,17 @@ fn check_folder(key: &str, path: &Path, problems: &mut Vec<String>) {
             path.display(),
             existing.display()
         ));
+    }
+}
+
+/// Records a problem when opening the store at `path` would reject the folder, such as a
+/// folder of other files. A path that is a file is left to [`check_folder`], which reports it.
+fn check_store_folder(path: &Path, problems: &mut Vec<String>) {
+    if !path.is_dir() {
+        return;
+    }
+    if let Err(err) = crate::store::Store::check_folder(path) {
+        problems.push(format!("[store] path: {err}"));
     }
 }
 

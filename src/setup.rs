@@ -18,7 +18,8 @@ pub struct FixReport {
     pub created: Vec<String>,
     /// Fields that were there already.
     pub existing: Vec<String>,
-    /// Fields that exist with another type; they are left alone.
+    /// Fields that exist with another type or without some picklist or enumeration values,
+    /// with the reason. They are left alone.
     pub mismatched: Vec<String>,
     /// Salesforce: the permission set that grants the API user the fields, and whether this
     /// run created it. `None` when no field needed access granted.

@@ -348,6 +348,18 @@ fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), S
 }
 
 impl Store {
+    /// Checks, without opening or creating anything, that `path` can be a store: it is
+    /// missing, an empty folder or a folder with sled's files, and not a file or a folder of
+    /// other files. [`Store::open`] applies the same rules.
+    pub fn check_folder(path: &Path) -> Result<(), StoreError> {
+        if path.exists() && !path.is_dir() {
+            return Err(StoreError::NotADirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        reject_foreign_directory(path)
+    }
+
     /// Opens or creates the store at `path`.
     ///
     /// A store that sled cannot read gives [`StoreError::Damaged`] with the recovery steps,
@@ -356,12 +368,7 @@ impl Store {
     // NOTE: sled reads a log file that was truncated or overwritten in the middle as ending at
     // the damage, so such a store opens without an error and without the later writes.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if path.exists() && !path.is_dir() {
-            return Err(StoreError::NotADirectory {
-                path: path.to_path_buf(),
-            });
-        }
-        reject_foreign_directory(path)?;
+        Store::check_folder(path)?;
         if !holds_sled_files(path) {
             Store::create(path)?;
         }
@@ -1183,6 +1190,36 @@ mod tests {
             deleted,
             fields: BTreeMap::from([("Name".to_string(), Value::Text(format!("n{id}")))]),
         }
+    }
+
+    #[test]
+    fn streaming_reports_damaged_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let records = [
+            record("a", 1, false),
+            record("b", 2, false),
+            record("c", 3, false),
+        ];
+        store.save_records("Account", &records).expect("save");
+        let tree = store
+            .db
+            .open_tree(records_tree("Account"))
+            .expect("records tree");
+        tree.insert("b", &b"{\"id\": \"b\", trunc"[..])
+            .expect("damage record b");
+
+        let mut visited = Vec::new();
+        let error = store
+            .for_each_record("Account", |record| visited.push(record.id))
+            .expect_err("a damaged record fails the stream");
+
+        let StoreError::Corrupt { tree, key, .. } = &error else {
+            panic!("expected a corrupt entry error, got {error}");
+        };
+        assert_eq!(tree, "records/Account");
+        assert_eq!(key, "b");
+        assert_eq!(visited, ["a"]);
     }
 
     #[test]

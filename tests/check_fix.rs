@@ -211,6 +211,86 @@ async fn fix_without_customize_application_stops() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_reports_picklist_missing_values() {
+    let env = Env::start_with(bare(), |text| text).await;
+    let connector = env.connector();
+    let leadscore::run::Crm::Salesforce(salesforce) = connector.crm() else {
+        panic!("the sandbox config uses Salesforce");
+    };
+    // An admin created the tier field earlier with only the first tier as a value.
+    let mut tier = setup::custom_field_specs(&env.config)
+        .into_iter()
+        .find(|spec| spec.object == "Account" && spec.name == "LS_Tier__c")
+        .expect("tier field spec");
+    let leadscore_salesforce::CustomFieldKind::Picklist { values, .. } = &mut tier.kind else {
+        panic!("the tier field is a picklist: {:?}", tier.kind);
+    };
+    assert!(values.len() > 1, "{values:?}");
+    let missing: Vec<String> = values.split_off(1);
+    salesforce
+        .ensure_custom_fields(&[tier], "Admin_Fields")
+        .await
+        .unwrap_or_else(|err| panic!("creating the narrow tier field: {err}"));
+
+    let fixed = setup::fix(&connector, &env.config)
+        .await
+        .unwrap_or_else(|err| panic!("check --fix: {err}"));
+
+    assert!(
+        !fixed.existing.iter().any(|f| f == "Account.LS_Tier__c"),
+        "{fixed:?}"
+    );
+    let mismatch = fixed
+        .mismatched
+        .iter()
+        .find(|m| m.starts_with("Account.LS_Tier__c"))
+        .unwrap_or_else(|| panic!("tier field not reported: {fixed:?}"));
+    for value in &missing {
+        assert!(mismatch.contains(value.as_str()), "{value}: {mismatch}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_reports_hidden_field_of_other_type() {
+    let env = Env::start_with(bare(), |text| text).await;
+    let connector = env.connector();
+    let leadscore::run::Crm::Salesforce(salesforce) = connector.crm() else {
+        panic!("the sandbox config uses Salesforce");
+    };
+    // An admin created the score field as text, and field-level security hides it from the
+    // API user, so describe does not list it and the create reports a duplicate name.
+    let mut score = setup::custom_field_specs(&env.config)
+        .into_iter()
+        .find(|spec| spec.object == "Account" && spec.name == "LS_Score__c")
+        .expect("score field spec");
+    assert_eq!(score.kind, leadscore_salesforce::CustomFieldKind::Number);
+    score.kind = leadscore_salesforce::CustomFieldKind::Text { length: 40 };
+    salesforce
+        .ensure_custom_fields(&[score], "Admin_Fields")
+        .await
+        .unwrap_or_else(|err| panic!("creating the text score field: {err}"));
+    env.handle()
+        .set_field_access("Account", "LS_Score__c", false, false)
+        .expect("hide the field");
+
+    let fixed = setup::fix(&connector, &env.config)
+        .await
+        .unwrap_or_else(|err| panic!("check --fix: {err}"));
+
+    assert!(
+        !fixed.existing.iter().any(|f| f == "Account.LS_Score__c"),
+        "{fixed:?}"
+    );
+    assert!(
+        fixed
+            .mismatched
+            .iter()
+            .any(|m| m.starts_with("Account.LS_Score__c") && m.contains("not as a number")),
+        "{fixed:?}"
+    );
+}
+
 /// Runs the leadscore binary off the async runtime's worker threads, so the in-process
 /// sandbox keeps serving while the child process calls it.
 async fn leadscore_check(env: &Env, flags: &[&str]) -> std::process::Output {

@@ -179,6 +179,28 @@ fn store_path_that_is_a_file() {
 }
 
 #[test]
+fn store_path_foreign_folder() {
+    // A start rejects a store folder that contains other files and no store, so the
+    // offline check must report it too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("leadscore-data");
+    std::fs::create_dir(&store).expect("create the folder");
+    std::fs::write(store.join("notes.txt"), "unrelated").expect("write");
+    let path = write_config(dir.path(), "http://127.0.0.1:9", |text| text);
+
+    let output = check_offline(&path, &dummy_secrets(), &[]);
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {message}");
+    assert!(message.contains("[store] path"), "stderr: {message}");
+    assert!(message.contains("notes.txt"), "stderr: {message}");
+    assert!(
+        message.contains("not a leadscore store"),
+        "stderr: {message}"
+    );
+}
+
+#[test]
 fn refresh_token_file_replaces_variable() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("refresh-token"), "token-from-file\n").expect("write");

@@ -2,7 +2,8 @@
 //! with certificate verification, timeouts, a user agent, no redirects, plain http only to
 //! loopback hosts, capped response bodies and URLs shown without their query strings.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::{Host, Url};
@@ -54,6 +55,7 @@ pub fn build_client(
     urls: &[&Url],
 ) -> Result<reqwest::Client, ConnectorError> {
     for url in urls {
+        check_no_credentials(url).map_err(invalid_config)?;
         check_plain_http(url, settings.allow_insecure_http, settings.allow_key)
             .map_err(invalid_config)?;
     }
@@ -63,7 +65,8 @@ pub fn build_client(
         .timeout(settings.timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(settings.timeout))
         .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none());
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(LoopbackPinningResolver));
     if let Some(pem) = settings.extra_ca_pem {
         for certificate in extra_root_certificates(pem)? {
             builder = builder.add_root_certificate(certificate);
@@ -75,6 +78,34 @@ pub fn build_client(
             crate::error_chain(&error)
         ))
     })
+}
+
+/// A resolver that resolves every name [`is_loopback_name`] accepts to 127.0.0.1 and ::1,
+/// and sends other names to the system resolver.
+///
+/// Plain http is allowed to those names because they are loopback, but glibc matches
+/// /etc/hosts only for the exact name `localhost` and sends `localhost.` or `api.localhost`
+/// to DNS, whose answer could carry the bearer token off the machine unencrypted.
+struct LoopbackPinningResolver;
+
+impl reqwest::dns::Resolve for LoopbackPinningResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            // Port 0 is replaced by the URL's port, or the scheme's default port.
+            if is_loopback_name(&host) {
+                let loopback = [
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                    SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0),
+                ];
+                let addresses: reqwest::dns::Addrs = Box::new(loopback.into_iter());
+                return Ok(addresses);
+            }
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let addresses: reqwest::dns::Addrs = Box::new(resolved.collect::<Vec<_>>().into_iter());
+            Ok(addresses)
+        })
+    }
 }
 
 fn invalid_config(message: String) -> ConnectorError {
@@ -124,15 +155,18 @@ pub fn encode_request_body(
 /// Returns true for `localhost` and the loopback addresses 127.0.0.0/8 and ::1.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(Host::Domain(name)) => {
-            let name = name.trim_end_matches('.');
-            name.eq_ignore_ascii_case("localhost")
-                || name.to_ascii_lowercase().ends_with(".localhost")
-        }
+        Some(Host::Domain(name)) => is_loopback_name(name),
         Some(Host::Ipv4(address)) => IpAddr::V4(address).is_loopback(),
         Some(Host::Ipv6(address)) => IpAddr::V6(address).is_loopback(),
         None => false,
     }
+}
+
+/// Returns true for `localhost` and names under it, in any case and with or without a
+/// trailing dot. Every client from [`build_client`] resolves these names to loopback itself.
+fn is_loopback_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Rejects a URL that is neither https nor http to a loopback host, unless
@@ -156,6 +190,19 @@ pub fn check_plain_http(
             redact_url(url)
         )),
     }
+}
+
+/// Rejects a URL with a user name or password in it. reqwest would send them as Basic
+/// authentication on every request, and any log line that shows the URL would show them.
+pub fn check_no_credentials(url: &Url) -> Result<(), String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} contains a user name or password; remove the user info before the host, because \
+         leadscore authenticates with OAuth tokens or API keys only",
+        redact_url(url)
+    ))
 }
 
 /// Returns the URL without its query string, fragment and user info, which may carry
@@ -263,6 +310,21 @@ mod tests {
         let error = check_plain_http(&url("ftp://crm.example.com"), true, key)
             .expect_err("ftp is never accepted");
         assert!(error.contains("\"ftp\""), "{error}");
+    }
+
+    #[test]
+    fn credentials_in_url_rejected() {
+        assert!(check_no_credentials(&url("https://host.example/path")).is_ok());
+        for text in [
+            "https://user:secret-pw@host.example/",
+            "https://user@host.example/",
+            "http://:secret-pw@127.0.0.1:8080/",
+        ] {
+            let error = check_no_credentials(&url(text)).expect_err(text);
+            assert!(error.contains("user name or password"), "{error}");
+            assert!(!error.contains("secret-pw"), "{error}");
+            assert!(!error.contains("user@"), "{error}");
+        }
     }
 
     #[test]

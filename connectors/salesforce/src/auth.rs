@@ -340,7 +340,8 @@ impl TokenSource {
     }
 }
 
-/// Parses the `instance_url` of a token response, which must be an http or https URL.
+/// Parses the `instance_url` of a token response, which must be an http or https URL
+/// without user info.
 fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, ConnectorError> {
     let url = Url::parse(text).map_err(|error| {
         ConnectorError::Payload(format!(
@@ -352,6 +353,9 @@ fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, Conn
             "token response has instance_url {text:?}, which is not an http or https URL"
         )));
     }
+    leadscore_connector::http::check_no_credentials(&url).map_err(|message| {
+        ConnectorError::Payload(format!("token response instance_url: {message}"))
+    })?;
     leadscore_connector::http::check_plain_http(
         &url,
         allow_insecure_http,

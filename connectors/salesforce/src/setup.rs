@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use leadscore_connector::{ConnectorError, FieldKind, ObjectSchema};
+use leadscore_connector::{ConnectorError, FieldKind, FieldSchema, ObjectSchema};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
@@ -113,9 +113,12 @@ impl CustomFieldSpec {
         json!({"FullName": self.full_name(), "Metadata": metadata})
     }
 
-    /// Returns whether an existing field's kind can hold this spec's values.
-    fn accepts(&self, kind: FieldKind) -> bool {
-        match &self.kind {
+    /// Returns why an existing field cannot hold this spec's values, or `None` when it can.
+    /// A picklist must offer every value of the spec as an active value, because a restricted
+    /// one rejects writes of another value and reps can only pick the values it offers.
+    fn mismatch(&self, field: &FieldSchema) -> Option<String> {
+        let kind = field.kind;
+        let same_kind = match &self.kind {
             CustomFieldKind::Number => kind == FieldKind::Number,
             CustomFieldKind::Picklist { .. } => kind == FieldKind::Picklist,
             // A short text field still stores the value, which write-back shortens to fit.
@@ -125,7 +128,28 @@ impl CustomFieldSpec {
             CustomFieldKind::Date => kind == FieldKind::Date,
             CustomFieldKind::DateTime => kind == FieldKind::DateTime,
             CustomFieldKind::Checkbox => kind == FieldKind::Boolean,
+        };
+        if !same_kind {
+            return Some(format!(
+                "exists as {kind:?}, not as {}",
+                kind_name(&self.kind)
+            ));
         }
+        let CustomFieldKind::Picklist { values, .. } = &self.kind else {
+            return None;
+        };
+        let missing: Vec<&str> = values
+            .iter()
+            .filter(|value| !field.picklist_values.contains(value))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "exists as a picklist without the active values {}; add them to the field in Setup",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -137,7 +161,8 @@ pub struct CustomFieldReport {
     pub created: Vec<String>,
     /// Fields that existed with a suitable type.
     pub existing: Vec<String>,
-    /// Fields that exist with another type, left unchanged.
+    /// Fields that exist with another type or without some picklist values, left unchanged,
+    /// each with the reason.
     pub mismatched: Vec<String>,
     /// The permission set's API name and whether this run created it.
     pub permission_set: Option<PermissionSetChange>,
@@ -255,7 +280,8 @@ impl crate::SalesforceConnector {
     /// Creates the fields of `specs` that are missing, then grants the API user the access
     /// each spec needs through the permission set named `permission_set` (created when
     /// missing, with the API name given) and assigns that set to the API user. A field that
-    /// exists with another type is left alone and reported. Running it again creates nothing.
+    /// exists with another type or without some picklist values is left alone and reported.
+    /// Running it again creates nothing.
     pub async fn ensure_custom_fields(
         &self,
         specs: &[CustomFieldSpec],
@@ -307,25 +333,23 @@ impl crate::SalesforceConnector {
         }
         // Fields the API user needs access to that it does not have yet.
         let mut needs_grant: Vec<&CustomFieldSpec> = Vec::new();
+        // Fields that exist but were hidden from describe, so their type is still unknown.
+        let mut hidden: Vec<&CustomFieldSpec> = Vec::new();
         for spec in specs {
             let full_name = spec.full_name();
             let existing = schemas
                 .get(&spec.object)
                 .and_then(|schema| schema.field(&spec.name));
             match existing {
-                Some(field) if !spec.accepts(field.kind) => {
-                    report.mismatched.push(format!(
-                        "{full_name} exists as {:?}, not as {}",
-                        field.kind,
-                        kind_name(&spec.kind)
-                    ));
-                }
-                Some(field) => {
-                    report.existing.push(full_name);
-                    if spec.access == FieldAccess::ReadEdit && !field.updateable {
-                        needs_grant.push(spec);
+                Some(field) => match spec.mismatch(field) {
+                    Some(reason) => report.mismatched.push(format!("{full_name} {reason}")),
+                    None => {
+                        report.existing.push(full_name);
+                        if spec.access == FieldAccess::ReadEdit && !field.updateable {
+                            needs_grant.push(spec);
+                        }
                     }
-                }
+                },
                 None => {
                     let step = format!("creating {full_name}");
                     let created = self
@@ -338,7 +362,7 @@ impl crate::SalesforceConnector {
                     } else {
                         // The field exists, but field-level security hides it from this user.
                         debug!(field = %full_name, "custom field exists but is hidden from the API user");
-                        report.existing.push(full_name);
+                        hidden.push(spec);
                     }
                     needs_grant.push(spec);
                 }
@@ -348,7 +372,39 @@ impl crate::SalesforceConnector {
             return Ok(());
         }
         self.grant_access(&needs_grant, permission_set, report)
-            .await
+            .await?;
+        self.check_revealed_fields(&hidden, report).await
+    }
+
+    /// Describes the objects of `hidden` again now that the permission set grants them, and
+    /// reports each field as existing, or as mismatched when its type or values do not fit.
+    async fn check_revealed_fields(
+        &self,
+        hidden: &[&CustomFieldSpec],
+        report: &mut CustomFieldReport,
+    ) -> Result<(), (String, Step, ConnectorError)> {
+        let mut schemas: BTreeMap<String, ObjectSchema> = BTreeMap::new();
+        for spec in hidden {
+            if !schemas.contains_key(&spec.object) {
+                let step = format!("describing {} after granting access", spec.object);
+                let schema = self
+                    .describe_fresh(&spec.object)
+                    .await
+                    .map_err(|error| (step, Step::Describe, error))?;
+                schemas.insert(spec.object.clone(), schema);
+            }
+            let full_name = spec.full_name();
+            let field = schemas
+                .get(&spec.object)
+                .and_then(|schema| schema.field(&spec.name));
+            // NOTE: a field still hidden after the grant is counted as existing, because its
+            // type cannot be read.
+            match field.and_then(|field| spec.mismatch(field)) {
+                Some(reason) => report.mismatched.push(format!("{full_name} {reason}")),
+                None => report.existing.push(full_name),
+            }
+        }
+        Ok(())
     }
 
     /// Finds or creates the permission set, creates or widens a `FieldPermissions` record for

@@ -554,6 +554,34 @@ async fn foreign_next_url_rejected() {
     );
 }
 
+#[tokio::test]
+async fn instance_url_with_credentials_rejected() {
+    let log = capture::global_log();
+    let server = start_with_instance(|base, request, earlier| {
+        if request.path == TOKEN_PATH {
+            // A hostile or misconfigured CRM names an instance URL with user info.
+            let with_credentials = base.replace("http://", "http://leak-user:hunter2-password@");
+            return token_reply(&with_credentials, earlier);
+        }
+        limits_reply()
+    })
+    .await;
+    let connector = server.connector(1);
+
+    let error = connector
+        .check()
+        .await
+        .expect_err("an instance_url with credentials is rejected");
+
+    let message = error.to_string();
+    assert!(matches!(error, ConnectorError::Payload(_)), "{error:?}");
+    assert!(message.contains("instance_url"), "{message}");
+    assert!(!message.contains("hunter2-password"), "{message}");
+    assert!(server.requests(LIMITS_PATH).is_empty(), "no request to it");
+    let text = log.text();
+    assert!(!text.contains("hunter2-password"), "log: {text}");
+}
+
 /// An `io::Write` that appends to a shared buffer, for capturing tracing output.
 #[tokio::test]
 async fn trace_output_has_no_secrets() {
