@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use leadscore_connector::Connector;
+use leadscore_connector::{Connector, ConnectorError};
 use serde::Serialize;
 
 use crate::config::{Config, Level};
@@ -50,7 +50,9 @@ pub struct FieldStatus {
 }
 
 /// Builds the report for every pulled, feedback and write-back field of the configuration,
-/// in object then field order. An object the user cannot describe reports its fields missing.
+/// in object then field order. An object whose describe the CRM rejects reports its fields
+/// missing. Failed authentication, an unreachable CRM or a spent API allowance is returned as
+/// an error, because it would fail every object the same way.
 pub async fn build<C: Connector>(
     connector: &C,
     config: &Config,
@@ -90,12 +92,22 @@ pub async fn build<C: Connector>(
 
     let mut schemas = Schemas::new(connector);
     let mut report = Vec::with_capacity(uses.len());
+    // Objects whose describe the CRM rejected, described once rather than once per field.
+    let mut hidden: Vec<String> = Vec::new();
     for ((object, field), field_use) in uses {
-        let found = match schemas.get(&object).await {
-            Ok(_) => schemas.resolve(&object, &field).await?.ok(),
-            Err(error) => {
-                tracing::debug!(%object, %error, "describe failed; the object's fields are reported missing");
-                None
+        let found = if hidden.contains(&object) {
+            None
+        } else {
+            match schemas.get(&object).await {
+                Ok(_) => schemas.resolve(&object, &field).await?.ok(),
+                Err(error @ (ConnectorError::Rejected { .. } | ConnectorError::Payload(_))) => {
+                    tracing::debug!(%object, %error, "describe failed; the object's fields are reported missing");
+                    hidden.push(object.clone());
+                    None
+                }
+                // Failed credentials, an unreachable CRM or a spent API allowance fail every
+                // object alike, so the report stops instead of retrying once per field.
+                Err(error) => return Err(error.into()),
             }
         };
         let exists = found.is_some();

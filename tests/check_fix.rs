@@ -486,3 +486,28 @@ async fn field_report_hubspot_read_only() {
         .to_string();
     assert!(check.contains(&score_field), "{check}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_report_stops_on_auth_failure() {
+    let env = Env::start_with(SandboxOptions::default(), |text| text).await;
+    let mut secrets = env.secrets();
+    secrets.refresh_token = SecretString::from("not-the-sandbox-refresh-token".to_string());
+    let connector = connect(&env.config, secrets).expect("connector builds");
+
+    let error = field_report::build(&connector, &env.config)
+        .await
+        .expect_err("a rejected refresh token fails the report");
+    assert!(
+        error.to_string().contains("authentication failed"),
+        "{error}"
+    );
+    // One token request per field was the old behaviour: dozens of retried logins against an
+    // unreachable CRM before the real error appeared.
+    let token_requests = env
+        .handle()
+        .request_log()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/token"))
+        .count();
+    assert_eq!(token_requests, 1);
+}
