@@ -67,22 +67,23 @@ pub fn score(
     let mut scores = score_records(&stored, &history, config, now)?;
     let scored = scores.len();
 
-    let previous: BTreeMap<String, ScoreRow> = store
-        .scores()?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect();
+    // Only the previous score and sales-ready flag are needed, so the full rows (reasons,
+    // hints, names) of the last run are not kept while this run's rows are in memory.
+    let mut previous: BTreeMap<String, (f64, Option<bool>)> = BTreeMap::new();
+    store.for_each_score(|row| {
+        previous.insert(row.id, (row.score, row.sales_ready));
+    })?;
     let events: Vec<ScoreEvent> = scores
         .iter()
         .filter(|row| row.sales_ready == Some(true))
-        .filter(|row| previous.get(&row.id).and_then(|p| p.sales_ready) != Some(true))
+        .filter(|row| previous.get(&row.id).and_then(|p| p.1) != Some(true))
         .map(|row| ScoreEvent {
             level,
             object: row.object.clone(),
             id: row.id.clone(),
             kind: "sales_ready".to_string(),
             score: row.score,
-            previous_score: previous.get(&row.id).map(|p| p.score),
+            previous_score: previous.get(&row.id).map(|p| p.0),
             at: now,
         })
         .collect();
@@ -153,54 +154,135 @@ pub fn score_records(
     let level = space.level;
 
     let open: Vec<OpenRecord> = levels::open_records(level, history, config, now);
-    let rows: Vec<Vec<f64>> = open
-        .iter()
-        .map(|record| space.row(history, record.target(), at))
-        .collect();
-    let probabilities = model
-        .predict(&rows)
-        .map_err(|e| PipelineError::Model(e.to_string()))?;
-    let contributions = model
-        .contributions(&rows)
-        .map_err(|e| PipelineError::Model(e.to_string()))?;
-
+    let scorer = Scorer {
+        space: &space,
+        model: &model,
+        stored,
+        history,
+        config,
+        at,
+        now,
+    };
+    // The model, the feature space and the history are read-only, so each thread scores its
+    // own contiguous share of the records. Concatenating the shares in thread order keeps the
+    // rows in the order of `open`, as a single thread would return them.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(open.len().div_ceil(BATCH_ROWS))
+        .max(1);
+    let share = open.len().div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<ScoreRow>, PipelineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = open
+            .chunks(share)
+            .map(|part| scope.spawn(|| scorer.score_share(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(PipelineError::Model(
+                        "a scoring thread panicked, which is a bug: its message is on stderr"
+                            .to_string(),
+                    ))
+                })
+            })
+            .collect()
+    });
     let mut scores = Vec::with_capacity(open.len());
-    for (index, record) in open.iter().enumerate() {
-        let crm_record = record.record(level, history);
-        let probability = probabilities[index];
-        let score = score_of(probability);
-        let reasons = space.reasons(
-            history,
-            record.target(),
-            &rows[index],
-            &contributions[index].values,
-            config.scoring.reasons,
-            NEGATIVE_REASONS,
-        );
-        let hint =
-            crate::hints::best_hint(&space, &model, history, record, at, score, &config.hints);
-        let sales_ready = match (level, config.lead.sales_ready_score) {
-            (Level::Lead, Some(threshold)) => Some(score >= threshold),
-            _ => None,
-        };
-        let text = |field: &str| crm_record.and_then(|r| r.get(field).as_str().map(str::to_string));
-        scores.push(ScoreRow {
-            object: level.object().to_string(),
-            id: record.id.clone(),
-            name: text("Name").unwrap_or_default(),
-            owner_id: match crm_record.map(|r| r.get("OwnerId")) {
-                Some(Value::Text(owner)) => Some(owner.clone()),
-                _ => None,
-            },
-            probability,
-            score,
-            tier: config.tiers.tier_for(score).to_string(),
-            reasons,
-            hint,
-            sales_ready,
-            model_version: stored.version.clone(),
-            scored_at: now,
-        });
+    for result in results {
+        scores.extend(result?);
     }
     Ok(scores)
+}
+
+/// Open records scored per model call. Feature rows and SHAP contributions exist only for
+/// one batch at a time, so their memory stays bounded however many records are open.
+const BATCH_ROWS: usize = 2048;
+
+/// The read-only inputs shared by the scoring threads.
+struct Scorer<'a> {
+    space: &'a FeatureSpace,
+    model: &'a TrainedModel,
+    stored: &'a StoredModel,
+    history: &'a History,
+    config: &'a Config,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+impl Scorer<'_> {
+    /// Scores `records` in batches of [`BATCH_ROWS`], returning one row per record in order.
+    fn score_share(&self, records: &[OpenRecord]) -> Result<Vec<ScoreRow>, PipelineError> {
+        let mut scores = Vec::with_capacity(records.len());
+        for chunk in records.chunks(BATCH_ROWS) {
+            self.score_chunk(chunk, &mut scores)?;
+        }
+        Ok(scores)
+    }
+
+    fn score_chunk(
+        &self,
+        records: &[OpenRecord],
+        scores: &mut Vec<ScoreRow>,
+    ) -> Result<(), PipelineError> {
+        let (space, model, history, config) = (self.space, self.model, self.history, self.config);
+        let level = space.level;
+        let rows: Vec<Vec<f64>> = records
+            .iter()
+            .map(|record| space.row(history, record.target(), self.at))
+            .collect();
+        let probabilities = model
+            .predict(&rows)
+            .map_err(|e| PipelineError::Model(e.to_string()))?;
+        let contributions = model
+            .contributions(&rows)
+            .map_err(|e| PipelineError::Model(e.to_string()))?;
+
+        for (index, record) in records.iter().enumerate() {
+            let crm_record = record.record(level, history);
+            let probability = probabilities[index];
+            let score = score_of(probability);
+            let reasons = space.reasons(
+                history,
+                record.target(),
+                &rows[index],
+                &contributions[index].values,
+                config.scoring.reasons,
+                NEGATIVE_REASONS,
+            );
+            let hint = crate::hints::best_hint(
+                space,
+                model,
+                history,
+                record,
+                self.at,
+                score,
+                &config.hints,
+            );
+            let sales_ready = match (level, config.lead.sales_ready_score) {
+                (Level::Lead, Some(threshold)) => Some(score >= threshold),
+                _ => None,
+            };
+            let text =
+                |field: &str| crm_record.and_then(|r| r.get(field).as_str().map(str::to_string));
+            scores.push(ScoreRow {
+                object: level.object().to_string(),
+                id: record.id.clone(),
+                name: text("Name").unwrap_or_default(),
+                owner_id: match crm_record.map(|r| r.get("OwnerId")) {
+                    Some(Value::Text(owner)) => Some(owner.clone()),
+                    _ => None,
+                },
+                probability,
+                score,
+                tier: config.tiers.tier_for(score).to_string(),
+                reasons,
+                hint,
+                sales_ready,
+                model_version: self.stored.version.clone(),
+                scored_at: self.now,
+            });
+        }
+        Ok(())
+    }
 }
