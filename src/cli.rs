@@ -777,7 +777,16 @@ fn budget_failure(
 
 /// Runs `check --offline`: exit 0 when nothing is wrong, else 2 with every problem listed.
 fn step_check_offline(args: &ConfigArgs) -> Result<u8, Failure> {
-    let report = crate::offline_check::check(&configs(args)?);
+    let report = match configs(args) {
+        Ok(configs) => crate::offline_check::check(&configs),
+        // A file that does not parse is one more problem in the report, so `--json` callers
+        // read the same shape whatever went wrong.
+        Err(failure) if args.json => crate::offline_check::OfflineReport {
+            connectors: Vec::new(),
+            problems: vec![failure.message],
+        },
+        Err(failure) => return Err(failure),
+    };
     if args.json {
         print_json(&report)?;
     } else if report.problems.is_empty() {

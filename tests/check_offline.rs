@@ -236,6 +236,30 @@ fn json_lists_problems() {
 }
 
 #[test]
+fn json_reports_a_file_that_does_not_parse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_config(dir.path(), "http://127.0.0.1:9", |text| {
+        format!("{text}\n[no_such_table]\nkey = 1\n")
+    });
+
+    let output = check_offline(&path, &dummy_secrets(), &["--json"]);
+
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    let problems = report["problems"].as_array().expect("problems array");
+    assert_eq!(problems.len(), 1, "problems: {problems:?}");
+    assert!(
+        problems[0]
+            .as_str()
+            .expect("text")
+            .contains("no_such_table"),
+        "{problems:?}"
+    );
+    assert_eq!(report["connectors"], serde_json::json!([]));
+}
+
+#[test]
 fn offline_rejects_fix() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = write_config(dir.path(), "http://127.0.0.1:9", |text| text);

@@ -63,7 +63,7 @@ pub fn shift_days(seed: u64, copy: u32) -> i64 {
 /// Builds copy `copy` (1 or more) of the org's records, by object name, without users.
 ///
 /// The same org, copy and seed always give the same records. Returns
-/// [`DemoError::InvalidOption`] for copy 0 or a copy above [`MAX_SCALE`], and
+/// [`DemoError::InvalidOption`] for copy 0 or a copy of [`MAX_SCALE`] or more, and
 /// [`DemoError::InvalidRecord`] for an id or date that this generator did not write.
 pub fn scaled_copy(
     org: &DemoOrg,

@@ -178,7 +178,10 @@ fn records_match_sandbox_schema() {
     // The demo org uses one currency, so it has no rows of currency rates, and its setup
     // objects (the permission set `check --fix` creates) start empty.
     for empty in SETUP_OBJECTS {
-        assert!(!generated_names.contains(empty), "{empty} has generated rows");
+        assert!(
+            !generated_names.contains(empty),
+            "{empty} has generated rows"
+        );
         generated_names.insert(empty);
     }
     assert_eq!(object_names, generated_names);

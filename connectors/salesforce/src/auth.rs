@@ -345,12 +345,14 @@ impl TokenSource {
 fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, ConnectorError> {
     let url = Url::parse(text).map_err(|error| {
         ConnectorError::Payload(format!(
-            "token response has an invalid instance_url {text:?}: {error}"
+            "token response has an invalid instance_url ({error}); it starts {:?}",
+            unparsed_prefix(text)
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(ConnectorError::Payload(format!(
-            "token response has instance_url {text:?}, which is not an http or https URL"
+            "token response has instance_url {:?}, which is not an http or https URL",
+            leadscore_connector::http::redact_url(&url)
         )));
     }
     leadscore_connector::http::check_no_credentials(&url).map_err(|message| {
@@ -365,6 +367,22 @@ fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, Conn
         ConnectorError::Payload(format!("token response instance_url: {message}"))
     })?;
     Ok(url)
+}
+
+/// The start of an instance_url that does not parse, at most 60 characters, with the query,
+/// the fragment and anything before an `@` (user info) left out so that they never reach an
+/// error message.
+fn unparsed_prefix(text: &str) -> String {
+    let end = text.find(['?', '#']).unwrap_or(text.len());
+    let head = &text[..end];
+    let shown = match (head.rfind('@'), head.find("://")) {
+        (Some(at), Some(scheme_end)) if scheme_end < at => {
+            format!("{}://...{}", &head[..scheme_end], &head[at..])
+        }
+        (Some(at), _) => format!("...{}", &head[at..]),
+        (None, _) => head.to_string(),
+    };
+    shown.chars().take(60).collect()
 }
 
 /// Returns the user id at the end of an identity URL such as
@@ -387,6 +405,18 @@ mod tests {
         assert!(parse_instance_url("http://acme.my.salesforce.com", true).is_ok());
         assert!(parse_instance_url("file:///etc/passwd", true).is_err());
         assert!(parse_instance_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn instance_url_errors_hide_user_info_and_query() {
+        for text in [
+            "ftp://admin:hunter2@acme.my.salesforce.com/?sid=hunter2",
+            "https://admin:hunter2@[bad host/?sid=hunter2",
+        ] {
+            let error = parse_instance_url(text, false).unwrap_err().to_string();
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(error.contains("instance_url"), "{error}");
+        }
     }
 
     #[test]
