@@ -226,6 +226,7 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
     let names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != DAEMON_LOCK_FILE)
         .collect();
     // A folder with either of sled's own files is a store, possibly a damaged one, which the
     // open reports as damaged rather than as a foreign folder.
@@ -237,6 +238,9 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
         example: names.into_iter().min().unwrap_or_default(),
     })
 }
+
+/// The file in the store folder that a running `leadscore run` keeps locked.
+pub const DAEMON_LOCK_FILE: &str = "daemon.lock";
 
 /// Returns true for the names of the files sled keeps at the top of its folder.
 fn is_sled_file(name: &str) -> bool {

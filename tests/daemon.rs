@@ -1,7 +1,8 @@
 //! The daemon (`leadscore run` without `--once`) as a real process against an in-process
 //! Salesforce sandbox. Covered: scheduled runs that never overlap, `/metrics` and `/healthz`,
-//! SIGTERM during a write-back, SIGHUP with a broken file, and `status`. The fire times of daily
-//! and half-hourly jobs are checked across both daylight-saving changes of a year.
+//! SIGTERM during a write-back, SIGHUP with a broken file, `status`, and one daemon per store.
+//! The fire times of daily and half-hourly jobs are checked across both daylight-saving
+//! changes of a year.
 
 mod common;
 
@@ -511,6 +512,45 @@ async fn sighup_with_broken_config_keeps_running() {
         daemon.wait_for_line("configuration reloaded", Duration::from_secs(10));
         daemon.signal("TERM");
         assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_daemon_on_one_store_refuses_to_start() {
+    let env = Env::start_with(SandboxOptions::default(), |text| with_schedule(text, "off")).await;
+    let mut first = tokio::task::block_in_place(|| Daemon::start(&env));
+    tokio::task::block_in_place(|| {
+        first.address();
+        let mut second = Daemon::start(&env);
+        let code = second.wait_exit(Duration::from_secs(20));
+        assert_ne!(code, Some(0), "the second daemon ran: {}", second.log());
+        assert!(code.is_some(), "the second daemon is still running");
+        let log = second.log();
+        assert!(
+            log.contains("another leadscore daemon is running on the store")
+                && log.contains("daemon.lock"),
+            "{log}"
+        );
+
+        // One-off commands still read the store while the daemon waits between jobs.
+        let status = Command::new(BIN)
+            .args(["status", "-c"])
+            .arg(&env.config_path)
+            .output()
+            .expect("status runs");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+
+        first.signal("TERM");
+        assert_eq!(first.wait_exit(Duration::from_secs(20)), Some(0));
+        // The lock ends with the daemon that held it.
+        let mut third = Daemon::start(&env);
+        third.address();
+        third.signal("TERM");
+        assert_eq!(third.wait_exit(Duration::from_secs(20)), Some(0));
     });
 }
 

@@ -9,6 +9,7 @@
 //! page or write batch, and exit. SIGHUP reloads the configuration file.
 
 pub mod cron;
+mod daemon_lock;
 mod http;
 mod jobs;
 mod metrics;
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::pipeline::PipelineError;
 use crate::store::Store;
 use cron::CronSchedule;
+use daemon_lock::DaemonLocks;
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
@@ -106,12 +108,16 @@ struct Daemon {
     stores: Mutex<HashMap<PathBuf, Weak<Store>>>,
     /// Live model versions shown on the info gauge, as `crm\0level\0version`.
     live_models: Mutex<Vec<String>>,
+    /// The daemon locks of the stores this daemon has used, held until it exits.
+    daemon_locks: Mutex<DaemonLocks>,
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C. `config` is the configuration read from
 /// `config_path`, which SIGHUP reads again.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
     crate::progress::disable_bars();
+    let mut daemon_locks = DaemonLocks::default();
+    daemon_locks.take_all(&config)?;
     let metrics = metrics::install()?;
     let (listener, addr) = http::bind(config.daemon.listen).await?;
     tracing::info!("listening on {addr}");
@@ -130,6 +136,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
         crm_writes: tokio::sync::Mutex::new(()),
         stores: Mutex::new(HashMap::new()),
         live_models: Mutex::new(Vec::new()),
+        daemon_locks: Mutex::new(daemon_locks),
     });
     daemon.load_metrics_from_stores();
 
@@ -160,6 +167,12 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
         }
     }
     daemon.check_journals();
+    // Scheduled jobs that never fired may still hold the daemon, so the locks are released
+    // here rather than when it drops.
+    match daemon.daemon_locks.lock() {
+        Ok(mut locks) => locks.release_all(),
+        Err(poisoned) => poisoned.into_inner().release_all(),
+    }
     let _ = stop_server.send(());
     let _ = server.await;
     tracing::info!("stopped");
@@ -208,6 +221,14 @@ impl Daemon {
                 return;
             }
         };
+        let locked = match self.daemon_locks.lock() {
+            Ok(mut locks) => locks.take_all(&new),
+            Err(poisoned) => poisoned.into_inner().take_all(&new),
+        };
+        if let Err(err) = locked {
+            tracing::error!("SIGHUP: {err}; the daemon keeps the configuration it runs with");
+            return;
+        }
         let old = self.config();
         if new.daemon.listen != old.daemon.listen {
             tracing::warn!(old = %old.daemon.listen, new = %new.daemon.listen, "[daemon] listen changed; the server keeps its address until the daemon restarts");
