@@ -42,14 +42,14 @@ fn lead_rows(count: usize, first_id: usize, seed: u64) -> Vec<String> {
         let logit = (visits - 6.0) / 2.0 + if city_index == 0 { 1.0 } else { -0.5 };
         let won = uniform() < 1.0 / (1.0 + (-logit).exp());
         // Every 7th row has a blank city, every 11th a placeholder, every 13th no visits.
-        let city = if id % 7 == 0 {
+        let city = if id.is_multiple_of(7) {
             ""
-        } else if id % 11 == 0 {
+        } else if id.is_multiple_of(11) {
             "Select"
         } else {
             CITIES[city_index]
         };
-        let visits = if id % 13 == 0 {
+        let visits = if id.is_multiple_of(13) {
             String::new()
         } else {
             visits.to_string()

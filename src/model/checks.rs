@@ -682,7 +682,8 @@ mod tests {
             let mut row = vec![0.0; levels];
             row[level] = 1.0;
             data.rows.push(row);
-            data.labels.push(f64::from(u8::from(level % 2 == 0)));
+            data.labels
+                .push(f64::from(u8::from(level.is_multiple_of(2))));
         }
         data
     }
