@@ -31,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod scoring;
 pub mod setup;
+pub mod spreadsheet;
 pub mod status;
 pub mod store;
 pub mod sync;

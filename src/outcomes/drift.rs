@@ -18,7 +18,7 @@ const BINS: usize = 10;
 const EMPTY_SHARE: f64 = 1e-4;
 
 /// The drift of one model input.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FeatureDrift {
     pub feature: String,
     pub psi: f64,

@@ -19,7 +19,7 @@ pub const MIN_DEALS_FOR_CALIBRATION: usize = 20;
 pub const MIN_DEALS_FOR_AUC: usize = 10;
 
 /// Closed deals and win rates of one tier in one month, by the tier in effect before the close.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TierMonth {
     /// The UTC month of the close, `YYYY-MM`.
     pub month: String,
@@ -35,7 +35,7 @@ pub struct TierMonth {
 }
 
 /// Calibration of one month's closed deals, or of all of them (`month` = `all`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CalibrationMonth {
     pub month: String,
     pub deals: usize,
@@ -47,7 +47,7 @@ pub struct CalibrationMonth {
 }
 
 /// ROC AUC of the scores on one quarter's closed deals, or of all of them (`quarter` = `all`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct QuarterAuc {
     /// `YYYY-Qn`, in UTC.
     pub quarter: String,
@@ -61,7 +61,7 @@ pub struct QuarterAuc {
 }
 
 /// Outcomes of the deals in one tier.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TierImpact {
     pub tier: String,
     pub deals: usize,
@@ -75,7 +75,7 @@ pub struct TierImpact {
 }
 
 /// One rep's logged activities on A and B records, before and after go-live.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RepActivity {
     pub rep: String,
     pub rep_name: Option<String>,
@@ -89,7 +89,7 @@ pub struct RepActivity {
 }
 
 /// One rep's closed-won revenue among the report's deals.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RepRevenue {
     pub rep: String,
     pub rep_name: Option<String>,

@@ -33,30 +33,19 @@ fn chart_error(err: crate::report::ReportError) -> PipelineError {
     PipelineError::Model(err.to_string())
 }
 
-/// Writes `rows` as a CSV file with a header row taken from the field names.
-fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), PipelineError> {
-    let mut writer = csv::Writer::from_path(path).map_err(|err| write_error(path, err))?;
-    for row in rows {
-        writer
-            .serialize(row)
-            .map_err(|err| write_error(path, err))?;
-    }
-    writer.flush().map_err(|err| write_error(path, err))
-}
-
 /// Writes one table's CSV file and adds its path to `files`.
-fn write_table<T: Serialize>(
+fn write_table<T: Serialize + Default>(
     files: &mut Vec<PathBuf>,
     path: PathBuf,
     rows: &[T],
 ) -> Result<(), PipelineError> {
-    write_csv(&path, rows)?;
+    crate::spreadsheet::write_rows(&path, rows).map_err(|err| write_error(&path, err))?;
     files.push(path);
     Ok(())
 }
 
 /// One row of the score-history CSV file.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 struct ScoreHistoryRow<'a> {
     record: &'a str,
     outcome: &'static str,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Change, RepList, INDEX_FILE, UNASSIGNED_KEY};
 use crate::config::Config;
+use crate::spreadsheet::safe_cell;
 
 /// The columns of every list's CSV file, in order. `rank` is empty and `change` is `dropped`
 /// on the rows of accounts that left the list, which `dropped_because` explains.
@@ -47,16 +48,6 @@ pub fn change_text(change: &Change) -> String {
     }
 }
 
-/// Returns CRM text safe to open in a spreadsheet: a cell starting with `=`, `+`, `-`, `@` or
-/// a tab would be run as a formula by Excel and LibreOffice, so it gets a leading `'`.
-// NOTE: this changes how such names read in the CSV; the HTML page shows them unchanged.
-fn spreadsheet_safe(text: &str) -> String {
-    match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
-        _ => text.to_string(),
-    }
-}
-
 /// Returns the CSV file of one list: a row per listed account, then a row per dropped one.
 pub fn list_csv(list: &RepList, top: usize) -> Result<Vec<u8>, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -70,14 +61,14 @@ pub fn list_csv(list: &RepList, top: usize) -> Result<Vec<u8>, csv::Error> {
             entry.rank.to_string(),
             change_text(&entry.change),
             entry.id.clone(),
-            spreadsheet_safe(&entry.name),
+            safe_cell(&entry.name),
             number(entry.score),
-            spreadsheet_safe(&entry.tier),
+            safe_cell(&entry.tier),
             previous,
             entry.owner_id.clone().unwrap_or_default(),
-            spreadsheet_safe(entry.owner_name.as_deref().unwrap_or_default()),
-            spreadsheet_safe(entry.territory_value.as_deref().unwrap_or_default()),
-            spreadsheet_safe(&entry.reasons.join(REASON_SEPARATOR)),
+            safe_cell(entry.owner_name.as_deref().unwrap_or_default()),
+            safe_cell(entry.territory_value.as_deref().unwrap_or_default()),
+            safe_cell(&entry.reasons.join(REASON_SEPARATOR)),
             String::new(),
         ])?;
     }
@@ -86,7 +77,7 @@ pub fn list_csv(list: &RepList, top: usize) -> Result<Vec<u8>, csv::Error> {
             String::new(),
             "dropped".to_string(),
             dropped.id.clone(),
-            spreadsheet_safe(&dropped.name),
+            safe_cell(&dropped.name),
             dropped.score.map(number).unwrap_or_default(),
             String::new(),
             number(dropped.previous_score),
@@ -347,11 +338,5 @@ mod tests {
         assert_eq!(change_text(&change(4.0)), "+4");
         assert_eq!(change_text(&change(-2.0)), "-2");
         assert_eq!(change_text(&change(0.0)), "0");
-    }
-
-    #[test]
-    fn spreadsheet_safe_quotes_formulas() {
-        assert_eq!(spreadsheet_safe("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(spreadsheet_safe("St. Mary's"), "St. Mary's");
     }
 }
