@@ -417,6 +417,25 @@ async fn moved_and_deleted_accounts_leave_lists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_never_pulled_fails_lists() {
+    let (env, store) = scored_env("top = 5", "", |_| {}).await;
+    // The field is set after the last pull, so no stored account has it yet.
+    let mut config = env.config.clone();
+    config.territory.field = Some("Region__c".to_string());
+
+    let error = territory::write_lists(&store, &config, Utc::now())
+        .expect_err("lists by a field no account has")
+        .to_string();
+
+    assert!(error.contains("\"Region__c\""), "{error}");
+    assert!(error.contains("leadscore pull"), "{error}");
+    assert!(
+        !config.territory.folder.join(INDEX_FILE).exists(),
+        "no lists were written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn field_lists_follow_values() {
     // One account moves to a rep from another state, so that rep's territory gains that
     // state and covers the other owners' accounts there.

@@ -48,7 +48,7 @@ pub struct OpenAccount<'a> {
 }
 
 /// Returns a field's value as text, or `None` when it is empty.
-fn text_of(value: &Value) -> Option<String> {
+pub(super) fn text_of(value: &Value) -> Option<String> {
     let text = match value {
         Value::Null => return None,
         Value::Text(s) => s.trim().to_string(),

@@ -174,6 +174,7 @@ pub fn write_lists(
         ));
     }
     let inputs = load_inputs(&store, config)?;
+    check_field_has_values(&inputs)?;
     let lists = build_lists(&inputs);
     let folder = config.territory.folder.clone();
     create_folder(&folder)?;
@@ -251,6 +252,27 @@ pub fn write_lists(
         webhook_sent,
         webhook_failures,
     })
+}
+
+/// Fails when `[territory] field` is set but no stored account has a value for it, which
+/// means a misspelt field or one not pulled yet: every territory would be empty.
+fn check_field_has_values(inputs: &ListInputs) -> Result<(), PipelineError> {
+    let Some(field) = &inputs.field else {
+        return Ok(());
+    };
+    let any_value = inputs
+        .accounts
+        .values()
+        .any(|record| assign::text_of(record.get(field)).is_some());
+    if any_value || inputs.accounts.is_empty() {
+        return Ok(());
+    }
+    Err(PipelineError::Config(format!(
+        "[territory] field = {field:?}, but none of the {} accounts in the store has a value for it; \
+         check the field's API name (`leadscore check` lists it) and run `leadscore pull`, which \
+         fetches a newly configured field for every account",
+        inputs.accounts.len()
+    )))
 }
 
 /// Reads the scores, accounts, users and previous lists the lists are built from.
