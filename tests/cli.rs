@@ -299,3 +299,20 @@ async fn wrong_secret_is_config_error() {
     assert!(stderr.contains("invalid_client"), "{stderr}");
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
 }
+
+#[test]
+fn closed_stdout_ends_without_panic() {
+    let mut child = Command::new(BIN)
+        .args(["init", "--reference"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the leadscore binary runs");
+    // Closing the only read end makes every write to standard output fail with EPIPE.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("the process ends");
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
