@@ -829,6 +829,18 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             if report.assigned {
                 println!("Assigned the permission set to the API user.");
             }
+            let changed = !report.created.is_empty()
+                || !report.granted.is_empty()
+                || report.assigned
+                || report
+                    .permission_set
+                    .as_ref()
+                    .is_some_and(|set| set.created);
+            if !changed && report.mismatched.is_empty() {
+                println!(
+                    "Every write-back and feedback field exists already; --fix changed nothing."
+                );
+            }
         }
     }
     // The field report is printed whether or not the check passes, so the output lists every
