@@ -357,16 +357,21 @@ async fn train_error_names_level_once() {
 
 #[test]
 fn closed_stdout_ends_without_panic() {
-    let mut child = Command::new(BIN)
+    // A pipe whose only reader, `true`, has exited before leadscore starts, so every write
+    // to leadscore's standard output fails with EPIPE however fast leadscore runs.
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("true runs");
+    let closed_pipe = reader.stdin.take().expect("stdin is piped");
+    assert!(reader.wait().expect("true ends").success());
+    let output = Command::new(BIN)
         .args(["init", "--reference"])
         .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(closed_pipe))
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("the leadscore binary runs");
-    // Closing the only read end makes every write to standard output fail with EPIPE.
-    drop(child.stdout.take());
-    let output = child.wait_with_output().expect("the process ends");
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(141), "{stderr}");
