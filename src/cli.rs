@@ -838,15 +838,31 @@ async fn step_check(args: &ConfigArgs, config: &Config, fix: bool) -> Result<u8,
             if report.assigned {
                 println!("Assigned the permission set to the API user.");
             }
+            let changed = !report.created.is_empty()
+                || !report.granted.is_empty()
+                || report.assigned
+                || report
+                    .permission_set
+                    .as_ref()
+                    .is_some_and(|set| set.created);
+            if !changed && report.mismatched.is_empty() {
+                println!(
+                    "Every write-back and feedback field exists already; --fix changed nothing."
+                );
+            }
         }
     }
     // The field report is printed whether or not the check passes, so the output lists every
-    // missing or read-only field at once.
+    // missing or read-only field at once. It fails on a rejected login, an unreachable CRM or
+    // a spent API allowance, which would fail the check the same way, so that error is
+    // reported once here instead of again after the check's own retries.
     let statuses = match crate::field_report::build(&connector, config).await {
         Ok(statuses) => Some(statuses),
         Err(error) => {
-            tracing::warn!(%error, "building the field report failed; check runs without it");
-            None
+            if args.json {
+                print_json(&serde_json::json!({ "fix": fix_report, "fields": null }))?;
+            }
+            return Err(error.into());
         }
     };
     let report = match pipeline::check(&connector, config).await {
@@ -951,10 +967,13 @@ fn per_level<T>(
             Err(err) => {
                 let failure = Failure::from(err);
                 code = code.max(failure.code);
-                LevelOutcome::Failed {
-                    level,
-                    error: failure.message,
-                }
+                // Some step errors name their level already; the output adds it once.
+                let prefix = format!("{level} level: ");
+                let error = match failure.message.strip_prefix(&prefix) {
+                    Some(rest) => rest.to_string(),
+                    None => failure.message,
+                };
+                LevelOutcome::Failed { level, error }
             }
         })
         .collect();
@@ -986,12 +1005,15 @@ fn step_train(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
             Level::Contact => "contact roles on closed deals",
             Level::Account => "closed deals",
         };
+        let calibration = match report.calibration_method.as_str() {
+            "none" => "uncalibrated".to_string(),
+            method => format!("{method} calibration"),
+        };
         println!(
-            "Trained {} model {} ({}, {} calibration) on {} {examples} ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training rate), expected calibration error {:.3}.",
+            "Trained {} model {} ({}, {calibration}) on {} {examples} ({} won); holdout of the latest {}: AUC {auc}, log loss {:.3} (baseline {:.3}, always predicting the training rate), expected calibration error {:.3}.",
             report.level,
             report.version,
             report.chosen,
-            report.calibration_method,
             report.examples,
             report.won,
             report.holdout_rows,

@@ -426,7 +426,7 @@ pub async fn check<C: Connector>(
         }
     }
     // Write-back fields get their own, fuller check below; they are not reported twice.
-    let written: Vec<(&str, &String)> = config
+    let mut written: Vec<(&str, &String)> = config
         .scoring
         .levels
         .iter()
@@ -437,6 +437,9 @@ pub async fn check<C: Connector>(
                 .map(move |field| (level.object(), field))
         })
         .collect();
+    if config.scoring.levels.contains(&Level::Lead) && config.lead.sales_ready_score.is_some() {
+        written.push((fields::LEAD, &config.lead.sales_ready_field));
+    }
     let droppable = crate::sync::droppable_fields(config);
     let drop_missing =
         config.sync.on_missing_field == crate::config::sync::MissingFieldAction::Drop;
@@ -551,8 +554,9 @@ pub async fn check<C: Connector>(
         if level == Level::Lead && config.lead.sales_ready_score.is_some() {
             let name = &config.lead.sales_ready_field;
             match schema.field(name) {
-                // The pull's field check has reported it already.
-                None => {}
+                None => problems.push(format!(
+                    "[lead] sales_ready_field: Lead has no field {name:?}; create a checkbox field or fix the name{fix_hint}"
+                )),
                 Some(field) if field.kind != FieldKind::Boolean => problems.push(format!(
                     "[lead] sales_ready_field: Lead.{name} is a {:?} field, expected a checkbox (Boolean)",
                     field.kind
@@ -607,11 +611,13 @@ pub async fn pull<C: Connector>(
     store: &Store,
     config: &Config,
 ) -> Result<PullReport, PipelineError> {
-    store.bind_source(&source_name(config))?;
     // Stored cursors are judged against the CRM's clock, not this host's.
     if connector.server_time().is_none() {
         connector.check().await?;
     }
+    // The store is tied to the CRM only once the CRM has responded, so a pull against a
+    // mistyped or unreachable URL leaves a new store free for the corrected one.
+    store.bind_source(&source_name(config))?;
     let server_now = connector.server_time();
     let lookback = chrono::Duration::from_std(config.connector.cursor_lookback())
         .unwrap_or_else(|_| chrono::Duration::zero());

@@ -15,43 +15,68 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Sets `dir` and every folder under it to 0700, and every file that group or others can
-/// access to 0600. A folder that was open to group or others is logged as a warning, because
-/// its files may have been read. Returns how many entries changed.
+/// access to 0600. Returns how many entries changed.
+///
+/// A folder that other users could reach is logged as a warning, because its files may have
+/// been read. A folder inside an owner-only folder is tightened without a warning: sled
+/// creates its subfolders with the process umask, but no other user could open them.
 #[cfg(unix)]
 pub fn restrict_tree(dir: &Path) -> std::io::Result<usize> {
+    let report = restrict_tree_report(dir)?;
+    for (folder, mode) in &report.exposed {
+        tracing::warn!(
+            folder = %folder.display(),
+            mode = format!("{mode:o}"),
+            "the store folder was readable by other users; setting it to 0700"
+        );
+    }
+    Ok(report.changed)
+}
+
+/// The changes made by [`restrict_tree_report`].
+#[cfg(unix)]
+#[derive(Debug, Default)]
+struct TreeReport {
+    /// Folders and files whose mode changed.
+    changed: usize,
+    /// Folders other users could list or enter, with their old mode: each folder above them
+    /// in the tree also let group or others in.
+    exposed: Vec<(std::path::PathBuf, u32)>,
+}
+
+#[cfg(unix)]
+fn restrict_tree_report(dir: &Path) -> std::io::Result<TreeReport> {
     use std::os::unix::fs::PermissionsExt;
 
-    let mut changed = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
+    let mut report = TreeReport::default();
+    // Each pending folder carries whether every folder above it let group or others in.
+    let mut pending = vec![(dir.to_path_buf(), true)];
+    while let Some((folder, reachable_above)) = pending.pop() {
         let mode = std::fs::metadata(&folder)?.permissions().mode() & 0o777;
+        let open = mode & 0o077 != 0;
         if mode != 0o700 {
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    folder = %folder.display(),
-                    mode = format!("{mode:o}"),
-                    "the store folder was readable by other users; setting it to 0700"
-                );
+            if open && reachable_above {
+                report.exposed.push((folder.clone(), mode));
             }
             std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))?;
-            changed += 1;
+            report.changed += 1;
         }
         for entry in std::fs::read_dir(&folder)? {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                pending.push(entry.path());
+                pending.push((entry.path(), reachable_above && open));
             } else if kind.is_file() {
                 let path = entry.path();
                 let mode = entry.metadata()?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-                    changed += 1;
+                    report.changed += 1;
                 }
             }
         }
     }
-    Ok(changed)
+    Ok(report)
 }
 
 /// Does nothing where Unix permissions do not exist.
@@ -104,6 +129,43 @@ mod tests {
         let files = std::fs::read_dir(&path).unwrap().count();
         assert!(files > 0, "sled created files");
         assert_eq!(loose_entries(&path), Vec::<String>::new());
+    }
+
+    #[test]
+    fn loose_subfolder_of_private_folder_not_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let blobs = root.join("blobs");
+        std::fs::create_dir(&blobs).unwrap();
+        std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let report = super::restrict_tree_report(&root).expect("tree restricted");
+        assert_eq!(mode(&blobs), 0o700);
+        assert_eq!(report.changed, 1);
+        assert!(report.exposed.is_empty(), "{:?}", report.exposed);
+    }
+
+    #[test]
+    fn loose_root_and_subfolder_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let blobs = root.join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let report = super::restrict_tree_report(&root).expect("tree restricted");
+        let mut exposed: Vec<_> = report
+            .exposed
+            .iter()
+            .map(|(path, _)| path.clone())
+            .collect();
+        exposed.sort();
+        assert_eq!(exposed, vec![root.clone(), blobs.clone()]);
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&blobs), 0o700);
     }
 
     #[test]

@@ -405,6 +405,24 @@ async fn field_report_in_passing_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_with_nothing_missing_says_so() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let output = leadscore_check(&env, &["--fix"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("--fix changed nothing"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("Created ")),
+        "{stdout}"
+    );
+    assert_eq!(tooling_requests(&env), 0, "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fix_json_lists_created_fields() {
     let env = bare_env().await;
     let output = leadscore_check(&env, &["--fix", "--json"]).await;

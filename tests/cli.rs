@@ -297,5 +297,82 @@ async fn wrong_secret_is_config_error() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert_eq!(
+        stderr.matches("invalid_client").count(),
+        1,
+        "the rejected login is reported once: {stderr}"
+    );
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_from_unreachable_url_leaves_store_unbound() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let good = std::fs::read_to_string(&env.config_path).expect("config read");
+    let wrong_path = env.dir.path().join("wrong-url.toml");
+    let wrong = good
+        .replace(
+            &env.sandbox.url(),
+            &format!("http://127.0.0.1:{closed_port}"),
+        )
+        .replace("max_retries = 4", "max_retries = 0");
+    assert_ne!(wrong, good, "the sandbox config names the sandbox URL");
+    std::fs::write(&wrong_path, wrong).expect("config written");
+
+    let mut args = vec!["pull".to_string()];
+    args.extend(config_arg(&wrong_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("check [connector] login_url"), "{stderr}");
+
+    // After the URL is fixed, the same store takes the pull.
+    let mut args = vec!["pull".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("contains data from"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn train_error_names_level_once() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let mut args = vec!["train".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: account level: the store has no closed deals"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("account level").count(), 1, "{stderr}");
+}
+
+#[test]
+fn closed_stdout_ends_without_panic() {
+    // A pipe whose only reader, `true`, has exited before leadscore starts, so every write
+    // to leadscore's standard output fails with EPIPE however fast leadscore runs.
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("true runs");
+    let closed_pipe = reader.stdin.take().expect("stdin is piped");
+    assert!(reader.wait().expect("true ends").success());
+    let output = Command::new(BIN)
+        .args(["init", "--reference"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::from(closed_pipe))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the leadscore binary runs");
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
 }

@@ -30,9 +30,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env) -> Daemon {
+        Daemon::start_with_flags(env, &["-v"])
+    }
+
+    /// Starts `leadscore run` with `flags` before `-c`.
+    fn start_with_flags(env: &Env, flags: &[&str]) -> Daemon {
         let options = env.sandbox.options();
         let mut child = Command::new(BIN)
-            .args(["run", "-v", "-c"])
+            .arg("run")
+            .args(flags)
+            .arg("-c")
             .arg(&env.config_path)
             .env("LEADSCORE_SF_CLIENT_SECRET", &options.client_secret)
             .env("LEADSCORE_SF_REFRESH_TOKEN", &options.refresh_token)
@@ -552,6 +559,24 @@ async fn second_daemon_on_one_store_refuses_to_start() {
         third.signal("TERM");
         assert_eq!(third.wait_exit(Duration::from_secs(20)), Some(0));
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_log_shows_start_and_stop() {
+    let env = Env::start_with(SandboxOptions::default(), |text| with_schedule(text, "off")).await;
+    let mut daemon = tokio::task::block_in_place(|| Daemon::start_with_flags(&env, &[]));
+    tokio::task::block_in_place(|| {
+        daemon.address();
+        daemon.signal("TERM");
+        assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+        daemon.wait_for_line("SIGTERM received", Duration::from_secs(5));
+        daemon.wait_for_line("stopped", Duration::from_secs(5));
+    });
+    let log = daemon.log();
+    assert!(
+        !log.contains("tokio_cron_scheduler"),
+        "other crates stay at warn without -v:\n{log}"
+    );
 }
 
 #[test]

@@ -376,7 +376,11 @@ async fn check_names_missing_sales_ready_field() {
         .expect_err("the field does not exist");
     let text = err.to_string();
     assert!(
-        text.contains(r#"Lead has no field "LS_Hot_Lead__c""#) && text.contains("create the field"),
+        text.contains(r#"[lead] sales_ready_field: Lead has no field "LS_Hot_Lead__c""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("`leadscore check --fix` creates the missing custom fields"),
         "{text}"
     );
     assert_eq!(
