@@ -260,9 +260,9 @@ pub fn best_hint(
     search.choose(&probabilities, score, config)
 }
 
-/// The changes tried for one record and its feature row with each change made. The rows of
-/// many records can go to the model in one call, which costs far less than one call per
-/// record; [`HintSearch::choose`] then picks the hint from their probabilities.
+/// The changes tried for one record, with the record's feature row for each change. The rows
+/// of many records can go to the model in one call, which costs far less than one call per
+/// record. [`HintSearch::choose`] then picks the hint from their probabilities.
 pub struct HintSearch {
     candidates: Vec<Candidate>,
     /// One row per candidate, in the same order.
@@ -270,8 +270,8 @@ pub struct HintSearch {
 }
 
 impl HintSearch {
-    /// Lists the candidates for `record` and computes their rows; none without actionable
-    /// features.
+    /// Lists the candidates for `record` and computes their rows. Without actionable features
+    /// the search has no candidates.
     pub fn new(
         space: &FeatureSpace,
         history: &History,

@@ -64,6 +64,7 @@ pub fn score(
 /// Does what [`score`] does, loading the history from the store only when `history` is
 /// `None` and leaving it there. The history does not depend on the level, so scoring several
 /// levels in a row with the same `history` builds it once instead of once per level.
+// NOTE: `run::run_once` (and so the daemon) still calls `score` once per level.
 pub fn score_sharing(
     store: &Store,
     config: &Config,

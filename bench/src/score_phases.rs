@@ -1,6 +1,6 @@
 //! The `score-phases` benchmark: the score step's parts timed one at a time on the store a
-//! `scale` run left behind, so the model's own throughput can be compared with the
-//! 200,000 records per second per core target apart from reasons, hints and the store load.
+//! `scale` run left behind. It compares the model's own throughput with the 200,000 records
+//! per second per core target, apart from reasons, hints and the store load.
 //!
 //! Run it with `RAYON_NUM_THREADS=1` for per-core figures: forust-ml's `predict` and
 //! `contributions` run on rayon's global pool, and the feature rows are built on one thread.
