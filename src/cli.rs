@@ -1031,8 +1031,10 @@ fn step_train(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
 
 fn step_score(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
+    // The levels share one history, built from the store by the first level scored.
+    let mut history = None;
     let (outcomes, code) = per_level(levels_for(args, config)?, |level| {
-        scoring::score(&store.at_level(level), config, Utc::now())
+        scoring::score_sharing(&store.at_level(level), config, Utc::now(), &mut history)
     });
     if args.json {
         print_json(&outcomes)?;

@@ -2,7 +2,8 @@
 //! contacts and activities, all computed as of a point in time so that training examples see
 //! only what existed when their deal was created.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use leadscore_connector::{Record, Value};
@@ -31,8 +32,9 @@ const MIN_CATEGORY_COUNT: usize = 10;
 #[derive(Clone, Debug)]
 pub(crate) struct Activity {
     pub(crate) at: DateTime<Utc>,
-    /// The contact or lead the activity was with (`WhoId`), when known.
-    pub(crate) who: Option<String>,
+    /// The contact or lead the activity was with (`WhoId`), when known. One shared copy per
+    /// id, so cloning an activity allocates nothing and a person's id is stored once.
+    pub(crate) who: Option<Arc<str>>,
     pub(crate) meeting: bool,
 }
 
@@ -86,6 +88,8 @@ pub struct History {
     /// Contacts with a role on each deal, by deal id, without repeats.
     pub deal_contacts: HashMap<String, Vec<String>>,
     system_size: HashMap<String, usize>,
+    /// The one shared copy of each contact or lead id that an activity names.
+    people: HashSet<Arc<str>>,
 }
 
 fn text(record: &Record, field: &str) -> Option<String> {
@@ -137,6 +141,7 @@ impl History {
             deals_by_account: HashMap::new(),
             deal_contacts: HashMap::new(),
             system_size,
+            people: HashSet::new(),
         };
         for contact in contacts {
             if let Some(account) = text(&contact, "AccountId") {
@@ -212,21 +217,24 @@ impl History {
             .as_datetime()
             .or_else(|| record.get("CreatedDate").as_datetime());
         let Some(at) = at else { return };
-        let who = text(record, "WhoId");
+        let who = match record.get("WhoId") {
+            Value::Text(id) if !id.is_empty() => Some(self.person_id(id)),
+            _ => None,
+        };
         let activity = Activity {
             at,
             who: who.clone(),
             meeting,
         };
         if let Some(who) = &who {
-            if self.contact_account.contains_key(who) || self.leads.contains_key(who) {
+            if self.contact_account.contains_key(&**who) || self.leads.contains_key(&**who) {
                 self.person_activities
-                    .entry(who.clone())
+                    .entry(who.to_string())
                     .or_default()
                     .push(activity.clone());
             }
         }
-        let contact = who.filter(|id| self.contact_account.contains_key(id));
+        let contact = who.filter(|id| self.contact_account.contains_key(&**id));
         let account = text(record, "WhatId")
             .and_then(|what| {
                 if self.accounts.contains_key(&what) {
@@ -238,7 +246,7 @@ impl History {
             .or_else(|| {
                 contact
                     .as_ref()
-                    .and_then(|c| self.contact_account.get(c).cloned())
+                    .and_then(|c| self.contact_account.get(&**c).cloned())
             });
         let Some(account) = account else { return };
         self.activities.entry(account).or_default().push(Activity {
@@ -246,6 +254,16 @@ impl History {
             who: contact,
             meeting,
         });
+    }
+
+    /// Returns the shared copy of a contact or lead id, adding it on first use.
+    fn person_id(&mut self, id: &str) -> Arc<str> {
+        if let Some(shared) = self.people.get(id) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(id);
+        self.people.insert(shared.clone());
+        shared
     }
 
     /// Sorts every activity list by time, keeping the order of activities with equal times.
@@ -373,11 +391,11 @@ impl History {
         account: &str,
         since: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> BTreeSet<String> {
+    ) -> BTreeSet<&str> {
         self.activities_before(account, at)
             .iter()
             .filter(|a| a.at >= since)
-            .filter_map(|a| a.who.clone())
+            .filter_map(|a| a.who.as_deref())
             .collect()
     }
 
@@ -749,7 +767,7 @@ impl FeatureSpace {
             if *when < at {
                 let activity = Activity {
                     at: *when,
-                    who: who.clone(),
+                    who: who.as_deref().map(Arc::from),
                     meeting: *meeting,
                 };
                 let on_account = match who {
@@ -1030,14 +1048,14 @@ fn aggregate_value(
         Aggregate::RolesEngaged => {
             let roles: BTreeSet<&String> = engaged
                 .iter()
-                .filter_map(|a| a.who.as_ref())
+                .filter_map(|a| a.who.as_deref())
                 .filter_map(|c| history.contact_role.get(c))
                 .collect();
             roles.len() as f64
         }
         Aggregate::ContactsEngaged => {
-            let contacts: BTreeSet<&String> =
-                engaged.iter().filter_map(|a| a.who.as_ref()).collect();
+            let contacts: BTreeSet<&str> =
+                engaged.iter().filter_map(|a| a.who.as_deref()).collect();
             contacts.len() as f64
         }
         Aggregate::Meetings => engaged.iter().filter(|a| a.meeting).count() as f64,

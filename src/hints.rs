@@ -167,11 +167,7 @@ fn candidates(
                         ));
                     }
                     _ if uses("meetings") => {
-                        let with = engaged
-                            .iter()
-                            .next()
-                            .map(String::as_str)
-                            .or(contacts.first().copied());
+                        let with = engaged.iter().next().copied().or(contacts.first().copied());
                         if let Some(contact) = with {
                             out.push(activity(
                                 contact,
@@ -198,11 +194,7 @@ fn candidates(
                         ));
                     }
                     _ if uses("days_since_last_touch") => {
-                        let with = engaged
-                            .iter()
-                            .next()
-                            .map(String::as_str)
-                            .or(contacts.first().copied());
+                        let with = engaged.iter().next().copied().or(contacts.first().copied());
                         if let Some(contact) = with {
                             out.push(activity(
                                 contact,
@@ -260,29 +252,66 @@ pub fn best_hint(
     score: f64,
     config: &HintConfig,
 ) -> Option<Hint> {
-    if config.actionable.is_empty() {
+    let search = HintSearch::new(space, history, record, at, config);
+    if search.rows.is_empty() {
         return None;
     }
-    let candidates = candidates(space, history, record, at, config);
-    if candidates.is_empty() {
-        return None;
+    let probabilities = model.predict(&search.rows).ok()?;
+    search.choose(&probabilities, score, config)
+}
+
+/// The changes tried for one record, with the record's feature row for each change. The rows
+/// of many records can go to the model in one call, which costs far less than one call per
+/// record. [`HintSearch::choose`] then picks the hint from their probabilities.
+pub struct HintSearch {
+    candidates: Vec<Candidate>,
+    /// One row per candidate, in the same order.
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl HintSearch {
+    /// Lists the candidates for `record` and computes their rows. Without actionable features
+    /// the search has no candidates.
+    pub fn new(
+        space: &FeatureSpace,
+        history: &History,
+        record: &OpenRecord,
+        at: DateTime<Utc>,
+        config: &HintConfig,
+    ) -> HintSearch {
+        if config.actionable.is_empty() {
+            return HintSearch {
+                candidates: Vec::new(),
+                rows: Vec::new(),
+            };
+        }
+        let candidates = candidates(space, history, record, at, config);
+        let rows = candidates
+            .iter()
+            .map(|c| space.row_with(history, record.target(), at, Some(&c.change)))
+            .collect();
+        HintSearch { candidates, rows }
     }
-    let rows: Vec<Vec<f64>> = candidates
-        .iter()
-        .map(|c| space.row_with(history, record.target(), at, Some(&c.change)))
-        .collect();
-    let probabilities = model.predict(&rows).ok()?;
-    let (best, probability) = candidates
-        .into_iter()
-        .zip(probabilities)
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let points = score_of(probability) - score;
-    if points < config.min_points || points <= 0.0 {
-        return None;
+
+    /// Picks the candidate with the highest probability (one per row, in order). Returns
+    /// `None` when it adds less than `config.min_points` to `score` or nothing at all.
+    pub fn choose(self, probabilities: &[f64], score: f64, config: &HintConfig) -> Option<Hint> {
+        if probabilities.len() != self.candidates.len() {
+            return None;
+        }
+        let (best, probability) = self
+            .candidates
+            .into_iter()
+            .zip(probabilities.iter().copied())
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let points = score_of(probability) - score;
+        if points < config.min_points || points <= 0.0 {
+            return None;
+        }
+        Some(Hint {
+            text: format!("+{points:.0} {}", best.text),
+            points,
+            action: best.action,
+        })
     }
-    Some(Hint {
-        text: format!("+{points:.0} {}", best.text),
-        points,
-        action: best.action,
-    })
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::features::{FeatureSpace, History};
+use crate::hints::HintSearch;
 use crate::level::Level;
 use crate::levels::{self, OpenRecord};
 use crate::model::TrainedModel;
@@ -57,15 +58,37 @@ pub fn score(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<ScoreReport, PipelineError> {
+    score_sharing(store, config, now, &mut None)
+}
+
+/// Does what [`score`] does, loading the history from the store only when `history` is
+/// `None` and leaving it there. The history does not depend on the level, so scoring several
+/// levels in a row with the same `history` builds it once instead of once per level.
+// NOTE: `run::run_once` (and so the daemon) still calls `score` once per level.
+pub fn score_sharing(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    history: &mut Option<History>,
+) -> Result<ScoreReport, PipelineError> {
     let level = store.level();
     let Some(stored) = store.current_model()? else {
         return Err(PipelineError::Model(format!(
             "no trained {level} model in the store; run `leadscore train` first"
         )));
     };
-    let history = load_history(store, config)?;
-    let mut scores = score_records(&stored, &history, config, now)?;
+    let started = std::time::Instant::now();
+    phase(level, "start", started);
+    let history = match history {
+        Some(loaded) => &*loaded,
+        None => &*history.insert(load_history(store, config)?),
+    };
+    phase(level, "load history", started);
+    let started = std::time::Instant::now();
+    let mut scores = score_records(&stored, history, config, now)?;
+    phase(level, "score records", started);
     let scored = scores.len();
+    let started = std::time::Instant::now();
 
     // Only the previous score and sales-ready flag are needed, so the full rows (reasons,
     // hints, names) of the last run are not kept while this run's rows are in memory.
@@ -90,6 +113,7 @@ pub fn score(
     store.replace_scores(&scores)?;
     store.append_score_history(&scores)?;
     store.append_events(&events)?;
+    phase(level, "store scores", started);
 
     let mut tiers: BTreeMap<String, usize> =
         config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
@@ -162,6 +186,7 @@ pub fn score_records(
         config,
         at,
         now,
+        timings: Default::default(),
     };
     // The model, the feature space and the history are read-only, so each thread scores its
     // own contiguous share of the records. Concatenating the shares in thread order keeps the
@@ -192,6 +217,18 @@ pub fn score_records(
     for result in results {
         scores.extend(result?);
     }
+    let seconds =
+        |i: usize| scorer.timings[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
+    tracing::debug!(
+        %level,
+        records = open.len(),
+        rows = seconds(0),
+        predict = seconds(1),
+        contributions = seconds(2),
+        reasons = seconds(3),
+        hints = seconds(4),
+        "score thread seconds"
+    );
     Ok(scores)
 }
 
@@ -208,6 +245,8 @@ struct Scorer<'a> {
     config: &'a Config,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
+    /// Thread nanoseconds spent on feature rows, predict, contributions, reasons and hints.
+    timings: [std::sync::atomic::AtomicU64; 5],
 }
 
 impl Scorer<'_> {
@@ -227,16 +266,45 @@ impl Scorer<'_> {
     ) -> Result<(), PipelineError> {
         let (space, model, history, config) = (self.space, self.model, self.history, self.config);
         let level = space.level;
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: usize| {
+            let elapsed = clock.elapsed().as_nanos() as u64;
+            self.timings[slot].fetch_add(elapsed, std::sync::atomic::Ordering::Relaxed);
+            clock = std::time::Instant::now();
+        };
         let rows: Vec<Vec<f64>> = records
             .iter()
             .map(|record| space.row(history, record.target(), self.at))
             .collect();
+        lap(0);
         let probabilities = model
             .predict(&rows)
             .map_err(|e| PipelineError::Model(e.to_string()))?;
+        lap(1);
         let contributions = model
             .contributions(&rows)
             .map_err(|e| PipelineError::Model(e.to_string()))?;
+        lap(2);
+        // Every record's hint candidates go to the model in one call per batch.
+        let searches: Vec<HintSearch> = records
+            .iter()
+            .map(|record| HintSearch::new(space, history, record, self.at, &config.hints))
+            .collect();
+        let hint_rows: Vec<Vec<f64>> = searches
+            .iter()
+            .flat_map(|search| search.rows.iter().cloned())
+            .collect();
+        let hint_probabilities = if hint_rows.is_empty() {
+            Vec::new()
+        } else {
+            model
+                .predict(&hint_rows)
+                .map_err(|e| PipelineError::Model(e.to_string()))?
+        };
+        drop(hint_rows);
+        lap(4);
+        let mut searches = searches.into_iter();
+        let mut offset = 0;
 
         for (index, record) in records.iter().enumerate() {
             let crm_record = record.record(level, history);
@@ -250,15 +318,14 @@ impl Scorer<'_> {
                 config.scoring.reasons,
                 NEGATIVE_REASONS,
             );
-            let hint = crate::hints::best_hint(
-                space,
-                model,
-                history,
-                record,
-                self.at,
-                score,
-                &config.hints,
-            );
+            lap(3);
+            let hint = searches.next().and_then(|search| {
+                let count = search.rows.len();
+                let probabilities = &hint_probabilities[offset..offset + count];
+                offset += count;
+                search.choose(probabilities, score, &config.hints)
+            });
+            lap(4);
             let sales_ready = match (level, config.lead.sales_ready_score) {
                 (Level::Lead, Some(threshold)) => Some(score >= threshold),
                 _ => None,
@@ -285,4 +352,25 @@ impl Scorer<'_> {
         }
         Ok(())
     }
+}
+
+/// Logs at debug level how long one phase of a score run took and the process's memory
+/// after it, so a scale run can tell where the score step's time and memory go.
+fn phase(level: Level, name: &str, started: std::time::Instant) {
+    tracing::debug!(
+        %level,
+        phase = name,
+        seconds = started.elapsed().as_secs_f64(),
+        rss_mib = memory_mib("VmRSS"),
+        peak_rss_mib = memory_mib("VmHWM"),
+        "score phase"
+    );
+}
+
+/// Reads a `kB` line such as `VmHWM` from `/proc/self/status`, in MiB; `None` off Linux.
+fn memory_mib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

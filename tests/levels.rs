@@ -9,11 +9,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use common::{Env, ALL_LEVELS};
-use leadscore::hints::HintAction;
+use leadscore::features::FeatureSpace;
+use leadscore::hints::{self, HintAction};
 use leadscore::level::Level;
+use leadscore::model::TrainedModel;
 use leadscore::run::run_once;
 use leadscore::store::ScoreRow;
-use leadscore::{pipeline, scoring, training};
+use leadscore::{levels, pipeline, scoring, training};
 use leadscore_sandbox::SandboxOptions;
 use serde_json::{json, Value};
 
@@ -228,6 +230,68 @@ async fn create(env: &Env, object: &str, body: Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("create {object} failed: {created}"))
         .to_string()
+}
+
+/// The score step searches the hints of a whole batch of records with one model call, and
+/// the `score` command builds one history for all levels. Every record's hint must equal the
+/// hint a search of that record alone finds, and scoring a level with the shared history
+/// must report what scoring it with its own freshly built history reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_hints_and_shared_history_change_nothing() {
+    let env = Env::start_with(SandboxOptions::default(), all_levels).await;
+    let store = env.store();
+    run_once(&env.connector(), &store, &env.config, Utc::now())
+        .await
+        .expect("one pass over three levels");
+    let config = &env.config;
+    let now = Utc::now();
+    let at = config.scoring.as_of.unwrap_or(now);
+    let history = training::load_history(&store, config).expect("history");
+    let mut hinted = 0;
+    for level in [Level::Account, Level::Contact, Level::Lead] {
+        let stored = store
+            .at_level(level)
+            .current_model()
+            .expect("model read")
+            .expect("a live model");
+        let space: FeatureSpace =
+            serde_json::from_value(stored.features.clone()).expect("feature space");
+        let model = TrainedModel::from_bytes(&stored.model).expect("model bytes");
+        let rows = scoring::score_records(&stored, &history, config, now).expect("scores");
+        let open = levels::open_records(level, &history, config, now);
+        assert_eq!(open.len(), rows.len(), "{level}");
+        for (record, row) in open.iter().zip(&rows) {
+            assert_eq!(record.id, row.id);
+            let alone = hints::best_hint(
+                &space,
+                &model,
+                &history,
+                record,
+                at,
+                row.score,
+                &config.hints,
+            );
+            assert_eq!(row.hint, alone, "{level} {}", row.id);
+            hinted += usize::from(alone.is_some());
+        }
+    }
+    assert!(hinted > 0, "no record got a hint, so nothing was compared");
+
+    let mut shared = None;
+    for level in [Level::Account, Level::Contact, Level::Lead] {
+        let at_level = store.at_level(level);
+        let with_shared =
+            scoring::score_sharing(&at_level, config, now, &mut shared).expect("shared");
+        let with_own = scoring::score(&at_level, config, now).expect("own history");
+        // The second run finds the first run's scores stored, so only it can see no lead
+        // newly reach the hand-off score; everything else must match.
+        let report = |report: &scoring::ScoreReport| {
+            let mut value = serde_json::to_value(report).expect("json");
+            value["newly_sales_ready"] = Value::Null;
+            value
+        };
+        assert_eq!(report(&with_shared), report(&with_own), "{level}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,7 +177,7 @@ fn print_json(value: &impl Serialize) -> Result<(), String> {
 }
 
 /// Reads the user plus system CPU time of this process from `/proc/self/stat`.
-fn cpu_seconds() -> Result<f64, String> {
+pub fn cpu_seconds() -> Result<f64, String> {
     let stat = fs::read_to_string("/proc/self/stat")
         .map_err(|e| format!("failed to read /proc/self/stat: {e}"))?;
     // The command name in field 2 may contain spaces, so fields are counted after its `)`.

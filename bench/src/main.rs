@@ -18,6 +18,7 @@ mod memory;
 mod raw_data;
 mod requests;
 mod scale;
+mod score_phases;
 mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,9 @@ enum Commands {
     /// Time pull, train, score and push, and incremental cycles, against a scaled sandbox
     /// in its own process; print a Markdown report with peak RSS, CPU and store size.
     Scale(scale::ScaleArgs),
+    /// Time the score step's parts one at a time (store load, feature rows, predict,
+    /// contributions, full scoring) on the store a `scale` run left, one JSON line per level.
+    ScorePhases(score_phases::PhasesArgs),
 }
 
 #[derive(Parser)]
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
         ),
         Commands::Requests(args) => requests::run(args.contacts),
         Commands::Scale(args) => scale::run(&args),
+        Commands::ScorePhases(args) => score_phases::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,12 +92,26 @@ pub fn normalise_state(state: &str) -> String {
 /// Both arguments are normalised names. A final `S` is ignored on words of four or more
 /// letters, so that `JOSEPH` and `JOSEPHS` count as the same word.
 pub fn token_similarity(a: &str, b: &str) -> f64 {
-    let a = word_stems(a);
-    let b = word_stems(b);
+    let b: Vec<&str> = word_stems(b).into_iter().collect();
+    stem_similarity(&word_stems(a), &b)
+}
+
+/// Returns [`token_similarity`] from the word stems of the two names: `a` as
+/// [`word_stems`] returns them and `b` sorted without repeats, so that an index computes the
+/// stems of each entry once instead of at every lookup.
+fn stem_similarity<S: AsRef<str>>(a: &BTreeSet<&str>, b: &[S]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
-    let shared = a.intersection(&b).count();
+    // Both sides are sorted sets, so one merge pass counts the shared stems.
+    let mut shared = 0;
+    let mut others = b.iter().map(AsRef::as_ref).peekable();
+    for stem in a {
+        while others.next_if(|other| other < stem).is_some() {}
+        if others.next_if_eq(stem).is_some() {
+            shared += 1;
+        }
+    }
     2.0 * shared as f64 / (a.len() + b.len()) as f64
 }
 
@@ -137,7 +151,8 @@ pub enum NameMatch<'a, T> {
 struct Entry<T> {
     id: T,
     name: String,
-    normalised: String,
+    /// The word stems of the normalised name, sorted and without repeats.
+    stems: Vec<String>,
 }
 
 /// An index from (organisation name, state) to an id, for example CMS rows or CRM accounts.
@@ -177,10 +192,14 @@ impl<T> NameIndex<T> {
             return Err(&entries[position].id);
         }
         self.exact.insert(key, entries.len());
+        let stems = word_stems(&normalised)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         entries.push(Entry {
             id,
             name: name.trim().to_string(),
-            normalised,
+            stems,
         });
         Ok(())
     }
@@ -210,9 +229,12 @@ impl<T> NameIndex<T> {
             return NameMatch::Exact(&entries[position].id);
         }
 
+        // NOTE: a name without an exact match is compared with every entry of its state, so
+        // matching all leads of an org costs leads times accounts per state.
+        let stems = word_stems(&normalised);
         let mut scored: Vec<(f64, &Entry<T>)> = entries
             .iter()
-            .map(|entry| (token_similarity(&normalised, &entry.normalised), entry))
+            .map(|entry| (stem_similarity(&stems, &entry.stems), entry))
             .filter(|(similarity, _)| *similarity >= FUZZY_THRESHOLD - AMBIGUITY_MARGIN)
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -242,6 +264,34 @@ impl<T> NameIndex<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The merge count over sorted stems must give the Dice coefficient that a set
+    /// intersection gives, including repeated words and the final `S` rule.
+    #[test]
+    fn stem_merge_matches_set_intersection() {
+        let names = [
+            "SAINT JOSEPHS MEDICAL CENTER",
+            "SAINT JOSEPH MEDICAL CENTER SOUTH",
+            "MERCY HOSPITAL HOSPITAL",
+            "MERCY HOSPITAL JOPLIN",
+            "A B C",
+            "C B A D",
+            "COMMUNITY HOSPITAL",
+            "",
+        ];
+        for a in names {
+            for b in names {
+                let (left, right) = (word_stems(a), word_stems(b));
+                let expected = if left.is_empty() || right.is_empty() {
+                    0.0
+                } else {
+                    2.0 * left.intersection(&right).count() as f64
+                        / (left.len() + right.len()) as f64
+                };
+                assert_eq!(token_similarity(a, b), expected, "{a:?} and {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn normalise_spelling_variants() {
