@@ -286,13 +286,16 @@ impl Scorer<'_> {
             .map_err(|e| PipelineError::Model(e.to_string()))?;
         lap(2);
         // Every record's hint candidates go to the model in one call per batch.
-        let searches: Vec<HintSearch> = records
+        let mut searches: Vec<HintSearch> = records
             .iter()
             .map(|record| HintSearch::new(space, history, record, self.at, &config.hints))
             .collect();
+        let counts: Vec<usize> = searches.iter().map(|search| search.rows.len()).collect();
+        // The rows move into the batch rather than being copied; `choose` needs only the
+        // candidates and their probabilities.
         let hint_rows: Vec<Vec<f64>> = searches
-            .iter()
-            .flat_map(|search| search.rows.iter().cloned())
+            .iter_mut()
+            .flat_map(|search| std::mem::take(&mut search.rows))
             .collect();
         let hint_probabilities = if hint_rows.is_empty() {
             Vec::new()
@@ -320,7 +323,7 @@ impl Scorer<'_> {
             );
             lap(3);
             let hint = searches.next().and_then(|search| {
-                let count = search.rows.len();
+                let count = counts[index];
                 let probabilities = &hint_probabilities[offset..offset + count];
                 offset += count;
                 search.choose(probabilities, score, &config.hints)
@@ -357,6 +360,10 @@ impl Scorer<'_> {
 /// Logs at debug level how long one phase of a score run took and the process's memory
 /// after it, so a scale run can tell where the score step's time and memory go.
 fn phase(level: Level, name: &str, started: std::time::Instant) {
+    // Reading /proc costs a file read, so it happens only when the line is logged.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     tracing::debug!(
         %level,
         phase = name,
