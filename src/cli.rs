@@ -330,7 +330,7 @@ impl From<PipelineError> for Failure {
             },
             // Rejected credentials are a configuration problem, not a failed step.
             // Most connector messages already end with a "Check ..." or "Grant ..." sentence
-            // that says what to fix, and a second piece of advice would only repeat it.
+            // that names the fix, so a second piece of advice would only repeat it.
             PipelineError::Connector(ConnectorError::Auth(message))
                 if message.contains(". Check ") || message.contains(". Grant ") =>
             {

@@ -118,7 +118,7 @@ fn check_secrets(config: &Config, problems: &mut Vec<String>) {
 }
 
 /// Records a problem unless the environment variable `name` contains non-blank UTF-8 text.
-/// `role` says what the variable is for, and `value` what to set it to.
+/// `role` names what the variable is for, and `value` what to set it to.
 fn check_variable(name: &str, role: &str, value: &str, problems: &mut Vec<String>) {
     match std::env::var(name) {
         Ok(text) if !text.trim().is_empty() => {}

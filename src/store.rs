@@ -394,8 +394,8 @@ impl Store {
                 other => break other?,
             }
         };
-        // sled creates its files with the process umask; the store contains customer data,
-        // so they are made owner-only on every open, and an existing looser folder is
+        // sled creates its files with the process umask, but the store contains customer
+        // data. So the files are made owner-only on every open, and a looser folder is
         // tightened with a warning.
         // NOTE: a file sled adds while the store is open (a snapshot, a blob) keeps the umask
         // mode until the next open, but the 0700 folder already keeps other users out.

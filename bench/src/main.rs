@@ -62,7 +62,7 @@ enum Commands {
     /// write-backs of every account score, against the in-process Salesforce sandbox.
     Requests(RequestsArgs),
     /// Time pull, train, score and push, and incremental cycles, against a scaled sandbox
-    /// in its own process; print a Markdown report with peak RSS, CPU and store size.
+    /// in its own process. Prints a Markdown report with peak RSS, CPU and store size.
     Scale(scale::ScaleArgs),
     /// Time the score step's parts one at a time (store load, feature rows, predict,
     /// contributions, full scoring) on the store a `scale` run left, one JSON line per level.

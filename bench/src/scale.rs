@@ -309,7 +309,7 @@ impl StageRunner<'_> {
     }
 }
 
-/// What `wait4` returns about one child.
+/// The exit code and resource usage that `wait4` reports for one child.
 struct ChildUsage {
     exit_code: i32,
     max_rss_kib: u64,

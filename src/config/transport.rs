@@ -128,16 +128,7 @@ mod tests {
     use crate::demo::{hubspot_sandbox_config, sandbox_config};
 
     fn salesforce(lines: &str) -> Result<Config, ConfigError> {
-        let text = sandbox_config("http://127.0.0.1:9", "data").replacen(
-            "cursor_lookback_secs = 300",
-            &format!("cursor_lookback_secs = 300\n{lines}"),
-            1,
-        );
-        Config::parse(
-            &text,
-            Path::new("leadscore.toml"),
-            Path::new("/etc/leadscore"),
-        )
+        parse_with_url(sandbox_config("http://127.0.0.1:9", "data"), lines)
     }
 
     fn hubspot(lines: &str) -> Result<Config, ConfigError> {

@@ -208,13 +208,13 @@ pub fn check_no_credentials(url: &Url) -> Result<(), String> {
 /// Returns the URL without its query string, fragment and user info, which may carry
 /// tokens: the form every log line and error message uses.
 pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
+    let mut redacted = url.clone();
+    redacted.set_query(None);
+    redacted.set_fragment(None);
     // Both fail only for URLs that cannot have user info, which then have none to remove.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
+    let _ = redacted.set_username("");
+    let _ = redacted.set_password(None);
+    redacted.to_string()
 }
 
 /// A response body that could not be read.

@@ -1,7 +1,7 @@
 //! Copies of a generated org under new record ids, for load tests at many times the demo's size.
 //!
 //! Copy `k` (from 1) of an org repeats every record except the users under new ids, so a
-//! sandbox seeded with the org and copies 1 to `n - 1` holds `n` times as many accounts,
+//! sandbox seeded with the org and copies 1 to `n - 1` contains `n` times as many accounts,
 //! contacts, leads, opportunities, contact roles, tasks and events. The users (sales reps) are
 //! shared by all copies. Each copy moves every date and timestamp back by the same number of
 //! days (1 to [`MAX_SHIFT_DAYS`], drawn from the seed and `k`), so the order of events inside

@@ -369,20 +369,19 @@ fn parse_instance_url(text: &str, allow_insecure_http: bool) -> Result<Url, Conn
     Ok(url)
 }
 
-/// The start of an instance_url that does not parse, at most 60 characters, with the query,
-/// the fragment and anything before an `@` (user info) left out so that they never reach an
-/// error message.
+/// Returns the first 60 characters of an instance_url that does not parse, without the
+/// query, the fragment and the user info before an `@`, so no credential reaches an error.
 fn unparsed_prefix(text: &str) -> String {
     let end = text.find(['?', '#']).unwrap_or(text.len());
     let head = &text[..end];
-    let shown = match (head.rfind('@'), head.find("://")) {
+    let redacted = match (head.rfind('@'), head.find("://")) {
         (Some(at), Some(scheme_end)) if scheme_end < at => {
             format!("{}://...{}", &head[..scheme_end], &head[at..])
         }
         (Some(at), _) => format!("...{}", &head[at..]),
         (None, _) => head.to_string(),
     };
-    shown.chars().take(60).collect()
+    redacted.chars().take(60).collect()
 }
 
 /// Returns the user id at the end of an identity URL such as
