@@ -770,9 +770,9 @@ fn count_hospitals(org: &DemoOrg) -> usize {
 pub fn render(summary: &DemoSummary) -> String {
     let mut out = String::new();
     let auc = |v: Option<f64>| v.map_or("n/a".to_string(), |a| format!("{a:.3}"));
-    let crm = match summary.crm {
-        CrmKind::Salesforce => "Salesforce",
-        CrmKind::Hubspot => "HubSpot",
+    let (crm, accounts) = match summary.crm {
+        CrmKind::Salesforce => ("Salesforce", "accounts"),
+        CrmKind::Hubspot => ("HubSpot", "companies"),
     };
     out.push_str(&format!(
         "Pulled {} records for {} real hospitals from the {crm} sandbox.\n",
@@ -836,7 +836,7 @@ pub fn render(summary: &DemoSummary) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nWrote {} records ({} rejected); {} sandbox accounts (companies in HubSpot) now hold a score and {} leads are flagged sales-ready.\n",
+        "\nWrote {} records ({} rejected); {} {crm} sandbox {accounts} now hold a score and {} leads are flagged sales-ready.\n",
         summary.written, summary.failed, summary.crm_records_with_scores, summary.crm_sales_ready_leads
     ));
     out.push_str(&format!(
@@ -909,4 +909,71 @@ fn render_actions(actions: &DemoActions) -> String {
         actions.model_card.display()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(crm: CrmKind) -> DemoSummary {
+        DemoSummary {
+            crm,
+            hospitals: 3,
+            pulled: 40,
+            examples: 12,
+            holdout_rows: 4,
+            holdout_auc: Some(0.75),
+            oracle_auc: None,
+            holdout_log_loss: 0.5,
+            baseline_log_loss: 0.7,
+            model_version: "m1".to_string(),
+            trained_version: "m1".to_string(),
+            scored: 3,
+            tiers: BTreeMap::new(),
+            top: Vec::new(),
+            levels: Vec::new(),
+            crm_sales_ready_leads: 1,
+            written: 3,
+            failed: 0,
+            crm_records_with_scores: 3,
+            rerun_pulled: 3,
+            rerun_written: 0,
+            actions: DemoActions {
+                out_dir: PathBuf::from("out"),
+                backtest_as_of: Utc::now(),
+                alerts_sent: 0,
+                alerts_held_back: 0,
+                alerts_to_fallback: 0,
+                alerts_failed: 0,
+                rerun_alerts_sent: 0,
+                alert_tasks_in_crm: 0,
+                flags_set: 0,
+                flags_pulled: 0,
+                lists: 0,
+                lists_index: PathBuf::from("out/lists.csv"),
+                outcomes_judged: 0,
+                outcomes_auc: None,
+                outcomes_breaches: Vec::new(),
+                outcomes_page: None,
+                model_card: PathBuf::from("out/card.md"),
+            },
+            seconds: 1.0,
+            exported: None,
+        }
+    }
+
+    #[test]
+    fn summary_names_the_crm_object_that_holds_scores() {
+        let salesforce = render(&summary(CrmKind::Salesforce));
+        assert!(
+            salesforce.contains("3 Salesforce sandbox accounts now hold a score"),
+            "{salesforce}"
+        );
+        assert!(!salesforce.contains("compan"), "{salesforce}");
+        let hubspot = render(&summary(CrmKind::Hubspot));
+        assert!(
+            hubspot.contains("3 HubSpot sandbox companies now hold a score"),
+            "{hubspot}"
+        );
+    }
 }

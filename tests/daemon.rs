@@ -563,10 +563,19 @@ async fn second_daemon_on_one_store_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_log_shows_start_and_stop() {
-    let env = Env::start_with(SandboxOptions::default(), |text| with_schedule(text, "off")).await;
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        with_schedule(text, "0 0 3 * * *")
+    })
+    .await;
     let mut daemon = tokio::task::block_in_place(|| Daemon::start_with_flags(&env, &[]));
     tokio::task::block_in_place(|| {
         daemon.address();
+        let first = daemon.wait_for_line("first run scheduled", Duration::from_secs(10));
+        assert!(
+            first.contains("pull_and_score") && first.contains("03:00:00"),
+            "the first fire time is logged with its job: {first}"
+        );
+        daemon.wait_for_line("job is off", Duration::from_secs(5));
         daemon.signal("TERM");
         assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
         daemon.wait_for_line("SIGTERM received", Duration::from_secs(5));

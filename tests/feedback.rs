@@ -342,7 +342,10 @@ async fn hubspot_fix_creates_feedback_properties() {
     let fixed = leadscore::setup::fix(&connector, &config)
         .await
         .expect("check --fix");
-    for name in ["companies.ls_feedback", "companies.ls_feedback_comment"] {
+    for name in [
+        "Account.ls_feedback (HubSpot companies)",
+        "Account.ls_feedback_comment (HubSpot companies)",
+    ] {
         assert!(
             fixed.created.iter().any(|p| p == name),
             "{name} not created: {:?}",

@@ -77,7 +77,10 @@ async fn hubspot_pass_writes_levels_once() {
         .await
         .expect("check --fix creates the properties");
     assert!(
-        fixed.created.iter().any(|p| p.ends_with("leadscore_score")),
+        fixed
+            .created
+            .iter()
+            .any(|p| p.starts_with("Account.leadscore_score ")),
         "{fixed:?}"
     );
     let again = leadscore::setup::fix(&connector, &env.config)
@@ -348,7 +351,10 @@ async fn two_connectors_score_both_without_mixing() {
                 .await
                 .expect("fix");
             assert!(
-                fixed.created.iter().any(|p| p.ends_with("leadscore_score")),
+                fixed
+                    .created
+                    .iter()
+                    .any(|p| p.starts_with("Account.leadscore_score ")),
                 "{fixed:?}"
             );
         }

@@ -247,12 +247,20 @@ impl Daemon {
     async fn arm_all(self: &Arc<Self>, generation: u64) {
         let now = Utc::now();
         for kind in JobKind::ALL {
-            self.arm(kind, now, generation).await;
+            self.arm(kind, now, generation, true).await;
         }
     }
 
-    /// Schedules the first fire of `kind` after `after`, unless the job is off.
-    async fn arm(self: &Arc<Self>, kind: JobKind, after: DateTime<Utc>, generation: u64) {
+    /// Schedules the first fire of `kind` after `after`, unless the job is off. With
+    /// `announce`, the fire time is logged at info, so an operator sees when each job first
+    /// runs after a start or a reload.
+    async fn arm(
+        self: &Arc<Self>,
+        kind: JobKind,
+        after: DateTime<Utc>,
+        generation: u64,
+        announce: bool,
+    ) {
         let config = self.config();
         let zone = config.daemon.time_zone;
         let Some(schedule) = kind.schedule(&config.daemon.schedule) else {
@@ -281,6 +289,9 @@ impl Daemon {
             }
         };
         match self.scheduler.add(job).await {
+            Ok(_) if announce => {
+                tracing::info!(job = kind.name(), due = %due.with_timezone(&zone), "first run scheduled");
+            }
             Ok(_) => {
                 tracing::debug!(job = kind.name(), due = %due.with_timezone(&zone), "next run scheduled");
             }
@@ -305,7 +316,7 @@ impl Daemon {
                 tokio::time::sleep(early).await;
             }
             // The next fire time follows this one, not the clock, so none is skipped or repeated.
-            self.arm(kind, due, generation).await;
+            self.arm(kind, due, generation, false).await;
             self.run_job(kind, due).await;
         })
     }

@@ -188,7 +188,13 @@ pub(crate) async fn ensure_properties(
     let mut checked_groups: Vec<&str> = Vec::new();
     for spec in specs {
         let object_type = object_type(&spec.object)?;
-        let key = format!("{object_type}.{}", spec.name);
+        // Named the way the configuration and the `check` field table name it, with the
+        // HubSpot object type beside it when the two differ (Account is stored on companies).
+        let key = if spec.object == object_type {
+            format!("{object_type}.{}", spec.name)
+        } else {
+            format!("{}.{} (HubSpot {object_type})", spec.object, spec.name)
+        };
         if !checked_groups.contains(&object_type) {
             checked_groups.push(object_type);
             if ensure_group(connector, object_type).await? {

@@ -1215,12 +1215,12 @@ async fn ensure_properties_creates_missing() {
     assert_eq!(report.created.len(), 6, "{report:?}");
     assert!(report
         .created
-        .contains(&"companies.leadscore_tier".to_string()));
+        .contains(&"Account.leadscore_tier (HubSpot companies)".to_string()));
     assert!(
         report
             .mismatched
             .iter()
-            .any(|m| m.starts_with("contacts.leadscore_tier") && m.contains("D")),
+            .any(|m| m.starts_with("Contact.leadscore_tier (HubSpot contacts)") && m.contains("D")),
         "{report:?}"
     );
     let created_tier = portal.with(|state| {
