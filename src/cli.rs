@@ -126,6 +126,11 @@ pub enum Command {
         /// a real org is before `leadscore check --fix` creates them.
         #[arg(long)]
         bare: bool,
+        /// A scope the HubSpot sandbox's tokens lack (repeatable), so that calls needing it
+        /// get 403 MISSING_SCOPES, as from a private app created without that scope: for
+        /// rehearsing the error, for example `--hubspot-withhold-scope crm.objects.deals.read`.
+        #[arg(long = "hubspot-withhold-scope", value_name = "SCOPE")]
+        hubspot_withheld_scopes: Vec<String>,
     },
     /// Print a configuration file to standard output.
     Init {
@@ -480,9 +485,16 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             token_ttl_secs,
             tls,
             bare,
+            hubspot_withheld_scopes,
         } => {
             let seed = SandboxSeed { hospitals, scale };
-            serve_sandbox(port, hubspot_port, seed, token_ttl_secs, tls, bare).await
+            let shape = SandboxShape {
+                token_ttl_secs,
+                tls,
+                bare,
+                hubspot_withheld_scopes,
+            };
+            serve_sandbox(port, hubspot_port, seed, shape).await
         }
         Command::Init {
             reference: true, ..
@@ -602,14 +614,26 @@ struct SandboxSeed {
     scale: u32,
 }
 
+/// How the sandboxes behave, apart from their data.
+struct SandboxShape {
+    token_ttl_secs: u64,
+    tls: bool,
+    bare: bool,
+    hubspot_withheld_scopes: Vec<String>,
+}
+
 async fn serve_sandbox(
     port: u16,
     hubspot_port: u16,
     seed: SandboxSeed,
-    token_ttl_secs: u64,
-    tls: bool,
-    bare: bool,
+    shape: SandboxShape,
 ) -> Result<u8, Failure> {
+    let SandboxShape {
+        token_ttl_secs,
+        tls,
+        bare,
+        hubspot_withheld_scopes,
+    } = shape;
     let demo_options = leadscore_demo_org::DemoOptions {
         max_hospitals: seed.hospitals.map(|n| n as usize),
         ..Default::default()
@@ -626,6 +650,7 @@ async fn serve_sandbox(
     };
     let hubspot_options = leadscore_sandbox::hubspot::HubSpotOptions {
         access_token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+        withheld_scopes: hubspot_withheld_scopes,
         ..Default::default()
     };
     let hubspot =

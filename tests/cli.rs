@@ -167,31 +167,7 @@ async fn secrets_never_reach_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_prints_connection_banner() {
-    let mut child = Command::new(BIN)
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--hubspot-port",
-            "0",
-            "--hospitals",
-            "20",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sandbox starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("banner line");
-        line
-    })
-    .await
-    .expect("join");
-    let banner: serde_json::Value = serde_json::from_str(&line).expect("first line is JSON");
+    let (mut child, banner) = start_sandbox(&[]).await;
     let url = banner["salesforce_url"].as_str().expect("url").to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
@@ -257,6 +233,88 @@ async fn sandbox_prints_connection_banner() {
     assert!(
         exit.success(),
         "SIGTERM should end the sandbox with 0, not {exit}"
+    );
+}
+
+/// Starts `leadscore sandbox` on free ports with `extra` flags and returns it with the JSON
+/// banner of its first output line.
+async fn start_sandbox(extra: &[&str]) -> (std::process::Child, serde_json::Value) {
+    let mut child = Command::new(BIN)
+        .args([
+            "sandbox",
+            "--port",
+            "0",
+            "--hubspot-port",
+            "0",
+            "--hospitals",
+            "20",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("banner line");
+        line
+    })
+    .await
+    .expect("join");
+    let banner = serde_json::from_str(&line).expect("first line is JSON");
+    (child, banner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_withholds_a_hubspot_scope() {
+    let (mut child, banner) =
+        start_sandbox(&["--hubspot-withhold-scope", "crm.objects.deals.read"]).await;
+    let hubspot = banner["hubspot_url"].as_str().expect("hubspot_url");
+    let token = banner["hubspot_token"].as_str().expect("hubspot_token");
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{hubspot}{path}"))
+            .bearer_auth(token)
+            .send()
+    };
+    let deals = get("/crm/v3/objects/deals?limit=1").await.expect("answers");
+    let status = deals.status();
+    let body: serde_json::Value = deals.json().await.expect("json body");
+    let companies = get("/crm/v3/objects/companies?limit=1")
+        .await
+        .expect("answers");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["category"], "MISSING_SCOPES", "{body}");
+    assert!(
+        body.to_string().contains("crm.objects.deals.read"),
+        "{body}"
+    );
+    assert!(companies.status().is_success(), "{}", companies.status());
+
+    // A misspelt scope would withhold nothing, so the sandbox refuses to start.
+    let output = Command::new(BIN)
+        .args([
+            "sandbox",
+            "--port",
+            "0",
+            "--hubspot-port",
+            "0",
+            "--hospitals",
+            "5",
+        ])
+        .args(["--hubspot-withhold-scope", "crm.objects.deal.read"])
+        .output()
+        .expect("runs");
+    let stderr = text(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("\"crm.objects.deal.read\"") && stderr.contains("crm.objects.deals.read"),
+        "{stderr}"
     );
 }
 

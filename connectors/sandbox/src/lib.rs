@@ -91,6 +91,8 @@ impl Default for SandboxOptions {
 /// Errors from building a sandbox or changing its records through [`SandboxHandle`].
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    #[error("the HubSpot sandbox has no scope {scope:?} to withhold; it grants {known}")]
+    UnknownScope { scope: String, known: String },
     #[error("unknown object '{object}': the sandbox schema has {known}; rename the object or extend the schema")]
     UnknownObject { object: String, known: String },
     #[error(

@@ -113,6 +113,17 @@ impl HubSpotSandbox {
         records: BTreeMap<String, Vec<RecordMap>>,
         options: HubSpotOptions,
     ) -> Result<HubSpotSandbox, SandboxError> {
+        // A misspelt scope would otherwise withhold nothing, and the rehearsal would pass.
+        if let Some(scope) = options
+            .withheld_scopes
+            .iter()
+            .find(|scope| !server::ALL_SCOPES.contains(&scope.as_str()))
+        {
+            return Err(SandboxError::UnknownScope {
+                scope: scope.clone(),
+                known: server::ALL_SCOPES.join(", "),
+            });
+        }
         let mut portal = Portal::new(now_ms());
         seed::seed(&mut portal, &records)?;
         Ok(HubSpotSandbox {
