@@ -56,6 +56,31 @@ struct StoredModel {
 }
 
 impl GradientBoostedModel {
+    /// The trees `predict` uses: all of them unless the booster stops at an iteration.
+    fn prediction_trees(&self) -> &[forust_ml::tree::Tree] {
+        let trees = &self.booster.trees;
+        let used = self
+            .booster
+            .prediction_iteration
+            .unwrap_or(trees.len())
+            .min(trees.len());
+        &trees[..used]
+    }
+
+    /// Contributions as forust-ml's own `Shapley` method computes them, one block of
+    /// `width + 1` values per row with the bias last: the reference for `tree_shap`.
+    #[cfg(test)]
+    pub(crate) fn library_contributions(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let width = self.feature_names.len();
+        let columns = to_column_major(rows, width);
+        let matrix = Matrix::new(&columns, rows.len(), width);
+        self.booster.predict_contributions(
+            &matrix,
+            forust_ml::gradientbooster::ContributionsMethod::Shapley,
+            false,
+        )
+    }
+
     /// Returns the training parameters the model was built with.
     pub fn params(&self) -> &TrainParams {
         &self.params
@@ -239,24 +264,16 @@ impl Model for GradientBoostedModel {
             return Ok(Vec::new());
         }
         let width = self.feature_names.len();
-        let columns = to_column_major(rows, width);
-        let matrix = Matrix::new(&columns, rows.len(), width);
-        let flat = self.booster.predict_contributions(
-            &matrix,
-            forust_ml::gradientbooster::ContributionsMethod::Shapley,
-            true,
-        );
-        if flat.len() != rows.len() * (width + 1) {
-            return Err(ModelError::Library(format!(
-                "expected {} contribution values for {} rows, got {}",
-                rows.len() * (width + 1),
-                rows.len(),
-                flat.len()
-            )));
+        let trees = self.prediction_trees();
+        let mut explainer = super::tree_shap::Explainer::new(trees, self.booster.missing);
+        let mut flat = vec![0.0; rows.len() * (width + 1)];
+        for (row, out) in rows.iter().zip(flat.chunks_exact_mut(width + 1)) {
+            out[width] = self.booster.base_score;
+            explainer.add_row(row, out);
         }
         check_finite(&flat, width + 1)?;
 
-        // forust-ml returns one block of `width + 1` values per row, with the bias last.
+        // One block of `width + 1` values per row, with the bias last.
         let explanations = flat
             .chunks_exact(width + 1)
             .map(|block| Contributions {

@@ -15,6 +15,7 @@ pub mod metrics;
 #[cfg(test)]
 mod tests;
 mod trained;
+mod tree_shap;
 
 use std::collections::HashSet;
 

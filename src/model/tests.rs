@@ -145,6 +145,42 @@ fn save_load_gives_identical_predictions() {
 }
 
 #[test]
+fn contributions_match_the_library_bit_for_bit() {
+    // Deep trees split on one feature several times on a path and have missing branches,
+    // which exercises the path unwinding and the three-way children.
+    let data = synthetic(1500, 21);
+    let params = TrainParams {
+        trees: 60,
+        max_depth: 7,
+        ..TrainParams::default()
+    };
+    let model = GradientBoostedModel::fit(&data, &params).expect("trains");
+    let mut probe = synthetic(300, 22).rows;
+    probe.push(vec![f64::NAN; 4]);
+    probe.push(vec![0.0; 4]);
+    let ours: Vec<f64> = model
+        .contributions(&probe)
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.values.into_iter().chain(std::iter::once(c.bias)))
+        .collect();
+    let library = model.library_contributions(&probe);
+    assert_eq!(ours.len(), library.len());
+    let differing: Vec<(usize, f64, f64)> = ours
+        .iter()
+        .zip(&library)
+        .enumerate()
+        .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
+        .map(|(i, (a, b))| (i, *a, *b))
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "(index, ours, forust-ml): {differing:?}"
+    );
+}
+
+#[test]
 fn contributions_sum_to_log_odds() {
     let data = synthetic(500, 6);
     let model = fit(&data);
