@@ -358,7 +358,7 @@ const ACTIVITY_BATCH: usize = 1024;
 /// They are the largest objects, so each is decoded, reduced to its activity and dropped
 /// instead of being loaded as a whole. A second thread reads and decodes them while this one
 /// adds them, in the store's order, so the history equals one built on a single thread. The
-/// channel holds a few batches at most, which bounds the decoded records in memory.
+/// channel contains at most a few batches, which bounds the decoded records in memory.
 fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineError> {
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(Vec<Record>, bool)>(4);
     std::thread::scope(|scope| {
@@ -368,8 +368,8 @@ fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineEr
                 store.for_each_record(object, |record| {
                     batch.push(record);
                     if batch.len() == ACTIVITY_BATCH {
-                        // Sending fails only when the adding side is gone, which then
-                        // returns its own error, so the rest is read and dropped.
+                        // Sending fails only when the adding loop stopped by panicking, so
+                        // the batch is dropped and the scope reports that panic.
                         let _ = sender.send((std::mem::take(&mut batch), meeting));
                     }
                 })?;
@@ -1242,7 +1242,7 @@ fn parallel_map<I: Sync, O: Send>(
     items: &[I],
     f: impl Fn(&I) -> O + Sync,
 ) -> Result<Vec<O>, PipelineError> {
-    // Below this many items per thread, starting a thread costs more than it saves.
+    // An estimate: below this many rows per thread, starting a thread costs more than it saves.
     const MIN_SHARE: usize = 256;
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
