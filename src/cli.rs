@@ -1007,8 +1007,10 @@ fn per_level<T>(
 
 fn step_train(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
+    // The levels share one load of the records, made by the first level trained.
+    let mut loaded = None;
     let (outcomes, code) = per_level(levels_for(args, config)?, |level| {
-        training::train(&store.at_level(level), config, Utc::now())
+        training::train_sharing(&store.at_level(level), config, Utc::now(), &mut loaded)
     });
     if args.json {
         print_json(&outcomes)?;

@@ -27,8 +27,8 @@ use crate::model::{
 use crate::pipeline::PipelineError;
 use crate::registry::{self, Candidate, PublishOutcome};
 use crate::scoring::score_of;
-use crate::store::{Store, StoredModel};
-use leadscore_connector::Value;
+use crate::store::{Store, StoreError, StoredModel};
+use leadscore_connector::{Record, Value};
 
 /// L2 penalty of the logistic regression, on the summed log loss of standardised inputs.
 const LOGISTIC_L2: f64 = 1.0;
@@ -338,18 +338,59 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         &config.features.role_field,
         lead_account,
     );
-    // Tasks and events are the largest objects, so each is decoded, reduced to its activity
-    // and dropped instead of being loaded as a whole.
     // NOTE: accounts, contacts, leads and opportunities are still loaded whole into memory,
     // and every train and score run rebuilds this history from the entire store.
-    store.for_each_record(fields::TASK, |task| history.add_activity(&task, false))?;
-    store.for_each_record(fields::EVENT, |event| history.add_activity(&event, true))?;
+    add_activities(store, &mut history)?;
     history.sort_activities();
     Ok(Loaded {
         history,
         features,
         enrichment,
         lead_match,
+    })
+}
+
+/// Tasks and events decoded per message from the reading thread to the adding thread.
+const ACTIVITY_BATCH: usize = 1024;
+
+/// Adds the stored tasks and then events to `history`.
+///
+/// They are the largest objects, so each is decoded, reduced to its activity and dropped
+/// instead of being loaded as a whole. A second thread reads and decodes them while this one
+/// adds them, in the store's order, so the history equals one built on a single thread. The
+/// channel contains at most a few batches, which bounds the decoded records in memory.
+fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineError> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(Vec<Record>, bool)>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<(), StoreError> {
+            for (object, meeting) in [(fields::TASK, false), (fields::EVENT, true)] {
+                let mut batch = Vec::with_capacity(ACTIVITY_BATCH);
+                store.for_each_record(object, |record| {
+                    batch.push(record);
+                    if batch.len() == ACTIVITY_BATCH {
+                        // Sending fails only when the adding loop stopped by panicking, so
+                        // the batch is dropped and the scope reports that panic.
+                        let _ = sender.send((std::mem::take(&mut batch), meeting));
+                    }
+                })?;
+                if !batch.is_empty() {
+                    let _ = sender.send((batch, meeting));
+                }
+            }
+            Ok(())
+        });
+        for (batch, meeting) in receiver {
+            for record in &batch {
+                history.add_activity(record, meeting);
+            }
+        }
+        match reader.join() {
+            Ok(read) => read.map_err(PipelineError::from),
+            Err(_) => Err(PipelineError::Model(
+                "the thread reading tasks and events panicked, which is a bug: its message is on stderr"
+                    .to_string(),
+            )),
+        }
     })
 }
 
@@ -770,12 +811,13 @@ pub fn evaluate_weighted(
     let (kind, validation_predictions) = contenders[best];
     let calibrator = calibration::fit_best(validation_predictions, &validation.labels);
 
+    // The baseline is the logistic regression fitted above on the same rows, uncalibrated.
+    // The fit is deterministic, so a second fit would give the same model.
+    let baseline_predictions = logistic.predict(&test.rows).map_err(model_error)?;
     // Holdout metrics of the calibrated chosen model, fitted on the train slice only.
     let evaluated =
         TrainedModel::new(kind, Some(gbm), Some(logistic), calibrator).map_err(model_error)?;
     let holdout_predictions = evaluated.predict(&test.rows).map_err(model_error)?;
-    let baseline_model = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
-    let baseline_predictions = baseline_model.predict(&test.rows).map_err(model_error)?;
     let feature_of_column = source_features(&examples.dataset.feature_names, groups);
     let kept_features: Vec<String> = kept.iter().map(|&c| feature_of_column[c].clone()).collect();
     let top_features = importance(&evaluated, &test, &kept_features)?;
@@ -967,10 +1009,25 @@ pub fn train(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<TrainReport, PipelineError> {
+    train_sharing(store, config, now, &mut None)
+}
+
+/// Trains like [`train`] with the records in `loaded`, loading them first when it is `None`.
+/// What [`load`] returns does not depend on the level, so the levels of one run can share it
+/// and read the store once.
+pub fn train_sharing(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    loaded: &mut Option<Loaded>,
+) -> Result<TrainReport, PipelineError> {
     let level = store.level();
     let shown = crate::progress::Progress::counter(&format!("train {level}"));
     shown.stage("loading records");
-    let loaded = load(store, config)?;
+    let loaded = match loaded {
+        Some(loaded) => &*loaded,
+        None => &*loaded.insert(load(store, config)?),
+    };
     let history = &loaded.history;
     shown.stage("building examples");
     let examples_list = levels::examples(level, history, config, now);
@@ -997,10 +1054,7 @@ pub fn train(
     let examples = ExampleSet {
         dataset: Dataset {
             feature_names: space.names(),
-            rows: examples_list
-                .iter()
-                .map(|e| space.row(history, e.target(), e.at))
-                .collect(),
+            rows: parallel_map(&examples_list, |e| space.row(history, e.target(), e.at))?,
             labels: examples_list.iter().map(|e| e.label).collect(),
         },
         ids: examples_list.iter().map(|e| e.id.clone()).collect(),
@@ -1011,7 +1065,7 @@ pub fn train(
     };
     let groups = feature_groups(&space);
     shown.stage("fitting and calibrating models");
-    let scoring = scoring_rows(history, &space, config, now);
+    let scoring = scoring_rows(history, &space, config, now)?;
     let noun = match level {
         Level::Account => checks::ExampleNoun::DEALS,
         Level::Contact => checks::ExampleNoun::CONTACT_ROLES,
@@ -1176,12 +1230,46 @@ fn scoring_rows(
     space: &FeatureSpace,
     config: &Config,
     now: DateTime<Utc>,
-) -> Vec<Vec<f64>> {
+) -> Result<Vec<Vec<f64>>, PipelineError> {
     let at = config.scoring.as_of.unwrap_or(now);
-    levels::open_records(space.level, history, config, now)
-        .iter()
-        .map(|record| space.row(history, record.target(), at))
-        .collect()
+    let open = levels::open_records(space.level, history, config, now);
+    parallel_map(&open, |record| space.row(history, record.target(), at))
+}
+
+/// Maps `items` with `f` on every available core, each thread taking one contiguous share,
+/// and returns the results in the order of `items`, as a sequential map would.
+fn parallel_map<I: Sync, O: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> O + Sync,
+) -> Result<Vec<O>, PipelineError> {
+    // An estimate: below this many rows per thread, starting a thread costs more than it saves.
+    const MIN_SHARE: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len().div_ceil(MIN_SHARE))
+        .max(1);
+    if threads == 1 {
+        return Ok(items.iter().map(f).collect());
+    }
+    let share = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(share)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<O>>()))
+            .collect();
+        let mut mapped = Vec::with_capacity(items.len());
+        for handle in handles {
+            let part = handle.join().map_err(|_| {
+                PipelineError::Model(
+                    "a feature-row thread panicked, which is a bug: its message is on stderr"
+                        .to_string(),
+                )
+            })?;
+            mapped.extend(part);
+        }
+        Ok(mapped)
+    })
 }
 
 /// Groups the feature space's columns by the configured feature they come from. The one-hot

@@ -155,10 +155,81 @@ struct Entry<T> {
     stems: Vec<String>,
 }
 
+/// The lowest similarity that can still decide a lookup: a fuzzy match needs
+/// [`FUZZY_THRESHOLD`], and a runner-up within [`AMBIGUITY_MARGIN`] of it makes it ambiguous.
+const CANDIDATE_FLOOR: f64 = FUZZY_THRESHOLD - AMBIGUITY_MARGIN;
+
+/// The entries of one state, with an inverted index from word stem to entries.
+struct StateEntries<T> {
+    entries: Vec<Entry<T>>,
+    /// For each word stem, the positions in `entries` of the entries that have it, ascending.
+    postings: HashMap<String, Vec<usize>>,
+}
+
+impl<T> Default for StateEntries<T> {
+    fn default() -> Self {
+        StateEntries {
+            entries: Vec::new(),
+            postings: HashMap::new(),
+        }
+    }
+}
+
+impl<T> StateEntries<T> {
+    fn push(&mut self, entry: Entry<T>) {
+        let position = self.entries.len();
+        for stem in &entry.stems {
+            self.postings
+                .entry(stem.clone())
+                .or_default()
+                .push(position);
+        }
+        self.entries.push(entry);
+    }
+
+    /// Returns the positions, ascending, of a superset of the entries whose similarity to a
+    /// name with these stems reaches [`CANDIDATE_FLOOR`].
+    ///
+    /// Such an entry shares at least `required` stems with the name ([`min_shared_stems`]),
+    /// so at most `stems.len() - required` of the name's stems are missing from it, and any
+    /// `stems.len() - required + 1` of them include one that it has. Visiting the postings of
+    /// that many stems therefore finds it. The rarest stems are taken because their postings
+    /// are the shortest, so a common word such as HOSPITAL is skipped whenever the name has
+    /// rarer ones.
+    fn candidates(&self, stems: &BTreeSet<&str>) -> Vec<usize> {
+        let Some(required) = min_shared_stems(stems.len()) else {
+            return Vec::new();
+        };
+        let mut postings: Vec<&[usize]> = stems
+            .iter()
+            .map(|stem| self.postings.get(*stem).map_or(&[][..], Vec::as_slice))
+            .collect();
+        // NOTE: a name made only of common words (MEDICAL CENTER) still visits most entries of
+        // its state, so generic names keep a cost that grows with the entries per state.
+        postings.sort_by_key(|positions| positions.len());
+        let probed = stems.len() - required + 1;
+        let mut positions: Vec<usize> = postings[..probed].concat();
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+    }
+}
+
+/// Returns the smallest number of shared stems with which a name of `stems` stems can reach
+/// [`CANDIDATE_FLOOR`] against some entry, or `None` for a name without stems.
+///
+/// The similarity of `shared` stems is largest when the entry has no other stems, and it is
+/// computed here with the same floating-point expression as in [`stem_similarity`]. Rounded
+/// division never grows with the divisor, so no entry reaches the floor with fewer shared
+/// stems than this.
+fn min_shared_stems(stems: usize) -> Option<usize> {
+    (1..=stems).find(|&shared| 2.0 * shared as f64 / (stems + shared) as f64 >= CANDIDATE_FLOOR)
+}
+
 /// An index from (organisation name, state) to an id, for example CMS rows or CRM accounts.
 pub struct NameIndex<T> {
     /// Entries per normalised state.
-    by_state: HashMap<String, Vec<Entry<T>>>,
+    by_state: HashMap<String, StateEntries<T>>,
     /// (normalised state, normalised name) to the position in `by_state`.
     exact: HashMap<(String, String), usize>,
 }
@@ -187,16 +258,16 @@ impl<T> NameIndex<T> {
             return Ok(());
         }
         let key = (state.clone(), normalised.clone());
-        let entries = self.by_state.entry(state).or_default();
+        let in_state = self.by_state.entry(state).or_default();
         if let Some(&position) = self.exact.get(&key) {
-            return Err(&entries[position].id);
+            return Err(&in_state.entries[position].id);
         }
-        self.exact.insert(key, entries.len());
+        self.exact.insert(key, in_state.entries.len());
         let stems = word_stems(&normalised)
             .into_iter()
             .map(str::to_string)
             .collect();
-        entries.push(Entry {
+        in_state.push(Entry {
             id,
             name: name.trim().to_string(),
             stems,
@@ -216,27 +287,43 @@ impl<T> NameIndex<T> {
     /// Looks a name up within its state: an equal normalised name first, then the most similar
     /// name if it clears [`FUZZY_THRESHOLD`] and leads every other candidate by
     /// [`AMBIGUITY_MARGIN`].
+    ///
+    /// Only entries that share enough word stems with the name are compared
+    /// ([`StateEntries::candidates`]), in the order they were inserted, so the result equals
+    /// a comparison with every entry of the state.
     pub fn lookup(&self, name: &str, state: &str, city: Option<&str>) -> NameMatch<'_, T> {
+        self.lookup_with(name, state, city, StateEntries::candidates)
+    }
+
+    /// Looks a name up like [`NameIndex::lookup`], choosing the entries to compare with
+    /// `candidates`, which returns positions in ascending order.
+    fn lookup_with(
+        &self,
+        name: &str,
+        state: &str,
+        city: Option<&str>,
+        candidates: impl Fn(&StateEntries<T>, &BTreeSet<&str>) -> Vec<usize>,
+    ) -> NameMatch<'_, T> {
         let normalised = normalise_name(name, city);
         let state = normalise_state(state);
-        let Some(entries) = self.by_state.get(&state) else {
+        let Some(in_state) = self.by_state.get(&state) else {
             return NameMatch::NotFound;
         };
         if normalised.is_empty() {
             return NameMatch::NotFound;
         }
         if let Some(&position) = self.exact.get(&(state, normalised.clone())) {
-            return NameMatch::Exact(&entries[position].id);
+            return NameMatch::Exact(&in_state.entries[position].id);
         }
 
-        // NOTE: a name without an exact match is compared with every entry of its state, so
-        // matching all leads of an org costs leads times accounts per state.
         let stems = word_stems(&normalised);
-        let mut scored: Vec<(f64, &Entry<T>)> = entries
-            .iter()
+        let mut scored: Vec<(f64, &Entry<T>)> = candidates(in_state, &stems)
+            .into_iter()
+            .map(|position| &in_state.entries[position])
             .map(|entry| (stem_similarity(&stems, &entry.stems), entry))
-            .filter(|(similarity, _)| *similarity >= FUZZY_THRESHOLD - AMBIGUITY_MARGIN)
+            .filter(|(similarity, _)| *similarity >= CANDIDATE_FLOOR)
             .collect();
+        // A stable sort, so that entries of equal similarity stay in insertion order.
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let Some(&(best, entry)) = scored.first() else {
             return NameMatch::NotFound;
@@ -264,6 +351,127 @@ impl<T> NameIndex<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Looks a name up by comparing it with every entry of its state: the definition that
+    /// [`NameIndex::lookup`] must reproduce.
+    fn lookup_every_entry<'a, T>(
+        index: &'a NameIndex<T>,
+        name: &str,
+        state: &str,
+    ) -> NameMatch<'a, T> {
+        index.lookup_with(name, state, None, |in_state, _| {
+            (0..in_state.entries.len()).collect()
+        })
+    }
+
+    /// Words with shared stems (MARY and MARYS), abbreviations, dropped words and short words,
+    /// few enough that generated names often tie, match and collide.
+    const WORDS: [&str; 20] = [
+        "SAINT",
+        "St.",
+        "MARY",
+        "Mary's",
+        "MARYS",
+        "MEDICAL",
+        "Med",
+        "CENTER",
+        "HOSPITAL",
+        "MERCY",
+        "JOSEPH",
+        "JOSEPHS",
+        "COMMUNITY",
+        "REGIONAL",
+        "BAPTIST",
+        "SOUTH",
+        "EAST",
+        "THE",
+        "A",
+        "2",
+    ];
+
+    fn random_name(rng: &mut StdRng) -> String {
+        let words = rng.gen_range(1..=7);
+        (0..words)
+            .map(|_| WORDS[rng.gen_range(0..WORDS.len())])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The stem index must give the same result as comparing with every entry, including
+    /// which names are ambiguous and the order of their candidates.
+    #[test]
+    fn indexed_lookup_matches_every_entry() {
+        let states = ["AL", "MO", "mn"];
+        let mut outcomes = [0usize; 4];
+        for seed in 0..40 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut index = NameIndex::new();
+            let mut inserted = Vec::new();
+            for id in 0..rng.gen_range(1..400) {
+                let name = random_name(&mut rng);
+                let state = states[rng.gen_range(0..states.len())];
+                if index.insert(&name, state, None, id).is_ok() {
+                    inserted.push((name, state));
+                }
+            }
+            for _ in 0..300 {
+                // Half the queries are an inserted name with one word added or removed, so
+                // that near matches are common.
+                let query = if rng.gen_bool(0.5) {
+                    let (name, _) = &inserted[rng.gen_range(0..inserted.len())];
+                    let mut words: Vec<&str> = name.split(' ').collect();
+                    if rng.gen_bool(0.5) && words.len() > 1 {
+                        words.remove(rng.gen_range(0..words.len()));
+                    } else {
+                        words.push(WORDS[rng.gen_range(0..WORDS.len())]);
+                    }
+                    words.join(" ")
+                } else {
+                    random_name(&mut rng)
+                };
+                let state = states[rng.gen_range(0..states.len())];
+                let indexed = index.lookup(&query, state, None);
+                let expected = lookup_every_entry(&index, &query, state);
+                assert_eq!(indexed, expected, "seed {seed}, {query:?} in {state}");
+                let kind = match indexed {
+                    NameMatch::Exact(_) => 0,
+                    NameMatch::Fuzzy { .. } => 1,
+                    NameMatch::Ambiguous { .. } => 2,
+                    NameMatch::NotFound => 3,
+                };
+                outcomes[kind] += 1;
+            }
+        }
+        // Every kind of result must occur, or the comparison above proves little.
+        for (kind, count) in ["exact", "fuzzy", "ambiguous", "not found"]
+            .iter()
+            .zip(outcomes)
+        {
+            assert!(
+                count >= 100,
+                "only {count} {kind} results in the generated lookups"
+            );
+        }
+    }
+
+    /// The bound must be the smallest count that reaches the floor: a name of four stems needs
+    /// three shared (6/7 >= 0.7 but 4/6 < 0.7), and one of two stems needs both.
+    #[test]
+    fn min_shared_stems_of_small_names() {
+        assert_eq!(min_shared_stems(0), None);
+        assert_eq!(min_shared_stems(1), Some(1));
+        assert_eq!(min_shared_stems(2), Some(2));
+        assert_eq!(min_shared_stems(3), Some(2));
+        assert_eq!(min_shared_stems(4), Some(3));
+        for stems in 1..=40 {
+            let required = min_shared_stems(stems).unwrap();
+            let best = |shared: usize| 2.0 * shared as f64 / (stems + shared) as f64;
+            assert!(best(required) >= CANDIDATE_FLOOR, "{stems} stems");
+            assert!(best(required - 1) < CANDIDATE_FLOOR, "{stems} stems");
+        }
+    }
 
     /// The merge count over sorted stems must give the Dice coefficient that a set
     /// intersection gives, including repeated words and the final `S` rule.
