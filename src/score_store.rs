@@ -16,8 +16,8 @@
 use super::{encode, ScoreRow, Store, StoreError};
 use crate::level::Level;
 
-/// Rows per sled batch while a run is staged. One batch of 759,904 contact scores cost over
-/// 11 KiB of resident memory per row, so a run is cut into batches this size instead.
+/// Rows per sled batch while a run is staged. Storing 759,904 contact scores in one batch,
+/// with their score history, cost over 11 KiB of resident memory per row.
 pub const SCORE_CHUNK_ROWS: usize = 4096;
 
 /// Separates a level's scores tree name from the run id of one of its staging trees.
