@@ -100,7 +100,7 @@ impl Store {
 
     /// Returns the stored score of one record at this view's level.
     pub fn score_row(&self, id: &str) -> Result<Option<ScoreRow>, StoreError> {
-        let name = self.level_key("scores");
+        let name = self.scores_tree_name(self.level)?;
         let tree = self.db.open_tree(&name)?;
         match tree.get(id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(&name, id.as_bytes(), &bytes)?)),

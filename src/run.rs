@@ -353,10 +353,14 @@ pub async fn run_once<C: Connector>(
     let pull = pipeline::pull(connector, store, config).await?;
     store.bind_source(&pipeline::source_name(config))?;
     let mut levels = Vec::new();
+    // The levels share one history, built from the store by the first level scored. A push
+    // between levels changes only the write-back fields of the stored records, which no
+    // feature reads.
+    let mut history = None;
     for &level in &config.scoring.levels {
         let at_level = store.at_level(level);
         let train = training::train(&at_level, config, now)?;
-        let score = scoring::score(&at_level, config, now)?;
+        let score = scoring::score_sharing(&at_level, config, now, &mut history)?;
         let push =
             writeback::push(connector, &at_level, config, &check.reasons_max_len, now).await?;
         let alerts = crate::alerts::run_alerts(connector, &at_level, config, now).await?;

@@ -138,10 +138,24 @@ fn id_of_key(key: &[u8]) -> Option<String> {
 /// The score history, a child of the store.
 impl Store {
     /// Appends an entry for each row whose score or tier differs from its record's last entry,
-    /// or that has no entry yet, in one batch. The entry's time is the row's `scored_at`.
-    /// Returns the number of entries appended.
+    /// or that has no entry yet. The entry's time is the row's `scored_at`. Entries are
+    /// written in batches of at most [`super::SCORE_CHUNK_ROWS`] rows, so a process stopped
+    /// part way keeps the batches written before. Returns the number of entries appended.
     pub fn append_score_history(&self, rows: &[ScoreRow]) -> Result<usize, StoreError> {
         let tree = self.db.open_tree(HISTORY_TREE)?;
+        let mut appended = 0;
+        for chunk in rows.chunks(super::SCORE_CHUNK_ROWS) {
+            appended += self.append_history_chunk(&tree, chunk)?;
+        }
+        tree.flush()?;
+        Ok(appended)
+    }
+
+    fn append_history_chunk(
+        &self,
+        tree: &sled::Tree,
+        rows: &[ScoreRow],
+    ) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut appended = 0;
         for row in rows {
@@ -178,7 +192,6 @@ impl Store {
             appended += 1;
         }
         tree.apply_batch(batch)?;
-        tree.flush()?;
         Ok(appended)
     }
 

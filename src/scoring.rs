@@ -1,7 +1,7 @@
 //! Scoring the open records of one level with its live model: a 0-100 score, a tier, the
 //! reasons, at most one hint, and for leads the sales-ready flag.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use leadscore_connector::Value;
@@ -64,7 +64,10 @@ pub fn score(
 /// Does what [`score`] does, loading the history from the store only when `history` is
 /// `None` and leaving it there. The history does not depend on the level, so scoring several
 /// levels in a row with the same `history` builds it once instead of once per level.
-// NOTE: `run::run_once` (and so the daemon) still calls `score` once per level.
+///
+/// Rows go to the store batch by batch as the scoring threads produce them, into a staged
+/// run that replaces the previous scores only once every row is written, so the step holds
+/// the report's counts and top rows but never every row of the level.
 pub fn score_sharing(
     store: &Store,
     config: &Config,
@@ -85,55 +88,62 @@ pub fn score_sharing(
     };
     phase(level, "load history", started);
     let started = std::time::Instant::now();
-    let mut scores = score_records(&stored, history, config, now)?;
-    phase(level, "score records", started);
-    let scored = scores.len();
-    let started = std::time::Instant::now();
 
-    // Only the previous score and sales-ready flag are needed, so the full rows (reasons,
-    // hints, names) of the last run are not kept while this run's rows are in memory.
-    let mut previous: BTreeMap<String, (f64, Option<bool>)> = BTreeMap::new();
-    store.for_each_score(|row| {
-        previous.insert(row.id, (row.score, row.sales_ready));
+    // Only leads with a hand-off threshold can become sales-ready, and an event needs only
+    // the previous score and flag, so nothing of the last run is kept for other levels.
+    let tracks_sales_ready = level == Level::Lead && config.lead.sales_ready_score.is_some();
+    let mut previous: HashMap<String, (f64, Option<bool>)> = HashMap::new();
+    if tracks_sales_ready {
+        store.for_each_score(|row| {
+            previous.insert(row.id, (row.score, row.sales_ready));
+        })?;
+    }
+    let mut summary = RunSummary::new(config);
+    let mut events: Vec<ScoreEvent> = Vec::new();
+    let mut writer = store.score_writer()?;
+    let mut storing = std::time::Duration::ZERO;
+    score_records_each(&stored, history, config, now, |rows| {
+        let writing = std::time::Instant::now();
+        writer.push(&rows)?;
+        // NOTE: the history is appended before the run commits, so a run that stops part way
+        // leaves entries for scores that never went live. Keeping the rows until the commit
+        // would cost the memory that streaming saves.
+        store.append_score_history(&rows)?;
+        storing += writing.elapsed();
+        for row in rows.iter().filter(|row| row.sales_ready == Some(true)) {
+            let before = previous.get(&row.id);
+            if before.and_then(|p| p.1) == Some(true) {
+                continue;
+            }
+            events.push(ScoreEvent {
+                level,
+                object: row.object.clone(),
+                id: row.id.clone(),
+                kind: "sales_ready".to_string(),
+                score: row.score,
+                previous_score: before.map(|p| p.0),
+                at: now,
+            });
+        }
+        summary.add(rows);
+        Ok(())
     })?;
-    let events: Vec<ScoreEvent> = scores
-        .iter()
-        .filter(|row| row.sales_ready == Some(true))
-        .filter(|row| previous.get(&row.id).and_then(|p| p.1) != Some(true))
-        .map(|row| ScoreEvent {
-            level,
-            object: row.object.clone(),
-            id: row.id.clone(),
-            kind: "sales_ready".to_string(),
-            score: row.score,
-            previous_score: previous.get(&row.id).map(|p| p.0),
-            at: now,
-        })
-        .collect();
-    store.replace_scores(&scores)?;
-    store.append_score_history(&scores)?;
+    drop(previous);
+    tracing::debug!(%level, seconds = storing.as_secs_f64(), "score rows stored while scoring");
+    phase(level, "score records", started);
+    let started = std::time::Instant::now();
+    writer.commit()?;
     store.append_events(&events)?;
     phase(level, "store scores", started);
 
-    let mut tiers: BTreeMap<String, usize> =
-        config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect();
-    for row in &scores {
-        *tiers.entry(row.tier.clone()).or_default() += 1;
-    }
-    let hints = scores.iter().filter(|r| r.hint.is_some()).count();
-    let sales_ready =
-        (level == Level::Lead && config.lead.sales_ready_score.is_some()).then(|| {
-            scores
-                .iter()
-                .filter(|r| r.sales_ready == Some(true))
-                .count()
-        });
-    scores.sort_by(|a, b| {
-        b.probability
-            .total_cmp(&a.probability)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    scores.truncate(10);
+    let RunSummary {
+        scored,
+        tiers,
+        hints,
+        sales_ready,
+        top,
+    } = summary;
+    let sales_ready = tracks_sales_ready.then_some(sales_ready);
     tracing::info!(%level, scored, hints, model = %stored.version, "scored");
     Ok(ScoreReport {
         level,
@@ -143,8 +153,51 @@ pub fn score_sharing(
         hints,
         sales_ready,
         newly_sales_ready: events.len(),
-        top: scores,
+        top,
     })
+}
+
+/// Number of highest-scoring rows a [`ScoreReport`] lists.
+const TOP_ROWS: usize = 10;
+
+/// The parts of a [`ScoreReport`] that are counted over every row, built batch by batch.
+struct RunSummary {
+    scored: usize,
+    tiers: BTreeMap<String, usize>,
+    hints: usize,
+    sales_ready: usize,
+    /// The best rows so far, best first: highest probability, then lowest id.
+    top: Vec<ScoreRow>,
+}
+
+impl RunSummary {
+    fn new(config: &Config) -> RunSummary {
+        RunSummary {
+            scored: 0,
+            tiers: config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect(),
+            hints: 0,
+            sales_ready: 0,
+            top: Vec::with_capacity(TOP_ROWS * 2),
+        }
+    }
+
+    fn add(&mut self, rows: Vec<ScoreRow>) {
+        self.scored += rows.len();
+        for row in &rows {
+            *self.tiers.entry(row.tier.clone()).or_default() += 1;
+            self.hints += usize::from(row.hint.is_some());
+            self.sales_ready += usize::from(row.sales_ready == Some(true));
+        }
+        // The ordering is total (ids are unique), so keeping the best ten of each batch
+        // gives the same ten as sorting every row.
+        self.top.extend(rows);
+        self.top.sort_by(|a, b| {
+            b.probability
+                .total_cmp(&a.probability)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        self.top.truncate(TOP_ROWS);
+    }
 }
 
 /// Scores every open account with `stored`; kept for callers that compare account models.
@@ -166,6 +219,25 @@ pub fn score_records(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Vec<ScoreRow>, PipelineError> {
+    let mut scores = Vec::new();
+    score_records_each(stored, history, config, now, |rows| {
+        scores.extend(rows);
+        Ok(())
+    })?;
+    Ok(scores)
+}
+
+/// Scores what [`score_records`] scores and passes the rows to `sink` one batch of at most
+/// [`BATCH_ROWS`] at a time, in the order [`score_records`] returns them. `sink` runs on the
+/// calling thread while the scoring threads go on with later batches. An error from `sink`
+/// stops the scoring and is returned.
+pub fn score_records_each(
+    stored: &StoredModel,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+    mut sink: impl FnMut(Vec<ScoreRow>) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
     let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
         PipelineError::Model(format!(
             "stored feature encoding of model {} is unreadable: {e}; retrain",
@@ -188,35 +260,12 @@ pub fn score_records(
         now,
         timings: Default::default(),
     };
-    // The model, the feature space and the history are read-only, so each thread scores its
-    // own contiguous share of the records. Concatenating the shares in thread order keeps the
-    // rows in the order of `open`, as a single thread would return them.
+    let batches: Vec<&[OpenRecord]> = open.chunks(BATCH_ROWS).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
-        .min(open.len().div_ceil(BATCH_ROWS))
+        .min(batches.len())
         .max(1);
-    let share = open.len().div_ceil(threads).max(1);
-    let results: Vec<Result<Vec<ScoreRow>, PipelineError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = open
-            .chunks(share)
-            .map(|part| scope.spawn(|| scorer.score_share(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(PipelineError::Model(
-                        "a scoring thread panicked, which is a bug: its message is on stderr"
-                            .to_string(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut scores = Vec::with_capacity(open.len());
-    for result in results {
-        scores.extend(result?);
-    }
+    stream_batches(&scorer, &batches, threads, &mut sink)?;
     let seconds =
         |i: usize| scorer.timings[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
     tracing::debug!(
@@ -229,7 +278,88 @@ pub fn score_records(
         hints = seconds(4),
         "score thread seconds"
     );
-    Ok(scores)
+    Ok(())
+}
+
+/// A scored batch: its index in the level's batches and its rows, or the error scoring it.
+type ScoredBatch = (usize, Result<Vec<ScoreRow>, PipelineError>);
+
+/// Scores `batches` on `threads` threads and passes each batch's rows to `sink` in batch
+/// order. The model, the feature space and the history are read-only, so the threads take
+/// the next unscored batch from a shared counter. A batch that finishes before an earlier
+/// one waits until the earlier one has gone to `sink`, and the channel holds at most two
+/// batches per thread, so the rows in memory stay a few batches however many records are
+/// open.
+fn stream_batches(
+    scorer: &Scorer<'_>,
+    batches: &[&[OpenRecord]],
+    threads: usize,
+    sink: &mut impl FnMut(Vec<ScoreRow>) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<ScoredBatch>(threads * 2);
+    std::thread::scope(|scope| {
+        let (next, stop) = (&next, &stop);
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(index) else {
+                            break;
+                        };
+                        let result = scorer.score_batch(batch);
+                        let failed = result.is_err();
+                        // A send fails only when the receiving side stopped on an error.
+                        if sender.send((index, result)).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(sender);
+
+        let mut waiting: BTreeMap<usize, Vec<ScoreRow>> = BTreeMap::new();
+        let mut next_out = 0;
+        let mut failure = None;
+        'receive: for (index, result) in &receiver {
+            match result {
+                Ok(rows) => {
+                    waiting.insert(index, rows);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            while let Some(rows) = waiting.remove(&next_out) {
+                if let Err(error) = sink(rows) {
+                    failure = Some(error);
+                    break 'receive;
+                }
+                next_out += 1;
+            }
+        }
+        // Stop the threads and unblock any that wait to send before joining them.
+        stop.store(true, Ordering::Relaxed);
+        drop(receiver);
+        let panicked = handles
+            .into_iter()
+            .fold(false, |panicked, handle| handle.join().is_err() || panicked);
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if panicked || next_out != batches.len() {
+            return Err(PipelineError::Model(
+                "a scoring thread panicked, which is a bug: its message is on stderr".to_string(),
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// Open records scored per model call. Feature rows and SHAP contributions exist only for
@@ -250,20 +380,10 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Scores `records` in batches of [`BATCH_ROWS`], returning one row per record in order.
-    fn score_share(&self, records: &[OpenRecord]) -> Result<Vec<ScoreRow>, PipelineError> {
+    /// Scores one batch of at most [`BATCH_ROWS`] records, returning one row per record in
+    /// order.
+    fn score_batch(&self, records: &[OpenRecord]) -> Result<Vec<ScoreRow>, PipelineError> {
         let mut scores = Vec::with_capacity(records.len());
-        for chunk in records.chunks(BATCH_ROWS) {
-            self.score_chunk(chunk, &mut scores)?;
-        }
-        Ok(scores)
-    }
-
-    fn score_chunk(
-        &self,
-        records: &[OpenRecord],
-        scores: &mut Vec<ScoreRow>,
-    ) -> Result<(), PipelineError> {
         let (space, model, history, config) = (self.space, self.model, self.history, self.config);
         let level = space.level;
         let mut clock = std::time::Instant::now();
@@ -353,7 +473,7 @@ impl Scorer<'_> {
                 scored_at: self.now,
             });
         }
-        Ok(())
+        Ok(scores)
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Cursor, Record};
@@ -21,6 +22,8 @@ use tracing::warn;
 const FORMAT: &str = "leadscore-store-1";
 /// Attempts, 50 ms apart, to take a store lock that is held.
 const LOCK_RETRIES: u32 = 40;
+/// Maximum wait for sled's threads to release the lock of a store this process closed.
+const RELEASING_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Maximum bytes of pages that sled caches in memory; sled 0.34 defaults to 1 GiB. Train and
 /// score read each record tree from start to end once per level, so a cache larger than this
@@ -197,6 +200,61 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     level: Level,
+    /// The canonical folder, listed in [`OPEN_STORES`] while any clone of this store lives.
+    _registration: Arc<PathBuf>,
+}
+
+/// The stores this process has open, so an open can tell a lock that this process's
+/// own live handle holds from one that sled's threads hold while they release it.
+static OPEN_STORES: Mutex<Vec<Weak<PathBuf>>> = Mutex::new(Vec::new());
+
+/// Lists `path` in [`OPEN_STORES`] for as long as the returned handle lives.
+fn register_open(path: &Path) -> Arc<PathBuf> {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let handle = Arc::new(canonical);
+    let mut open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
+    open.retain(|weak| weak.strong_count() > 0);
+    open.push(Arc::downgrade(&handle));
+    handle
+}
+
+/// Returns true when a [`Store`] of the folder `canonical` is open in this process.
+fn open_here(canonical: &Path) -> bool {
+    let open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
+    open.iter()
+        .filter_map(Weak::upgrade)
+        .any(|path| path.as_path() == canonical)
+}
+
+/// Returns true when `/proc/locks` shows this process holding the flock that sled takes on
+/// the store's `db` file. Always false where `/proc/locks` cannot be read.
+#[cfg(unix)]
+fn lock_held_here(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(path.join("db")) else {
+        return false;
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return false;
+    };
+    let inode = metadata.ino().to_string();
+    let pid = std::process::id().to_string();
+    // A line reads "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF": the kind, the
+    // holder's pid and the file as major:minor:inode.
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"FLOCK")
+            && fields.get(4) == Some(&pid.as_str())
+            && fields
+                .get(5)
+                .and_then(|file| file.rsplit(':').next())
+                .is_some_and(|ino| ino == inode)
+    })
+}
+
+#[cfg(not(unix))]
+fn lock_held_here(_path: &Path) -> bool {
+    false
 }
 
 fn records_tree(object: &str) -> String {
@@ -382,18 +440,8 @@ impl Store {
             Store::create(path)?;
         }
         let existed = holds_sled_files(path);
-        // sled's flusher thread can keep the lock file for a moment after a handle in this
-        // process is dropped, so a held lock is retried briefly before it is reported.
-        let mut attempt = 0;
-        let db = loop {
-            match Store::open_db(path) {
-                Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        };
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let db = Store::open_db_waiting(path, &canonical)?;
         // sled creates its files with the process umask, but the store contains customer
         // data. So the files are made owner-only on every open, and a looser folder is
         // tightened with a warning.
@@ -406,7 +454,14 @@ impl Store {
                 "could not make the store owner-only; run chmod -R go-rwx on it"
             );
         }
-        match catch_panic(|| Store::with_db(db, path, existed)) {
+        let opened = || {
+            let store = Store::with_db(db, path, existed)?;
+            for level in Level::ALL {
+                store.drop_stale_score_trees(level)?;
+            }
+            Ok(store)
+        };
+        match catch_panic(opened) {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Sled(source))) => Err(open_error(path, source)),
             Ok(Err(other)) => Err(other),
@@ -455,6 +510,40 @@ impl Store {
         }
     }
 
+    /// Opens sled's files, retrying while their lock is held. A lock held by another process
+    /// is retried for [`LOCK_RETRIES`] times 50 ms before it is reported. A lock held by
+    /// this process after every handle to the store was dropped belongs to sled's background
+    /// threads, which still finish a file truncation and its fsync after the handle is gone.
+    /// Under heavy IO that can take seconds, so such a lock is waited for up to
+    /// [`RELEASING_LOCK_WAIT`].
+    fn open_db_waiting(path: &Path, canonical: &Path) -> Result<sled::Db, StoreError> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let mut logged = false;
+        loop {
+            match Store::open_db(path) {
+                Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => {
+                    attempt += 1;
+                }
+                Err(StoreError::Locked { .. })
+                    if started.elapsed() < RELEASING_LOCK_WAIT
+                        && !open_here(canonical)
+                        && lock_held_here(path) =>
+                {
+                    if !logged {
+                        tracing::info!(
+                            path = %path.display(),
+                            "waiting for sled to release the lock of a store this process closed"
+                        );
+                        logged = true;
+                    }
+                }
+                other => return other,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         let config = sled::Config::new()
             .path(path)
@@ -499,6 +588,7 @@ impl Store {
             level: Level::Account,
             db,
             path: path.to_path_buf(),
+            _registration: register_open(path),
         })
     }
 
@@ -837,38 +927,17 @@ impl Store {
         }
     }
 
-    /// Replaces all stored scores with `rows`.
-    // NOTE: the one sled batch that keeps this atomic may be the score step's memory peak. At
-    // --scale 3, storing 71,241 contact scores with their score history raised the resident
-    // size by 370 to 480 MiB; the two writes were not measured apart.
-    pub fn replace_scores(&self, rows: &[ScoreRow]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(self.level_key("scores"))?;
-        let mut batch = sled::Batch::default();
-        for key in tree.iter().keys() {
-            batch.remove(key?);
-        }
-        for row in rows {
-            batch.insert(row.id.as_bytes(), encode(row));
-        }
-        tree.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
+    /// Returns the stored scores of this level, in id order.
     pub fn scores(&self) -> Result<Vec<ScoreRow>, StoreError> {
-        let tree = self.db.open_tree(self.level_key("scores"))?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode(&self.level_key("scores"), &key, &value)?);
-        }
+        let mut out = Vec::new();
+        self.for_each_score(|row| out.push(row))?;
         Ok(out)
     }
 
     /// Decodes the stored scores of this level one at a time and passes each to `visit`,
     /// so a caller that keeps a few fields per row never has every full row in memory.
     pub fn for_each_score(&self, mut visit: impl FnMut(ScoreRow)) -> Result<(), StoreError> {
-        let name = self.level_key("scores");
+        let name = self.scores_tree_name(self.level)?;
         let tree = self.db.open_tree(&name)?;
         for entry in tree.iter() {
             let (key, value) = entry?;
@@ -1071,9 +1140,7 @@ impl Store {
                 .insert("merge_remap_pending", &[1u8])?;
         }
         for level in Level::ALL {
-            let scores = self
-                .db
-                .open_tree(format!("scores{}", level.store_suffix()))?;
+            let scores = self.db.open_tree(self.scores_tree_name(level)?)?;
             for id in &dead {
                 scores.remove(id.as_bytes())?;
             }
@@ -1376,6 +1443,28 @@ mod tests {
     }
 
     #[test]
+    fn lock_released_after_close_awaited() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(Store::open(dir.path()).expect("create"));
+        // A sled handle that no Store owns stands for the threads that sled leaves running
+        // after a store is dropped; it lets go after longer than the plain retries last.
+        let lingering = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect("sled opens");
+        let hold = std::time::Duration::from_millis(u64::from(LOCK_RETRIES) * 50 + 1000);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            drop(lingering);
+        });
+        let started = std::time::Instant::now();
+        let reopened = Store::open(dir.path());
+        releaser.join().expect("releaser");
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+        assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn unrelated_directory_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
@@ -1421,6 +1510,11 @@ pub use list_store::{ListedAccount, StoredList};
 #[path = "score_history.rs"]
 mod score_history;
 pub use score_history::{ScoreHistory, ScoreHistoryEntry};
+
+// The per-level score runs and their staging trees, a child module like the journal.
+#[path = "score_store.rs"]
+mod score_store;
+pub use score_store::{ScoreWriter, SCORE_CHUNK_ROWS};
 
 // Rep flags on scores live in their own file but inside this module, like the journal.
 #[path = "feedback_store.rs"]

@@ -86,16 +86,19 @@ fn written_values(g: u32, n: u32) -> WrittenValues {
     }
 }
 
-/// The model version that tags every row of one `replace_scores` call.
+/// Score rows in one run the writer stores, pushed [`PAGE_RECORDS`] at a time.
+const SCORE_RUN_ROWS: u32 = 4 * PAGE_RECORDS;
+
+/// The model version that tags every row of one score run.
 fn scores_tag(g: u32, n: u32) -> String {
     format!("scores-{g:04}-{n:04}")
 }
 
 fn score_rows(g: u32, n: u32) -> Vec<ScoreRow> {
-    (0..PAGE_RECORDS)
+    (0..SCORE_RUN_ROWS)
         .map(|k| ScoreRow {
             object: OBJECT.into(),
-            id: record_id(g, n, k),
+            id: format!("{}S{k:03}", record_id(g, n, 0)),
             name: format!("g{g} n{n} k{k}"),
             owner_id: None,
             probability: 0.5,
@@ -169,9 +172,14 @@ fn crash_writer_child() {
         store.record_writes(OBJECT, &writes).expect("record_writes");
         acknowledge(&mut out, &format!("written {g} {n}"));
 
-        store
-            .replace_scores(&score_rows(g, n))
-            .expect("replace_scores");
+        // One run in several pushes, each its own sled batch, so kills land between the
+        // batches of a run and between its last batch and the pointer switch.
+        let rows = score_rows(g, n);
+        let mut writer = store.score_writer().expect("score_writer");
+        for part in rows.chunks(PAGE_RECORDS as usize) {
+            writer.push(part).expect("push");
+        }
+        writer.commit().expect("commit");
         acknowledge(&mut out, &format!("scores {g} {n}"));
 
         store.append_events(&[event(g, n)]).expect("append_events");
@@ -185,7 +193,7 @@ struct Acknowledged {
     /// (generation, page) of every saved page.
     pages: BTreeSet<(u32, u32)>,
     written: BTreeSet<(u32, u32)>,
-    /// The last `replace_scores` call acknowledged.
+    /// The last score run acknowledged.
     scores: Option<(u32, u32)>,
     events: BTreeSet<(u32, u32)>,
 }
@@ -289,8 +297,8 @@ fn check_store(store: &Store, acked: &Acknowledged) -> Vec<String> {
         }
     }
 
-    // `replace_scores` is one batch, so the stored scores are all from one call, and that call
-    // is the last acknowledged one or a later one.
+    // A score run is staged and switched in by one pointer insert, so the stored scores are
+    // all from one run, and that run is the last acknowledged one or a later one.
     let scores = store.scores().expect("scores read");
     let tags: BTreeSet<&str> = scores.iter().map(|s| s.model_version.as_str()).collect();
     if tags.len() > 1 {
@@ -304,12 +312,17 @@ fn check_store(store: &Store, acked: &Acknowledged) -> Vec<String> {
                 "the scores are {other:?}, older than the acknowledged {acked_tag}"
             )),
         }
-        if scores.len() != PAGE_RECORDS as usize {
+        if scores.len() != SCORE_RUN_ROWS as usize {
             problems.push(format!(
-                "{} score rows stored, expected {PAGE_RECORDS}",
+                "{} score rows stored, expected {SCORE_RUN_ROWS}",
                 scores.len()
             ));
         }
+    }
+    // The open drops the staging trees of runs a kill interrupted.
+    let stale = store.stale_score_trees().expect("score trees listed");
+    if !stale.is_empty() {
+        problems.push(format!("score trees of interrupted runs remain: {stale:?}"));
     }
 
     let events: BTreeSet<String> = store

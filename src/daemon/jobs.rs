@@ -209,6 +209,9 @@ async fn pull_and_score(
         return Ok(());
     }
     store.bind_source(&pipeline::source_name(config))?;
+    // The levels share one history, built from the store by the first level scored; see
+    // `run::run_once`. It moves into each blocking task and back out.
+    let mut history = None;
     for &level in &config.scoring.levels {
         let at_level = store.at_level(level);
         if at_level.live_version()?.is_none() {
@@ -219,7 +222,14 @@ async fn pull_and_score(
         let scored = {
             let at_level = at_level.clone();
             let config = config.clone();
-            blocking(move || scoring::score(&at_level, &config, now)).await?
+            let mut shared = history.take();
+            let (scored, shared) = blocking(move || {
+                let report = scoring::score_sharing(&at_level, &config, now, &mut shared)?;
+                Ok((report, shared))
+            })
+            .await?;
+            history = shared;
+            scored
         };
         tally.add("scored", scored.scored);
         if tally.stopping() {
