@@ -904,6 +904,22 @@ impl FeatureSpace {
         reasons
     }
 
+    /// Phrases every configured feature once, in column order, as [`FeatureSpace::reasons`]
+    /// would phrase it for this row. Together with the contributions, which only pick and
+    /// sign the phrases, these are everything the reasons of the row are made of.
+    pub fn phrases(&self, history: &History, target: Target<'_>, row: &[f64]) -> Vec<String> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for column in &self.columns {
+            if seen.contains(&column.feature.as_str()) {
+                continue;
+            }
+            seen.push(&column.feature);
+            out.push(self.phrase(history, target, &column.feature, row));
+        }
+        out
+    }
+
     fn phrase(&self, history: &History, target: Target<'_>, feature: &str, row: &[f64]) -> String {
         let Some(index) = self.columns.iter().position(|c| c.feature == feature) else {
             return feature.to_string();
