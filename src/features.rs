@@ -904,10 +904,35 @@ impl FeatureSpace {
         reasons
     }
 
+    /// Phrases every configured feature once, in column order, as [`FeatureSpace::reasons`]
+    /// would phrase it for this row. Together with the contributions, which only pick and
+    /// sign the phrases, these are everything the reasons of the row are made of.
+    pub fn phrases(&self, history: &History, target: Target<'_>, row: &[f64]) -> Vec<String> {
+        // `phrase` phrases a feature by its first column, so each first column is phrased.
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for (index, column) in self.columns.iter().enumerate() {
+            if seen.insert(&column.feature) {
+                out.push(self.phrase_column(history, target, index, row));
+            }
+        }
+        out
+    }
+
     fn phrase(&self, history: &History, target: Target<'_>, feature: &str, row: &[f64]) -> String {
-        let Some(index) = self.columns.iter().position(|c| c.feature == feature) else {
-            return feature.to_string();
-        };
+        match self.columns.iter().position(|c| c.feature == feature) {
+            Some(index) => self.phrase_column(history, target, index, row),
+            None => feature.to_string(),
+        }
+    }
+
+    fn phrase_column(
+        &self,
+        history: &History,
+        target: Target<'_>,
+        index: usize,
+        row: &[f64],
+    ) -> String {
         let column = &self.columns[index];
         let value = row.get(index).copied().unwrap_or(f64::NAN);
         let window = self.engagement_window_days;

@@ -29,6 +29,7 @@ pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod run;
+mod score_reuse;
 pub mod scoring;
 pub mod setup;
 pub mod spreadsheet;

@@ -791,6 +791,7 @@ mod tests {
             sales_ready: None,
             model_version: String::new(),
             scored_at: Utc::now(),
+            reasons_key: None,
         }
     }
 

@@ -214,6 +214,7 @@ mod tests {
                 reasons: vec![],
                 hint: None,
                 sales_ready: None,
+                reasons_key: None,
                 model_version: tag.into(),
                 scored_at: Utc
                     .with_ymd_and_hms(2026, 3, 1, 9, 0, 0)

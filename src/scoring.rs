@@ -14,6 +14,7 @@ use crate::level::Level;
 use crate::levels::{self, OpenRecord};
 use crate::model::TrainedModel;
 use crate::pipeline::PipelineError;
+use crate::score_reuse::ReasonsFingerprint;
 use crate::store::{ScoreEvent, ScoreRow, Store, StoredModel};
 use crate::training::load_history;
 
@@ -102,7 +103,7 @@ pub fn score_sharing(
     let mut events: Vec<ScoreEvent> = Vec::new();
     let mut writer = store.score_writer()?;
     let mut storing = std::time::Duration::ZERO;
-    score_records_each(&stored, history, config, now, |rows| {
+    score_records_each(&stored, history, config, now, Some(store), |rows| {
         let writing = std::time::Instant::now();
         writer.push(&rows)?;
         // NOTE: the history is appended before the run commits, so a run that stops part way
@@ -220,7 +221,26 @@ pub fn score_records(
     now: DateTime<Utc>,
 ) -> Result<Vec<ScoreRow>, PipelineError> {
     let mut scores = Vec::new();
-    score_records_each(stored, history, config, now, |rows| {
+    score_records_each(stored, history, config, now, None, |rows| {
+        scores.extend(rows);
+        Ok(())
+    })?;
+    Ok(scores)
+}
+
+/// Does what [`score_records`] does, but takes a record's reasons from its row stored in
+/// `previous` when that row's model version and reasons fingerprint equal this run's, instead
+/// of computing its Shapley contributions. The returned rows equal those of
+/// [`score_records`], because equal fingerprints mean equal reasons.
+pub fn score_records_reusing(
+    stored: &StoredModel,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+    previous: &Store,
+) -> Result<Vec<ScoreRow>, PipelineError> {
+    let mut scores = Vec::new();
+    score_records_each(stored, history, config, now, Some(previous), |rows| {
         scores.extend(rows);
         Ok(())
     })?;
@@ -230,12 +250,14 @@ pub fn score_records(
 /// Scores what [`score_records`] scores and passes the rows to `sink` one batch of at most
 /// [`BATCH_ROWS`] at a time, in the order [`score_records`] returns them. `sink` runs on the
 /// calling thread while the scoring threads go on with later batches. An error from `sink`
-/// stops the scoring and is returned.
+/// stops the scoring and is returned. With `previous`, reasons are reused as
+/// [`score_records_reusing`] reuses them.
 pub fn score_records_each(
     stored: &StoredModel,
     history: &History,
     config: &Config,
     now: DateTime<Utc>,
+    previous: Option<&Store>,
     mut sink: impl FnMut(Vec<ScoreRow>) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
     let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
@@ -258,6 +280,14 @@ pub fn score_records_each(
         config,
         at,
         now,
+        previous,
+        fingerprint: ReasonsFingerprint::new(
+            &stored.version,
+            &model,
+            config.scoring.reasons,
+            NEGATIVE_REASONS,
+        ),
+        reasons_reused: Default::default(),
         timings: Default::default(),
     };
     let batches: Vec<&[OpenRecord]> = open.chunks(BATCH_ROWS).collect();
@@ -271,10 +301,15 @@ pub fn score_records_each(
     tracing::debug!(
         %level,
         records = open.len(),
+        reasons_reused = scorer
+            .reasons_reused
+            .load(std::sync::atomic::Ordering::Relaxed),
         rows = seconds(0),
         predict = seconds(1),
+        fingerprints = seconds(5),
         contributions = seconds(2),
         reasons = seconds(3),
+        hint_rows = seconds(6),
         hints = seconds(4),
         "score thread seconds"
     );
@@ -375,8 +410,17 @@ struct Scorer<'a> {
     config: &'a Config,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-    /// Thread nanoseconds spent on feature rows, predict, contributions, reasons and hints.
-    timings: [std::sync::atomic::AtomicU64; 5],
+    /// The store whose score rows may supply reasons; `None` computes every record's.
+    // NOTE: hints are always searched again. Their inputs are the candidate rows, which are
+    // most of the search's cost to build, and an activity candidate's row moves with the
+    // scoring time, so a fingerprint of them would save little.
+    previous: Option<&'a Store>,
+    fingerprint: ReasonsFingerprint,
+    /// Records whose reasons came from `previous`.
+    reasons_reused: std::sync::atomic::AtomicU64,
+    /// Thread nanoseconds spent on feature rows, predict, contributions, reasons, hints
+    /// (predict and choice), fingerprints with their store reads, and hint candidate rows.
+    timings: [std::sync::atomic::AtomicU64; 7],
 }
 
 impl Scorer<'_> {
@@ -401,15 +445,38 @@ impl Scorer<'_> {
             .predict(&rows)
             .map_err(|e| PipelineError::Model(e.to_string()))?;
         lap(1);
-        let contributions = model
-            .contributions(&rows)
-            .map_err(|e| PipelineError::Model(e.to_string()))?;
+        let mut keys = Vec::with_capacity(records.len());
+        let mut reused: Vec<Option<Vec<String>>> = Vec::with_capacity(records.len());
+        for (record, row) in records.iter().zip(&rows) {
+            let key = self.fingerprint.key(space, history, record.target(), row);
+            reused.push(self.previous_reasons(&record.id, &key)?);
+            keys.push(key);
+        }
+        lap(5);
+        // Only the rows without reusable reasons go through the Shapley computation.
+        let needed_count = reused.iter().filter(|reasons| reasons.is_none()).count();
+        let contributions = if needed_count == rows.len() {
+            model.contributions(&rows)
+        } else if needed_count == 0 {
+            Ok(Vec::new())
+        } else {
+            let needed: Vec<Vec<f64>> = rows
+                .iter()
+                .zip(&reused)
+                .filter(|(_, reasons)| reasons.is_none())
+                .map(|(row, _)| row.clone())
+                .collect();
+            model.contributions(&needed)
+        }
+        .map_err(|e| PipelineError::Model(e.to_string()))?;
+        let mut contributions = contributions.into_iter();
         lap(2);
         // Every record's hint candidates go to the model in one call per batch.
         let mut searches: Vec<HintSearch> = records
             .iter()
             .map(|record| HintSearch::new(space, history, record, self.at, &config.hints))
             .collect();
+        lap(6);
         let counts: Vec<usize> = searches.iter().map(|search| search.rows.len()).collect();
         // The rows move into the batch rather than being copied; `choose` needs only the
         // candidates and their probabilities.
@@ -429,18 +496,28 @@ impl Scorer<'_> {
         let mut searches = searches.into_iter();
         let mut offset = 0;
 
-        for (index, record) in records.iter().enumerate() {
+        for (index, (record, key)) in records.iter().zip(keys).enumerate() {
             let crm_record = record.record(level, history);
             let probability = probabilities[index];
             let score = score_of(probability);
-            let reasons = space.reasons(
-                history,
-                record.target(),
-                &rows[index],
-                &contributions[index].values,
-                config.scoring.reasons,
-                NEGATIVE_REASONS,
-            );
+            let reasons = match reused[index].take() {
+                Some(reasons) => reasons,
+                None => {
+                    let explained = contributions.next().ok_or_else(|| {
+                        PipelineError::Model(
+                            "the model returned fewer contributions than rows".to_string(),
+                        )
+                    })?;
+                    space.reasons(
+                        history,
+                        record.target(),
+                        &rows[index],
+                        &explained.values,
+                        config.scoring.reasons,
+                        NEGATIVE_REASONS,
+                    )
+                }
+            };
             lap(3);
             let hint = searches.next().and_then(|search| {
                 let count = counts[index];
@@ -471,9 +548,27 @@ impl Scorer<'_> {
                 sales_ready,
                 model_version: self.stored.version.clone(),
                 scored_at: self.now,
+                reasons_key: Some(key),
             });
         }
         Ok(scores)
+    }
+
+    /// Returns the reasons of record `id` stored by the previous run when its model version
+    /// and reasons fingerprint equal this run's `key`.
+    fn previous_reasons(&self, id: &str, key: &str) -> Result<Option<Vec<String>>, PipelineError> {
+        let Some(store) = self.previous else {
+            return Ok(None);
+        };
+        let Some(row) = store.score_row(id)? else {
+            return Ok(None);
+        };
+        if row.model_version != self.stored.version || row.reasons_key.as_deref() != Some(key) {
+            return Ok(None);
+        }
+        self.reasons_reused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(row.reasons))
     }
 }
 

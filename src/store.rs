@@ -79,6 +79,10 @@ pub struct ScoreRow {
     pub sales_ready: Option<bool>,
     pub model_version: String,
     pub scored_at: DateTime<Utc>,
+    /// Fingerprint of everything the reasons were computed from, so that the next run can
+    /// reuse them when it matches (see `score_reuse`). Rows stored before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons_key: Option<String>,
 }
 
 /// The values last written to one CRM record successfully.

@@ -934,6 +934,7 @@ mod tests {
             sales_ready: None,
             model_version: "gbm-1".into(),
             scored_at: DateTime::UNIX_EPOCH,
+            reasons_key: None,
         }
     }
 

@@ -115,6 +115,7 @@ fn set_scores(store: &Store, config: &Config, scores: &[(&Record, f64)], now: Da
             sales_ready: None,
             model_version: "test-model".to_string(),
             scored_at: now,
+            reasons_key: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

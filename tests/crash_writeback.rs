@@ -56,6 +56,7 @@ fn prepare_scores(store: &Store) -> Vec<ScoreRow> {
             sales_ready: None,
             model_version: "crash-model-1".into(),
             scored_at: at,
+            reasons_key: None,
         })
         .collect();
     assert_eq!(rows.len(), RECORDS, "the demo org has too few accounts");

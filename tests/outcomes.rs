@@ -113,6 +113,7 @@ fn score_row(id: &str, probability: f64, tier: &str, at: DateTime<Utc>) -> Score
         sales_ready: None,
         model_version: "v-test".to_string(),
         scored_at: at,
+        reasons_key: None,
     }
 }
 

@@ -109,6 +109,7 @@ fn score_rows(g: u32, n: u32) -> Vec<ScoreRow> {
             sales_ready: None,
             model_version: scores_tag(g, n),
             scored_at: stamp(g, n, k),
+            reasons_key: None,
         })
         .collect()
 }

@@ -762,6 +762,7 @@ async fn sf_locked_row_sends_bounded() {
             sales_ready: None,
             model_version: "lock-test-1".into(),
             scored_at: chrono::Utc::now(),
+            reasons_key: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

@@ -51,6 +51,7 @@ fn write_scores(store: &Store, count: usize, bump: f64) -> Vec<ScoreRow> {
             sales_ready: None,
             model_version: "test-model-1".into(),
             scored_at: scored_at(),
+            reasons_key: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

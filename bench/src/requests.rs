@@ -184,6 +184,7 @@ fn score_all_accounts(store: &Store) -> Result<u64, String> {
             sales_ready: None,
             model_version: "bench-requests".to_string(),
             scored_at: now,
+            reasons_key: None,
         })
         .collect();
     store

@@ -170,6 +170,29 @@ impl GradientBoostedModel {
         self.booster.trees.len()
     }
 
+    /// Returns the split values of every tree per input column, sorted and without repeats,
+    /// and the value that marks a missing input. A node sends a row left when the column's
+    /// value is below its split value, and to its missing branch when the value is missing.
+    pub fn split_values(&self) -> (Vec<Vec<f64>>, f64) {
+        let mut values = vec![Vec::new(); self.feature_names.len()];
+        for tree in &self.booster.trees {
+            for node in tree.nodes.iter().filter(|node| !node.is_leaf) {
+                // A NaN split value sends every value right, so it separates nothing.
+                if node.split_value.is_nan() {
+                    continue;
+                }
+                if let Some(column) = values.get_mut(node.split_feature) {
+                    column.push(node.split_value);
+                }
+            }
+        }
+        for column in &mut values {
+            column.sort_by(f64::total_cmp);
+            column.dedup();
+        }
+        (values, self.booster.missing)
+    }
+
     fn fit_with(
         data: &Dataset,
         params: &TrainParams,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use forust::GradientBoostedModel;
 pub use logistic::LogisticModel;
-pub use trained::{blend, ModelKind, TrainedModel, BLEND_GBM_WEIGHT};
+pub use trained::{blend, ModelKind, SplitBins, TrainedModel, BLEND_GBM_WEIGHT};
 
 /// Training data: one row of feature values per closed deal, with its outcome.
 #[derive(Clone, Debug, Default, PartialEq)]

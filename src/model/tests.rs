@@ -878,3 +878,74 @@ fn early_stopping_keeps_best_prefix() {
     let all = GradientBoostedModel::fit_early_stopping(&train, &validation, &params, 0).unwrap();
     assert_eq!(all.tree_count(), 300);
 }
+
+/// Rows in the same bins must get bit-for-bit equal log-odds and contributions, because the
+/// score step reuses reasons on that promise. A value moved across a split changes its bin.
+#[test]
+fn split_bins_decide_contributions() {
+    let data = synthetic(500, 8);
+    let gbm = fit(&data);
+    let (splits, _) = gbm.split_values();
+    let model = TrainedModel::new(
+        ModelKind::Gbm,
+        Some(gbm),
+        None,
+        calibration::Calibrator::None,
+    )
+    .unwrap();
+    let bins = model
+        .split_bins()
+        .expect("a tree-only model has split bins");
+    let probes = synthetic(50, 9).rows;
+    let mut moved = 0;
+    for probe in &probes {
+        // Move each present value to the middle of its bin: the row stays in every bin.
+        let nudged: Vec<f64> = probe
+            .iter()
+            .zip(&splits)
+            .map(|(&value, column)| {
+                if value.is_nan() {
+                    return value;
+                }
+                let upper = column.iter().copied().find(|split| *split > value);
+                let lower = column.iter().copied().rev().find(|split| *split <= value);
+                match (lower, upper) {
+                    (Some(low), Some(high)) => low + (high - low) / 2.0,
+                    (Some(low), None) => low + 1.0,
+                    (None, Some(high)) => high - 1.0,
+                    (None, None) => value + 1.0,
+                }
+            })
+            .collect();
+        moved += usize::from(nudged != *probe);
+        let pair = [probe.clone(), nudged];
+        assert!(bins.bins(&pair[0]).eq(bins.bins(&pair[1])), "{pair:?}");
+        let log_odds = model.predict_log_odds(&pair).unwrap();
+        assert_eq!(log_odds[0].to_bits(), log_odds[1].to_bits(), "{pair:?}");
+        let explained = model.contributions(&pair).unwrap();
+        assert_eq!(explained[0].values, explained[1].values, "{pair:?}");
+    }
+    assert!(moved > 0, "no probe value moved, so nothing was compared");
+
+    // Across the first split of x0 the bin changes, and so do the contributions.
+    let split = splits[0][0];
+    let below = vec![split - 1e-9, 0.0, 0.0, 0.0];
+    let at = vec![split, 0.0, 0.0, 0.0];
+    assert!(!bins.bins(&below).eq(bins.bins(&at)));
+    let explained = model.contributions(&[below, at]).unwrap();
+    assert_ne!(explained[0].values, explained[1].values);
+
+    // Missing is its own bin, and a model with a logistic part has no bins.
+    let missing = vec![f64::NAN, 0.0, 0.0, 0.0];
+    let low = vec![f64::MIN, 0.0, 0.0, 0.0];
+    assert!(!bins.bins(&missing).eq(bins.bins(&low)));
+    let logistic = LogisticModel::fit(&data, 1.0).unwrap();
+    let linear = TrainedModel::new(
+        ModelKind::Logistic,
+        None,
+        Some(logistic),
+        calibration::Calibrator::None,
+    )
+    .unwrap();
+    assert!(linear.split_bins().is_none());
+}

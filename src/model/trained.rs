@@ -167,6 +167,20 @@ impl TrainedModel {
         }
     }
 
+    /// Returns the trees' split values when the model is trees only. Such a model's
+    /// predictions and Shapley contributions depend on a row only through the side of each
+    /// split it falls on, so two rows with equal [`SplitBins::bins`] get equal outputs. A
+    /// logistic regression reads exact values, so the other kinds return `None`.
+    pub fn split_bins(&self) -> Option<SplitBins> {
+        match (self.kind, &self.gbm) {
+            (ModelKind::Gbm, Some(gbm)) => {
+                let (values, missing) = gbm.split_values();
+                Some(SplitBins { values, missing })
+            }
+            _ => None,
+        }
+    }
+
     /// Serializes the model, its parts and the calibrator as JSON.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         let text = |bytes: Vec<u8>| {
@@ -241,6 +255,46 @@ impl TrainedModel {
             }
         }
         Self::new(stored.kind, gbm, logistic, stored.calibrator)
+    }
+}
+
+/// The split values of a tree-only model per input column, from [`TrainedModel::split_bins`].
+#[derive(Clone, Debug)]
+pub struct SplitBins {
+    /// Sorted split values without repeats, one list per column.
+    values: Vec<Vec<f64>>,
+    /// The value that marks a missing input (NaN for every model leadscore trains).
+    missing: f64,
+}
+
+/// Bin of a missing value.
+const MISSING_BIN: u32 = u32::MAX;
+/// Bin of a NaN when the model marks missing values with another number.
+const NAN_BIN: u32 = u32::MAX - 1;
+
+impl SplitBins {
+    /// Returns one bin per column of `row`: the number of the column's split values at or
+    /// below the value, or a fixed bin for a missing value. forust-ml 0.8 sends a value left
+    /// when `value < split` (`Node::get_child_idx`, which its prediction and its Shapley
+    /// contributions both use), so values in the same bin take the same branch at every node. Columns past the known ones get bin 0, which a model with that many
+    /// columns would have rejected before.
+    pub fn bins<'a>(&'a self, row: &'a [f64]) -> impl Iterator<Item = u32> + 'a {
+        row.iter().enumerate().map(|(column, &value)| {
+            let missing = if self.missing.is_nan() {
+                value.is_nan()
+            } else {
+                value == self.missing
+            };
+            if missing {
+                return MISSING_BIN;
+            }
+            if value.is_nan() {
+                return NAN_BIN;
+            }
+            let splits = self.values.get(column).map_or(&[][..], Vec::as_slice);
+            let below = splits.partition_point(|split| *split <= value);
+            u32::try_from(below).unwrap_or(NAN_BIN - 1)
+        })
     }
 }
 

@@ -1,0 +1,210 @@
+//! Reuse of the previous run's reasons by the score step, against the sandbox over HTTP: after
+//! records change and are pulled, every stored row must equal a full rescore without reuse,
+//! and a different model version must reuse nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use common::{Env, ALL_LEVELS};
+use leadscore::level::Level;
+use leadscore::run::run_once;
+use leadscore::store::{ScoreRow, Store};
+use leadscore::{pipeline, scoring, training};
+use leadscore_sandbox::SandboxOptions;
+use serde_json::{json, Value};
+
+const LEVELS: [Level; 3] = [Level::Account, Level::Contact, Level::Lead];
+
+/// Reasons planted in stored rows: a run that returns them took them from the store.
+const PLANTED: &str = "planted by the test";
+
+fn all_levels(text: String) -> String {
+    text.replace(r#"levels = ["account"]"#, ALL_LEVELS)
+}
+
+/// Sends `method` to a path under the sandbox's REST API with a fresh access token, as a
+/// rep's client would, and returns the response body (empty for 204).
+async fn rest(env: &Env, method: reqwest::Method, path: &str, body: Value) -> String {
+    let http = reqwest::Client::new();
+    let options = env.sandbox.options();
+    let token: Value = http
+        .post(format!("{}/services/oauth2/token", env.sandbox.url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", options.client_id.as_str()),
+            ("client_secret", options.client_secret.as_str()),
+            ("refresh_token", options.refresh_token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token JSON");
+    let access = token["access_token"].as_str().expect("access token");
+    let instance = token["instance_url"].as_str().expect("instance url");
+    let response = http
+        .request(method, format!("{instance}/services/data/v59.0/{path}"))
+        .bearer_auth(access)
+        .json(&body)
+        .send()
+        .await
+        .expect("REST request");
+    let status = response.status();
+    let text = response.text().await.expect("REST body");
+    assert!(status.is_success(), "{path}: {status} {text}");
+    text
+}
+
+fn by_id(rows: Vec<ScoreRow>) -> BTreeMap<String, ScoreRow> {
+    rows.into_iter().map(|row| (row.id.clone(), row)).collect()
+}
+
+/// Replaces the reasons of every stored row of `store`'s level with [`PLANTED`], keeping the
+/// model version and fingerprint, so that a run which reuses a row shows it.
+fn plant(store: &Store) {
+    let mut rows = store.scores().expect("scores");
+    for row in &mut rows {
+        row.reasons = vec![PLANTED.to_string()];
+    }
+    store.replace_scores(&rows).expect("planted rows stored");
+}
+
+fn planted(rows: &[ScoreRow]) -> usize {
+    rows.iter()
+        .filter(|row| row.reasons == [PLANTED.to_string()])
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_reasons_equal_full_rescore() {
+    let env = Env::start_with(SandboxOptions::default(), all_levels).await;
+    let store = env.store();
+    let first = Utc::now();
+    run_once(&env.connector(), &store, &env.config, first)
+        .await
+        .expect("first pass over three levels");
+    let before: Vec<BTreeMap<String, ScoreRow>> = LEVELS
+        .iter()
+        .map(|level| by_id(store.at_level(*level).scores().expect("scores")))
+        .collect();
+
+    // Edit accounts that were scored: a number the model reads, the competitor a reason
+    // quotes, and new activities with their contacts, which change the account's and the
+    // contacts' aggregates.
+    let handle = env.handle();
+    let changed: Vec<String> = before[0].keys().step_by(7).take(12).cloned().collect();
+    for (index, account) in changed.iter().enumerate() {
+        rest(
+            &env,
+            reqwest::Method::PATCH,
+            &format!("sobjects/Account/{account}"),
+            json!({
+                "Hip_Knee_Discharges__c": 2500 + index,
+                "Incumbent_Competitor__c": format!("Changed Competitor {index}"),
+            }),
+        )
+        .await;
+        let contact = handle
+            .records("Contact")
+            .into_iter()
+            .find(|c| c["AccountId"] == json!(account))
+            .and_then(|c| c["Id"].as_str().map(str::to_string));
+        if let Some(contact) = contact {
+            let day = (first - Duration::days(2)).format("%Y-%m-%d").to_string();
+            rest(
+                &env,
+                reqwest::Method::POST,
+                "sobjects/Task",
+                json!({"WhoId": contact, "WhatId": account, "Subject": "Call", "ActivityDate": day, "Status": "Completed", "Type": "Call"}),
+            )
+            .await;
+        }
+    }
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull after the edits");
+
+    // Score again with reuse, later in time, as the next scheduled run would.
+    let now = first + Duration::minutes(10);
+    let mut shared = None;
+    for level in LEVELS {
+        scoring::score_sharing(&store.at_level(level), &env.config, now, &mut shared)
+            .expect("score with reuse");
+    }
+
+    let history = training::load_history(&store, &env.config).expect("history");
+    let mut reasons_changed = 0;
+    for (level, previous) in LEVELS.iter().zip(&before) {
+        let at_level = store.at_level(*level);
+        let stored = at_level
+            .current_model()
+            .expect("model read")
+            .expect("a live model");
+        let full = scoring::score_records(&stored, &history, &env.config, now).expect("rescore");
+        let full = by_id(full);
+        let reused = by_id(at_level.scores().expect("stored scores"));
+        assert_eq!(reused.len(), full.len(), "{level}: row count");
+        for (id, row) in &full {
+            assert_eq!(reused.get(id), Some(row), "{level} {id}");
+            if previous.get(id).is_some_and(|p| p.reasons != row.reasons) {
+                reasons_changed += 1;
+            }
+        }
+    }
+    // Without rows whose reasons changed, the comparison could not catch a stale reuse.
+    assert!(reasons_changed > 0, "no record's reasons changed");
+
+    // Each level's rows were stored with their fingerprints, so scoring the same history at
+    // the same time again must take every record's reasons from the store.
+    for level in LEVELS {
+        let at_level = store.at_level(level);
+        plant(&at_level);
+        let stored = at_level
+            .current_model()
+            .expect("model read")
+            .expect("a live model");
+        let rows = scoring::score_records_reusing(&stored, &history, &env.config, now, &at_level)
+            .expect("score with reuse");
+        assert!(!rows.is_empty(), "{level}: nothing scored");
+        assert_eq!(planted(&rows), rows.len(), "{level}: rows not reused");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_model_version_reuses_nothing() {
+    let env = Env::start(SandboxOptions::default()).await;
+    let store = env.store();
+    let now = Utc::now();
+    run_once(&env.connector(), &store, &env.config, now)
+        .await
+        .expect("first pass");
+    plant(&store);
+    let history = training::load_history(&store, &env.config).expect("history");
+    let live = store
+        .current_model()
+        .expect("model read")
+        .expect("a live model");
+
+    // The same model under its own version reuses every row, which shows the planted rows
+    // are reusable at all.
+    let same = scoring::score_records_reusing(&live, &history, &env.config, now, &store)
+        .expect("score with the live model");
+    assert!(!same.is_empty(), "nothing scored");
+    assert_eq!(
+        planted(&same),
+        same.len(),
+        "rows not reused by the live model"
+    );
+
+    // The same bytes under another version name: only the version differs.
+    let mut renamed = live.clone();
+    renamed.version = format!("{}-other", live.version);
+    let other = scoring::score_records_reusing(&renamed, &history, &env.config, now, &store)
+        .expect("score with another version");
+    assert_eq!(planted(&other), 0, "rows reused across model versions");
+    let full = scoring::score_records(&renamed, &history, &env.config, now).expect("rescore");
+    assert_eq!(other, full);
+}
