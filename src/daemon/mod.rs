@@ -116,6 +116,9 @@ struct Daemon {
 /// `config_path`, which SIGHUP reads again.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
     crate::progress::disable_bars();
+    // The handlers go in before the address is logged, because a SIGTERM or SIGHUP that
+    // arrives before them ends the process with the signal's default action.
+    let signals = Signals::listen()?;
     let mut daemon_locks = DaemonLocks::default();
     daemon_locks.take_all(&config)?;
     let metrics = metrics::install()?;
@@ -151,7 +154,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
         .map_err(|err| format!("cannot start the job scheduler: {err}"))?;
     daemon.arm_all(0).await;
 
-    wait_for_stop(&daemon).await?;
+    wait_for_stop(&daemon, signals).await;
 
     request_shutdown();
     tracing::info!(
@@ -179,21 +182,41 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The daemon's signal streams, registered when it starts.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen_error = |err: std::io::Error| format!("cannot listen for signals: {err}");
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).map_err(listen_error)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(listen_error)?,
+            hangup: signal(SignalKind::hangup()).map_err(listen_error)?,
+        })
+    }
+}
+
 /// Handles signals until SIGTERM or Ctrl-C: SIGHUP reloads the configuration.
-async fn wait_for_stop(daemon: &Arc<Daemon>) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let listen_error = |err: std::io::Error| format!("cannot listen for signals: {err}");
-    let mut terminate = signal(SignalKind::terminate()).map_err(listen_error)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(listen_error)?;
+async fn wait_for_stop(daemon: &Arc<Daemon>, signals: Signals) {
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
     loop {
         tokio::select! {
             _ = terminate.recv() => {
                 tracing::info!("SIGTERM received");
-                return Ok(());
+                return;
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 tracing::info!("Ctrl-C received");
-                return Ok(());
+                return;
             }
             _ = hangup.recv() => daemon.reload().await,
         }
