@@ -354,8 +354,9 @@ pub async fn run_once<C: Connector>(
     store.bind_source(&pipeline::source_name(config))?;
     let mut levels = Vec::new();
     // The levels share one history, built from the store by the first level scored. A push
-    // between levels changes only the write-back fields of the stored records, which no
-    // feature reads.
+    // between levels changes only the write-back fields of the stored records (score, tier,
+    // reasons, model version, time scored).
+    // NOTE: a feature mapped to a write-back field would see its value from before the push.
     let mut history = None;
     for &level in &config.scoring.levels {
         let at_level = store.at_level(level);

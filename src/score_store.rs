@@ -356,7 +356,7 @@ mod tests {
         let meta = store.db.open_tree("meta").expect("meta");
         meta.insert(pointer_key(Level::Account), "scores:run-0000000000000000")
             .expect("pointer");
-        let err = slow.commit().err().expect("the pointer moved");
+        let err = slow.commit().expect_err("the pointer moved");
         assert!(err.to_string().contains("another writer"), "{err}");
     }
 }

@@ -382,9 +382,12 @@ fn stream_batches(
         // Stop the threads and unblock any that wait to send before joining them.
         stop.store(true, Ordering::Relaxed);
         drop(receiver);
-        let panicked = handles
-            .into_iter()
-            .fold(false, |panicked, handle| handle.join().is_err() || panicked);
+        // Every handle is joined, because the scope would re-raise the panic of one that
+        // is left unjoined.
+        let mut panicked = false;
+        for handle in handles {
+            panicked |= handle.join().is_err();
+        }
         if let Some(error) = failure {
             return Err(error);
         }

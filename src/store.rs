@@ -230,35 +230,45 @@ fn open_here(canonical: &Path) -> bool {
         .any(|path| path.as_path() == canonical)
 }
 
-/// Returns true when `/proc/locks` shows this process holding the flock that sled takes on
-/// the store's `db` file. Always false where `/proc/locks` cannot be read.
+/// The holder of the flock that sled takes on a store's `db` file, as `/proc/locks` lists it.
+enum LockHolder {
+    ThisProcess,
+    OtherProcess,
+    Nobody,
+    /// `/proc/locks` or the file could not be read, as off Linux.
+    Unknown,
+}
+
 #[cfg(unix)]
-fn lock_held_here(path: &Path) -> bool {
+fn lock_holder(path: &Path) -> LockHolder {
     use std::os::unix::fs::MetadataExt;
     let Ok(metadata) = std::fs::metadata(path.join("db")) else {
-        return false;
+        return LockHolder::Unknown;
     };
     let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return false;
+        return LockHolder::Unknown;
     };
     let inode = metadata.ino().to_string();
     let pid = std::process::id().to_string();
     // A line reads "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF": the kind, the
-    // holder's pid and the file as major:minor:inode.
-    locks.lines().any(|line| {
+    // holder's pid and the file as major:minor:inode. A waiter's line has "->" after the
+    // number, which shifts the fields, so it never matches.
+    let holder = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&"FLOCK")
-            && fields.get(4) == Some(&pid.as_str())
-            && fields
-                .get(5)
-                .and_then(|file| file.rsplit(':').next())
-                .is_some_and(|ino| ino == inode)
-    })
+        let file = fields.get(5)?;
+        let same_file = file.rsplit(':').next() == Some(inode.as_str());
+        (fields.get(1) == Some(&"FLOCK") && same_file).then(|| fields.get(4).copied())?
+    });
+    match holder {
+        Some(holder) if holder == pid => LockHolder::ThisProcess,
+        Some(_) => LockHolder::OtherProcess,
+        None => LockHolder::Nobody,
+    }
 }
 
 #[cfg(not(unix))]
-fn lock_held_here(_path: &Path) -> bool {
-    false
+fn lock_holder(_path: &Path) -> LockHolder {
+    LockHolder::Unknown
 }
 
 fn records_tree(object: &str) -> String {
@@ -518,8 +528,8 @@ impl Store {
     /// is retried for [`LOCK_RETRIES`] times 50 ms before it is reported. A lock held by
     /// this process after every handle to the store was dropped belongs to sled's background
     /// threads, which still finish a file truncation and its fsync after the handle is gone.
-    /// Under heavy IO that can take seconds, so such a lock is waited for up to
-    /// [`RELEASING_LOCK_WAIT`].
+    /// Under heavy IO that can take seconds, so such a lock, or one that no process holds
+    /// any more, is retried for up to [`RELEASING_LOCK_WAIT`].
     fn open_db_waiting(path: &Path, canonical: &Path) -> Result<sled::Db, StoreError> {
         let started = std::time::Instant::now();
         let mut attempt = 0;
@@ -529,10 +539,15 @@ impl Store {
                 Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => {
                     attempt += 1;
                 }
+                // The holder may also have let go between the attempt and the look at
+                // /proc/locks, which the next attempt then finds.
                 Err(StoreError::Locked { .. })
                     if started.elapsed() < RELEASING_LOCK_WAIT
                         && !open_here(canonical)
-                        && lock_held_here(path) =>
+                        && matches!(
+                            lock_holder(path),
+                            LockHolder::ThisProcess | LockHolder::Nobody
+                        ) =>
                 {
                     if !logged {
                         tracing::info!(
@@ -1450,13 +1465,13 @@ mod tests {
     fn lock_released_after_close_awaited() {
         let dir = tempfile::tempdir().expect("temp dir");
         drop(Store::open(dir.path()).expect("create"));
-        // A sled handle that no Store owns stands for the threads that sled leaves running
-        // after a store is dropped; it lets go after longer than the plain retries last.
+        // A sled handle that no Store owns plays the threads that sled leaves running after
+        // a store is dropped. It releases the lock only after the plain retries have ended.
         let lingering = sled::Config::new()
             .path(dir.path())
             .open()
             .expect("sled opens");
-        let hold = std::time::Duration::from_millis(u64::from(LOCK_RETRIES) * 50 + 1000);
+        let hold = std::time::Duration::from_millis(u64::from(LOCK_RETRIES) * 50 * 3);
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(hold);
             drop(lingering);

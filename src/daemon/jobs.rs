@@ -209,7 +209,7 @@ async fn pull_and_score(
         return Ok(());
     }
     store.bind_source(&pipeline::source_name(config))?;
-    // The levels share one history, built from the store by the first level scored; see
+    // The levels share one history, built from the store by the first level scored, as in
     // `run::run_once`. It moves into each blocking task and back out.
     let mut history = None;
     for &level in &config.scoring.levels {
