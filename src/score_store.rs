@@ -307,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_runs_dropped_on_open() {
+    fn interrupted_runs_dropped_by_next_writer() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.replace_scores(&rows("kept", 4)).expect("first");
@@ -341,9 +341,10 @@ mod tests {
         drop((store, next, meta));
 
         let store = Store::open(dir.path()).expect("reopen");
-        assert!(store.stale_score_trees().expect("stale").is_empty());
         assert_eq!(tags(&store), ["switched"]);
         assert_eq!(store.scores().expect("scores").len(), 5);
+        drop(store.score_writer().expect("writer"));
+        assert!(store.stale_score_trees().expect("stale").is_empty());
     }
 
     #[test]

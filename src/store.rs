@@ -468,14 +468,10 @@ impl Store {
                 "could not make the store owner-only; run chmod -R go-rwx on it"
             );
         }
-        let opened = || {
-            let store = Store::with_db(db, path, existed)?;
-            for level in Level::ALL {
-                store.drop_stale_score_trees(level)?;
-            }
-            Ok(store)
-        };
-        match catch_panic(opened) {
+        // Trees of an interrupted score run are left for the next score writer to drop:
+        // readers follow the live-run pointer, and an open that writes widens the window in
+        // which a kill finds sled mid-write.
+        match catch_panic(|| Store::with_db(db, path, existed)) {
             Ok(Ok(store)) => Ok(store),
             Ok(Err(StoreError::Sled(source))) => Err(open_error(path, source)),
             Ok(Err(other)) => Err(other),

@@ -320,7 +320,8 @@ fn check_store(store: &Store, acked: &Acknowledged) -> Vec<String> {
             ));
         }
     }
-    // The open drops the staging trees of runs a kill interrupted.
+    // The next score writer drops the staging trees of runs a kill interrupted.
+    drop(store.score_writer().expect("score writer"));
     let stale = store.stale_score_trees().expect("score trees listed");
     if !stale.is_empty() {
         problems.push(format!("score trees of interrupted runs remain: {stale:?}"));
