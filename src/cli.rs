@@ -614,7 +614,7 @@ struct SandboxSeed {
     scale: u32,
 }
 
-/// How the sandboxes behave, apart from their data.
+/// Behaviour settings of the sandboxes, apart from their data.
 struct SandboxShape {
     token_ttl_secs: u64,
     tls: bool,

@@ -67,7 +67,7 @@ pub fn score(
 /// levels in a row with the same `history` builds it once instead of once per level.
 ///
 /// Rows go to the store batch by batch as the scoring threads produce them, into a staged
-/// run that replaces the previous scores only once every row is written, so the step holds
+/// run that replaces the previous scores only once every row is written, so the step keeps
 /// the report's counts and top rows but never every row of the level.
 pub fn score_sharing(
     store: &Store,
@@ -322,7 +322,7 @@ type ScoredBatch = (usize, Result<Vec<ScoreRow>, PipelineError>);
 /// Scores `batches` on `threads` threads and passes each batch's rows to `sink` in batch
 /// order. The model, the feature space and the history are read-only, so the threads take
 /// the next unscored batch from a shared counter. A batch that finishes before an earlier
-/// one waits until the earlier one has gone to `sink`, and the channel holds at most two
+/// one waits until the earlier one has gone to `sink`, and the channel buffers at most two
 /// batches per thread, so the rows in memory stay a few batches however many records are
 /// open.
 fn stream_batches(
@@ -348,7 +348,8 @@ fn stream_batches(
                         };
                         let result = scorer.score_batch(batch);
                         let failed = result.is_err();
-                        // A send fails only when the receiving side stopped on an error.
+                        // A send fails only once the receiver is dropped, which happens
+                        // before the end only after an error.
                         if sender.send((index, result)).is_err() || failed {
                             break;
                         }
@@ -382,8 +383,8 @@ fn stream_batches(
         // Stop the threads and unblock any that wait to send before joining them.
         stop.store(true, Ordering::Relaxed);
         drop(receiver);
-        // Every handle is joined, because the scope would re-raise the panic of one that
-        // is left unjoined.
+        // Every handle is joined, because the scope re-raises the panic of an unjoined
+        // thread instead of returning the error below.
         let mut panicked = false;
         for handle in handles {
             panicked |= handle.join().is_err();

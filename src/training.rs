@@ -368,8 +368,8 @@ fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineEr
                 store.for_each_record(object, |record| {
                     batch.push(record);
                     if batch.len() == ACTIVITY_BATCH {
-                        // Sending fails only when the adding loop stopped by panicking, so
-                        // the batch is dropped and the scope reports that panic.
+                        // The adding loop below ends early only by panicking, so a failed
+                        // send drops the batch and the scope re-raises that panic.
                         let _ = sender.send((std::mem::take(&mut batch), meeting));
                     }
                 })?;

@@ -236,19 +236,25 @@ async fn sandbox_prints_connection_banner() {
     );
 }
 
+/// Returns a `leadscore sandbox` command on free ports with `hospitals` hospitals.
+fn sandbox_command(hospitals: &str) -> Command {
+    let mut command = Command::new(BIN);
+    command.args([
+        "sandbox",
+        "--port",
+        "0",
+        "--hubspot-port",
+        "0",
+        "--hospitals",
+        hospitals,
+    ]);
+    command
+}
+
 /// Starts `leadscore sandbox` on free ports with `extra` flags and returns it with the JSON
 /// banner of its first output line.
 async fn start_sandbox(extra: &[&str]) -> (std::process::Child, serde_json::Value) {
-    let mut child = Command::new(BIN)
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--hubspot-port",
-            "0",
-            "--hospitals",
-            "20",
-        ])
+    let mut child = sandbox_command("20")
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -297,16 +303,7 @@ async fn sandbox_withholds_a_hubspot_scope() {
     assert!(companies.status().is_success(), "{}", companies.status());
 
     // A misspelt scope would withhold nothing, so the sandbox refuses to start.
-    let output = Command::new(BIN)
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--hubspot-port",
-            "0",
-            "--hospitals",
-            "5",
-        ])
+    let output = sandbox_command("5")
         .args(["--hubspot-withhold-scope", "crm.objects.deal.read"])
         .output()
         .expect("runs");

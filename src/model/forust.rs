@@ -56,7 +56,7 @@ struct StoredModel {
 }
 
 impl GradientBoostedModel {
-    /// The trees `predict` uses: all of them unless the booster stops at an iteration.
+    /// Returns the trees `predict` uses: all of them unless the booster stops at an iteration.
     fn prediction_trees(&self) -> &[forust_ml::tree::Tree] {
         let trees = &self.booster.trees;
         let used = self

@@ -21,8 +21,8 @@ struct Step {
     weight: f32,
 }
 
-/// What the walks of one ensemble share: each tree's expected output and the path buffer
-/// length the deepest tree needs. Built once per batch of rows.
+/// The state the walks of one ensemble share: each tree's expected output and a path buffer
+/// long enough for the deepest tree. It is built once per batch of rows.
 pub(crate) struct Explainer<'a> {
     trees: &'a [Tree],
     /// Mean leaf value of each tree, weighted by the training hessian that reached each
@@ -69,14 +69,14 @@ impl<'a> Explainer<'a> {
                 row,
                 missing: self.missing,
             };
-            // The root's "parent feature" is no real feature, as in the paper.
+            // The root has no parent split, so its step names a feature index no row has.
             walk.visit(0, &mut self.buffer, 0, 1.0, 1.0, row.len() + 100, out);
         }
     }
 }
 
-/// The number of edges on the longest root-to-leaf path, counted by walking the children
-/// rather than trusting the stored depth fields.
+/// Returns the number of edges on the longest root-to-leaf path, counted by walking the
+/// children rather than trusting the stored depth fields.
 fn tree_depth(tree: &Tree) -> usize {
     let mut deepest = 0;
     let mut pending = vec![(0usize, 0usize)];
@@ -105,8 +105,8 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Visits `node`. `buffer[..depth]` holds the parent's path; this level's path is built
-    /// in `buffer[depth..]`, so its children's copies land after it without allocating.
+    /// Visits `node`. `buffer[..depth]` contains the parent's path and this level's path is
+    /// built in `buffer[depth..]`, so the children's copies land after it without allocating.
     #[allow(clippy::too_many_arguments)]
     fn visit(
         &self,
@@ -196,7 +196,7 @@ fn unwind(path: &mut [Step], depth: usize, index: usize) {
     }
 }
 
-/// The total weight the path would have with the step at `index` removed.
+/// Returns the total weight the path would have with the step at `index` removed.
 fn unwound_sum(path: &[Step], depth: usize, index: usize) -> f32 {
     let one = path[index].one_fraction;
     let zero = path[index].zero_fraction;
