@@ -1059,7 +1059,8 @@ impl Store {
 
     /// Returns up to `limit` of this level's live score rows in id order, starting after the
     /// id `after` (from the first row when `None`). A caller pages through the scores with it
-    /// and may write to the store between pages.
+    /// and may write to the store between pages. Each call follows the live-run pointer, so a
+    /// score run committed between two calls is read from the second call on.
     pub fn score_page(
         &self,
         after: Option<&str>,
