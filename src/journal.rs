@@ -190,6 +190,20 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Returns the stored permanent write failure of each record in `ids` (`None` for one
+    /// without a failure).
+    pub fn write_failures_of(&self, ids: &[&str]) -> Result<Vec<Option<WriteFailure>>, StoreError> {
+        let tree = self.db.open_tree(FAILURES_TREE)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(match tree.get(id)? {
+                Some(bytes) => Some(decode(FAILURES_TREE, id.as_bytes(), &bytes)?),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -1056,6 +1056,30 @@ impl Store {
             }
         }
     }
+
+    /// Returns up to `limit` of this level's live score rows in id order, starting after the
+    /// id `after` (from the first row when `None`). A caller pages through the scores with it
+    /// and may write to the store between pages. Each call follows the live-run pointer, so a
+    /// score run committed between two calls is read from the second call on.
+    pub fn score_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScoreRow>, StoreError> {
+        use std::ops::Bound;
+        let name = self.scores_tree_name(self.level)?;
+        let tree = self.db.open_tree(&name)?;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::with_capacity(limit.min(4_096));
+        for entry in tree.range((start, Bound::Unbounded)).take(limit) {
+            let (key, value) = entry?;
+            out.push(decode(&name, &key, &value)?);
+        }
+        Ok(out)
+    }
 }
 
 /// Something that happened to a scored record, kept for the alerting work to act on.

@@ -42,6 +42,9 @@ pub fn reasons_text(reasons: &[String], hint: Option<&str>, max_len: Option<u32>
 pub struct PlannedWrite {
     pub update: RecordUpdate,
     pub values: WrittenValues,
+    /// The change stamp of the stored CRM copy when the write was planned (`None` when the
+    /// store has no copy). A permanent failure stores it, so the write is held until it moves.
+    pub modstamp: Option<DateTime<Utc>>,
 }
 
 /// The values a score row should leave in the CRM.
@@ -98,9 +101,9 @@ pub fn plan(
     let mut planned = Vec::new();
     for row in scores {
         let values = desired_values(row, reasons_max_len, now);
-        let unchanged = crm_copies
-            .get(&row.id)
-            .is_some_and(|record| crm_contains(record, fields, sales_ready_field, &values));
+        let copy = crm_copies.get(&row.id);
+        let unchanged =
+            copy.is_some_and(|record| crm_contains(record, fields, sales_ready_field, &values));
         if unchanged {
             continue;
         }
@@ -127,7 +130,11 @@ pub fn plan(
         if let (Some(field), Some(ready)) = (sales_ready_field, values.sales_ready) {
             update.fields.insert(field.to_string(), Value::Bool(ready));
         }
-        planned.push(PlannedWrite { update, values });
+        planned.push(PlannedWrite {
+            update,
+            values,
+            modstamp: copy.map(|record| record.modstamp),
+        });
     }
     planned
 }
@@ -269,7 +276,12 @@ pub fn tier_problems(
         .collect()
 }
 
-/// The writes one level needs, before anything is sent.
+/// Score rows that a push plans at a time. A push keeps one chunk's score rows, stored CRM
+/// copies and planned writes, plus at most one unsent batch per object, so its memory follows
+/// this number and not the number of scored records.
+pub const PLAN_CHUNK_ROWS: usize = 2_000;
+
+/// The writes one chunk of a level's scores needs, before anything is sent.
 #[derive(Debug)]
 pub struct PushPlan {
     pub level: Level,
@@ -279,7 +291,7 @@ pub struct PushPlan {
     pub held: Vec<FailedWrite>,
     pub unchanged: usize,
     pub skipped_deleted: usize,
-    /// The stored CRM copies of the scored records, by id.
+    /// The stored CRM copies of the chunk's live scored records, by id.
     pub crm_copies: HashMap<String, Record>,
 }
 
@@ -291,85 +303,144 @@ fn comparable(values: &WrittenValues) -> WrittenValues {
     }
 }
 
-/// Plans the writes of the store's level: changed scores of records that the store contains
-/// and does not mark deleted, minus those held back by a stored permanent failure.
-pub fn plan_push(
-    store: &Store,
-    config: &Config,
-    reasons_max_len: &BTreeMap<Level, u32>,
+/// Plans the writes of the store's level one chunk of score rows at a time, in id order:
+/// changed scores of records that the store contains and does not mark deleted, minus those
+/// held back by a stored permanent failure. Each chunk reads the store when it is planned, so
+/// writes settled for earlier chunks are seen.
+pub struct PushPlanner<'a> {
+    store: &'a Store,
+    fields: &'a WritebackConfig,
+    sales_ready_field: Option<&'a str>,
+    reasons_max_len: Option<u32>,
     now: DateTime<Utc>,
-) -> Result<PushPlan, PipelineError> {
-    let level = store.level();
-    let fields = config.writeback_for(level);
-    let sales_ready_field = match (level, config.lead.sales_ready_score) {
-        (Level::Lead, Some(_)) => Some(config.lead.sales_ready_field.as_str()),
-        _ => None,
-    };
-    let scores = store.scores()?;
-    if scores.is_empty() {
-        return Err(PipelineError::Model(format!(
-            "no {level} scores in the store; run `leadscore score` first"
-        )));
-    }
-    let mut crm_copies = HashMap::new();
-    for object in scores
-        .iter()
-        .map(|s| s.object.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        for record in store.records(object)? {
-            crm_copies.insert(record.id.clone(), record);
+    chunk_rows: usize,
+    /// The id of the last score row read, where the next chunk starts after.
+    after: Option<String>,
+    finished: bool,
+}
+
+impl<'a> PushPlanner<'a> {
+    /// Starts planning the store's level in chunks of `chunk_rows` score rows (at least 1).
+    pub fn new(
+        store: &'a Store,
+        config: &'a Config,
+        reasons_max_len: &BTreeMap<Level, u32>,
+        now: DateTime<Utc>,
+        chunk_rows: usize,
+    ) -> Self {
+        let level = store.level();
+        let sales_ready_field = match (level, config.lead.sales_ready_score) {
+            (Level::Lead, Some(_)) => Some(config.lead.sales_ready_field.as_str()),
+            _ => None,
+        };
+        PushPlanner {
+            store,
+            fields: config.writeback_for(level),
+            sales_ready_field,
+            reasons_max_len: reasons_max_len.get(&level).copied(),
+            now,
+            chunk_rows: chunk_rows.max(1),
+            after: None,
+            finished: false,
         }
     }
-    // No write goes to a record the store no longer contains or marks deleted. A merged-away
-    // record is dead too: its survivor is a live record with a score of its own.
-    let mut live: Vec<ScoreRow> = Vec::with_capacity(scores.len());
-    for row in &scores {
-        let stored = crm_copies.get(&row.id).is_some_and(|r| !r.deleted);
-        if stored && store.tombstone(&row.object, &row.id)?.is_none() {
-            live.push(row.clone());
+
+    /// Plans the next chunk, or returns `None` after the last one. Fails when the level has
+    /// no scores at all.
+    pub fn next_chunk(&mut self) -> Result<Option<PushPlan>, PipelineError> {
+        if self.finished {
+            return Ok(None);
         }
+        let level = self.store.level();
+        let rows = self
+            .store
+            .score_page(self.after.as_deref(), self.chunk_rows)?;
+        if rows.is_empty() && self.after.is_none() {
+            return Err(PipelineError::Model(format!(
+                "no {level} scores in the store; run `leadscore score` first"
+            )));
+        }
+        self.finished = rows.len() < self.chunk_rows;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        self.after = Some(last.id.clone());
+        self.plan_rows(rows).map(Some)
     }
-    let skipped_deleted = scores.len() - live.len();
-    let planned = plan(
-        &live,
-        &crm_copies,
-        fields,
-        sales_ready_field,
-        reasons_max_len.get(&level).copied(),
-        now,
-    );
-    let failures = store.write_failures()?;
-    let mut writes = Vec::with_capacity(planned.len());
-    let mut held = Vec::new();
-    for write in planned {
-        let stamp = crm_copies.get(&write.update.id).map(|r| r.modstamp);
-        match failures.get(&write.update.id) {
-            Some(failure)
-                if failure.modstamp == stamp
-                    && comparable(&failure.values) == comparable(&write.values) =>
-            {
-                held.push(FailedWrite {
-                    object: failure.object.clone(),
-                    id: failure.id.clone(),
-                    code: failure.code.clone(),
-                    message: failure.message.clone(),
-                    retryable: false,
-                    hint: failure.hint.clone(),
-                    held: true,
-                });
+
+    /// Plans one chunk of score rows against the store as it is now.
+    fn plan_rows(&self, rows: Vec<ScoreRow>) -> Result<PushPlan, PipelineError> {
+        let scored = rows.len();
+        let mut ids_by_object: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for row in &rows {
+            ids_by_object
+                .entry(row.object.as_str())
+                .or_default()
+                .push(row.id.as_str());
+        }
+
+        let mut crm_copies = HashMap::with_capacity(scored);
+        for (object, ids) in ids_by_object {
+            let copies = self.store.stored_records(object, &ids)?;
+            for record in copies.into_iter().flatten() {
+                crm_copies.insert(record.id.clone(), record);
             }
-            _ => writes.push(write),
         }
+
+        // No write goes to a record the store no longer contains or marks deleted. A
+        // merged-away record is dead too: its survivor is a live record with a score of its own.
+        let mut live: Vec<ScoreRow> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let stored = crm_copies.get(&row.id).is_some_and(|r| !r.deleted);
+            if stored && self.store.tombstone(&row.object, &row.id)?.is_none() {
+                live.push(row);
+            } else {
+                crm_copies.remove(&row.id);
+            }
+        }
+        let skipped_deleted = scored - live.len();
+
+        let planned = plan(
+            &live,
+            &crm_copies,
+            self.fields,
+            self.sales_ready_field,
+            self.reasons_max_len,
+            self.now,
+        );
+
+        let ids: Vec<&str> = planned.iter().map(|w| w.update.id.as_str()).collect();
+        let failures = self.store.write_failures_of(&ids)?;
+        let mut writes = Vec::with_capacity(planned.len());
+        let mut held = Vec::new();
+        for (write, failure) in planned.into_iter().zip(failures) {
+            match failure {
+                Some(failure)
+                    if failure.modstamp == write.modstamp
+                        && comparable(&failure.values) == comparable(&write.values) =>
+                {
+                    held.push(FailedWrite {
+                        object: failure.object,
+                        id: failure.id,
+                        code: failure.code,
+                        message: failure.message,
+                        retryable: false,
+                        hint: failure.hint,
+                        held: true,
+                    });
+                }
+                _ => writes.push(write),
+            }
+        }
+        Ok(PushPlan {
+            level: self.store.level(),
+            unchanged: live.len() - writes.len() - held.len(),
+            writes,
+            held,
+            skipped_deleted,
+            crm_copies,
+        })
     }
-    Ok(PushPlan {
-        level,
-        unchanged: live.len() - writes.len() - held.len(),
-        writes,
-        held,
-        skipped_deleted,
-        crm_copies,
-    })
 }
 
 /// Returns true when a pulled record is the echo of leadscore's own write. The CRM's change
@@ -470,7 +541,8 @@ fn plain_json(value: &Value) -> serde_json::Value {
 }
 
 /// Plans the writes of `levels` as a push would, and returns them with the fields each
-/// changes. Reads only the store.
+/// changes. Reads only the store. The chunks are planned as in a push, but the preview keeps
+/// every change for its output, so its memory grows with the number of changed records.
 pub fn preview(
     store: &Store,
     config: &Config,
@@ -489,42 +561,51 @@ pub fn preview(
         records: Vec::new(),
     };
     for &level in levels {
-        let plan = plan_push(&store.at_level(level), config, reasons_max_len, now)?;
-        preview.unchanged += plan.unchanged;
-        preview.skipped_deleted += plan.skipped_deleted;
-        preview.held.extend(plan.held);
-        for write in &plan.writes {
-            let copy = plan.crm_copies.get(&write.update.id);
-            let fields: Vec<FieldChange> = write
-                .update
-                .fields
-                .iter()
-                .filter_map(|(field, new)| {
-                    let old = copy.map_or(&Value::Null, |r| r.get(field));
-                    (!same_value(old, new)).then(|| FieldChange {
-                        field: field.clone(),
-                        old: plain_json(old),
-                        new: plain_json(new),
-                    })
-                })
-                .collect();
-            for change in &fields {
-                *preview.by_field.entry(change.field.clone()).or_default() += 1;
-            }
-            *preview
-                .by_object
-                .entry(write.update.object.clone())
-                .or_default() += 1;
-            preview.records.push(RecordChange {
-                level,
-                object: write.update.object.clone(),
-                id: write.update.id.clone(),
-                fields,
-            });
+        let at_level = store.at_level(level);
+        let mut planner =
+            PushPlanner::new(&at_level, config, reasons_max_len, now, PLAN_CHUNK_ROWS);
+        while let Some(plan) = planner.next_chunk()? {
+            add_to_preview(&mut preview, level, plan);
         }
     }
     preview.changes = preview.records.len();
     Ok(preview)
+}
+
+/// Adds one planned chunk to a preview, with the fields each write changes.
+fn add_to_preview(preview: &mut PlanPreview, level: Level, plan: PushPlan) {
+    preview.unchanged += plan.unchanged;
+    preview.skipped_deleted += plan.skipped_deleted;
+    preview.held.extend(plan.held);
+    for write in &plan.writes {
+        let copy = plan.crm_copies.get(&write.update.id);
+        let fields: Vec<FieldChange> = write
+            .update
+            .fields
+            .iter()
+            .filter_map(|(field, new)| {
+                let old = copy.map_or(&Value::Null, |r| r.get(field));
+                (!same_value(old, new)).then(|| FieldChange {
+                    field: field.clone(),
+                    old: plain_json(old),
+                    new: plain_json(new),
+                })
+            })
+            .collect();
+        for change in &fields {
+            *preview.by_field.entry(change.field.clone()).or_default() += 1;
+        }
+        *preview
+            .by_object
+            .entry(write.update.object.clone())
+            .or_default() += 1;
+        preview.records.push(RecordChange {
+            level,
+            object: write.update.object.clone(),
+            id: write.update.id.clone(),
+            fields,
+        });
+    }
 }
 
 /// Describes the level's object and rejects tier labels its tier field does not allow, before
@@ -619,7 +700,7 @@ pub async fn reconcile<C: Connector>(
 /// its `batch_size`. Batches left by an interrupted push are reconciled first, and before
 /// anything is sent the tier labels are checked against the tier field. Each batch is journalled
 /// before it is sent and settled after its outcomes are stored. `reasons_max_len` comes from
-/// `check`.
+/// `check`. The scores are planned [`PLAN_CHUNK_ROWS`] rows at a time, see [`push_in_chunks`].
 pub async fn push<C: Connector>(
     connector: &C,
     store: &Store,
@@ -627,49 +708,82 @@ pub async fn push<C: Connector>(
     reasons_max_len: &BTreeMap<Level, u32>,
     now: DateTime<Utc>,
 ) -> Result<PushReport, PipelineError> {
+    push_in_chunks(
+        connector,
+        store,
+        config,
+        reasons_max_len,
+        now,
+        PLAN_CHUNK_ROWS,
+    )
+    .await
+}
+
+/// Runs [`push`], planning `chunk_rows` score rows at a time. Writes are sent in full batches
+/// as the chunks are planned, and a batch may take writes from several chunks, so the batches
+/// and requests are the same as if the whole level were planned at once. A push stopped by a shutdown request
+/// reports the counts of the chunks it planned.
+pub async fn push_in_chunks<C: Connector>(
+    connector: &C,
+    store: &Store,
+    config: &Config,
+    reasons_max_len: &BTreeMap<Level, u32>,
+    now: DateTime<Utc>,
+    chunk_rows: usize,
+) -> Result<PushReport, PipelineError> {
     let level = store.level();
     let reconciled = reconcile(connector, store).await?;
-    let plan = plan_push(store, config, reasons_max_len, now)?;
-    // A push with nothing to write sends no request at all.
-    if !plan.writes.is_empty() {
-        check_tier_field(connector, config, level).await?;
-    }
     let fields = config.writeback_for(level);
     let batch_size = fields.batch_size.min(connector.max_batch()).max(1);
     let mut report = PushReport {
         level,
-        planned: plan.writes.len() + plan.held.len(),
+        planned: 0,
         written: 0,
-        unchanged: plan.unchanged,
-        skipped_deleted: plan.skipped_deleted,
+        unchanged: 0,
+        skipped_deleted: 0,
         reconciled: reconciled.confirmed,
         retried: 0,
-        failed: plan.held.clone(),
+        failed: Vec::new(),
     };
-    // One journal entry covers one object, so writes are grouped by object first.
-    let mut by_object: BTreeMap<&str, Vec<&PlannedWrite>> = BTreeMap::new();
-    for write in &plan.writes {
-        by_object
-            .entry(write.update.object.as_str())
-            .or_default()
-            .push(write);
+    let mut planner = PushPlanner::new(store, config, reasons_max_len, now, chunk_rows);
+    // Planned writes not sent yet, by object, because one journal entry covers one object.
+    // Only full batches leave it until the last chunk is planned.
+    let mut unsent: BTreeMap<String, Vec<PlannedWrite>> = BTreeMap::new();
+    let mut tier_checked = false;
+    let mut stopped = false;
+    'chunks: while let Some(plan) = planner.next_chunk()? {
+        report.planned += plan.writes.len() + plan.held.len();
+        report.unchanged += plan.unchanged;
+        report.skipped_deleted += plan.skipped_deleted;
+        report.failed.extend(plan.held);
+        // A push with nothing to write sends no request at all.
+        if !plan.writes.is_empty() && !tier_checked {
+            check_tier_field(connector, config, level).await?;
+            tier_checked = true;
+        }
+        for write in plan.writes {
+            unsent
+                .entry(write.update.object.clone())
+                .or_default()
+                .push(write);
+        }
+        for (object, writes) in &mut unsent {
+            while writes.len() >= batch_size {
+                let batch: Vec<PlannedWrite> = writes.drain(..batch_size).collect();
+                if !send_batch(connector, store, level, object, &batch, now, &mut report).await? {
+                    stopped = true;
+                    break 'chunks;
+                }
+            }
+        }
     }
-    for (object, writes) in by_object {
-        for batch in writes.chunks(batch_size) {
-            // Every batch sent so far is settled, so the next push writes only what is left.
-            if crate::daemon::shutdown_requested() {
-                tracing::info!(%level, %object, written = report.written, "stop requested; the push ends before the next batch");
+    if !stopped {
+        for (object, writes) in &unsent {
+            if !writes.is_empty()
+                && !send_batch(connector, store, level, object, writes, now, &mut report).await?
+            {
                 break;
             }
-            let sender = BatchSender {
-                connector,
-                store,
-                level,
-                object,
-                crm_copies: &plan.crm_copies,
-                now,
-            };
-            sender.send(batch, &mut report).await?;
         }
     }
     tracing::info!(
@@ -683,13 +797,39 @@ pub async fn push<C: Connector>(
     Ok(report)
 }
 
+/// Sends one batch unless a shutdown was requested, and returns whether it was sent.
+async fn send_batch<C: Connector>(
+    connector: &C,
+    store: &Store,
+    level: Level,
+    object: &str,
+    batch: &[PlannedWrite],
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<bool, PipelineError> {
+    // Every batch sent so far is settled, so the next push writes only what is left.
+    if crate::daemon::shutdown_requested() {
+        tracing::info!(%level, %object, written = report.written, "stop requested; the push ends before the next batch");
+        return Ok(false);
+    }
+    let sender = BatchSender {
+        connector,
+        store,
+        level,
+        object,
+        now,
+    };
+    let batch: Vec<&PlannedWrite> = batch.iter().collect();
+    sender.send(&batch, report).await?;
+    Ok(true)
+}
+
 /// Sends one journalled batch of writes to one object.
 struct BatchSender<'a, C> {
     connector: &'a C,
     store: &'a Store,
     level: Level,
     object: &'a str,
-    crm_copies: &'a HashMap<String, Record>,
     now: DateTime<Utc>,
 }
 
@@ -890,7 +1030,7 @@ impl<'a, C: Connector> BatchSender<'a, C> {
             code: error.code,
             message: error.message,
             fields: error.fields,
-            modstamp: self.crm_copies.get(&write.update.id).map(|r| r.modstamp),
+            modstamp: write.modstamp,
             values: write.values.clone(),
             failed_at: self.now,
         }
@@ -1104,13 +1244,11 @@ mod tests {
             retried: 0,
             failed: Vec::new(),
         };
-        let copies = HashMap::new();
         let sender = BatchSender {
             connector: &connector,
             store: &store,
             level: Level::Account,
             object: "Account",
-            crm_copies: &copies,
             now: DateTime::UNIX_EPOCH,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

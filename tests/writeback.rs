@@ -1,6 +1,7 @@
 //! Write-back against the sandboxes over HTTP: the plan, the journal and its reconciliation,
 //! transient and permanent per-record failures, batches rejected as a whole, echoes of
-//! leadscore's own writes, and tier values the tier field does not allow.
+//! leadscore's own writes, tier values the tier field does not allow, and pushes planned in
+//! chunks of score rows.
 //!
 //! Scores are written into the store directly (no training), so each test controls exactly
 //! which records change.
@@ -16,7 +17,9 @@ use leadscore::config::{Config, ConnectorSecrets};
 use leadscore::pipeline::{self, PipelineError};
 use leadscore::store::{JournalEntry, JournalWrite, ScoreRow, Store};
 use leadscore::writeback;
-use leadscore_connector::{Connector, RecordUpdate};
+use leadscore_connector::{
+    Connector, ConnectorError, Cursor, ObjectSchema, Page, PullSpec, RecordUpdate, WriteOutcome,
+};
 use leadscore_sandbox::hubspot::ObjectType;
 use leadscore_sandbox::{HubSpotOptions, HubSpotSandbox, LoggedRequest, SandboxOptions};
 use secrecy::SecretString;
@@ -171,8 +174,15 @@ async fn journal_reconciled_without_resending() {
     let env = Env::start(SandboxOptions::default()).await;
     let (store, connector) = pulled(&env).await;
     write_scores(&store, 6, 0.0);
-    let plan =
-        writeback::plan_push(&store, &env.config, &BTreeMap::new(), Utc::now()).expect("plan");
+    let reasons_max_len = BTreeMap::new();
+    let mut planner = writeback::PushPlanner::new(
+        &store,
+        &env.config,
+        &reasons_max_len,
+        Utc::now(),
+        writeback::PLAN_CHUNK_ROWS,
+    );
+    let plan = planner.next_chunk().expect("plan").expect("one chunk");
     assert_eq!(plan.writes.len(), 6);
     // A push that stopped after journalling six writes, of which the CRM received three.
     let (applied, lost) = plan.writes.split_at(3);
@@ -537,4 +547,203 @@ async fn server_errors_read_back_then_resent() {
         score.and_then(|s| s.parse::<f64>().ok()),
         Some(rows[1].score)
     );
+}
+
+/// Score rows per planned chunk in the chunked tests: smaller than the 25 rows scored, and
+/// not a multiple of their batch size of 3, so batches span chunk boundaries.
+const SMALL_CHUNK: usize = 4;
+
+async fn push_in_small_chunks(
+    env: &Env,
+    store: &Store,
+    connector: &impl Connector,
+) -> writeback::PushReport {
+    writeback::push_in_chunks(
+        connector,
+        store,
+        &env.config,
+        &BTreeMap::new(),
+        Utc::now(),
+        SMALL_CHUNK,
+    )
+    .await
+    .expect("push")
+}
+
+/// Counts the successful collection updates in a request log.
+fn update_requests(log: &[LoggedRequest]) -> usize {
+    log.iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/composite/sobjects"))
+        .filter(|r| r.status == 200)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_push_writes_only_changes() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace("batch_size = 200", "batch_size = 3")
+    })
+    .await;
+    let (store, connector) = pulled(&env).await;
+    let rows = write_scores(&store, 25, 0.0);
+
+    let mark = env.handle().request_log().len();
+    let first = push_in_small_chunks(&env, &store, &connector).await;
+    assert_eq!(first.planned, 25, "{first:?}");
+    assert_eq!(first.written, 25);
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    let log = env.handle().request_log();
+    let sent = sent_ids(&log[mark..]);
+    assert_eq!(sent.len(), 25, "{sent:?}");
+    assert!(sent.values().all(|&n| n == 1), "{sent:?}");
+    // Full batches carry over chunk boundaries: 25 writes in batches of 3 take 9 requests,
+    // as many as when the whole level is planned at once.
+    assert_eq!(update_requests(&log[mark..]), 9);
+
+    // rows[9] sits in the middle of the third chunk (rows 8 to 11). It is deleted in the CRM
+    // and the deletion pulled, but a score run that began before that pull stores its score
+    // again, so the push finds a score row for a record the store has a tombstone for.
+    let deleted = rows[9].id.clone();
+    env.handle()
+        .delete_record("Account", &deleted)
+        .expect("delete");
+    pipeline::pull(&connector, &store, &env.config)
+        .await
+        .expect("pull");
+    let mut rescored = rows.clone();
+    let changed = [5, 13, 22];
+    for &index in &changed {
+        rescored[index].score += 0.5;
+    }
+    store.replace_scores(&rescored).expect("scores stored");
+
+    let mark = env.handle().request_log().len();
+    let second = push_in_small_chunks(&env, &store, &connector).await;
+    assert_eq!(second.planned, 3, "{second:?}");
+    assert_eq!(second.written, 3);
+    assert_eq!(second.unchanged, 21);
+    assert_eq!(second.skipped_deleted, 1);
+    assert!(second.failed.is_empty(), "{:?}", second.failed);
+    let log = env.handle().request_log();
+    let sent = sent_ids(&log[mark..]);
+    let expected: HashMap<String, usize> = changed
+        .iter()
+        .map(|&index| (rows[index].id.clone(), 1))
+        .collect();
+    assert_eq!(sent, expected);
+    assert_eq!(
+        update_requests(&log[mark..]),
+        1,
+        "three writes from three chunks go in one batch"
+    );
+    for &index in &changed {
+        let record = env
+            .handle()
+            .record("Account", &rows[index].id)
+            .expect("account");
+        assert_eq!(record["LS_Score__c"].as_f64(), Some(rescored[index].score));
+    }
+    assert!(store.journal().expect("journal").is_empty());
+}
+
+/// A connector that runs a pull into the store after its first update request, as a pull
+/// that lands while a push is under way would.
+struct PullAfterFirstUpdate<'a> {
+    inner: &'a leadscore::run::AnyConnector,
+    store: Store,
+    config: &'a Config,
+    pulled: std::sync::atomic::AtomicBool,
+}
+
+impl Connector for PullAfterFirstUpdate<'_> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+
+    async fn check(&self) -> Result<leadscore_connector::ApiUsage, ConnectorError> {
+        self.inner.check().await
+    }
+
+    async fn describe(&self, object: &str) -> Result<ObjectSchema, ConnectorError> {
+        self.inner.describe(object).await
+    }
+
+    async fn pull_first(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page, ConnectorError> {
+        self.inner.pull_first(spec, cursor).await
+    }
+
+    async fn pull_next(
+        &self,
+        spec: &PullSpec,
+        cursor: Option<&Cursor>,
+        next: &str,
+    ) -> Result<Page, ConnectorError> {
+        self.inner.pull_next(spec, cursor, next).await
+    }
+
+    async fn update(&self, updates: &[RecordUpdate]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let outcomes = self.inner.update(updates).await;
+        if !self.pulled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            pipeline::pull(self.inner, &self.store, self.config)
+                .await
+                .expect("pull during the push");
+        }
+        outcomes
+    }
+
+    async fn fetch(
+        &self,
+        object: &str,
+        ids: &[String],
+        fields: &[String],
+    ) -> Result<Vec<leadscore_connector::Record>, ConnectorError> {
+        self.inner.fetch(object, ids, fields).await
+    }
+
+    fn usage(&self) -> Option<leadscore_connector::ApiUsage> {
+        self.inner.usage()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_planned_from_current_store() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace("batch_size = 200", "batch_size = 3")
+    })
+    .await;
+    let (store, connector) = pulled(&env).await;
+    let rows = write_scores(&store, 25, 0.0);
+    // Deleted in the CRM before the push, but pulled only after its first batch. A push that
+    // planned every chunk up front would still send this record and get ENTITY_IS_DELETED.
+    let deleted = rows[13].id.clone();
+    env.handle()
+        .delete_record("Account", &deleted)
+        .expect("delete");
+    let probe = PullAfterFirstUpdate {
+        inner: &connector,
+        store: store.clone(),
+        config: &env.config,
+        pulled: std::sync::atomic::AtomicBool::new(false),
+    };
+
+    let mark = env.handle().request_log().len();
+    let report = push_in_small_chunks(&env, &store, &probe).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.written, 24, "{report:?}");
+    assert_eq!(report.planned, 24);
+    let sent = sent_ids(&env.handle().request_log()[mark..]);
+    assert!(!sent.contains_key(&deleted), "the deleted record was sent");
+    assert_eq!(sent.len(), 24, "{sent:?}");
+    assert!(store
+        .tombstone("Account", &deleted)
+        .expect("tombstone")
+        .is_some());
 }
