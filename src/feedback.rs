@@ -294,7 +294,10 @@ pub fn record_flags(
             continue;
         }
         let scores = store.at_level(level);
-        for record in store.records(object)? {
+        // The records are streamed and only those whose flag or comment changed are kept,
+        // so a pull over a million contacts does not hold them all.
+        let mut changed = Vec::new();
+        store.for_each_record(object, |record| {
             let value = if has_flag {
                 FlagValue::parse(record.get(&fields.flag))
             } else {
@@ -305,13 +308,15 @@ pub fn record_flags(
             } else {
                 None
             };
-            let changed = match latest.get(&(object.to_string(), record.id.clone())) {
+            let is_new = match latest.get(&(object.to_string(), record.id.clone())) {
                 Some(previous) => previous.value != value || previous.comment != comment,
                 None => value != FlagValue::Empty || comment.is_some(),
             };
-            if !changed {
-                continue;
+            if is_new {
+                changed.push((record, value, comment));
             }
+        })?;
+        for (record, value, comment) in changed {
             let row = scores.score_row(&record.id)?;
             let flag = Flag {
                 object: object.to_string(),

@@ -44,6 +44,13 @@ pub struct ScaleArgs {
     /// Rows stamped as edited per incremental cycle: one in this many of every object.
     #[arg(long, default_value_t = 100)]
     change_every: u64,
+    /// Seconds the sandbox's clock moves ahead before each incremental cycle, so the cycles
+    /// are as far apart in the org's time as scheduled runs: the example configuration's
+    /// `pull_and_score` runs every 30 minutes. With 0 the cycles follow each other at once and
+    /// each pull also reads again what changed within `cursor_lookback_secs` (300 s) before
+    /// the previous cycle's cursor, the previous push's writes among them.
+    #[arg(long, default_value_t = 1_800)]
+    cycle_gap_secs: u64,
     /// The leadscore binary, `leadscore` next to this benchmark's binary when absent.
     #[arg(long)]
     leadscore: Option<PathBuf>,
@@ -151,7 +158,11 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
 
     let mut incremental: Vec<Vec<StageRun>> = Vec::new();
     let mut touched_per_cycle = 0;
+    let mut cycle_stores = Vec::new();
     for cycle in 0..args.incremental_cycles {
+        if args.cycle_gap_secs > 0 {
+            advance_clock(&sandbox.url, args.cycle_gap_secs)?;
+        }
         touched_per_cycle = touch(&sandbox.url, args.change_every, cycle as u64)?;
         eprintln!("incremental-{cycle}: {touched_per_cycle} rows stamped as edited");
         let mut runs = Vec::new();
@@ -159,8 +170,14 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
             runs.push(runner.run(stage, &format!("incremental-{cycle}"))?);
         }
         incremental.push(runs);
+        let size = dir_size(&store);
+        eprintln!(
+            "incremental-{cycle}: store {:.0} MiB",
+            size as f64 / 1_048_576.0
+        );
+        cycle_stores.push(size);
     }
-    let incremental_store = dir_size(&store);
+    let incremental_store = cycle_stores.last().copied().unwrap_or(full_store);
     let sandbox_total_cpu = process_cpu(sandbox_pid);
     let _ = sandbox.child.kill();
 
@@ -173,6 +190,7 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
         touched_per_cycle,
         full_store,
         incremental_store,
+        cycle_stores: &cycle_stores,
         sandbox_total_cpu,
     };
     print!("{}", report.render());
@@ -389,6 +407,12 @@ fn touch(url: &str, every: u64, offset: u64) -> Result<u64, String> {
     Ok(total)
 }
 
+/// Moves the sandbox's clock `seconds` ahead (`POST /__sandbox/clock`).
+fn advance_clock(url: &str, seconds: u64) -> Result<(), String> {
+    let body = serde_json::json!({"advance_secs": seconds});
+    post_json(url, "/__sandbox/clock", &body.to_string()).map(drop)
+}
+
 /// Sends one POST over plain HTTP/1.1 to the loopback sandbox and returns the body of a 200.
 fn post_json(url: &str, path: &str, body: &str) -> Result<String, String> {
     let host = url
@@ -457,6 +481,8 @@ struct Report<'a> {
     touched_per_cycle: u64,
     full_store: u64,
     incremental_store: u64,
+    /// Store size after each incremental cycle.
+    cycle_stores: &'a [u64],
     sandbox_total_cpu: Duration,
 }
 
@@ -466,14 +492,17 @@ impl Report<'_> {
         let count = |object: &str| self.counts.get(object).copied().unwrap_or(0);
         let total: u64 = self.counts.values().sum();
         out += &format!(
-            "Command: `leadscore-bench scale --scale {}{}` ({} incremental cycles, 1 row in {} \
-             of every object changed per cycle: {} rows)\n\n",
+            "Command: `leadscore-bench scale --scale {}{} --cycle-gap-secs {}` ({} incremental \
+             cycles, the sandbox's clock {} s ahead before each, 1 row in {} of every object \
+             changed per cycle: {} rows)\n\n",
             self.args.scale,
             self.args
                 .hospitals
                 .map(|n| format!(" --hospitals {n}"))
                 .unwrap_or_default(),
+            self.args.cycle_gap_secs,
             self.args.incremental_cycles,
+            self.args.cycle_gap_secs,
             self.args.change_every,
             self.touched_per_cycle,
         );
@@ -565,6 +594,17 @@ impl Report<'_> {
             self.incremental.len(),
             self.sandbox_total_cpu.as_secs_f64()
         );
+        if !self.cycle_stores.is_empty() {
+            let sizes: Vec<String> = self
+                .cycle_stores
+                .iter()
+                .map(|size| format!("{:.0}", *size as f64 / 1_048_576.0))
+                .collect();
+            out += &format!(
+                "Store after each incremental cycle, MiB: {}.\n",
+                sizes.join(", ")
+            );
+        }
         out
     }
 }

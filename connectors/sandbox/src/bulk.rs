@@ -20,7 +20,7 @@ use serde_json::{json, Value as Json};
 use crate::query::{self, FieldPath};
 use crate::schema::FieldType;
 use crate::server::Shared;
-use crate::store::{format_datetime, now_seconds, with_case_suffix, Store, Value};
+use crate::store::{format_datetime, with_case_suffix, Store, Value};
 
 /// Jobs kept at once; the oldest is dropped beyond this, as real orgs delete old jobs.
 const MAX_JOBS: usize = 1_000;
@@ -232,6 +232,7 @@ pub(crate) async fn create_job(
         Ok(snapshot) => state.store.tables[snapshot.table].def.name.to_string(),
         Err(_) => from_object(soql),
     };
+    let created = state.store.now();
     let jobs = &mut state.bulk_jobs;
     jobs.next += 1;
     let id = with_case_suffix(&format!("750Sb{:010}", jobs.next));
@@ -240,7 +241,7 @@ pub(crate) async fn create_job(
         operation: operation.to_string(),
         object,
         version,
-        created: now_seconds(),
+        created,
         state: JobState::UploadComplete,
         delimiter,
         line_ending,

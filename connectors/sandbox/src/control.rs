@@ -21,6 +21,7 @@
 //! | `POST /__sandbox/records/merge` | `{"object", "primary", "merged", "new_id"}`: merges `merged` into `primary` and returns `{"id"}` of the survivor; `new_id` (HubSpot only) gives the survivor a new id. |
 //! | `POST /__sandbox/fields/access` | `{"object", "field", "readable", "updateable"}`: sets the field-level security of a field (HubSpot: a property). |
 //! | `POST /__sandbox/records/touch` | `{"object", "every", "offset"}` (Salesforce only): stamps every `every`-th row of the object from row `offset` on as edited now, for load tests; returns `{"touched": N}`. |
+//! | `POST /__sandbox/clock` | `{"advance_secs": N}` (Salesforce only): moves the org's clock N seconds ahead for change stamps, creation times and the `Date` header, so a load test can model the hours between scheduled runs; returns `{"ahead_secs": total}`. |
 //! | `POST /__sandbox/limits` | `{"daily_max", "daily_used", "ten_second_max", "window_ms", "search_per_second"}`, each optional. |
 
 use std::collections::{BTreeMap, HashMap};
@@ -319,6 +320,17 @@ pub(crate) trait Target: Send + Sync + 'static {
             touch.object
         ))
     }
+    /// Moves the org's clock ahead and returns its lead in seconds; see [`ClockSpec`].
+    fn advance_clock(&self, _clock: &ClockSpec) -> Result<i64, String> {
+        Err("clock is served by the Salesforce sandbox only".to_string())
+    }
+}
+
+/// Seconds to move the org's clock ahead.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClockSpec {
+    pub advance_secs: u64,
 }
 
 /// Rows to stamp as edited: rows `offset`, `offset + every`, ... of `object` in insertion
@@ -395,6 +407,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(target: Shared) -> Router
         .route("/records/delete", post(delete_records))
         .route("/records/merge", post(merge_records))
         .route("/records/touch", post(touch_records))
+        .route("/clock", post(advance_clock))
         .route("/fields/access", post(set_field_access))
         .route("/limits", post(set_limits))
         .fallback(|| async {
@@ -525,6 +538,17 @@ async fn touch_records(State(target): State<Shared>, body: Bytes) -> Response {
     }
 }
 
+async fn advance_clock(State(target): State<Shared>, body: Bytes) -> Response {
+    let spec: ClockSpec = match parse(&body) {
+        Ok(spec) => spec,
+        Err(message) => return bad_request(message),
+    };
+    match target.advance_clock(&spec) {
+        Ok(ahead) => Json(json!({"ahead_secs": ahead})).into_response(),
+        Err(message) => bad_request(message),
+    }
+}
+
 async fn set_field_access(State(target): State<Shared>, body: Bytes) -> Response {
     let spec: FieldAccessSpec = match parse(&body) {
         Ok(spec) => spec,
@@ -575,6 +599,11 @@ impl Target for crate::SandboxHandle {
     fn touch_records(&self, touch: &TouchSpec) -> Result<u64, String> {
         crate::SandboxHandle::touch_records(self, &touch.object, touch.every, touch.offset)
             .map_err(|error| error.to_string())
+    }
+
+    fn advance_clock(&self, clock: &ClockSpec) -> Result<i64, String> {
+        crate::SandboxHandle::advance_clock(self, clock.advance_secs)
+            .map(|ahead| ahead.num_seconds())
     }
 
     fn set_field_access(&self, access: &FieldAccessSpec) -> Result<(), String> {

@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::hubspot::{HubSpotHandle, HubSpotOptions, HubSpotSandbox, RunningHubSpot};
 use crate::server::Shared;
-use crate::store::{default_value, now_seconds, value_from_json, Store, Value};
+use crate::store::{default_value, value_from_json, Store, Value};
 
 /// A record as JSON field values keyed by API field name, in REST API format.
 pub type RecordMap = serde_json::Map<String, serde_json::Value>;
@@ -320,7 +320,7 @@ fn seed_row(
         given[column] = true;
     }
     if row[t.created_col] == Value::Null {
-        row[t.created_col] = Value::DateTime(now_seconds());
+        row[t.created_col] = Value::DateTime(store.now());
     }
     for column in [t.last_modified_col, t.modstamp_col] {
         if row[column] == Value::Null {
@@ -458,9 +458,10 @@ impl SandboxHandle {
             }
             assignments.push((column, value));
         }
+        let now = state.store.now();
         let table = &mut state.store.tables[table_index];
         // Stamp first, so that stamps given in `fields` win.
-        table.touch(row, now_seconds());
+        table.touch(row, now);
         for (column, value) in assignments {
             table.rows[row][column] = value;
         }
@@ -547,11 +548,18 @@ impl SandboxHandle {
     pub fn delete_record(&self, object: &str, id: &str) -> Result<(), SandboxError> {
         let mut state = self.shared.lock();
         let (table, row) = find_row(&state.store, object, id)?;
+        let now = state.store.now();
         let t = &mut state.store.tables[table];
         let (deleted, modstamp) = (t.deleted_col, t.modstamp_col);
         t.rows[row][deleted] = Value::Bool(true);
-        t.rows[row][modstamp] = Value::DateTime(now_seconds());
+        t.rows[row][modstamp] = Value::DateTime(now);
         Ok(())
+    }
+
+    /// Moves the org's clock `seconds` further ahead: later change stamps, creation times and
+    /// the `Date` header follow it. Returns how far it now runs ahead of this host's clock.
+    pub fn advance_clock(&self, seconds: u64) -> Result<chrono::Duration, String> {
+        self.shared.lock().store.advance_clock(seconds)
     }
 
     /// Stamps rows `offset`, `offset + every`, ... of `object` (insertion order, deleted rows
@@ -569,7 +577,7 @@ impl SandboxHandle {
             .store
             .table_index(object)
             .ok_or_else(|| unknown_object(&state.store, object))?;
-        let now = now_seconds();
+        let now = state.store.now();
         let t = &mut state.store.tables[table];
         let step = usize::try_from(every.max(1)).unwrap_or(usize::MAX);
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -623,7 +631,7 @@ impl SandboxHandle {
             loser_rows.push(row);
         }
 
-        let now = now_seconds();
+        let now = state.store.now();
         let t = &mut state.store.tables[table];
         let master = t.column("MasterRecordId").unwrap_or(t.id_col);
         for &row in &loser_rows {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{RawQuery, Request, State as AxumState};
-use axum::http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -328,6 +328,14 @@ async fn gate(AxumState(shared): AxumState<Arc<Shared>>, request: Request, next:
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, "sandbox request");
     let mut state = shared.lock();
+    // An org whose clock was moved ahead sends that clock in `Date`, which clients read as
+    // the server's time.
+    if state.store.clock_ahead() != chrono::Duration::zero() {
+        let date = state.store.now().format("%a, %d %b %Y %H:%M:%S GMT");
+        if let Ok(value) = HeaderValue::from_str(&date.to_string()) {
+            response.headers_mut().insert(DATE, value);
+        }
+    }
     if state.log.len() >= MAX_LOGGED_REQUESTS {
         state.log.pop_front();
     }

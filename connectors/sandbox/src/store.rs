@@ -231,12 +231,19 @@ impl Table {
     }
 }
 
+/// The furthest the org's clock may run ahead of this host's, about ten years, which keeps
+/// every stamp far inside chrono's range.
+const MAX_CLOCK_AHEAD_DAYS: i64 = 3_650;
+
 /// Every object of the schema with its rows.
 pub(crate) struct Store {
     pub tables: Vec<Table>,
     by_name: HashMap<String, usize>,
     by_prefix: HashMap<&'static str, usize>,
     next_id: u64,
+    /// How far the org's clock runs ahead of this host's (`POST /__sandbox/clock`). Change
+    /// stamps, creation times and the `Date` header all read [`Store::now`].
+    clock_ahead: chrono::Duration,
 }
 
 impl Store {
@@ -258,7 +265,40 @@ impl Store {
             by_name,
             by_prefix,
             next_id: 1,
+            clock_ahead: chrono::Duration::zero(),
         }
+    }
+
+    /// Returns the org's current time truncated to whole seconds: Salesforce datetime fields,
+    /// the change stamps among them, store no fractions, so records written in the same second
+    /// share a stamp and the API shows `.000`.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        (Utc::now() + self.clock_ahead).trunc_subsecs(0)
+    }
+
+    /// Returns how far the org's clock runs ahead of this host's.
+    pub(crate) fn clock_ahead(&self) -> chrono::Duration {
+        self.clock_ahead
+    }
+
+    /// Moves the org's clock `seconds` further ahead, so a load test can model the time
+    /// between scheduled runs without waiting for it. Returns the new lead over this host's
+    /// clock, or an error when it would pass [`MAX_CLOCK_AHEAD_DAYS`].
+    pub(crate) fn advance_clock(&mut self, seconds: u64) -> Result<chrono::Duration, String> {
+        let limit = chrono::Duration::days(MAX_CLOCK_AHEAD_DAYS);
+        let ahead = i64::try_from(seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|step| self.clock_ahead.checked_add(&step))
+            .filter(|ahead| *ahead <= limit)
+            .ok_or_else(|| {
+                format!(
+                    "advance_secs {seconds} would put the clock more than {MAX_CLOCK_AHEAD_DAYS} days ahead (it is {} s ahead now)",
+                    self.clock_ahead.num_seconds()
+                )
+            })?;
+        self.clock_ahead = ahead;
+        Ok(ahead)
     }
 
     /// Finds an object by API name, ignoring ASCII case.
@@ -350,13 +390,6 @@ pub(crate) fn with_case_suffix(id15: &str) -> String {
         out.push(ALPHABET[bits] as char);
     }
     out
-}
-
-/// Returns the current time truncated to whole seconds: Salesforce datetime fields, the
-/// change stamps among them, store no fractions, so records written in the same second share
-/// a stamp and the API shows `.000`.
-pub(crate) fn now_seconds() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(0)
 }
 
 /// Formats a datetime the way the REST API returns it: `2024-05-01T12:00:03.000+0000`.

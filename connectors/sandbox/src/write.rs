@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::describe::{is_required, label, nillable};
 use crate::schema::FieldType;
-use crate::store::{default_value, now_seconds, value_from_json, Store, Value};
+use crate::store::{default_value, value_from_json, Store, Value};
 
 /// Maximum number of records in one sObject Collections request.
 pub(crate) const MAX_COLLECTION_RECORDS: usize = 200;
@@ -273,7 +273,7 @@ fn validate_fields(
 
 /// Writes validated values to an existing row, rebuilds a derived `Name` and bumps the stamps.
 fn apply(store: &mut Store, table: usize, row: usize, values: Vec<(usize, Value)>) {
-    let now = now_seconds();
+    let now = store.now();
     let t = &mut store.tables[table];
     for (column, value) in values {
         t.rows[row][column] = value;
@@ -615,7 +615,7 @@ fn check_lead_activity(
 /// Gives a planned row a new id and creation stamps, stores it and returns the id.
 fn insert_created(store: &mut Store, table: usize, mut row: Vec<Value>) -> String {
     let id = store.new_id(table);
-    let now = now_seconds();
+    let now = store.now();
     let t = &store.tables[table];
     row[t.id_col] = Value::Text(id.clone());
     row[t.deleted_col] = Value::Bool(false);

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bulk;
+mod clock;
 mod collections;
 mod describe;
 mod query;
