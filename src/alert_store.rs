@@ -175,11 +175,9 @@ impl Store {
                 let current = match count_rows.get(&key) {
                     Some(count) => *count,
                     None => match daily.get(key.as_bytes())? {
-                        Some(bytes) => i64::from(decode::<u32>(
-                            DAILY_TREE,
-                            key.as_bytes(),
-                            bytes.value(),
-                        )?),
+                        Some(bytes) => {
+                            i64::from(decode::<u32>(DAILY_TREE, key.as_bytes(), bytes.value())?)
+                        }
                         None => 0,
                     },
                 };

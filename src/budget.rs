@@ -95,7 +95,9 @@ impl StoreBudgetLedger {
                 None => DayEntry::default(),
                 // Left as it is on a decoding error, so the error is reported instead of
                 // the count restarting.
-                Some(bytes) => super::decode::<DayEntry>(BUDGET_TREE, key.as_bytes(), bytes.value())?,
+                Some(bytes) => {
+                    super::decode::<DayEntry>(BUDGET_TREE, key.as_bytes(), bytes.value())?
+                }
             };
             change(&mut entry);
             tree.insert(key.as_bytes(), super::encode(&entry).as_slice())?;

@@ -11,15 +11,14 @@
 
 use std::collections::BTreeMap;
 
+use super::store_db::{generate_id, table, Commit};
+use super::{
+    decode, encode, patch_records, records_tree, ConfirmedWrite, Store, StoreError, WrittenValues,
+};
+use crate::level::Level;
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Record, Value};
 use serde::{Deserialize, Serialize};
-use super::store_db::{generate_id, table, Commit};
-use super::{
-    decode, encode, patch_records, records_tree, ConfirmedWrite, Store, StoreError,
-    WrittenValues,
-};
-use crate::level::Level;
 
 const JOURNAL_TREE: &str = "journal";
 const FAILURES_TREE: &str = "write_failures";

@@ -147,9 +147,9 @@ impl Store {
     pub fn append_score_history(&self, rows: &[ScoreRow]) -> Result<usize, StoreError> {
         let mut appended = 0;
         for chunk in rows.chunks(super::SCORE_CHUNK_ROWS) {
-            appended += self
-                .db
-                .write(Commit::Durable, |transaction| self.append_history_chunk(transaction, chunk))?;
+            appended += self.db.write(Commit::Durable, |transaction| {
+                self.append_history_chunk(transaction, chunk)
+            })?;
         }
         Ok(appended)
     }
@@ -197,11 +197,14 @@ impl Store {
     /// and deletions are not applied.
     pub fn record_score_history(&self, id: &str) -> Result<Vec<ScoreHistoryEntry>, StoreError> {
         let mut out = Vec::new();
-        self.db
-            .for_each_prefix(HISTORY_TREE, &record_prefix(self.level, id), |key, bytes| {
+        self.db.for_each_prefix(
+            HISTORY_TREE,
+            &record_prefix(self.level, id),
+            |key, bytes| {
                 out.push(super::decode(HISTORY_TREE, key, bytes)?);
                 Ok(())
-            })?;
+            },
+        )?;
         Ok(out)
     }
 
@@ -213,11 +216,14 @@ impl Store {
         let mut deleted = HashSet::new();
         let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut tombstones = Vec::new();
-        self.db
-            .for_each_prefix("tombstones", format!("{object}/").as_bytes(), |key, bytes| {
+        self.db.for_each_prefix(
+            "tombstones",
+            format!("{object}/").as_bytes(),
+            |key, bytes| {
                 tombstones.push(super::decode::<Tombstone>("tombstones", key, bytes)?);
                 Ok(())
-            })?;
+            },
+        )?;
         for tombstone in tombstones {
             match self.survivor(object, &tombstone.id)? {
                 Some(survivor) => merged.entry(survivor).or_default().push(tombstone.id),

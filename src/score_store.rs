@@ -329,7 +329,11 @@ mod tests {
         for row in rows("switched", 5) {
             store
                 .db
-                .put("scores:run-ffffffffffffffff", row.id.as_bytes(), &encode(&row))
+                .put(
+                    "scores:run-ffffffffffffffff",
+                    row.id.as_bytes(),
+                    &encode(&row),
+                )
                 .expect("insert");
         }
         store

@@ -28,8 +28,10 @@ const COPY_CHUNK_ENTRIES: usize = 10_000;
 /// Returns true for the names sled 0.34 keeps at the top of its folder, and for the files
 /// a migration leaves there.
 pub(super) fn is_sled_file(name: &str) -> bool {
-    matches!(name, "conf" | "db" | "blobs" | SLED_BACKUP_DIR | MIGRATING_FILE)
-        || name.starts_with("snap.")
+    matches!(
+        name,
+        "conf" | "db" | "blobs" | SLED_BACKUP_DIR | MIGRATING_FILE
+    ) || name.starts_with("snap.")
 }
 
 /// Returns true when `path` contains sled's `conf` or `db` file.
@@ -130,17 +132,15 @@ pub(super) fn migrate(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Copies one sled tree into the redb table of the same name. Returns the entries copied.
-fn copy_tree(
-    path: &Path,
-    db: &Db,
-    name: &str,
-    tree: &sled::Tree,
-) -> Result<u64, StoreError> {
+fn copy_tree(path: &Path, db: &Db, name: &str, tree: &sled::Tree) -> Result<u64, StoreError> {
     let mut copied = 0u64;
     let mut chunk: Vec<(sled::IVec, sled::IVec)> = Vec::with_capacity(COPY_CHUNK_ENTRIES);
     let mut entries = tree.iter();
     loop {
-        let next = entries.next().transpose().map_err(|e| sled_error(path, e))?;
+        let next = entries
+            .next()
+            .transpose()
+            .map_err(|e| sled_error(path, e))?;
         let done = next.is_none();
         if let Some(entry) = next {
             chunk.push(entry);
@@ -221,8 +221,8 @@ mod tests {
     use crate::feedback::Flag;
     use crate::level::Level;
     use crate::store::{
-        encode, JournalEntry, ModelEntry, Promotion, PromotionCause, ScoreRow, Store,
-        StoredModel, WrittenValues,
+        encode, JournalEntry, ModelEntry, Promotion, PromotionCause, ScoreRow, Store, StoredModel,
+        WrittenValues,
     };
     use chrono::{DateTime, TimeZone, Utc};
     use leadscore_connector::{Cursor, Record, Value};
@@ -331,7 +331,10 @@ mod tests {
             note: "stored as the live model".into(),
         };
         tree("promotions")
-            .insert(db.generate_id().expect("id").to_be_bytes(), encode(&promotion))
+            .insert(
+                db.generate_id().expect("id").to_be_bytes(),
+                encode(&promotion),
+            )
             .expect("promotion");
         tree("meta").insert("current_model", "v1").expect("live");
         let run = "scores:run-0000000000000005";

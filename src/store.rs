@@ -910,7 +910,11 @@ impl Store {
         let name = records_tree(object);
         self.db.write(Commit::Durable, |transaction| {
             let mut records = transaction.open_table(table(&name))?;
-            patch_records(&mut records, &name, writes.iter().map(|w| (&w.id, &w.fields)))?;
+            patch_records(
+                &mut records,
+                &name,
+                writes.iter().map(|w| (&w.id, &w.fields)),
+            )?;
             let mut written = transaction.open_table(table("written"))?;
             for write in writes {
                 written.insert(write.id.as_bytes(), encode(&write.values).as_slice())?;
@@ -1090,9 +1094,7 @@ impl Store {
                     continue;
                 }
                 let survivor = match record.get("MasterRecordId") {
-                    leadscore_connector::Value::Text(id)
-                        if !id.is_empty() && *id != record.id =>
-                    {
+                    leadscore_connector::Value::Text(id) if !id.is_empty() && *id != record.id => {
                         Some(id.clone())
                     }
                     _ => None,
@@ -1427,7 +1429,9 @@ mod tests {
         let first = Store::open(dir.path()).expect("create");
         let clone = first.at_level(Level::Contact);
         drop(first);
-        let err = Store::open(dir.path()).err().expect("a clone keeps the lock");
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a clone keeps the lock");
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         drop(clone);
         let started = std::time::Instant::now();

@@ -20,6 +20,9 @@ use super::StoreError;
 /// A table of the store as opened inside a write transaction.
 pub(super) type Table<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
+/// A key and its value, copied out of a read transaction.
+pub(super) type OwnedEntry = (Vec<u8>, Vec<u8>);
+
 /// The `meta` key of the id counter that replaces sled's `generate_id`.
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
@@ -110,7 +113,9 @@ impl Db {
 
     /// Returns the number of entries in the table `name`.
     pub(super) fn len(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(self.with_table(name, |table| Ok(table.len()?))?.unwrap_or(0))
+        Ok(self
+            .with_table(name, |table| Ok(table.len()?))?
+            .unwrap_or(0))
     }
 
     /// Passes every entry of the table `name` to `visit`, in key order, from one read
@@ -156,7 +161,7 @@ impl Db {
         &self,
         name: &str,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<OwnedEntry>, StoreError> {
         let entries = self.with_table(name, |table| {
             let mut out = Vec::new();
             for entry in table.iter()?.rev().take(limit) {
@@ -263,11 +268,17 @@ mod tests {
     fn prefix_range_bounds() {
         assert_eq!(
             prefix_range(b"ab"),
-            (Bound::Included(b"ab".to_vec()), Bound::Excluded(b"ac".to_vec()))
+            (
+                Bound::Included(b"ab".to_vec()),
+                Bound::Excluded(b"ac".to_vec())
+            )
         );
         assert_eq!(
             prefix_range(b"a\xff"),
-            (Bound::Included(b"a\xff".to_vec()), Bound::Excluded(b"b".to_vec()))
+            (
+                Bound::Included(b"a\xff".to_vec()),
+                Bound::Excluded(b"b".to_vec())
+            )
         );
         assert_eq!(
             prefix_range(b"\xff"),
