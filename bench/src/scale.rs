@@ -150,6 +150,7 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
     let full_store = dir_size(&store);
 
     let mut incremental: Vec<Vec<StageRun>> = Vec::new();
+    let mut cycle_stores = Vec::new();
     let mut touched_per_cycle = 0;
     for cycle in 0..args.incremental_cycles {
         touched_per_cycle = touch(&sandbox.url, args.change_every, cycle as u64)?;
@@ -159,6 +160,12 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
             runs.push(runner.run(stage, &format!("incremental-{cycle}"))?);
         }
         incremental.push(runs);
+        let size = dir_size(&store);
+        cycle_stores.push(size);
+        eprintln!(
+            "incremental-{cycle}: store on disk {:.0} MiB",
+            size as f64 / 1_048_576.0
+        );
     }
     let incremental_store = dir_size(&store);
     let sandbox_total_cpu = process_cpu(sandbox_pid);
@@ -173,6 +180,7 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
         touched_per_cycle,
         full_store,
         incremental_store,
+        cycle_stores: &cycle_stores,
         sandbox_total_cpu,
     };
     print!("{}", report.render());
@@ -457,6 +465,8 @@ struct Report<'a> {
     touched_per_cycle: u64,
     full_store: u64,
     incremental_store: u64,
+    /// Bytes under the store folder after each incremental cycle.
+    cycle_stores: &'a [u64],
     sandbox_total_cpu: Duration,
 }
 
@@ -565,6 +575,17 @@ impl Report<'_> {
             self.incremental.len(),
             self.sandbox_total_cpu.as_secs_f64()
         );
+        if !self.cycle_stores.is_empty() {
+            let sizes: Vec<String> = self
+                .cycle_stores
+                .iter()
+                .map(|bytes| format!("{:.0}", *bytes as f64 / 1_048_576.0))
+                .collect();
+            out += &format!(
+                "Store on disk after each incremental cycle, MiB: {}.\n",
+                sizes.join(", ")
+            );
+        }
         out
     }
 }
