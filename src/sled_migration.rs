@@ -70,8 +70,8 @@ fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
-/// Copies the sled store in `path` into a new redb file and renames that file into place;
-/// see the module documentation for what a kill at each step leaves.
+/// Copies the sled store in `path` into a new redb file and renames that file into place.
+/// The module documentation lists what a kill at each step leaves.
 pub(super) fn migrate(path: &Path) -> Result<(), StoreError> {
     let sled_db = open_sled(path)?;
     let meta = sled_db.open_tree("meta").map_err(|e| sled_error(path, e))?;
@@ -93,15 +93,17 @@ pub(super) fn migrate(path: &Path) -> Result<(), StoreError> {
         }
     }
     tracing::info!(path = %path.display(), "migrating the store from sled to redb");
+
     let started = std::time::Instant::now();
     let migrating = path.join(MIGRATING_FILE);
     if migrating.exists() {
         std::fs::remove_file(&migrating).map_err(|e| folder_error(path, e))?;
     }
     let db = Db::new(open_redb(path, &migrating, true)?);
+
     let mut entries = 0u64;
     for name in sled_db.tree_names() {
-        // sled's default tree holds nothing of leadscore's.
+        // sled's default tree contains nothing of leadscore's.
         if name.as_ref() == b"__sled__default" {
             continue;
         }
@@ -118,6 +120,7 @@ pub(super) fn migrate(path: &Path) -> Result<(), StoreError> {
         meta.insert(&b"format"[..], FORMAT.as_bytes())?;
         Ok(())
     })?;
+
     drop(db);
     drop(sled_db);
     std::fs::rename(&migrating, path.join(DB_FILE)).map_err(|e| folder_error(path, e))?;

@@ -456,8 +456,8 @@ impl Store {
             });
         }
         let db = Store::open_db_waiting(path)?;
-        // A migration killed after its redb file was renamed into place leaves the marker or
-        // the sled files behind; redb's lock is held now, so no other process finishes it.
+        // A migration killed after the rename can leave the sled files behind, or no marker.
+        // This process holds redb's lock now, so no other process finishes it at the same time.
         sled_migration::finish(path)?;
         // redb creates its file with the process umask, but the store contains customer
         // data. So the files are made owner-only on every open, and a looser folder is

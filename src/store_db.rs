@@ -53,7 +53,7 @@ pub(super) struct Db {
     database: Arc<redb::Database>,
 }
 
-/// How a write transaction is committed.
+/// The durability of a write transaction's commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Commit {
     /// On disk when the commit returns (an fsync per commit).

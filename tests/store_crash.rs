@@ -524,6 +524,7 @@ fn migration_survives_sigkill() {
     let path = dir.path().join("store");
     let scratch = dir.path().join("scratch");
     sled_store(&path);
+
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut killed_mid_copy = 0;
     for kill in 0..MIGRATION_KILLS {
@@ -550,6 +551,7 @@ fn migration_survives_sigkill() {
             kill + 1
         );
     }
+
     let store = Store::open(&path).expect("the migration finishes");
     assert_eq!(
         store.record_count(OBJECT).expect("count"),
