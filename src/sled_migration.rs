@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::store_db::{raise_next_id, table, Commit, Db};
 use super::{catch_panic, folder_error, open_redb, write_format_marker, StoreError};
-use super::{DB_FILE, FORMAT, FORMAT_FILE};
+use super::{DB_FILE, FORMAT, FORMAT_FILE, PAGE_CACHE_BYTES};
 
 /// The format of the sled stores this migration reads.
 const SLED_FORMAT: &str = "leadscore-store-1";
@@ -58,9 +58,13 @@ fn sled_error(path: &Path, error: sled::Error) -> StoreError {
     }
 }
 
-/// Opens the sled store in `path`, catching sled's panics on damaged files.
+/// Opens the sled store in `path`, catching sled's panics on damaged files. The copy reads
+/// each tree once, so sled's page cache is kept at the size the redb store uses.
 fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
-    match catch_panic(|| sled::Config::new().path(path).open()) {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(PAGE_CACHE_BYTES as u64);
+    match catch_panic(|| config.open()) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(error)) => Err(sled_error(path, error)),
         Err(message) => Err(StoreError::Damaged {
