@@ -440,6 +440,9 @@ impl Store {
     /// A store that redb cannot read gives [`StoreError::Damaged`] with the recovery steps,
     /// never a panic: redb 5 can panic on a file altered outside redb, so its panics are
     /// caught here.
+    // NOTE: the open after a crash runs redb's full repair, which walks every page of the
+    // file (quick repair is off to keep commits cheap). tests/store_crash.rs times it only on
+    // small stores, so on a 1M-record store it may take far longer than a normal open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::check_folder(path)?;
         if !holds_redb_store(path) {
