@@ -6,17 +6,17 @@
 //! task id afterwards. A pending alert found by a later pass belongs to a pass that stopped in
 //! between, so that pass looks the task up in the CRM before it creates it again.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use leadscore_connector::NewTask;
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
-use super::{decode, encode, transaction_outcome, Store, StoreError};
+use super::store_db::{table, Commit};
+use super::{decode, encode, Store, StoreError};
 use crate::level::Level;
 
 /// Per-level tree of [`AlertState`] by record id.
@@ -115,29 +115,27 @@ impl Store {
     /// Returns the alert state of every record of this level, by record id.
     pub fn alert_states(&self) -> Result<BTreeMap<String, AlertState>, StoreError> {
         let name = self.level_key(STATE_TREE);
-        let tree = self.db.open_tree(&name)?;
         let mut states = BTreeMap::new();
-        for item in tree.iter() {
-            let (key, bytes) = item?;
-            let state: AlertState = decode(&name, &key, &bytes)?;
-            states.insert(String::from_utf8_lossy(&key).into_owned(), state);
-        }
+        self.db.for_each(&name, |key, bytes| {
+            let state: AlertState = decode(&name, key, bytes)?;
+            states.insert(String::from_utf8_lossy(key).into_owned(), state);
+            Ok(())
+        })?;
         Ok(states)
     }
 
     /// Returns true when this level has alert state, so its first pass has happened.
     pub fn has_alert_state(&self) -> Result<bool, StoreError> {
-        Ok(!self.db.open_tree(self.level_key(STATE_TREE))?.is_empty())
+        Ok(self.db.len(&self.level_key(STATE_TREE))? > 0)
     }
 
     /// Returns every alert of every level, oldest first.
     pub fn alerts(&self) -> Result<Vec<AlertEntry>, StoreError> {
-        let tree = self.db.open_tree(ALERTS_TREE)?;
-        let mut alerts = Vec::with_capacity(tree.len());
-        for item in tree.iter() {
-            let (key, bytes) = item?;
-            alerts.push(decode::<AlertEntry>(ALERTS_TREE, &key, &bytes)?);
-        }
+        let mut alerts = Vec::new();
+        self.db.for_each(ALERTS_TREE, |key, bytes| {
+            alerts.push(decode::<AlertEntry>(ALERTS_TREE, key, bytes)?);
+            Ok(())
+        })?;
         alerts.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key.cmp(&b.key)));
         Ok(alerts)
     }
@@ -154,67 +152,49 @@ impl Store {
 
     /// Returns how many alerts each user received on `day` (UTC), by user id.
     pub fn alert_counts(&self, day: NaiveDate) -> Result<BTreeMap<String, u32>, StoreError> {
-        let tree = self.db.open_tree(DAILY_TREE)?;
         let prefix = daily_key(day, "");
         let mut counts = BTreeMap::new();
-        for item in tree.scan_prefix(prefix.as_bytes()) {
-            let (key, bytes) = item?;
-            let count: u32 = decode(DAILY_TREE, &key, &bytes)?;
-            let key = String::from_utf8_lossy(&key);
-            counts.insert(key[prefix.len()..].to_string(), count);
-        }
+        self.db
+            .for_each_prefix(DAILY_TREE, prefix.as_bytes(), |key, bytes| {
+                let count: u32 = decode(DAILY_TREE, key, bytes)?;
+                let key = String::from_utf8_lossy(key);
+                counts.insert(key[prefix.len()..].to_string(), count);
+                Ok(())
+            })?;
         Ok(counts)
     }
 
-    /// Writes states, alerts and count changes in one transaction and flushes it to disk.
+    /// Writes states, alerts and count changes in one durable transaction.
     pub fn commit_alerts(&self, commit: &AlertCommit) -> Result<(), StoreError> {
         let state_name = self.level_key(STATE_TREE);
-        let states = self.db.open_tree(&state_name)?;
-        let alerts = self.db.open_tree(ALERTS_TREE)?;
-        let daily = self.db.open_tree(DAILY_TREE)?;
-
-        let mut count_rows: BTreeMap<String, i64> = BTreeMap::new();
-        for (day, user, change) in &commit.counts {
-            let key = daily_key(*day, user);
-            let current = match count_rows.get(&key) {
-                Some(count) => *count,
-                None => match daily.get(key.as_bytes())? {
-                    Some(bytes) => i64::from(decode::<u32>(DAILY_TREE, key.as_bytes(), &bytes)?),
-                    None => 0,
-                },
-            };
-            count_rows.insert(key, current + change);
-        }
-        let count_rows: Vec<(String, Vec<u8>)> = count_rows
-            .into_iter()
-            .map(|(key, count)| (key, encode(&(count.max(0) as u32))))
-            .collect();
-        let state_rows: Vec<(String, Vec<u8>)> = commit
-            .states
-            .iter()
-            .map(|(id, state)| (id.clone(), encode(state)))
-            .collect();
-        let alert_rows: Vec<(String, Vec<u8>)> = commit
-            .alerts
-            .iter()
-            .map(|alert| (alert.key.clone(), encode(alert)))
-            .collect();
-
-        let result: Result<(), TransactionError<()>> =
-            (&states, &alerts, &daily).transaction(|(s, a, d)| {
-                for (id, bytes) in &state_rows {
-                    s.insert(id.as_bytes(), bytes.as_slice())?;
-                }
-                for (key, bytes) in &alert_rows {
-                    a.insert(key.as_bytes(), bytes.as_slice())?;
-                }
-                for (key, bytes) in &count_rows {
-                    d.insert(key.as_bytes(), bytes.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            let mut daily = transaction.open_table(table(DAILY_TREE))?;
+            let mut count_rows: BTreeMap<String, i64> = BTreeMap::new();
+            for (day, user, change) in &commit.counts {
+                let key = daily_key(*day, user);
+                let current = match count_rows.get(&key) {
+                    Some(count) => *count,
+                    None => match daily.get(key.as_bytes())? {
+                        Some(bytes) => {
+                            i64::from(decode::<u32>(DAILY_TREE, key.as_bytes(), bytes.value())?)
+                        }
+                        None => 0,
+                    },
+                };
+                count_rows.insert(key, current + change);
+            }
+            for (key, count) in count_rows {
+                daily.insert(key.as_bytes(), encode(&(count.max(0) as u32)).as_slice())?;
+            }
+            let mut states = transaction.open_table(table(&state_name))?;
+            for (id, state) in &commit.states {
+                states.insert(id.as_bytes(), encode(state).as_slice())?;
+            }
+            let mut alerts = transaction.open_table(table(ALERTS_TREE))?;
+            for alert in &commit.alerts {
+                alerts.insert(alert.key.as_bytes(), encode(alert).as_slice())?;
+            }
+            Ok(())
+        })
     }
 }

@@ -2,17 +2,18 @@
 //!
 //! The `api_budget` tree has one entry per UTC day (key `YYYY-MM-DD`): the calls the CRM had
 //! left before leadscore's first call of the day, which the day's first run records, and the
-//! calls leadscore has sent that day. The day's allowance is `api_budget_share` of the first. Every request adds one to the
-//! day's count with a plain sled update, which sled writes to disk within its flush interval
-//! (sled's default is 500 ms). The ledger is also flushed when a run's budget is spent and
-//! when the connector is dropped at the end of the run. A run that crashes still leaves the
-//! calls it sent before the last flush counted.
+//! calls leadscore has sent that day. The day's allowance is `api_budget_share` of the first.
+//! Every request adds one to the day's count in a redb transaction committed without an
+//! fsync, which reaches the disk with the store's next durable commit (each pulled page is
+//! one). The ledger is also flushed when a run's budget is spent and when the connector is
+//! dropped at the end of the run. A run that crashes still leaves the calls it sent before
+//! the last durable commit counted.
 //!
 //! NOTE: the day is the UTC calendar day, which only approximates the CRMs' own windows:
 //! Salesforce counts API requests over a rolling 24 hours, and HubSpot resets its daily limit
 //! at midnight in the account's time zone.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use leadscore_connector::limits::{BudgetLedger, DailyBudget};
 use serde::{Deserialize, Serialize};
 
+use redb::ReadableTable;
+
+use super::store_db::{table, Commit};
 use super::{Store, StoreError};
 
 const BUDGET_TREE: &str = "api_budget";
@@ -82,33 +86,23 @@ impl StoreBudgetLedger {
 
     /// Applies `change` to the day's entry atomically and returns the entry after it.
     fn update(&self, change: impl Fn(&mut DayEntry)) -> Result<DayEntry, StoreError> {
-        let tree = self.store.db.open_tree(BUDGET_TREE)?;
         let key = day_key(self.day());
-        let mut corrupt = None;
-        let updated = tree.update_and_fetch(key.as_bytes(), |old| {
-            let mut entry = match old.map(serde_json::from_slice::<DayEntry>) {
+        // Counting a call must not cost an fsync per request, so the change is committed
+        // without one and reaches the disk with the next durable commit of the store.
+        self.store.db.write(Commit::Deferred, |transaction| {
+            let mut tree = transaction.open_table(table(BUDGET_TREE))?;
+            let mut entry = match tree.get(key.as_bytes())? {
                 None => DayEntry::default(),
-                Some(Ok(entry)) => entry,
-                Some(Err(err)) => {
-                    // Left as it is, so the error is reported instead of the count restarting.
-                    corrupt = Some(err.to_string());
-                    return old.map(<[u8]>::to_vec);
+                // Left as it is on a decoding error, so the error is reported instead of
+                // the count restarting.
+                Some(bytes) => {
+                    super::decode::<DayEntry>(BUDGET_TREE, key.as_bytes(), bytes.value())?
                 }
             };
             change(&mut entry);
-            Some(super::encode(&entry))
-        })?;
-        if let Some(message) = corrupt {
-            return Err(StoreError::Corrupt {
-                tree: BUDGET_TREE.to_string(),
-                key,
-                message,
-            });
-        }
-        match updated {
-            Some(bytes) => super::decode(BUDGET_TREE, key.as_bytes(), &bytes),
-            None => Ok(DayEntry::default()),
-        }
+            tree.insert(key.as_bytes(), super::encode(&entry).as_slice())?;
+            Ok(entry)
+        })
     }
 }
 
@@ -143,13 +137,8 @@ impl BudgetLedger for StoreBudgetLedger {
     }
 
     fn flush(&self) {
-        let flushed = self
-            .store
-            .db
-            .open_tree(BUDGET_TREE)
-            .and_then(|tree| tree.flush().map(|_| ()));
-        if let Err(err) = flushed {
-            self.warn_once("flushing", &StoreError::Sled(err));
+        if let Err(err) = self.store.db.flush() {
+            self.warn_once("flushing", &err);
         }
     }
 }
@@ -164,8 +153,8 @@ fn day_key(day: NaiveDate) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointMarker {
     cursors: Vec<(Vec<u8>, Vec<u8>)>,
-    written: u32,
-    failures: u32,
+    written: u64,
+    failures: u64,
 }
 
 impl Store {
@@ -185,9 +174,8 @@ impl Store {
 
     /// Returns the stored entry of one UTC day. A day with no calls has an empty entry.
     pub fn api_budget_day(&self, day: NaiveDate) -> Result<DailyBudget, StoreError> {
-        let tree = self.db.open_tree(BUDGET_TREE)?;
         let key = day_key(day);
-        match tree.get(key.as_bytes())? {
+        match self.db.get(BUDGET_TREE, key.as_bytes())? {
             Some(bytes) => {
                 let entry: DayEntry = super::decode(BUDGET_TREE, key.as_bytes(), &bytes)?;
                 Ok(entry.into())
@@ -196,22 +184,36 @@ impl Store {
         }
     }
 
-    /// Returns the marker of the checkpoints stored so far. It reads the cursors and the CRC32
-    /// of the write history and held failures, so it costs one scan of those two trees.
+    /// Returns the marker of the checkpoints stored so far. It reads the cursors and a hash
+    /// of the write history and held failures, so it costs one scan of those two tables.
     ///
     /// NOTE: a settled batch whose confirmed values equal the ones already recorded, with no
     /// new failure, leaves the marker unchanged.
     pub fn checkpoint_marker(&self) -> Result<CheckpointMarker, StoreError> {
         let mut cursors = Vec::new();
-        for entry in self.db.open_tree("cursors")?.iter() {
-            let (key, value) = entry?;
+        self.db.for_each("cursors", |key, value| {
             cursors.push((key.to_vec(), value.to_vec()));
-        }
+            Ok(())
+        })?;
         Ok(CheckpointMarker {
             cursors,
-            written: self.db.open_tree("written")?.checksum()?,
-            failures: self.db.open_tree("write_failures")?.checksum()?,
+            written: self.table_hash("written")?,
+            failures: self.table_hash("write_failures")?,
         })
+    }
+
+    /// Returns a hash of every key and value of the table `name`. It is only compared
+    /// within one process, so the standard library's hasher, whose output may change between
+    /// Rust releases, is enough.
+    fn table_hash(&self, name: &str) -> Result<u64, StoreError> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.db.for_each(name, |key, value| {
+            key.hash(&mut hasher);
+            value.hash(&mut hasher);
+            Ok(())
+        })?;
+        Ok(hasher.finish())
     }
 }
 

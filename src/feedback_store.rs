@@ -1,17 +1,17 @@
 //! Rep flags in the store: every flag in the order it was seen, and each record's latest flag.
 //!
-//! `feedback_flags` keeps the history (a key from sled's id generator, so iteration is oldest
-//! first). `feedback_latest` keeps the latest flag of each record under `object/id`, which the
+//! `feedback_flags` keeps the history (a key from the store's id counter, so iteration is
+//! oldest first). `feedback_latest` keeps the latest flag of each record under `object/id`, which the
 //! next pull compares with to find changed flags. Both are written in one transaction.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::collections::BTreeMap;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use redb::ReadableTable;
 
-use super::{decode, encode, transaction_outcome, ScoreRow, Store, StoreError, StoredModel};
+use super::store_db::{generate_id, table, Commit};
+use super::{decode, encode, ScoreRow, Store, StoreError, StoredModel};
 use crate::feedback::Flag;
 
 const FLAGS_TREE: &str = "feedback_flags";
@@ -28,48 +28,43 @@ impl Store {
         if flags.is_empty() {
             return Ok(());
         }
-        let history = self.db.open_tree(FLAGS_TREE)?;
-        let latest = self.db.open_tree(LATEST_TREE)?;
-        let mut rows = Vec::with_capacity(flags.len());
-        for flag in flags {
-            rows.push((
-                self.db.generate_id()?.to_be_bytes(),
-                latest_key(&flag.object, &flag.id),
-                encode(flag),
-            ));
-        }
-        let result: Result<(), TransactionError<()>> = (&history, &latest).transaction(|(h, l)| {
-            for (key, latest_key, bytes) in &rows {
-                h.insert(&key[..], bytes.as_slice())?;
-                l.insert(latest_key.as_bytes(), bytes.as_slice())?;
+        self.db.write(Commit::Durable, |transaction| {
+            let mut keys = Vec::with_capacity(flags.len());
+            for _ in flags {
+                keys.push(generate_id(transaction)?.to_be_bytes());
             }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+            let mut history = transaction.open_table(table(FLAGS_TREE))?;
+            let mut latest = transaction.open_table(table(LATEST_TREE))?;
+            for (key, flag) in keys.iter().zip(flags) {
+                let bytes = encode(flag);
+                history.insert(&key[..], bytes.as_slice())?;
+                latest.insert(
+                    latest_key(&flag.object, &flag.id).as_bytes(),
+                    bytes.as_slice(),
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Returns every stored flag of every level, oldest first.
     pub fn flags(&self) -> Result<Vec<Flag>, StoreError> {
-        let tree = self.db.open_tree(FLAGS_TREE)?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode(FLAGS_TREE, &key, &value)?);
-        }
+        let mut out = Vec::new();
+        self.db.for_each(FLAGS_TREE, |key, value| {
+            out.push(decode(FLAGS_TREE, key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Returns the latest flag of each flagged record, by `(object, id)`.
     pub fn latest_flags(&self) -> Result<BTreeMap<(String, String), Flag>, StoreError> {
-        let tree = self.db.open_tree(LATEST_TREE)?;
         let mut out = BTreeMap::new();
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            let flag: Flag = decode(LATEST_TREE, &key, &value)?;
+        self.db.for_each(LATEST_TREE, |key, value| {
+            let flag: Flag = decode(LATEST_TREE, key, value)?;
             out.insert((flag.object.clone(), flag.id.clone()), flag);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -82,27 +77,30 @@ impl Store {
         version: &str,
         feedback: serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let models = self.db.open_tree("models")?;
-        let Some(bytes) = models.get(version)? else {
-            return Ok(false);
-        };
-        let mut model: StoredModel = decode("models", version.as_bytes(), &bytes)?;
-        let serde_json::Value::Object(report) = &mut model.report else {
-            return Ok(false);
-        };
-        report.insert("feedback".to_string(), feedback);
-        // The compare-and-swap leaves a model changed since it was read (by a concurrent
-        // save of the same version) alone.
-        let swapped = models.compare_and_swap(version, Some(bytes), Some(encode(&model)))?;
-        self.db.flush()?;
-        Ok(swapped.is_ok())
+        // The read and the write share one write transaction, so a concurrent save of the
+        // same version lands either before the read or after the write.
+        self.db.write(Commit::Durable, |transaction| {
+            let mut models = transaction.open_table(table("models"))?;
+            let Some(bytes) = models
+                .get(version.as_bytes())?
+                .map(|value| value.value().to_vec())
+            else {
+                return Ok(false);
+            };
+            let mut model: StoredModel = decode("models", version.as_bytes(), &bytes)?;
+            let serde_json::Value::Object(report) = &mut model.report else {
+                return Ok(false);
+            };
+            report.insert("feedback".to_string(), feedback);
+            models.insert(version.as_bytes(), encode(&model).as_slice())?;
+            Ok(true)
+        })
     }
 
     /// Returns the stored score of one record at this view's level.
     pub fn score_row(&self, id: &str) -> Result<Option<ScoreRow>, StoreError> {
         let name = self.scores_tree_name(self.level)?;
-        let tree = self.db.open_tree(&name)?;
-        match tree.get(id.as_bytes())? {
+        match self.db.get(&name, id.as_bytes())? {
             Some(bytes) => Ok(Some(decode(&name, id.as_bytes(), &bytes)?)),
             None => Ok(None),
         }

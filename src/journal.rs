@@ -1,26 +1,24 @@
 //! The write journal and the per-record write failures, kept in the store.
 //!
-//! A push records each batch in the `journal` tree (and flushes it) before the batch is sent.
+//! A push records each batch in the `journal` table (committed durably) before the batch is
+//! sent.
 //! After the outcomes return, the confirmed writes, the updated CRM copies, the failures and
 //! the removal of the journal entry land in one transaction. An entry still present when the
 //! next push starts belongs to a push that stopped in between, so that push reads the records
 //! back before it plans anything.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::collections::BTreeMap;
 
+use super::store_db::{generate_id, table, Commit};
+use super::{
+    decode, encode, patch_records, records_tree, ConfirmedWrite, Store, StoreError, WrittenValues,
+};
+use crate::level::Level;
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Record, Value};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-
-use super::{
-    decode, encode, records_tree, transaction_outcome, ConfirmedWrite, Store, StoreError,
-    WrittenValues,
-};
-use crate::level::Level;
 
 const JOURNAL_TREE: &str = "journal";
 const FAILURES_TREE: &str = "write_failures";
@@ -63,41 +61,39 @@ pub struct WriteFailure {
 }
 
 impl Store {
-    /// Records a batch before it is sent and flushes it to disk. Returns the entry's key, which
-    /// [`Store::settle_batch`] takes.
+    /// Records a batch before it is sent and commits it durably. Returns the entry's key,
+    /// which [`Store::settle_batch`] takes.
     pub fn begin_batch(&self, entry: &JournalEntry) -> Result<u64, StoreError> {
-        let tree = self.db.open_tree(JOURNAL_TREE)?;
-        let key = self.db.generate_id()?;
-        tree.insert(key.to_be_bytes(), encode(entry))?;
-        tree.flush()?;
-        Ok(key)
+        let bytes = encode(entry);
+        self.db.write(Commit::Durable, |transaction| {
+            let key = generate_id(transaction)?;
+            let mut tree = transaction.open_table(table(JOURNAL_TREE))?;
+            tree.insert(&key.to_be_bytes()[..], bytes.as_slice())?;
+            Ok(key)
+        })
     }
 
     /// Returns the unsettled journal entries with their keys, oldest first.
     pub fn journal(&self) -> Result<Vec<(u64, JournalEntry)>, StoreError> {
-        let tree = self.db.open_tree(JOURNAL_TREE)?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            let Ok(bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
+        let mut out = Vec::new();
+        self.db.for_each(JOURNAL_TREE, |key, value| {
+            let Ok(bytes) = <[u8; 8]>::try_from(key) else {
                 return Err(StoreError::Corrupt {
                     tree: JOURNAL_TREE.to_string(),
-                    key: String::from_utf8_lossy(&key).into_owned(),
+                    key: String::from_utf8_lossy(key).into_owned(),
                     message: "a journal key must be 8 bytes".to_string(),
                 });
             };
-            out.push((
-                u64::from_be_bytes(bytes),
-                decode(JOURNAL_TREE, &key, &value)?,
-            ));
-        }
+            out.push((u64::from_be_bytes(bytes), decode(JOURNAL_TREE, key, value)?));
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Settles a journalled batch of `object`. The confirmed writes go to the write history and
     /// onto the stored copies of their records, and each loses its stored failure. `failures`
     /// replace the stored failures of their records, and the journal entry is removed. All of
-    /// it lands in one transaction, flushed before this returns.
+    /// it lands in one durable transaction.
     pub fn settle_batch(
         &self,
         key: u64,
@@ -106,46 +102,26 @@ impl Store {
         failures: &[WriteFailure],
     ) -> Result<(), StoreError> {
         let name = records_tree(object);
-        let journal = self.db.open_tree(JOURNAL_TREE)?;
-        let written = self.db.open_tree("written")?;
-        let records = self.db.open_tree(&name)?;
-        let failed = self.db.open_tree(FAILURES_TREE)?;
-        let mut patched = Vec::with_capacity(confirmed.len());
-        for write in confirmed {
-            let Some(bytes) = records.get(&write.id)? else {
-                continue;
-            };
-            let mut record: Record = decode(&name, write.id.as_bytes(), &bytes)?;
-            for (field, value) in &write.fields {
-                record.fields.insert(field.clone(), value.clone());
+        self.db.write(Commit::Durable, |transaction| {
+            let mut records = transaction.open_table(table(&name))?;
+            patch_records(
+                &mut records,
+                &name,
+                confirmed.iter().map(|w| (&w.id, &w.fields)),
+            )?;
+            let mut written = transaction.open_table(table("written"))?;
+            let mut failed = transaction.open_table(table(FAILURES_TREE))?;
+            for write in confirmed {
+                written.insert(write.id.as_bytes(), encode(&write.values).as_slice())?;
+                failed.remove(write.id.as_bytes())?;
             }
-            patched.push((write.id.clone(), encode(&record)));
-        }
-        let history: Vec<(String, Vec<u8>)> = confirmed
-            .iter()
-            .map(|w| (w.id.clone(), encode(&w.values)))
-            .collect();
-        let failure_rows: Vec<(String, Vec<u8>)> =
-            failures.iter().map(|f| (f.id.clone(), encode(f))).collect();
-        let key = key.to_be_bytes();
-        let result: Result<(), TransactionError<()>> = (&journal, &written, &records, &failed)
-            .transaction(|(j, w, r, f)| {
-                for (id, bytes) in &history {
-                    w.insert(id.as_bytes(), bytes.as_slice())?;
-                    f.remove(id.as_bytes())?;
-                }
-                for (id, bytes) in &patched {
-                    r.insert(id.as_bytes(), bytes.as_slice())?;
-                }
-                for (id, bytes) in &failure_rows {
-                    f.insert(id.as_bytes(), bytes.as_slice())?;
-                }
-                j.remove(&key[..])?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+            for failure in failures {
+                failed.insert(failure.id.as_bytes(), encode(failure).as_slice())?;
+            }
+            let mut journal = transaction.open_table(table(JOURNAL_TREE))?;
+            journal.remove(&key.to_be_bytes()[..])?;
+            Ok(())
+        })
     }
 
     /// Returns the stored copy of each record in `ids` (`None` for one not stored).
@@ -155,10 +131,10 @@ impl Store {
         ids: &[&str],
     ) -> Result<Vec<Option<Record>>, StoreError> {
         let name = records_tree(object);
-        let tree = self.db.open_tree(&name)?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(match tree.get(id)? {
+        for (id, bytes) in ids.iter().zip(self.db.get_many(&name, &keys)?) {
+            out.push(match bytes {
                 Some(bytes) => Some(decode(&name, id.as_bytes(), &bytes)?),
                 None => None,
             });
@@ -168,10 +144,10 @@ impl Store {
 
     /// Returns the values last written to each record in `ids` (`None` for one never written).
     pub fn written_values(&self, ids: &[&str]) -> Result<Vec<Option<WrittenValues>>, StoreError> {
-        let tree = self.db.open_tree("written")?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(match tree.get(id)? {
+        for (id, bytes) in ids.iter().zip(self.db.get_many("written", &keys)?) {
+            out.push(match bytes {
                 Some(bytes) => Some(decode("written", id.as_bytes(), &bytes)?),
                 None => None,
             });
@@ -181,23 +157,22 @@ impl Store {
 
     /// Returns the stored permanent write failures, by record id.
     pub fn write_failures(&self) -> Result<BTreeMap<String, WriteFailure>, StoreError> {
-        let tree = self.db.open_tree(FAILURES_TREE)?;
         let mut out = BTreeMap::new();
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            out.insert(id, decode(FAILURES_TREE, &key, &value)?);
-        }
+        self.db.for_each(FAILURES_TREE, |key, value| {
+            let id = String::from_utf8_lossy(key).into_owned();
+            out.insert(id, decode(FAILURES_TREE, key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Returns the stored permanent write failure of each record in `ids` (`None` for one
     /// without a failure).
     pub fn write_failures_of(&self, ids: &[&str]) -> Result<Vec<Option<WriteFailure>>, StoreError> {
-        let tree = self.db.open_tree(FAILURES_TREE)?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(match tree.get(id)? {
+        for (id, bytes) in ids.iter().zip(self.db.get_many(FAILURES_TREE, &keys)?) {
+            out.push(match bytes {
                 Some(bytes) => Some(decode(FAILURES_TREE, id.as_bytes(), &bytes)?),
                 None => None,
             });

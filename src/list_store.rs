@@ -1,11 +1,12 @@
 //! The last territory priority list of each rep, kept in the store so that the next list can
 //! show what changed.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::store_db::{table, Commit};
 use super::{decode, encode, Store, StoreError};
 
 const LISTS_TREE: &str = "territory_lists";
@@ -36,27 +37,23 @@ pub struct StoredList {
 impl Store {
     /// Returns the last list of every rep, ordered by rep key.
     pub fn territory_lists(&self) -> Result<Vec<StoredList>, StoreError> {
-        let tree = self.db.open_tree(LISTS_TREE)?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode(LISTS_TREE, &key, &value)?);
-        }
+        let mut out = Vec::new();
+        self.db.for_each(LISTS_TREE, |key, value| {
+            out.push(decode(LISTS_TREE, key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    /// Replaces every stored list with `lists` in one atomic batch, flushed before this returns.
+    /// Replaces every stored list with `lists` in one durable transaction.
     pub fn replace_territory_lists(&self, lists: &[StoredList]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(LISTS_TREE)?;
-        let mut batch = sled::Batch::default();
-        for key in tree.iter().keys() {
-            batch.remove(key?);
-        }
-        for list in lists {
-            batch.insert(list.rep_key.as_bytes(), encode(list));
-        }
-        tree.apply_batch(batch)?;
-        tree.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tree = transaction.open_table(table(LISTS_TREE))?;
+            tree.retain(|_, _| false)?;
+            for list in lists {
+                tree.insert(list.rep_key.as_bytes(), encode(list).as_slice())?;
+            }
+            Ok(())
+        })
     }
 }

@@ -19,7 +19,8 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 ///
 /// A folder that other users could reach is logged as a warning, because its files may have
 /// been read. A folder inside an owner-only folder is tightened without a warning: sled
-/// creates its subfolders with the process umask, but no other user could open them.
+/// created its subfolders (now in a migrated store's sled backup) with the process umask,
+/// but no other user could open them.
 #[cfg(unix)]
 pub fn restrict_tree(dir: &Path) -> std::io::Result<usize> {
     let report = restrict_tree_report(dir)?;
@@ -127,7 +128,7 @@ mod tests {
         drop(store);
         assert_eq!(mode(&path), 0o700);
         let files = std::fs::read_dir(&path).unwrap().count();
-        assert!(files > 0, "sled created files");
+        assert!(files > 0, "the store created files");
         assert_eq!(loose_entries(&path), Vec::<String>::new());
     }
 
@@ -174,13 +175,13 @@ mod tests {
         let path = dir.path().join("store");
         drop(Store::open(&path).expect("store opens"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let conf = path.join("conf");
-        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(mode(&conf), 0o644);
+        let file = path.join(crate::store::DB_FILE);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(mode(&file), 0o644);
 
         let store = Store::open(&path).expect("store opens again");
         assert_eq!(mode(&path), 0o700);
-        assert_eq!(mode(&conf), 0o600);
+        assert_eq!(mode(&file), 0o600);
         assert_eq!(loose_entries(&path), Vec::<String>::new());
         drop(store);
     }

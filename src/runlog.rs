@@ -3,13 +3,16 @@
 //! Each finished run of a scheduled job is one entry in the `job_runs` tree, keyed by its start
 //! time, so entries iterate oldest first. The tree keeps the latest [`MAX_JOB_RUNS`] entries.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use redb::ReadableTableMetadata;
+
+use super::store_db::{table, Commit};
 use super::{decode, encode, Store, StoreError};
 
 const JOB_RUNS_TREE: &str = "job_runs";
@@ -66,22 +69,23 @@ fn run_key(run: &JobRun) -> Vec<u8> {
 impl Store {
     /// Records a finished job run and drops the oldest runs beyond [`MAX_JOB_RUNS`].
     pub fn record_job_run(&self, run: &JobRun) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(JOB_RUNS_TREE)?;
-        tree.insert(run_key(run), encode(run))?;
-        let excess = tree.len().saturating_sub(MAX_JOB_RUNS);
-        for entry in tree.iter().keys().take(excess) {
-            tree.remove(entry?)?;
-        }
-        tree.flush()?;
-        Ok(())
+        let key = run_key(run);
+        let bytes = encode(run);
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tree = transaction.open_table(table(JOB_RUNS_TREE))?;
+            tree.insert(key.as_slice(), bytes.as_slice())?;
+            let excess = tree.len()?.saturating_sub(MAX_JOB_RUNS as u64);
+            for _ in 0..excess {
+                tree.pop_first()?;
+            }
+            Ok(())
+        })
     }
 
     /// Returns the latest `limit` job runs, newest first.
     pub fn job_runs(&self, limit: usize) -> Result<Vec<JobRun>, StoreError> {
-        let tree = self.db.open_tree(JOB_RUNS_TREE)?;
         let mut runs = Vec::new();
-        for entry in tree.iter().rev().take(limit) {
-            let (key, bytes) = entry?;
+        for (key, bytes) in self.db.last_entries(JOB_RUNS_TREE, limit)? {
             runs.push(decode(JOB_RUNS_TREE, &key, &bytes)?);
         }
         Ok(runs)

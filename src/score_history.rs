@@ -8,13 +8,16 @@
 //! leaves them out. A merged-away record's entries serve its survivor at times before the
 //! survivor's own first entry.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use redb::ReadableTable;
+
+use super::store_db::{as_slice_bound, prefix_range, table, Commit};
 use super::{ScoreRow, Store, StoreError, Tombstone};
 use crate::level::Level;
 
@@ -142,35 +145,33 @@ impl Store {
     /// written in batches of at most [`super::SCORE_CHUNK_ROWS`] rows, so a process stopped
     /// part way keeps the batches written before. Returns the number of entries appended.
     pub fn append_score_history(&self, rows: &[ScoreRow]) -> Result<usize, StoreError> {
-        let tree = self.db.open_tree(HISTORY_TREE)?;
         let mut appended = 0;
         for chunk in rows.chunks(super::SCORE_CHUNK_ROWS) {
-            appended += self.append_history_chunk(&tree, chunk)?;
+            appended += self.db.write(Commit::Durable, |transaction| {
+                self.append_history_chunk(transaction, chunk)
+            })?;
         }
-        tree.flush()?;
         Ok(appended)
     }
 
     fn append_history_chunk(
         &self,
-        tree: &sled::Tree,
+        transaction: &redb::WriteTransaction,
         rows: &[ScoreRow],
     ) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut tree = transaction.open_table(table(HISTORY_TREE))?;
         let mut appended = 0;
         for row in rows {
             let prefix = record_prefix(self.level, &row.id);
-            let last = match tree.scan_prefix(&prefix).next_back() {
-                Some(entry) => {
-                    let (key, bytes) = entry?;
-                    Some(super::decode::<ScoreHistoryEntry>(
-                        HISTORY_TREE,
-                        &key,
-                        &bytes,
-                    )?)
-                }
-                None => None,
-            };
+            let (start, end) = prefix_range(&prefix);
+            let last = tree
+                .range((as_slice_bound(&start), as_slice_bound(&end)))?
+                .next_back()
+                .transpose()?
+                .map(|(key, bytes)| {
+                    super::decode::<ScoreHistoryEntry>(HISTORY_TREE, key.value(), bytes.value())
+                })
+                .transpose()?;
             let changed = match &last {
                 None => true,
                 Some(last) => last.score != row.score || last.tier != row.tier,
@@ -185,25 +186,25 @@ impl Store {
                 tier: row.tier.clone(),
                 model_version: row.model_version.clone(),
             };
-            batch.insert(
-                entry_key(self.level, &row.id, row.scored_at),
-                super::encode(&entry),
-            );
+            let key = entry_key(self.level, &row.id, row.scored_at);
+            tree.insert(key.as_slice(), super::encode(&entry).as_slice())?;
             appended += 1;
         }
-        tree.apply_batch(batch)?;
         Ok(appended)
     }
 
     /// Returns the entries of one record of this view's level, oldest first, as stored: merges
     /// and deletions are not applied.
     pub fn record_score_history(&self, id: &str) -> Result<Vec<ScoreHistoryEntry>, StoreError> {
-        let tree = self.db.open_tree(HISTORY_TREE)?;
         let mut out = Vec::new();
-        for entry in tree.scan_prefix(record_prefix(self.level, id)) {
-            let (key, bytes) = entry?;
-            out.push(super::decode(HISTORY_TREE, &key, &bytes)?);
-        }
+        self.db.for_each_prefix(
+            HISTORY_TREE,
+            &record_prefix(self.level, id),
+            |key, bytes| {
+                out.push(super::decode(HISTORY_TREE, key, bytes)?);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -214,10 +215,16 @@ impl Store {
         let object = self.level.object();
         let mut deleted = HashSet::new();
         let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let tombstones = self.db.open_tree("tombstones")?;
-        for entry in tombstones.scan_prefix(format!("{object}/")) {
-            let (key, bytes) = entry?;
-            let tombstone: Tombstone = super::decode("tombstones", &key, &bytes)?;
+        let mut tombstones = Vec::new();
+        self.db.for_each_prefix(
+            "tombstones",
+            format!("{object}/").as_bytes(),
+            |key, bytes| {
+                tombstones.push(super::decode::<Tombstone>("tombstones", key, bytes)?);
+                Ok(())
+            },
+        )?;
+        for tombstone in tombstones {
             match self.survivor(object, &tombstone.id)? {
                 Some(survivor) => merged.entry(survivor).or_default().push(tombstone.id),
                 None => {
@@ -226,23 +233,23 @@ impl Store {
             }
         }
 
-        let tree = self.db.open_tree(HISTORY_TREE)?;
         let mut entries: BTreeMap<String, Vec<ScoreHistoryEntry>> = BTreeMap::new();
-        for item in tree.scan_prefix(level_prefix(self.level)) {
-            let (key, bytes) = item?;
-            let Some(id) = id_of_key(&key) else {
-                return Err(StoreError::Corrupt {
-                    tree: HISTORY_TREE.to_string(),
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    message: "the key has no record id and time".to_string(),
-                });
-            };
-            if deleted.contains(&id) {
-                continue;
-            }
-            let entry: ScoreHistoryEntry = super::decode(HISTORY_TREE, &key, &bytes)?;
-            entries.entry(id).or_default().push(entry);
-        }
+        self.db
+            .for_each_prefix(HISTORY_TREE, &level_prefix(self.level), |key, bytes| {
+                let Some(id) = id_of_key(key) else {
+                    return Err(StoreError::Corrupt {
+                        tree: HISTORY_TREE.to_string(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: "the key has no record id and time".to_string(),
+                    });
+                };
+                if deleted.contains(&id) {
+                    return Ok(());
+                }
+                let entry: ScoreHistoryEntry = super::decode(HISTORY_TREE, key, bytes)?;
+                entries.entry(id).or_default().push(entry);
+                Ok(())
+            })?;
         Ok(ScoreHistory { entries, merged })
     }
 }

@@ -1,66 +1,70 @@
 //! The scores of each level, written run by run through a staging tree so a run is stored
 //! in chunks yet replaces the previous run atomically.
 //!
-//! A run's rows go into a new tree named `<scores tree>:run-<id>` in batches of at most
-//! [`SCORE_CHUNK_ROWS`]. [`ScoreWriter::commit`] flushes them, then points the `meta` key
-//! `<scores tree>:live` at the new tree in one insert, flushes again and drops the tree that
-//! was live before. A reader resolves the pointer first, so it sees either the whole previous
-//! run or the whole new one. A store written before staging existed has no pointer, and its
-//! scores stay in the bare `scores` (or `scores/<level>`) tree until the first run commits.
-//! A process killed before the pointer moved leaves a staging tree that no pointer names, and
-//! one killed after it leaves the old tree; both are dropped when the store is next opened or
-//! the level's scores are next written.
+//! A run's rows go into a new table named `<scores table>:run-<id>` in write transactions of
+//! at most [`SCORE_CHUNK_ROWS`] rows. [`ScoreWriter::commit`] then points the `meta` key
+//! `<scores table>:live` at the new table and deletes the table that was live before, in one
+//! durable transaction. A reader resolves the pointer first, so it sees either the whole
+//! previous run or the whole new one. A store written before staging existed has no pointer,
+//! and its scores stay in the bare `scores` (or `scores/<level>`) table until the first run
+//! commits. A process killed before the pointer moved leaves a staging table that no pointer
+//! names; the level's next score writer drops it.
 //!
-//! This file is a child module of `store`, so sled stays inside the store module.
+//! This file is a child module of `store`, so redb stays inside the store module.
 
+use redb::ReadableTable;
+
+use super::store_db::{generate_id, table, Commit};
 use super::{encode, ScoreRow, Store, StoreError};
 use crate::level::Level;
 
-/// Rows per sled batch while a run is staged. Storing 759,904 contact scores in one batch,
-/// with their score history, cost over 11 KiB of resident memory per row.
+/// Rows per write transaction while a run is staged. With sled, storing 759,904 contact scores
+/// in one batch, with their score history, cost over 11 KiB of resident memory per row.
 pub const SCORE_CHUNK_ROWS: usize = 4096;
 
-/// Separates a level's scores tree name from the run id of one of its staging trees.
+/// Separates a level's scores table name from the run id of one of its staging tables.
 const RUN_SEPARATOR: &str = ":run-";
 
-/// Returns the name of the tree that contained a level's scores before staging existed, which
-/// is also the prefix of its staging trees.
+/// Returns the name of the table that contained a level's scores before staging existed,
+/// which is also the prefix of its staging tables.
 fn base_name(level: Level) -> String {
     format!("scores{}", level.store_suffix())
 }
 
-/// Returns the `meta` key that names a level's live scores tree.
+/// Returns the `meta` key that names a level's live scores table.
 fn pointer_key(level: Level) -> String {
     format!("{}:live", base_name(level))
 }
 
 /// Writes one scoring run of one level; nothing it writes is visible until [`commit`].
 ///
-/// Dropping the writer without committing drops its staging tree, so an aborted run leaves
+/// Dropping the writer without committing drops its staging table, so an aborted run leaves
 /// the previous scores as they were. One writer per level may be open at a time: starting a
-/// writer drops staging trees that an earlier writer left behind.
+/// writer drops staging tables that an earlier writer left behind.
 ///
 /// [`commit`]: ScoreWriter::commit
 pub struct ScoreWriter<'s> {
     store: &'s Store,
-    tree: sled::Tree,
     name: String,
     /// The pointer's value when the writer started, so a commit notices another commit.
-    live_before: Option<sled::IVec>,
+    live_before: Option<Vec<u8>>,
     rows: usize,
     committed: bool,
 }
 
 impl ScoreWriter<'_> {
-    /// Stages `rows`, in sled batches of at most [`SCORE_CHUNK_ROWS`]. A later row with the
-    /// id of an earlier one replaces it, as in one batch.
+    /// Stages `rows`, in write transactions of at most [`SCORE_CHUNK_ROWS`] rows. A later
+    /// row with the id of an earlier one replaces it. The transactions are not synced to
+    /// disk: [`ScoreWriter::commit`] makes them durable together with the pointer.
     pub fn push(&mut self, rows: &[ScoreRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(SCORE_CHUNK_ROWS) {
-            let mut batch = sled::Batch::default();
-            for row in chunk {
-                batch.insert(row.id.as_bytes(), encode(row));
-            }
-            self.tree.apply_batch(batch)?;
+            self.store.db.write(Commit::Deferred, |transaction| {
+                let mut tree = transaction.open_table(table(&self.name))?;
+                for row in chunk {
+                    tree.insert(row.id.as_bytes(), encode(row).as_slice())?;
+                }
+                Ok(())
+            })?;
             self.rows += chunk.len();
         }
         Ok(())
@@ -71,37 +75,38 @@ impl ScoreWriter<'_> {
         self.rows
     }
 
-    /// Makes the staged rows the level's scores and drops the previous run's tree.
+    /// Makes the staged rows the level's scores and drops the previous run's table.
     ///
-    /// The staged rows are flushed before the pointer moves, and the pointer is flushed
-    /// before the old tree is dropped, so a crash at any point leaves one whole run readable.
+    /// The pointer moves and the old table is deleted in one durable transaction, which also
+    /// makes the staged rows durable, so a crash at any point leaves one whole run readable.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        self.tree.flush()?;
-        let meta = self.store.db.open_tree("meta")?;
         let level = self.store.level;
-        let swapped = meta.compare_and_swap(
-            pointer_key(level),
-            self.live_before.clone(),
-            Some(self.name.as_bytes()),
-        )?;
-        if swapped.is_err() {
-            return Err(StoreError::Corrupt {
-                tree: "meta".to_string(),
-                key: pointer_key(level),
-                message: format!(
-                    "the {level} scores were replaced by another writer while this run was \
-                     staged; run `leadscore score` again"
-                ),
-            });
-        }
-        self.store.db.flush()?;
-        self.committed = true;
+        let pointer = pointer_key(level);
         let previous = match &self.live_before {
             Some(name) => String::from_utf8_lossy(name).into_owned(),
             None => base_name(level),
         };
-        self.store.db.drop_tree(previous.as_bytes())?;
-        self.store.db.flush()?;
+        self.store.db.write(Commit::Durable, |transaction| {
+            let mut meta = transaction.open_table(table("meta"))?;
+            let live = meta
+                .get(pointer.as_bytes())?
+                .map(|value| value.value().to_vec());
+            if live != self.live_before {
+                return Err(StoreError::Corrupt {
+                    tree: "meta".to_string(),
+                    key: pointer.clone(),
+                    message: format!(
+                        "the {level} scores were replaced by another writer while this run \
+                         was staged; run `leadscore score` again"
+                    ),
+                });
+            }
+            meta.insert(pointer.as_bytes(), self.name.as_bytes())?;
+            drop(meta);
+            transaction.delete_table(table(&previous))?;
+            Ok(())
+        })?;
+        self.committed = true;
         Ok(())
     }
 }
@@ -111,9 +116,14 @@ impl Drop for ScoreWriter<'_> {
         if self.committed {
             return;
         }
-        // A leftover tree is also dropped by the next open, so a failure here loses nothing.
-        if let Err(error) = self.store.db.drop_tree(self.name.as_bytes()) {
-            tracing::warn!(tree = %self.name, %error, "could not drop an uncommitted score run");
+        // A leftover table is also dropped by the next score writer, so a failure here, or a
+        // crash before the next durable commit, loses nothing.
+        let deleted = self.store.db.write(Commit::Deferred, |transaction| {
+            transaction.delete_table(table(&self.name))?;
+            Ok(())
+        });
+        if let Err(error) = deleted {
+            tracing::warn!(table = %self.name, %error, "could not drop an uncommitted score run");
         }
     }
 }
@@ -124,17 +134,15 @@ impl Store {
     /// the stored scores when [`ScoreWriter::commit`] returns.
     pub fn score_writer(&self) -> Result<ScoreWriter<'_>, StoreError> {
         self.drop_stale_score_trees(self.level)?;
-        let meta = self.db.open_tree("meta")?;
-        let live_before = meta.get(pointer_key(self.level))?;
-        let name = format!(
-            "{}{RUN_SEPARATOR}{:016x}",
-            base_name(self.level),
-            self.db.generate_id()?
-        );
-        let tree = self.db.open_tree(&name)?;
+        let live_before = self.db.get("meta", pointer_key(self.level).as_bytes())?;
+        let base = base_name(self.level);
+        let name = self.db.write(Commit::Deferred, |transaction| {
+            let name = format!("{base}{RUN_SEPARATOR}{:016x}", generate_id(transaction)?);
+            transaction.open_table(table(&name))?;
+            Ok(name)
+        })?;
         Ok(ScoreWriter {
             store: self,
-            tree,
             name,
             live_before,
             rows: 0,
@@ -150,25 +158,23 @@ impl Store {
         writer.commit()
     }
 
-    /// Returns the name of the tree that contains this level's live scores.
+    /// Returns the name of the table that contains this level's live scores.
     pub(super) fn scores_tree_name(&self, level: Level) -> Result<String, StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        Ok(match meta.get(pointer_key(level))? {
+        Ok(match self.db.get("meta", pointer_key(level).as_bytes())? {
             Some(name) => String::from_utf8_lossy(&name).into_owned(),
             None => base_name(level),
         })
     }
 
-    /// Returns the names of this level's score trees that no pointer names: staging trees of
-    /// runs that never committed, and the tree a committed run replaced but did not drop.
-    /// [`Store::open`] drops them, so this is empty right after an open.
+    /// Returns the names of this level's score tables that no pointer names: staging tables
+    /// of runs that never committed, and a table a committed run replaced but did not drop.
+    /// The next score writer drops them.
     pub fn stale_score_trees(&self) -> Result<Vec<String>, StoreError> {
         let live = self.scores_tree_name(self.level)?;
         let base = base_name(self.level);
         let staged_prefix = format!("{base}{RUN_SEPARATOR}");
         let mut stale = Vec::new();
-        for name in self.db.tree_names() {
-            let name = String::from_utf8_lossy(&name).into_owned();
+        for name in self.db.table_names()? {
             let ours = name == base || name.starts_with(&staged_prefix);
             if ours && name != live {
                 stale.push(name);
@@ -177,22 +183,22 @@ impl Store {
         Ok(stale)
     }
 
-    /// Drops the stale score trees of `level`; see [`Store::stale_score_trees`].
+    /// Drops the stale score tables of `level`; see [`Store::stale_score_trees`].
     pub(super) fn drop_stale_score_trees(&self, level: Level) -> Result<(), StoreError> {
         let view = self.at_level(level);
         let stale = view.stale_score_trees()?;
+        if stale.is_empty() {
+            return Ok(());
+        }
         for name in &stale {
-            // The bare tree of a store without a pointer is created empty by any reader, so
-            // only trees that are really left over are worth a log line.
-            if name.contains(RUN_SEPARATOR) {
-                tracing::info!(%level, tree = %name, "dropping scores of an interrupted run");
+            tracing::info!(%level, table = %name, "dropping scores of an interrupted run");
+        }
+        self.db.write(Commit::Durable, |transaction| {
+            for name in &stale {
+                transaction.delete_table(table(name))?;
             }
-            self.db.drop_tree(name.as_bytes())?;
-        }
-        if !stale.is_empty() {
-            self.db.flush()?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -242,9 +248,10 @@ mod tests {
         let contacts = store.at_level(Level::Contact);
         // A store written before staging existed: rows in the bare trees, no pointer.
         for (view, name) in [(&store, "scores"), (&contacts, "scores/contact")] {
-            let tree = store.db.open_tree(name).expect("tree");
             for row in rows("old", 3) {
-                tree.insert(row.id.as_bytes(), encode(&row))
+                store
+                    .db
+                    .put(name, row.id.as_bytes(), &encode(&row))
                     .expect("insert");
             }
             assert_eq!(tags(view), ["old"]);
@@ -261,12 +268,7 @@ mod tests {
         store.replace_scores(&rows("new", 2)).expect("replace");
         assert_eq!(tags(&store), ["new"]);
         assert_eq!(store.scores().expect("scores").len(), 2);
-        let names: Vec<String> = store
-            .db
-            .tree_names()
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect();
+        let names = store.db.table_names().expect("names");
         assert!(!names.contains(&"scores".to_string()), "{names:?}");
         // The contact level still reads its own bare tree.
         assert_eq!(tags(&contacts), ["old"]);
@@ -314,31 +316,38 @@ mod tests {
         // A process killed after staging rows: the writer never commits or cleans up.
         let mut writer = store.score_writer().expect("writer");
         writer.push(&rows("killed", 6)).expect("push");
-        writer.tree.flush().expect("flush");
-        // Marked committed, the writer's drop leaves its staging tree as a kill would.
+        store.db.flush().expect("flush");
+        // Marked committed, the writer's drop leaves its staging table as a kill would.
         writer.committed = true;
         drop(writer);
-        // A process killed after the pointer moved but before the old tree was dropped.
-        let meta = store.db.open_tree("meta").expect("meta");
-        let live = meta
-            .get(pointer_key(Level::Account))
+        // A process killed after the pointer moved but before the old table was dropped.
+        let live = store
+            .db
+            .get("meta", pointer_key(Level::Account).as_bytes())
             .expect("get")
             .expect("pointer");
-        let next = store
-            .db
-            .open_tree("scores:run-ffffffffffffffff")
-            .expect("tree");
         for row in rows("switched", 5) {
-            next.insert(row.id.as_bytes(), encode(&row))
+            store
+                .db
+                .put(
+                    "scores:run-ffffffffffffffff",
+                    row.id.as_bytes(),
+                    &encode(&row),
+                )
                 .expect("insert");
         }
-        meta.insert(pointer_key(Level::Account), "scores:run-ffffffffffffffff")
+        store
+            .db
+            .put(
+                "meta",
+                pointer_key(Level::Account).as_bytes(),
+                b"scores:run-ffffffffffffffff",
+            )
             .expect("pointer");
-        store.db.flush().expect("flush");
         let stale = store.stale_score_trees().expect("stale");
         assert_eq!(stale.len(), 2, "{stale:?}");
         assert!(stale.contains(&String::from_utf8_lossy(&live).into_owned()));
-        drop((store, next, meta));
+        drop(store);
 
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(tags(&store), ["switched"]);
@@ -354,8 +363,13 @@ mod tests {
         let mut slow = store.score_writer().expect("writer");
         slow.push(&rows("slow", 2)).expect("push");
         // A second writer would drop the first one's staging tree, so build it by hand.
-        let meta = store.db.open_tree("meta").expect("meta");
-        meta.insert(pointer_key(Level::Account), "scores:run-0000000000000000")
+        store
+            .db
+            .put(
+                "meta",
+                pointer_key(Level::Account).as_bytes(),
+                b"scores:run-0000000000000000",
+            )
             .expect("pointer");
         let err = slow.commit().expect_err("the pointer moved");
         assert!(err.to_string().contains("another writer"), "{err}");

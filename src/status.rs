@@ -18,7 +18,7 @@ const RECENT_FAILURES: usize = 5;
 const RUNS_SCANNED: usize = 500;
 
 /// How long `status` waits for a running job of the daemon to release the store.
-// NOTE: sled lets only one process open the store. While a daemon job runs, `status` waits up
+// NOTE: redb lets only one process open the store. While a daemon job runs, `status` waits up
 // to this long and then fails, but the daemon's /metrics shows the same figures meanwhile.
 const STORE_WAIT: Duration = Duration::from_secs(15);
 

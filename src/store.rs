@@ -1,34 +1,40 @@
-//! The embedded store (sled): pulled records, incremental cursors, trained models with their
+//! The embedded store (redb): pulled records, incremental cursors, trained models with their
 //! registry entries and promotion history, scores and the last values written to the CRM. No
-//! other module touches sled.
+//! other module touches redb.
 //!
-//! Values are JSON so a store can be inspected and migrated. The format version is kept under
-//! `meta/format`; a store written by another format is refused rather than misread.
+//! The store is a folder that contains one redb file, [`DB_FILE`], and the format marker
+//! [`FORMAT_FILE`]. Values are JSON so a store can be inspected and migrated. The format
+//! version is kept under `meta/format` and in the marker; a store written by another format
+//! is refused rather than misread. A folder that still contains a sled store of format
+//! `leadscore-store-1` is migrated to redb on open (see the `sled_migration` child module).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Cursor, Record};
 
 use crate::level::Level;
+use redb::ReadableTable;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use tracing::warn;
 
-const FORMAT: &str = "leadscore-store-1";
-/// Attempts, 50 ms apart, to take a store lock that is held.
-const LOCK_RETRIES: u32 = 40;
-/// Maximum wait for sled's threads to release the lock of a store this process closed.
-const RELEASING_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+use store_db::{generate_id, table, Commit, Db};
 
-/// Maximum bytes of pages that sled caches in memory; sled 0.34 defaults to 1 GiB. Train and
-/// score read each record tree from start to end once per level, so a cache larger than this
-/// adds resident memory but saves few reads.
-const PAGE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const FORMAT: &str = "leadscore-store-2";
+/// The redb database file inside the store folder.
+pub const DB_FILE: &str = "leadscore.redb";
+/// The file whose presence marks a folder as a redb store, so that a store whose database
+/// file went missing is reported as damaged instead of being created again empty.
+const FORMAT_FILE: &str = "leadscore.format";
+/// Attempts, 50 ms apart, to take a store lock that another process holds.
+const LOCK_RETRIES: u32 = 40;
+
+/// Maximum bytes of pages that redb caches in memory; redb 5 defaults to 1 GiB. Train and
+/// score read each record table from start to end once per level, so a cache larger than
+/// this adds resident memory but saves few reads.
+const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,7 +43,7 @@ pub enum StoreError {
     #[error("the store at {path} is in use by another leadscore process; wait for it to finish")]
     Locked { path: PathBuf },
     #[error("cannot open the store at {path}: {source}; check that [store] path names a directory this user can read and write")]
-    Open { path: PathBuf, source: sled::Error },
+    Open { path: PathBuf, source: redb::Error },
     #[error("the store path {path} is a file, not a directory; point [store] path at a directory")]
     NotADirectory { path: PathBuf },
     #[error("the store at {path} is damaged and cannot be read ({detail}). {}", recovery_steps(.path))]
@@ -50,8 +56,10 @@ pub enum StoreError {
         bound: String,
         requested: String,
     },
+    #[error("migrating the sled store at {path} to redb failed: {detail}. The sled files were not changed; fix the cause and run the command again, which restarts the migration")]
+    Migration { path: PathBuf, detail: String },
     #[error("store operation failed: {0}{hint}", hint = damage_hint(.0))]
-    Sled(#[from] sled::Error),
+    Db(#[from] redb::Error),
     #[error("corrupt entry in store tree {tree:?} key {key:?}: {message}")]
     Corrupt {
         tree: String,
@@ -59,6 +67,25 @@ pub enum StoreError {
         message: String,
     },
 }
+
+/// Converts each of redb's narrower error types through `redb::Error`, so `?` works on them.
+macro_rules! from_redb_errors {
+    ($($error:ty),*) => {
+        $(impl From<$error> for StoreError {
+            fn from(error: $error) -> StoreError {
+                StoreError::Db(error.into())
+            }
+        })*
+    };
+}
+from_redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 /// The scores of one record, as computed by the last `score` step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,74 +228,9 @@ pub struct Promotion {
 /// level.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: Db,
     path: PathBuf,
     level: Level,
-    /// The canonical folder, listed in [`OPEN_STORES`] while any clone of this store lives.
-    _registration: Arc<PathBuf>,
-}
-
-/// The stores this process has open, so an open can tell a lock that this process's
-/// own live handle holds from one that sled's threads hold while they release it.
-static OPEN_STORES: Mutex<Vec<Weak<PathBuf>>> = Mutex::new(Vec::new());
-
-/// Lists `path` in [`OPEN_STORES`] for as long as the returned handle lives.
-fn register_open(path: &Path) -> Arc<PathBuf> {
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let handle = Arc::new(canonical);
-    let mut open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
-    open.retain(|weak| weak.strong_count() > 0);
-    open.push(Arc::downgrade(&handle));
-    handle
-}
-
-/// Returns true when a [`Store`] of the folder `canonical` is open in this process.
-fn open_here(canonical: &Path) -> bool {
-    let open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
-    open.iter()
-        .filter_map(Weak::upgrade)
-        .any(|path| path.as_path() == canonical)
-}
-
-/// The holder of the flock that sled takes on a store's `db` file, as `/proc/locks` lists it.
-enum LockHolder {
-    ThisProcess,
-    OtherProcess,
-    Nobody,
-    /// `/proc/locks` or the file could not be read, as off Linux.
-    Unknown,
-}
-
-#[cfg(unix)]
-fn lock_holder(path: &Path) -> LockHolder {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(metadata) = std::fs::metadata(path.join("db")) else {
-        return LockHolder::Unknown;
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return LockHolder::Unknown;
-    };
-    let inode = metadata.ino().to_string();
-    let pid = std::process::id().to_string();
-    // A line reads "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF": the kind, the
-    // holder's pid and the file as major:minor:inode. A waiter's line has "->" after the
-    // number, which shifts the fields, so it never matches.
-    let holder = locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let file = fields.get(5)?;
-        let same_file = file.rsplit(':').next() == Some(inode.as_str());
-        (fields.get(1) == Some(&"FLOCK") && same_file).then(|| fields.get(4).copied())?
-    });
-    match holder {
-        Some(holder) if holder == pid => LockHolder::ThisProcess,
-        Some(_) => LockHolder::OtherProcess,
-        None => LockHolder::Nobody,
-    }
-}
-
-#[cfg(not(unix))]
-fn lock_holder(_path: &Path) -> LockHolder {
-    LockHolder::Unknown
 }
 
 fn records_tree(object: &str) -> String {
@@ -289,8 +251,8 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Rejects an existing directory that contains files but no sled database, so the store never
-/// mixes its files into an unrelated folder (a typo in `[store] path`, a home directory).
+/// Rejects an existing directory that contains files but no store, so the store never mixes
+/// its files into an unrelated folder (a typo in `[store] path`, a home directory).
 fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
     let Ok(entries) = std::fs::read_dir(path) else {
         return Ok(());
@@ -300,9 +262,9 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| name != DAEMON_LOCK_FILE)
         .collect();
-    // A folder with either of sled's own files is a store, possibly a damaged one, which the
-    // open reports as damaged rather than as a foreign folder.
-    if names.is_empty() || names.iter().any(|n| is_sled_file(n)) {
+    // A folder with the store's own files (or an old sled store's) is a store, possibly a
+    // damaged one, which the open reports as damaged rather than as a foreign folder.
+    if names.is_empty() || names.iter().any(|n| is_store_file(n)) {
         return Ok(());
     }
     Err(StoreError::NotAStore {
@@ -314,48 +276,47 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
 /// The file in the store folder that a running `leadscore run` keeps locked.
 pub const DAEMON_LOCK_FILE: &str = "daemon.lock";
 
-/// Returns true for the names of the files sled keeps at the top of its folder.
-fn is_sled_file(name: &str) -> bool {
-    name == "conf" || name == "db"
+/// Returns true for the names of the files that mark a folder as a store: the redb file, the
+/// format marker, and the files an unmigrated sled store keeps at the top of its folder.
+fn is_store_file(name: &str) -> bool {
+    name == DB_FILE || name == FORMAT_FILE || sled_migration::is_sled_file(name)
 }
 
-/// Returns true when `path` is a directory that contains one of sled's files.
-fn holds_sled_files(path: &Path) -> bool {
-    std::fs::read_dir(path).is_ok_and(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .any(|e| is_sled_file(&e.file_name().to_string_lossy()))
-    })
+/// Returns true when `path` contains the redb file or its format marker.
+fn holds_redb_store(path: &Path) -> bool {
+    path.join(DB_FILE).exists() || path.join(FORMAT_FILE).exists()
 }
 
-/// Maps an error from opening or first reading the store to the error the user acts on.
-fn open_error(path: &Path, source: sled::Error) -> StoreError {
+/// Maps an error from opening the database file to the error the user acts on.
+fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
+    use redb::{DatabaseError, StorageError};
     use std::io::ErrorKind;
     let path = path.to_path_buf();
-    match &source {
-        // sled reports a held lock file as an Other-kind IO error with this message.
-        sled::Error::Io(err) if err.to_string().starts_with("could not acquire lock") => {
+    match source {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             StoreError::Locked { path }
         }
-        sled::Error::Io(err)
+        DatabaseError::Storage(StorageError::Io(error))
             if matches!(
-                err.kind(),
+                error.kind(),
                 ErrorKind::UnexpectedEof | ErrorKind::InvalidData
             ) =>
         {
             StoreError::Damaged {
                 path,
-                detail: source.to_string(),
+                detail: error.to_string(),
             }
         }
-        sled::Error::Io(_) | sled::Error::CollectionNotFound(_) => {
-            StoreError::Open { path, source }
+        DatabaseError::Storage(StorageError::Corrupted(detail)) => {
+            StoreError::Damaged { path, detail }
         }
-        sled::Error::Corruption { .. }
-        | sled::Error::Unsupported(_)
-        | sled::Error::ReportableBug(_) => StoreError::Damaged {
+        DatabaseError::RepairAborted => StoreError::Damaged {
             path,
-            detail: source.to_string(),
+            detail: "redb's repair of the file did not finish".to_string(),
+        },
+        other => StoreError::Open {
+            path,
+            source: other.into(),
         },
     }
 }
@@ -372,10 +333,10 @@ fn recovery_steps(path: &Path) -> String {
     )
 }
 
-/// Returns the recovery hint for a sled error met after the store was opened.
-fn damage_hint(err: &sled::Error) -> &'static str {
+/// Returns the recovery hint for a redb error met after the store was opened.
+fn damage_hint(err: &redb::Error) -> &'static str {
     match err {
-        sled::Error::Corruption { .. } => {
+        redb::Error::Corrupted(_) => {
             "; the store is damaged: move its folder aside and run `leadscore pull` to rebuild \
              it (the history of written values and the write journal are lost, so the first \
              push may write values the CRM already contains)"
@@ -415,23 +376,55 @@ fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// Maps a transaction result; the transactions here never abort on their own.
-fn transaction_outcome(result: Result<(), TransactionError<()>>) -> Result<(), StoreError> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Storage(err)) => Err(StoreError::Sled(err)),
-        Err(TransactionError::Abort(())) => Err(StoreError::Corrupt {
-            tree: String::new(),
-            key: String::new(),
-            message: "transaction aborted".to_string(),
+/// Returns an [`StoreError::Open`] for an IO error on the store folder.
+fn folder_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        source: redb::Error::Io(source),
+    }
+}
+
+/// Opens the redb file `file` of the store folder `folder` with the store's cache size.
+/// Without `create`, a missing or empty file is an error rather than a new database.
+fn open_redb(folder: &Path, file: &Path, create: bool) -> Result<redb::Database, StoreError> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(PAGE_CACHE_BYTES);
+    if !create && std::fs::metadata(file).is_ok_and(|m| m.len() == 0) {
+        // redb would initialise an empty file as a new database, which would hide the loss.
+        return Err(StoreError::Damaged {
+            path: folder.to_path_buf(),
+            detail: format!("{} is empty", file.display()),
+        });
+    }
+    let opened = catch_panic(|| {
+        if create {
+            builder.create(file)
+        } else {
+            builder.open(file)
+        }
+    });
+    match opened {
+        Ok(Ok(database)) => Ok(database),
+        Ok(Err(source)) => Err(open_error(folder, source)),
+        Err(message) => Err(StoreError::Damaged {
+            path: folder.to_path_buf(),
+            detail: format!("opening it failed with: {message}"),
         }),
     }
 }
 
+/// Writes the format marker into the store folder `folder` and syncs it to disk.
+fn write_format_marker(folder: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(folder.join(FORMAT_FILE))?;
+    file.write_all(FORMAT.as_bytes())?;
+    file.sync_all()
+}
+
 impl Store {
     /// Checks, without opening or creating anything, that `path` can be a store: it is
-    /// missing, an empty folder or a folder with sled's files, and not a file or a folder of
-    /// other files. [`Store::open`] applies the same rules.
+    /// missing, an empty folder or a folder with a store's files, and not a file or a folder
+    /// of other files. [`Store::open`] applies the same rules.
     pub fn check_folder(path: &Path) -> Result<(), StoreError> {
         if path.exists() && !path.is_dir() {
             return Err(StoreError::NotADirectory {
@@ -441,26 +434,37 @@ impl Store {
         reject_foreign_directory(path)
     }
 
-    /// Opens or creates the store at `path`.
+    /// Opens or creates the store at `path`. A folder that contains a sled store of the
+    /// previous format is migrated to redb first.
     ///
-    /// A store that sled cannot read gives [`StoreError::Damaged`] with the recovery steps,
-    /// never a panic: sled 0.34 can panic while reading damaged files, so its panics are
+    /// A store that redb cannot read gives [`StoreError::Damaged`] with the recovery steps,
+    /// never a panic: redb 5 can panic on a file altered outside redb, so its panics are
     /// caught here.
-    // NOTE: sled reads a log file that was truncated or overwritten in the middle as ending at
-    // the damage, so such a store opens without an error and without the later writes.
+    // NOTE: the open after a crash runs redb's full repair, which walks every page of the
+    // file (quick repair is off to keep commits cheap). tests/store_crash.rs times it only on
+    // small stores, so on a 1M-record store it may take far longer than a normal open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::check_folder(path)?;
-        if !holds_sled_files(path) {
-            Store::create(path)?;
+        if !holds_redb_store(path) {
+            if sled_migration::holds_sled_store(path) {
+                sled_migration::migrate(path)?;
+            } else {
+                Store::create(path)?;
+            }
         }
-        let existed = holds_sled_files(path);
-        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let db = Store::open_db_waiting(path, &canonical)?;
-        // sled creates its files with the process umask, but the store contains customer
+        if !path.join(DB_FILE).exists() {
+            return Err(StoreError::Damaged {
+                path: path.to_path_buf(),
+                detail: format!("its format marker {FORMAT_FILE} exists but {DB_FILE} is missing"),
+            });
+        }
+        let db = Store::open_db_waiting(path)?;
+        // A migration killed after the rename can leave the sled files behind, or no marker.
+        // This process holds redb's lock now, so no other process finishes it at the same time.
+        sled_migration::finish(path)?;
+        // redb creates its file with the process umask, but the store contains customer
         // data. So the files are made owner-only on every open, and a looser folder is
         // tightened with a warning.
-        // NOTE: a file sled adds while the store is open (a snapshot, a blob) keeps the umask
-        // mode until the next open, but the 0700 folder already keeps other users out.
         if let Err(error) = crate::private_files::restrict_tree(path) {
             warn!(
                 path = %path.display(),
@@ -468,15 +472,10 @@ impl Store {
                 "could not make the store owner-only; run chmod -R go-rwx on it"
             );
         }
-        // Trees of an interrupted score run are left for the next score writer to drop:
-        // readers follow the live-run pointer, and an open that writes widens the window in
-        // which a kill finds sled mid-write.
-        // NOTE: tests/store_crash.rs has seen sled report "Read corrupted data" on the open
-        // after a writer was killed milliseconds into its start; no other store is measured yet.
-        match catch_panic(|| Store::with_db(db, path, existed)) {
-            Ok(Ok(store)) => Ok(store),
-            Ok(Err(StoreError::Sled(source))) => Err(open_error(path, source)),
-            Ok(Err(other)) => Err(other),
+        // Tables of an interrupted score run are left for the next score writer to drop:
+        // readers follow the live-run pointer.
+        match catch_panic(|| Store::with_db(db, path, true)) {
+            Ok(result) => result,
             Err(message) => Err(StoreError::Damaged {
                 path: path.to_path_buf(),
                 detail: format!("reading it failed with: {message}"),
@@ -484,9 +483,9 @@ impl Store {
         }
     }
 
-    /// Creates a new store at `path` as a whole: sled's files are created and stamped in a
-    /// sibling folder, which is then renamed to `path`. A process killed part way leaves only
-    /// that sibling behind, never a store without its format stamp.
+    /// Creates a new store at `path` as a whole: the redb file and the format marker are
+    /// created and stamped in a sibling folder, which is then renamed to `path`. A process
+    /// killed part way leaves only that sibling behind, never a store without its stamp.
     fn create(path: &Path) -> Result<(), StoreError> {
         let name = path
             .file_name()
@@ -496,22 +495,21 @@ impl Store {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let io_error = |source: std::io::Error| StoreError::Open {
-            path: path.to_path_buf(),
-            source: sled::Error::Io(source),
-        };
+        let io_error = |source| folder_error(path, source);
         std::fs::create_dir_all(&parent).map_err(io_error)?;
         let staging = parent.join(format!(".{name}.creating-{}", std::process::id()));
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(io_error)?;
         }
         crate::private_files::create_private_dir(&staging).map_err(io_error)?;
-        let db = Store::open_db(&staging)?;
+        let db = Store::open_db(&staging, true)?;
         drop(Store::with_db(db, &staging, false)?);
+        write_format_marker(&staging).map_err(io_error)?;
+        // An existing empty folder is replaced by the rename.
         match std::fs::rename(&staging, path) {
             Ok(()) => Ok(()),
             // Another process created the store first; its store is used.
-            Err(_) if holds_sled_files(path) => {
+            Err(_) if holds_redb_store(path) => {
                 let _ = std::fs::remove_dir_all(&staging);
                 Ok(())
             }
@@ -522,66 +520,31 @@ impl Store {
         }
     }
 
-    /// Opens sled's files, retrying while their lock is held. A lock held by another process
-    /// is retried for [`LOCK_RETRIES`] times 50 ms before it is reported. A lock held by
-    /// this process after every handle to the store was dropped belongs to sled's background
-    /// threads, which still finish a file truncation and its fsync after the handle is gone.
-    /// Under heavy IO that can take seconds, so such a lock, or one that no process holds
-    /// any more, is retried for up to [`RELEASING_LOCK_WAIT`].
-    fn open_db_waiting(path: &Path, canonical: &Path) -> Result<sled::Db, StoreError> {
-        let started = std::time::Instant::now();
+    /// Opens the redb file, retrying for [`LOCK_RETRIES`] times 50 ms while another process
+    /// holds its lock. redb releases the lock when the last handle is dropped, so a lock
+    /// this process held before is free by the time the open runs.
+    fn open_db_waiting(path: &Path) -> Result<Db, StoreError> {
         let mut attempt = 0;
-        let mut logged = false;
         loop {
-            match Store::open_db(path) {
-                Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => {
-                    attempt += 1;
-                }
-                // The holder may also have let go between the attempt and the look at
-                // /proc/locks, which the next attempt then finds.
-                Err(StoreError::Locked { .. })
-                    if started.elapsed() < RELEASING_LOCK_WAIT
-                        && !open_here(canonical)
-                        && matches!(
-                            lock_holder(path),
-                            LockHolder::ThisProcess | LockHolder::Nobody
-                        ) =>
-                {
-                    if !logged {
-                        tracing::info!(
-                            path = %path.display(),
-                            "waiting for sled to release the lock of a store this process closed"
-                        );
-                        logged = true;
-                    }
-                }
+            match Store::open_db(path, false) {
+                Err(StoreError::Locked { .. }) if attempt < LOCK_RETRIES => attempt += 1,
                 other => return other,
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
-    fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(PAGE_CACHE_BYTES);
-        match catch_panic(|| config.open()) {
-            Ok(Ok(db)) => Ok(db),
-            Ok(Err(source)) => Err(open_error(path, source)),
-            Err(message) => Err(StoreError::Damaged {
-                path: path.to_path_buf(),
-                detail: format!("opening it failed with: {message}"),
-            }),
-        }
+    /// Opens (or, with `create`, creates) the redb file in the folder `path`.
+    fn open_db(path: &Path, create: bool) -> Result<Db, StoreError> {
+        open_redb(path, &path.join(DB_FILE), create).map(Db::new)
     }
 
-    /// Checks the format version of a freshly opened database, stamping and flushing a new
-    /// one. `existed` is true when sled's files were there before the open. Such a store
+    /// Checks the format version of a freshly opened database, stamping a new one.
+    /// `existed` is true when the database file was there before the open. Such a store
     /// without a format stamp lost its contents, because the stamp is the first key written.
-    fn with_db(db: sled::Db, path: &Path, existed: bool) -> Result<Store, StoreError> {
-        let meta = db.open_tree("meta")?;
-        match meta.get("format")? {
-            Some(found) if found.as_ref() != FORMAT.as_bytes() => {
+    fn with_db(db: Db, path: &Path, existed: bool) -> Result<Store, StoreError> {
+        match db.get("meta", b"format")? {
+            Some(found) if found != FORMAT.as_bytes() => {
                 return Err(StoreError::Format {
                     path: path.to_path_buf(),
                     found: String::from_utf8_lossy(&found).into_owned(),
@@ -591,21 +554,23 @@ impl Store {
             None if existed => {
                 return Err(StoreError::Damaged {
                     path: path.to_path_buf(),
-                    detail: "its files exist but contain no format stamp, so their contents \
-                             were lost"
+                    detail: "its database file exists but contains no format stamp, so its \
+                             contents were lost"
                         .to_string(),
                 });
             }
             None => {
-                meta.insert("format", FORMAT)?;
-                meta.flush()?;
+                db.write(Commit::Durable, |transaction| {
+                    let mut meta = transaction.open_table(table("meta"))?;
+                    meta.insert(&b"format"[..], FORMAT.as_bytes())?;
+                    Ok(())
+                })?;
             }
         }
         Ok(Store {
             level: Level::Account,
             db,
             path: path.to_path_buf(),
-            _registration: register_open(path),
         })
     }
 
@@ -632,8 +597,7 @@ impl Store {
     }
 
     pub fn cursor(&self, object: &str) -> Result<Option<Cursor>, StoreError> {
-        let tree = self.db.open_tree("cursors")?;
-        match tree.get(object)? {
+        match self.db.get("cursors", object.as_bytes())? {
             Some(bytes) => Ok(Some(decode("cursors", object.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
@@ -642,8 +606,7 @@ impl Store {
     /// Returns the fields the last complete pull of an object selected, if one finished since
     /// the store began recording them.
     pub fn pulled_fields(&self, object: &str) -> Result<Option<Vec<String>>, StoreError> {
-        let tree = self.db.open_tree("pulled_fields")?;
-        match tree.get(object)? {
+        match self.db.get("pulled_fields", object.as_bytes())? {
             Some(bytes) => Ok(Some(decode("pulled_fields", object.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
@@ -651,83 +614,63 @@ impl Store {
 
     /// Records the fields a complete pull of an object selected.
     pub fn set_pulled_fields(&self, object: &str, fields: &[String]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree("pulled_fields")?;
-        tree.insert(object.as_bytes(), encode(&fields))?;
-        tree.flush()?;
-        Ok(())
+        let bytes = encode(&fields);
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tree = transaction.open_table(table("pulled_fields"))?;
+            tree.insert(object.as_bytes(), bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Forgets an object's cursor and recorded fields, so the next pull fetches every record
     /// again. The records stay until the pull replaces them.
     pub fn reset_cursor(&self, object: &str) -> Result<(), StoreError> {
-        let cursors = self.db.open_tree("cursors")?;
-        let fields = self.db.open_tree("pulled_fields")?;
-        let result: Result<(), TransactionError<()>> = (&cursors, &fields).transaction(|(c, f)| {
-            c.remove(object.as_bytes())?;
-            f.remove(object.as_bytes())?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            transaction
+                .open_table(table("cursors"))?
+                .remove(object.as_bytes())?;
+            transaction
+                .open_table(table("pulled_fields"))?
+                .remove(object.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// Stores one page of records, deletions included, without moving the object's cursor:
+    /// for a pull whose records come in no order.
+    pub fn save_records(&self, object: &str, records: &[Record]) -> Result<(), StoreError> {
+        let name = records_tree(object);
+        let encoded = encode_records(records);
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tree = transaction.open_table(table(&name))?;
+            put_records(&mut tree, &encoded)
+        })
     }
 
     /// Stores one page of pulled records and moves the object's cursor, atomically: either
     /// both land or neither does. Deleted records are removed from the store.
-    /// Stores one page of records, deletions included, without moving the object's cursor:
-    /// for a pull whose records come in no order.
-    pub fn save_records(&self, object: &str, records: &[Record]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(records_tree(object))?;
-        let mut batch = sled::Batch::default();
-        for record in records {
-            if record.deleted {
-                batch.remove(record.id.as_bytes());
-            } else {
-                batch.insert(record.id.as_bytes(), encode(record));
-            }
-        }
-        tree.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
     pub fn save_page(
         &self,
         object: &str,
         records: &[Record],
         cursor: &Cursor,
     ) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(records_tree(object))?;
-        let cursors = self.db.open_tree("cursors")?;
-        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
-            .iter()
-            .map(|r| (r.id.clone().into_bytes(), (!r.deleted).then(|| encode(r))))
-            .collect();
+        let name = records_tree(object);
+        let encoded = encode_records(records);
         let cursor_bytes = encode(cursor);
-        let result: Result<(), TransactionError<()>> = (&tree, &cursors).transaction(|(t, c)| {
-            for (key, value) in &encoded {
-                match value {
-                    Some(bytes) => t.insert(key.as_slice(), bytes.as_slice())?,
-                    None => t.remove(key.as_slice())?,
-                };
-            }
-            c.insert(object.as_bytes(), cursor_bytes.as_slice())?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tree = transaction.open_table(table(&name))?;
+            put_records(&mut tree, &encoded)?;
+            let mut cursors = transaction.open_table(table("cursors"))?;
+            cursors.insert(object.as_bytes(), cursor_bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Returns every stored record of an object, in id order.
     pub fn records(&self, object: &str) -> Result<Vec<Record>, StoreError> {
-        let name = records_tree(object);
-        let tree = self.db.open_tree(&name)?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode(&name, &key, &value)?);
-        }
+        let mut out = Vec::new();
+        self.for_each_record(object, |record| out.push(record))?;
         Ok(out)
     }
 
@@ -739,16 +682,14 @@ impl Store {
         mut visit: impl FnMut(Record),
     ) -> Result<(), StoreError> {
         let name = records_tree(object);
-        let tree = self.db.open_tree(&name)?;
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            visit(decode(&name, &key, &value)?);
-        }
-        Ok(())
+        self.db.for_each(&name, |key, value| {
+            visit(decode(&name, key, value)?);
+            Ok(())
+        })
     }
 
     /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),
-    /// reading the tree once and decoding only the stamp of each record.
+    /// reading the table once and decoding only the stamp of each record.
     pub fn stored_modstamps(
         &self,
         object: &str,
@@ -759,10 +700,10 @@ impl Store {
             modstamp: DateTime<Utc>,
         }
         let name = records_tree(object);
-        let tree = self.db.open_tree(&name)?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let mut stamps = Vec::with_capacity(ids.len());
-        for id in ids {
-            let stamp = match tree.get(id)? {
+        for (id, bytes) in ids.iter().zip(self.db.get_many(&name, &keys)?) {
+            let stamp = match bytes {
                 Some(bytes) => Some(decode::<Stamp>(&name, id.as_bytes(), &bytes)?.modstamp),
                 None => None,
             };
@@ -781,7 +722,7 @@ impl Store {
     }
 
     pub fn record_count(&self, object: &str) -> Result<usize, StoreError> {
-        Ok(self.db.open_tree(records_tree(object))?.len())
+        Ok(usize::try_from(self.db.len(&records_tree(object))?).unwrap_or(usize::MAX))
     }
 
     /// Stores a trained model and makes it the live one, recording the promotion as caused by
@@ -815,31 +756,25 @@ impl Store {
         entry: &ModelEntry,
         promotion: Option<&Promotion>,
     ) -> Result<(), StoreError> {
-        let models = self.db.open_tree("models")?;
-        let entries = self.db.open_tree("registry")?;
-        let history = self.db.open_tree(self.level_key("promotions"))?;
-        let meta = self.db.open_tree("meta")?;
         let model_bytes = encode(model);
         let entry_bytes = encode(entry);
-        let event = match promotion {
-            Some(promotion) => Some((self.db.generate_id()?.to_be_bytes(), encode(promotion))),
-            None => None,
-        };
         let version = model.version.as_bytes();
+        let history_name = self.level_key("promotions");
         let live_key = self.level_key("current_model");
-        let result: Result<(), TransactionError<()>> = (&models, &entries, &history, &meta)
-            .transaction(|(m, e, h, meta)| {
-                m.insert(version, model_bytes.as_slice())?;
-                e.insert(version, entry_bytes.as_slice())?;
-                if let Some((key, bytes)) = &event {
-                    h.insert(&key[..], bytes.as_slice())?;
-                    meta.insert(live_key.as_bytes(), version)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            if let Some(promotion) = promotion {
+                let key = generate_id(transaction)?.to_be_bytes();
+                let mut history = transaction.open_table(table(&history_name))?;
+                history.insert(&key[..], encode(promotion).as_slice())?;
+                let mut meta = transaction.open_table(table("meta"))?;
+                meta.insert(live_key.as_bytes(), version)?;
+            }
+            let mut models = transaction.open_table(table("models"))?;
+            models.insert(version, model_bytes.as_slice())?;
+            let mut entries = transaction.open_table(table("registry"))?;
+            entries.insert(version, entry_bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Makes a stored model the live one and appends the promotion to the history, in one
@@ -849,35 +784,32 @@ impl Store {
             Some(model) if model.level == self.level => {}
             _ => return Ok(false),
         }
-        let history = self.db.open_tree(self.level_key("promotions"))?;
-        let meta = self.db.open_tree("meta")?;
-        let key = self.db.generate_id()?.to_be_bytes();
         let bytes = encode(promotion);
         let version = promotion.version.as_bytes();
+        let history_name = self.level_key("promotions");
         let live_key = self.level_key("current_model");
-        let result: Result<(), TransactionError<()>> =
-            (&history, &meta).transaction(|(h, meta)| {
-                h.insert(&key[..], bytes.as_slice())?;
-                meta.insert(live_key.as_bytes(), version)?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        transaction_outcome(result)?;
-        self.db.flush()?;
+        self.db.write(Commit::Durable, |transaction| {
+            let key = generate_id(transaction)?.to_be_bytes();
+            let mut history = transaction.open_table(table(&history_name))?;
+            history.insert(&key[..], bytes.as_slice())?;
+            let mut meta = transaction.open_table(table("meta"))?;
+            meta.insert(live_key.as_bytes(), version)?;
+            Ok(())
+        })?;
         Ok(true)
     }
 
     /// Returns the version of the live model, if one was trained.
     pub fn live_version(&self) -> Result<Option<String>, StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        Ok(meta
-            .get(self.level_key("current_model"))?
+        Ok(self
+            .db
+            .get("meta", self.level_key("current_model").as_bytes())?
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     /// Returns the stored model with this version, live or not.
     pub fn model(&self, version: &str) -> Result<Option<StoredModel>, StoreError> {
-        let models = self.db.open_tree("models")?;
-        match models.get(version)? {
+        match self.db.get("models", version.as_bytes())? {
             Some(bytes) => Ok(Some(decode("models", version.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
@@ -886,8 +818,7 @@ impl Store {
     /// Returns the registry entry of one version. A model stored before the registry existed
     /// gets an entry derived from the model itself.
     pub fn model_entry(&self, version: &str) -> Result<Option<ModelEntry>, StoreError> {
-        let entries = self.db.open_tree("registry")?;
-        if let Some(bytes) = entries.get(version)? {
+        if let Some(bytes) = self.db.get("registry", version.as_bytes())? {
             return Ok(Some(decode("registry", version.as_bytes(), &bytes)?));
         }
         Ok(self
@@ -897,11 +828,13 @@ impl Store {
 
     /// Returns the registry entry of every stored model, oldest training run first.
     pub fn model_entries(&self) -> Result<Vec<ModelEntry>, StoreError> {
-        let models = self.db.open_tree("models")?;
-        let mut out = Vec::with_capacity(models.len());
-        for key in models.iter().keys() {
-            let key = key?;
-            let version = String::from_utf8_lossy(&key).into_owned();
+        let mut versions = Vec::new();
+        self.db.for_each("models", |key, _| {
+            versions.push(String::from_utf8_lossy(key).into_owned());
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(versions.len());
+        for version in versions {
             if let Some(entry) = self.model_entry(&version)? {
                 if entry.level == self.level {
                     out.push(entry);
@@ -918,23 +851,24 @@ impl Store {
 
     /// Returns the promotion history, oldest first.
     pub fn promotions(&self) -> Result<Vec<Promotion>, StoreError> {
-        let tree = self.db.open_tree(self.level_key("promotions"))?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode(&self.level_key("promotions"), &key, &value)?);
-        }
+        let name = self.level_key("promotions");
+        let mut out = Vec::new();
+        self.db.for_each(&name, |key, value| {
+            out.push(decode(&name, key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Returns the live model, if one was trained.
     pub fn current_model(&self) -> Result<Option<StoredModel>, StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        let Some(version) = meta.get(self.level_key("current_model"))? else {
+        let Some(version) = self
+            .db
+            .get("meta", self.level_key("current_model").as_bytes())?
+        else {
             return Ok(None);
         };
-        let models = self.db.open_tree("models")?;
-        match models.get(&version)? {
+        match self.db.get("models", &version)? {
             Some(bytes) => Ok(Some(decode("models", &version, &bytes)?)),
             None => Err(StoreError::Corrupt {
                 tree: "models".to_string(),
@@ -955,23 +889,20 @@ impl Store {
     /// so a caller that keeps a few fields per row never has every full row in memory.
     pub fn for_each_score(&self, mut visit: impl FnMut(ScoreRow)) -> Result<(), StoreError> {
         let name = self.scores_tree_name(self.level)?;
-        let tree = self.db.open_tree(&name)?;
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            visit(decode(&name, &key, &value)?);
-        }
-        Ok(())
+        self.db.for_each(&name, |key, value| {
+            visit(decode(&name, key, value)?);
+            Ok(())
+        })
     }
 
     /// Returns the values last written successfully, by record id.
     pub fn written(&self) -> Result<BTreeMap<String, WrittenValues>, StoreError> {
-        let tree = self.db.open_tree("written")?;
         let mut out = BTreeMap::new();
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            let id = String::from_utf8_lossy(&key).into_owned();
-            out.insert(id, decode("written", &key, &value)?);
-        }
+        self.db.for_each("written", |key, value| {
+            let id = String::from_utf8_lossy(key).into_owned();
+            out.insert(id, decode("written", key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -980,36 +911,19 @@ impl Store {
     /// what the CRM now contains even before the next pull. Both land in one transaction.
     pub fn record_writes(&self, object: &str, writes: &[ConfirmedWrite]) -> Result<(), StoreError> {
         let name = records_tree(object);
-        let written = self.db.open_tree("written")?;
-        let records = self.db.open_tree(&name)?;
-        let mut patched = Vec::with_capacity(writes.len());
-        for write in writes {
-            let Some(bytes) = records.get(&write.id)? else {
-                continue;
-            };
-            let mut record: Record = decode(&name, write.id.as_bytes(), &bytes)?;
-            for (field, value) in &write.fields {
-                record.fields.insert(field.clone(), value.clone());
+        self.db.write(Commit::Durable, |transaction| {
+            let mut records = transaction.open_table(table(&name))?;
+            patch_records(
+                &mut records,
+                &name,
+                writes.iter().map(|w| (&w.id, &w.fields)),
+            )?;
+            let mut written = transaction.open_table(table("written"))?;
+            for write in writes {
+                written.insert(write.id.as_bytes(), encode(&write.values).as_slice())?;
             }
-            patched.push((write.id.clone(), encode(&record)));
-        }
-        let history: Vec<(String, Vec<u8>)> = writes
-            .iter()
-            .map(|w| (w.id.clone(), encode(&w.values)))
-            .collect();
-        let result: Result<(), TransactionError<()>> =
-            (&written, &records).transaction(|(w, r)| {
-                for (id, bytes) in &history {
-                    w.insert(id.as_bytes(), bytes.as_slice())?;
-                }
-                for (id, bytes) in &patched {
-                    r.insert(id.as_bytes(), bytes.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        transaction_outcome(result)?;
-        self.db.flush()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Appends events in order.
@@ -1017,44 +931,48 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let tree = self.db.open_tree("events")?;
-        let mut batch = sled::Batch::default();
-        for event in events {
-            batch.insert(&self.db.generate_id()?.to_be_bytes()[..], encode(event));
-        }
-        tree.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            let mut keys = Vec::with_capacity(events.len());
+            for _ in events {
+                keys.push(generate_id(transaction)?.to_be_bytes());
+            }
+            let mut tree = transaction.open_table(table("events"))?;
+            for (key, event) in keys.iter().zip(events) {
+                tree.insert(&key[..], encode(event).as_slice())?;
+            }
+            Ok(())
+        })
     }
 
     /// Returns every event, oldest first.
     pub fn events(&self) -> Result<Vec<ScoreEvent>, StoreError> {
-        let tree = self.db.open_tree("events")?;
-        let mut out = Vec::with_capacity(tree.len());
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            out.push(decode("events", &key, &value)?);
-        }
+        let mut out = Vec::new();
+        self.db.for_each("events", |key, value| {
+            out.push(decode("events", key, value)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Ties the store to the CRM it was first filled from. A store contains one org's records and
     /// cursors; mixing two orgs would silently merge their records.
     pub fn bind_source(&self, source: &str) -> Result<(), StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        match meta.get("source")? {
-            Some(bound) if bound.as_ref() != source.as_bytes() => Err(StoreError::OtherSource {
-                path: self.path.clone(),
-                bound: String::from_utf8_lossy(&bound).into_owned(),
-                requested: source.to_string(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                meta.insert("source", source.as_bytes())?;
-                meta.flush()?;
-                Ok(())
+        self.db.write(Commit::Durable, |transaction| {
+            let mut meta = transaction.open_table(table("meta"))?;
+            let bound = meta.get(&b"source"[..])?.map(|b| b.value().to_vec());
+            match bound {
+                Some(bound) if bound != source.as_bytes() => Err(StoreError::OtherSource {
+                    path: self.path.clone(),
+                    bound: String::from_utf8_lossy(&bound).into_owned(),
+                    requested: source.to_string(),
+                }),
+                Some(_) => Ok(()),
+                None => {
+                    meta.insert(&b"source"[..], source.as_bytes())?;
+                    Ok(())
+                }
             }
-        }
+        })
     }
 
     /// Returns up to `limit` of this level's live score rows in id order, starting after the
@@ -1066,20 +984,58 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ScoreRow>, StoreError> {
-        use std::ops::Bound;
         let name = self.scores_tree_name(self.level)?;
-        let tree = self.db.open_tree(&name)?;
-        let start = match after {
-            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::with_capacity(limit.min(4_096));
-        for entry in tree.range((start, Bound::Unbounded)).take(limit) {
-            let (key, value) = entry?;
+        let entries = self
+            .db
+            .entries_after(&name, after.map(str::as_bytes), limit)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
             out.push(decode(&name, &key, &value)?);
         }
         Ok(out)
     }
+}
+
+/// Encodes a page of records as (id, value) pairs, with `None` for a deleted record.
+fn encode_records(records: &[Record]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    records
+        .iter()
+        .map(|r| (r.id.clone().into_bytes(), (!r.deleted).then(|| encode(r))))
+        .collect()
+}
+
+/// Inserts the encoded records and removes the deleted ones.
+fn put_records(
+    tree: &mut store_db::Table<'_>,
+    encoded: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<(), StoreError> {
+    for (key, value) in encoded {
+        match value {
+            Some(bytes) => tree.insert(key.as_slice(), bytes.as_slice())?,
+            None => tree.remove(key.as_slice())?,
+        };
+    }
+    Ok(())
+}
+
+/// Copies written fields onto the stored records they were written to. A record that is not
+/// stored is skipped.
+fn patch_records<'w>(
+    records: &mut store_db::Table<'_>,
+    name: &str,
+    writes: impl Iterator<Item = (&'w String, &'w BTreeMap<String, leadscore_connector::Value>)>,
+) -> Result<(), StoreError> {
+    for (id, fields) in writes {
+        let Some(bytes) = records.get(id.as_bytes())?.map(|b| b.value().to_vec()) else {
+            continue;
+        };
+        let mut record: Record = decode(name, id.as_bytes(), &bytes)?;
+        for (field, value) in fields {
+            record.fields.insert(field.clone(), value.clone());
+        }
+        records.insert(id.as_bytes(), encode(&record).as_slice())?;
+    }
+    Ok(())
 }
 
 /// Something that happened to a scored record, kept for the alerting work to act on.
@@ -1146,60 +1102,62 @@ impl Store {
     /// undelete). Idempotent, so a page pulled again after an interruption changes nothing.
     /// Returns the number of merged records among them.
     pub fn record_deletions(&self, object: &str, records: &[Record]) -> Result<usize, StoreError> {
-        let tombstones = self.db.open_tree("tombstones")?;
-        let mut merged = 0;
-        let mut batch = sled::Batch::default();
-        let mut dead = Vec::new();
-        for record in records {
-            let key = tombstone_key(object, &record.id);
-            if !record.deleted {
-                if tombstones.contains_key(&key)? {
-                    batch.remove(key.as_bytes());
-                }
-                continue;
-            }
-            let survivor = match record.get("MasterRecordId") {
-                leadscore_connector::Value::Text(id) if !id.is_empty() && *id != record.id => {
-                    Some(id.clone())
-                }
-                _ => None,
-            };
-            merged += usize::from(survivor.is_some());
-            let tombstone = Tombstone {
-                object: object.to_string(),
-                id: record.id.clone(),
-                deleted_at: record.modstamp,
-                survivor,
-            };
-            batch.insert(key.as_bytes(), encode(&tombstone));
-            dead.push(record.id.clone());
-        }
-        tombstones.apply_batch(batch)?;
-        if merged > 0 {
-            self.db
-                .open_tree("meta")?
-                .insert("merge_remap_pending", &[1u8])?;
-        }
+        let mut score_tables = Vec::new();
         for level in Level::ALL {
-            let scores = self.db.open_tree(self.scores_tree_name(level)?)?;
-            for id in &dead {
-                scores.remove(id.as_bytes())?;
-            }
+            score_tables.push(self.scores_tree_name(level)?);
         }
-        self.db.flush()?;
-        Ok(merged)
+        self.db.write(Commit::Durable, |transaction| {
+            let mut tombstones = transaction.open_table(table("tombstones"))?;
+            let mut merged = 0;
+            let mut dead = Vec::new();
+            for record in records {
+                let key = tombstone_key(object, &record.id);
+                if !record.deleted {
+                    tombstones.remove(key.as_bytes())?;
+                    continue;
+                }
+                let survivor = match record.get("MasterRecordId") {
+                    leadscore_connector::Value::Text(id) if !id.is_empty() && *id != record.id => {
+                        Some(id.clone())
+                    }
+                    _ => None,
+                };
+                merged += usize::from(survivor.is_some());
+                let tombstone = Tombstone {
+                    object: object.to_string(),
+                    id: record.id.clone(),
+                    deleted_at: record.modstamp,
+                    survivor,
+                };
+                tombstones.insert(key.as_bytes(), encode(&tombstone).as_slice())?;
+                dead.push(record.id.clone());
+            }
+            if merged > 0 {
+                let mut meta = transaction.open_table(table("meta"))?;
+                meta.insert(&b"merge_remap_pending"[..], &[1u8][..])?;
+            }
+            for name in &score_tables {
+                let mut scores = transaction.open_table(table(name))?;
+                for id in &dead {
+                    scores.remove(id.as_bytes())?;
+                }
+            }
+            Ok(merged)
+        })
     }
 
-    /// Stores a JSON value under a key of the `meta` tree.
+    /// Stores a JSON value under a key of the `meta` table.
     pub(crate) fn put_meta_json<T: Serialize>(
         &self,
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        meta.insert(key.as_bytes(), encode(value))?;
-        meta.flush()?;
-        Ok(())
+        let bytes = encode(value);
+        self.db.write(Commit::Durable, |transaction| {
+            let mut meta = transaction.open_table(table("meta"))?;
+            meta.insert(key.as_bytes(), bytes.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Reads a JSON value stored with [`Store::put_meta_json`].
@@ -1207,8 +1165,7 @@ impl Store {
         &self,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        match meta.get(key.as_bytes())? {
+        match self.db.get("meta", key.as_bytes())? {
             Some(bytes) => Ok(Some(decode("meta", key.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
@@ -1216,9 +1173,8 @@ impl Store {
 
     /// Returns the tombstone of a deleted or merged record, if the CRM reported one.
     pub fn tombstone(&self, object: &str, id: &str) -> Result<Option<Tombstone>, StoreError> {
-        let tree = self.db.open_tree("tombstones")?;
         let key = tombstone_key(object, id);
-        match tree.get(&key)? {
+        match self.db.get("tombstones", key.as_bytes())? {
             Some(bytes) => Ok(Some(decode("tombstones", key.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
@@ -1252,33 +1208,31 @@ impl Store {
     /// associations, and a child pulled before the merge keeps the old id until it changes.
     /// Returns the number of records rewritten.
     pub fn remap_merged_references(&self) -> Result<usize, StoreError> {
-        let meta = self.db.open_tree("meta")?;
-        if meta.get("merge_remap_pending")?.is_none() {
+        if self.db.get("meta", b"merge_remap_pending")?.is_none() {
             return Ok(0);
         }
+        let mut merged_away = Vec::new();
+        self.db.for_each("tombstones", |key, bytes| {
+            let tombstone: Tombstone = decode("tombstones", key, bytes)?;
+            if tombstone.survivor.is_some() {
+                merged_away.push(tombstone);
+            }
+            Ok(())
+        })?;
         let mut survivors: std::collections::HashMap<(String, String), String> =
             std::collections::HashMap::new();
-        let tombstones = self.db.open_tree("tombstones")?;
-        for entry in tombstones.iter() {
-            let (key, bytes) = entry?;
-            let tombstone: Tombstone = decode("tombstones", &key, &bytes)?;
-            if tombstone.survivor.is_some() {
-                if let Some(survivor) = self.survivor(&tombstone.object, &tombstone.id)? {
-                    survivors.insert((tombstone.object, tombstone.id), survivor);
-                }
+        for tombstone in merged_away {
+            if let Some(survivor) = self.survivor(&tombstone.object, &tombstone.id)? {
+                survivors.insert((tombstone.object, tombstone.id), survivor);
             }
         }
-        let mut rewritten = 0;
-        for name in self.db.tree_names() {
-            let name = String::from_utf8_lossy(&name).into_owned();
+        let mut rewrites: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+        for name in self.db.table_names()? {
             if !name.starts_with("records/") {
                 continue;
             }
-            let tree = self.db.open_tree(&name)?;
-            let mut batch = sled::Batch::default();
-            for entry in tree.iter() {
-                let (key, bytes) = entry?;
-                let mut record: Record = decode(&name, &key, &bytes)?;
+            self.db.for_each(&name, |key, bytes| {
+                let mut record: Record = decode(&name, key, bytes)?;
                 let mut changed = false;
                 for (field, targets) in REFERENCE_FIELDS {
                     let Some(leadscore_connector::Value::Text(id)) = record.fields.get(field)
@@ -1297,14 +1251,21 @@ impl Store {
                     }
                 }
                 if changed {
-                    batch.insert(key, encode(&record));
-                    rewritten += 1;
+                    rewrites.push((name.clone(), key.to_vec(), encode(&record)));
                 }
-            }
-            tree.apply_batch(batch)?;
+                Ok(())
+            })?;
         }
-        meta.remove("merge_remap_pending")?;
-        self.db.flush()?;
+        let rewritten = rewrites.len();
+        self.db.write(Commit::Durable, |transaction| {
+            for (name, key, bytes) in &rewrites {
+                let mut tree = transaction.open_table(table(name))?;
+                tree.insert(key.as_slice(), bytes.as_slice())?;
+            }
+            let mut meta = transaction.open_table(table("meta"))?;
+            meta.remove(&b"merge_remap_pending"[..])?;
+            Ok(())
+        })?;
         Ok(rewritten)
     }
 }
@@ -1337,11 +1298,13 @@ mod tests {
             record("c", 3, false),
         ];
         store.save_records("Account", &records).expect("save");
-        let tree = store
+        store
             .db
-            .open_tree(records_tree("Account"))
-            .expect("records tree");
-        tree.insert("b", &b"{\"id\": \"b\", trunc"[..])
+            .write(Commit::Durable, |transaction| {
+                let mut tree = transaction.open_table(table(&records_tree("Account")))?;
+                tree.insert(&b"b"[..], &b"{\"id\": \"b\", trunc"[..])?;
+                Ok(())
+            })
             .expect("damage record b");
 
         let mut visited = Vec::new();
@@ -1484,25 +1447,24 @@ mod tests {
     }
 
     #[test]
-    fn lock_released_after_close_awaited() {
+    fn lock_released_at_drop() {
         let dir = tempfile::tempdir().expect("temp dir");
-        drop(Store::open(dir.path()).expect("create"));
-        // A sled handle that no Store owns plays the threads that sled leaves running after
-        // a store is dropped. It releases the lock only after the plain retries have ended.
-        let lingering = sled::Config::new()
-            .path(dir.path())
-            .open()
-            .expect("sled opens");
-        let hold = std::time::Duration::from_millis(u64::from(LOCK_RETRIES) * 50 * 3);
-        let releaser = std::thread::spawn(move || {
-            std::thread::sleep(hold);
-            drop(lingering);
-        });
+        let first = Store::open(dir.path()).expect("create");
+        let clone = first.at_level(Level::Contact);
+        drop(first);
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a clone keeps the lock");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        drop(clone);
         let started = std::time::Instant::now();
         let reopened = Store::open(dir.path());
-        releaser.join().expect("releaser");
         assert!(reopened.is_ok(), "{:?}", reopened.err());
-        assert!(started.elapsed() >= hold, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "the reopen waited {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -1518,21 +1480,32 @@ mod tests {
     #[test]
     fn foreign_format_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
+        drop(Store::open(dir.path()).expect("create"));
         {
-            let db = sled::open(dir.path()).expect("open");
-            db.open_tree("meta")
-                .expect("tree")
-                .insert("format", "something-else")
+            let database = redb::Database::open(dir.path().join(DB_FILE)).expect("open");
+            let transaction = database.begin_write().expect("write");
+            transaction
+                .open_table(table("meta"))
+                .expect("table")
+                .insert(&b"format"[..], &b"something-else"[..])
                 .expect("insert");
-            db.flush().expect("flush");
+            transaction.commit().expect("commit");
         }
         let err = Store::open(dir.path()).err().expect("must be refused");
         assert!(err.to_string().contains("something-else"), "{err}");
     }
 }
 
+// The redb database and its table helpers, a child module so that only the store touches redb.
+#[path = "store_db.rs"]
+mod store_db;
+
+// The migration of a sled store of the previous format, a child module like the journal.
+#[path = "sled_migration.rs"]
+mod sled_migration;
+
 // The write journal lives in its own file but inside this module, so that only the store
-// touches sled.
+// touches redb.
 #[path = "journal.rs"]
 mod journal;
 pub use journal::{JournalEntry, JournalWrite, WriteFailure};

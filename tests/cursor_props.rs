@@ -2,7 +2,7 @@
 //! bursts of equal change stamps, late commits and page sizes are interleaved with pulls that
 //! finish, pulls cut off partway and pulls whose token or query locator expires. Every case
 //! must end with the store equal to the CRM. Each case drives the real `pipeline::pull` over
-//! HTTP against a sandbox, with a real sled store in a temp dir.
+//! HTTP against a sandbox, with a real redb store in a temp dir.
 //!
 //! Every case derives from one seed, printed on failure with the operations it ran. Replay
 //! it with `LEADSCORE_CURSOR_SEED=<seed> cargo test -p leadscore --test cursor_props`;

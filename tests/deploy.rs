@@ -812,7 +812,7 @@ fn manifest_kinds_and_deployment() {
     assert_eq!(
         spec["replicas"].as_i64(),
         Some(1),
-        "sled allows one process"
+        "the store allows one process"
     );
     assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
     let pod = &spec["template"]["spec"];

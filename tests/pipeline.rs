@@ -1,5 +1,5 @@
 //! End-to-end tests of the pipeline against the Salesforce sandbox over real HTTP, with a real
-//! sled store on disk and the real trained model.
+//! redb store on disk and the real trained model.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Tests of the model registry against the Salesforce sandbox over real HTTP, with a real sled
+//! Tests of the model registry against the Salesforce sandbox over real HTTP, with a real redb
 //! store: the promotion gate, shadow scoring, rollback reaching the CRM, and the `models`
 //! subcommand of the binary.
 

@@ -3,6 +3,9 @@
 //! acknowledged write. Damaged store folders give an error with the recovery steps, never a
 //! panic, both from `Store::open` and from the `leadscore` binary.
 //!
+//! A migration of a sled store to redb is killed the same way and must leave the sled store
+//! whole until the redb copy is complete.
+//!
 //! The crash test re-executes this test binary as the writer. Replay a failure with the seed
 //! it prints: `LEADSCORE_CRASH_SEED=<seed> cargo test -p leadscore --test store_crash`.
 
@@ -17,7 +20,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use common::Env;
 use leadscore::level::Level;
-use leadscore::store::{ConfirmedWrite, ScoreEvent, ScoreRow, Store, StoreError, WrittenValues};
+use leadscore::store::{
+    ConfirmedWrite, ScoreEvent, ScoreRow, Store, StoreError, WrittenValues, DB_FILE,
+};
 use leadscore_connector::{Cursor, Record, Value};
 use leadscore_sandbox::SandboxOptions;
 use rand::rngs::StdRng;
@@ -173,8 +178,8 @@ fn crash_writer_child() {
         store.record_writes(OBJECT, &writes).expect("record_writes");
         acknowledge(&mut out, &format!("written {g} {n}"));
 
-        // One run in several pushes, each its own sled batch, so kills land between the
-        // batches of a run and between its last batch and the pointer switch.
+        // One run in several pushes, each its own write transaction, so kills land between
+        // the batches of a run and between its last batch and the pointer switch.
         let rows = score_rows(g, n);
         let mut writer = store.score_writer().expect("score_writer");
         for part in rows.chunks(PAGE_RECORDS as usize) {
@@ -449,6 +454,119 @@ fn store_survives_sigkill_during_writes() {
     );
 }
 
+// ---- Migration from sled ----
+
+/// Environment variable that turns [`migration_child`] into a process that opens (and so
+/// migrates) the store it names.
+const MIGRATION_CHILD_STORE: &str = "LEADSCORE_MIGRATION_CHILD_STORE";
+/// Records in the sled store that the migration kill test migrates.
+const MIGRATION_RECORDS: u32 = 20_000;
+/// Hard stops of the migrating process before the test lets one finish.
+const MIGRATION_KILLS: usize = 12;
+
+/// The migrating process: a no-op unless [`migration_survives_sigkill`] started this binary.
+#[test]
+fn migration_child() {
+    let Ok(path) = std::env::var(MIGRATION_CHILD_STORE) else {
+        return;
+    };
+    Store::open(Path::new(&path)).expect("the child opens the store");
+    println!("ACK migrated");
+}
+
+/// Writes a sled store of format `leadscore-store-1` the way the sled code laid it out:
+/// records under `records/Account`, the cursor under `cursors`, the stamp under `meta`.
+fn sled_store(path: &Path) {
+    let db = sled::open(path).expect("sled opens");
+    let meta = db.open_tree("meta").expect("meta");
+    meta.insert("format", "leadscore-store-1").expect("format");
+    let records = db.open_tree("records/Account").expect("records");
+    for n in 0..MIGRATION_RECORDS / PAGE_RECORDS {
+        let mut batch = sled::Batch::default();
+        for k in 0..PAGE_RECORDS {
+            let record = record(0, n, k);
+            let bytes = serde_json::to_vec(&record).expect("json");
+            batch.insert(record.id.as_bytes(), bytes);
+        }
+        records.apply_batch(batch).expect("batch");
+    }
+    let last = record(0, MIGRATION_RECORDS / PAGE_RECORDS - 1, PAGE_RECORDS - 1);
+    let cursor = Cursor {
+        modstamp: last.modstamp,
+        id: last.id.clone(),
+    };
+    db.open_tree("cursors")
+        .expect("cursors")
+        .insert(OBJECT, serde_json::to_vec(&cursor).expect("json"))
+        .expect("cursor");
+    db.flush().expect("flush");
+}
+
+/// Returns the records in a copy of the sled store in `path`, read with sled itself. The
+/// copy keeps sled's lock, which its threads release late, off the store under test.
+fn sled_record_count(path: &Path, scratch: &Path) -> usize {
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch).expect("clear scratch");
+    }
+    copy_store(path, scratch);
+    let db = sled::open(scratch).expect("the sled store still opens");
+    let count = db.open_tree("records/Account").expect("records").len();
+    drop(db);
+    count
+}
+
+#[test]
+fn migration_survives_sigkill() {
+    let seed = seed();
+    println!("migration test seed: {seed} (replay with {SEED_VAR}={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store");
+    let scratch = dir.path().join("scratch");
+    sled_store(&path);
+
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut killed_mid_copy = 0;
+    for kill in 0..MIGRATION_KILLS {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "migration_child", "--nocapture"])
+            .env(MIGRATION_CHILD_STORE, &path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the child starts");
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
+        let _ = child.kill();
+        child.wait().expect("the child is reaped");
+        if path.join(DB_FILE).exists() {
+            println!("the migration finished before kill {}", kill + 1);
+            break;
+        }
+        killed_mid_copy += usize::from(path.join("leadscore.redb.migrating").exists());
+        assert_eq!(
+            sled_record_count(&path, &scratch),
+            MIGRATION_RECORDS as usize,
+            "seed {seed}: after kill {} the sled store lost records",
+            kill + 1
+        );
+    }
+
+    let store = Store::open(&path).expect("the migration finishes");
+    assert_eq!(
+        store.record_count(OBJECT).expect("count"),
+        MIGRATION_RECORDS as usize,
+        "seed {seed}: the migrated store lost records"
+    );
+    let cursor = store.cursor(OBJECT).expect("cursor").expect("a cursor");
+    assert_eq!(
+        cursor.id,
+        record_id(0, MIGRATION_RECORDS / PAGE_RECORDS - 1, PAGE_RECORDS - 1)
+    );
+    assert!(!path.join("db").exists(), "sled's files were moved aside");
+    println!("{killed_mid_copy} kills landed while the copy was under way");
+}
+
 // ---- Damaged stores ----
 
 /// Fills a store with pulled pages, written values and scores, and closes it.
@@ -491,51 +609,52 @@ type Damage = (&'static str, fn(&Path), bool);
 fn damages() -> Vec<Damage> {
     vec![
         (
-            "conf overwritten",
-            |p| std::fs::write(p.join("conf"), b"not a sled config").expect("write"),
+            "header overwritten",
+            |p| overwrite(&p.join(DB_FILE), 0, 4096),
             true,
         ),
         (
-            "db removed",
-            |p| std::fs::remove_file(p.join("db")).expect("remove"),
+            "database removed",
+            |p| std::fs::remove_file(p.join(DB_FILE)).expect("remove"),
             true,
         ),
         (
-            "db truncated to zero",
+            "database truncated to zero",
             |p| {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(p.join("db"))
-                    .expect("open db");
+                    .open(p.join(DB_FILE))
+                    .expect("open database");
                 file.set_len(0).expect("truncate");
             },
             true,
         ),
         (
-            "db overwritten entirely",
+            "database overwritten entirely",
             |p| {
-                let len = std::fs::metadata(p.join("db")).expect("db").len() as usize;
-                overwrite(&p.join("db"), 0, len);
+                let len = std::fs::metadata(p.join(DB_FILE)).expect("database").len() as usize;
+                overwrite(&p.join(DB_FILE), 0, len);
             },
             true,
         ),
-        // sled treats a torn or overwritten log tail as the end of its log, so these may open
-        // with fewer records; they must not panic.
+        // redb checks page checksums only when it repairs a file after a crash, so damage
+        // to pages that the open does not read may go unnoticed until they are read. These
+        // must not panic.
         (
-            "db overwritten in the middle",
+            "database overwritten in the middle",
             |p| {
-                let len = std::fs::metadata(p.join("db")).expect("db").len() as usize;
-                overwrite(&p.join("db"), len / 3, 4096);
+                let len = std::fs::metadata(p.join(DB_FILE)).expect("database").len() as usize;
+                overwrite(&p.join(DB_FILE), len / 3, 4096);
             },
             false,
         ),
         (
-            "db truncated to half",
+            "database truncated to half",
             |p| {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
-                    .open(p.join("db"))
-                    .expect("open db");
+                    .open(p.join(DB_FILE))
+                    .expect("open database");
                 let len = file.metadata().expect("metadata").len();
                 file.set_len(len / 2).expect("truncate");
             },
@@ -662,7 +781,9 @@ async fn damaged_store_pull_fails_clearly() {
         String::from_utf8_lossy(&first.stderr)
     );
 
-    std::fs::write(store_path.join("conf"), b"not a sled config").expect("damage conf");
+    let file = store_path.join(DB_FILE);
+    let len = std::fs::metadata(&file).expect("database").len() as usize;
+    overwrite(&file, 0, len);
     let damaged = run_pull(&env).await;
     let stderr = String::from_utf8_lossy(&damaged.stderr);
     assert_eq!(damaged.status.code(), Some(1), "stderr: {stderr}");

@@ -1,5 +1,5 @@
 //! Territory priority lists against the Salesforce sandbox over real HTTP: the real pull,
-//! training and scoring fill a sled store on disk, then the lists are written and read back
+//! training and scoring fill a redb store on disk, then the lists are written and read back
 //! from the folder as CSV and HTML.
 
 mod common;

@@ -436,7 +436,7 @@ pub struct Config {
     pub field_map: BTreeMap<String, String>,
     /// Every configured connector, in file order.
     pub connectors: Vec<NamedConnector>,
-    /// Directory of the sled store, resolved against the config file's directory.
+    /// Directory of the store, resolved against the config file's directory.
     pub store_path: PathBuf,
     pub features: FeatureConfig,
     pub model: ModelConfig,

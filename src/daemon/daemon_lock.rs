@@ -2,7 +2,7 @@
 //! until it exits, so a second daemon on the same store stops at start with an error.
 //!
 //! The store itself is opened only while a job runs (so `leadscore status` and the reports can
-//! read it between runs), which means sled's own lock cannot tell two daemons apart from a
+//! read it between runs), which means the store's own lock cannot tell two daemons apart from a
 //! daemon and a one-off command. This lock is taken only by `leadscore run`.
 
 use std::collections::BTreeMap;

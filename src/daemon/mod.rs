@@ -102,7 +102,7 @@ struct Daemon {
     /// Held by the jobs that change what is written to the CRM, and by the lists and reports
     /// that read their results.
     crm_writes: tokio::sync::Mutex<()>,
-    /// Stores open while some job uses them, by path. sled locks its folder, so the store is
+    /// Stores open while some job uses them, by path. The store locks its database file, so it is
     /// opened once per process and closed when no job needs it, which lets `leadscore status`
     /// read it between runs.
     stores: Mutex<HashMap<PathBuf, Weak<Store>>>,
