@@ -64,6 +64,10 @@ enum Commands {
     /// Time pull, train, score and push, and incremental cycles, against a scaled sandbox
     /// in its own process. Prints a Markdown report with peak RSS, CPU and store size.
     Scale(scale::ScaleArgs),
+    /// Run one program, wait for it with `wait4` and write its exit code, peak RSS and CPU
+    /// to a file (used by `scale`, so each stage is forked from this small process).
+    #[command(hide = true)]
+    Launch(scale::LaunchArgs),
     /// Time the score step's parts one at a time (store load, feature rows, predict,
     /// contributions, full scoring) on the store a `scale` run left, one JSON line per level.
     ScorePhases(score_phases::PhasesArgs),
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         ),
         Commands::Requests(args) => requests::run(args.contacts),
         Commands::Scale(args) => scale::run(&args),
+        Commands::Launch(args) => scale::launch(&args),
         Commands::ScorePhases(args) => score_phases::run(&args),
     };
     match outcome {

@@ -3,6 +3,9 @@
 //! The sandbox runs as its own `leadscore sandbox --scale N` process, so its memory and CPU
 //! are not counted as leadscore's. Every leadscore stage runs as a separate child process and
 //! is reaped with `wait4`, which returns that child's own peak resident set size and CPU time.
+//! Linux copies a parent's resident size at the fork into the child's peak, which `exec`
+//! keeps, so the stages are started by `leadscore-bench launch`, a new and small process.
+//! Started by this one, every stage below this process's own size would report that size.
 //! The sandbox's CPU time during each stage comes from `/proc/PID/stat`. After the full cycle,
 //! the benchmark stamps 1% of every object's rows as edited through the sandbox's control
 //! endpoint (`/__sandbox/records/touch`) and runs incremental cycles (pull, score, push).
@@ -278,8 +281,21 @@ impl StageRunner<'_> {
         let log = self.logs.join(format!("{cycle}-{stage}.log"));
         let stderr = fs::File::create(&log)
             .map_err(|e| format!("failed to create {}: {e}", log.display()))?;
-        let mut command = Command::new(self.leadscore);
-        command.arg(stage).arg("-c").arg(self.config);
+        let usage_file = self.logs.join(format!("{cycle}-{stage}.usage"));
+        // A file left by an earlier run in the same folder must not stand in for this one.
+        let _ = fs::remove_file(&usage_file);
+        let launcher =
+            std::env::current_exe().map_err(|e| format!("failed to find own binary: {e}"))?;
+        let mut command = Command::new(launcher);
+        command
+            .arg("launch")
+            .arg("--usage-file")
+            .arg(&usage_file)
+            .arg("--")
+            .arg(self.leadscore)
+            .arg(stage)
+            .arg("-c")
+            .arg(self.config);
         if stage == "score" {
             command.arg("--json");
         }
@@ -298,8 +314,18 @@ impl StageRunner<'_> {
             pipe.read_to_string(&mut stdout)
                 .map_err(|e| format!("failed to read leadscore {stage} output: {e}"))?;
         }
-        let usage = wait_with_usage(&child)?;
+        let launched = wait_with_usage(&child)?;
         let wall = started.elapsed();
+        let usage = match read_usage(&usage_file) {
+            Ok(usage) => usage,
+            Err(message) if launched.exit_code != 0 => {
+                return Err(format!(
+                    "the launcher of leadscore {stage} ({cycle}) exited with code {}: {message}",
+                    launched.exit_code
+                ))
+            }
+            Err(message) => return Err(message),
+        };
         let sandbox_cpu = process_cpu(self.sandbox_pid).saturating_sub(sandbox_before);
         if usage.exit_code != 0 {
             return Err(format!(
@@ -325,6 +351,70 @@ impl StageRunner<'_> {
             stdout,
         })
     }
+}
+
+/// Arguments of `leadscore-bench launch`.
+#[derive(Parser)]
+pub struct LaunchArgs {
+    /// File that receives one line: exit code, peak RSS in KiB and CPU microseconds.
+    #[arg(long)]
+    usage_file: PathBuf,
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Runs one program with this process's standard streams, reaps it with `wait4` and writes
+/// what that reports to the usage file. Forked from this small process, the program's peak
+/// RSS is its own.
+pub fn launch(args: &LaunchArgs) -> Result<(), String> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or("launch needs a program to run")?;
+    let child = Command::new(program)
+        .args(rest)
+        .spawn()
+        .map_err(|e| format!("failed to start {program}: {e}"))?;
+    let usage = wait_with_usage(&child)?;
+    let line = format!(
+        "{} {} {}\n",
+        usage.exit_code,
+        usage.max_rss_kib,
+        usage.cpu.as_micros()
+    );
+    fs::write(&args.usage_file, line)
+        .map_err(|e| format!("failed to write {}: {e}", args.usage_file.display()))
+}
+
+/// Reads the line that `launch` wrote.
+fn read_usage(path: &Path) -> Result<ChildUsage, String> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        format!(
+            "failed to read the stage's usage from {}: {e}",
+            path.display()
+        )
+    })?;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let parsed = match fields.as_slice() {
+        [code, rss, cpu] => code
+            .parse::<i32>()
+            .ok()
+            .zip(rss.parse::<u64>().ok())
+            .zip(cpu.parse::<u64>().ok()),
+        _ => None,
+    };
+    let ((exit_code, max_rss_kib), cpu_micros) = parsed.ok_or_else(|| {
+        format!(
+            "{} holds {text:?}, not an exit code, a peak RSS and CPU microseconds",
+            path.display()
+        )
+    })?;
+    Ok(ChildUsage {
+        exit_code,
+        max_rss_kib,
+        cpu: Duration::from_micros(cpu_micros),
+    })
 }
 
 /// The exit code and resource usage that `wait4` reports for one child.
