@@ -296,6 +296,11 @@ pub fn record_flags(
         let scores = store.at_level(level);
         // The records are streamed and only those whose flag or comment changed are kept,
         // so a pull over a million contacts does not hold them all.
+        let previous_flags: HashMap<&str, &Flag> = latest
+            .iter()
+            .filter(|((flag_object, _), _)| flag_object == object)
+            .map(|((_, id), flag)| (id.as_str(), flag))
+            .collect();
         let mut changed = Vec::new();
         store.for_each_record(object, |record| {
             let value = if has_flag {
@@ -308,7 +313,7 @@ pub fn record_flags(
             } else {
                 None
             };
-            let is_new = match latest.get(&(object.to_string(), record.id.clone())) {
+            let is_new = match previous_flags.get(record.id.as_str()) {
                 Some(previous) => previous.value != value || previous.comment != comment,
                 None => value != FlagValue::Empty || comment.is_some(),
             };

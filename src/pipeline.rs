@@ -737,9 +737,9 @@ async fn pull_object<C: Connector>(
         // an earlier stamp is still seen. Copies already stored unchanged are dropped.
         // NOTE: while no newer change moves the cursor, every pull downloads the same window
         // again, after a full push up to every record it wrote. Starting at the earlier of the
-        // cursor and the previous pull's server time less the lookback would read it once;
-        // tests/cursor_props.rs stamps edits an hour behind the server's clock and would need
-        // stamps that follow it first.
+        // cursor and the previous pull's server time less the lookback would read it once.
+        // tests/cursor_props.rs stamps edits an hour behind the server's clock, so its stamps
+        // must follow that clock before such a change can be tested.
         let start = match &progress.read_up_to {
             Some(read) => Some(read.clone()),
             None => stored.as_ref().map(|cursor| Cursor {

@@ -4,7 +4,7 @@
 //! A run's rows go into a new table named `<scores table>:run-<id>` in write transactions of
 //! at most [`SCORE_CHUNK_ROWS`] rows. [`ScoreWriter::commit`] then points the `meta` key
 //! `<scores table>:live` at the new table and deletes the table that was live before, in one
-//! durable transaction. A reader resolves the pointer first, so it sees either the whole
+//! durable transaction. A reader resolves the pointer first, so it reads either the whole
 //! previous run or the whole new one. A store written before staging existed has no pointer,
 //! and its scores stay in the bare `scores` (or `scores/<level>`) table until the first run
 //! commits. A process killed before the pointer moved leaves a staging table that no pointer

@@ -190,6 +190,7 @@ pub(super) fn finish(path: &Path) -> Result<(), StoreError> {
     if migrating.exists() {
         std::fs::remove_file(&migrating).map_err(io_error)?;
     }
+
     let mut sled_files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(io_error)? {
         let name = entry.map_err(io_error)?.file_name();
@@ -201,6 +202,7 @@ pub(super) fn finish(path: &Path) -> Result<(), StoreError> {
     if sled_files.is_empty() {
         return Ok(());
     }
+
     let backup = path.join(SLED_BACKUP_DIR);
     if !backup.exists() {
         crate::private_files::create_private_dir(&backup).map_err(io_error)?;

@@ -19,14 +19,14 @@ fn date_of(response: &reqwest::Response) -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn advanced_clock_stamps_writes_and_the_date_header() {
+async fn advanced_clock_moves_stamps_and_date() {
     let fixture = Fixture::small().await;
     let hours = Duration::hours(2);
     let body = json!({"advance_secs": hours.num_seconds()});
     let response = fixture.post_json("/__sandbox/clock", &body).await;
     assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.expect("JSON body");
-    assert_eq!(answer["ahead_secs"], 7_200);
+    let reply: Value = response.json().await.expect("JSON body");
+    assert_eq!(reply["ahead_secs"], 7_200);
 
     let started = Utc::now();
     let touch = json!({"object": "Account", "every": 1});
@@ -56,13 +56,13 @@ async fn advanced_clock_stamps_writes_and_the_date_header() {
 
     // The clock only moves ahead, and the total is capped.
     let more = json!({"advance_secs": 60});
-    let answer: Value = fixture
+    let reply: Value = fixture
         .post_json("/__sandbox/clock", &more)
         .await
         .json()
         .await
         .expect("JSON body");
-    assert_eq!(answer["ahead_secs"], 7_260);
+    assert_eq!(reply["ahead_secs"], 7_260);
     let negative = json!({"advance_secs": -60});
     let response = fixture.post_json("/__sandbox/clock", &negative).await;
     assert_eq!(response.status(), 400);
@@ -74,7 +74,7 @@ async fn advanced_clock_stamps_writes_and_the_date_header() {
 }
 
 #[tokio::test]
-async fn untouched_clock_sends_the_host_date() {
+async fn default_clock_sends_host_date() {
     let fixture = Fixture::small().await;
     let before = Utc::now() - Duration::seconds(1);
     let response = fixture.get("/services/data/v59.0/limits").await;
