@@ -282,7 +282,7 @@ impl StageRunner<'_> {
         let stderr = fs::File::create(&log)
             .map_err(|e| format!("failed to create {}: {e}", log.display()))?;
         let usage_file = self.logs.join(format!("{cycle}-{stage}.usage"));
-        // A file left by an earlier run in the same folder must not stand in for this one.
+        // A file left by an earlier run in the same folder must not be read as this run's usage.
         let _ = fs::remove_file(&usage_file);
         let launcher =
             std::env::current_exe().map_err(|e| format!("failed to find own binary: {e}"))?;
