@@ -82,66 +82,104 @@ impl Rates {
     }
 }
 
-/// Converts the amount fields of records in another currency to the base currency, in place,
-/// and sets their `CurrencyIsoCode` to the base. Without rates, records in more than one
-/// currency are an error, because their amounts cannot be compared.
+/// Converts the amounts of every record in `lists` to the base currency; see [`Converter`].
 pub fn convert_amounts(
     store: &Store,
     config: &Config,
     lists: &mut [&mut Vec<Record>],
 ) -> Result<(), PipelineError> {
-    let rates = Rates::load(store, config)?;
-    let amount_fields = config.currency.all_amount_fields();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut missing: BTreeMap<String, usize> = BTreeMap::new();
+    let mut converter = Converter::new(store, config)?;
     for records in lists.iter_mut() {
         for record in records.iter_mut() {
-            let Some(code) = record.get(CURRENCY_FIELD).as_str().map(str::to_string) else {
-                continue;
-            };
-            let Some(rates) = &rates else {
-                seen.insert(code);
-                continue;
-            };
-            if code == rates.base {
-                continue;
-            }
-            let Some(&rate) = rates.to_base.get(&code) else {
-                *missing.entry(code).or_default() += 1;
-                continue;
-            };
-            for field in &amount_fields {
-                if let Some(Value::Number(amount)) = record.fields.get_mut(field) {
-                    *amount *= rate;
-                }
-            }
-            record
-                .fields
-                .insert(CURRENCY_FIELD.to_string(), Value::Text(rates.base.clone()));
+            converter.convert(record);
         }
     }
-    if let Some(rates) = &rates {
-        if !missing.is_empty() {
-            let list: Vec<String> = missing
-                .iter()
-                .map(|(code, count)| format!("{code} ({count} records)"))
-                .collect();
+    converter.finish()
+}
+
+/// Converts amounts record by record, so records can be converted as they stream from the
+/// store, and reports the currencies it could not convert once every record has been seen.
+pub struct Converter {
+    rates: Option<Rates>,
+    amount_fields: Vec<String>,
+    /// Currencies seen while there are no rates: more than one is an error.
+    seen: std::collections::BTreeSet<String>,
+    /// Records per currency that has no rate.
+    missing: BTreeMap<String, usize>,
+}
+
+impl Converter {
+    /// Loads the rates; see [`Rates::load`].
+    pub fn new(store: &Store, config: &Config) -> Result<Converter, PipelineError> {
+        Ok(Converter {
+            rates: Rates::load(store, config)?,
+            amount_fields: config.currency.all_amount_fields(),
+            seen: std::collections::BTreeSet::new(),
+            missing: BTreeMap::new(),
+        })
+    }
+
+    /// Converts one record's amount fields from its `CurrencyIsoCode` to the base currency
+    /// and sets its code to the base. A record without a code is left as it is.
+    pub fn convert(&mut self, record: &mut Record) {
+        let Some(code) = record.get(CURRENCY_FIELD).as_str() else {
+            return;
+        };
+        let Some(rates) = &self.rates else {
+            if !self.seen.contains(code) {
+                self.seen.insert(code.to_string());
+            }
+            return;
+        };
+        if code == rates.base {
+            return;
+        }
+        let Some(&rate) = rates.to_base.get(code) else {
+            *self.missing.entry(code.to_string()).or_default() += 1;
+            return;
+        };
+        for field in &self.amount_fields {
+            if let Some(Value::Number(amount)) = record.fields.get_mut(field) {
+                *amount *= rate;
+            }
+        }
+        record
+            .fields
+            .insert(CURRENCY_FIELD.to_string(), Value::Text(rates.base.clone()));
+    }
+
+    /// Fails when some records had a currency without a rate, or when records are in
+    /// several currencies and there are no rates at all.
+    pub fn finish(self) -> Result<(), PipelineError> {
+        let Converter {
+            rates,
+            seen,
+            missing,
+            ..
+        } = self;
+        if let Some(rates) = &rates {
+            if !missing.is_empty() {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|(code, count)| format!("{code} ({count} records)"))
+                    .collect();
+                return Err(PipelineError::Config(format!(
+                    "amounts in {} have no conversion rate to {} in {}; add them to [currency] rates, for example rates = {{ {} = 1.0 }} giving the value of one unit in {}",
+                    list.join(", "),
+                    rates.base,
+                    rates.source,
+                    missing.keys().next().map(String::as_str).unwrap_or("EUR"),
+                    rates.base
+                )));
+            }
+        } else if seen.len() > 1 {
             return Err(PipelineError::Config(format!(
-                "amounts in {} have no conversion rate to {} in {}; add them to [currency] rates, for example rates = {{ {} = 1.0 }} giving the value of one unit in {}",
-                list.join(", "),
-                rates.base,
-                rates.source,
-                missing.keys().next().map(String::as_str).unwrap_or("EUR"),
-                rates.base
+                "amounts are in several currencies ({}) but there are no conversion rates; set [currency] base = \"USD\" and rates = {{ EUR = 1.08, ... }} (the value of one unit in the base currency)",
+                seen.into_iter().collect::<Vec<_>>().join(", ")
             )));
         }
-    } else if seen.len() > 1 {
-        return Err(PipelineError::Config(format!(
-            "amounts are in several currencies ({}) but there are no conversion rates; set [currency] base = \"USD\" and rates = {{ EUR = 1.08, ... }} (the value of one unit in the base currency)",
-            seen.into_iter().collect::<Vec<_>>().join(", ")
-        )));
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

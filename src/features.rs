@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AttributeFeature, AttributeKind, FeatureConfig};
 use crate::level::Level;
+use crate::projection::{ProjectedRecord, ReadFields};
 
 /// Salesforce object and field names the pipeline reads besides the configured features.
 pub mod fields {
@@ -38,6 +39,14 @@ pub(crate) struct Activity {
     pub(crate) meeting: bool,
 }
 
+/// A contact's account, buying role and creation time, each when known.
+struct ContactFacts {
+    account: Option<String>,
+    /// One shared copy per distinct role.
+    role: Option<Arc<str>>,
+    created: Option<DateTime<Utc>>,
+}
+
 /// One closed or open deal.
 #[derive(Clone, Debug)]
 pub struct Deal {
@@ -54,9 +63,9 @@ pub struct Deal {
 /// The pulled records a [`History`] is built from.
 #[derive(Default)]
 pub struct Pulled {
-    pub accounts: Vec<Record>,
-    pub contacts: Vec<Record>,
-    pub leads: Vec<Record>,
+    pub accounts: Vec<ProjectedRecord>,
+    pub contacts: Vec<ProjectedRecord>,
+    pub leads: Vec<ProjectedRecord>,
     pub opportunities: Vec<Record>,
     pub contact_roles: Vec<Record>,
     pub tasks: Vec<Record>,
@@ -65,16 +74,15 @@ pub struct Pulled {
 
 /// Everything pulled, indexed for feature computation.
 pub struct History {
-    pub accounts: BTreeMap<String, Record>,
+    pub accounts: BTreeMap<String, ProjectedRecord>,
     /// Contacts by id.
-    pub contacts: BTreeMap<String, Record>,
+    pub contacts: BTreeMap<String, ProjectedRecord>,
     /// Leads by id.
-    pub leads: BTreeMap<String, Record>,
+    pub leads: BTreeMap<String, ProjectedRecord>,
     /// The account each lead belongs to, where one was found (lookup field or name match).
     pub lead_account: HashMap<String, String>,
-    contact_account: HashMap<String, String>,
-    contact_role: HashMap<String, String>,
-    contact_created: HashMap<String, DateTime<Utc>>,
+    /// What the features read of each contact besides its fields, in one entry per contact.
+    contact_facts: HashMap<String, ContactFacts>,
     pub(crate) contacts_by_account: HashMap<String, Vec<String>>,
     /// Activities per account, sorted by time.
     activities: HashMap<String, Vec<Activity>>,
@@ -92,7 +100,7 @@ pub struct History {
     people: HashSet<Arc<str>>,
 }
 
-fn text(record: &Record, field: &str) -> Option<String> {
+fn text(record: &impl ReadFields, field: &str) -> Option<String> {
     match record.get(field) {
         Value::Text(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
@@ -116,7 +124,7 @@ impl History {
             tasks,
             events,
         } = pulled;
-        let accounts: BTreeMap<String, Record> =
+        let accounts: BTreeMap<String, ProjectedRecord> =
             accounts.into_iter().map(|r| (r.id.clone(), r)).collect();
         let mut system_size: HashMap<String, usize> = HashMap::new();
         for account in accounts.values() {
@@ -130,9 +138,7 @@ impl History {
             contacts: BTreeMap::new(),
             leads: leads.into_iter().map(|r| (r.id.clone(), r)).collect(),
             lead_account,
-            contact_account: HashMap::new(),
-            contact_role: HashMap::new(),
-            contact_created: HashMap::new(),
+            contact_facts: HashMap::new(),
             contacts_by_account: HashMap::new(),
             activities: HashMap::new(),
             person_activities: HashMap::new(),
@@ -143,20 +149,37 @@ impl History {
             system_size,
             people: HashSet::new(),
         };
+        let mut roles: HashSet<Arc<str>> = HashSet::new();
         for contact in contacts {
-            if let Some(account) = text(&contact, "AccountId") {
+            let account = text(&contact, "AccountId");
+            if let Some(account) = &account {
                 history
                     .contacts_by_account
                     .entry(account.clone())
                     .or_default()
                     .push(contact.id.clone());
-                history.contact_account.insert(contact.id.clone(), account);
             }
-            if let Some(role) = text(&contact, role_field) {
-                history.contact_role.insert(contact.id.clone(), role);
-            }
-            if let Some(created) = contact.get("CreatedDate").as_datetime() {
-                history.contact_created.insert(contact.id.clone(), created);
+            let role = match contact.get(role_field) {
+                Value::Text(role) if !role.is_empty() => Some(match roles.get(role.as_str()) {
+                    Some(shared) => Arc::clone(shared),
+                    None => {
+                        let shared: Arc<str> = Arc::from(role.as_str());
+                        roles.insert(shared.clone());
+                        shared
+                    }
+                }),
+                _ => None,
+            };
+            let created = contact.get("CreatedDate").as_datetime();
+            if account.is_some() || role.is_some() || created.is_some() {
+                history.contact_facts.insert(
+                    contact.id.clone(),
+                    ContactFacts {
+                        account,
+                        role,
+                        created,
+                    },
+                );
             }
             history.contacts.insert(contact.id.clone(), contact);
         }
@@ -227,14 +250,14 @@ impl History {
             meeting,
         };
         if let Some(who) = &who {
-            if self.contact_account.contains_key(&**who) || self.leads.contains_key(&**who) {
+            if self.contact_account(who).is_some() || self.leads.contains_key(&**who) {
                 self.person_activities
                     .entry(who.to_string())
                     .or_default()
                     .push(activity.clone());
             }
         }
-        let contact = who.filter(|id| self.contact_account.contains_key(&**id));
+        let contact = who.filter(|id| self.contact_account(id).is_some());
         let account = text(record, "WhatId")
             .and_then(|what| {
                 if self.accounts.contains_key(&what) {
@@ -246,7 +269,7 @@ impl History {
             .or_else(|| {
                 contact
                     .as_ref()
-                    .and_then(|c| self.contact_account.get(&**c).cloned())
+                    .and_then(|c| self.contact_account(c).map(str::to_string))
             });
         let Some(account) = account else { return };
         self.activities.entry(account).or_default().push(Activity {
@@ -274,6 +297,8 @@ impl History {
             .chain(self.person_activities.values_mut())
         {
             list.sort_by_key(|a| a.at);
+            // The lists grew by doubling; the history keeps them for the whole run.
+            list.shrink_to_fit();
         }
     }
 
@@ -353,17 +378,17 @@ impl History {
 
     /// Returns the account of a contact.
     pub fn contact_account(&self, contact: &str) -> Option<&str> {
-        self.contact_account.get(contact).map(String::as_str)
+        self.contact_facts.get(contact)?.account.as_deref()
     }
 
     /// Returns the buying role of a contact.
     pub fn contact_role(&self, contact: &str) -> Option<&str> {
-        self.contact_role.get(contact).map(String::as_str)
+        self.contact_facts.get(contact)?.role.as_deref()
     }
 
     /// Returns the record of a contact (or, at the lead level, a lead). In HubSpot a lead is a
     /// contact, so one id can name both records.
-    pub fn person(&self, level: Level, id: &str) -> Option<&Record> {
+    pub fn person(&self, level: Level, id: &str) -> Option<&ProjectedRecord> {
         match level {
             Level::Lead => self.leads.get(id),
             _ => self.contacts.get(id),
@@ -405,7 +430,12 @@ impl History {
             .get(account)
             .map_or(Vec::new(), |ids| {
                 ids.iter()
-                    .filter(|id| self.contact_created.get(*id).is_none_or(|c| *c < at))
+                    .filter(|id| {
+                        self.contact_facts
+                            .get(*id)
+                            .and_then(|f| f.created)
+                            .is_none_or(|c| c < at)
+                    })
                     .map(String::as_str)
                     .collect()
             })
@@ -603,7 +633,7 @@ impl FeatureSpace {
     ) -> Self {
         let mut columns = Vec::new();
         if level != Level::Account {
-            let people: Vec<&Record> = training
+            let people: Vec<&ProjectedRecord> = training
                 .iter()
                 .filter_map(|t| t.person.and_then(|p| history.person(level, p)))
                 .collect();
@@ -648,7 +678,7 @@ impl FeatureSpace {
                 });
             }
         }
-        let accounts: Vec<&Record> = training
+        let accounts: Vec<&ProjectedRecord> = training
             .iter()
             .filter_map(|t| t.account.and_then(|a| history.accounts.get(a)))
             .collect();
@@ -788,19 +818,20 @@ impl FeatureSpace {
                 }
             }
         }
-        let field_value = |record: Option<&Record>, is_person: bool, field: &str| -> Value {
-            if let Some(Change::Field {
-                person: changed_person,
-                field: changed,
-                value,
-            }) = change
-            {
-                if *changed_person == is_person && changed == field {
-                    return value.clone();
+        let field_value =
+            |record: Option<&ProjectedRecord>, is_person: bool, field: &str| -> Value {
+                if let Some(Change::Field {
+                    person: changed_person,
+                    field: changed,
+                    value,
+                }) = change
+                {
+                    if *changed_person == is_person && changed == field {
+                        return value.clone();
+                    }
                 }
-            }
-            record.map_or(Value::Null, |r| r.get(field).clone())
-        };
+                record.map_or(Value::Null, |r| r.get(field).clone())
+            };
         let engaged_since = at - Duration::days(self.engagement_window_days);
         let engaged: Vec<&Activity> = account_activities
             .iter()
@@ -961,7 +992,10 @@ impl FeatureSpace {
     }
 }
 
-fn frequent_values<'r>(records: impl Iterator<Item = &'r Record>, field: &str) -> Vec<String> {
+fn frequent_values<'r>(
+    records: impl Iterator<Item = &'r ProjectedRecord>,
+    field: &str,
+) -> Vec<String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for record in records {
         if let Value::Text(value) = record.get(field) {
@@ -1071,10 +1105,10 @@ fn aggregate_value(
     let days_between = |earlier: DateTime<Utc>| (at - earlier).num_seconds() as f64 / 86_400.0;
     match aggregate {
         Aggregate::RolesEngaged => {
-            let roles: BTreeSet<&String> = engaged
+            let roles: BTreeSet<&str> = engaged
                 .iter()
                 .filter_map(|a| a.who.as_deref())
-                .filter_map(|c| history.contact_role.get(c))
+                .filter_map(|c| history.contact_role(c))
                 .collect();
             roles.len() as f64
         }
@@ -1227,10 +1261,10 @@ mod tests {
         };
         History::build(
             Pulled {
-                accounts: vec![account],
+                accounts: vec![ProjectedRecord::whole(account)],
                 contacts: vec![
-                    contact("003a", "Finance"),
-                    contact("003b", "Surgeon Champion"),
+                    ProjectedRecord::whole(contact("003a", "Finance")),
+                    ProjectedRecord::whole(contact("003b", "Surgeon Champion")),
                 ],
                 tasks: vec![
                     task("00T1", "003a", "2025-01-10T00:00:00Z"),

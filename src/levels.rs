@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use leadscore_connector::{Record, Value};
+use leadscore_connector::Value;
 use serde::Serialize;
 
 use crate::config::{Config, LeadLabel};
 use crate::enrichment::{NameIndex, NameMatch};
 use crate::features::{History, Target};
 use crate::level::Level;
+use crate::projection::ProjectedRecord;
 use crate::training::label_of;
 
 /// One labelled example of a level.
@@ -54,7 +55,7 @@ impl OpenRecord {
     }
 
     /// Returns the scored record itself: the person for contacts and leads, else the account.
-    pub fn record<'h>(&self, level: Level, history: &'h History) -> Option<&'h Record> {
+    pub fn record<'h>(&self, level: Level, history: &'h History) -> Option<&'h ProjectedRecord> {
         match &self.person {
             Some(person) => history.person(level, person),
             None => history.accounts.get(&self.id),
@@ -216,7 +217,7 @@ enum LeadState {
 }
 
 fn lead_state(
-    lead: &Record,
+    lead: &ProjectedRecord,
     history: &History,
     config: &Config,
     as_of: DateTime<Utc>,
@@ -288,8 +289,8 @@ pub struct LeadMatchReport {
 /// converted into is not used: only converted leads have it, so training would see account
 /// features on converted leads alone.
 pub fn match_lead_accounts(
-    leads: &[Record],
-    accounts: &[Record],
+    leads: &[ProjectedRecord],
+    accounts: &[ProjectedRecord],
     config: &Config,
 ) -> (HashMap<String, String>, LeadMatchReport) {
     let settings = &config.lead;

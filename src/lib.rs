@@ -26,6 +26,7 @@ pub mod outcomes;
 pub mod pipeline;
 pub mod private_files;
 pub mod progress;
+pub mod projection;
 pub mod registry;
 pub mod report;
 pub mod run;

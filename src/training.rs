@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::enrichment::EnrichmentObject;
+use crate::config::AttributeFeature;
 use crate::config::{AttributeKind, Config, FeatureConfig, LabelRule, ModelConfig, TierConfig};
 use crate::enrichment::EnrichmentReport;
 use crate::features::{fields, Deal, FeatureSpace, History, Pulled};
@@ -25,6 +26,7 @@ use crate::model::{
     TrainedModel,
 };
 use crate::pipeline::PipelineError;
+use crate::projection::{ProjectedRecord, Projection};
 use crate::registry::{self, Candidate, PublishOutcome};
 use crate::scoring::score_of;
 use crate::store::{Store, StoreError, StoredModel};
@@ -226,56 +228,75 @@ pub struct Loaded {
 }
 
 /// Loads the pulled records, joins the enrichment tables and builds the [`History`].
+///
+/// Accounts, contacts and leads stream from the store one record at a time: each is converted
+/// to the base currency, joined to the enrichment tables and projected to the fields training
+/// and scoring read (see [`Projection`]) before the next is decoded, so the whole records of
+/// an object are never in memory together.
 pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     // Features whose fields the last pull dropped as missing from the org are left out.
     let config = &crate::sync::effective_config(store, config)?;
-    let mut accounts = store.records(fields::ACCOUNT)?;
-    let mut contacts = store.records(fields::CONTACT)?;
-    let mut leads = if config.scoring.levels.contains(&Level::Lead) {
-        store.records(fields::LEAD)?
-    } else {
-        Vec::new()
-    };
-    let mut opportunities = store.records(fields::OPPORTUNITY)?;
-    crate::currency::convert_amounts(
-        store,
-        config,
-        &mut [&mut accounts, &mut contacts, &mut leads, &mut opportunities],
-    )?;
+    let mut tables = Vec::new();
+    for table in &config.enrichment {
+        tables
+            .push(crate::enrichment::load(table).map_err(|e| PipelineError::Model(e.to_string()))?);
+    }
+    let added: Vec<(&str, &[AttributeFeature])> = tables
+        .iter()
+        .map(|t| (t.config().object.crm_object(), t.features()))
+        .collect();
+    let projection = Projection::new(config, &added);
+    let mut converter = crate::currency::Converter::new(store, config)?;
+    let mut appliers: Vec<_> = tables.iter().map(|t| t.applier()).collect();
+    let with_leads = config.scoring.levels.contains(&Level::Lead);
     // A mapped field that no stored record has was never pulled (a changed configuration, or
     // a misspelt field), so training without it would quietly drop the feature.
     let mut unpulled = Vec::new();
-    for (section, object, attributes, records, used) in [
+    let mut objects: [Vec<ProjectedRecord>; 3] = Default::default();
+    for (slot, (section, object, attributes, used)) in [
         (
             "account",
             fields::ACCOUNT,
             &config.features.attributes,
-            &accounts,
             true,
         ),
         (
             "contact",
             fields::CONTACT,
             &config.features.contact_attributes,
-            &contacts,
             config.scoring.levels.contains(&Level::Contact),
         ),
         (
             "lead",
             fields::LEAD,
             &config.features.lead_attributes,
-            &leads,
-            config.scoring.levels.contains(&Level::Lead),
+            with_leads,
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if object == fields::LEAD && !with_leads {
+            continue;
+        }
+        let layout = projection.layout(object);
+        let mut seen = vec![false; attributes.len()];
+        let records = &mut objects[slot];
+        store.for_each_record(object, |mut record| {
+            for (seen, attribute) in seen.iter_mut().zip(attributes.iter()) {
+                *seen = *seen || record.fields.contains_key(&attribute.field);
+            }
+            converter.convert(&mut record);
+            for applier in &mut appliers {
+                applier.apply(&mut record);
+            }
+            records.push(ProjectedRecord::project(record, layout));
+        })?;
         if !used || records.is_empty() {
             continue;
         }
-        for attribute in attributes.iter() {
-            if !records
-                .iter()
-                .any(|r| r.fields.contains_key(&attribute.field))
-            {
+        for (seen, attribute) in seen.iter().zip(attributes.iter()) {
+            if !seen {
                 unpulled.push(format!(
                     "[[features.{section}]] {} reads {object} field {:?}, which no pulled record has",
                     attribute.name, attribute.field
@@ -283,48 +304,49 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             }
         }
     }
+    let mut opportunities = store.records(fields::OPPORTUNITY)?;
+    for record in &mut opportunities {
+        converter.convert(record);
+    }
+    converter.finish()?;
     if !unpulled.is_empty() {
         return Err(PipelineError::Config(format!(
             "{}; run `leadscore check` to verify the field names, then `leadscore pull`, which fetches every record again for a field added to the configuration",
             unpulled.join("; ")
         )));
     }
+    let [accounts, contacts, leads] = objects;
     let mut features = config.features.clone();
     let mut enrichment = Vec::new();
-    for table in &config.enrichment {
-        let loaded =
-            crate::enrichment::load(table).map_err(|e| PipelineError::Model(e.to_string()))?;
-        let records = match table.object {
-            EnrichmentObject::Account => &mut accounts,
-            EnrichmentObject::Contact => &mut contacts,
-        };
-        let (added, mut report) = crate::enrichment::apply(&loaded, records);
+    for (table, applier) in tables.iter().zip(appliers) {
+        let mut report = applier.finish();
         let matched = report.matched_exact.count
             + report.matched_leading_zeros.count
             + report.matched_fuzzy.count;
         if report.records > 0 && matched * 2 < report.records {
             let warning = format!(
                 "[[enrichment]] {} matched {matched} of {} {} records; the rest get no value for its features, so check the key field (a field added to the configuration is pulled for every record at the next pull)",
-                table.name,
+                table.config().name,
                 report.records,
-                table.object.crm_object()
+                table.config().object.crm_object()
             );
-            tracing::warn!(table = %table.name, matched, records = report.records, "enrichment matched fewer than half of the records");
+            tracing::warn!(table = %table.config().name, matched, records = report.records, "enrichment matched fewer than half of the records");
             report.warnings.push(warning);
         }
-        match table.object {
-            EnrichmentObject::Account => features.attributes.extend(added),
-            EnrichmentObject::Contact => features.contact_attributes.extend(added),
+        match table.config().object {
+            EnrichmentObject::Account => features.attributes.extend(table.features().to_vec()),
+            EnrichmentObject::Contact => features
+                .contact_attributes
+                .extend(table.features().to_vec()),
         }
         enrichment.push(report);
     }
-    let (lead_account, lead_match) =
-        if leads.is_empty() && !config.scoring.levels.contains(&Level::Lead) {
-            (HashMap::new(), None)
-        } else {
-            let (matched, report) = match_lead_accounts(&leads, &accounts, config);
-            (matched, Some(report))
-        };
+    let (lead_account, lead_match) = if leads.is_empty() && !with_leads {
+        (HashMap::new(), None)
+    } else {
+        let (matched, report) = match_lead_accounts(&leads, &accounts, config);
+        (matched, Some(report))
+    };
     let mut history = History::build(
         Pulled {
             accounts,
@@ -338,8 +360,6 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         &config.features.role_field,
         lead_account,
     );
-    // NOTE: accounts, contacts, leads and opportunities are still loaded whole into memory,
-    // and every train and score run rebuilds this history from the entire store.
     add_activities(store, &mut history)?;
     history.sort_activities();
     Ok(Loaded {

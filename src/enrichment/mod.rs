@@ -360,35 +360,22 @@ impl EnrichmentTable {
     /// removes this table's fields from records that no longer match. Records of other objects
     /// are left alone. Returns the report of this call.
     pub fn apply<'r>(&self, records: impl IntoIterator<Item = &'r mut Record>) -> EnrichmentReport {
-        let mut report = self.empty_report();
-        let prefix = format!("enrichment.{}.", self.config.name);
-        let mut used = vec![false; self.row_keys.len()];
-        let object = self.config.object.crm_object();
+        let mut applier = self.applier();
         for record in records {
-            if !record.object.eq_ignore_ascii_case(object) {
-                continue;
-            }
-            report.records += 1;
-            record.fields.retain(|name, _| !name.starts_with(&prefix));
-            let Some(row) = self.find_row(record, &mut report) else {
-                continue;
-            };
-            used[row] = true;
-            for (report_column, value) in self.columns.iter().zip(&self.values[row]) {
-                if !value.is_null() {
-                    record
-                        .fields
-                        .insert(report_column.field.clone(), value.clone());
-                }
-            }
+            applier.apply(record);
         }
-        for (row, key) in self.row_keys.iter().enumerate() {
-            // Rows without a key have an empty display key and are counted separately.
-            if !used[row] && !key.is_empty() && self.is_indexed(row) {
-                report.unused_rows.add(|| key.clone());
-            }
+        applier.finish()
+    }
+
+    /// Returns an [`Applier`], which does what [`EnrichmentTable::apply`] does one record at
+    /// a time, for records streamed from the store.
+    pub fn applier(&self) -> Applier<'_> {
+        Applier {
+            table: self,
+            report: self.empty_report(),
+            prefix: format!("enrichment.{}.", self.config.name),
+            used: vec![false; self.row_keys.len()],
         }
-        report
     }
 
     /// Returns whether a row is the one its key finds (not a later duplicate).
@@ -854,6 +841,60 @@ fn index_names(
         }
     }
     (RowIndex::Names(index), row_keys)
+}
+
+/// Joins one table to records one at a time and counts the matches for the report.
+pub struct Applier<'t> {
+    table: &'t EnrichmentTable,
+    report: EnrichmentReport,
+    /// The prefix of the fields this table adds.
+    prefix: String,
+    /// Rows some record matched, for the report's unused rows.
+    used: Vec<bool>,
+}
+
+impl Applier<'_> {
+    /// Joins one record: see [`EnrichmentTable::apply`].
+    pub fn apply(&mut self, record: &mut Record) {
+        let table = self.table;
+        if !record
+            .object
+            .eq_ignore_ascii_case(table.config.object.crm_object())
+        {
+            return;
+        }
+        self.report.records += 1;
+        let prefix = &self.prefix;
+        record.fields.retain(|name, _| !name.starts_with(prefix));
+        let Some(row) = table.find_row(record, &mut self.report) else {
+            return;
+        };
+        self.used[row] = true;
+        for (report_column, value) in table.columns.iter().zip(&table.values[row]) {
+            if !value.is_null() {
+                record
+                    .fields
+                    .insert(report_column.field.clone(), value.clone());
+            }
+        }
+    }
+
+    /// Returns the report of every record given to [`Applier::apply`].
+    pub fn finish(self) -> EnrichmentReport {
+        let Applier {
+            table,
+            mut report,
+            used,
+            ..
+        } = self;
+        for (row, key) in table.row_keys.iter().enumerate() {
+            // Rows without a key have an empty display key and are counted separately.
+            if !used[row] && !key.is_empty() && table.is_indexed(row) {
+                report.unused_rows.add(|| key.clone());
+            }
+        }
+        report
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::projection::ReadFields;
 use chrono::{DateTime, Utc};
 use leadscore_connector::{Record, Value};
 
@@ -40,7 +41,7 @@ pub struct Closed {
     pub unscored: usize,
 }
 
-fn text(record: &Record, field: &str) -> Option<String> {
+fn text(record: &impl ReadFields, field: &str) -> Option<String> {
     match record.get(field) {
         Value::Text(s) if !s.is_empty() => Some(s.clone()),
         _ => None,

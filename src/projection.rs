@@ -1,0 +1,284 @@
+//! Records as training and scoring hold them: only the fields the configuration pulls for
+//! features, levels and leads, in one shared layout per object, without the write-back and
+//! feedback fields that only the push and the pull read.
+//!
+//! A stored contact carries a dozen fields in a `BTreeMap` (about 2.4 KB in memory, most of it
+//! the map's nodes, field names and the reasons text written back); projected it takes its
+//! values alone, in a slice ordered by its object's [`Layout`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use leadscore_connector::{Record, Value};
+
+use crate::config::{AttributeFeature, Config};
+use crate::features::fields;
+use crate::level::Level;
+use crate::sync::CURRENCY_FIELD;
+
+/// The fields one object's projected records keep, sorted by name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Layout {
+    names: Vec<String>,
+}
+
+impl Layout {
+    fn new(names: BTreeSet<String>) -> Layout {
+        Layout {
+            names: names.into_iter().collect(),
+        }
+    }
+
+    /// Returns the position of a field, or `None` when the layout does not keep it.
+    fn position(&self, field: &str) -> Option<usize> {
+        self.names
+            .binary_search_by(|name| name.as_str().cmp(field))
+            .ok()
+    }
+
+    /// Returns the names of the fields kept, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Read access to a record's fields, shared by whole and projected records.
+pub trait ReadFields {
+    /// Returns the record's CRM id.
+    fn id(&self) -> &str;
+    /// Returns a field's value, `Null` when the record has none.
+    fn get(&self, field: &str) -> &Value;
+}
+
+impl ReadFields for Record {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn get(&self, field: &str) -> &Value {
+        Record::get(self, field)
+    }
+}
+
+impl ReadFields for ProjectedRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn get(&self, field: &str) -> &Value {
+        ProjectedRecord::get(self, field)
+    }
+}
+
+/// A record reduced to the fields of its object's [`Layout`].
+#[derive(Clone, Debug)]
+pub struct ProjectedRecord {
+    pub id: String,
+    /// The record's change stamp, as stored.
+    pub modstamp: DateTime<Utc>,
+    layout: Arc<Layout>,
+    /// One value per field of `layout`, in its order; `Null` where the record had none.
+    values: Box<[Value]>,
+}
+
+impl ProjectedRecord {
+    /// Moves the kept fields out of `record` and drops the rest.
+    pub fn project(record: Record, layout: &Arc<Layout>) -> ProjectedRecord {
+        let Record {
+            id,
+            modstamp,
+            mut fields,
+            ..
+        } = record;
+        let values = layout
+            .names
+            .iter()
+            .map(|name| fields.remove(name).unwrap_or(Value::Null))
+            .collect();
+        ProjectedRecord {
+            id,
+            modstamp,
+            layout: layout.clone(),
+            values,
+        }
+    }
+
+    /// Keeps every field of `record`, in a layout of its own: for tests and for the few
+    /// records read outside a [`Projection`].
+    pub fn whole(record: Record) -> ProjectedRecord {
+        let layout = Arc::new(Layout::new(record.fields.keys().cloned().collect()));
+        ProjectedRecord::project(record, &layout)
+    }
+
+    /// Returns a field's value; `Null` when the record has none or the layout drops it.
+    pub fn get(&self, field: &str) -> &Value {
+        match self.layout.position(field) {
+            Some(position) => &self.values[position],
+            None => &Value::Null,
+        }
+    }
+
+    /// Returns the fields that hold a value, sorted by name.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.layout
+            .names
+            .iter()
+            .zip(self.values.iter())
+            .filter(|(_, value)| !value.is_null())
+            .map(|(name, value)| (name.as_str(), value))
+    }
+}
+
+/// The layout of every object training and scoring read as whole records.
+#[derive(Debug)]
+pub struct Projection {
+    layouts: HashMap<&'static str, Arc<Layout>>,
+}
+
+impl Projection {
+    /// Builds the layouts from the fields `config` pulls for accounts, contacts and leads,
+    /// plus the fields `enrichment` adds, less the write-back and feedback fields, which
+    /// training and scoring never read. A write-back field that is also a feature stays.
+    pub fn new(config: &Config, enrichment: &[(&str, &[AttributeFeature])]) -> Projection {
+        let mut excluded: BTreeSet<&str> = BTreeSet::new();
+        for level in Level::ALL {
+            let writeback = config.writeback_for(level);
+            excluded.extend([
+                writeback.score_field.as_str(),
+                writeback.tier_field.as_str(),
+                writeback.reasons_field.as_str(),
+                writeback.model_version_field.as_str(),
+                writeback.scored_at_field.as_str(),
+            ]);
+        }
+        excluded.insert(config.lead.sales_ready_field.as_str());
+        let feedback_flag = config.feedback.field_for(&config.connector);
+        let feedback_comment = config.feedback.comment_field_for(&config.connector);
+        excluded.insert(feedback_flag.as_str());
+        excluded.insert(feedback_comment.as_str());
+        let features: BTreeSet<&str> = config
+            .features
+            .attributes
+            .iter()
+            .chain(&config.features.contact_attributes)
+            .chain(&config.features.lead_attributes)
+            .map(|a| a.field.as_str())
+            .collect();
+
+        let mut layouts = HashMap::new();
+        for object in [fields::ACCOUNT, fields::CONTACT, fields::LEAD] {
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            for spec in crate::pipeline::pull_specs(config) {
+                if spec.object == object {
+                    names.extend(spec.fields);
+                }
+            }
+            for (table_object, added) in enrichment {
+                if table_object.eq_ignore_ascii_case(object) {
+                    names.extend(added.iter().map(|a| a.field.clone()));
+                }
+            }
+            names.insert(CURRENCY_FIELD.to_string());
+            names.retain(|name| {
+                !excluded.contains(name.as_str()) || features.contains(name.as_str())
+            });
+            layouts.insert(object, Arc::new(Layout::new(names)));
+        }
+        Projection { layouts }
+    }
+
+    /// Returns the layout of `object` (`Account`, `Contact` or `Lead`).
+    ///
+    /// # Panics
+    ///
+    /// Panics for any other object, which is a bug in the caller.
+    pub fn layout(&self, object: &str) -> &Arc<Layout> {
+        self.layouts
+            .get(object)
+            .unwrap_or_else(|| panic!("no projection layout for {object}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use std::collections::BTreeMap;
+
+    fn config() -> Config {
+        let text = crate::demo::sandbox_config("http://127.0.0.1:1", "store");
+        Config::parse(
+            &text,
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn projection_keeps_read_fields_and_drops_written_ones() {
+        let config = config();
+        let projection = Projection::new(&config, &[]);
+        let contact = projection.layout(fields::CONTACT);
+        for kept in [
+            "AccountId",
+            "CreatedDate",
+            "Name",
+            "OwnerId",
+            "Buying_Role__c",
+        ] {
+            assert!(contact.position(kept).is_some(), "{kept} dropped");
+        }
+        for dropped in [
+            "LS_Score__c",
+            "LS_Reasons__c",
+            "LS_Tier__c",
+            "LS_Feedback__c",
+        ] {
+            assert!(contact.position(dropped).is_none(), "{dropped} kept");
+        }
+        let account = projection.layout(fields::ACCOUNT);
+        assert!(account.position("Hip_Knee_Discharges__c").is_some());
+        assert!(account.position("LS_Model_Version__c").is_none());
+
+        let record = Record {
+            object: "Contact".into(),
+            id: "003A".into(),
+            modstamp: Utc::now(),
+            deleted: false,
+            fields: BTreeMap::from([
+                ("AccountId".to_string(), Value::Text("001A".into())),
+                ("LS_Reasons__c".to_string(), Value::Text("+ volume".into())),
+                ("Unmapped__c".to_string(), Value::Number(3.0)),
+            ]),
+        };
+        let projected = ProjectedRecord::project(record, contact);
+        assert_eq!(projected.id, "003A");
+        assert_eq!(projected.get("AccountId"), &Value::Text("001A".into()));
+        assert_eq!(projected.get("LS_Reasons__c"), &Value::Null);
+        assert_eq!(projected.get("Unmapped__c"), &Value::Null);
+        let held: Vec<&str> = projected.fields().map(|(name, _)| name).collect();
+        assert_eq!(held, ["AccountId"]);
+    }
+
+    #[test]
+    fn a_written_field_mapped_as_a_feature_stays() {
+        let text = crate::demo::sandbox_config("http://127.0.0.1:1", "store").replacen(
+            "field = \"BillingState\"",
+            "field = \"LS_Tier__c\"",
+            1,
+        );
+        let config = Config::parse(
+            &text,
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        let projection = Projection::new(&config, &[]);
+        assert!(projection
+            .layout(fields::ACCOUNT)
+            .position("LS_Tier__c")
+            .is_some());
+    }
+}
