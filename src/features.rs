@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AttributeFeature, AttributeKind, FeatureConfig};
 use crate::level::Level;
-use crate::projection::{ProjectedRecord, ReadFields};
+use crate::projection::{ProjectedRecord, ReadFields, RecordsById};
 
 /// Salesforce object and field names the pipeline reads besides the configured features.
 pub mod fields {
@@ -30,13 +30,42 @@ const MAX_CATEGORIES: usize = 20;
 /// A category must occur this often among training rows to get its own column.
 const MIN_CATEGORY_COUNT: usize = 10;
 
-#[derive(Clone, Debug)]
+/// One task or event in 16 bytes: its time, and in one word whether it was a meeting and
+/// the contact it was with, as a position in [`History::contacts`].
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Activity {
     pub(crate) at: DateTime<Utc>,
-    /// The contact or lead the activity was with (`WhoId`), when known. One shared copy per
-    /// id, so cloning an activity allocates nothing and a person's id is stored once.
-    pub(crate) who: Option<Arc<str>>,
-    pub(crate) meeting: bool,
+    /// The top bit is set for meetings; the other 31 bits hold the contact's position, or
+    /// [`Activity::NOBODY`].
+    tag: u32,
+}
+
+impl Activity {
+    const MEETING: u32 = 1 << 31;
+    const NOBODY: u32 = Activity::MEETING - 1;
+
+    /// `contact` is a position in [`History::contacts`]; one at or past [`Activity::NOBODY`]
+    /// is not kept.
+    fn new(at: DateTime<Utc>, contact: Option<usize>, meeting: bool) -> Activity {
+        let who = contact
+            .and_then(|c| u32::try_from(c).ok())
+            .filter(|&c| c < Activity::NOBODY)
+            .unwrap_or(Activity::NOBODY);
+        Activity {
+            at,
+            tag: who | if meeting { Activity::MEETING } else { 0 },
+        }
+    }
+
+    pub(crate) fn meeting(&self) -> bool {
+        self.tag & Activity::MEETING != 0
+    }
+
+    /// Returns the position of the contact the activity was with, when known.
+    fn contact(&self) -> Option<usize> {
+        let who = self.tag & !Activity::MEETING;
+        (who != Activity::NOBODY).then_some(who as usize)
+    }
 }
 
 /// A contact's account, buying role and creation time, each when known.
@@ -74,11 +103,11 @@ pub struct Pulled {
 
 /// Everything pulled, indexed for feature computation.
 pub struct History {
-    pub accounts: BTreeMap<String, ProjectedRecord>,
+    pub accounts: RecordsById,
     /// Contacts by id.
-    pub contacts: BTreeMap<String, ProjectedRecord>,
+    pub contacts: RecordsById,
     /// Leads by id.
-    pub leads: BTreeMap<String, ProjectedRecord>,
+    pub leads: RecordsById,
     /// The account each lead belongs to, where one was found (lookup field or name match).
     pub lead_account: HashMap<String, String>,
     /// What the features read of each contact besides its fields, in one entry per contact.
@@ -86,8 +115,9 @@ pub struct History {
     pub(crate) contacts_by_account: HashMap<String, Vec<String>>,
     /// Activities per account, sorted by time.
     activities: HashMap<String, Vec<Activity>>,
-    /// Activities per contact or lead (`WhoId`), sorted by time.
-    person_activities: HashMap<String, Vec<Activity>>,
+    /// Activities per contact or lead (`WhoId`), sorted by time, at the person's
+    /// [`History::person_key`].
+    person_activities: Vec<Vec<Activity>>,
     pub deals: Vec<Deal>,
     /// Positions in `deals` by deal id, so lookups by id or account do not scan every deal.
     deal_by_id: HashMap<String, usize>,
@@ -96,8 +126,6 @@ pub struct History {
     /// Contacts with a role on each deal, by deal id, without repeats.
     pub deal_contacts: HashMap<String, Vec<String>>,
     system_size: HashMap<String, usize>,
-    /// The one shared copy of each contact or lead id that an activity names.
-    people: HashSet<Arc<str>>,
 }
 
 fn text(record: &impl ReadFields, field: &str) -> Option<String> {
@@ -124,8 +152,7 @@ impl History {
             tasks,
             events,
         } = pulled;
-        let accounts: BTreeMap<String, ProjectedRecord> =
-            accounts.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let accounts = RecordsById::new(accounts);
         let mut system_size: HashMap<String, usize> = HashMap::new();
         for account in accounts.values() {
             if let Some(parent) = text(account, "ParentId") {
@@ -135,23 +162,22 @@ impl History {
 
         let mut history = History {
             accounts,
-            contacts: BTreeMap::new(),
-            leads: leads.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            contacts: RecordsById::default(),
+            leads: RecordsById::new(leads),
             lead_account,
             contact_facts: HashMap::new(),
             contacts_by_account: HashMap::new(),
             activities: HashMap::new(),
-            person_activities: HashMap::new(),
+            person_activities: Vec::new(),
             deals: Vec::new(),
             deal_by_id: HashMap::new(),
             deals_by_account: HashMap::new(),
             deal_contacts: HashMap::new(),
             system_size,
-            people: HashSet::new(),
         };
         let mut roles: HashSet<Arc<str>> = HashSet::new();
-        for contact in contacts {
-            let account = text(&contact, "AccountId");
+        for contact in &contacts {
+            let account = text(contact, "AccountId");
             if let Some(account) = &account {
                 history
                     .contacts_by_account
@@ -181,35 +207,13 @@ impl History {
                     },
                 );
             }
-            history.contacts.insert(contact.id.clone(), contact);
         }
-        for opportunity in opportunities {
-            let Some(account_id) = text(&opportunity, "AccountId") else {
-                continue;
-            };
-            let Some(created) = opportunity.get("CreatedDate").as_datetime() else {
-                continue;
-            };
-            history.push_deal(Deal {
-                id: opportunity.id.clone(),
-                account_id,
-                created,
-                close_date: opportunity.get("CloseDate").as_datetime(),
-                closed: opportunity.get("IsClosed").as_bool().unwrap_or(false),
-                won: opportunity.get("IsWon").as_bool().unwrap_or(false),
-                stage: text(&opportunity, "StageName"),
-            });
+        history.contacts = RecordsById::new(contacts);
+        for opportunity in &opportunities {
+            history.add_opportunity(opportunity);
         }
-        for role in contact_roles {
-            let (Some(deal), Some(contact)) =
-                (text(&role, "OpportunityId"), text(&role, "ContactId"))
-            else {
-                continue;
-            };
-            let list = history.deal_contacts.entry(deal).or_default();
-            if !list.contains(&contact) {
-                list.push(contact);
-            }
+        for role in &contact_roles {
+            history.add_contact_role(role);
         }
         for task in &tasks {
             history.add_activity(task, false);
@@ -219,6 +223,37 @@ impl History {
         }
         history.sort_activities();
         history
+    }
+
+    /// Adds one opportunity as a deal; one without an account or a creation time is left out.
+    pub(crate) fn add_opportunity(&mut self, opportunity: &Record) {
+        let Some(account_id) = text(opportunity, "AccountId") else {
+            return;
+        };
+        let Some(created) = opportunity.get("CreatedDate").as_datetime() else {
+            return;
+        };
+        self.push_deal(Deal {
+            id: opportunity.id.clone(),
+            account_id,
+            created,
+            close_date: opportunity.get("CloseDate").as_datetime(),
+            closed: opportunity.get("IsClosed").as_bool().unwrap_or(false),
+            won: opportunity.get("IsWon").as_bool().unwrap_or(false),
+            stage: text(opportunity, "StageName"),
+        });
+    }
+
+    /// Adds the contact of one `OpportunityContactRole` to its deal's contacts, once.
+    pub(crate) fn add_contact_role(&mut self, role: &Record) {
+        let (Some(deal), Some(contact)) = (text(role, "OpportunityId"), text(role, "ContactId"))
+        else {
+            return;
+        };
+        let list = self.deal_contacts.entry(deal).or_default();
+        if !list.contains(&contact) {
+            list.push(contact);
+        }
     }
 
     /// Adds one Task (`meeting` false, dated by `ActivityDate`) or Event (`meeting` true,
@@ -241,23 +276,22 @@ impl History {
             .or_else(|| record.get("CreatedDate").as_datetime());
         let Some(at) = at else { return };
         let who = match record.get("WhoId") {
-            Value::Text(id) if !id.is_empty() => Some(self.person_id(id)),
+            Value::Text(id) if !id.is_empty() => Some(id.as_str()),
             _ => None,
         };
-        let activity = Activity {
-            at,
-            who: who.clone(),
-            meeting,
-        };
-        if let Some(who) = &who {
-            if self.contact_account(who).is_some() || self.leads.contains_key(&**who) {
-                self.person_activities
-                    .entry(who.to_string())
-                    .or_default()
-                    .push(activity.clone());
+        // Only contacts with an account are counted as the account's contacts.
+        let contact = who.filter(|id| self.contact_account(id).is_some());
+        let position = contact.and_then(|id| self.contacts.position(id));
+        if let Some(who) = who {
+            if contact.is_some() || self.leads.contains_key(who) {
+                if let Some(key) = self.person_key(who) {
+                    if self.person_activities.len() <= key {
+                        self.person_activities.resize_with(key + 1, Vec::new);
+                    }
+                    self.person_activities[key].push(Activity::new(at, position, meeting));
+                }
             }
         }
-        let contact = who.filter(|id| self.contact_account(id).is_some());
         let account = text(record, "WhatId")
             .and_then(|what| {
                 if self.accounts.contains_key(&what) {
@@ -266,27 +300,34 @@ impl History {
                     self.deal(&what).map(|deal| deal.account_id.clone())
                 }
             })
-            .or_else(|| {
-                contact
-                    .as_ref()
-                    .and_then(|c| self.contact_account(c).map(str::to_string))
-            });
+            .or_else(|| contact.and_then(|c| self.contact_account(c).map(str::to_string)));
         let Some(account) = account else { return };
-        self.activities.entry(account).or_default().push(Activity {
-            at,
-            who: contact,
-            meeting,
-        });
+        self.activities
+            .entry(account)
+            .or_default()
+            .push(Activity::new(at, position, meeting));
     }
 
-    /// Returns the shared copy of a contact or lead id, adding it on first use.
-    fn person_id(&mut self, id: &str) -> Arc<str> {
-        if let Some(shared) = self.people.get(id) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(id);
-        self.people.insert(shared.clone());
-        shared
+    /// Returns where a contact's or lead's activities are kept: a contact's position in
+    /// [`History::contacts`], else the number of contacts plus the lead's position. An id that
+    /// names both (a HubSpot lead) gets the contact's.
+    fn person_key(&self, id: &str) -> Option<usize> {
+        self.contacts
+            .position(id)
+            .or_else(|| Some(self.contacts.len() + self.leads.position(id)?))
+    }
+
+    /// Returns the id of the contact an activity was with.
+    fn who(&self, activity: &Activity) -> Option<&str> {
+        activity
+            .contact()
+            .and_then(|position| self.contacts.at(position))
+            .map(|contact| contact.id.as_str())
+    }
+
+    /// Returns the activities kept for a contact or lead.
+    fn activities_of_person(&self, id: &str) -> Option<&Vec<Activity>> {
+        self.person_activities.get(self.person_key(id)?)
     }
 
     /// Sorts every activity list by time, keeping the order of activities with equal times.
@@ -294,7 +335,7 @@ impl History {
         for list in self
             .activities
             .values_mut()
-            .chain(self.person_activities.values_mut())
+            .chain(self.person_activities.iter_mut())
         {
             list.sort_by_key(|a| a.at);
             // The lists grew by doubling; the history keeps them for the whole run.
@@ -311,14 +352,14 @@ impl History {
     /// may have moved to the contact it became (Salesforce moves them on conversion), so a
     /// converted lead also counts that contact's activities dated before the conversion.
     fn person_activities_before(&self, person: &str, at: DateTime<Utc>) -> Vec<Activity> {
-        let mut list = before(self.person_activities.get(person), at).to_vec();
+        let mut list = before(self.activities_of_person(person), at).to_vec();
         if let Some(lead) = self.leads.get(person) {
             // A HubSpot lead converts in place: its converted contact is itself.
             if let Some(contact) = text(lead, "ConvertedContactId").filter(|c| c != person) {
                 let converted = lead.get("ConvertedDate").as_datetime().unwrap_or(at);
                 let until = converted.min(at);
                 list.extend(
-                    before(self.person_activities.get(&contact), until)
+                    before(self.activities_of_person(&contact), until)
                         .iter()
                         .cloned(),
                 );
@@ -420,7 +461,7 @@ impl History {
         self.activities_before(account, at)
             .iter()
             .filter(|a| a.at >= since)
-            .filter_map(|a| a.who.as_deref())
+            .filter_map(|a| self.who(a))
             .collect()
     }
 
@@ -783,7 +824,7 @@ impl FeatureSpace {
         if !selves.is_empty() {
             let kept: Vec<Activity> = account_activities
                 .iter()
-                .filter(|a| a.who.as_deref().is_none_or(|w| !selves.contains(&w)))
+                .filter(|a| history.who(a).is_none_or(|w| !selves.contains(&w)))
                 .cloned()
                 .collect();
             account_activities = std::borrow::Cow::Owned(kept);
@@ -795,11 +836,10 @@ impl FeatureSpace {
         }) = change
         {
             if *when < at {
-                let activity = Activity {
-                    at: *when,
-                    who: who.as_deref().map(Arc::from),
-                    meeting: *meeting,
-                };
+                // Only a contact of the account joins the account's activities, so only a
+                // contact's position matters here.
+                let position = who.as_deref().and_then(|w| history.contacts.position(w));
+                let activity = Activity::new(*when, position, *meeting);
                 let on_account = match who {
                     None => true,
                     Some(who) => {
@@ -808,7 +848,7 @@ impl FeatureSpace {
                 };
                 if on_account && target.account.is_some() {
                     let mut list = account_activities.into_owned();
-                    list.push(activity.clone());
+                    list.push(activity);
                     list.sort_by_key(|a| a.at);
                     account_activities = std::borrow::Cow::Owned(list);
                 }
@@ -1025,7 +1065,7 @@ fn person_aggregate_value(
         }
         PersonAggregate::Meetings => before
             .iter()
-            .filter(|a| a.meeting && a.at >= engaged_since)
+            .filter(|a| a.meeting() && a.at >= engaged_since)
             .count() as f64,
         PersonAggregate::DaysSinceLastTouch => {
             before.last().map_or(f64::NAN, |a| days_between(a.at))
@@ -1107,17 +1147,16 @@ fn aggregate_value(
         Aggregate::RolesEngaged => {
             let roles: BTreeSet<&str> = engaged
                 .iter()
-                .filter_map(|a| a.who.as_deref())
+                .filter_map(|a| history.who(a))
                 .filter_map(|c| history.contact_role(c))
                 .collect();
             roles.len() as f64
         }
         Aggregate::ContactsEngaged => {
-            let contacts: BTreeSet<&str> =
-                engaged.iter().filter_map(|a| a.who.as_deref()).collect();
+            let contacts: BTreeSet<usize> = engaged.iter().filter_map(|a| a.contact()).collect();
             contacts.len() as f64
         }
-        Aggregate::Meetings => engaged.iter().filter(|a| a.meeting).count() as f64,
+        Aggregate::Meetings => engaged.iter().filter(|a| a.meeting()).count() as f64,
         Aggregate::Activities { days } => {
             let since = at - Duration::days(days);
             before.iter().rev().take_while(|a| a.at >= since).count() as f64
@@ -1210,6 +1249,22 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn activity_keeps_meeting_and_contact_in_one_word() {
+        let at = time("2025-01-10T00:00:00Z");
+        let meeting = Activity::new(at, Some(7), true);
+        assert!(meeting.meeting());
+        assert_eq!(meeting.contact(), Some(7));
+        let call = Activity::new(at, None, false);
+        assert!(!call.meeting());
+        assert_eq!(call.contact(), None);
+        // A position that does not fit in 31 bits is dropped, not wrapped onto another contact.
+        let far = Activity::new(at, Some(Activity::NOBODY as usize), true);
+        assert!(far.meeting());
+        assert_eq!(far.contact(), None);
+        assert_eq!(std::mem::size_of::<Activity>(), 16);
     }
 
     #[test]

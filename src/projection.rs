@@ -130,6 +130,85 @@ impl ProjectedRecord {
     }
 }
 
+/// Projected records of one object sorted by id, looked up by binary search: a map without
+/// a second copy of each id as its key and without tree nodes.
+#[derive(Debug, Default)]
+pub struct RecordsById {
+    records: Vec<ProjectedRecord>,
+}
+
+impl RecordsById {
+    /// Sorts `records` by id; of two records with one id, the later one stays.
+    pub fn new(mut records: Vec<ProjectedRecord>) -> RecordsById {
+        // Stable, so the later of two equal ids stays after the earlier one.
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut kept: Vec<ProjectedRecord> = Vec::with_capacity(records.len());
+        for record in records {
+            match kept.last_mut() {
+                Some(last) if last.id == record.id => *last = record,
+                _ => kept.push(record),
+            }
+        }
+        kept.shrink_to_fit();
+        RecordsById { records: kept }
+    }
+
+    /// Returns the place of a record in id order.
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
+        self.records
+            .binary_search_by(|record| record.id.as_str().cmp(id))
+            .ok()
+    }
+
+    /// Returns the record at a place in id order.
+    pub(crate) fn at(&self, position: usize) -> Option<&ProjectedRecord> {
+        self.records.get(position)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ProjectedRecord> {
+        self.position(id).map(|position| &self.records[position])
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// Returns the ids and records in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ProjectedRecord)> {
+        self.records.iter().map(|record| (&record.id, record))
+    }
+
+    /// Returns the ids in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.records.iter().map(|record| &record.id)
+    }
+
+    /// Returns the records in id order.
+    pub fn values(&self) -> impl Iterator<Item = &ProjectedRecord> {
+        self.records.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a RecordsById {
+    type Item = (&'a String, &'a ProjectedRecord);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, ProjectedRecord>,
+        fn(&'a ProjectedRecord) -> (&'a String, &'a ProjectedRecord),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.iter().map(|record| (&record.id, record))
+    }
+}
+
 /// The layout of every object training and scoring read as whole records.
 #[derive(Debug)]
 pub struct Projection {
@@ -280,5 +359,34 @@ mod tests {
             .layout(fields::ACCOUNT)
             .position("LS_Tier__c")
             .is_some());
+    }
+
+    #[test]
+    fn records_by_id_sort_and_keep_the_later_duplicate() {
+        let record = |id: &str, name: &str| {
+            ProjectedRecord::whole(Record {
+                object: "Account".into(),
+                id: id.into(),
+                modstamp: Utc::now(),
+                deleted: false,
+                fields: BTreeMap::from([("Name".to_string(), Value::Text(name.into()))]),
+            })
+        };
+        let records = RecordsById::new(vec![
+            record("001C", "third"),
+            record("001A", "first"),
+            record("001B", "old"),
+            record("001B", "new"),
+        ]);
+        assert_eq!(records.len(), 3);
+        let ids: Vec<&String> = records.keys().collect();
+        assert_eq!(ids, ["001A", "001B", "001C"]);
+        assert_eq!(
+            records.get("001B").map(|r| r.get("Name")),
+            Some(&Value::Text("new".into()))
+        );
+        assert_eq!(records.position("001C"), Some(2));
+        assert!(records.get("001D").is_none());
+        assert!(!records.contains_key(""));
     }
 }

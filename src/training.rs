@@ -304,11 +304,6 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             }
         }
     }
-    let mut opportunities = store.records(fields::OPPORTUNITY)?;
-    for record in &mut opportunities {
-        converter.convert(record);
-    }
-    converter.finish()?;
     if !unpulled.is_empty() {
         return Err(PipelineError::Config(format!(
             "{}; run `leadscore check` to verify the field names, then `leadscore pull`, which fetches every record again for a field added to the configuration",
@@ -352,14 +347,21 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             accounts,
             contacts,
             leads,
-            opportunities,
-            contact_roles: store.records(fields::CONTACT_ROLE)?,
-            tasks: Vec::new(),
-            events: Vec::new(),
+            ..Pulled::default()
         },
         &config.features.role_field,
         lead_account,
     );
+    // Deals and their contacts stream in as well; activities need the deals to find the
+    // account of an activity logged on a deal.
+    store.for_each_record(fields::OPPORTUNITY, |mut record| {
+        converter.convert(&mut record);
+        history.add_opportunity(&record);
+    })?;
+    converter.finish()?;
+    store.for_each_record(fields::CONTACT_ROLE, |record| {
+        history.add_contact_role(&record);
+    })?;
     add_activities(store, &mut history)?;
     history.sort_activities();
     Ok(Loaded {

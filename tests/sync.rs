@@ -309,7 +309,11 @@ async fn pulled_revenues(
         .expect("pull");
     let loaded = training::load(&store, config).expect("load");
     let revenue = |id: &String| {
-        loaded.history.accounts[id]
+        loaded
+            .history
+            .accounts
+            .get(id)
+            .expect("account loaded")
             .get("AnnualRevenue")
             .as_f64()
             .expect("revenue")
