@@ -30,14 +30,17 @@ const MAX_CATEGORIES: usize = 20;
 /// A category must occur this often among training rows to get its own column.
 const MIN_CATEGORY_COUNT: usize = 10;
 
-/// One task or event in 16 bytes: its time, and in one word whether it was a meeting and
-/// the contact it was with, as a position in [`History::contacts`].
+/// One task or event in 20 bytes: its time, whether it was a meeting and the contact it was
+/// with (as a position in [`History::contacts`]), and the account or person whose list it is
+/// in (see [`Grouped`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Activity {
     pub(crate) at: DateTime<Utc>,
     /// The top bit is set for meetings; the other 31 bits hold the contact's position, or
     /// [`Activity::NOBODY`].
     tag: u32,
+    /// The number of the account or person whose list holds this copy.
+    owner: u32,
 }
 
 impl Activity {
@@ -54,6 +57,7 @@ impl Activity {
         Activity {
             at,
             tag: who | if meeting { Activity::MEETING } else { 0 },
+            owner: 0,
         }
     }
 
@@ -65,6 +69,35 @@ impl Activity {
     fn contact(&self) -> Option<usize> {
         let who = self.tag & !Activity::MEETING;
         (who != Activity::NOBODY).then_some(who as usize)
+    }
+}
+
+/// Activities of many owners (accounts, or contacts and leads) in one vector sorted by owner
+/// and then time, so each owner's list is a slice. One vector grows without the holes that
+/// thousands of separately growing lists leave in the heap, and an owner costs nothing.
+#[derive(Debug, Default)]
+struct Grouped {
+    entries: Vec<Activity>,
+}
+
+impl Grouped {
+    fn push(&mut self, owner: u32, mut activity: Activity) {
+        activity.owner = owner;
+        self.entries.push(activity);
+    }
+
+    /// Orders the entries by owner and time, keeping the order of equal times. Call it after
+    /// the last [`Grouped::push`] and before [`Grouped::of`].
+    fn sort(&mut self) {
+        self.entries.sort_by_key(|a| (a.owner, a.at));
+        self.entries.shrink_to_fit();
+    }
+
+    /// Returns one owner's activities, oldest first.
+    fn of(&self, owner: u32) -> &[Activity] {
+        let start = self.entries.partition_point(|a| a.owner < owner);
+        let end = start + self.entries[start..].partition_point(|a| a.owner == owner);
+        &self.entries[start..end]
     }
 }
 
@@ -114,10 +147,13 @@ pub struct History {
     contact_facts: HashMap<String, ContactFacts>,
     pub(crate) contacts_by_account: HashMap<String, Vec<String>>,
     /// Activities per account, sorted by time.
-    activities: HashMap<String, Vec<Activity>>,
-    /// Activities per contact or lead (`WhoId`), sorted by time, at the person's
+    activities: Grouped,
+    /// Numbers of the accounts that activities name but [`History::accounts`] lacks, after
+    /// the positions of those it has.
+    other_accounts: HashMap<String, u32>,
+    /// Activities per contact or lead (`WhoId`), sorted by time, owned by the person's
     /// [`History::person_key`].
-    person_activities: Vec<Vec<Activity>>,
+    person_activities: Grouped,
     pub deals: Vec<Deal>,
     /// Positions in `deals` by deal id, so lookups by id or account do not scan every deal.
     deal_by_id: HashMap<String, usize>,
@@ -167,8 +203,9 @@ impl History {
             lead_account,
             contact_facts: HashMap::new(),
             contacts_by_account: HashMap::new(),
-            activities: HashMap::new(),
-            person_activities: Vec::new(),
+            activities: Grouped::default(),
+            other_accounts: HashMap::new(),
+            person_activities: Grouped::default(),
             deals: Vec::new(),
             deal_by_id: HashMap::new(),
             deals_by_account: HashMap::new(),
@@ -285,10 +322,8 @@ impl History {
         if let Some(who) = who {
             if contact.is_some() || self.leads.contains_key(who) {
                 if let Some(key) = self.person_key(who) {
-                    if self.person_activities.len() <= key {
-                        self.person_activities.resize_with(key + 1, Vec::new);
-                    }
-                    self.person_activities[key].push(Activity::new(at, position, meeting));
+                    self.person_activities
+                        .push(key, Activity::new(at, position, meeting));
                 }
             }
         }
@@ -302,19 +337,34 @@ impl History {
             })
             .or_else(|| contact.and_then(|c| self.contact_account(c).map(str::to_string)));
         let Some(account) = account else { return };
+        let owner = match self.account_key(&account) {
+            Some(owner) => owner,
+            None => {
+                let owner = to_u32(self.accounts.len() + self.other_accounts.len());
+                self.other_accounts.insert(account, owner);
+                owner
+            }
+        };
         self.activities
-            .entry(account)
-            .or_default()
-            .push(Activity::new(at, position, meeting));
+            .push(owner, Activity::new(at, position, meeting));
+    }
+
+    /// Returns the number under which an account's activities are kept, if it has any.
+    fn account_key(&self, id: &str) -> Option<u32> {
+        match self.accounts.position(id) {
+            Some(position) => Some(to_u32(position)),
+            None => self.other_accounts.get(id).copied(),
+        }
     }
 
     /// Returns where a contact's or lead's activities are kept: a contact's position in
     /// [`History::contacts`], else the number of contacts plus the lead's position. An id that
     /// names both (a HubSpot lead) gets the contact's.
-    fn person_key(&self, id: &str) -> Option<usize> {
+    fn person_key(&self, id: &str) -> Option<u32> {
         self.contacts
             .position(id)
             .or_else(|| Some(self.contacts.len() + self.leads.position(id)?))
+            .map(to_u32)
     }
 
     /// Returns the id of the contact an activity was with.
@@ -326,26 +376,23 @@ impl History {
     }
 
     /// Returns the activities kept for a contact or lead.
-    fn activities_of_person(&self, id: &str) -> Option<&Vec<Activity>> {
-        self.person_activities.get(self.person_key(id)?)
+    fn activities_of_person(&self, id: &str) -> &[Activity] {
+        self.person_key(id)
+            .map_or(&[][..], |key| self.person_activities.of(key))
     }
 
     /// Sorts every activity list by time, keeping the order of activities with equal times.
     pub(crate) fn sort_activities(&mut self) {
-        for list in self
-            .activities
-            .values_mut()
-            .chain(self.person_activities.iter_mut())
-        {
-            list.sort_by_key(|a| a.at);
-            // The lists grew by doubling; the history keeps them for the whole run.
-            list.shrink_to_fit();
-        }
+        self.activities.sort();
+        self.person_activities.sort();
     }
 
     /// Activities of an account strictly before `at`.
     fn activities_before(&self, account: &str, at: DateTime<Utc>) -> &[Activity] {
-        before(self.activities.get(account), at)
+        let list = self
+            .account_key(account)
+            .map_or(&[][..], |key| self.activities.of(key));
+        before(list, at)
     }
 
     /// Activities with one contact or lead strictly before `at`. A converted lead's activities
@@ -483,10 +530,13 @@ impl History {
     }
 }
 
-fn before(list: Option<&Vec<Activity>>, at: DateTime<Utc>) -> &[Activity] {
-    let Some(list) = list else {
-        return &[];
-    };
+/// Returns a position as a `u32`. Positions index records held in memory, which stay far
+/// below four billion on any machine leadscore runs on; a larger one saturates.
+fn to_u32(position: usize) -> u32 {
+    u32::try_from(position).unwrap_or(u32::MAX)
+}
+
+fn before(list: &[Activity], at: DateTime<Utc>) -> &[Activity] {
     let end = list.partition_point(|a| a.at < at);
     &list[..end]
 }
@@ -1264,7 +1314,7 @@ mod tests {
         let far = Activity::new(at, Some(Activity::NOBODY as usize), true);
         assert!(far.meeting());
         assert_eq!(far.contact(), None);
-        assert_eq!(std::mem::size_of::<Activity>(), 16);
+        assert_eq!(std::mem::size_of::<Activity>(), 20);
     }
 
     #[test]
