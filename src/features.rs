@@ -3,7 +3,6 @@
 //! only what existed when their deal was created.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use leadscore_connector::{Record, Value};
@@ -101,14 +100,6 @@ impl Grouped {
     }
 }
 
-/// A contact's account, buying role and creation time, each when known.
-struct ContactFacts {
-    account: Option<String>,
-    /// One shared copy per distinct role.
-    role: Option<Arc<str>>,
-    created: Option<DateTime<Utc>>,
-}
-
 /// One closed or open deal.
 #[derive(Clone, Debug)]
 pub struct Deal {
@@ -143,9 +134,10 @@ pub struct History {
     pub leads: RecordsById,
     /// The account each lead belongs to, where one was found (lookup field or name match).
     pub lead_account: HashMap<String, String>,
-    /// What the features read of each contact besides its fields, in one entry per contact.
-    contact_facts: HashMap<String, ContactFacts>,
-    pub(crate) contacts_by_account: HashMap<String, Vec<String>>,
+    /// The contact field holding the buying role.
+    role_field: String,
+    /// Positions in [`History::contacts`] of each account's contacts, in id order.
+    contacts_by_account: HashMap<String, Vec<u32>>,
     /// Activities per account, sorted by time.
     activities: Grouped,
     /// Numbers of the accounts that activities name but [`History::accounts`] lacks, after
@@ -162,6 +154,14 @@ pub struct History {
     /// Contacts with a role on each deal, by deal id, without repeats.
     pub deal_contacts: HashMap<String, Vec<String>>,
     system_size: HashMap<String, usize>,
+}
+
+/// Returns a text value that is not empty.
+fn nonempty(value: &Value) -> Option<&str> {
+    match value {
+        Value::Text(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 fn text(record: &impl ReadFields, field: &str) -> Option<String> {
@@ -201,7 +201,7 @@ impl History {
             contacts: RecordsById::default(),
             leads: RecordsById::new(leads),
             lead_account,
-            contact_facts: HashMap::new(),
+            role_field: role_field.to_string(),
             contacts_by_account: HashMap::new(),
             activities: Grouped::default(),
             other_accounts: HashMap::new(),
@@ -212,40 +212,16 @@ impl History {
             deal_contacts: HashMap::new(),
             system_size,
         };
-        let mut roles: HashSet<Arc<str>> = HashSet::new();
-        for contact in &contacts {
-            let account = text(contact, "AccountId");
-            if let Some(account) = &account {
+        history.contacts = RecordsById::new(contacts);
+        for (position, contact) in history.contacts.values().enumerate() {
+            if let Some(account) = nonempty(contact.get("AccountId")) {
                 history
                     .contacts_by_account
-                    .entry(account.clone())
+                    .entry(account.to_string())
                     .or_default()
-                    .push(contact.id.clone());
-            }
-            let role = match contact.get(role_field) {
-                Value::Text(role) if !role.is_empty() => Some(match roles.get(role.as_str()) {
-                    Some(shared) => Arc::clone(shared),
-                    None => {
-                        let shared: Arc<str> = Arc::from(role.as_str());
-                        roles.insert(shared.clone());
-                        shared
-                    }
-                }),
-                _ => None,
-            };
-            let created = contact.get("CreatedDate").as_datetime();
-            if account.is_some() || role.is_some() || created.is_some() {
-                history.contact_facts.insert(
-                    contact.id.clone(),
-                    ContactFacts {
-                        account,
-                        role,
-                        created,
-                    },
-                );
+                    .push(to_u32(position));
             }
         }
-        history.contacts = RecordsById::new(contacts);
         for opportunity in &opportunities {
             history.add_opportunity(opportunity);
         }
@@ -312,19 +288,25 @@ impl History {
             .as_datetime()
             .or_else(|| record.get("CreatedDate").as_datetime());
         let Some(at) = at else { return };
-        let who = match record.get("WhoId") {
-            Value::Text(id) if !id.is_empty() => Some(id.as_str()),
-            _ => None,
-        };
+        let who = nonempty(record.get("WhoId"));
+        let who_position = who.and_then(|id| self.contacts.position(id));
         // Only contacts with an account are counted as the account's contacts.
-        let contact = who.filter(|id| self.contact_account(id).is_some());
-        let position = contact.and_then(|id| self.contacts.position(id));
+        let contact_account = who_position.and_then(|p| self.contact_account_at(p));
+        let position = who_position.filter(|_| contact_account.is_some());
+        let contact_account = contact_account.map(str::to_string);
         if let Some(who) = who {
-            if contact.is_some() || self.leads.contains_key(who) {
-                if let Some(key) = self.person_key(who) {
-                    self.person_activities
-                        .push(key, Activity::new(at, position, meeting));
-                }
+            // A HubSpot lead is also a contact, so an id can be both; its list is the
+            // contact's, as `person_key` finds it.
+            let key = if contact_account.is_some() || self.leads.contains_key(who) {
+                who_position
+                    .or_else(|| Some(self.contacts.len() + self.leads.position(who)?))
+                    .map(to_u32)
+            } else {
+                None
+            };
+            if let Some(key) = key {
+                self.person_activities
+                    .push(key, Activity::new(at, position, meeting));
             }
         }
         let account = text(record, "WhatId")
@@ -335,7 +317,7 @@ impl History {
                     self.deal(&what).map(|deal| deal.account_id.clone())
                 }
             })
-            .or_else(|| contact.and_then(|c| self.contact_account(c).map(str::to_string)));
+            .or(contact_account);
         let Some(account) = account else { return };
         let owner = match self.account_key(&account) {
             Some(owner) => owner,
@@ -466,12 +448,32 @@ impl History {
 
     /// Returns the account of a contact.
     pub fn contact_account(&self, contact: &str) -> Option<&str> {
-        self.contact_facts.get(contact)?.account.as_deref()
+        self.contact_account_at(self.contacts.position(contact)?)
+    }
+
+    /// Returns the account of the contact at a position in [`History::contacts`].
+    fn contact_account_at(&self, position: usize) -> Option<&str> {
+        nonempty(self.contacts.at(position)?.get("AccountId"))
+    }
+
+    /// Returns the buying role of the contact at a position in [`History::contacts`].
+    fn contact_role_at(&self, position: usize) -> Option<&str> {
+        nonempty(self.contacts.at(position)?.get(&self.role_field))
+    }
+
+    /// Returns the ids of an account's contacts, in id order.
+    pub fn account_contacts(&self, account: &str) -> impl Iterator<Item = &str> {
+        self.contacts_by_account
+            .get(account)
+            .into_iter()
+            .flatten()
+            .filter_map(|&p| self.contacts.at(p as usize))
+            .map(|contact| contact.id.as_str())
     }
 
     /// Returns the buying role of a contact.
     pub fn contact_role(&self, contact: &str) -> Option<&str> {
-        self.contact_facts.get(contact)?.role.as_deref()
+        self.contact_role_at(self.contacts.position(contact)?)
     }
 
     /// Returns the record of a contact (or, at the lead level, a lead). In HubSpot a lead is a
@@ -516,17 +518,17 @@ impl History {
     pub fn contacts_at(&self, account: &str, at: DateTime<Utc>) -> Vec<&str> {
         self.contacts_by_account
             .get(account)
-            .map_or(Vec::new(), |ids| {
-                ids.iter()
-                    .filter(|id| {
-                        self.contact_facts
-                            .get(*id)
-                            .and_then(|f| f.created)
-                            .is_none_or(|c| c < at)
-                    })
-                    .map(String::as_str)
-                    .collect()
+            .into_iter()
+            .flatten()
+            .filter_map(|&p| self.contacts.at(p as usize))
+            .filter(|contact| {
+                contact
+                    .get("CreatedDate")
+                    .as_datetime()
+                    .is_none_or(|created| created < at)
             })
+            .map(|contact| contact.id.as_str())
+            .collect()
     }
 }
 
@@ -1197,8 +1199,8 @@ fn aggregate_value(
         Aggregate::RolesEngaged => {
             let roles: BTreeSet<&str> = engaged
                 .iter()
-                .filter_map(|a| history.who(a))
-                .filter_map(|c| history.contact_role(c))
+                .filter_map(|a| a.contact())
+                .filter_map(|c| history.contact_role_at(c))
                 .collect();
             roles.len() as f64
         }

@@ -101,7 +101,7 @@ pub fn examples(
                     out.push(Example {
                         id: format!("{}:{contact}", deal.id),
                         account: Some(deal.account_id.clone()),
-                        person: Some(contact.clone()),
+                        person: Some(contact.to_string()),
                         at: deal.created,
                         decided,
                         label,
@@ -150,16 +150,11 @@ pub fn open_records(
         Level::Contact => {
             let mut out = Vec::new();
             for account in open_accounts(history, config, now) {
-                for contact in history
-                    .contacts_by_account
-                    .get(account)
-                    .into_iter()
-                    .flatten()
-                {
+                for contact in history.account_contacts(account) {
                     out.push(OpenRecord {
-                        id: contact.clone(),
+                        id: contact.to_string(),
                         account: Some(account.to_string()),
-                        person: Some(contact.clone()),
+                        person: Some(contact.to_string()),
                     });
                 }
             }
