@@ -97,6 +97,21 @@ impl Store {
         })
     }
 
+    /// Returns the model version, reasons fingerprint and reasons stored for each of `ids` at
+    /// this view's level, `None` for ids without a score, read in one transaction. The rest of
+    /// each row is skipped while decoding, so the score step can compare fingerprints without
+    /// building whole rows.
+    pub fn stored_reasons(&self, ids: &[&str]) -> Result<Vec<Option<StoredReasons>>, StoreError> {
+        let name = self.scores_tree_name(self.level)?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        self.db
+            .get_many(&name, &keys)?
+            .into_iter()
+            .zip(keys)
+            .map(|(bytes, key)| bytes.map(|bytes| decode(&name, key, &bytes)).transpose())
+            .collect()
+    }
+
     /// Returns the stored score of one record at this view's level.
     pub fn score_row(&self, id: &str) -> Result<Option<ScoreRow>, StoreError> {
         let name = self.scores_tree_name(self.level)?;
@@ -105,4 +120,14 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// The fields of a stored [`ScoreRow`] that decide whether its reasons can be reused.
+#[derive(Debug, serde::Deserialize)]
+pub struct StoredReasons {
+    #[serde(default)]
+    pub model_version: String,
+    #[serde(default)]
+    pub reasons_key: Option<String>,
+    pub reasons: Vec<String>,
 }

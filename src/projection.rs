@@ -217,8 +217,10 @@ pub struct Projection {
 
 impl Projection {
     /// Builds the layouts from the fields `config` pulls for accounts, contacts and leads,
-    /// plus the fields `enrichment` adds, less the write-back and feedback fields, which
-    /// training and scoring never read. A write-back field that is also a feature stays.
+    /// plus the fields `enrichment` adds, less the fields that training and scoring never
+    /// read from a loaded record: the write-back and feedback fields, `MasterRecordId` (read
+    /// by the pull's merge handling) and `CurrencyIsoCode` (read by the currency conversion
+    /// before the projection). Any of them that is also a feature stays.
     pub fn new(config: &Config, enrichment: &[(&str, &[AttributeFeature])]) -> Projection {
         let mut excluded: BTreeSet<&str> = BTreeSet::new();
         for level in Level::ALL {
@@ -236,6 +238,8 @@ impl Projection {
         let feedback_comment = config.feedback.comment_field_for(&config.connector);
         excluded.insert(feedback_flag.as_str());
         excluded.insert(feedback_comment.as_str());
+        excluded.insert("MasterRecordId");
+        excluded.insert(CURRENCY_FIELD);
         let features: BTreeSet<&str> = config
             .features
             .attributes
@@ -245,20 +249,18 @@ impl Projection {
             .map(|a| a.field.as_str())
             .collect();
 
+        let specs = crate::pipeline::pull_specs(config);
         let mut layouts = HashMap::new();
         for object in [fields::ACCOUNT, fields::CONTACT, fields::LEAD] {
             let mut names: BTreeSet<String> = BTreeSet::new();
-            for spec in crate::pipeline::pull_specs(config) {
-                if spec.object == object {
-                    names.extend(spec.fields);
-                }
+            for spec in specs.iter().filter(|spec| spec.object == object) {
+                names.extend(spec.fields.iter().cloned());
             }
             for (table_object, added) in enrichment {
                 if table_object.eq_ignore_ascii_case(object) {
                     names.extend(added.iter().map(|a| a.field.clone()));
                 }
             }
-            names.insert(CURRENCY_FIELD.to_string());
             names.retain(|name| {
                 !excluded.contains(name.as_str()) || features.contains(name.as_str())
             });
@@ -314,6 +316,8 @@ mod tests {
             "LS_Reasons__c",
             "LS_Tier__c",
             "LS_Feedback__c",
+            "MasterRecordId",
+            "CurrencyIsoCode",
         ] {
             assert!(contact.position(dropped).is_none(), "{dropped} kept");
         }

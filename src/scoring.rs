@@ -449,13 +449,12 @@ impl Scorer<'_> {
             .predict(&rows)
             .map_err(|e| PipelineError::Model(e.to_string()))?;
         lap(1);
-        let mut keys = Vec::with_capacity(records.len());
-        let mut reused: Vec<Option<Vec<String>>> = Vec::with_capacity(records.len());
-        for (record, row) in records.iter().zip(&rows) {
-            let key = self.fingerprint.key(space, history, record.target(), row);
-            reused.push(self.previous_reasons(&record.id, &key)?);
-            keys.push(key);
-        }
+        let keys: Vec<String> = records
+            .iter()
+            .zip(&rows)
+            .map(|(record, row)| self.fingerprint.key(space, history, record.target(), row))
+            .collect();
+        let mut reused = self.previous_reasons(records, &keys)?;
         lap(5);
         // Only the rows without reusable reasons go through the Shapley computation.
         let needed_count = reused.iter().filter(|reasons| reasons.is_none()).count();
@@ -558,38 +557,58 @@ impl Scorer<'_> {
         Ok(scores)
     }
 
-    /// Returns the reasons of record `id` stored by the previous run when its model version
-    /// and reasons fingerprint equal this run's `key`.
-    fn previous_reasons(&self, id: &str, key: &str) -> Result<Option<Vec<String>>, PipelineError> {
+    /// Returns, for each record, the reasons stored by the previous run when its model version
+    /// and reasons fingerprint equal this run's `keys`, reading the batch's rows in one store
+    /// transaction.
+    fn previous_reasons(
+        &self,
+        records: &[OpenRecord],
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<String>>>, PipelineError> {
         let Some(store) = self.previous else {
-            return Ok(None);
+            return Ok(records.iter().map(|_| None).collect());
         };
-        let Some(row) = store.score_row(id)? else {
-            return Ok(None);
-        };
-        if row.model_version != self.stored.version || row.reasons_key.as_deref() != Some(key) {
-            return Ok(None);
+        let ids: Vec<&str> = records.iter().map(|record| record.id.as_str()).collect();
+        let stored = store.stored_reasons(&ids)?;
+        let mut reused = Vec::with_capacity(records.len());
+        for (row, key) in stored.into_iter().zip(keys) {
+            let reasons = row
+                .filter(|row| {
+                    row.model_version == self.stored.version
+                        && row.reasons_key.as_deref() == Some(key.as_str())
+                })
+                .map(|row| row.reasons);
+            if reasons.is_some() {
+                self.reasons_reused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            reused.push(reasons);
         }
-        self.reasons_reused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Some(row.reasons))
+        Ok(reused)
     }
 }
 
 /// Logs at debug level how long one phase of a score run took and the process's memory
 /// after it, so a scale run can tell where the score step's time and memory go.
 fn phase(level: Level, name: &str, started: std::time::Instant) {
+    log_phase("score", level, name, started);
+}
+
+/// Logs at debug level the end of one phase of a step (`score`, `train`) with its time and the
+/// process's resident and peak memory, which the scale benchmark's logs are read for.
+pub(crate) fn log_phase(step: &str, level: Level, name: &str, started: std::time::Instant) {
     // Reading /proc costs a file read, so it happens only when the line is logged.
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
     tracing::debug!(
+        step,
         %level,
         phase = name,
         seconds = started.elapsed().as_secs_f64(),
         rss_mib = memory_mib("VmRSS"),
         peak_rss_mib = memory_mib("VmHWM"),
-        "score phase"
+        "step phase"
     );
 }
 

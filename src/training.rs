@@ -1017,10 +1017,16 @@ pub fn train_sharing(
     let level = store.level();
     let shown = crate::progress::Progress::counter(&format!("train {level}"));
     shown.stage("loading records");
+    let mut started = std::time::Instant::now();
+    let mut phase = |name: &str| {
+        crate::scoring::log_phase("train", level, name, started);
+        started = std::time::Instant::now();
+    };
     let loaded = match loaded {
         Some(loaded) => &*loaded,
         None => &*loaded.insert(load(store, config)?),
     };
+    phase("load history");
     let history = &loaded.history;
     shown.stage("building examples");
     let examples_list = levels::examples(level, history, config, now);
@@ -1056,9 +1062,11 @@ pub fn train_sharing(
             .map(|e| e.decided.timestamp())
             .collect(),
     };
+    phase("example rows");
     let groups = feature_groups(&space);
     shown.stage("fitting and calibrating models");
     let scoring = scoring_rows(history, &space, config, now)?;
+    phase("scoring rows");
     let noun = match level {
         Level::Account => checks::ExampleNoun::DEALS,
         Level::Contact => checks::ExampleNoun::CONTACT_ROLES,
@@ -1087,6 +1095,7 @@ pub fn train_sharing(
         noun,
         weights.as_deref(),
     )?;
+    phase("fit and evaluate");
 
     // Keep only the columns the model uses, so scoring builds rows of the same width.
     let kept: HashSet<&str> = evaluation
