@@ -38,7 +38,7 @@ pub(crate) struct Activity {
     /// The top bit is set for meetings; the other 31 bits hold the contact's position, or
     /// [`Activity::NOBODY`].
     tag: u32,
-    /// The number of the account or person whose list holds this copy.
+    /// The number of the account or person whose list contains this copy.
     owner: u32,
 }
 
@@ -73,7 +73,7 @@ impl Activity {
 
 /// Activities of many owners (accounts, or contacts and leads) in one vector sorted by owner
 /// and then time, so each owner's list is a slice. One vector grows without the holes that
-/// thousands of separately growing lists leave in the heap, and an owner costs nothing.
+/// thousands of separately growing lists leave in the heap, and an owner needs no allocation.
 #[derive(Debug, Default)]
 struct Grouped {
     entries: Vec<Activity>,

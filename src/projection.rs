@@ -2,9 +2,9 @@
 //! features, levels and leads, in one shared layout per object, without the write-back and
 //! feedback fields that only the push and the pull read.
 //!
-//! A stored contact carries a dozen fields in a `BTreeMap` (about 2.4 KB in memory, most of it
-//! the map's nodes, field names and the reasons text written back); projected it takes its
-//! values alone, in a slice ordered by its object's [`Layout`].
+//! A stored contact carries a dozen fields in a `BTreeMap`, about 2.4 KB in memory, most of it
+//! the map's nodes, the field names and the reasons text written back. Projected, it keeps
+//! only its values, in a slice ordered by its object's [`Layout`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -104,8 +104,8 @@ impl ProjectedRecord {
         }
     }
 
-    /// Keeps every field of `record`, in a layout of its own: for tests and for the few
-    /// records read outside a [`Projection`].
+    /// Keeps every field of `record`, in a layout of its own. Tests use it for records they
+    /// build by hand.
     pub fn whole(record: Record) -> ProjectedRecord {
         let layout = Arc::new(Layout::new(record.fields.keys().cloned().collect()));
         ProjectedRecord::project(record, &layout)

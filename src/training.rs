@@ -229,10 +229,10 @@ pub struct Loaded {
 
 /// Loads the pulled records, joins the enrichment tables and builds the [`History`].
 ///
-/// Accounts, contacts and leads stream from the store one record at a time: each is converted
+/// Accounts, contacts and leads stream from the store one record at a time. Each is converted
 /// to the base currency, joined to the enrichment tables and projected to the fields training
-/// and scoring read (see [`Projection`]) before the next is decoded, so the whole records of
-/// an object are never in memory together.
+/// and scoring read (see [`Projection`]) before the next is decoded. The whole records of an
+/// object are therefore never in memory together.
 pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     // Features whose fields the last pull dropped as missing from the org are left out.
     let config = &crate::sync::effective_config(store, config)?;
@@ -604,8 +604,8 @@ pub fn evaluate_weighted(
     )
 }
 
-/// Does the work of [`evaluate_weighted`] on examples it owns, so their rows move into the
-/// train and validation slices instead of being copied: training then holds each row once.
+/// Does the work of [`evaluate_weighted`] on examples it owns. Their rows move into the train
+/// and validation slices instead of being copied, so each row is in memory once.
 fn evaluate_owned(
     mut examples: ExampleSet,
     settings: &ModelConfig,
@@ -1280,9 +1280,10 @@ const SCORING_SAMPLE: usize = 20_000;
 
 /// Builds the rows of the records scoring would score, as of the same time, for the
 /// post-outcome check. The check compares how often each feature is present, so above
-/// [`SCORING_SAMPLE`] records it reads an evenly spaced sample of them (in id order, so the
-/// same store gives the same sample): the share of 20,000 rows is within a percentage point of
-/// the whole's, while a million rows would hold more memory than the rest of training.
+/// [`SCORING_SAMPLE`] records it reads an evenly spaced sample of them, in id order so that
+/// the same store gives the same sample. The share in 20,000 rows is within a percentage point
+/// of the whole's, while rows for a million records would take more memory than the rest of
+/// training.
 fn scoring_rows(
     history: &History,
     space: &FeatureSpace,
@@ -1488,7 +1489,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn evenly_spaced_sample_keeps_the_count_across_the_list() {
+    fn evenly_spaced_sample_keeps_count() {
         let mut items: Vec<usize> = (0..1_000).collect();
         keep_evenly_spaced(&mut items, 10);
         assert_eq!(items, [99, 199, 299, 399, 499, 599, 699, 799, 899, 999]);
