@@ -276,6 +276,18 @@ fn reject_foreign_directory(path: &Path) -> Result<(), StoreError> {
 /// The file in the store folder that a running `leadscore run` keeps locked.
 pub const DAEMON_LOCK_FILE: &str = "daemon.lock";
 
+/// Returns true when the folder `path` contains `daemon.lock` and nothing else.
+fn holds_only_daemon_lock(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let names: Vec<std::ffi::OsString> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.len() == 1 && names[0] == DAEMON_LOCK_FILE
+}
+
 /// Returns true for the names of the files that mark a folder as a store: the redb file, the
 /// format marker, and the files an unmigrated sled store keeps at the top of its folder.
 fn is_store_file(name: &str) -> bool {
@@ -513,11 +525,29 @@ impl Store {
                 let _ = std::fs::remove_dir_all(&staging);
                 Ok(())
             }
+            // A folder left with only a daemon's lock file (its store was removed) cannot be
+            // replaced, so the stamped files move into it. The redb file goes first, because
+            // a redb file without its marker still opens as a store, and the open adds the
+            // marker.
+            Err(_) if holds_only_daemon_lock(path) => {
+                let moved =
+                    std::fs::rename(staging.join(DB_FILE), path.join(DB_FILE)).and_then(|()| {
+                        std::fs::rename(staging.join(FORMAT_FILE), path.join(FORMAT_FILE))
+                    });
+                let _ = std::fs::remove_dir_all(&staging);
+                moved.map_err(io_error)
+            }
             Err(source) => {
                 let _ = std::fs::remove_dir_all(&staging);
                 Err(io_error(source))
             }
         }
+    }
+
+    /// Returns true when `path` is a store folder or would become one on [`Store::open`]:
+    /// it contains the redb file, its format marker or an unmigrated sled store.
+    pub fn exists(path: &Path) -> bool {
+        holds_redb_store(path) || sled_migration::holds_sled_store(path)
     }
 
     /// Opens the redb file, retrying for [`LOCK_RETRIES`] times 50 ms while another process
@@ -1286,6 +1316,32 @@ mod tests {
             deleted,
             fields: BTreeMap::from([("Name".to_string(), Value::Text(format!("n{id}")))]),
         }
+    }
+
+    #[test]
+    fn open_creates_store_beside_daemon_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lock = dir.path().join(DAEMON_LOCK_FILE);
+        std::fs::write(&lock, b"").expect("lock file");
+        assert!(!Store::exists(dir.path()));
+        let store = Store::open(dir.path()).expect("a folder with only daemon.lock opens");
+        store
+            .save_records("Account", &[record("a", 1, false)])
+            .expect("save");
+        drop(store);
+        assert!(lock.exists(), "daemon.lock was removed");
+        assert!(Store::exists(dir.path()));
+        let reopened = Store::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.records("Account").expect("records").len(), 1);
+        let name = dir.path().file_name().expect("name").to_string_lossy();
+        let staging = dir
+            .path()
+            .with_file_name(format!(".{name}.creating-{}", std::process::id()));
+        assert!(
+            !staging.exists(),
+            "staging folder left: {}",
+            staging.display()
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl DaemonLocks {
         if self.locked_files.contains_key(store) {
             return Ok(());
         }
-        if !store.join("conf").exists() {
+        if !Store::exists(store) {
             // The lock file lives in the store folder, so a new store is created first.
             Store::open(store).map_err(|err| err.to_string())?;
         }
