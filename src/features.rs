@@ -280,7 +280,7 @@ impl History {
             "ActivityDate"
         };
         // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
-        if text(record, "Subject").is_some_and(|subject| crate::alerts::is_own_task(&subject)) {
+        if nonempty(record.get("Subject")).is_some_and(crate::alerts::is_own_task) {
             return;
         }
         let at = record
@@ -293,35 +293,34 @@ impl History {
         // Only contacts with an account are counted as the account's contacts.
         let contact_account = who_position.and_then(|p| self.contact_account_at(p));
         let position = who_position.filter(|_| contact_account.is_some());
-        let contact_account = contact_account.map(str::to_string);
-        if let Some(who) = who {
-            // A HubSpot lead is also a contact, so an id can be both; its list is the
-            // contact's, as `person_key` finds it.
-            let key = if contact_account.is_some() || self.leads.contains_key(who) {
-                who_position
-                    .or_else(|| Some(self.contacts.len() + self.leads.position(who)?))
-                    .map(to_u32)
-            } else {
-                None
-            };
-            if let Some(key) = key {
-                self.person_activities
-                    .push(key, Activity::new(at, position, meeting));
-            }
+        // A HubSpot lead is also a contact, so an id can be both. Its list is the contact's,
+        // as `person_key` finds it.
+        let person_key = match who {
+            Some(who) if contact_account.is_some() || self.leads.contains_key(who) => who_position
+                .or_else(|| Some(self.contacts.len() + self.leads.position(who)?))
+                .map(to_u32),
+            _ => None,
+        };
+        // The account is the `WhatId` when it names one, else the account of the deal it
+        // names, else the contact's. An account the history lacks gets a new number below.
+        let what = nonempty(record.get("WhatId"));
+        let owner: Option<Result<u32, String>> = match what.and_then(|w| self.accounts.position(w))
+        {
+            Some(position) => Some(Ok(to_u32(position))),
+            None => what
+                .and_then(|w| self.deal(w))
+                .map(|deal| deal.account_id.as_str())
+                .or(contact_account)
+                .map(|account| self.account_key(account).ok_or_else(|| account.to_string())),
+        };
+        if let Some(key) = person_key {
+            self.person_activities
+                .push(key, Activity::new(at, position, meeting));
         }
-        let account = text(record, "WhatId")
-            .and_then(|what| {
-                if self.accounts.contains_key(&what) {
-                    Some(what)
-                } else {
-                    self.deal(&what).map(|deal| deal.account_id.clone())
-                }
-            })
-            .or(contact_account);
-        let Some(account) = account else { return };
-        let owner = match self.account_key(&account) {
-            Some(owner) => owner,
-            None => {
+        let owner = match owner {
+            None => return,
+            Some(Ok(owner)) => owner,
+            Some(Err(account)) => {
                 let owner = to_u32(self.accounts.len() + self.other_accounts.len());
                 self.other_accounts.insert(account, owner);
                 owner
