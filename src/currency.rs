@@ -204,12 +204,7 @@ mod tests {
 
     fn config(text_extra: &str) -> Config {
         let text = crate::demo::sandbox_config("http://127.0.0.1:1", "store") + text_extra;
-        Config::parse(
-            &text,
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("."),
-        )
-        .unwrap_or_else(|err| panic!("{err}"))
+        crate::demo::parse_test_config(&text)
     }
 
     #[test]

@@ -87,6 +87,18 @@ pub fn sandbox_config(url: &str, store_path: &str) -> String {
         )
 }
 
+/// Parses a configuration text for unit tests, relative paths resolving against the current
+/// folder, and panics with the parse error.
+#[cfg(test)]
+pub(crate) fn parse_test_config(text: &str) -> Config {
+    Config::parse(
+        text,
+        std::path::Path::new("t.toml"),
+        std::path::Path::new("."),
+    )
+    .unwrap_or_else(|err| panic!("{err}"))
+}
+
 /// An account in the summary's top list.
 #[derive(Debug, Serialize)]
 pub struct TopAccount {

@@ -217,10 +217,10 @@ pub struct Projection {
 
 impl Projection {
     /// Builds the layouts from the fields `config` pulls for accounts, contacts and leads,
-    /// plus the fields `enrichment` adds, less the fields that training and scoring never
-    /// read from a loaded record: the write-back and feedback fields, `MasterRecordId` (read
-    /// by the pull's merge handling) and `CurrencyIsoCode` (read by the currency conversion
-    /// before the projection). Any of them that is also a feature stays.
+    /// plus the fields `enrichment` adds. It leaves out the fields that training and scoring
+    /// never read from a loaded record: the write-back and feedback fields, `MasterRecordId`
+    /// (read by the pull's merge handling) and `CurrencyIsoCode` (read by the currency
+    /// conversion before the projection). Any of them that is also a feature stays.
     pub fn new(config: &Config, enrichment: &[(&str, &[AttributeFeature])]) -> Projection {
         let mut excluded: BTreeSet<&str> = BTreeSet::new();
         for level in Level::ALL {
@@ -288,17 +288,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn config() -> Config {
-        let text = crate::demo::sandbox_config("http://127.0.0.1:1", "store");
-        Config::parse(
-            &text,
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("."),
-        )
-        .unwrap_or_else(|err| panic!("{err}"))
+        crate::demo::parse_test_config(&crate::demo::sandbox_config("http://127.0.0.1:1", "store"))
     }
 
     #[test]
-    fn projection_keeps_read_fields_and_drops_written_ones() {
+    fn projection_drops_written_fields() {
         let config = config();
         let projection = Projection::new(&config, &[]);
         let contact = projection.layout(fields::CONTACT);
@@ -346,18 +340,13 @@ mod tests {
     }
 
     #[test]
-    fn a_written_field_mapped_as_a_feature_stays() {
+    fn projection_keeps_written_feature_field() {
         let text = crate::demo::sandbox_config("http://127.0.0.1:1", "store").replacen(
             "field = \"BillingState\"",
             "field = \"LS_Tier__c\"",
             1,
         );
-        let config = Config::parse(
-            &text,
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("."),
-        )
-        .unwrap_or_else(|err| panic!("{err}"));
+        let config = crate::demo::parse_test_config(&text);
         let projection = Projection::new(&config, &[]);
         assert!(projection
             .layout(fields::ACCOUNT)
@@ -366,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn records_by_id_sort_and_keep_the_later_duplicate() {
+    fn records_by_id_keep_later_duplicate() {
         let record = |id: &str, name: &str| {
             ProjectedRecord::whole(Record {
                 object: "Account".into(),
