@@ -29,12 +29,13 @@ const MAX_CATEGORIES: usize = 20;
 /// A category must occur this often among training rows to get its own column.
 const MIN_CATEGORY_COUNT: usize = 10;
 
-/// One task or event in 20 bytes: its time, whether it was a meeting and the contact it was
+/// One task or event in 16 bytes: its time to the millisecond, whether it was a meeting and the contact it was
 /// with (as a position in [`History::contacts`]), and the account or person whose list it is
 /// in (see [`Grouped`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Activity {
-    pub(crate) at: DateTime<Utc>,
+    /// Milliseconds since 1970, UTC; the CRMs keep no finer times.
+    millis: i64,
     /// The top bit is set for meetings; the other 31 bits hold the contact's position, or
     /// [`Activity::NOBODY`].
     tag: u32,
@@ -54,10 +55,14 @@ impl Activity {
             .filter(|&c| c < Activity::NOBODY)
             .unwrap_or(Activity::NOBODY);
         Activity {
-            at,
+            millis: at.timestamp_millis(),
             tag: who | if meeting { Activity::MEETING } else { 0 },
             owner: 0,
         }
+    }
+
+    pub(crate) fn at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.millis).unwrap_or_default()
     }
 
     pub(crate) fn meeting(&self) -> bool {
@@ -88,7 +93,7 @@ impl Grouped {
     /// Orders the entries by owner and time, keeping the order of equal times. Call it after
     /// the last [`Grouped::push`] and before [`Grouped::of`].
     fn sort(&mut self) {
-        self.entries.sort_by_key(|a| (a.owner, a.at));
+        self.entries.sort_by_key(|a| (a.owner, a.millis));
         self.entries.shrink_to_fit();
     }
 
@@ -151,8 +156,9 @@ pub struct History {
     deal_by_id: HashMap<String, usize>,
     /// Positions in `deals` of each account's deals.
     deals_by_account: HashMap<String, Vec<usize>>,
-    /// Contacts with a role on each deal, by deal id, without repeats.
-    pub deal_contacts: HashMap<String, Vec<String>>,
+    /// Contacts with a role on a deal, as pairs of positions in `deals` (the first deal of
+    /// its id) and in `contacts`: sorted and without repeats once loading is finished.
+    deal_roles: Vec<(u32, u32)>,
     system_size: HashMap<String, usize>,
 }
 
@@ -209,7 +215,7 @@ impl History {
             deals: Vec::new(),
             deal_by_id: HashMap::new(),
             deals_by_account: HashMap::new(),
-            deal_contacts: HashMap::new(),
+            deal_roles: Vec::new(),
             system_size,
         };
         history.contacts = RecordsById::new(contacts);
@@ -234,7 +240,7 @@ impl History {
         for event in &events {
             history.add_activity(event, true);
         }
-        history.sort_activities();
+        history.finish_loading();
         history
     }
 
@@ -257,21 +263,44 @@ impl History {
         });
     }
 
-    /// Adds the contact of one `OpportunityContactRole` to its deal's contacts, once.
+    /// Adds the contact of one `OpportunityContactRole` to its deal's contacts. A role whose
+    /// deal or contact the history lacks is left out: no example could use it. The deals and
+    /// contacts must already be in the history.
     pub(crate) fn add_contact_role(&mut self, role: &Record) {
-        let (Some(deal), Some(contact)) = (text(role, "OpportunityId"), text(role, "ContactId"))
+        let (Some(deal), Some(contact)) = (
+            nonempty(role.get("OpportunityId")),
+            nonempty(role.get("ContactId")),
+        ) else {
+            return;
+        };
+        let (Some(&deal), Some(contact)) =
+            (self.deal_by_id.get(deal), self.contacts.position(contact))
         else {
             return;
         };
-        let list = self.deal_contacts.entry(deal).or_default();
-        if !list.contains(&contact) {
-            list.push(contact);
-        }
+        self.deal_roles.push((to_u32(deal), to_u32(contact)));
+    }
+
+    /// Returns the contacts with a role on a deal, in id order.
+    pub fn deal_contacts(&self, deal: &str) -> impl Iterator<Item = &str> + '_ {
+        let roles = match self.deal_by_id.get(deal) {
+            Some(&position) => {
+                let position = to_u32(position);
+                let start = self.deal_roles.partition_point(|&(d, _)| d < position);
+                let end = start + self.deal_roles[start..].partition_point(|&(d, _)| d == position);
+                &self.deal_roles[start..end]
+            }
+            None => &[][..],
+        };
+        roles
+            .iter()
+            .filter_map(|&(_, contact)| self.contacts.at(contact as usize))
+            .map(|contact| contact.id.as_str())
     }
 
     /// Adds one Task (`meeting` false, dated by `ActivityDate`) or Event (`meeting` true,
     /// dated by `StartDateTime`) to the activities of its account and of its contact or lead.
-    /// Call [`History::sort_activities`] after the last one. Contacts, leads and deals must
+    /// Call [`History::finish_loading`] after the last one. Contacts, leads and deals must
     /// already be in the history, because they decide which account an activity belongs to.
     pub(crate) fn add_activity(&mut self, record: &Record, meeting: bool) {
         let time_field = if meeting {
@@ -362,10 +391,15 @@ impl History {
             .map_or(&[][..], |key| self.person_activities.of(key))
     }
 
-    /// Sorts every activity list by time, keeping the order of activities with equal times.
-    pub(crate) fn sort_activities(&mut self) {
+    /// Ends loading: sorts every activity list by time, keeping the order of activities with
+    /// equal times, and sorts the contact roles by deal. Call it after the last activity and
+    /// role are added and before any feature is read.
+    pub(crate) fn finish_loading(&mut self) {
         self.activities.sort();
         self.person_activities.sort();
+        self.deal_roles.sort_unstable();
+        self.deal_roles.dedup();
+        self.deal_roles.shrink_to_fit();
     }
 
     /// Activities of an account strictly before `at`.
@@ -391,7 +425,7 @@ impl History {
                         .iter()
                         .cloned(),
                 );
-                list.sort_by_key(|a| a.at);
+                list.sort_by_key(|a| a.millis);
             }
         }
         list
@@ -508,7 +542,7 @@ impl History {
     ) -> BTreeSet<&str> {
         self.activities_before(account, at)
             .iter()
-            .filter(|a| a.at >= since)
+            .filter(|a| a.at() >= since)
             .filter_map(|a| self.who(a))
             .collect()
     }
@@ -538,7 +572,7 @@ fn to_u32(position: usize) -> u32 {
 }
 
 fn before(list: &[Activity], at: DateTime<Utc>) -> &[Activity] {
-    let end = list.partition_point(|a| a.at < at);
+    let end = list.partition_point(|a| a.at() < at);
     &list[..end]
 }
 
@@ -900,12 +934,12 @@ impl FeatureSpace {
                 if on_account && target.account.is_some() {
                     let mut list = account_activities.into_owned();
                     list.push(activity);
-                    list.sort_by_key(|a| a.at);
+                    list.sort_by_key(|a| a.millis);
                     account_activities = std::borrow::Cow::Owned(list);
                 }
                 if who.is_some() && who.as_deref() == target.person {
                     person_activities.push(activity);
-                    person_activities.sort_by_key(|a| a.at);
+                    person_activities.sort_by_key(|a| a.millis);
                 }
             }
         }
@@ -926,7 +960,7 @@ impl FeatureSpace {
         let engaged_since = at - Duration::days(self.engagement_window_days);
         let engaged: Vec<&Activity> = account_activities
             .iter()
-            .filter(|a| a.at >= engaged_since)
+            .filter(|a| a.at() >= engaged_since)
             .collect();
         self.columns
             .iter()
@@ -1112,17 +1146,17 @@ fn person_aggregate_value(
     match aggregate {
         PersonAggregate::Activities { days } => {
             let since = at - Duration::days(days);
-            before.iter().rev().take_while(|a| a.at >= since).count() as f64
+            before.iter().rev().take_while(|a| a.at() >= since).count() as f64
         }
         PersonAggregate::Meetings => before
             .iter()
-            .filter(|a| a.meeting() && a.at >= engaged_since)
+            .filter(|a| a.meeting() && a.at() >= engaged_since)
             .count() as f64,
         PersonAggregate::DaysSinceLastTouch => {
-            before.last().map_or(f64::NAN, |a| days_between(a.at))
+            before.last().map_or(f64::NAN, |a| days_between(a.at()))
         }
         PersonAggregate::DaysSinceFirstTouch => {
-            before.first().map_or(f64::NAN, |a| days_between(a.at))
+            before.first().map_or(f64::NAN, |a| days_between(a.at()))
         }
     }
 }
@@ -1210,10 +1244,10 @@ fn aggregate_value(
         Aggregate::Meetings => engaged.iter().filter(|a| a.meeting()).count() as f64,
         Aggregate::Activities { days } => {
             let since = at - Duration::days(days);
-            before.iter().rev().take_while(|a| a.at >= since).count() as f64
+            before.iter().rev().take_while(|a| a.at() >= since).count() as f64
         }
-        Aggregate::DaysSinceLastTouch => before.last().map_or(f64::NAN, |a| days_between(a.at)),
-        Aggregate::DaysSinceFirstTouch => before.first().map_or(f64::NAN, |a| days_between(a.at)),
+        Aggregate::DaysSinceLastTouch => before.last().map_or(f64::NAN, |a| days_between(a.at())),
+        Aggregate::DaysSinceFirstTouch => before.first().map_or(f64::NAN, |a| days_between(a.at())),
         Aggregate::ContactsKnown => history
             .contacts_at(account_id, at)
             .iter()
@@ -1315,7 +1349,13 @@ mod tests {
         let far = Activity::new(at, Some(Activity::NOBODY as usize), true);
         assert!(far.meeting());
         assert_eq!(far.contact(), None);
-        assert_eq!(std::mem::size_of::<Activity>(), 20);
+        assert_eq!(std::mem::size_of::<Activity>(), 16);
+        assert_eq!(meeting.at(), at);
+        // Times keep their milliseconds, and times before 1970 stay as they are.
+        let precise = time("2024-03-05T06:07:08.123Z");
+        assert_eq!(Activity::new(precise, None, false).at(), precise);
+        let old = time("1969-07-20T20:17:40Z");
+        assert_eq!(Activity::new(old, None, false).at(), old);
     }
 
     #[test]

@@ -381,10 +381,10 @@ pub fn latest_values(store: &Store, level: Level) -> Result<HashMap<String, Flag
 
 /// Returns the id of the record an example of `level` is about: the account for the account
 /// level, the contact or lead otherwise.
-fn example_record(level: Level, example: &Example) -> Option<&str> {
+fn example_record<'h>(level: Level, example: &Example<'h>) -> Option<&'h str> {
     match level {
-        Level::Account => example.account.as_deref(),
-        Level::Contact | Level::Lead => example.person.as_deref(),
+        Level::Account => example.account,
+        Level::Contact | Level::Lead => example.person,
     }
 }
 
@@ -502,11 +502,10 @@ pub fn summarize(
     }
 
     let latest: Vec<Flag> = latest_values(store, level)?.into_values().collect();
-    let open: HashMap<String, levels::OpenRecord> =
-        levels::open_records(level, history, config, now)
-            .into_iter()
-            .map(|record| (record.id.clone(), record))
-            .collect();
+    let open: HashMap<&str, levels::OpenRecord> = levels::open_records(level, history, config, now)
+        .into_iter()
+        .map(|record| (record.id, record))
+        .collect();
     let at = config.scoring.as_of.unwrap_or(now);
     let mut flagged_models: BTreeMap<String, Option<(FeatureSpace, TrainedModel)>> =
         BTreeMap::new();
@@ -605,7 +604,7 @@ pub fn summarize(
 fn target_of<'a>(
     level: Level,
     id: &'a str,
-    open: &'a HashMap<String, levels::OpenRecord>,
+    open: &'a HashMap<&str, levels::OpenRecord<'a>>,
     history: &'a History,
 ) -> Option<Target<'a>> {
     if let Some(record) = open.get(id) {
@@ -664,13 +663,13 @@ fn top_features(
 mod tests {
     use super::*;
 
-    fn example(account: &str, label: f64) -> Example {
+    fn example(account: &str, label: f64) -> Example<'_> {
         let at = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .expect("time");
         Example {
             id: format!("deal-{account}"),
-            account: Some(account.to_string()),
+            account: Some(account),
             person: None,
             at,
             decided: at,

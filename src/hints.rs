@@ -97,16 +97,14 @@ fn candidates(
 ) -> Vec<Candidate> {
     let date = action_date(at);
     let uses = |feature: &str| space.columns.iter().any(|c| c.feature == feature);
-    let person = record.person.as_deref();
+    let person = record.person;
     let since = at - Duration::days(space.engagement_window_days);
     let contacts: Vec<&str> = record
         .account
-        .as_deref()
         .map(|a| history.contacts_at(a, at))
         .unwrap_or_default();
     let engaged = record
         .account
-        .as_deref()
         .map(|a| history.engaged_contacts(a, since, at))
         .unwrap_or_default();
     let mut out = Vec::new();

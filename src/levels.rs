@@ -16,11 +16,13 @@ use crate::training::label_of;
 
 /// One labelled example of a level.
 #[derive(Clone, Debug)]
-pub struct Example {
+pub struct Example<'h> {
     /// The deal id (account), `deal:contact` (contact) or lead id (lead).
     pub id: String,
-    pub account: Option<String>,
-    pub person: Option<String>,
+    /// The account and the contact or lead, borrowed from the [`History`] the example came
+    /// from.
+    pub account: Option<&'h str>,
+    pub person: Option<&'h str>,
     /// The time the features are computed as of: nothing after it is seen.
     pub at: DateTime<Utc>,
     /// When the outcome was known; examples are split in this order.
@@ -29,48 +31,51 @@ pub struct Example {
     pub label: f64,
 }
 
-impl Example {
-    pub fn target(&self) -> Target<'_> {
+impl<'h> Example<'h> {
+    pub fn target(&self) -> Target<'h> {
         Target {
-            account: self.account.as_deref(),
-            person: self.person.as_deref(),
+            account: self.account,
+            person: self.person,
         }
     }
 }
 
 /// A record to score.
-#[derive(Clone, Debug)]
-pub struct OpenRecord {
-    pub id: String,
-    pub account: Option<String>,
-    pub person: Option<String>,
+///
+/// It borrows its ids from the [`History`] it came from: a million open contacts would
+/// otherwise hold three copies of their ids.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenRecord<'h> {
+    pub id: &'h str,
+    pub account: Option<&'h str>,
+    pub person: Option<&'h str>,
 }
 
-impl OpenRecord {
-    pub fn target(&self) -> Target<'_> {
+impl<'h> OpenRecord<'h> {
+    pub fn target(&self) -> Target<'h> {
         Target {
-            account: self.account.as_deref(),
-            person: self.person.as_deref(),
+            account: self.account,
+            person: self.person,
         }
     }
 
     /// Returns the scored record itself: the person for contacts and leads, else the account.
-    pub fn record<'h>(&self, level: Level, history: &'h History) -> Option<&'h ProjectedRecord> {
-        match &self.person {
+    pub fn record<'a>(&self, level: Level, history: &'a History) -> Option<&'a ProjectedRecord> {
+        match self.person {
             Some(person) => history.person(level, person),
-            None => history.accounts.get(&self.id),
+            None => history.accounts.get(self.id),
         }
     }
 }
 
 /// Returns the labelled examples of `level` decided by `config.scoring.as_of` (or `now`),
 /// ordered by decision time and id. A deal closed after that time was still open then.
-pub fn examples(
+pub fn examples<'h>(
     level: Level,
-    history: &History,
+    history: &'h History,
     config: &Config,
     now: DateTime<Utc>,
-) -> Vec<Example> {
+) -> Vec<Example<'h>> {
     let as_of = config.scoring.as_of.unwrap_or(now);
     let mut out = Vec::new();
     match level {
@@ -86,7 +91,7 @@ pub fn examples(
                 if level == Level::Account {
                     out.push(Example {
                         id: deal.id.clone(),
-                        account: Some(deal.account_id.clone()),
+                        account: Some(&deal.account_id),
                         person: None,
                         at: deal.created,
                         decided,
@@ -94,14 +99,11 @@ pub fn examples(
                     });
                     continue;
                 }
-                for contact in history.deal_contacts.get(&deal.id).into_iter().flatten() {
-                    if !history.contacts.contains_key(contact) {
-                        continue;
-                    }
+                for contact in history.deal_contacts(&deal.id) {
                     out.push(Example {
                         id: format!("{}:{contact}", deal.id),
-                        account: Some(deal.account_id.clone()),
-                        person: Some(contact.to_string()),
+                        account: Some(&deal.account_id),
+                        person: Some(contact),
                         at: deal.created,
                         decided,
                         label,
@@ -116,8 +118,8 @@ pub fn examples(
                 {
                     out.push(Example {
                         id: id.clone(),
-                        account: history.lead_account.get(id).cloned(),
-                        person: Some(id.clone()),
+                        account: history.lead_account.get(id).map(String::as_str),
+                        person: Some(id),
                         at,
                         decided,
                         label,
@@ -132,18 +134,18 @@ pub fn examples(
 
 /// Returns the records `level` scores: open accounts (with contacts or deals, customers left
 /// out unless `skip_customers` is off), the contacts of those accounts, and open leads.
-pub fn open_records(
+pub fn open_records<'h>(
     level: Level,
-    history: &History,
+    history: &'h History,
     config: &Config,
     now: DateTime<Utc>,
-) -> Vec<OpenRecord> {
+) -> Vec<OpenRecord<'h>> {
     match level {
         Level::Account => open_accounts(history, config, now)
             .into_iter()
             .map(|id| OpenRecord {
-                id: id.to_string(),
-                account: Some(id.to_string()),
+                id,
+                account: Some(id),
                 person: None,
             })
             .collect(),
@@ -152,13 +154,13 @@ pub fn open_records(
             for account in open_accounts(history, config, now) {
                 for contact in history.account_contacts(account) {
                     out.push(OpenRecord {
-                        id: contact.to_string(),
-                        account: Some(account.to_string()),
-                        person: Some(contact.to_string()),
+                        id: contact,
+                        account: Some(account),
+                        person: Some(contact),
                     });
                 }
             }
-            out.sort_by(|a, b| a.id.cmp(&b.id));
+            out.sort_by(|a, b| a.id.cmp(b.id));
             out
         }
         Level::Lead => {
@@ -170,9 +172,9 @@ pub fn open_records(
                     matches!(lead_state(lead, history, config, as_of), LeadState::Open)
                 })
                 .map(|(id, _)| OpenRecord {
-                    id: id.clone(),
-                    account: history.lead_account.get(id).cloned(),
-                    person: Some(id.clone()),
+                    id,
+                    account: history.lead_account.get(id).map(String::as_str),
+                    person: Some(id),
                 })
                 .collect()
         }

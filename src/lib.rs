@@ -20,6 +20,7 @@ pub mod hints;
 pub mod hubspot;
 pub mod level;
 pub mod levels;
+mod memory;
 pub mod model;
 pub mod offline_check;
 pub mod outcomes;

@@ -31,6 +31,7 @@ impl Layout {
     }
 
     /// Returns the position of a field, or `None` when the layout does not keep it.
+    #[cfg(test)]
     fn position(&self, field: &str) -> Option<usize> {
         self.names
             .binary_search_by(|name| name.as_str().cmp(field))
@@ -71,62 +72,225 @@ impl ReadFields for ProjectedRecord {
     }
 }
 
-/// A record reduced to the fields of its object's [`Layout`].
+/// The values of one object's projected records, shared by all of them: one table of values
+/// per field and one row of codes per record, each code a place in its field's table.
+///
+/// A field whose values repeat (an account id on five contacts, an owner, a role, a
+/// specialty) keeps each value once. A record then costs four bytes for it, not a 32-byte
+/// [`Value`] and a heap copy of the text.
+#[derive(Debug, Default)]
+struct Columns {
+    names: Vec<String>,
+    /// Per field, its distinct values; code 0 is always `Null`.
+    tables: Vec<Vec<Value>>,
+    /// `names.len()` codes per record, rows in the order the records were projected.
+    codes: Vec<u32>,
+}
+
+/// A record reduced to the fields of its object's [`Layout`]. Its values live in the
+/// [`Columns`] it shares with the other records projected with it.
 #[derive(Clone, Debug)]
 pub struct ProjectedRecord {
     pub id: String,
     /// The record's change stamp, as stored.
     pub modstamp: DateTime<Utc>,
-    layout: Arc<Layout>,
-    /// One value per field of `layout`, in its order; `Null` where the record had none.
-    values: Box<[Value]>,
+    columns: Arc<Columns>,
+    /// The record's row in `columns.codes`.
+    row: u32,
 }
 
 impl ProjectedRecord {
-    /// Moves the kept fields out of `record` and drops the rest.
-    pub fn project(record: Record, layout: &Arc<Layout>) -> ProjectedRecord {
+    /// Keeps every field of `record`, in a layout of its own. Tests use it for records they
+    /// build by hand.
+    pub fn whole(record: Record) -> ProjectedRecord {
+        let layout = Layout::new(record.fields.keys().cloned().collect());
+        let mut projector = Projector::new(&layout);
+        let mut records = vec![projector.project(record)];
+        projector.finish(&mut records);
+        records.pop().expect("one record was projected")
+    }
+
+    /// Returns a field's value; `Null` when the record has none or the layout drops it.
+    pub fn get(&self, field: &str) -> &Value {
+        let columns = &*self.columns;
+        let Ok(position) = columns
+            .names
+            .binary_search_by(|name| name.as_str().cmp(field))
+        else {
+            return &Value::Null;
+        };
+        let code = columns.codes[self.row as usize * columns.names.len() + position];
+        &columns.tables[position][code as usize]
+    }
+
+    /// Returns the fields that hold a value, sorted by name.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let columns = &*self.columns;
+        let width = columns.names.len();
+        let start = self.row as usize * width;
+        columns.names[..]
+            .iter()
+            .zip(&columns.tables)
+            .zip(&columns.codes[start..start + width])
+            .map(|((name, table), &code)| (name.as_str(), &table[code as usize]))
+            .filter(|(_, value)| !value.is_null())
+    }
+}
+
+/// After this many records, a field with more distinct values than half of them stops
+/// looking its values up: they are nearly all different (names, creation times), so the
+/// lookup map would only double their memory while loading.
+const DISTINCT_SAMPLE: usize = 4096;
+
+/// The distinct values of one field while records are projected.
+struct TableBuilder {
+    values: Vec<Value>,
+    /// Codes of the values seen so far; `None` once the field proved nearly unique.
+    lookup: Option<Lookup>,
+}
+
+/// Codes by value: text by its string, everything else by a copy of its bits.
+#[derive(Default)]
+struct Lookup {
+    text: HashMap<String, u32>,
+    other: HashMap<OtherKey, u32>,
+}
+
+impl Lookup {
+    fn len(&self) -> usize {
+        self.text.len() + self.other.len()
+    }
+}
+
+/// A value other than text or `Null`, as a map key: numbers by their bits.
+#[derive(Hash, PartialEq, Eq)]
+enum OtherKey {
+    Bool(bool),
+    Number(u64),
+    Date(chrono::NaiveDate),
+    DateTime(DateTime<Utc>),
+}
+
+impl TableBuilder {
+    fn new() -> TableBuilder {
+        TableBuilder {
+            values: vec![Value::Null],
+            lookup: Some(Lookup::default()),
+        }
+    }
+
+    /// Returns the code of `value`, adding it to the table when it is new. `seen` counts the
+    /// records projected so far, this one included.
+    fn code(&mut self, value: Value, seen: usize) -> u32 {
+        let next = u32::try_from(self.values.len()).expect("fewer than 2^32 values per field");
+        if let Some(lookup) = &mut self.lookup {
+            let known = match &value {
+                Value::Null => return 0,
+                Value::Text(s) => match lookup.text.get(s.as_str()) {
+                    Some(&code) => Some(code),
+                    None => {
+                        lookup.text.insert(s.clone(), next);
+                        None
+                    }
+                },
+                other => {
+                    let key = match other {
+                        Value::Bool(b) => OtherKey::Bool(*b),
+                        Value::Number(n) => OtherKey::Number(n.to_bits()),
+                        Value::Date(d) => OtherKey::Date(*d),
+                        Value::DateTime(t) => OtherKey::DateTime(*t),
+                        Value::Null | Value::Text(_) => unreachable!("matched above"),
+                    };
+                    match lookup.other.get(&key) {
+                        Some(&code) => Some(code),
+                        None => {
+                            lookup.other.insert(key, next);
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(code) = known {
+                return code;
+            }
+            if seen >= DISTINCT_SAMPLE && lookup.len() * 2 > seen {
+                self.lookup = None;
+            }
+        } else if value.is_null() {
+            return 0;
+        }
+        self.values.push(value);
+        next
+    }
+}
+
+/// Projects the records of one object, sharing their values, and hands them their
+/// [`Columns`] once the last one is in.
+pub struct Projector {
+    names: Vec<String>,
+    tables: Vec<TableBuilder>,
+    codes: Vec<u32>,
+    rows: usize,
+    /// Shared by the records until [`Projector::finish`] gives them the real columns.
+    pending: Arc<Columns>,
+}
+
+impl Projector {
+    pub fn new(layout: &Layout) -> Projector {
+        Projector {
+            names: layout.names.clone(),
+            tables: layout.names.iter().map(|_| TableBuilder::new()).collect(),
+            codes: Vec::new(),
+            rows: 0,
+            pending: Arc::new(Columns::default()),
+        }
+    }
+
+    /// Moves the kept fields out of `record` and drops the rest. The returned record reads
+    /// as empty until [`Projector::finish`].
+    pub fn project(&mut self, record: Record) -> ProjectedRecord {
         let Record {
             id,
             modstamp,
             mut fields,
             ..
         } = record;
-        let values = layout
-            .names
-            .iter()
-            .map(|name| fields.remove(name).unwrap_or(Value::Null))
-            .collect();
+        let row = self.rows;
+        self.rows += 1;
+        for (name, table) in self.names.iter().zip(&mut self.tables) {
+            let value = fields.remove(name).unwrap_or(Value::Null);
+            let code = table.code(value, self.rows);
+            self.codes.push(code);
+        }
         ProjectedRecord {
             id,
             modstamp,
-            layout: layout.clone(),
-            values,
+            columns: self.pending.clone(),
+            row: u32::try_from(row).expect("fewer than 2^32 records per object"),
         }
     }
 
-    /// Keeps every field of `record`, in a layout of its own. Tests use it for records they
-    /// build by hand.
-    pub fn whole(record: Record) -> ProjectedRecord {
-        let layout = Arc::new(Layout::new(record.fields.keys().cloned().collect()));
-        ProjectedRecord::project(record, &layout)
-    }
-
-    /// Returns a field's value; `Null` when the record has none or the layout drops it.
-    pub fn get(&self, field: &str) -> &Value {
-        match self.layout.position(field) {
-            Some(position) => &self.values[position],
-            None => &Value::Null,
+    /// Gives `records`, all projected by this projector, their shared values.
+    pub fn finish(self, records: &mut [ProjectedRecord]) {
+        let mut codes = self.codes;
+        codes.shrink_to_fit();
+        let columns = Arc::new(Columns {
+            names: self.names,
+            tables: self
+                .tables
+                .into_iter()
+                .map(|table| {
+                    let mut values = table.values;
+                    values.shrink_to_fit();
+                    values
+                })
+                .collect(),
+            codes,
+        });
+        for record in records {
+            debug_assert!(Arc::ptr_eq(&record.columns, &self.pending));
+            record.columns = columns.clone();
         }
-    }
-
-    /// Returns the fields that hold a value, sorted by name.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.layout
-            .names
-            .iter()
-            .zip(self.values.iter())
-            .filter(|(_, value)| !value.is_null())
-            .map(|(name, value)| (name.as_str(), value))
     }
 }
 
@@ -330,7 +494,10 @@ mod tests {
                 ("Unmapped__c".to_string(), Value::Number(3.0)),
             ]),
         };
-        let projected = ProjectedRecord::project(record, contact);
+        let mut projector = Projector::new(contact);
+        let mut records = vec![projector.project(record)];
+        projector.finish(&mut records);
+        let projected = &records[0];
         assert_eq!(projected.id, "003A");
         assert_eq!(projected.get("AccountId"), &Value::Text("001A".into()));
         assert_eq!(projected.get("LS_Reasons__c"), &Value::Null);
@@ -352,6 +519,66 @@ mod tests {
             .layout(fields::ACCOUNT)
             .position("LS_Tier__c")
             .is_some());
+    }
+
+    #[test]
+    fn projector_shares_repeated_values() {
+        let layout = Layout::new(BTreeSet::from([
+            "AccountId".to_string(),
+            "Name".to_string(),
+            "Score".to_string(),
+        ]));
+        let mut projector = Projector::new(&layout);
+        // More records than DISTINCT_SAMPLE, so the unique names stop being looked up.
+        let count = DISTINCT_SAMPLE * 3;
+        let mut records: Vec<ProjectedRecord> = (0..count)
+            .map(|i| {
+                let mut fields = BTreeMap::from([
+                    (
+                        "AccountId".to_string(),
+                        Value::Text(format!("001{}", i % 10)),
+                    ),
+                    ("Name".to_string(), Value::Text(format!("name {i}"))),
+                    ("Dropped".to_string(), Value::Bool(true)),
+                ]);
+                if i % 4 != 0 {
+                    fields.insert("Score".to_string(), Value::Number((i % 3) as f64));
+                }
+                projector.project(Record {
+                    object: "Contact".into(),
+                    id: format!("003{i:06}"),
+                    modstamp: Utc::now(),
+                    deleted: false,
+                    fields,
+                })
+            })
+            .collect();
+        assert_eq!(
+            records[5].get("AccountId"),
+            &Value::Null,
+            "read before finish"
+        );
+        projector.finish(&mut records);
+
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(
+                record.get("AccountId"),
+                &Value::Text(format!("001{}", i % 10))
+            );
+            assert_eq!(record.get("Name"), &Value::Text(format!("name {i}")));
+            let score = if i % 4 == 0 {
+                Value::Null
+            } else {
+                Value::Number((i % 3) as f64)
+            };
+            assert_eq!(record.get("Score"), &score);
+            assert_eq!(record.get("Dropped"), &Value::Null);
+        }
+        let held: Vec<&str> = records[0].fields().map(|(name, _)| name).collect();
+        assert_eq!(held, ["AccountId", "Name"]);
+        // Null, then each distinct value once; every name is distinct.
+        let tables: Vec<usize> = records[0].columns.tables.iter().map(Vec::len).collect();
+        assert_eq!(tables, [11, count + 1, 4]);
     }
 
     #[test]

@@ -537,7 +537,7 @@ impl Scorer<'_> {
                 |field: &str| crm_record.and_then(|r| r.get(field).as_str().map(str::to_string));
             scores.push(ScoreRow {
                 object: level.object().to_string(),
-                id: record.id.clone(),
+                id: record.id.to_string(),
                 name: text("Name").unwrap_or_default(),
                 owner_id: match crm_record.map(|r| r.get("OwnerId")) {
                     Some(Value::Text(owner)) => Some(owner.clone()),
@@ -568,7 +568,7 @@ impl Scorer<'_> {
         let Some(store) = self.previous else {
             return Ok(records.iter().map(|_| None).collect());
         };
-        let ids: Vec<&str> = records.iter().map(|record| record.id.as_str()).collect();
+        let ids: Vec<&str> = records.iter().map(|record| record.id).collect();
         let stored = store.stored_reasons(&ids)?;
         let mut reused = Vec::with_capacity(records.len());
         for (row, key) in stored.into_iter().zip(keys) {
@@ -588,34 +588,7 @@ impl Scorer<'_> {
     }
 }
 
-/// Logs at debug level how long one phase of a score run took and the process's memory
-/// after it, so a scale run can tell where the score step's time and memory go.
+/// Ends one phase of a score run: see [`crate::memory::end_phase`].
 fn phase(level: Level, name: &str, started: std::time::Instant) {
-    log_phase("score", level, name, started);
-}
-
-/// Logs at debug level the end of one phase of a step (`score`, `train`) with its time and the
-/// process's resident and peak memory, which the scale benchmark's logs are read for.
-pub(crate) fn log_phase(step: &str, level: Level, name: &str, started: std::time::Instant) {
-    // Reading /proc costs a file read, so it happens only when the line is logged.
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
-    tracing::debug!(
-        step,
-        %level,
-        phase = name,
-        seconds = started.elapsed().as_secs_f64(),
-        rss_mib = memory_mib("VmRSS"),
-        peak_rss_mib = memory_mib("VmHWM"),
-        "step phase"
-    );
-}
-
-/// Reads a `kB` line such as `VmHWM` from `/proc/self/status`, in MiB; `None` off Linux.
-fn memory_mib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+    crate::memory::end_phase("score", level, name, started);
 }

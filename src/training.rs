@@ -26,7 +26,7 @@ use crate::model::{
     TrainedModel,
 };
 use crate::pipeline::PipelineError;
-use crate::projection::{ProjectedRecord, Projection};
+use crate::projection::{ProjectedRecord, Projection, Projector};
 use crate::registry::{self, Candidate, PublishOutcome};
 use crate::scoring::score_of;
 use crate::store::{Store, StoredModel};
@@ -279,7 +279,7 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         if object == fields::LEAD && !with_leads {
             continue;
         }
-        let layout = projection.layout(object);
+        let mut projector = Projector::new(projection.layout(object));
         let mut seen = vec![false; attributes.len()];
         let records = &mut objects[slot];
         store.for_each_record(object, |mut record| {
@@ -290,8 +290,9 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             for applier in &mut appliers {
                 applier.apply(&mut record);
             }
-            records.push(ProjectedRecord::project(record, layout));
+            records.push(projector.project(record));
         })?;
+        projector.finish(records);
         if !used || records.is_empty() {
             continue;
         }
@@ -343,8 +344,9 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         (matched, Some(report))
     };
     // NOTE: the projected records and the activities of the whole org stay in memory for the
-    // run, about 1.1 GiB at 1M contacts. Under 1 GiB needs numeric ids and shared text values
-    // in the history, or features kept on disk and updated per changed record.
+    // run, about 650 MiB at 1M contacts, which leaves the train step under 1 GiB by about
+    // 50 MiB. Further room needs numeric ids for accounts, deals and leads in the history, or
+    // features kept on disk and updated per changed record.
     let mut history = History::build(
         Pulled {
             accounts,
@@ -366,7 +368,7 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         history.add_contact_role(&record);
     })?;
     add_activities(store, &mut history)?;
-    history.sort_activities();
+    history.finish_loading();
     Ok(Loaded {
         history,
         features,
@@ -695,10 +697,23 @@ fn evaluate_owned(
         .chain(&split.validation)
         .copied()
         .collect();
-    let fit_all = subset(&examples.dataset, &fit_rows, &all_columns);
-    let dropped = checks::unusable_columns(&fit_all.rows, &fit_all.feature_names);
+    // The checks borrow the train and validation rows; only the holdout's are copied.
+    let fit_all: Vec<&[f64]> = fit_rows
+        .iter()
+        .map(|&i| examples.dataset.rows[i].as_slice())
+        .collect();
+    let dropped = checks::unusable_columns(&fit_all, &examples.dataset.feature_names);
     let holdout_all = subset(&holdout_set.dataset, &holdout_rows, &all_columns);
-    let train_all = subset(&examples.dataset, &split.train, &all_columns);
+    let train_all: Vec<&[f64]> = split
+        .train
+        .iter()
+        .map(|&i| examples.dataset.rows[i].as_slice())
+        .collect();
+    let train_labels: Vec<f64> = split
+        .train
+        .iter()
+        .map(|&i| examples.dataset.labels[i])
+        .collect();
     let width = all_columns.len();
     if groups.iter().flat_map(|g| &g.columns).any(|&c| c >= width) {
         return Err(PipelineError::Model(format!(
@@ -720,6 +735,7 @@ fn evaluate_owned(
     }
     let mut leakage = checks::leakage(
         &train_all,
+        &train_labels,
         &holdout_all,
         groups,
         settings.leakage_auc,
@@ -731,6 +747,7 @@ fn evaluate_owned(
     let mut notes = post_outcome_check(
         &mut leakage,
         &fit_all,
+        &examples.dataset.feature_names,
         scoring_rows,
         groups,
         &holdout_all,
@@ -765,7 +782,7 @@ fn evaluate_owned(
     }
 
     // The checks are done: their copies of the rows go before the slices are made.
-    drop((fit_all, train_all, holdout_all));
+    drop((fit_all, train_all, train_labels, holdout_all));
     let test = subset(&holdout_set.dataset, &holdout_rows, &kept);
     let holdout_ids: Vec<String> = holdout_rows
         .iter()
@@ -810,8 +827,12 @@ fn evaluate_owned(
     let weighted_train_rows = train_weights
         .as_ref()
         .map_or(0, |w| w.iter().filter(|&&w| w != 1.0).count());
-    let gbm = GradientBoostedModel::fit_early_stopping_weighted(
-        &train,
+    let logistic = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
+    // The trees take the train rows last, freeing each once forust-ml's copy has it.
+    let train_rows = train.rows.len();
+    let train_names = train.feature_names.clone();
+    let gbm = GradientBoostedModel::fit_early_stopping_owned(
+        train,
         &validation,
         &params(settings),
         settings.early_stopping_rounds,
@@ -819,7 +840,6 @@ fn evaluate_owned(
     )
     .map_err(model_error)?;
     let trees_used = gbm.tree_count();
-    let logistic = LogisticModel::fit(&train, LOGISTIC_L2).map_err(model_error)?;
     let validation_gbm_log_odds = gbm
         .predict_log_odds(&validation.rows)
         .map_err(model_error)?;
@@ -877,7 +897,7 @@ fn evaluate_owned(
         Level::Account,
         kind,
         &bytes,
-        train.feature_names.join("\n").as_bytes(),
+        train_names.join("\n").as_bytes(),
     );
 
     let won = examples
@@ -896,7 +916,7 @@ fn evaluate_owned(
             examples: n,
             won,
             lost: n - won,
-            train: train.rows.len(),
+            train: train_rows,
             validation: validation.rows.len(),
             holdout: test.rows.len(),
         },
@@ -937,7 +957,8 @@ fn evaluate_owned(
 /// logs each feature it flags, and returns a note when the check cannot run.
 fn post_outcome_check(
     leakage: &mut Vec<LeakageFlag>,
-    fit_all: &Dataset,
+    fit_all: &[&[f64]],
+    feature_names: &[String],
     scoring_rows: Option<&[Vec<f64>]>,
     groups: &[FeatureGroup],
     holdout_all: &Dataset,
@@ -956,7 +977,7 @@ fn post_outcome_check(
         }
         Some(rows) => rows,
     };
-    let width = fit_all.feature_names.len();
+    let width = feature_names.len();
     if let Some(row) = scoring_rows.iter().find(|row| row.len() != width) {
         return Err(PipelineError::Model(format!(
             "a scoring row has {} values but the examples have {width} columns; build both from the same feature space",
@@ -965,7 +986,7 @@ fn post_outcome_check(
     }
     checks::post_outcome(
         leakage,
-        &fit_all.rows,
+        fit_all,
         scoring_rows,
         groups,
         checks::SkewThresholds {
@@ -1069,7 +1090,7 @@ pub fn train_sharing(
     shown.stage("loading records");
     let mut started = std::time::Instant::now();
     let mut phase = |name: &str| {
-        crate::scoring::log_phase("train", level, name, started);
+        crate::memory::end_phase("train", level, name, started);
         started = std::time::Instant::now();
     };
     let loaded = match loaded {
@@ -1394,7 +1415,6 @@ fn segment_check(
         .map(|example| {
             match example
                 .account
-                .as_ref()
                 .and_then(|id| history.accounts.get(id))
                 .map(|account| account.get(&attribute.field))
             {

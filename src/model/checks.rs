@@ -213,13 +213,13 @@ pub fn segment_shortfalls(
 
 /// Lists the columns to drop: constant ones (one distinct value, a missing value counting as
 /// a value) and those with fewer than 1% non-missing values.
-pub fn unusable_columns(rows: &[Vec<f64>], names: &[String]) -> Vec<DroppedFeature> {
+pub fn unusable_columns<R: AsRef<[f64]>>(rows: &[R], names: &[String]) -> Vec<DroppedFeature> {
     let mut dropped = Vec::new();
     if rows.is_empty() {
         return dropped;
     }
     for (column, name) in names.iter().enumerate() {
-        let values: Vec<f64> = rows.iter().map(|row| row[column]).collect();
+        let values: Vec<f64> = rows.iter().map(|row| row.as_ref()[column]).collect();
         let present = values.iter().filter(|v| !v.is_nan()).count();
         let share = present as f64 / values.len() as f64;
         let first = values[0];
@@ -336,17 +336,22 @@ fn level_of(row: &[f64], columns: &[usize]) -> Option<Level> {
 /// Scores each holdout row by the training win rate of its level (target encoding), with the
 /// training base rate for a missing level or one absent from training. Returns `None` when
 /// a row of either slice is not one-hot in the group.
-fn target_encoded(train: &Dataset, holdout: &Dataset, columns: &[usize]) -> Option<Vec<f64>> {
+fn target_encoded<R: AsRef<[f64]>>(
+    train_rows: &[R],
+    train_labels: &[f64],
+    holdout: &Dataset,
+    columns: &[usize],
+) -> Option<Vec<f64>> {
     let mut wins: HashMap<Level, (f64, usize)> = HashMap::new();
-    for (row, label) in train.rows.iter().zip(&train.labels) {
-        let level = level_of(row, columns)?;
+    for (row, label) in train_rows.iter().zip(train_labels) {
+        let level = level_of(row.as_ref(), columns)?;
         if level != Level::Missing {
             let entry = wins.entry(level).or_insert((0.0, 0));
             entry.0 += label;
             entry.1 += 1;
         }
     }
-    let base_rate = train.labels.iter().sum::<f64>() / train.labels.len().max(1) as f64;
+    let base_rate = train_labels.iter().sum::<f64>() / train_labels.len().max(1) as f64;
     holdout
         .rows
         .iter()
@@ -385,8 +390,9 @@ fn column_auc(holdout: &Dataset, column: usize) -> Option<f64> {
 /// column by column instead. A flagged group stays in the model when `keep` names the feature,
 /// and a column of it stays when `keep` names the column. Returns no flags when the holdout
 /// lacks a class.
-pub fn leakage(
-    train: &Dataset,
+pub fn leakage<R: AsRef<[f64]>>(
+    train_rows: &[R],
+    train_labels: &[f64],
     holdout: &Dataset,
     groups: &[FeatureGroup],
     threshold: f64,
@@ -422,7 +428,7 @@ pub fn leakage(
     };
     for group in groups {
         let encoded = if group.one_hot {
-            target_encoded(train, holdout, &group.columns)
+            target_encoded(train_rows, train_labels, holdout, &group.columns)
         } else {
             None
         };
@@ -447,13 +453,14 @@ pub fn leakage(
 /// Returns the share of `rows` where the group's feature is present: any level set for a
 /// one-hot group, a 1 for a `present` column, and a value other than missing otherwise.
 /// Returns 0 for no rows.
-pub fn presence_share(rows: &[Vec<f64>], group: &FeatureGroup) -> f64 {
+pub fn presence_share<R: AsRef<[f64]>>(rows: &[R], group: &FeatureGroup) -> f64 {
     if rows.is_empty() {
         return 0.0;
     }
     let present = rows
         .iter()
         .filter(|row| {
+            let row = row.as_ref();
             let mut values = group.columns.iter().map(|&c| row[c]);
             if group.one_hot {
                 values.any(|v| v == 1.0)
@@ -484,9 +491,9 @@ pub struct SkewThresholds {
 /// other features get a new flag whose AUC is the feature's alone on `holdout` (0.5 when the
 /// holdout lacks a class). `keep` works as in [`leakage`]. Returns no flags without scoring
 /// rows.
-pub fn post_outcome(
+pub fn post_outcome<R: AsRef<[f64]>>(
     flags: &mut Vec<LeakageFlag>,
-    training_rows: &[Vec<f64>],
+    training_rows: &[R],
     scoring_rows: &[Vec<f64>],
     groups: &[FeatureGroup],
     thresholds: SkewThresholds,
@@ -630,7 +637,14 @@ mod tests {
             .collect();
         let data = dataset(&names, rows, labels);
         let groups = groups_from_names(&data.feature_names);
-        let flags = leakage(&data, &data, &groups, 0.95, &["inverse".to_string()]);
+        let flags = leakage(
+            &data.rows,
+            &data.labels,
+            &data,
+            &groups,
+            0.95,
+            &["inverse".to_string()],
+        );
         assert_eq!(flags.len(), 2, "{flags:?}");
         assert_eq!(flags[0].feature, "copy");
         assert!(flags[0].excluded);
@@ -703,10 +717,10 @@ mod tests {
                 marks_presence: false,
             })
             .collect();
-        let weak = leakage(&train, &holdout, &one_by_one, 0.95, &[]);
+        let weak = leakage(&train.rows, &train.labels, &holdout, &one_by_one, 0.95, &[]);
         assert!(weak.is_empty(), "{weak:?}");
 
-        let flags = leakage(&train, &holdout, &groups, 0.95, &[]);
+        let flags = leakage(&train.rows, &train.labels, &holdout, &groups, 0.95, &[]);
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].feature, "tags");
         assert!(flags[0].auc > 0.99, "{flags:?}");
@@ -720,13 +734,21 @@ mod tests {
         let holdout = planted_category(500, 11);
         let groups = groups_from_names(&train.feature_names);
 
-        let kept = leakage(&train, &holdout, &groups, 0.95, &["tags".to_string()]);
+        let kept = leakage(
+            &train.rows,
+            &train.labels,
+            &holdout,
+            &groups,
+            0.95,
+            &["tags".to_string()],
+        );
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(!kept[0].excluded);
         assert!(kept[0].excluded_columns.is_empty());
 
         let one_column = leakage(
-            &train,
+            &train.rows,
+            &train.labels,
             &holdout,
             &groups,
             0.95,
@@ -766,7 +788,8 @@ mod tests {
             ],
             vec![1.0, 0.0, 1.0, 0.0],
         );
-        let scores = target_encoded(&train, &holdout, &[0, 1, 2]).expect("one-hot rows");
+        let scores =
+            target_encoded(&train.rows, &train.labels, &holdout, &[0, 1, 2]).expect("one-hot rows");
         assert_eq!(scores, vec![1.0, 0.0, 0.5, 0.5]);
     }
 
@@ -777,7 +800,7 @@ mod tests {
         let rows: Vec<Vec<f64>> = labels.iter().map(|y| vec![*y * 3.0 + 0.5]).collect();
         let data = dataset(&names, rows, labels);
         let groups = groups_from_names(&data.feature_names);
-        let flags = leakage(&data, &data, &groups, 0.95, &[]);
+        let flags = leakage(&data.rows, &data.labels, &data, &groups, 0.95, &[]);
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].feature, "ratio=x");
     }
@@ -810,7 +833,7 @@ mod tests {
         // Any level set counts, all zeros (a rare level) and missing do not.
         assert_eq!(groups[2].columns, vec![2, 3]);
         assert_eq!(presence_share(&rows, &groups[2]), 0.5);
-        assert_eq!(presence_share(&[], &groups[0]), 0.0);
+        assert_eq!(presence_share::<Vec<f64>>(&[], &groups[0]), 0.0);
     }
 
     #[test]

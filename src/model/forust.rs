@@ -126,15 +126,56 @@ impl GradientBoostedModel {
         rounds: usize,
         sample_weight: Option<&[f64]>,
     ) -> Result<Self, ModelError> {
-        params.validate()?;
-        data.validate()?;
-        if let Some(weights) = sample_weight {
-            validate_weights(weights, data.rows.len())?;
-        }
+        check_training(data, params, sample_weight)?;
+        let columns = to_column_major(&data.rows, data.feature_names.len());
+        let training = Training {
+            columns: &columns,
+            rows: data.rows.len(),
+            feature_names: &data.feature_names,
+            labels: &data.labels,
+        };
+        Self::fit_early_stopping_columns(&training, validation, params, rounds, sample_weight)
+    }
+
+    /// Trains like [`GradientBoostedModel::fit_early_stopping_weighted`] on rows it owns. Each
+    /// row is freed once copied into the column-major buffer forust-ml reads, so the rows and
+    /// the buffer are not both in memory: at a million contacts that is about 90 MiB less at
+    /// the train step's peak.
+    pub fn fit_early_stopping_owned(
+        data: Dataset,
+        validation: &Dataset,
+        params: &TrainParams,
+        rounds: usize,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<Self, ModelError> {
+        check_training(&data, params, sample_weight)?;
+        let Dataset {
+            feature_names,
+            rows,
+            labels,
+        } = data;
+        let count = rows.len();
+        let columns = into_column_major(rows, feature_names.len());
+        let training = Training {
+            columns: &columns,
+            rows: count,
+            feature_names: &feature_names,
+            labels: &labels,
+        };
+        Self::fit_early_stopping_columns(&training, validation, params, rounds, sample_weight)
+    }
+
+    fn fit_early_stopping_columns(
+        training: &Training<'_>,
+        validation: &Dataset,
+        params: &TrainParams,
+        rounds: usize,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<Self, ModelError> {
         if rounds == 0 {
-            return Self::fit_with(data, params, None, None, sample_weight);
+            return Self::fit_with(training, params, None, None, sample_weight);
         }
-        if validation.feature_names != data.feature_names {
+        if validation.feature_names != training.feature_names {
             return Err(ModelError::InvalidParam {
                 name: "validation",
                 value: format!("{} features", validation.feature_names.len()),
@@ -148,8 +189,13 @@ impl GradientBoostedModel {
         let matrix = Matrix::new(&columns, validation.rows.len(), width);
         let weights = vec![1.0; validation.rows.len()];
         let evaluation = vec![(matrix, validation.labels.as_slice(), weights.as_slice())];
-        let mut model =
-            Self::fit_with(data, params, Some(rounds), Some(evaluation), sample_weight)?;
+        let mut model = Self::fit_with(
+            training,
+            params,
+            Some(rounds),
+            Some(evaluation),
+            sample_weight,
+        )?;
 
         // forust-ml keeps the trees fitted after the best one and skips them when predicting.
         // Dropping them makes the stored model, its parameters and its contributions agree.
@@ -194,14 +240,13 @@ impl GradientBoostedModel {
     }
 
     fn fit_with(
-        data: &Dataset,
+        data: &Training<'_>,
         params: &TrainParams,
         early_stopping_rounds: Option<usize>,
         evaluation: Option<Vec<forust_ml::gradientbooster::EvaluationData<'_>>>,
         sample_weight: Option<&[f64]>,
     ) -> Result<Self, ModelError> {
-        let columns = to_column_major(&data.rows, data.feature_names.len());
-        let matrix = Matrix::new(&columns, data.rows.len(), data.feature_names.len());
+        let matrix = Matrix::new(data.columns, data.rows, data.feature_names.len());
         // The objective, missing marker and base score match forust-ml's defaults. They are
         // set anyway, so that a change of library defaults cannot change the model.
         let mut booster = GradientBooster::default()
@@ -216,8 +261,8 @@ impl GradientBoostedModel {
             .set_parallel(true)
             .set_early_stopping_rounds(early_stopping_rounds);
         let fitted = match sample_weight {
-            Some(weights) => booster.fit(&matrix, &data.labels, weights, evaluation),
-            None => booster.fit_unweighted(&matrix, &data.labels, evaluation),
+            Some(weights) => booster.fit(&matrix, data.labels, weights, evaluation),
+            None => booster.fit_unweighted(&matrix, data.labels, evaluation),
         };
         fitted.map_err(|e| ModelError::Library(e.to_string()))?;
         if !booster.base_score.is_finite() {
@@ -228,11 +273,33 @@ impl GradientBoostedModel {
         }
 
         Ok(Self {
-            feature_names: data.feature_names.clone(),
+            feature_names: data.feature_names.to_vec(),
             params: params.clone(),
             booster,
         })
     }
+}
+
+/// Training rows in the column-major order forust-ml reads, with their names and labels.
+struct Training<'a> {
+    columns: &'a [f64],
+    rows: usize,
+    feature_names: &'a [String],
+    labels: &'a [f64],
+}
+
+/// Checks the parameters, the rows and the weights of a fit before any copy is made.
+fn check_training(
+    data: &Dataset,
+    params: &TrainParams,
+    sample_weight: Option<&[f64]>,
+) -> Result<(), ModelError> {
+    params.validate()?;
+    data.validate()?;
+    if let Some(weights) = sample_weight {
+        validate_weights(weights, data.rows.len())?;
+    }
+    Ok(())
 }
 
 /// Rejects sample weights that are not one finite, positive number per training row.
@@ -256,9 +323,15 @@ fn validate_weights(weights: &[f64], rows: usize) -> Result<(), ModelError> {
 
 impl Model for GradientBoostedModel {
     fn fit(data: &Dataset, params: &TrainParams) -> Result<Self, ModelError> {
-        params.validate()?;
-        data.validate()?;
-        Self::fit_with(data, params, None, None, None)
+        check_training(data, params, None)?;
+        let columns = to_column_major(&data.rows, data.feature_names.len());
+        let training = Training {
+            columns: &columns,
+            rows: data.rows.len(),
+            feature_names: &data.feature_names,
+            labels: &data.labels,
+        };
+        Self::fit_with(&training, params, None, None, None)
     }
 
     fn feature_names(&self) -> &[String] {
@@ -430,6 +503,29 @@ fn validate_booster(booster: &GradientBooster, width: usize) -> Result<(), Model
     Ok(())
 }
 
+/// Rows moved into the column-major buffer between two hand-backs of the freed rows.
+const RELEASE_ROWS: usize = 32_768;
+
+/// Moves row-major rows into the column-major buffer forust-ml reads, freeing each row once
+/// copied. The buffer is zeroed memory, whose pages become resident only as they are
+/// written, and the freed rows go back to the system every [`RELEASE_ROWS`] rows, so the
+/// buffer grows while the rows shrink.
+fn into_column_major(rows: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
+    let count = rows.len();
+    let mut columns = vec![0.0; count * width];
+    for (row_index, row) in rows.into_iter().enumerate() {
+        for column in 0..width {
+            columns[column * count + row_index] = row.get(column).copied().unwrap_or(f64::NAN);
+        }
+        drop(row);
+        if (row_index + 1) % RELEASE_ROWS == 0 {
+            crate::memory::return_freed();
+        }
+    }
+    crate::memory::return_freed();
+    columns
+}
+
 /// Copies row-major rows into the column-major buffer forust-ml reads.
 fn to_column_major(rows: &[Vec<f64>], width: usize) -> Vec<f64> {
     let mut columns = vec![f64::NAN; rows.len() * width];
@@ -470,6 +566,27 @@ mod tests {
             check_finite(&[f64::INFINITY], 1),
             Err(ModelError::InvalidPrediction { row: 0, .. })
         ));
+    }
+
+    #[test]
+    fn moved_rows_match_copied_rows() {
+        // More rows than RELEASE_ROWS, so the hand-back runs mid-way; a short row's missing
+        // values are NaN either way.
+        let mut rows: Vec<Vec<f64>> = (0..RELEASE_ROWS + 1000)
+            .map(|i| {
+                let missing = if i % 5 == 0 { f64::NAN } else { 1.0 };
+                vec![i as f64, (i % 7) as f64, missing]
+            })
+            .collect();
+        rows[17] = vec![3.5];
+        let copied = to_column_major(&rows, 3);
+        let moved = into_column_major(rows, 3);
+        assert_eq!(copied.len(), moved.len());
+        let differ = copied
+            .iter()
+            .zip(&moved)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(differ, None);
     }
 
     #[test]

@@ -55,7 +55,10 @@ impl LogisticModel {
         }
         data.validate()?;
         let terms = standardisation(data);
-        let design: Vec<Vec<f64>> = data.rows.iter().map(|row| expand(&terms, row)).collect();
+        let design = Design {
+            terms: &terms,
+            rows: &data.rows,
+        };
         let (intercept, coefficients) = newton(&design, &data.labels, l2)?;
         Ok(Self {
             format: FORMAT_NAME.to_string(),
@@ -218,20 +221,48 @@ fn mean_and_scale(values: &[f64]) -> (f64, f64) {
 
 /// Turns a raw row into standardised inputs, one per term.
 fn expand(terms: &[Term], row: &[f64]) -> Vec<f64> {
-    terms
-        .iter()
-        .map(|term| {
-            let raw = row[term.feature];
-            let value = if term.indicator {
-                f64::from(u8::from(raw.is_nan()))
-            } else if raw.is_nan() {
-                term.mean
-            } else {
-                raw
-            };
-            (value - term.mean) / term.scale
-        })
-        .collect()
+    let mut inputs = Vec::with_capacity(terms.len());
+    expand_into(terms, row, &mut inputs);
+    inputs
+}
+
+/// Writes the standardised inputs of `row` into `inputs`, replacing what it held.
+fn expand_into(terms: &[Term], row: &[f64], inputs: &mut Vec<f64>) {
+    inputs.clear();
+    inputs.extend(terms.iter().map(|term| {
+        let raw = row[term.feature];
+        let value = if term.indicator {
+            f64::from(u8::from(raw.is_nan()))
+        } else if raw.is_nan() {
+            term.mean
+        } else {
+            raw
+        };
+        (value - term.mean) / term.scale
+    }));
+}
+
+/// The rows as the fit reads them, standardised one at a time: a copy of every expanded row
+/// would take as much memory as the rows themselves, or more with the missing indicators.
+struct Design<'a> {
+    terms: &'a [Term],
+    rows: &'a [Vec<f64>],
+}
+
+impl Design<'_> {
+    /// Returns the number of inputs per row, the intercept's included.
+    fn width(&self) -> usize {
+        self.terms.len() + 1
+    }
+
+    /// Calls `visit` with each row's standardised inputs and its position, in order.
+    fn for_each(&self, mut visit: impl FnMut(&[f64], usize)) {
+        let mut inputs = Vec::with_capacity(self.terms.len());
+        for (position, row) in self.rows.iter().enumerate() {
+            expand_into(self.terms, row, &mut inputs);
+            visit(&inputs, position);
+        }
+    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -239,9 +270,10 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Penalised negative log-likelihood (summed over rows).
-fn objective(design: &[Vec<f64>], labels: &[f64], l2: f64, beta: &[f64]) -> f64 {
+fn objective(design: &Design<'_>, labels: &[f64], l2: f64, beta: &[f64]) -> f64 {
     let mut total = 0.0;
-    for (inputs, &y) in design.iter().zip(labels) {
+    design.for_each(|inputs, position| {
+        let y = labels[position];
         let z = beta[0] + dot(&beta[1..], inputs);
         // log(1 + e^z) - y z, written to avoid overflow.
         let softplus = if z > 0.0 {
@@ -250,13 +282,13 @@ fn objective(design: &[Vec<f64>], labels: &[f64], l2: f64, beta: &[f64]) -> f64 
             z.exp().ln_1p()
         };
         total += softplus - y * z;
-    }
+    });
     total + 0.5 * l2 * beta[1..].iter().map(|b| b * b).sum::<f64>()
 }
 
 /// Minimises the penalised log loss by Newton steps; returns the intercept and coefficients.
-fn newton(design: &[Vec<f64>], labels: &[f64], l2: f64) -> Result<(f64, Vec<f64>), ModelError> {
-    let width = design.first().map_or(0, Vec::len) + 1;
+fn newton(design: &Design<'_>, labels: &[f64], l2: f64) -> Result<(f64, Vec<f64>), ModelError> {
+    let width = design.width();
     let mut beta = vec![0.0; width];
     let rate = labels.iter().sum::<f64>() / labels.len() as f64;
     beta[0] = (rate / (1.0 - rate)).ln();
@@ -265,17 +297,21 @@ fn newton(design: &[Vec<f64>], labels: &[f64], l2: f64) -> Result<(f64, Vec<f64>
     for _ in 0..MAX_ITERATIONS {
         let mut gradient = vec![0.0; width];
         let mut hessian = vec![vec![0.0; width]; width];
-        for (inputs, &y) in design.iter().zip(labels) {
+        let mut xs: Vec<f64> = Vec::with_capacity(width);
+        design.for_each(|inputs, position| {
+            let y = labels[position];
             let p = sigmoid(beta[0] + dot(&beta[1..], inputs));
             let weight = (p * (1.0 - p)).max(1e-12);
-            let xs: Vec<f64> = std::iter::once(1.0).chain(inputs.iter().copied()).collect();
+            xs.clear();
+            xs.push(1.0);
+            xs.extend_from_slice(inputs);
             for (i, xi) in xs.iter().enumerate() {
                 gradient[i] += (p - y) * xi;
                 for (entry, xj) in hessian[i][..=i].iter_mut().zip(&xs) {
                     *entry += weight * xi * xj;
                 }
             }
-        }
+        });
         for i in 1..width {
             gradient[i] += l2 * beta[i];
             hessian[i][i] += l2;

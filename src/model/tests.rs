@@ -805,6 +805,36 @@ fn version_one_blend_needs_retrain() {
 }
 
 #[test]
+fn owned_fit_matches_borrowed_fit() {
+    let train = synthetic(400, 46);
+    let validation = synthetic(200, 47);
+    let params = TrainParams {
+        trees: 40,
+        ..TrainParams::default()
+    };
+    let weights: Vec<f64> = (0..train.rows.len())
+        .map(|i| 1.0 + (i % 3) as f64)
+        .collect();
+    let borrowed = GradientBoostedModel::fit_early_stopping_weighted(
+        &train,
+        &validation,
+        &params,
+        5,
+        Some(&weights),
+    )
+    .unwrap();
+    let owned = GradientBoostedModel::fit_early_stopping_owned(
+        train,
+        &validation,
+        &params,
+        5,
+        Some(&weights),
+    )
+    .unwrap();
+    assert_eq!(owned.to_bytes().unwrap(), borrowed.to_bytes().unwrap());
+}
+
+#[test]
 fn early_stopping_keeps_best_prefix() {
     let train = synthetic(400, 44);
     let validation = synthetic(200, 45);

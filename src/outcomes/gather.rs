@@ -62,16 +62,16 @@ pub fn closed_outcomes(
     let mut unscored = 0;
     for example in levels::examples(level, history, config, now) {
         let record = match level {
-            Level::Account => example.account.clone(),
-            Level::Contact | Level::Lead => example.person.clone(),
+            Level::Account => example.account,
+            Level::Contact | Level::Lead => example.person,
         };
         let Some(record) = record else { continue };
         let closed = example.decided;
         let scored_before = scores
-            .first_scored(&record)
+            .first_scored(record)
             .is_some_and(|first| first < closed);
         let entry = scored_before
-            .then(|| scores.before(&record, closed))
+            .then(|| scores.before(record, closed))
             .flatten();
         let Some(entry) = entry else {
             unscored += 1;
@@ -93,7 +93,7 @@ pub fn closed_outcomes(
                 )
             }
             Level::Lead => {
-                let lead = history.leads.get(&record);
+                let lead = history.leads.get(record);
                 (
                     lead.and_then(|l| l.get("CreatedDate").as_datetime()),
                     lead.and_then(|l| text(l, "OwnerId")),
@@ -103,7 +103,7 @@ pub fn closed_outcomes(
         };
         outcomes.push(ClosedOutcome {
             id: example.id.clone(),
-            record,
+            record: record.to_string(),
             created,
             closed,
             won: example.label >= 0.5,
