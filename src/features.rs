@@ -137,8 +137,9 @@ pub struct History {
     pub contacts: RecordsById,
     /// Leads by id.
     pub leads: RecordsById,
-    /// The account each lead belongs to, where one was found (lookup field or name match).
-    pub lead_account: HashMap<String, String>,
+    /// Per lead, in the order of `leads`, the position in `accounts` of the account it
+    /// belongs to (lookup field or name match), or [`NO_ACCOUNT`].
+    lead_accounts: Vec<u32>,
     /// The contact field holding the buying role.
     role_field: String,
     /// Positions in [`History::contacts`] of each account's contacts, in id order.
@@ -152,10 +153,13 @@ pub struct History {
     /// [`History::person_key`].
     person_activities: Grouped,
     pub deals: Vec<Deal>,
-    /// Positions in `deals` by deal id, so lookups by id or account do not scan every deal.
-    deal_by_id: HashMap<String, usize>,
-    /// Positions in `deals` of each account's deals.
-    deals_by_account: HashMap<String, Vec<usize>>,
+    /// Positions in `deals` sorted by deal id, and then by position, so lookups by id do not
+    /// scan every deal. Sorted by [`History::finish_loading`].
+    deals_by_id: Vec<u32>,
+    /// Positions in `deals` sorted by account id, and then by position.
+    deals_by_account: Vec<u32>,
+    /// Whether both deal indexes are sorted; [`History::push_deal`] appends unsorted.
+    deals_indexed: bool,
     /// Contacts with a role on a deal, as pairs of positions in `deals` (the first deal of
     /// its id) and in `contacts`: sorted and without repeats once loading is finished.
     deal_roles: Vec<(u32, u32)>,
@@ -179,7 +183,8 @@ fn text(record: &impl ReadFields, field: &str) -> Option<String> {
 
 impl History {
     /// Indexes pulled records. `role_field` names the contact's buying-role field;
-    /// `lead_account` maps leads to their accounts (see [`crate::leads::match_accounts`]).
+    /// `lead_account` maps leads to their accounts (see [`crate::levels::match_lead_accounts`]);
+    /// an account the history lacks is left out.
     pub fn build(
         pulled: Pulled,
         role_field: &str,
@@ -202,19 +207,31 @@ impl History {
             }
         }
 
+        let leads = RecordsById::new(leads);
+        let lead_accounts = leads
+            .keys()
+            .map(|lead| {
+                lead_account
+                    .get(lead)
+                    .and_then(|account| accounts.position(account))
+                    .map_or(NO_ACCOUNT, to_u32)
+            })
+            .collect();
+        drop(lead_account);
         let mut history = History {
             accounts,
             contacts: RecordsById::default(),
-            leads: RecordsById::new(leads),
-            lead_account,
+            leads,
+            lead_accounts,
             role_field: role_field.to_string(),
             contacts_by_account: HashMap::new(),
             activities: Grouped::default(),
             other_accounts: HashMap::new(),
             person_activities: Grouped::default(),
             deals: Vec::new(),
-            deal_by_id: HashMap::new(),
-            deals_by_account: HashMap::new(),
+            deals_by_id: Vec::new(),
+            deals_by_account: Vec::new(),
+            deals_indexed: true,
             deal_roles: Vec::new(),
             system_size,
         };
@@ -273,8 +290,9 @@ impl History {
         ) else {
             return;
         };
-        let (Some(&deal), Some(contact)) =
-            (self.deal_by_id.get(deal), self.contacts.position(contact))
+        self.index_deals();
+        let (Some(deal), Some(contact)) =
+            (self.deal_position(deal), self.contacts.position(contact))
         else {
             return;
         };
@@ -283,8 +301,8 @@ impl History {
 
     /// Returns the contacts with a role on a deal, in id order.
     pub fn deal_contacts(&self, deal: &str) -> impl Iterator<Item = &str> + '_ {
-        let roles = match self.deal_by_id.get(deal) {
-            Some(&position) => {
+        let roles = match self.deal_position(deal) {
+            Some(position) => {
                 let position = to_u32(position);
                 let start = self.deal_roles.partition_point(|&(d, _)| d < position);
                 let end = start + self.deal_roles[start..].partition_point(|&(d, _)| d == position);
@@ -303,6 +321,7 @@ impl History {
     /// Call [`History::finish_loading`] after the last one. Contacts, leads and deals must
     /// already be in the history, because they decide which account an activity belongs to.
     pub(crate) fn add_activity(&mut self, record: &Record, meeting: bool) {
+        self.index_deals();
         let time_field = if meeting {
             "StartDateTime"
         } else {
@@ -395,6 +414,7 @@ impl History {
     /// equal times, and sorts the contact roles by deal. Call it after the last activity and
     /// role are added and before any feature is read.
     pub(crate) fn finish_loading(&mut self) {
+        self.index_deals();
         self.activities.sort();
         self.person_activities.sort();
         self.deal_roles.sort_unstable();
@@ -436,29 +456,71 @@ impl History {
     ///
     /// [`deal`]: History::deal
     pub(crate) fn push_deal(&mut self, deal: Deal) {
-        let position = self.deals.len();
-        self.deal_by_id.entry(deal.id.clone()).or_insert(position);
-        self.deals_by_account
-            .entry(deal.account_id.clone())
-            .or_default()
-            .push(position);
+        let position = to_u32(self.deals.len());
         self.deals.push(deal);
+        self.deals_by_id.push(position);
+        self.deals_by_account.push(position);
+        self.deals_indexed = false;
     }
 
-    /// Returns the deal with this id.
+    /// Sorts the deal indexes after [`History::push_deal`]; the deal lookups need them sorted.
+    fn index_deals(&mut self) {
+        if self.deals_indexed {
+            return;
+        }
+        self.deals_indexed = true;
+        let deals = &self.deals;
+        self.deals_by_id.sort_by(|&a, &b| {
+            deals[a as usize]
+                .id
+                .cmp(&deals[b as usize].id)
+                .then(a.cmp(&b))
+        });
+        self.deals_by_account.sort_by(|&a, &b| {
+            deals[a as usize]
+                .account_id
+                .cmp(&deals[b as usize].account_id)
+                .then(a.cmp(&b))
+        });
+    }
+
+    /// Returns the position in `deals` of the first deal with this id.
+    fn deal_position(&self, id: &str) -> Option<usize> {
+        debug_assert!(self.deals_indexed, "deal lookup before index_deals");
+        let start = self
+            .deals_by_id
+            .partition_point(|&p| self.deals[p as usize].id.as_str() < id);
+        let &position = self.deals_by_id.get(start)?;
+        (self.deals[position as usize].id == id).then_some(position as usize)
+    }
+
+    /// Returns the deal with this id; with two deals of one id, the one pulled first.
     pub fn deal(&self, id: &str) -> Option<&Deal> {
-        self.deal_by_id
-            .get(id)
-            .map(|&position| &self.deals[position])
+        self.deal_position(id).map(|position| &self.deals[position])
     }
 
     /// Returns the account's deals, in pull order.
     pub fn account_deals<'a>(&'a self, account: &str) -> impl Iterator<Item = &'a Deal> + 'a {
-        self.deals_by_account
-            .get(account)
-            .into_iter()
+        debug_assert!(self.deals_indexed, "deal lookup before index_deals");
+        let deals = &self.deals;
+        let start = self
+            .deals_by_account
+            .partition_point(|&p| deals[p as usize].account_id.as_str() < account);
+        let end = start
+            + self.deals_by_account[start..]
+                .partition_point(|&p| deals[p as usize].account_id == account);
+        self.deals_by_account[start..end]
+            .iter()
+            .map(move |&position| &deals[position as usize])
+    }
+
+    /// Returns the account a lead belongs to, when one was found.
+    pub fn lead_account(&self, lead: &str) -> Option<&str> {
+        let position = *self.lead_accounts.get(self.leads.position(lead)?)?;
+        (position != NO_ACCOUNT)
+            .then(|| self.accounts.at(position as usize))
             .flatten()
-            .map(|&position| &self.deals[position])
+            .map(|account| account.id.as_str())
     }
 
     /// Returns true when the account has a won deal.
@@ -476,7 +538,7 @@ impl History {
     /// Returns true when the account has contacts or deals, so there is something to score.
     pub fn has_activity_data(&self, account: &str) -> bool {
         self.contacts_by_account.contains_key(account)
-            || self.deals_by_account.contains_key(account)
+            || self.account_deals(account).next().is_some()
     }
 
     /// Returns the account of a contact.
@@ -564,6 +626,9 @@ impl History {
             .collect()
     }
 }
+
+/// Marks a lead without an account in [`History::lead_accounts`].
+const NO_ACCOUNT: u32 = u32::MAX;
 
 /// Returns a position as a `u32`. Positions index records held in memory, which stay far
 /// below four billion on any machine leadscore runs on; a larger one saturates.
@@ -1359,6 +1424,88 @@ mod tests {
     }
 
     #[test]
+    fn deals_and_roles_found_by_id_and_account() {
+        let deal = |id: &str, account: &str| Deal {
+            id: id.into(),
+            account_id: account.into(),
+            created: time("2025-01-01T00:00:00Z"),
+            close_date: None,
+            closed: false,
+            won: false,
+            stage: None,
+        };
+        let mut history = history();
+        for (id, account) in [
+            ("006B", "001A"),
+            ("006A", "001B"),
+            ("006C", "001A"),
+            ("006B", "001C"),
+        ] {
+            history.push_deal(deal(id, account));
+        }
+        let role = |deal: &str, contact: &str| {
+            record(
+                "OpportunityContactRole",
+                "00K1",
+                &[
+                    ("OpportunityId", Value::Text(deal.into())),
+                    ("ContactId", Value::Text(contact.into())),
+                ],
+            )
+        };
+        for (deal, contact) in [
+            ("006B", "003b"),
+            ("006B", "003a"),
+            ("006B", "003b"),
+            ("006C", "003z"),
+            ("006Z", "003a"),
+        ] {
+            history.add_contact_role(&role(deal, contact));
+        }
+        history.finish_loading();
+
+        // Of two deals with one id, the first pulled answers.
+        assert_eq!(
+            history.deal("006B").map(|d| d.account_id.as_str()),
+            Some("001A")
+        );
+        assert!(history.deal("006D").is_none());
+        let ids: Vec<&str> = history
+            .account_deals("001A")
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(ids, ["006B", "006C"]);
+        assert_eq!(history.account_deals("001Z").count(), 0);
+        // Roles repeat once, and a role naming an unknown contact or deal is left out.
+        let contacts: Vec<&str> = history.deal_contacts("006B").collect();
+        assert_eq!(contacts, ["003a", "003b"]);
+        assert_eq!(history.deal_contacts("006C").count(), 0);
+        assert_eq!(history.deal_contacts("006Z").count(), 0);
+    }
+
+    #[test]
+    fn lead_account_kept_only_for_known_accounts() {
+        let lead = |id: &str| ProjectedRecord::whole(record("Lead", id, &[]));
+        let account = ProjectedRecord::whole(record("Account", "001A", &[]));
+        let history = History::build(
+            Pulled {
+                accounts: vec![account],
+                leads: vec![lead("00Q2"), lead("00Q1"), lead("00Q3")],
+                ..Pulled::default()
+            },
+            "Buying_Role__c",
+            HashMap::from([
+                ("00Q1".to_string(), "001A".to_string()),
+                ("00Q2".to_string(), "001X".to_string()),
+            ]),
+        );
+        assert_eq!(history.lead_account("00Q1"), Some("001A"));
+        assert_eq!(history.lead_account("00Q2"), None);
+        assert_eq!(history.lead_account("00Q3"), None);
+        assert_eq!(history.lead_account("00Q9"), None);
+    }
+
+    #[test]
     fn customer_only_from_deals_won_by_the_time() {
         let mut history = history();
         history.push_deal(Deal {
@@ -1370,6 +1517,7 @@ mod tests {
             won: true,
             stage: None,
         });
+        history.finish_loading();
         assert!(!history.is_customer_at("001A", time("2025-06-01T00:00:00Z")));
         assert!(history.is_customer_at("001A", time("2025-09-01T00:00:00Z")));
         assert!(history.is_customer("001A"));

@@ -118,7 +118,7 @@ pub fn examples<'h>(
                 {
                     out.push(Example {
                         id: id.clone(),
-                        account: history.lead_account.get(id).map(String::as_str),
+                        account: history.lead_account(id),
                         person: Some(id),
                         at,
                         decided,
@@ -173,7 +173,7 @@ pub fn open_records<'h>(
                 })
                 .map(|(id, _)| OpenRecord {
                     id,
-                    account: history.lead_account.get(id).map(String::as_str),
+                    account: history.lead_account(id),
                     person: Some(id),
                 })
                 .collect()

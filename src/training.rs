@@ -344,9 +344,9 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         (matched, Some(report))
     };
     // NOTE: the projected records and the activities of the whole org stay in memory for the
-    // run, about 650 MiB at 1M contacts, which leaves the train step under 1 GiB by about
-    // 50 MiB. Further room needs numeric ids for accounts, deals and leads in the history, or
-    // features kept on disk and updated per changed record.
+    // run, about 600 MiB at 1M contacts, which leaves the train step about 100 MiB under
+    // 1 GiB. Further room needs the records' ids in shared storage (about 56 bytes each
+    // today), or features kept on disk and updated per changed record.
     let mut history = History::build(
         Pulled {
             accounts,
