@@ -89,7 +89,7 @@ struct Columns {
 
 /// A record reduced to the fields of its object's [`Layout`]. Its values live in the
 /// [`Columns`] it shares with the other records projected with it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProjectedRecord {
     pub id: String,
     /// The record's change stamp, as stored.
@@ -134,6 +134,17 @@ impl ProjectedRecord {
             .zip(&columns.codes[start..start + width])
             .map(|((name, table), &code)| (name.as_str(), &table[code as usize]))
             .filter(|(_, value)| !value.is_null())
+    }
+}
+
+/// Shows the record's own fields, not the tables it shares with every record of its object.
+impl std::fmt::Debug for ProjectedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectedRecord")
+            .field("id", &self.id)
+            .field("modstamp", &self.modstamp)
+            .field("fields", &self.fields().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -576,6 +587,12 @@ mod tests {
         }
         let held: Vec<&str> = records[0].fields().map(|(name, _)| name).collect();
         assert_eq!(held, ["AccountId", "Name"]);
+        // Debug output shows one record's fields, not its object's shared tables.
+        let shown = format!("{:?}", records[1]);
+        assert!(
+            shown.contains("name 1") && !shown.contains("name 2"),
+            "{shown}"
+        );
         // Null, then each distinct value once; every name is distinct.
         let tables: Vec<usize> = records[0].columns.tables.iter().map(Vec::len).collect();
         assert_eq!(tables, [11, count + 1, 4]);

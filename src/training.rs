@@ -781,7 +781,8 @@ fn evaluate_owned(
         ));
     }
 
-    // The checks are done: their copies of the rows go before the slices are made.
+    // The checks are done: their row references and the holdout's copy go before the
+    // slices are made.
     drop((fit_all, train_all, train_labels, holdout_all));
     let test = subset(&holdout_set.dataset, &holdout_rows, &kept);
     let holdout_ids: Vec<String> = holdout_rows
