@@ -128,12 +128,7 @@ impl GradientBoostedModel {
     ) -> Result<Self, ModelError> {
         check_training(data, params, sample_weight)?;
         let columns = to_column_major(&data.rows, data.feature_names.len());
-        let training = Training {
-            columns: &columns,
-            rows: data.rows.len(),
-            feature_names: &data.feature_names,
-            labels: &data.labels,
-        };
+        let training = Training::of(data, &columns);
         Self::fit_early_stopping_columns(&training, validation, params, rounds, sample_weight)
     }
 
@@ -288,6 +283,18 @@ struct Training<'a> {
     labels: &'a [f64],
 }
 
+impl<'a> Training<'a> {
+    /// Pairs `data`'s names and labels with `columns`, its rows in column-major order.
+    fn of(data: &'a Dataset, columns: &'a [f64]) -> Training<'a> {
+        Training {
+            columns,
+            rows: data.rows.len(),
+            feature_names: &data.feature_names,
+            labels: &data.labels,
+        }
+    }
+}
+
 /// Checks the parameters, the rows and the weights of a fit before any copy is made.
 fn check_training(
     data: &Dataset,
@@ -325,12 +332,7 @@ impl Model for GradientBoostedModel {
     fn fit(data: &Dataset, params: &TrainParams) -> Result<Self, ModelError> {
         check_training(data, params, None)?;
         let columns = to_column_major(&data.rows, data.feature_names.len());
-        let training = Training {
-            columns: &columns,
-            rows: data.rows.len(),
-            feature_names: &data.feature_names,
-            labels: &data.labels,
-        };
+        let training = Training::of(data, &columns);
         Self::fit_with(&training, params, None, None, None)
     }
 
