@@ -4,7 +4,8 @@
 //!
 //! A stored contact carries a dozen fields in a `BTreeMap`, about 2.4 KB in memory, most of it
 //! the map's nodes, the field names and the reasons text written back. Projected, it keeps
-//! only its values, in a slice ordered by its object's [`Layout`].
+//! a row of 4-byte codes, one per field of its object's [`Layout`], into tables that hold
+//! each distinct value of the field once for all the object's records (see [`Projector`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
