@@ -517,10 +517,11 @@ impl History {
     /// Returns the account a lead belongs to, when one was found.
     pub fn lead_account(&self, lead: &str) -> Option<&str> {
         let position = *self.lead_accounts.get(self.leads.position(lead)?)?;
-        (position != NO_ACCOUNT)
-            .then(|| self.accounts.at(position as usize))
-            .flatten()
-            .map(|account| account.id.as_str())
+        if position == NO_ACCOUNT {
+            return None;
+        }
+        let account = self.accounts.at(position as usize)?;
+        Some(account.id.as_str())
     }
 
     /// Returns true when the account has a won deal.

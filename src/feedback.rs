@@ -379,15 +379,6 @@ pub fn latest_values(store: &Store, level: Level) -> Result<HashMap<String, Flag
         .collect())
 }
 
-/// Returns the id of the record an example of `level` is about: the account for the account
-/// level, the contact or lead otherwise.
-fn example_record<'h>(level: Level, example: &Example<'h>) -> Option<&'h str> {
-    match level {
-        Level::Account => example.account,
-        Level::Contact | Level::Lead => example.person,
-    }
-}
-
 /// Returns one sample weight per example: `weight` when the latest flag of the example's
 /// record agrees with the example's outcome ("Too low" and won, "Too high" and lost), else 1.
 pub fn example_weights(
@@ -399,7 +390,8 @@ pub fn example_weights(
     examples
         .iter()
         .map(|example| {
-            let agrees = example_record(level, example)
+            let agrees = example
+                .record_id(level)
                 .and_then(|id| flags.get(id))
                 .is_some_and(|flag| flag.value.agrees_with_outcome(example.label));
             if agrees {

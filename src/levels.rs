@@ -38,6 +38,15 @@ impl<'h> Example<'h> {
             person: self.person,
         }
     }
+
+    /// Returns the id of the record the example is about: the account at the account level,
+    /// the contact or lead otherwise.
+    pub fn record_id(&self, level: Level) -> Option<&'h str> {
+        match level {
+            Level::Account => self.account,
+            Level::Contact | Level::Lead => self.person,
+        }
+    }
 }
 
 /// A record to score.

@@ -172,6 +172,33 @@ impl Lookup {
     fn len(&self) -> usize {
         self.text.len() + self.other.len()
     }
+
+    /// Returns the code of a value seen before, or records `next` as the code of a new one
+    /// and returns `None`. `value` is not `Null`.
+    fn find_or_insert(&mut self, value: &Value, next: u32) -> Option<u32> {
+        let key = match value {
+            // Text is looked up by reference, so only a new value costs a copy of its string.
+            Value::Text(text) => {
+                if let Some(&code) = self.text.get(text.as_str()) {
+                    return Some(code);
+                }
+                self.text.insert(text.clone(), next);
+                return None;
+            }
+            Value::Null => return Some(0),
+            Value::Bool(b) => OtherKey::Bool(*b),
+            Value::Number(n) => OtherKey::Number(n.to_bits()),
+            Value::Date(d) => OtherKey::Date(*d),
+            Value::DateTime(t) => OtherKey::DateTime(*t),
+        };
+        match self.other.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => Some(*entry.get()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(next);
+                None
+            }
+        }
+    }
 }
 
 /// A value other than text or `Null`, as a map key: numbers by their bits.
@@ -194,42 +221,17 @@ impl TableBuilder {
     /// Returns the code of `value`, adding it to the table when it is new. `seen` counts the
     /// records projected so far, this one included.
     fn code(&mut self, value: Value, seen: usize) -> u32 {
+        if value.is_null() {
+            return 0;
+        }
         let next = u32::try_from(self.values.len()).expect("fewer than 2^32 values per field");
         if let Some(lookup) = &mut self.lookup {
-            let known = match &value {
-                Value::Null => return 0,
-                Value::Text(s) => match lookup.text.get(s.as_str()) {
-                    Some(&code) => Some(code),
-                    None => {
-                        lookup.text.insert(s.clone(), next);
-                        None
-                    }
-                },
-                other => {
-                    let key = match other {
-                        Value::Bool(b) => OtherKey::Bool(*b),
-                        Value::Number(n) => OtherKey::Number(n.to_bits()),
-                        Value::Date(d) => OtherKey::Date(*d),
-                        Value::DateTime(t) => OtherKey::DateTime(*t),
-                        Value::Null | Value::Text(_) => unreachable!("matched above"),
-                    };
-                    match lookup.other.get(&key) {
-                        Some(&code) => Some(code),
-                        None => {
-                            lookup.other.insert(key, next);
-                            None
-                        }
-                    }
-                }
-            };
-            if let Some(code) = known {
+            if let Some(code) = lookup.find_or_insert(&value, next) {
                 return code;
             }
             if seen >= DISTINCT_SAMPLE && lookup.len() * 2 > seen {
                 self.lookup = None;
             }
-        } else if value.is_null() {
-            return 0;
         }
         self.values.push(value);
         next

@@ -704,11 +704,8 @@ fn evaluate_owned(
         .collect();
     let dropped = checks::unusable_columns(&fit_all, &examples.dataset.feature_names);
     let holdout_all = subset(&holdout_set.dataset, &holdout_rows, &all_columns);
-    let train_all: Vec<&[f64]> = split
-        .train
-        .iter()
-        .map(|&i| examples.dataset.rows[i].as_slice())
-        .collect();
+    // The train rows come first in `fit_all`.
+    let train_all = &fit_all[..split.train.len()];
     let train_labels: Vec<f64> = split
         .train
         .iter()
@@ -734,7 +731,7 @@ fn evaluate_owned(
         }
     }
     let mut leakage = checks::leakage(
-        &train_all,
+        train_all,
         &train_labels,
         &holdout_all,
         groups,
@@ -783,7 +780,7 @@ fn evaluate_owned(
 
     // The checks are done: their row references and the holdout's copy go before the
     // slices are made.
-    drop((fit_all, train_all, train_labels, holdout_all));
+    drop((fit_all, train_labels, holdout_all));
     let test = subset(&holdout_set.dataset, &holdout_rows, &kept);
     let holdout_ids: Vec<String> = holdout_rows
         .iter()

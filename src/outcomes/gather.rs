@@ -61,11 +61,9 @@ pub fn closed_outcomes(
     let mut outcomes = Vec::new();
     let mut unscored = 0;
     for example in levels::examples(level, history, config, now) {
-        let record = match level {
-            Level::Account => example.account,
-            Level::Contact | Level::Lead => example.person,
+        let Some(record) = example.record_id(level) else {
+            continue;
         };
-        let Some(record) = record else { continue };
         let closed = example.decided;
         let scored_before = scores
             .first_scored(record)
