@@ -29,12 +29,12 @@ const MAX_CATEGORIES: usize = 20;
 /// A category must occur this often among training rows to get its own column.
 const MIN_CATEGORY_COUNT: usize = 10;
 
-/// One task or event in 16 bytes: its time to the millisecond, whether it was a meeting and the contact it was
-/// with (as a position in [`History::contacts`]), and the account or person whose list it is
-/// in (see [`Grouped`]).
+/// One task or event in 16 bytes: its time to the millisecond, whether it was a meeting, the
+/// contact it was with (as a position in [`History::contacts`]), and the account or person
+/// whose list it is in (see [`Grouped`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Activity {
-    /// Milliseconds since 1970, UTC; the CRMs keep no finer times.
+    /// Milliseconds since 1970, UTC. Salesforce and HubSpot send times to the millisecond.
     millis: i64,
     /// The top bit is set for meetings; the other 31 bits hold the contact's position, or
     /// [`Activity::NOBODY`].
@@ -61,6 +61,7 @@ impl Activity {
         }
     }
 
+    /// Returns the time of the activity.
     pub(crate) fn at(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.millis).unwrap_or_default()
     }
@@ -153,15 +154,15 @@ pub struct History {
     /// [`History::person_key`].
     person_activities: Grouped,
     pub deals: Vec<Deal>,
-    /// Positions in `deals` sorted by deal id, and then by position, so lookups by id do not
-    /// scan every deal. Sorted by [`History::finish_loading`].
+    /// Positions in `deals` sorted by deal id and then by position, so lookups by id do not
+    /// scan every deal. [`History::index_deals`] sorts them.
     deals_by_id: Vec<u32>,
     /// Positions in `deals` sorted by account id, and then by position.
     deals_by_account: Vec<u32>,
-    /// Whether both deal indexes are sorted; [`History::push_deal`] appends unsorted.
+    /// Whether both deal indexes are sorted. [`History::push_deal`] appends to them unsorted.
     deals_indexed: bool,
     /// Contacts with a role on a deal, as pairs of positions in `deals` (the first deal of
-    /// its id) and in `contacts`: sorted and without repeats once loading is finished.
+    /// its id) and in `contacts`. They are sorted and without repeats once loading ends.
     deal_roles: Vec<(u32, u32)>,
     system_size: HashMap<String, usize>,
 }
@@ -183,8 +184,8 @@ fn text(record: &impl ReadFields, field: &str) -> Option<String> {
 
 impl History {
     /// Indexes pulled records. `role_field` names the contact's buying-role field;
-    /// `lead_account` maps leads to their accounts (see [`crate::levels::match_lead_accounts`]);
-    /// an account the history lacks is left out.
+    /// `lead_account` maps leads to their accounts (see [`crate::levels::match_lead_accounts`]).
+    /// A lead whose account the history lacks gets no account.
     pub fn build(
         pulled: Pulled,
         role_field: &str,
@@ -281,8 +282,8 @@ impl History {
     }
 
     /// Adds the contact of one `OpportunityContactRole` to its deal's contacts. A role whose
-    /// deal or contact the history lacks is left out: no example could use it. The deals and
-    /// contacts must already be in the history.
+    /// deal or contact the history lacks is left out, because no example could use it. The
+    /// deals and contacts must already be in the history.
     pub(crate) fn add_contact_role(&mut self, role: &Record) {
         let (Some(deal), Some(contact)) = (
             nonempty(role.get("OpportunityId")),
@@ -463,7 +464,8 @@ impl History {
         self.deals_indexed = false;
     }
 
-    /// Sorts the deal indexes after [`History::push_deal`]; the deal lookups need them sorted.
+    /// Sorts the deal indexes after [`History::push_deal`], because the deal lookups search
+    /// them by bisection.
     fn index_deals(&mut self) {
         if self.deals_indexed {
             return;
@@ -494,7 +496,7 @@ impl History {
         (self.deals[position as usize].id == id).then_some(position as usize)
     }
 
-    /// Returns the deal with this id; with two deals of one id, the one pulled first.
+    /// Returns the deal with this id. Of two deals with one id, it returns the one pulled first.
     pub fn deal(&self, id: &str) -> Option<&Deal> {
         self.deal_position(id).map(|position| &self.deals[position])
     }
@@ -1465,7 +1467,7 @@ mod tests {
         }
         history.finish_loading();
 
-        // Of two deals with one id, the first pulled answers.
+        // Of two deals with one id, the lookup returns the one pulled first.
         assert_eq!(
             history.deal("006B").map(|d| d.account_id.as_str()),
             Some("001A")

@@ -51,8 +51,8 @@ impl<'h> Example<'h> {
 
 /// A record to score.
 ///
-/// It borrows its ids from the [`History`] it came from: a million open contacts would
-/// otherwise hold three copies of their ids.
+/// It borrows its ids from the [`History`] it came from, because a million open contacts
+/// would otherwise keep three copies of their ids.
 #[derive(Clone, Copy, Debug)]
 pub struct OpenRecord<'h> {
     pub id: &'h str,

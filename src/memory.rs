@@ -9,7 +9,7 @@ use crate::level::Level;
 
 /// Ends one phase of a step (`score`, `train`) and returns the memory freed so far to the
 /// system. At debug level it then logs the phase's time and the process's resident, peak and
-/// allocated memory; the scale benchmark reads these lines.
+/// allocated memory. The scale benchmark reads these lines.
 pub(crate) fn end_phase(step: &str, level: Level, name: &str, started: std::time::Instant) {
     return_freed();
     // Reading /proc costs a file read, so it happens only when the line is logged.
@@ -28,7 +28,8 @@ pub(crate) fn end_phase(step: &str, level: Level, name: &str, started: std::time
     );
 }
 
-/// Reads a `kB` line such as `VmHWM` from `/proc/self/status`, in MiB; `None` off Linux.
+/// Reads a `kB` line such as `VmHWM` from `/proc/self/status`, in MiB. Off Linux it
+/// returns `None`.
 fn status_mib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
@@ -62,8 +63,8 @@ mod glibc {
 /// Hands the free pages of every allocator arena back to the system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn return_freed() {
-    // SAFETY: malloc_trim takes a byte count, touches only the allocator's free lists and is
-    // safe to call from any thread at any time.
+    // SAFETY: malloc_trim takes a byte count and takes each arena's lock while it releases
+    // that arena's free pages, so any thread may call it.
     unsafe {
         glibc::malloc_trim(0);
     }
@@ -72,11 +73,11 @@ pub(crate) fn return_freed() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn return_freed() {}
 
-/// Returns the bytes the allocator has handed out and not had back, in MiB: the difference
-/// from the resident memory is memory freed but kept by the allocator. `None` off glibc.
+/// Returns the memory the allocator has handed out and not had back, in MiB. The rest of
+/// the resident memory was freed but is kept by the allocator. Off glibc it returns `None`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn heap_in_use_mib() -> Option<u64> {
-    // SAFETY: mallinfo2 takes no arguments and returns a plain struct; glibc has it since
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct. glibc has it since
     // 2.33, and this build links glibc.
     let info = unsafe { glibc::mallinfo2() };
     Some(((info.uordblks + info.hblkhd) / (1024 * 1024)) as u64)
@@ -95,7 +96,7 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn heap_in_use_follows_allocations() {
         let before = heap_in_use_mib().expect("glibc reports its arenas");
-        // Far above what the other tests running beside it hold at once.
+        // 256 MiB, so that the other tests running beside it change the count by far less.
         let block: Vec<u8> = vec![1; 256 * 1024 * 1024];
         let during = heap_in_use_mib().expect("glibc reports its arenas");
         assert!(during >= before + 200, "{before} MiB then {during} MiB");

@@ -82,14 +82,14 @@ impl ReadFields for ProjectedRecord {
 #[derive(Debug, Default)]
 struct Columns {
     names: Vec<String>,
-    /// Per field, its distinct values; code 0 is always `Null`.
+    /// Per field, its distinct values. Code 0 is `Null` in every table.
     tables: Vec<Vec<Value>>,
     /// `names.len()` codes per record, rows in the order the records were projected.
     codes: Vec<u32>,
 }
 
-/// A record reduced to the fields of its object's [`Layout`]. Its values live in the
-/// [`Columns`] it shares with the other records projected with it.
+/// A record reduced to the fields of its object's [`Layout`]. Its values live in value
+/// tables it shares with the other records projected with it.
 #[derive(Clone)]
 pub struct ProjectedRecord {
     pub id: String,
@@ -150,14 +150,14 @@ impl std::fmt::Debug for ProjectedRecord {
 }
 
 /// After this many records, a field with more distinct values than half of them stops
-/// looking its values up: they are nearly all different (names, creation times), so the
+/// looking its values up. Its values are nearly all different (names, creation times), so a
 /// lookup map would only double their memory while loading.
 const DISTINCT_SAMPLE: usize = 4096;
 
 /// The distinct values of one field while records are projected.
 struct TableBuilder {
     values: Vec<Value>,
-    /// Codes of the values seen so far; `None` once the field proved nearly unique.
+    /// Codes of the values seen so far, or `None` once the field proved nearly unique.
     lookup: Option<Lookup>,
 }
 
@@ -238,9 +238,10 @@ impl TableBuilder {
     }
 }
 
-/// Projects the records of one object, sharing their values, and hands them their
-/// [`Columns`] once the last one is in.
+/// Projects the records of one object and hands them their shared value tables once the
+/// last one is in.
 pub struct Projector {
+    /// The layout's field names, in order.
     names: Vec<String>,
     tables: Vec<TableBuilder>,
     codes: Vec<u32>,
@@ -250,6 +251,7 @@ pub struct Projector {
 }
 
 impl Projector {
+    /// Starts a projector for the fields of `layout`.
     pub fn new(layout: &Layout) -> Projector {
         Projector {
             names: layout.names.clone(),
@@ -588,14 +590,12 @@ mod tests {
             assert_eq!(record.get("Score"), &score);
             assert_eq!(record.get("Dropped"), &Value::Null);
         }
-        let held: Vec<&str> = records[0].fields().map(|(name, _)| name).collect();
-        assert_eq!(held, ["AccountId", "Name"]);
+        let present: Vec<&str> = records[0].fields().map(|(name, _)| name).collect();
+        assert_eq!(present, ["AccountId", "Name"]);
         // Debug output shows one record's fields, not its object's shared tables.
-        let shown = format!("{:?}", records[1]);
-        assert!(
-            shown.contains("name 1") && !shown.contains("name 2"),
-            "{shown}"
-        );
+        let debug_text = format!("{:?}", records[1]);
+        assert!(debug_text.contains("name 1"), "{debug_text}");
+        assert!(!debug_text.contains("name 2"), "{debug_text}");
         // Null, then each distinct value once; every name is distinct.
         let tables: Vec<usize> = records[0].columns.tables.iter().map(Vec::len).collect();
         assert_eq!(tables, [11, count + 1, 4]);

@@ -697,7 +697,7 @@ fn evaluate_owned(
         .chain(&split.validation)
         .copied()
         .collect();
-    // The checks borrow the train and validation rows; only the holdout's are copied.
+    // The checks borrow the train and validation rows. Only the holdout's rows are copied.
     let fit_all: Vec<&[f64]> = fit_rows
         .iter()
         .map(|&i| examples.dataset.rows[i].as_slice())

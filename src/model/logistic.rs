@@ -226,7 +226,7 @@ fn expand(terms: &[Term], row: &[f64]) -> Vec<f64> {
     inputs
 }
 
-/// Writes the standardised inputs of `row` into `inputs`, replacing what it held.
+/// Writes the standardised inputs of `row` into `inputs`, replacing its contents.
 fn expand_into(terms: &[Term], row: &[f64], inputs: &mut Vec<f64>) {
     inputs.clear();
     inputs.extend(terms.iter().map(|term| {
@@ -242,7 +242,7 @@ fn expand_into(terms: &[Term], row: &[f64], inputs: &mut Vec<f64>) {
     }));
 }
 
-/// The rows as the fit reads them, standardised one at a time: a copy of every expanded row
+/// The rows as the fit reads them, standardised one at a time. A copy of every expanded row
 /// would take as much memory as the rows themselves, or more with the missing indicators.
 struct Design<'a> {
     terms: &'a [Term],
