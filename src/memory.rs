@@ -6,6 +6,7 @@
 //! memory the process no longer used, enough to put the train step over 1 GiB.
 
 use crate::level::Level;
+use crate::model::heap::return_freed;
 
 /// Ends one phase of a step (`score`, `train`) and returns the memory freed so far to the
 /// system. At debug level it then logs the phase's time and the process's resident, peak and
@@ -56,22 +57,8 @@ mod glibc {
 
     extern "C" {
         pub(super) fn mallinfo2() -> MallInfo2;
-        pub(super) fn malloc_trim(pad: usize) -> i32;
     }
 }
-
-/// Hands the free pages of every allocator arena back to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn return_freed() {
-    // SAFETY: malloc_trim takes a byte count and takes each arena's lock while it releases
-    // that arena's free pages, so any thread may call it.
-    unsafe {
-        glibc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn return_freed() {}
 
 /// Returns the memory the allocator has handed out and not had back, in MiB. The rest of
 /// the resident memory was freed but is kept by the allocator. Off glibc it returns `None`.

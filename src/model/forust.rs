@@ -521,10 +521,10 @@ fn into_column_major(rows: Vec<Vec<f64>>, width: usize) -> Vec<f64> {
         }
         drop(row);
         if (row_index + 1) % RELEASE_ROWS == 0 {
-            crate::memory::return_freed();
+            super::heap::return_freed();
         }
     }
-    crate::memory::return_freed();
+    super::heap::return_freed();
     columns
 }
 

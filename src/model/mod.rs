@@ -10,6 +10,7 @@
 pub mod calibration;
 pub mod checks;
 mod forust;
+pub(crate) mod heap;
 mod logistic;
 pub mod metrics;
 #[cfg(test)]
