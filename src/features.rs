@@ -678,6 +678,28 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Returns whether this change can move the value of a column fed by `source`. A column
+    /// it cannot move keeps the value it has without the change.
+    fn moves(&self, source: &Source) -> bool {
+        match (self, source) {
+            (
+                Change::Activity { .. },
+                Source::Aggregate(Aggregate::ContactsKnown | Aggregate::SystemSize),
+            ) => false,
+            (Change::Activity { .. }, Source::Aggregate(_) | Source::PersonAggregate(_)) => true,
+            (Change::Activity { .. }, _) => false,
+            (Change::Field { person, field, .. }, Source::Attribute { field: read, .. }) => {
+                !*person && field == read
+            }
+            (Change::Field { person, field, .. }, Source::PersonAttribute { field: read, .. }) => {
+                *person && field == read
+            }
+            (Change::Field { .. }, _) => false,
+        }
+    }
+}
+
 /// Aggregates computed from contacts, activities and the account hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -945,24 +967,61 @@ impl FeatureSpace {
     }
 
     /// Computes the model input of `target` as of `at` as if `change` had happened.
-    pub fn row_with(
+    pub fn row_with<'h>(
         &self,
-        history: &History,
+        history: &'h History,
         target: Target<'_>,
         at: DateTime<Utc>,
-        change: Option<&Change>,
+        change: Option<&'h Change>,
     ) -> Vec<f64> {
+        self.compute_row(history, target, at, change, None)
+    }
+
+    /// Returns what [`FeatureSpace::row_with`] returns for `change`, given `base`, the row
+    /// [`FeatureSpace::row`] returned for the same target and time. Only the columns the
+    /// change can move are computed; the rest are copied from `base`.
+    pub fn row_changed<'h>(
+        &self,
+        history: &'h History,
+        target: Target<'_>,
+        at: DateTime<Utc>,
+        change: &'h Change,
+        base: &[f64],
+    ) -> Vec<f64> {
+        self.compute_row(history, target, at, Some(change), Some(base))
+    }
+
+    /// Computes a row, or with `base` only the columns `change` can move.
+    fn compute_row<'h>(
+        &self,
+        history: &'h History,
+        target: Target<'_>,
+        at: DateTime<Utc>,
+        change: Option<&'h Change>,
+        base: Option<&[f64]>,
+    ) -> Vec<f64> {
+        let base = base.filter(|base| base.len() == self.columns.len());
+        let computes = |source: &Source| match (base, change) {
+            (Some(_), Some(change)) => change.moves(source),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
         let account = target.account.and_then(|a| history.accounts.get(a));
         let person = target.person.and_then(|p| history.person(self.level, p));
-        let mut account_activities: std::borrow::Cow<'_, [Activity]> = target
-            .account
-            .map_or(std::borrow::Cow::Borrowed(&[][..]), |a| {
+        let needs_activities = self.columns.iter().any(|c| {
+            matches!(c.source, Source::Aggregate(_) | Source::PersonAggregate(_))
+                && computes(&c.source)
+        });
+        let mut account_activities: std::borrow::Cow<'_, [Activity]> = match target.account {
+            Some(a) if needs_activities => {
                 std::borrow::Cow::Borrowed(history.activities_before(a, at))
-            });
+            }
+            _ => std::borrow::Cow::Borrowed(&[][..]),
+        };
         let needs_person = self
             .columns
             .iter()
-            .any(|c| matches!(c.source, Source::PersonAggregate(_)));
+            .any(|c| matches!(c.source, Source::PersonAggregate(_)) && computes(&c.source));
         let mut person_activities = match (needs_person, target.person) {
             (true, Some(p)) => history.person_activities_before(p, at),
             _ => Vec::new(),
@@ -971,7 +1030,7 @@ impl FeatureSpace {
         // to an account as contacts, so counting their activities for the account would tell
         // converted leads apart.
         let selves: Vec<&str> = match (self.level, target.person) {
-            (Level::Lead, Some(lead)) => history.lead_selves(lead),
+            (Level::Lead, Some(lead)) if needs_activities => history.lead_selves(lead),
             _ => Vec::new(),
         };
         if !selves.is_empty() {
@@ -999,20 +1058,22 @@ impl FeatureSpace {
                         target.account.is_some() && history.contact_account(who) == target.account
                     }
                 };
-                if on_account && target.account.is_some() {
+                // After the activities of the same time, as a stable sort of the list with
+                // the new one last would place it.
+                let place =
+                    |list: &[Activity]| list.partition_point(|a| a.millis <= activity.millis);
+                if on_account && target.account.is_some() && needs_activities {
                     let mut list = account_activities.into_owned();
-                    list.push(activity);
-                    list.sort_by_key(|a| a.millis);
+                    list.insert(place(&list), activity);
                     account_activities = std::borrow::Cow::Owned(list);
                 }
-                if who.is_some() && who.as_deref() == target.person {
-                    person_activities.push(activity);
-                    person_activities.sort_by_key(|a| a.millis);
+                if who.is_some() && who.as_deref() == target.person && needs_person {
+                    person_activities.insert(place(&person_activities), activity);
                 }
             }
         }
         let field_value =
-            |record: Option<&ProjectedRecord>, is_person: bool, field: &str| -> Value {
+            |record: Option<&'h ProjectedRecord>, is_person: bool, field: &str| -> &'h Value {
                 if let Some(Change::Field {
                     person: changed_person,
                     field: changed,
@@ -1020,43 +1081,57 @@ impl FeatureSpace {
                 }) = change
                 {
                     if *changed_person == is_person && changed == field {
-                        return value.clone();
+                        return value;
                     }
                 }
-                record.map_or(Value::Null, |r| r.get(field).clone())
+                record.map_or(&Value::Null, |r| r.get(field))
             };
         let engaged_since = at - Duration::days(self.engagement_window_days);
         let engaged: Vec<&Activity> = account_activities
             .iter()
             .filter(|a| a.at() >= engaged_since)
             .collect();
-        self.columns
-            .iter()
-            .map(|column| match &column.source {
+        // The one-hot columns of a field sit side by side, so the field is read and its text
+        // made once for all of them.
+        let mut last_read: Option<FieldRead<'_>> = None;
+        let mut row = Vec::with_capacity(self.columns.len());
+        for (index, column) in self.columns.iter().enumerate() {
+            if let Some(base) = base.filter(|_| !computes(&column.source)) {
+                row.push(base[index]);
+                continue;
+            }
+            let value = match &column.source {
                 Source::Attribute {
                     field,
                     kind,
                     category,
-                } => match account {
-                    Some(_) => attribute_value(
-                        &field_value(account, false, field),
-                        *kind,
-                        category.as_deref(),
-                    ),
-                    None => f64::NAN,
-                },
-                Source::PersonAttribute {
+                }
+                | Source::PersonAttribute {
                     field,
                     kind,
                     category,
-                } => match person {
-                    Some(_) => attribute_value(
-                        &field_value(person, true, field),
-                        *kind,
-                        category.as_deref(),
-                    ),
-                    None => f64::NAN,
-                },
+                } => {
+                    let is_person = matches!(column.source, Source::PersonAttribute { .. });
+                    let record = if is_person { person } else { account };
+                    match record {
+                        Some(_) => {
+                            let mut read = match last_read.take() {
+                                Some(read) if read.person == is_person && read.field == field => {
+                                    read
+                                }
+                                _ => FieldRead::new(
+                                    is_person,
+                                    field,
+                                    field_value(record, is_person, field),
+                                ),
+                            };
+                            let value = read.attribute_value(*kind, category.as_deref());
+                            last_read = Some(read);
+                            value
+                        }
+                        None => f64::NAN,
+                    }
+                }
                 Source::Aggregate(aggregate) => match target.account {
                     Some(account_id) => aggregate_value(
                         *aggregate,
@@ -1072,8 +1147,10 @@ impl FeatureSpace {
                 Source::PersonAggregate(aggregate) => {
                     person_aggregate_value(*aggregate, at, &person_activities, engaged_since)
                 }
-            })
-            .collect()
+            };
+            row.push(value);
+        }
+        row
     }
 
     /// Phrases the configured features that raised the score most (up to `positive`, largest
@@ -1258,6 +1335,43 @@ fn person_aggregate_phrase(
         PersonAggregate::DaysSinceFirstTouch => {
             format!("first touch with this {who} {:.0} days ago", value.floor())
         }
+    }
+}
+
+/// One attribute field's value as a row reads it, with its text for category columns made
+/// on first use.
+struct FieldRead<'v> {
+    person: bool,
+    field: &'v str,
+    value: &'v Value,
+    text: Option<std::borrow::Cow<'v, str>>,
+}
+
+impl<'v> FieldRead<'v> {
+    fn new(person: bool, field: &'v str, value: &'v Value) -> FieldRead<'v> {
+        FieldRead {
+            person,
+            field,
+            value,
+            text: None,
+        }
+    }
+
+    /// Returns the column value of this field for `kind`; `category` names a one-hot
+    /// column's category.
+    fn attribute_value(&mut self, kind: AttributeKind, category: Option<&str>) -> f64 {
+        if kind != AttributeKind::Category {
+            return attribute_value(self.value, kind, category);
+        }
+        if self.value.is_null() {
+            return f64::NAN;
+        }
+        let value = self.value;
+        let text = self.text.get_or_insert_with(|| match value {
+            Value::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        });
+        f64::from(u8::from(Some(text.as_ref()) == category))
     }
 }
 

@@ -477,7 +477,10 @@ impl Scorer<'_> {
         // Every record's hint candidates go to the model in one call per batch.
         let mut searches: Vec<HintSearch> = records
             .iter()
-            .map(|record| HintSearch::new(space, history, record, self.at, &config.hints))
+            .zip(&rows)
+            .map(|(record, row)| {
+                HintSearch::new(space, history, record, self.at, &config.hints, Some(row))
+            })
             .collect();
         lap(6);
         let counts: Vec<usize> = searches.iter().map(|search| search.rows.len()).collect();

@@ -234,8 +234,9 @@ async fn create(env: &Env, object: &str, body: Value) -> String {
 
 /// The score step searches the hints of a whole batch of records with one model call, and
 /// the `score` command builds one history for all levels. Every record's hint must equal the
-/// hint a search of that record alone finds, and scoring a level with the shared history
-/// must report what scoring it with its own freshly built history reports.
+/// hint a search of that record alone finds, its candidate rows built from its own row must
+/// equal those built whole, and scoring a level with the shared history must report what
+/// scoring it with its own freshly built history reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_hints_and_shared_history_change_nothing() {
     let env = Env::start_with(SandboxOptions::default(), all_levels).await;
@@ -248,6 +249,7 @@ async fn batched_hints_and_shared_history_change_nothing() {
     let at = config.scoring.as_of.unwrap_or(now);
     let history = training::load_history(&store, config).expect("history");
     let mut hinted = 0;
+    let mut candidates = 0;
     for level in [Level::Account, Level::Contact, Level::Lead] {
         let stored = store
             .at_level(level)
@@ -273,9 +275,23 @@ async fn batched_hints_and_shared_history_change_nothing() {
             );
             assert_eq!(row.hint, alone, "{level} {}", row.id);
             hinted += usize::from(alone.is_some());
+            // The candidate rows built from the record's own row equal those built whole,
+            // bit for bit (NaN included).
+            let base = space.row(&history, record.target(), at);
+            let bits = |rows: Vec<Vec<f64>>| -> Vec<Vec<u64>> {
+                rows.iter()
+                    .map(|row| row.iter().map(|v| v.to_bits()).collect())
+                    .collect()
+            };
+            let whole = hints::HintSearch::new(&space, &history, record, at, &config.hints, None);
+            let from_base =
+                hints::HintSearch::new(&space, &history, record, at, &config.hints, Some(&base));
+            candidates += whole.rows.len();
+            assert_eq!(bits(from_base.rows), bits(whole.rows), "{level} {}", row.id);
         }
     }
     assert!(hinted > 0, "no record got a hint, so nothing was compared");
+    assert!(candidates > 0, "no record had a hint candidate");
 
     let mut shared = None;
     for level in [Level::Account, Level::Contact, Level::Lead] {
