@@ -145,6 +145,12 @@ pub struct History {
     role_field: String,
     /// Positions in [`History::contacts`] of each account's contacts, in id order.
     contacts_by_account: HashMap<String, Vec<u32>>,
+    /// Per contact, in the order of `contacts`, its creation time. Rows read it for every
+    /// contact of an account, so it is parsed once here.
+    contact_created: Vec<Option<DateTime<Utc>>>,
+    /// Per contact, its buying role as an index into `role_names`, or [`NO_ROLE`].
+    contact_roles: Vec<u32>,
+    role_names: Vec<String>,
     /// Activities per account, sorted by time.
     activities: Grouped,
     /// Numbers of the accounts that activities name but [`History::accounts`] lacks, after
@@ -165,6 +171,34 @@ pub struct History {
     /// its id) and in `contacts`. They are sorted and without repeats once loading ends.
     deal_roles: Vec<(u32, u32)>,
     system_size: HashMap<String, usize>,
+}
+
+/// The task and event fields [`History::add_activity`] reads; loading decodes no others.
+pub const ACTIVITY_FIELDS: &[&str] = &[
+    "Subject",
+    "ActivityDate",
+    "StartDateTime",
+    "CreatedDate",
+    "WhoId",
+    "WhatId",
+];
+
+/// The `OpportunityContactRole` fields [`History::add_contact_role`] reads.
+pub const CONTACT_ROLE_FIELDS: &[&str] = &["OpportunityId", "ContactId"];
+
+/// Reads a field of an activity; debug builds check that loading decodes it.
+fn activity_field<'r>(record: &'r Record, field: &str) -> &'r Value {
+    debug_assert!(ACTIVITY_FIELDS.contains(&field), "{field} is not decoded");
+    record.get(field)
+}
+
+/// Reads a field of a contact role; debug builds check that loading decodes it.
+fn role_field<'r>(record: &'r Record, field: &str) -> &'r Value {
+    debug_assert!(
+        CONTACT_ROLE_FIELDS.contains(&field),
+        "{field} is not decoded"
+    );
+    record.get(field)
 }
 
 /// Returns a text value that is not empty.
@@ -226,6 +260,9 @@ impl History {
             lead_accounts,
             role_field: role_field.to_string(),
             contacts_by_account: HashMap::new(),
+            contact_created: Vec::new(),
+            contact_roles: Vec::new(),
+            role_names: Vec::new(),
             activities: Grouped::default(),
             other_accounts: HashMap::new(),
             person_activities: Grouped::default(),
@@ -237,6 +274,7 @@ impl History {
             system_size,
         };
         history.contacts = RecordsById::new(contacts);
+        history.index_contact_fields();
         for (position, contact) in history.contacts.values().enumerate() {
             if let Some(account) = nonempty(contact.get("AccountId")) {
                 history
@@ -286,8 +324,8 @@ impl History {
     /// deals and contacts must already be in the history.
     pub(crate) fn add_contact_role(&mut self, role: &Record) {
         let (Some(deal), Some(contact)) = (
-            nonempty(role.get("OpportunityId")),
-            nonempty(role.get("ContactId")),
+            nonempty(role_field(role, "OpportunityId")),
+            nonempty(role_field(role, "ContactId")),
         ) else {
             return;
         };
@@ -329,15 +367,14 @@ impl History {
             "ActivityDate"
         };
         // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
-        if nonempty(record.get("Subject")).is_some_and(crate::alerts::is_own_task) {
+        if nonempty(activity_field(record, "Subject")).is_some_and(crate::alerts::is_own_task) {
             return;
         }
-        let at = record
-            .get(time_field)
+        let at = activity_field(record, time_field)
             .as_datetime()
-            .or_else(|| record.get("CreatedDate").as_datetime());
+            .or_else(|| activity_field(record, "CreatedDate").as_datetime());
         let Some(at) = at else { return };
-        let who = nonempty(record.get("WhoId"));
+        let who = nonempty(activity_field(record, "WhoId"));
         let who_position = who.and_then(|id| self.contacts.position(id));
         // Only contacts with an account are counted as the account's contacts.
         let contact_account = who_position.and_then(|p| self.contact_account_at(p));
@@ -352,7 +389,7 @@ impl History {
         };
         // The account is the `WhatId` when it names one, else the account of the deal it
         // names, else the contact's. An account the history lacks gets a new number below.
-        let what = nonempty(record.get("WhatId"));
+        let what = nonempty(activity_field(record, "WhatId"));
         let owner: Option<Result<u32, String>> = match what.and_then(|w| self.accounts.position(w))
         {
             Some(position) => Some(Ok(to_u32(position))),
@@ -556,7 +593,29 @@ impl History {
 
     /// Returns the buying role of the contact at a position in [`History::contacts`].
     fn contact_role_at(&self, position: usize) -> Option<&str> {
-        nonempty(self.contacts.at(position)?.get(&self.role_field))
+        let code = *self.contact_roles.get(position)?;
+        self.role_names.get(code as usize).map(String::as_str)
+    }
+
+    /// Fills the per-contact creation times and roles from [`History::contacts`].
+    fn index_contact_fields(&mut self) {
+        let mut codes: HashMap<&str, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let mut roles = Vec::with_capacity(self.contacts.len());
+        let mut created = Vec::with_capacity(self.contacts.len());
+        for contact in self.contacts.values() {
+            created.push(contact.get("CreatedDate").as_datetime());
+            roles.push(match nonempty(contact.get(&self.role_field)) {
+                Some(role) => *codes.entry(role).or_insert_with(|| {
+                    names.push(role.to_string());
+                    to_u32(names.len() - 1)
+                }),
+                None => NO_ROLE,
+            });
+        }
+        self.contact_created = created;
+        self.contact_roles = roles;
+        self.role_names = names;
     }
 
     /// Returns the ids of an account's contacts, in id order.
@@ -605,33 +664,70 @@ impl History {
         since: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> BTreeSet<&str> {
+        self.engaged_contact_positions(account, since, at)
+            .into_iter()
+            .filter_map(|p| self.contact_id(p))
+            .collect()
+    }
+
+    /// Returns the positions of the contacts with an activity on `account` from `since` up
+    /// to `at`. Positions follow id order, so the set is in the order of
+    /// [`History::engaged_contacts`].
+    pub(crate) fn engaged_contact_positions(
+        &self,
+        account: &str,
+        since: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> BTreeSet<u32> {
         self.activities_before(account, at)
             .iter()
             .filter(|a| a.at() >= since)
-            .filter_map(|a| self.who(a))
+            .filter_map(|a| a.contact())
+            .filter(|&p| p < self.contacts.len())
+            .map(to_u32)
             .collect()
     }
 
     /// Returns the contacts of an account that existed before `at`.
     pub fn contacts_at(&self, account: &str, at: DateTime<Utc>) -> Vec<&str> {
+        self.contact_positions_at(account, at)
+            .into_iter()
+            .filter_map(|p| self.contact_id(p))
+            .collect()
+    }
+
+    /// Returns the positions of the contacts of `account` that existed before `at`, in id
+    /// order.
+    pub(crate) fn contact_positions_at(&self, account: &str, at: DateTime<Utc>) -> Vec<u32> {
         self.contacts_by_account
             .get(account)
             .into_iter()
             .flatten()
-            .filter_map(|&p| self.contacts.at(p as usize))
-            .filter(|contact| {
-                contact
-                    .get("CreatedDate")
-                    .as_datetime()
-                    .is_none_or(|created| created < at)
+            .copied()
+            .filter(|&p| {
+                self.contact_created
+                    .get(p as usize)
+                    .is_some_and(|created| created.is_none_or(|created| created < at))
             })
-            .map(|contact| contact.id.as_str())
             .collect()
+    }
+
+    /// Returns the id of the contact at `position`.
+    pub(crate) fn contact_id(&self, position: u32) -> Option<&str> {
+        self.contacts.at(position as usize).map(|c| c.id.as_str())
+    }
+
+    /// Returns the buying role of the contact at `position`.
+    pub(crate) fn role_of(&self, position: u32) -> Option<&str> {
+        self.contact_role_at(position as usize)
     }
 }
 
 /// Marks a lead without an account in [`History::lead_accounts`].
 const NO_ACCOUNT: u32 = u32::MAX;
+
+/// Marks a contact without a buying role in [`History::contact_roles`].
+const NO_ROLE: u32 = u32::MAX;
 
 /// Returns a position as a `u32`. Positions index records held in memory, which stay far
 /// below four billion on any machine leadscore runs on; a larger one saturates.
@@ -1430,11 +1526,18 @@ fn aggregate_value(
         }
         Aggregate::DaysSinceLastTouch => before.last().map_or(f64::NAN, |a| days_between(a.at())),
         Aggregate::DaysSinceFirstTouch => before.first().map_or(f64::NAN, |a| days_between(a.at())),
-        Aggregate::ContactsKnown => history
-            .contacts_at(account_id, at)
-            .iter()
-            .filter(|c| !excluded_contacts.contains(c))
-            .count() as f64,
+        Aggregate::ContactsKnown => {
+            let known = history.contact_positions_at(account_id, at);
+            if excluded_contacts.is_empty() {
+                known.len() as f64
+            } else {
+                known
+                    .iter()
+                    .filter_map(|&p| history.contact_id(p))
+                    .filter(|c| !excluded_contacts.contains(c))
+                    .count() as f64
+            }
+        }
         Aggregate::SystemSize => {
             let parent = history
                 .accounts

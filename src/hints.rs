@@ -99,25 +99,26 @@ fn candidates(
     let uses = |feature: &str| space.columns.iter().any(|c| c.feature == feature);
     let person = record.person;
     let since = at - Duration::days(space.engagement_window_days);
-    let contacts: Vec<&str> = record
+    // Contacts are handled by position, which follows id order, and named by id only in
+    // the candidates.
+    let contacts: Vec<u32> = record
         .account
-        .map(|a| history.contacts_at(a, at))
+        .map(|a| history.contact_positions_at(a, at))
         .unwrap_or_default();
     let engaged = record
         .account
-        .map(|a| history.engaged_contacts(a, since, at))
+        .map(|a| history.engaged_contact_positions(a, since, at))
         .unwrap_or_default();
+    let id = |position: u32| history.contact_id(position).unwrap_or_default();
     let mut out = Vec::new();
     for name in &config.actionable {
         match name.as_str() {
             "roles_engaged" if uses("roles_engaged") => {
-                let engaged_roles: std::collections::BTreeSet<&str> = engaged
-                    .iter()
-                    .filter_map(|c| history.contact_role(c))
-                    .collect();
+                let engaged_roles: std::collections::BTreeSet<&str> =
+                    engaged.iter().filter_map(|&c| history.role_of(c)).collect();
                 let mut tried = std::collections::BTreeSet::new();
-                for contact in &contacts {
-                    let Some(role) = history.contact_role(contact) else {
+                for &contact in &contacts {
+                    let Some(role) = history.role_of(contact) else {
                         continue;
                     };
                     if engaged_roles.contains(role) || !tried.insert(role) {
@@ -129,7 +130,7 @@ fn candidates(
                         "a"
                     };
                     out.push(activity(
-                        contact,
+                        id(contact),
                         Some(role),
                         false,
                         date,
@@ -138,10 +139,10 @@ fn candidates(
                 }
             }
             "contacts_engaged" if uses("contacts_engaged") => {
-                if let Some(contact) = contacts.iter().find(|c| !engaged.contains(**c)) {
+                if let Some(&contact) = contacts.iter().find(|c| !engaged.contains(*c)) {
                     out.push(activity(
-                        contact,
-                        history.contact_role(contact),
+                        id(contact),
+                        history.role_of(contact),
                         false,
                         date,
                         "if one more contact engages".to_string(),
@@ -168,8 +169,8 @@ fn candidates(
                         let with = engaged.iter().next().copied().or(contacts.first().copied());
                         if let Some(contact) = with {
                             out.push(activity(
-                                contact,
-                                history.contact_role(contact),
+                                id(contact),
+                                history.role_of(contact),
                                 true,
                                 date,
                                 "with a demo or meeting".to_string(),
@@ -195,8 +196,8 @@ fn candidates(
                         let with = engaged.iter().next().copied().or(contacts.first().copied());
                         if let Some(contact) = with {
                             out.push(activity(
-                                contact,
-                                history.contact_role(contact),
+                                id(contact),
+                                history.role_of(contact),
                                 false,
                                 date,
                                 "if the account is contacted now".to_string(),

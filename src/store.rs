@@ -718,6 +718,31 @@ impl Store {
         })
     }
 
+    /// Passes every stored record of `object` to `visit` like [`Store::for_each_record`], with
+    /// only the fields named in `keep`. The values of the others are skipped undecoded.
+    pub fn for_each_record_with(
+        &self,
+        object: &str,
+        keep: &[&str],
+        mut visit: impl FnMut(Record),
+    ) -> Result<(), StoreError> {
+        use serde::de::DeserializeSeed;
+        let name = records_tree(object);
+        self.db.for_each(&name, |key, value| {
+            let mut deserializer = serde_json::Deserializer::from_slice(value);
+            let record = record_fields::WithFields { keep }
+                .deserialize(&mut deserializer)
+                .and_then(|record| deserializer.end().map(|()| record))
+                .map_err(|err| StoreError::Corrupt {
+                    tree: name.clone(),
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    message: err.to_string(),
+                })?;
+            visit(record);
+            Ok(())
+        })
+    }
+
     /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),
     /// reading the table once and decoding only the stamp of each record.
     pub fn stored_modstamps(
@@ -1555,6 +1580,9 @@ mod tests {
 // The redb database and its table helpers, a child module so that only the store touches redb.
 #[path = "store_db.rs"]
 mod store_db;
+
+#[path = "record_fields.rs"]
+mod record_fields;
 
 // The migration of a sled store of the previous format, a child module like the journal.
 #[path = "sled_migration.rs"]

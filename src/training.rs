@@ -364,9 +364,11 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         history.add_opportunity(&record);
     })?;
     converter.finish()?;
-    store.for_each_record(fields::CONTACT_ROLE, |record| {
-        history.add_contact_role(&record);
-    })?;
+    store.for_each_record_with(
+        fields::CONTACT_ROLE,
+        crate::features::CONTACT_ROLE_FIELDS,
+        |record| history.add_contact_role(&record),
+    )?;
     add_activities(store, &mut history)?;
     history.finish_loading();
     Ok(Loaded {
@@ -385,7 +387,9 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
 /// from that thread's own malloc arena, which kept the freed memory.
 fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineError> {
     for (object, meeting) in [(fields::TASK, false), (fields::EVENT, true)] {
-        store.for_each_record(object, |record| history.add_activity(&record, meeting))?;
+        store.for_each_record_with(object, crate::features::ACTIVITY_FIELDS, |record| {
+            history.add_activity(&record, meeting)
+        })?;
     }
     Ok(())
 }
