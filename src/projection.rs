@@ -8,6 +8,7 @@
 //! each distinct value of the field once for all the object's records (see [`Projector`]).
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -310,11 +311,17 @@ impl Projector {
     }
 }
 
-/// Projected records of one object sorted by id, looked up by binary search: a map without
-/// a second copy of each id as its key and without tree nodes.
+/// Projected records of one object sorted by id, found through a hash table of their
+/// positions: a map without a second copy of each id as its key and without tree nodes.
+///
+/// A binary search over a million ids that share their first characters compared about 20
+/// of them per lookup, which was most of the history's load time; a hash lookup compares one.
 #[derive(Debug, Default)]
 pub struct RecordsById {
     records: Vec<ProjectedRecord>,
+    /// Positions in `records`, by the hash of the id.
+    index: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl RecordsById {
@@ -330,14 +337,26 @@ impl RecordsById {
             }
         }
         kept.shrink_to_fit();
-        RecordsById { records: kept }
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let hash = |id: &str| hasher.hash_one(id);
+        let mut index = hashbrown::HashTable::with_capacity(kept.len());
+        for (position, record) in kept.iter().enumerate() {
+            let position = u32::try_from(position).expect("fewer than 2^32 records per object");
+            index.insert_unique(hash(&record.id), position, |&p| hash(&kept[p as usize].id));
+        }
+        RecordsById {
+            records: kept,
+            index,
+            hasher,
+        }
     }
 
     /// Returns the place of a record in id order.
     pub(crate) fn position(&self, id: &str) -> Option<usize> {
-        self.records
-            .binary_search_by(|record| record.id.as_str().cmp(id))
-            .ok()
+        let hash = self.hasher.hash_one(id);
+        self.index
+            .find(hash, |&p| self.records[p as usize].id == id)
+            .map(|&p| p as usize)
     }
 
     /// Returns the record at a place in id order.
