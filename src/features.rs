@@ -1301,19 +1301,29 @@ impl FeatureSpace {
         reasons
     }
 
-    /// Phrases every configured feature once, in column order, as [`FeatureSpace::reasons`]
-    /// would phrase it for this row. Together with the contributions, which only pick and
-    /// sign the phrases, these are everything the reasons of the row are made of.
-    pub fn phrases(&self, history: &History, target: Target<'_>, row: &[f64]) -> Vec<String> {
-        // `phrase` phrases a feature by its first column, so each first column is phrased.
+    /// Returns the index of each feature's first column, in column order. `phrase` phrases
+    /// a feature by its first column.
+    pub(crate) fn first_columns(&self) -> Vec<usize> {
         let mut seen: HashSet<&str> = HashSet::new();
-        let mut out = Vec::new();
-        for (index, column) in self.columns.iter().enumerate() {
-            if seen.insert(&column.feature) {
-                out.push(self.phrase_column(history, target, index, row));
-            }
-        }
-        out
+        (0..self.columns.len())
+            .filter(|&index| seen.insert(&self.columns[index].feature))
+            .collect()
+    }
+
+    /// Phrases every configured feature once, in column order, as [`FeatureSpace::reasons`]
+    /// would phrase it for this row; `first` is [`FeatureSpace::first_columns`], found once
+    /// for many rows. Together with the contributions, which only pick and sign the phrases,
+    /// these are everything the reasons of the row are made of.
+    pub(crate) fn phrases_of<'a>(
+        &'a self,
+        history: &'a History,
+        target: Target<'a>,
+        row: &'a [f64],
+        first: &'a [usize],
+    ) -> impl Iterator<Item = String> + 'a {
+        first
+            .iter()
+            .map(move |&index| self.phrase_column(history, target, index, row))
     }
 
     fn phrase(&self, history: &History, target: Target<'_>, feature: &str, row: &[f64]) -> String {
@@ -1338,17 +1348,15 @@ impl FeatureSpace {
                 let raw = target
                     .account
                     .and_then(|a| history.accounts.get(a))
-                    .map(|a| a.get(field).clone())
-                    .unwrap_or(Value::Null);
-                attribute_phrase(&column.label, *kind, &raw, value)
+                    .map_or(&Value::Null, |a| a.get(field));
+                attribute_phrase(&column.label, *kind, raw, value)
             }
             Source::PersonAttribute { field, kind, .. } => {
                 let raw = target
                     .person
                     .and_then(|p| history.person(self.level, p))
-                    .map(|p| p.get(field).clone())
-                    .unwrap_or(Value::Null);
-                attribute_phrase(&column.label, *kind, &raw, value)
+                    .map_or(&Value::Null, |p| p.get(field));
+                attribute_phrase(&column.label, *kind, raw, value)
             }
             Source::Aggregate(aggregate) => aggregate_phrase(*aggregate, value, window),
             Source::PersonAggregate(aggregate) => {

@@ -28,6 +28,8 @@ pub(crate) struct ReasonsFingerprint {
     prefix: Sha256,
     /// The trees' split values, or `None` when the model reads exact values.
     bins: Option<SplitBins>,
+    /// The first column of each feature, which its phrase reads.
+    first_columns: Vec<usize>,
 }
 
 impl ReasonsFingerprint {
@@ -36,6 +38,7 @@ impl ReasonsFingerprint {
     pub(crate) fn new(
         model_version: &str,
         model: &TrainedModel,
+        space: &FeatureSpace,
         positive: usize,
         negative: usize,
     ) -> ReasonsFingerprint {
@@ -48,10 +51,12 @@ impl ReasonsFingerprint {
         ReasonsFingerprint {
             prefix,
             bins: model.split_bins(),
+            first_columns: space.first_columns(),
         }
     }
 
-    /// Returns the fingerprint of the reasons of `target`'s feature row `row`.
+    /// Returns the fingerprint of the reasons of `target`'s feature row `row`. `space` is the
+    /// one the fingerprints were started with.
     pub(crate) fn key(
         &self,
         space: &FeatureSpace,
@@ -75,7 +80,7 @@ impl ReasonsFingerprint {
                 }
             }
         }
-        for phrase in space.phrases(history, target, row) {
+        for phrase in space.phrases_of(history, target, row, &self.first_columns) {
             write_text(&mut hash, &phrase);
         }
         let digest = hash.finalize();

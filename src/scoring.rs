@@ -284,6 +284,7 @@ pub fn score_records_each(
         fingerprint: ReasonsFingerprint::new(
             &stored.version,
             &model,
+            &space,
             config.scoring.reasons,
             NEGATIVE_REASONS,
         ),
