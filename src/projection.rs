@@ -314,8 +314,8 @@ impl Projector {
 /// Projected records of one object sorted by id, found through a hash table of their
 /// positions: a map without a second copy of each id as its key and without tree nodes.
 ///
-/// A binary search over a million ids that share their first characters compared about 20
-/// of them per lookup, which was most of the history's load time; a hash lookup compares one.
+/// A binary search over a million ids that share their first characters compares about 20
+/// of them per lookup. A hash lookup compares one.
 #[derive(Debug, Default)]
 pub struct RecordsById {
     records: Vec<ProjectedRecord>,

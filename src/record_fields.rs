@@ -1,7 +1,7 @@
 //! Decodes a stored record with only some of its fields, skipping the values of the rest
 //! without building them.
 //!
-//! Loading the history reads every stored task and event for four or five of their fields.
+//! Loading the history reads every stored task and event for five of their fields.
 //! Decoding the whole record built a map entry and a string for each of the others first.
 
 use std::collections::BTreeMap;
