@@ -173,7 +173,7 @@ pub struct History {
     system_size: HashMap<String, usize>,
 }
 
-/// The task and event fields [`History::add_activity`] reads; loading decodes no others.
+/// The task and event fields [`History::add_activity`] reads. Loading decodes no others.
 pub const ACTIVITY_FIELDS: &[&str] = &[
     "Subject",
     "ActivityDate",
@@ -186,13 +186,13 @@ pub const ACTIVITY_FIELDS: &[&str] = &[
 /// The `OpportunityContactRole` fields [`History::add_contact_role`] reads.
 pub const CONTACT_ROLE_FIELDS: &[&str] = &["OpportunityId", "ContactId"];
 
-/// Reads a field of an activity; debug builds check that loading decodes it.
+/// Reads a field of an activity. Debug builds check that loading decodes it.
 fn activity_field<'r>(record: &'r Record, field: &str) -> &'r Value {
     debug_assert!(ACTIVITY_FIELDS.contains(&field), "{field} is not decoded");
     record.get(field)
 }
 
-/// Reads a field of a contact role; debug builds check that loading decodes it.
+/// Reads a field of a contact role. Debug builds check that loading decodes it.
 fn role_field<'r>(record: &'r Record, field: &str) -> &'r Value {
     debug_assert!(
         CONTACT_ROLE_FIELDS.contains(&field),
@@ -592,7 +592,7 @@ impl History {
     }
 
     /// Returns the buying role of the contact at a position in [`History::contacts`].
-    fn contact_role_at(&self, position: usize) -> Option<&str> {
+    pub(crate) fn contact_role_at(&self, position: usize) -> Option<&str> {
         let code = *self.contact_roles.get(position)?;
         self.role_names.get(code as usize).map(String::as_str)
     }
@@ -715,11 +715,6 @@ impl History {
     /// Returns the id of the contact at `position`.
     pub(crate) fn contact_id(&self, position: u32) -> Option<&str> {
         self.contacts.at(position as usize).map(|c| c.id.as_str())
-    }
-
-    /// Returns the buying role of the contact at `position`.
-    pub(crate) fn role_of(&self, position: u32) -> Option<&str> {
-        self.contact_role_at(position as usize)
     }
 }
 
@@ -1075,7 +1070,7 @@ impl FeatureSpace {
 
     /// Returns what [`FeatureSpace::row_with`] returns for `change`, given `base`, the row
     /// [`FeatureSpace::row`] returned for the same target and time. Only the columns the
-    /// change can move are computed; the rest are copied from `base`.
+    /// change can move are computed, and the rest are copied from `base`.
     pub fn row_changed<'h>(
         &self,
         history: &'h History,
@@ -1311,7 +1306,7 @@ impl FeatureSpace {
     }
 
     /// Phrases every configured feature once, in column order, as [`FeatureSpace::reasons`]
-    /// would phrase it for this row; `first` is [`FeatureSpace::first_columns`], found once
+    /// would phrase it for this row. `first` is [`FeatureSpace::first_columns`], found once
     /// for many rows. Together with the contributions, which only pick and sign the phrases,
     /// these are everything the reasons of the row are made of.
     pub(crate) fn phrases_of<'a>(
@@ -1461,7 +1456,7 @@ impl<'v> FieldRead<'v> {
         }
     }
 
-    /// Returns the column value of this field for `kind`; `category` names a one-hot
+    /// Returns the column value of this field for `kind`. `category` names a one-hot
     /// column's category.
     fn attribute_value(&mut self, kind: AttributeKind, category: Option<&str>) -> f64 {
         if kind != AttributeKind::Category {
@@ -1471,11 +1466,16 @@ impl<'v> FieldRead<'v> {
             return f64::NAN;
         }
         let value = self.value;
-        let text = self.text.get_or_insert_with(|| match value {
-            Value::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
-            other => std::borrow::Cow::Owned(other.to_string()),
-        });
+        let text = self.text.get_or_insert_with(|| category_text(value));
         f64::from(u8::from(Some(text.as_ref()) == category))
+    }
+}
+
+/// Returns the text a one-hot column compares with its category.
+fn category_text(value: &Value) -> std::borrow::Cow<'_, str> {
+    match value {
+        Value::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
+        other => std::borrow::Cow::Owned(other.to_string()),
     }
 }
 
@@ -1499,7 +1499,7 @@ fn attribute_value(value: &Value, kind: AttributeKind, category: Option<&str>) -
         },
         AttributeKind::Category => match value {
             Value::Null => f64::NAN,
-            other => f64::from(u8::from(Some(other.to_string().as_str()) == category)),
+            other => f64::from(u8::from(Some(category_text(other).as_ref()) == category)),
         },
     }
 }

@@ -114,11 +114,13 @@ fn candidates(
     for name in &config.actionable {
         match name.as_str() {
             "roles_engaged" if uses("roles_engaged") => {
-                let engaged_roles: std::collections::BTreeSet<&str> =
-                    engaged.iter().filter_map(|&c| history.role_of(c)).collect();
+                let engaged_roles: std::collections::BTreeSet<&str> = engaged
+                    .iter()
+                    .filter_map(|&c| history.contact_role_at(c as usize))
+                    .collect();
                 let mut tried = std::collections::BTreeSet::new();
                 for &contact in &contacts {
-                    let Some(role) = history.role_of(contact) else {
+                    let Some(role) = history.contact_role_at(contact as usize) else {
                         continue;
                     };
                     if engaged_roles.contains(role) || !tried.insert(role) {
@@ -142,7 +144,7 @@ fn candidates(
                 if let Some(&contact) = contacts.iter().find(|c| !engaged.contains(*c)) {
                     out.push(activity(
                         id(contact),
-                        history.role_of(contact),
+                        history.contact_role_at(contact as usize),
                         false,
                         date,
                         "if one more contact engages".to_string(),
@@ -170,7 +172,7 @@ fn candidates(
                         if let Some(contact) = with {
                             out.push(activity(
                                 id(contact),
-                                history.role_of(contact),
+                                history.contact_role_at(contact as usize),
                                 true,
                                 date,
                                 "with a demo or meeting".to_string(),
@@ -197,7 +199,7 @@ fn candidates(
                         if let Some(contact) = with {
                             out.push(activity(
                                 id(contact),
-                                history.role_of(contact),
+                                history.contact_role_at(contact as usize),
                                 false,
                                 date,
                                 "if the account is contacted now".to_string(),

@@ -2,7 +2,10 @@
 //! without building them.
 //!
 //! Loading the history reads every stored task and event for five of their fields.
-//! Decoding the whole record built a map entry and a string for each of the others first.
+//! Decoding whole records would build a map entry and a string for each of the others.
+//!
+//! NOTE: skipped values are not validated, so a corrupt value in an unread field passes here
+//! and fails only where whole records are decoded.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -238,11 +238,16 @@ fn records_tree(object: &str) -> String {
 }
 
 fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|err| corrupt(tree, key, &err))
+}
+
+/// Builds the error for the stored value under `key` in `tree` that failed to decode.
+fn corrupt(tree: &str, key: &[u8], err: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         tree: tree.to_string(),
         key: String::from_utf8_lossy(key).into_owned(),
         message: err.to_string(),
-    })
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -733,11 +738,7 @@ impl Store {
             let record = record_fields::WithFields { keep }
                 .deserialize(&mut deserializer)
                 .and_then(|record| deserializer.end().map(|()| record))
-                .map_err(|err| StoreError::Corrupt {
-                    tree: name.clone(),
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    message: err.to_string(),
-                })?;
+                .map_err(|err| corrupt(&name, key, &err))?;
             visit(record);
             Ok(())
         })

@@ -234,8 +234,8 @@ async fn create(env: &Env, object: &str, body: Value) -> String {
 
 /// The score step searches the hints of a whole batch of records with one model call, and
 /// the `score` command builds one history for all levels. Every record's hint must equal the
-/// hint a search of that record alone finds, its candidate rows built from its own row must
-/// equal those built whole, and scoring a level with the shared history must report what
+/// hint a search of that record alone finds. Its candidate rows built from its own row must
+/// equal those built whole. Scoring a level with the shared history must report what
 /// scoring it with its own freshly built history reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_hints_and_shared_history_change_nothing() {
