@@ -21,7 +21,7 @@ use crate::levels::{self, Example};
 use crate::model::TrainedModel;
 use crate::pipeline::{PipelineError, Schemas};
 use crate::scoring::score_of;
-use crate::store::{Store, StoreError};
+use crate::store::{PendingKind, Store, StoreError};
 
 /// The picklist values reps choose from, in the order the CRM lists them.
 pub const FLAG_VALUES: [&str; 3] = ["Too high", "Too low", "Right"];
@@ -269,13 +269,13 @@ fn comment_of(record: &Record, field: &str) -> Option<String> {
     }
 }
 
-/// Compares the feedback fields of every stored record of the scored objects with the
-/// record's latest flag and stores a new flag for each change. A record seen for the first
-/// time gets a flag only when a value or comment is set. Objects whose feedback fields were
-/// not pulled are skipped.
-// NOTE: this reads every stored record of the scored objects on each pull, which is simple
-// and recovers from a pull cut off between storing a page and storing its flags, but costs a
-// full scan of those records.
+/// Compares the feedback fields of the scored objects' records with each record's latest flag
+/// and stores a new flag for each change. A record seen for the first time gets a flag only
+/// when a value or comment is set. Objects whose feedback fields were not pulled are skipped.
+///
+/// Once this has read every record of an object while the pull marks its changes, later
+/// calls read only the records marked since (see `Store::track_changes`). The marks are
+/// cleared only after the flags are stored, so a pull cut off in between loses none.
 pub fn record_flags(
     store: &Store,
     config: &Config,
@@ -283,16 +283,24 @@ pub fn record_flags(
 ) -> Result<FlagPullReport, StoreError> {
     let fields = FeedbackFields::of(config);
     let latest = store.latest_flags()?;
+    let start = store.pending_start()?;
     let mut report = FlagPullReport::default();
     let mut new_flags = Vec::new();
+    // Each object read, with the tracking epoch its reading covers.
+    let mut read: Vec<(&str, Option<String>)> = Vec::new();
     for &level in &config.scoring.levels {
         let object = level.object();
+        let epoch = store.tracking_epoch(object)?.map(|epoch| epoch.to_string());
         let pulled = store.pulled_fields(object)?.unwrap_or_default();
         let has_flag = pulled.contains(&fields.flag);
         let has_comment = pulled.contains(&fields.comment);
         if !has_flag && !has_comment {
+            read.push((object, None));
             continue;
         }
+        let incremental =
+            epoch.is_some() && store.pending_scanned(PendingKind::Flags, object)? == epoch;
+        read.push((object, epoch));
         let scores = store.at_level(level);
         // The records are streamed and only those whose flag or comment changed are kept,
         // so a pull over a million contacts does not hold them all.
@@ -302,7 +310,7 @@ pub fn record_flags(
             .map(|((_, id), flag)| (id.as_str(), flag))
             .collect();
         let mut changed = Vec::new();
-        store.for_each_record(object, |record| {
+        let mut consider = |record: Record| {
             let value = if has_flag {
                 FlagValue::parse(record.get(&fields.flag))
             } else {
@@ -320,7 +328,23 @@ pub fn record_flags(
             if is_new {
                 changed.push((record, value, comment));
             }
-        })?;
+        };
+        if incremental {
+            let mut after: Option<String> = None;
+            loop {
+                let ids = store.pending_ids(PendingKind::Flags, object, after.as_deref(), 2_000)?;
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                for record in store.stored_records(object, &ids)?.into_iter().flatten() {
+                    consider(record);
+                }
+                match ids.last() {
+                    Some(last) if ids.len() == 2_000 => after = Some((*last).to_string()),
+                    _ => break,
+                }
+            }
+        } else {
+            store.for_each_record(object, consider)?;
+        }
         for (record, value, comment) in changed {
             let row = scores.score_row(&record.id)?;
             let flag = Flag {
@@ -362,6 +386,12 @@ pub fn record_flags(
         }
     }
     store.record_flags(&new_flags)?;
+    for (object, epoch) in read {
+        store.clear_pending(PendingKind::Flags, object, start, &[])?;
+        if let Some(epoch) = epoch {
+            store.set_pending_scanned(PendingKind::Flags, object, &epoch)?;
+        }
+    }
     report.recorded = new_flags.len();
     if report.recorded > 0 {
         tracing::info!(flags = report.recorded, "stored rep flags");

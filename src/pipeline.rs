@@ -618,6 +618,11 @@ pub async fn pull<C: Connector>(
     // The store is tied to the CRM only once the CRM has responded, so a pull against a
     // mistyped or unreachable URL leaves a new store free for the corrected one.
     store.bind_source(&source_name(config))?;
+    // The records of the scored objects are marked as they are stored, so the flag scan and
+    // the push read only what changed.
+    for level in crate::level::Level::ALL {
+        store.track_changes(level.object(), config.scoring.levels.contains(&level))?;
+    }
     let server_now = connector.server_time();
     let lookback = chrono::Duration::from_std(config.connector.cursor_lookback())
         .unwrap_or_else(|_| chrono::Duration::zero());

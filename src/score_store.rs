@@ -13,9 +13,10 @@
 //! This file is a child module of `store`, so redb stays inside the store module.
 
 use redb::ReadableTable;
+use serde::Deserialize;
 
 use super::store_db::{generate_id, table, Commit};
-use super::{encode, ScoreRow, Store, StoreError};
+use super::{encode, pending, ScoreRow, Store, StoreError};
 use crate::level::Level;
 
 /// Rows per write transaction while a run is staged. With sled, storing 759,904 contact scores
@@ -55,13 +56,45 @@ pub struct ScoreWriter<'s> {
 impl ScoreWriter<'_> {
     /// Stages `rows`, in write transactions of at most [`SCORE_CHUNK_ROWS`] rows. A later
     /// row with the id of an earlier one replaces it. The transactions are not synced to
-    /// disk: [`ScoreWriter::commit`] makes them durable together with the pointer.
+    /// disk: [`ScoreWriter::commit`] makes them durable together with the pointer. A row
+    /// whose written values differ from the live run's row of the same record, or that the
+    /// live run lacks, is marked for the next push in the same transaction.
     pub fn push(&mut self, rows: &[ScoreRow]) -> Result<(), StoreError> {
+        let live = match &self.live_before {
+            Some(name) => String::from_utf8_lossy(name).into_owned(),
+            None => base_name(self.store.level),
+        };
         for chunk in rows.chunks(SCORE_CHUNK_ROWS) {
             self.store.db.write(Commit::Deferred, |transaction| {
+                let mut changed: Vec<&ScoreRow> = Vec::new();
+                {
+                    let previous = transaction.open_table(table(&live))?;
+                    for row in chunk {
+                        let same = match previous.get(row.id.as_bytes())? {
+                            Some(bytes) => serde_json::from_slice::<WrittenPart>(bytes.value())
+                                .is_ok_and(|part| part.matches(row)),
+                            None => false,
+                        };
+                        if !same {
+                            changed.push(row);
+                        }
+                    }
+                }
                 let mut tree = transaction.open_table(table(&self.name))?;
                 for row in chunk {
                     tree.insert(row.id.as_bytes(), encode(row).as_slice())?;
+                }
+                drop(tree);
+                let mut by_object: std::collections::BTreeMap<&str, Vec<&str>> =
+                    std::collections::BTreeMap::new();
+                for row in changed {
+                    by_object
+                        .entry(row.object.as_str())
+                        .or_default()
+                        .push(row.id.as_str());
+                }
+                for (object, ids) in by_object {
+                    pending::mark_for_push(transaction, object, ids)?;
                 }
                 Ok(())
             })?;
@@ -128,6 +161,39 @@ impl Drop for ScoreWriter<'_> {
     }
 }
 
+/// The parts of a stored score row that decide what the push writes (see
+/// `writeback::desired_values`): a row whose parts equal the previous run's needs no push
+/// unless the CRM's copy changed. The other fields are skipped undecoded.
+#[derive(Deserialize)]
+struct WrittenPart {
+    score: f64,
+    tier: String,
+    reasons: Vec<String>,
+    #[serde(default)]
+    hint: Option<HintText>,
+    #[serde(default)]
+    sales_ready: Option<bool>,
+    model_version: String,
+}
+
+/// The text of a stored hint, the only part of it the push writes.
+#[derive(Deserialize)]
+struct HintText {
+    text: String,
+}
+
+impl WrittenPart {
+    fn matches(&self, row: &ScoreRow) -> bool {
+        self.score.to_bits() == row.score.to_bits()
+            && self.tier == row.tier
+            && self.reasons == row.reasons
+            && self.hint.as_ref().map(|h| h.text.as_str())
+                == row.hint.as_ref().map(|h| h.text.as_str())
+            && self.sales_ready == row.sales_ready
+            && self.model_version == row.model_version
+    }
+}
+
 /// The scores of each level, a child of the store.
 impl Store {
     /// Starts writing a new run of this level's scores. Rows pushed to the writer replace
@@ -156,6 +222,29 @@ impl Store {
         let mut writer = self.score_writer()?;
         writer.push(rows)?;
         writer.commit()
+    }
+
+    /// Returns the live score row of each of `ids` at this level (`None` for an id without
+    /// one), read in one transaction.
+    pub fn score_rows(&self, ids: &[&str]) -> Result<Vec<Option<ScoreRow>>, StoreError> {
+        let name = self.scores_tree_name(self.level)?;
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        self.db
+            .get_many(&name, &keys)?
+            .into_iter()
+            .zip(keys)
+            .map(|(bytes, key)| {
+                bytes
+                    .map(|bytes| super::decode(&name, key, &bytes))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Returns the number of live score rows at this level.
+    pub fn score_count(&self) -> Result<usize, StoreError> {
+        let name = self.scores_tree_name(self.level)?;
+        Ok(usize::try_from(self.db.len(&name)?).unwrap_or(usize::MAX))
     }
 
     /// Returns the name of the table that contains this level's live scores.
@@ -294,6 +383,33 @@ mod tests {
         writer.commit().expect("commit");
         assert_eq!(store.scores().expect("scores"), run);
         assert!(store.stale_score_trees().expect("stale").is_empty());
+    }
+
+    #[test]
+    fn changed_rows_marked_for_push() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.replace_scores(&rows("v1", 6)).expect("first");
+        let start = store.pending_start().expect("start");
+        store
+            .clear_pending(super::super::PendingKind::Push, "Account", start, &[])
+            .expect("clear");
+
+        let mut next = rows("v1", 7);
+        // Only the written values count: a new time scored or probability marks nothing.
+        next[0].scored_at += chrono::Duration::days(1);
+        next[0].probability = 0.9;
+        next[1].score = 51.0;
+        next[2].tier = "A".into();
+        next[3].reasons = vec!["+ 3 buying roles engaged in 365 days".into()];
+        next[4].sales_ready = Some(true);
+        next[5].model_version = "v2".into();
+        store.replace_scores(&next).expect("second");
+        let marked = store
+            .pending_ids(super::super::PendingKind::Push, "Account", None, 100)
+            .expect("marks");
+        let expected: Vec<String> = next[1..].iter().map(|row| row.id.clone()).collect();
+        assert_eq!(marked, expected);
     }
 
     #[test]

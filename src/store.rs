@@ -678,7 +678,9 @@ impl Store {
         let encoded = encode_records(records);
         self.db.write(Commit::Durable, |transaction| {
             let mut tree = transaction.open_table(table(&name))?;
-            put_records(&mut tree, &encoded)
+            put_records(&mut tree, &encoded)?;
+            drop(tree);
+            pending::mark_pulled(transaction, object, records.iter().map(|r| r.id.as_str()))
         })
     }
 
@@ -696,9 +698,11 @@ impl Store {
         self.db.write(Commit::Durable, |transaction| {
             let mut tree = transaction.open_table(table(&name))?;
             put_records(&mut tree, &encoded)?;
+            drop(tree);
             let mut cursors = transaction.open_table(table("cursors"))?;
             cursors.insert(object.as_bytes(), cursor_bytes.as_slice())?;
-            Ok(())
+            drop(cursors);
+            pending::mark_pulled(transaction, object, records.iter().map(|r| r.id.as_str()))
         })
     }
 
@@ -1614,6 +1618,12 @@ pub use score_history::{ScoreHistory, ScoreHistoryEntry};
 #[path = "score_store.rs"]
 mod score_store;
 pub use score_store::{ScoreWriter, SCORE_CHUNK_ROWS};
+
+// The marks of records changed since the flag scan or the push last read them, a child module
+// like the journal.
+#[path = "pending.rs"]
+mod pending;
+pub use pending::PendingKind;
 
 // Rep flags on scores live in their own file but inside this module, like the journal.
 #[path = "feedback_store.rs"]

@@ -14,8 +14,8 @@ use crate::config::{Config, WritebackConfig};
 use crate::level::Level;
 use crate::pipeline::PipelineError;
 use crate::store::{
-    ConfirmedWrite, JournalEntry, JournalWrite, ScoreRow, Store, StoreError, WriteFailure,
-    WrittenValues,
+    ConfirmedWrite, JournalEntry, JournalWrite, PendingKind, ScoreRow, Store, StoreError,
+    WriteFailure, WrittenValues,
 };
 
 /// Joins reasons, and the hint after them, into the text written to the CRM, cut to
@@ -307,6 +307,11 @@ fn comparable(values: &WrittenValues) -> WrittenValues {
 /// changed scores of records that the store contains and does not mark deleted, minus those
 /// held back by a stored permanent failure. Each chunk reads the store when it is planned, so
 /// writes settled for earlier chunks are seen.
+///
+/// Once a push has read every score row while the pull marks the level's changes, later
+/// planners read only the rows marked since: records pulled with changes and rows whose
+/// written values changed (see `Store::track_changes`). Any other row needs no write, as
+/// its score and its CRM copy are both as the last push left them.
 pub struct PushPlanner<'a> {
     store: &'a Store,
     fields: &'a WritebackConfig,
@@ -317,6 +322,13 @@ pub struct PushPlanner<'a> {
     /// The id of the last score row read, where the next chunk starts after.
     after: Option<String>,
     finished: bool,
+    /// The tracking epoch and write-back settings the reading depends on, `None` when the
+    /// level's changes are not tracked.
+    stamp: Option<String>,
+    /// True when only the marked rows are read.
+    marked_only: bool,
+    /// Score rows read so far.
+    read: usize,
 }
 
 impl<'a> PushPlanner<'a> {
@@ -327,22 +339,43 @@ impl<'a> PushPlanner<'a> {
         reasons_max_len: &BTreeMap<Level, u32>,
         now: DateTime<Utc>,
         chunk_rows: usize,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let level = store.level();
         let sales_ready_field = match (level, config.lead.sales_ready_score) {
             (Level::Lead, Some(_)) => Some(config.lead.sales_ready_field.as_str()),
             _ => None,
         };
-        PushPlanner {
+        let fields = config.writeback_for(level);
+        let reasons_max_len = reasons_max_len.get(&level).copied();
+        let stamp = store.tracking_epoch(level.object())?.map(|epoch| {
+            // The written values depend on these settings too, so a change to any of them
+            // sends the planner back to every row.
+            format!(
+                "{epoch} {:?} {sales_ready_field:?} {reasons_max_len:?}",
+                [
+                    &fields.score_field,
+                    &fields.tier_field,
+                    &fields.reasons_field,
+                    &fields.model_version_field,
+                    &fields.scored_at_field,
+                ]
+            )
+        });
+        let marked_only =
+            stamp.is_some() && store.pending_scanned(PendingKind::Push, level.object())? == stamp;
+        Ok(PushPlanner {
             store,
-            fields: config.writeback_for(level),
+            fields,
             sales_ready_field,
-            reasons_max_len: reasons_max_len.get(&level).copied(),
+            reasons_max_len,
             now,
             chunk_rows: chunk_rows.max(1),
             after: None,
             finished: false,
-        }
+            stamp,
+            marked_only,
+            read: 0,
+        })
     }
 
     /// Plans the next chunk, or returns `None` after the last one. Fails when the level has
@@ -352,20 +385,67 @@ impl<'a> PushPlanner<'a> {
             return Ok(None);
         }
         let level = self.store.level();
-        let rows = self
-            .store
-            .score_page(self.after.as_deref(), self.chunk_rows)?;
-        if rows.is_empty() && self.after.is_none() {
+        let rows = if self.marked_only {
+            self.next_marked_rows()?
+        } else {
+            self.store
+                .score_page(self.after.as_deref(), self.chunk_rows)?
+        };
+        if rows.is_empty() && self.after.is_none() && self.store.score_count()? == 0 {
             return Err(PipelineError::Model(format!(
                 "no {level} scores in the store; run `leadscore score` first"
             )));
         }
-        self.finished = rows.len() < self.chunk_rows;
-        let Some(last) = rows.last() else {
-            return Ok(None);
-        };
-        self.after = Some(last.id.clone());
+        if !self.marked_only {
+            self.finished = rows.len() < self.chunk_rows;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            self.after = Some(last.id.clone());
+        }
+        self.read += rows.len();
         self.plan_rows(rows).map(Some)
+    }
+
+    /// Returns the score rows of the next chunk of marked ids. An id without a live score,
+    /// such as a deleted record's, is skipped.
+    fn next_marked_rows(&mut self) -> Result<Vec<ScoreRow>, PipelineError> {
+        let object = self.store.level().object();
+        let ids = self.store.pending_ids(
+            PendingKind::Push,
+            object,
+            self.after.as_deref(),
+            self.chunk_rows,
+        )?;
+        self.finished = ids.len() < self.chunk_rows;
+        if let Some(last) = ids.last() {
+            self.after = Some(last.clone());
+        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok(self.store.score_rows(&ids)?.into_iter().flatten().collect())
+    }
+
+    /// Returns the number of live score rows the planner did not read because nothing
+    /// marked them; each is unchanged.
+    pub fn unread(&self) -> Result<usize, StoreError> {
+        if !self.marked_only {
+            return Ok(0);
+        }
+        Ok(self.store.score_count()?.saturating_sub(self.read))
+    }
+
+    /// Clears the marks made before `start`, except those of `keep`, and lets the next
+    /// planner read the marked rows only. Called after a push that planned and settled
+    /// every chunk.
+    pub fn finish(self, start: u64, keep: &[&str]) -> Result<(), StoreError> {
+        let object = self.store.level().object();
+        self.store
+            .clear_pending(PendingKind::Push, object, start, keep)?;
+        if let Some(stamp) = &self.stamp {
+            self.store
+                .set_pending_scanned(PendingKind::Push, object, stamp)?;
+        }
+        Ok(())
     }
 
     /// Plans one chunk of score rows against the store as it is now.
@@ -563,10 +643,11 @@ pub fn preview(
     for &level in levels {
         let at_level = store.at_level(level);
         let mut planner =
-            PushPlanner::new(&at_level, config, reasons_max_len, now, PLAN_CHUNK_ROWS);
+            PushPlanner::new(&at_level, config, reasons_max_len, now, PLAN_CHUNK_ROWS)?;
         while let Some(plan) = planner.next_chunk()? {
             add_to_preview(&mut preview, level, plan);
         }
+        preview.unchanged += planner.unread()?;
     }
     preview.changes = preview.records.len();
     Ok(preview)
@@ -745,7 +826,9 @@ pub async fn push_in_chunks<C: Connector>(
         retried: 0,
         failed: Vec::new(),
     };
-    let mut planner = PushPlanner::new(store, config, reasons_max_len, now, chunk_rows);
+    // Marks made from here on stay for the next push.
+    let start = store.pending_start()?;
+    let mut planner = PushPlanner::new(store, config, reasons_max_len, now, chunk_rows)?;
     // Planned writes not sent yet, by object, because one journal entry covers one object.
     // Only full batches leave it until the last chunk is planned.
     let mut unsent: BTreeMap<String, Vec<PlannedWrite>> = BTreeMap::new();
@@ -782,9 +865,22 @@ pub async fn push_in_chunks<C: Connector>(
             if !writes.is_empty()
                 && !send_batch(connector, store, level, object, writes, now, &mut report).await?
             {
+                stopped = true;
                 break;
             }
         }
+    }
+    report.unchanged += planner.unread()?;
+    // A stopped push leaves every mark, so the next one plans what this one did not send.
+    // Failed writes keep theirs: the next push sends them again or, for a failure held until
+    // the record or its values change, reports them again.
+    if !stopped {
+        let failed: Vec<&str> = report
+            .failed
+            .iter()
+            .map(|failure| failure.id.as_str())
+            .collect();
+        planner.finish(start, &failed)?;
     }
     tracing::info!(
         %level,

@@ -181,7 +181,8 @@ async fn journal_reconciled_without_resending() {
         &reasons_max_len,
         Utc::now(),
         writeback::PLAN_CHUNK_ROWS,
-    );
+    )
+    .expect("planner");
     let plan = planner.next_chunk().expect("plan").expect("one chunk");
     assert_eq!(plan.writes.len(), 6);
     // A push that stopped after journalling six writes, of which the CRM received three.
