@@ -283,11 +283,11 @@ pub fn record_flags(
 ) -> Result<FlagPullReport, StoreError> {
     let fields = FeedbackFields::of(config);
     let latest = store.latest_flags()?;
-    let start = store.pending_start()?;
     let mut report = FlagPullReport::default();
     let mut new_flags = Vec::new();
-    // Each object read, with the tracking epoch its reading covers.
-    let mut read: Vec<(&str, Option<String>)> = Vec::new();
+    // Each object read, with the tracking epoch its reading covers and the start of the
+    // reading, before which its marks are dealt with.
+    let mut read: Vec<(&str, Option<String>, u64)> = Vec::new();
     for &level in &config.scoring.levels {
         let object = level.object();
         let epoch = store.tracking_epoch(object)?.map(|epoch| epoch.to_string());
@@ -295,12 +295,17 @@ pub fn record_flags(
         let has_flag = pulled.contains(&fields.flag);
         let has_comment = pulled.contains(&fields.comment);
         if !has_flag && !has_comment {
-            read.push((object, None));
+            read.push((object, None, store.pending_start()?));
             continue;
         }
         let incremental =
             epoch.is_some() && store.pending_scanned(PendingKind::Flags, object)? == epoch;
-        read.push((object, epoch));
+        let start = if incremental {
+            store.pending_start()?
+        } else {
+            store.begin_whole_scan(PendingKind::Flags, object)?
+        };
+        read.push((object, epoch, start));
         let scores = store.at_level(level);
         // The records are streamed and only those whose flag or comment changed are kept,
         // so a pull over a million contacts does not hold them all.
@@ -386,7 +391,7 @@ pub fn record_flags(
         }
     }
     store.record_flags(&new_flags)?;
-    for (object, epoch) in read {
+    for (object, epoch, start) in read {
         store.clear_pending(PendingKind::Flags, object, start, &[])?;
         if let Some(epoch) = epoch {
             store.set_pending_scanned(PendingKind::Flags, object, &epoch)?;

@@ -11,7 +11,8 @@
 //! A reader may rely on the marks only after it has read every record once while the object
 //! was tracked. It stores the tracking epoch it saw with its last whole scan. A missing or
 //! different epoch (tracking stopped and started again, a new store, an older version's
-//! store) sends it back to a whole scan.
+//! store) sends it back to a whole scan. Marks for a reader are made only once it has begun
+//! a whole scan under the current epoch, so a first full cycle marks nothing.
 //!
 //! This file is a child module of `store`, so redb stays inside the store module.
 
@@ -41,6 +42,13 @@ impl PendingKind {
         match self {
             PendingKind::Flags => format!("pending:flags-scanned:{object}"),
             PendingKind::Push => format!("pending:push-scanned:{object}"),
+        }
+    }
+
+    fn wanted_key(self, object: &str) -> String {
+        match self {
+            PendingKind::Flags => format!("pending:flags-wanted:{object}"),
+            PendingKind::Push => format!("pending:push-wanted:{object}"),
         }
     }
 }
@@ -83,40 +91,73 @@ fn insert_marks<'i>(
     Ok(())
 }
 
-/// Marks `ids` of `object` for both readers inside `transaction` when the object is tracked.
-/// The pull calls it with every page it stores.
-pub(super) fn mark_pulled<'i>(
+/// Returns the readers of `object` that want marks: those that began a whole scan under the
+/// current tracking epoch. Before that a reader reads every record anyway, so marking for it
+/// would only cost the pull and the score step (a first full cycle marks every record).
+fn wanting(
+    transaction: &redb::WriteTransaction,
+    object: &str,
+    kinds: &[PendingKind],
+) -> Result<Vec<PendingKind>, StoreError> {
+    let meta = transaction.open_table(table("meta"))?;
+    let Some(epoch) = meta.get(tracking_key(object).as_bytes())? else {
+        return Ok(Vec::new());
+    };
+    let epoch = epoch.value().to_vec();
+    let mut wanting = Vec::new();
+    for &kind in kinds {
+        let wanted = meta.get(kind.wanted_key(object).as_bytes())?;
+        if wanted.is_some_and(|wanted| wanted.value() == epoch.as_slice()) {
+            wanting.push(kind);
+        }
+    }
+    Ok(wanting)
+}
+
+/// Marks `ids` of `object` inside `transaction` for each reader of `kinds` that wants marks.
+fn mark<'i>(
     transaction: &redb::WriteTransaction,
     object: &str,
     ids: impl IntoIterator<Item = &'i str> + Clone,
+    kinds: &[PendingKind],
 ) -> Result<(), StoreError> {
     if ids.clone().into_iter().next().is_none() {
         return Ok(());
     }
-    let tracked = transaction
-        .open_table(table("meta"))?
-        .get(tracking_key(object).as_bytes())?
-        .is_some();
-    if !tracked {
+    let wanting = wanting(transaction, object, kinds)?;
+    if wanting.is_empty() {
         return Ok(());
     }
     let id = generate_id(transaction)?;
-    for kind in [PendingKind::Flags, PendingKind::Push] {
+    for kind in wanting {
         let mut marks = transaction.open_table(table(kind.table()))?;
         insert_marks(&mut marks, object, ids.clone(), id)?;
     }
     Ok(())
 }
 
-/// Marks `ids` of `object` for the push inside `transaction`, tracked or not.
+/// Marks `ids` of `object` inside `transaction` for both readers. The pull calls it with
+/// every page it stores.
+pub(super) fn mark_pulled<'i>(
+    transaction: &redb::WriteTransaction,
+    object: &str,
+    ids: impl IntoIterator<Item = &'i str> + Clone,
+) -> Result<(), StoreError> {
+    mark(
+        transaction,
+        object,
+        ids,
+        &[PendingKind::Flags, PendingKind::Push],
+    )
+}
+
+/// Marks `ids` of `object` inside `transaction` for the push.
 pub(super) fn mark_for_push<'i>(
     transaction: &redb::WriteTransaction,
     object: &str,
-    ids: impl IntoIterator<Item = &'i str>,
+    ids: impl IntoIterator<Item = &'i str> + Clone,
 ) -> Result<(), StoreError> {
-    let id = generate_id(transaction)?;
-    let mut marks = transaction.open_table(table(PendingKind::Push.table()))?;
-    insert_marks(&mut marks, object, ids, id)
+    mark(transaction, object, ids, &[PendingKind::Push])
 }
 
 /// Change tracking, a child of the store.
@@ -194,6 +235,22 @@ impl Store {
     /// and later clears the marks older than it keeps those made while it ran.
     pub fn pending_start(&self) -> Result<u64, StoreError> {
         self.db.write(Commit::Deferred, generate_id)
+    }
+
+    /// Returns a start like [`Store::pending_start`] for a reader `kind` about to read every
+    /// record of `object`, and from then on marks changes for it under the current epoch.
+    pub fn begin_whole_scan(&self, kind: PendingKind, object: &str) -> Result<u64, StoreError> {
+        self.db.write(Commit::Durable, |transaction| {
+            let mut meta = transaction.open_table(table("meta"))?;
+            let epoch = meta
+                .get(tracking_key(object).as_bytes())?
+                .map(|epoch| epoch.value().to_vec());
+            if let Some(epoch) = epoch {
+                meta.insert(kind.wanted_key(object).as_bytes(), epoch.as_slice())?;
+            }
+            drop(meta);
+            generate_id(transaction)
+        })
     }
 
     /// Returns up to `limit` ids of `object` marked for `kind`, in id order, after `after`.
@@ -309,6 +366,16 @@ mod tests {
         store.track_changes("Contact", true).expect("track");
         let epoch = store.tracking_epoch("Contact").expect("epoch");
         assert!(epoch.is_some());
+        // A reader that has not begun a whole scan gets no marks.
+        store
+            .save_page("Contact", &[record("Contact", "003z")], &cursor())
+            .expect("page");
+        assert!(all(&store, PendingKind::Flags, "Contact").is_empty());
+
+        for kind in [PendingKind::Flags, PendingKind::Push] {
+            store.begin_whole_scan(kind, "Contact").expect("begin");
+            store.begin_whole_scan(kind, "Account").expect("begin");
+        }
         store
             .save_page(
                 "Contact",
@@ -331,6 +398,11 @@ mod tests {
         assert!(all(&store, PendingKind::Flags, "Contact").is_empty());
         store.track_changes("Contact", true).expect("track");
         assert_ne!(store.tracking_epoch("Contact").expect("epoch"), epoch);
+        // The readers began their scans under the old epoch, so they get no marks.
+        store
+            .save_page("Contact", &[record("Contact", "003d")], &cursor())
+            .expect("page");
+        assert!(all(&store, PendingKind::Push, "Contact").is_empty());
     }
 
     #[test]
@@ -338,6 +410,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.track_changes("Lead", true).expect("track");
+        for kind in [PendingKind::Flags, PendingKind::Push] {
+            store.begin_whole_scan(kind, "Lead").expect("begin");
+        }
 
         store
             .save_records(

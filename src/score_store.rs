@@ -94,7 +94,7 @@ impl ScoreWriter<'_> {
                         .push(row.id.as_str());
                 }
                 for (object, ids) in by_object {
-                    pending::mark_for_push(transaction, object, ids)?;
+                    pending::mark_for_push(transaction, object, ids.iter().copied())?;
                 }
                 Ok(())
             })?;
@@ -389,11 +389,12 @@ mod tests {
     fn changed_rows_marked_for_push() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
+        let push = super::super::PendingKind::Push;
+        store.track_changes("Account", true).expect("track");
+        // Before the push began a whole scan, nothing is marked for it.
         store.replace_scores(&rows("v1", 6)).expect("first");
-        let start = store.pending_start().expect("start");
-        store
-            .clear_pending(super::super::PendingKind::Push, "Account", start, &[])
-            .expect("clear");
+        assert_eq!(store.pending_count(push, "Account").expect("count"), 0);
+        store.begin_whole_scan(push, "Account").expect("begin");
 
         let mut next = rows("v1", 7);
         // Only the written values count: a new time scored or probability marks nothing.
@@ -406,7 +407,7 @@ mod tests {
         next[5].model_version = "v2".into();
         store.replace_scores(&next).expect("second");
         let marked = store
-            .pending_ids(super::super::PendingKind::Push, "Account", None, 100)
+            .pending_ids(push, "Account", None, 100)
             .expect("marks");
         let expected: Vec<String> = next[1..].iter().map(|row| row.id.clone()).collect();
         assert_eq!(marked, expected);

@@ -327,6 +327,8 @@ pub struct PushPlanner<'a> {
     stamp: Option<String>,
     /// True when only the marked rows are read.
     marked_only: bool,
+    /// The start of a push's reading (see [`PushPlanner::begin`]).
+    start: Option<u64>,
     /// Score rows read so far.
     read: usize,
 }
@@ -374,6 +376,7 @@ impl<'a> PushPlanner<'a> {
             finished: false,
             stamp,
             marked_only,
+            start: None,
             read: 0,
         })
     }
@@ -434,10 +437,26 @@ impl<'a> PushPlanner<'a> {
         Ok(self.store.score_count()?.saturating_sub(self.read))
     }
 
-    /// Clears the marks made before `start`, except those of `keep`, and lets the next
-    /// planner read the marked rows only. Called after a push that planned and settled
+    /// Records where a push's reading starts, before the first chunk: marks made later stay
+    /// for the next push. Before reading every row, it also asks for marks from now on. A
+    /// preview, which writes nothing, does not call it.
+    pub fn begin(&mut self) -> Result<(), StoreError> {
+        let object = self.store.level().object();
+        self.start = Some(if self.marked_only {
+            self.store.pending_start()?
+        } else {
+            self.store.begin_whole_scan(PendingKind::Push, object)?
+        });
+        Ok(())
+    }
+
+    /// Clears the marks made before the push began, except those of `keep`, and lets the
+    /// next planner read the marked rows only. Called after a push that planned and settled
     /// every chunk.
-    pub fn finish(self, start: u64, keep: &[&str]) -> Result<(), StoreError> {
+    pub fn finish(self, keep: &[&str]) -> Result<(), StoreError> {
+        let Some(start) = self.start else {
+            return Ok(());
+        };
         let object = self.store.level().object();
         self.store
             .clear_pending(PendingKind::Push, object, start, keep)?;
@@ -826,9 +845,8 @@ pub async fn push_in_chunks<C: Connector>(
         retried: 0,
         failed: Vec::new(),
     };
-    // Marks made from here on stay for the next push.
-    let start = store.pending_start()?;
     let mut planner = PushPlanner::new(store, config, reasons_max_len, now, chunk_rows)?;
+    planner.begin()?;
     // Planned writes not sent yet, by object, because one journal entry covers one object.
     // Only full batches leave it until the last chunk is planned.
     let mut unsent: BTreeMap<String, Vec<PlannedWrite>> = BTreeMap::new();
@@ -880,7 +898,7 @@ pub async fn push_in_chunks<C: Connector>(
             .iter()
             .map(|failure| failure.id.as_str())
             .collect();
-        planner.finish(start, &failed)?;
+        planner.finish(&failed)?;
     }
     tracing::info!(
         %level,
