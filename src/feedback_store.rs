@@ -102,14 +102,7 @@ impl Store {
     /// each row is skipped while decoding, so the score step can compare fingerprints without
     /// building whole rows.
     pub fn stored_reasons(&self, ids: &[&str]) -> Result<Vec<Option<StoredReasons>>, StoreError> {
-        let name = self.scores_tree_name(self.level)?;
-        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
-        self.db
-            .get_many(&name, &keys)?
-            .into_iter()
-            .zip(keys)
-            .map(|(bytes, key)| bytes.map(|bytes| decode(&name, key, &bytes)).transpose())
-            .collect()
+        self.live_scores_as(ids)
     }
 
     /// Returns the stored score of one record at this view's level.

@@ -227,6 +227,15 @@ impl Store {
     /// Returns the live score row of each of `ids` at this level (`None` for an id without
     /// one), read in one transaction.
     pub fn score_rows(&self, ids: &[&str]) -> Result<Vec<Option<ScoreRow>>, StoreError> {
+        self.live_scores_as(ids)
+    }
+
+    /// Decodes the live score row of each of `ids` at this level as `T` (`None` for an id
+    /// without one), read in one transaction. A `T` with fewer fields skips the rest.
+    pub(super) fn live_scores_as<T: serde::de::DeserializeOwned>(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<Option<T>>, StoreError> {
         let name = self.scores_tree_name(self.level)?;
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         self.db
