@@ -45,10 +45,10 @@ impl PendingKind {
         }
     }
 
-    fn wanted_key(self, object: &str) -> String {
+    fn requested_key(self, object: &str) -> String {
         match self {
-            PendingKind::Flags => format!("pending:flags-wanted:{object}"),
-            PendingKind::Push => format!("pending:push-wanted:{object}"),
+            PendingKind::Flags => format!("pending:flags-requested:{object}"),
+            PendingKind::Push => format!("pending:push-requested:{object}"),
         }
     }
 }
@@ -91,10 +91,10 @@ fn insert_marks<'i>(
     Ok(())
 }
 
-/// Returns the readers of `object` that want marks: those that began a whole scan under the
+/// Returns the readers of `object` that requested marks: those that began a whole scan under the
 /// current tracking epoch. Before that a reader reads every record anyway, so marking for it
 /// would only cost the pull and the score step (a first full cycle marks every record).
-fn wanting(
+fn requesting(
     transaction: &redb::WriteTransaction,
     object: &str,
     kinds: &[PendingKind],
@@ -104,17 +104,17 @@ fn wanting(
         return Ok(Vec::new());
     };
     let epoch = epoch.value().to_vec();
-    let mut wanting = Vec::new();
+    let mut requesting = Vec::new();
     for &kind in kinds {
-        let wanted = meta.get(kind.wanted_key(object).as_bytes())?;
-        if wanted.is_some_and(|wanted| wanted.value() == epoch.as_slice()) {
-            wanting.push(kind);
+        let requested = meta.get(kind.requested_key(object).as_bytes())?;
+        if requested.is_some_and(|requested| requested.value() == epoch.as_slice()) {
+            requesting.push(kind);
         }
     }
-    Ok(wanting)
+    Ok(requesting)
 }
 
-/// Marks `ids` of `object` inside `transaction` for each reader of `kinds` that wants marks.
+/// Marks `ids` of `object` inside `transaction` for each reader of `kinds` that requested marks.
 fn mark<'i>(
     transaction: &redb::WriteTransaction,
     object: &str,
@@ -124,12 +124,12 @@ fn mark<'i>(
     if ids.clone().into_iter().next().is_none() {
         return Ok(());
     }
-    let wanting = wanting(transaction, object, kinds)?;
-    if wanting.is_empty() {
+    let requesting = requesting(transaction, object, kinds)?;
+    if requesting.is_empty() {
         return Ok(());
     }
     let id = generate_id(transaction)?;
-    for kind in wanting {
+    for kind in requesting {
         let mut marks = transaction.open_table(table(kind.table()))?;
         insert_marks(&mut marks, object, ids.clone(), id)?;
     }
@@ -246,7 +246,7 @@ impl Store {
                 .get(tracking_key(object).as_bytes())?
                 .map(|epoch| epoch.value().to_vec());
             if let Some(epoch) = epoch {
-                meta.insert(kind.wanted_key(object).as_bytes(), epoch.as_slice())?;
+                meta.insert(kind.requested_key(object).as_bytes(), epoch.as_slice())?;
             }
             drop(meta);
             generate_id(transaction)

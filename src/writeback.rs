@@ -437,9 +437,9 @@ impl<'a> PushPlanner<'a> {
         Ok(self.store.score_count()?.saturating_sub(self.read))
     }
 
-    /// Records where a push's reading starts, before the first chunk: marks made later stay
-    /// for the next push. Before reading every row, it also asks for marks from now on. A
-    /// preview, which writes nothing, does not call it.
+    /// Records where a push's reading starts, before the first chunk, so marks made later
+    /// stay for the next push. Before reading every row, it also requests marks from now on.
+    /// A preview, which writes nothing, does not call it.
     pub fn begin(&mut self) -> Result<(), StoreError> {
         let object = self.store.level().object();
         self.start = Some(if self.marked_only {

@@ -29,6 +29,16 @@ struct Settled {
     limits: BTreeMap<Level, u32>,
 }
 
+/// Clears the score of account `id` in the CRM, as a rep editing the record would.
+fn clear_score(env: &Env, id: &str) {
+    let score_field = &env.config.writeback_for(Level::Account).score_field;
+    let mut fields = serde_json::Map::new();
+    fields.insert(score_field.clone(), serde_json::Value::Null);
+    env.handle()
+        .update_record("Account", id, fields)
+        .expect("clear score");
+}
+
 async fn settled() -> Settled {
     let env = Env::start(SandboxOptions::default()).await;
     let store = env.store();
@@ -74,16 +84,9 @@ async fn settled() -> Settled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_reads_marked_records_and_misses_none() {
-    let Settled {
-        env,
-        store,
-        connector,
-        now,
-        limits,
-        ..
-    } = settled().await;
-    let config = &env.config;
-    let limits = &limits;
+    let settled = settled().await;
+    let (env, store, connector) = (&settled.env, &settled.store, &settled.connector);
+    let (config, limits) = (&env.config, &settled.limits);
 
     // Three CRM edits: a rep clears one score, someone renames another account, and a third
     // account is deleted. Then the accounts are scored again 45 days later.
@@ -96,28 +99,24 @@ async fn push_reads_marked_records_and_misses_none() {
     let (cleared, renamed, deleted) = (&ids[2], &ids[5], &ids[9]);
     let score_field = &config.writeback_for(Level::Account).score_field;
     let handle = env.handle();
-    let mut fields = serde_json::Map::new();
-    fields.insert(score_field.clone(), serde_json::Value::Null);
-    handle
-        .update_record("Account", cleared, fields)
-        .expect("clear score");
+    clear_score(env, cleared);
     let mut fields = serde_json::Map::new();
     fields.insert("Name".into(), serde_json::json!("Renamed Regional Clinic"));
     handle
         .update_record("Account", renamed, fields)
         .expect("rename");
     handle.delete_record("Account", deleted).expect("delete");
-    pipeline::pull(&connector, &store, config)
+    pipeline::pull(connector, store, config)
         .await
         .expect("pull edits");
-    let later = now + Duration::days(45);
-    let rescored = scoring::score(&store, config, later).expect("score later");
-    let marks = marked(&store);
+    let later = settled.now + Duration::days(45);
+    let rescored = scoring::score(store, config, later).expect("score later");
+    let marks = marked(store);
     assert!(marks >= 3, "{marks} marks");
     assert!(marks < ids.len(), "{marks} marks of {} rows", ids.len());
 
     let preview =
-        writeback::preview(&store, config, &[Level::Account], limits, later).expect("preview");
+        writeback::preview(store, config, &[Level::Account], limits, later).expect("preview");
     let planned: Vec<&str> = preview.records.iter().map(|r| r.id.as_str()).collect();
     assert!(planned.contains(&cleared.as_str()), "{planned:?}");
     assert!(!planned.contains(&deleted.as_str()), "{planned:?}");
@@ -126,7 +125,7 @@ async fn push_reads_marked_records_and_misses_none() {
         rescored.scored,
         "{preview:?}"
     );
-    let pushed = writeback::push(&connector, &store, config, limits, later)
+    let pushed = writeback::push(connector, store, config, limits, later)
         .await
         .expect("push edits");
     assert_eq!(pushed.written, preview.changes, "{pushed:?}");
@@ -140,46 +139,34 @@ async fn push_reads_marked_records_and_misses_none() {
         .expect("stop tracking");
     store.track_changes("Account", true).expect("track again");
     let full =
-        writeback::preview(&store, config, &[Level::Account], limits, later).expect("full preview");
+        writeback::preview(store, config, &[Level::Account], limits, later).expect("full preview");
     assert_eq!(full.changes, 0, "{:?}", full.records);
     assert_eq!(full.unchanged, rescored.scored, "{full:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_write_keeps_its_mark() {
-    let Settled {
-        env,
-        store,
-        connector,
-        now,
-        scored,
-        limits,
-    } = settled().await;
-    let config = &env.config;
-    let limits = &limits;
-    assert!(scored > 4, "{scored} scored");
+    let settled = settled().await;
+    let (env, store, connector) = (&settled.env, &settled.store, &settled.connector);
+    let (config, limits) = (&env.config, &settled.limits);
+    assert!(settled.scored > 4, "{} scored", settled.scored);
 
     // A rep clears one score, and the CRM then rejects its write as locked.
     let locked = store.scores().expect("scores")[4].id.clone();
-    let score_field = &config.writeback_for(Level::Account).score_field;
-    let mut fields = serde_json::Map::new();
-    fields.insert(score_field.clone(), serde_json::Value::Null);
-    env.handle()
-        .update_record("Account", &locked, fields)
-        .expect("clear score");
-    pipeline::pull(&connector, &store, config)
+    clear_score(env, &locked);
+    pipeline::pull(connector, store, config)
         .await
         .expect("pull edit");
     env.handle()
         .fail_writes(&locked, "UNABLE_TO_LOCK_ROW", "record locked");
-    let pushed = writeback::push(&connector, &store, config, limits, now)
+    let pushed = writeback::push(connector, store, config, limits, settled.now)
         .await
         .expect("push");
     assert!(
         pushed.failed.iter().any(|f| f.id == locked && f.retryable),
         "{pushed:?}"
     );
-    assert_eq!(marked(&store), 1);
+    assert_eq!(marked(store), 1);
     assert_eq!(
         store
             .pending_ids(PendingKind::Push, "Account", None, 10)
