@@ -1086,8 +1086,14 @@ fn step_score(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
             .sales_ready
             .map(|n| format!(", {n} sales-ready ({} new)", report.newly_sales_ready))
             .unwrap_or_default();
+        let kept = report.scored - report.rescored;
+        let kept = if kept > 0 {
+            format!(" ({kept} kept from the last run, their inputs unchanged)")
+        } else {
+            String::new()
+        };
         println!(
-            "Scored {} open {}s with model {}: {}; {} with a hint{ready}.",
+            "Scored {} open {}s{kept} with model {}: {}; {} with a hint{ready}.",
             report.scored,
             report.level,
             report.model_version,

@@ -70,8 +70,13 @@ impl Activity {
         self.tag & Activity::MEETING != 0
     }
 
+    /// Returns the time of the activity in milliseconds since 1970.
+    pub(crate) fn millis(&self) -> i64 {
+        self.millis
+    }
+
     /// Returns the position of the contact the activity was with, when known.
-    fn contact(&self) -> Option<usize> {
+    pub(crate) fn contact(&self) -> Option<usize> {
         let who = self.tag & !Activity::MEETING;
         (who != Activity::NOBODY).then_some(who as usize)
     }
@@ -443,7 +448,7 @@ impl History {
     }
 
     /// Returns the activities kept for a contact or lead.
-    fn activities_of_person(&self, id: &str) -> &[Activity] {
+    pub(crate) fn activities_of_person(&self, id: &str) -> &[Activity] {
         self.person_key(id)
             .map_or(&[][..], |key| self.person_activities.of(key))
     }
@@ -458,6 +463,12 @@ impl History {
         self.deal_roles.sort_unstable();
         self.deal_roles.dedup();
         self.deal_roles.shrink_to_fit();
+    }
+
+    /// Returns every activity kept for an account, oldest first, future ones included.
+    pub(crate) fn account_activities(&self, account: &str) -> &[Activity] {
+        self.account_key(account)
+            .map_or(&[][..], |key| self.activities.of(key))
     }
 
     /// Activities of an account strictly before `at`.
@@ -645,7 +656,7 @@ impl History {
     /// Returns the contacts a lead is, or became: its own id when a contact has it (HubSpot) and its
     /// converted contact (Salesforce). Their activities and presence are the lead's own, not
     /// its account's.
-    fn lead_selves<'a>(&'a self, lead: &'a str) -> Vec<&'a str> {
+    pub(crate) fn lead_selves<'a>(&'a self, lead: &'a str) -> Vec<&'a str> {
         let mut selves = vec![lead];
         if let Some(Value::Text(converted)) =
             self.leads.get(lead).map(|l| l.get("ConvertedContactId"))
@@ -710,6 +721,27 @@ impl History {
                     .is_some_and(|created| created.is_none_or(|created| created < at))
             })
             .collect()
+    }
+
+    /// Returns the positions of every contact of `account`, in id order.
+    pub(crate) fn account_contact_positions(&self, account: &str) -> &[u32] {
+        self.contacts_by_account
+            .get(account)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// Returns the creation time of the contact at `position`, when it has one.
+    pub(crate) fn contact_created_at(&self, position: u32) -> Option<DateTime<Utc>> {
+        self.contact_created
+            .get(position as usize)
+            .copied()
+            .flatten()
+    }
+
+    /// Returns the number of accounts in the health system `parent` heads, as the
+    /// system-size feature reads it.
+    pub(crate) fn system_size_of(&self, parent: &str) -> Option<usize> {
+        self.system_size.get(parent).copied()
     }
 
     /// Returns the id of the contact at `position`.

@@ -97,11 +97,10 @@ impl Store {
         })
     }
 
-    /// Returns the model version, reasons fingerprint and reasons stored for each of `ids` at
-    /// this view's level, `None` for ids without a score, read in one transaction. The rest of
-    /// each row is skipped while decoding, so the score step can compare fingerprints without
-    /// building whole rows.
-    pub fn stored_reasons(&self, ids: &[&str]) -> Result<Vec<Option<StoredReasons>>, StoreError> {
+    /// Returns what the score step reads of the stored row of each of `ids` at this view's
+    /// level, `None` for ids without a score, read in one transaction. The rest of each row is
+    /// skipped while decoding, so the step can compare keys without building whole rows.
+    pub fn previous_rows(&self, ids: &[&str]) -> Result<Vec<Option<PreviousRow>>, StoreError> {
         self.live_scores_as(ids)
     }
 
@@ -115,12 +114,26 @@ impl Store {
     }
 }
 
-/// The fields of a stored [`ScoreRow`] that decide whether its reasons can be reused.
+/// The fields of a stored [`ScoreRow`] that decide whether the score step keeps the row or
+/// reuses its reasons, and those its report counts.
 #[derive(Debug, serde::Deserialize)]
-pub struct StoredReasons {
+pub struct PreviousRow {
     #[serde(default)]
     pub model_version: String,
     #[serde(default)]
     pub reasons_key: Option<String>,
     pub reasons: Vec<String>,
+    #[serde(default)]
+    pub inputs_key: Option<String>,
+    #[serde(default)]
+    pub valid_from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    pub probability: f64,
+    pub score: f64,
+    pub tier: String,
+    #[serde(default)]
+    pub hint: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub sales_ready: Option<bool>,
 }

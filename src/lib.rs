@@ -32,6 +32,7 @@ pub mod registry;
 pub mod report;
 pub mod run;
 mod score_reuse;
+mod score_validity;
 pub mod scoring;
 pub mod setup;
 pub mod spreadsheet;

@@ -792,6 +792,9 @@ mod tests {
             model_version: String::new(),
             scored_at: Utc::now(),
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         }
     }
 

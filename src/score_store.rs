@@ -10,12 +10,18 @@
 //! commits. A process killed before the pointer moved leaves a staging table that no pointer
 //! names; the level's next score writer drops it.
 //!
+//! A run that scores again only the records whose stored rows no longer hold (see
+//! `score_validity`) writes into the live table instead, chunk by chunk: each row is whole
+//! and every row is one the same model and settings computed, so a run stopped part way
+//! leaves rows that are each as valid as before. Such a run is allowed only while the level's
+//! run stamp (model version and settings, stored with each commit) equals the new run's.
+//!
 //! This file is a child module of `store`, so redb stays inside the store module.
 
 use redb::ReadableTable;
 use serde::Deserialize;
 
-use super::store_db::{generate_id, table, Commit};
+use super::store_db::{generate_id, table, Commit, Table};
 use super::{encode, pending, ScoreRow, Store, StoreError};
 use crate::level::Level;
 
@@ -37,6 +43,11 @@ fn pointer_key(level: Level) -> String {
     format!("{}:live", base_name(level))
 }
 
+/// Returns the `meta` key of the stamp of the run whose rows are live.
+fn stamp_key(level: Level) -> String {
+    format!("{}:stamp", base_name(level))
+}
+
 /// Writes one scoring run of one level; nothing it writes is visible until [`commit`].
 ///
 /// Dropping the writer without committing drops its staging table, so an aborted run leaves
@@ -51,14 +62,19 @@ pub struct ScoreWriter<'s> {
     live_before: Option<Vec<u8>>,
     rows: usize,
     committed: bool,
+    /// Whether the writer updates the live table instead of staging a new one.
+    in_place: bool,
+    /// The stamp stored with the commit; `None` removes it, so the next run is whole.
+    stamp: Option<String>,
 }
 
 impl ScoreWriter<'_> {
-    /// Stages `rows`, in write transactions of at most [`SCORE_CHUNK_ROWS`] rows. A later
-    /// row with the id of an earlier one replaces it. The transactions are not synced to
-    /// disk: [`ScoreWriter::commit`] makes them durable together with the pointer. A row
-    /// whose written values differ from the live run's row of the same record, or that the
-    /// live run lacks, is marked for the next push in the same transaction.
+    /// Stages `rows` (in place: writes them over the live rows), in write transactions of at
+    /// most [`SCORE_CHUNK_ROWS`] rows. A later row with the id of an earlier one replaces it.
+    /// The transactions are not synced to disk: [`ScoreWriter::commit`] makes them durable
+    /// together with the pointer. A row whose written values differ from the live run's row
+    /// of the same record, or that the live run lacks, is marked for the next push in the
+    /// same transaction.
     pub fn push(&mut self, rows: &[ScoreRow]) -> Result<(), StoreError> {
         let live = match &self.live_before {
             Some(name) => String::from_utf8_lossy(name).into_owned(),
@@ -66,21 +82,15 @@ impl ScoreWriter<'_> {
         };
         for chunk in rows.chunks(SCORE_CHUNK_ROWS) {
             self.store.db.write(Commit::Deferred, |transaction| {
-                let mut changed: Vec<&ScoreRow> = Vec::new();
-                {
-                    let previous = transaction.open_table(table(&live))?;
-                    for row in chunk {
-                        let same = match previous.get(row.id.as_bytes())? {
-                            Some(bytes) => serde_json::from_slice::<WrittenPart>(bytes.value())
-                                .is_ok_and(|part| part.matches(row)),
-                            None => false,
-                        };
-                        if !same {
-                            changed.push(row);
-                        }
-                    }
-                }
-                let mut tree = transaction.open_table(table(&self.name))?;
+                let mut tree;
+                let changed = if self.in_place {
+                    tree = transaction.open_table(table(&self.name))?;
+                    changed_rows(&tree, chunk)?
+                } else {
+                    let changed = changed_rows(&transaction.open_table(table(&live))?, chunk)?;
+                    tree = transaction.open_table(table(&self.name))?;
+                    changed
+                };
                 for row in chunk {
                     tree.insert(row.id.as_bytes(), encode(row).as_slice())?;
                 }
@@ -108,6 +118,33 @@ impl ScoreWriter<'_> {
         self.rows
     }
 
+    /// Sets the stamp the commit stores for the next run to compare with.
+    pub fn set_stamp(&mut self, stamp: String) {
+        self.stamp = Some(stamp);
+    }
+
+    /// Deletes the rows of the table being written whose ids `keep` rejects, and returns how
+    /// many it deleted. An in-place run calls it for the records no longer scored.
+    pub fn remove_unless(&mut self, keep: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        let mut doomed: Vec<Vec<u8>> = Vec::new();
+        self.store.db.for_each(&self.name, |key, _| {
+            if !keep(&String::from_utf8_lossy(key)) {
+                doomed.push(key.to_vec());
+            }
+            Ok(())
+        })?;
+        for chunk in doomed.chunks(SCORE_CHUNK_ROWS) {
+            self.store.db.write(Commit::Deferred, |transaction| {
+                let mut tree = transaction.open_table(table(&self.name))?;
+                for key in chunk {
+                    tree.remove(key.as_slice())?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Makes the staged rows the level's scores and drops the previous run's table.
     ///
     /// The pointer moves and the old table is deleted in one durable transaction, which also
@@ -119,8 +156,21 @@ impl ScoreWriter<'_> {
             Some(name) => String::from_utf8_lossy(name).into_owned(),
             None => base_name(level),
         };
+        let stamp = stamp_key(level);
         self.store.db.write(Commit::Durable, |transaction| {
             let mut meta = transaction.open_table(table("meta"))?;
+            match &self.stamp {
+                Some(value) => {
+                    meta.insert(stamp.as_bytes(), value.as_bytes())?;
+                }
+                None => {
+                    meta.remove(stamp.as_bytes())?;
+                }
+            }
+            if self.in_place {
+                // The rows are in the live table already; this durable commit keeps them.
+                return Ok(());
+            }
             let live = meta
                 .get(pointer.as_bytes())?
                 .map(|value| value.value().to_vec());
@@ -149,6 +199,11 @@ impl Drop for ScoreWriter<'_> {
         if self.committed {
             return;
         }
+        if self.in_place {
+            // Each row written is whole and was computed under the live stamp, so the next
+            // run checks every row again and scores what is left.
+            return;
+        }
         // A leftover table is also dropped by the next score writer, so a failure here, or a
         // crash before the next durable commit, loses nothing.
         let deleted = self.store.db.write(Commit::Deferred, |transaction| {
@@ -159,6 +214,26 @@ impl Drop for ScoreWriter<'_> {
             tracing::warn!(table = %self.name, %error, "could not drop an uncommitted score run");
         }
     }
+}
+
+/// Returns the rows of `chunk` whose written values differ from their row in `previous`, or
+/// that `previous` lacks.
+fn changed_rows<'r>(
+    previous: &Table<'_>,
+    chunk: &'r [ScoreRow],
+) -> Result<Vec<&'r ScoreRow>, StoreError> {
+    let mut changed = Vec::new();
+    for row in chunk {
+        let same = match previous.get(row.id.as_bytes())? {
+            Some(bytes) => serde_json::from_slice::<WrittenPart>(bytes.value())
+                .is_ok_and(|part| part.matches(row)),
+            None => false,
+        };
+        if !same {
+            changed.push(row);
+        }
+    }
+    Ok(changed)
 }
 
 /// The parts of a stored score row that decide what the push writes (see
@@ -213,7 +288,34 @@ impl Store {
             live_before,
             rows: 0,
             committed: false,
+            in_place: false,
+            stamp: None,
         })
+    }
+
+    /// Starts a run of this level that updates the live scores in place, when the live run's
+    /// stamp equals `stamp`; returns `None` otherwise (or with no live run), and the caller
+    /// stages a whole run with [`Store::score_writer`].
+    pub fn score_writer_in_place(
+        &self,
+        stamp: &str,
+    ) -> Result<Option<ScoreWriter<'_>>, StoreError> {
+        let live = self.db.get("meta", stamp_key(self.level).as_bytes())?;
+        if live.as_deref() != Some(stamp.as_bytes()) {
+            return Ok(None);
+        }
+        self.drop_stale_score_trees(self.level)?;
+        let live_before = self.db.get("meta", pointer_key(self.level).as_bytes())?;
+        let name = self.scores_tree_name(self.level)?;
+        Ok(Some(ScoreWriter {
+            store: self,
+            name,
+            live_before,
+            rows: 0,
+            committed: false,
+            in_place: true,
+            stamp: Some(stamp.to_string()),
+        }))
     }
 
     /// Replaces all stored scores of this level with `rows`, staged in chunks and switched
@@ -319,6 +421,9 @@ mod tests {
                 hint: None,
                 sales_ready: None,
                 reasons_key: None,
+                inputs_key: None,
+                valid_from: None,
+                valid_until: None,
                 model_version: tag.into(),
                 scored_at: Utc
                     .with_ymd_and_hms(2026, 3, 1, 9, 0, 0)

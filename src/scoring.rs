@@ -15,7 +15,8 @@ use crate::levels::{self, OpenRecord};
 use crate::model::TrainedModel;
 use crate::pipeline::PipelineError;
 use crate::score_reuse::ReasonsFingerprint;
-use crate::store::{ScoreEvent, ScoreRow, Store, StoredModel};
+use crate::score_validity::{self, InputsKey};
+use crate::store::{PreviousRow, ScoreEvent, ScoreRow, Store, StoredModel};
 use crate::training::load_history;
 
 /// Maximum number of reasons that lower a score, listed after the reasons that raise it.
@@ -26,6 +27,9 @@ pub struct ScoreReport {
     pub level: Level,
     pub model_version: String,
     pub scored: usize,
+    /// Records scored anew; the others kept their stored rows, whose inputs had not changed
+    /// and which time had not moved (see `score_validity`).
+    pub rescored: usize,
     /// Records per tier label, in tier order A to D.
     pub tiers: BTreeMap<String, usize>,
     /// Records with a hint.
@@ -66,9 +70,11 @@ pub fn score(
 /// `None` and leaving it there. The history does not depend on the level, so scoring several
 /// levels in a row with the same `history` builds it once instead of once per level.
 ///
-/// Rows go to the store batch by batch as the scoring threads produce them, into a staged
-/// run that replaces the previous scores only once every row is written, so the step keeps
-/// the report's counts and top rows but never every row of the level.
+/// Rows go to the store batch by batch as the scoring threads produce them, so the step keeps
+/// the report's counts and top rows but never every row of the level. With another model or
+/// other settings than the live run's, they go into a staged run that replaces the previous
+/// scores only once every row is written. Otherwise each live row that is still valid (see
+/// `score_validity`) is kept, and only the other records are scored and written in place.
 pub fn score_sharing(
     store: &Store,
     config: &Config,
@@ -101,9 +107,25 @@ pub fn score_sharing(
     }
     let mut summary = RunSummary::new(config);
     let mut events: Vec<ScoreEvent> = Vec::new();
-    let mut writer = store.score_writer()?;
+    // Under the live run's model and settings, valid rows are kept and the others written
+    // over them; otherwise a whole run is staged.
+    let stamp = InputsKey::new(level, &stored.version, config).run_stamp();
+    let (mut writer, keep) = match store.score_writer_in_place(&stamp)? {
+        Some(writer) => (writer, true),
+        None => {
+            let mut writer = store.score_writer()?;
+            writer.set_stamp(stamp);
+            (writer, false)
+        }
+    };
+    let mut open_ids: Vec<String> = Vec::new();
     let mut storing = std::time::Duration::ZERO;
-    score_records_each(&stored, history, config, now, Some(store), |rows| {
+    let options = Options {
+        previous: Some(store),
+        keep,
+    };
+    score_each(&stored, history, config, now, options, |batch| {
+        let Batch { rows, kept } = batch;
         let writing = std::time::Instant::now();
         writer.push(&rows)?;
         // NOTE: the history is appended before the run commits, so a run that stops part way
@@ -126,30 +148,51 @@ pub fn score_sharing(
                 at: now,
             });
         }
+        if keep {
+            open_ids.extend(rows.iter().map(|row| row.id.clone()));
+            open_ids.extend(kept.iter().map(|row| row.id.clone()));
+        }
         summary.add(rows);
+        summary.add_kept(kept);
         Ok(())
     })?;
     drop(previous);
     tracing::debug!(%level, seconds = storing.as_secs_f64(), "score rows stored while scoring");
     phase(level, "score records", started);
     let started = std::time::Instant::now();
+    if keep {
+        // Rows of records no longer open (closed, deleted, now customers) leave the run, as
+        // a whole run would not have them.
+        open_ids.sort_unstable();
+        let removed = writer.remove_unless(|id| {
+            open_ids
+                .binary_search_by(|open| open.as_str().cmp(id))
+                .is_ok()
+        })?;
+        tracing::debug!(%level, removed, "rows of records no longer open removed");
+    }
+    drop(open_ids);
     writer.commit()?;
     store.append_events(&events)?;
+    summary.fetch_top(store)?;
     phase(level, "store scores", started);
 
     let RunSummary {
         scored,
+        rescored,
         tiers,
         hints,
         sales_ready,
         top,
     } = summary;
     let sales_ready = tracks_sales_ready.then_some(sales_ready);
-    tracing::info!(%level, scored, hints, model = %stored.version, "scored");
+    let top = top.into_iter().filter_map(|entry| entry.row).collect();
+    tracing::info!(%level, scored, rescored, hints, model = %stored.version, "scored");
     Ok(ScoreReport {
         level,
         model_version: stored.version,
         scored,
+        rescored,
         tiers,
         hints,
         sales_ready,
@@ -164,17 +207,27 @@ const TOP_ROWS: usize = 10;
 /// The parts of a [`ScoreReport`] that are counted over every row, built batch by batch.
 struct RunSummary {
     scored: usize,
+    rescored: usize,
     tiers: BTreeMap<String, usize>,
     hints: usize,
     sales_ready: usize,
     /// The best rows so far, best first: highest probability, then lowest id.
-    top: Vec<ScoreRow>,
+    top: Vec<TopEntry>,
+}
+
+/// One of the best rows of a run. A kept row is read from the store once the run ends, so
+/// only the rows of the final top are decoded whole.
+struct TopEntry {
+    probability: f64,
+    id: String,
+    row: Option<ScoreRow>,
 }
 
 impl RunSummary {
     fn new(config: &Config) -> RunSummary {
         RunSummary {
             scored: 0,
+            rescored: 0,
             tiers: config.tiers.labels.iter().map(|l| (l.clone(), 0)).collect(),
             hints: 0,
             sales_ready: 0,
@@ -184,14 +237,37 @@ impl RunSummary {
 
     fn add(&mut self, rows: Vec<ScoreRow>) {
         self.scored += rows.len();
+        self.rescored += rows.len();
         for row in &rows {
             *self.tiers.entry(row.tier.clone()).or_default() += 1;
             self.hints += usize::from(row.hint.is_some());
             self.sales_ready += usize::from(row.sales_ready == Some(true));
         }
+        self.offer_top(rows.into_iter().map(|row| TopEntry {
+            probability: row.probability,
+            id: row.id.clone(),
+            row: Some(row),
+        }));
+    }
+
+    fn add_kept(&mut self, kept: Vec<KeptRow>) {
+        self.scored += kept.len();
+        for row in &kept {
+            *self.tiers.entry(row.tier.clone()).or_default() += 1;
+            self.hints += usize::from(row.has_hint);
+            self.sales_ready += usize::from(row.sales_ready == Some(true));
+        }
+        self.offer_top(kept.into_iter().map(|row| TopEntry {
+            probability: row.probability,
+            id: row.id,
+            row: None,
+        }));
+    }
+
+    fn offer_top(&mut self, entries: impl Iterator<Item = TopEntry>) {
         // The ordering is total (ids are unique), so keeping the best ten of each batch
         // gives the same ten as sorting every row.
-        self.top.extend(rows);
+        self.top.extend(entries);
         self.top.sort_by(|a, b| {
             b.probability
                 .total_cmp(&a.probability)
@@ -199,6 +275,33 @@ impl RunSummary {
         });
         self.top.truncate(TOP_ROWS);
     }
+
+    /// Reads the kept rows among the top rows from `store`, where the run left them.
+    fn fetch_top(&mut self, store: &Store) -> Result<(), PipelineError> {
+        let missing: Vec<&str> = self
+            .top
+            .iter()
+            .filter(|entry| entry.row.is_none())
+            .map(|entry| entry.id.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut found = store.score_rows(&missing)?.into_iter();
+        for entry in self.top.iter_mut().filter(|entry| entry.row.is_none()) {
+            entry.row = found.next().flatten();
+        }
+        Ok(())
+    }
+}
+
+/// What a run counts of a row it keeps from the live run.
+struct KeptRow {
+    id: String,
+    probability: f64,
+    tier: String,
+    has_hint: bool,
+    sales_ready: Option<bool>,
 }
 
 /// Scores every open account with `stored`; kept for callers that compare account models.
@@ -260,6 +363,41 @@ pub fn score_records_each(
     previous: Option<&Store>,
     mut sink: impl FnMut(Vec<ScoreRow>) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
+    let options = Options {
+        previous,
+        keep: false,
+    };
+    score_each(stored, history, config, now, options, |batch| {
+        sink(batch.rows)
+    })
+}
+
+/// How [`score_each`] uses the live run.
+#[derive(Clone, Copy)]
+struct Options<'s> {
+    /// The store whose live rows may supply reasons, or whole rows with `keep`.
+    previous: Option<&'s Store>,
+    /// Whether a live row that is still valid is kept instead of computed again. Only a run of
+    /// the same model and settings as the live run may keep rows.
+    keep: bool,
+}
+
+/// The output of one batch: the rows computed, and the rows kept from the live run.
+struct Batch {
+    rows: Vec<ScoreRow>,
+    kept: Vec<KeptRow>,
+}
+
+/// Scores what [`score_records`] scores, passing each batch to `sink` in order; see
+/// [`score_records_each`] and [`Options`].
+fn score_each(
+    stored: &StoredModel,
+    history: &History,
+    config: &Config,
+    now: DateTime<Utc>,
+    options: Options<'_>,
+    mut sink: impl FnMut(Batch) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
     let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
         PipelineError::Model(format!(
             "stored feature encoding of model {} is unreadable: {e}; retrain",
@@ -272,6 +410,13 @@ pub fn score_records_each(
     let level = space.level;
 
     let open: Vec<OpenRecord> = levels::open_records(level, history, config, now);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut inputs = InputsKey::new(level, &stored.version, config);
+    if level == Level::Contact {
+        let started = std::time::Instant::now();
+        inputs.digest_accounts(history, &open, threads);
+        tracing::debug!(%level, seconds = started.elapsed().as_secs_f64(), "account digests");
+    }
     let scorer = Scorer {
         space: &space,
         model: &model,
@@ -280,7 +425,8 @@ pub fn score_records_each(
         config,
         at,
         now,
-        previous,
+        previous: options.previous,
+        keep: options.keep && options.previous.is_some(),
         fingerprint: ReasonsFingerprint::new(
             &stored.version,
             &model,
@@ -288,14 +434,13 @@ pub fn score_records_each(
             config.scoring.reasons,
             NEGATIVE_REASONS,
         ),
+        inputs,
+        splits: model.split_bins(),
         reasons_reused: Default::default(),
         timings: Default::default(),
     };
     let batches: Vec<&[OpenRecord]> = open.chunks(BATCH_ROWS).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(batches.len())
-        .max(1);
+    let threads = threads.min(batches.len()).max(1);
     stream_batches(&scorer, &batches, threads, &mut sink)?;
     let seconds =
         |i: usize| scorer.timings[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
@@ -305,6 +450,8 @@ pub fn score_records_each(
         reasons_reused = scorer
             .reasons_reused
             .load(std::sync::atomic::Ordering::Relaxed),
+        inputs_keys = seconds(7),
+        live_rows = seconds(8),
         rows = seconds(0),
         predict = seconds(1),
         fingerprints = seconds(5),
@@ -317,8 +464,8 @@ pub fn score_records_each(
     Ok(())
 }
 
-/// A scored batch: its index in the level's batches and its rows, or the error scoring it.
-type ScoredBatch = (usize, Result<Vec<ScoreRow>, PipelineError>);
+/// A scored batch: its index in the level's batches and its output, or the error scoring it.
+type ScoredBatch = (usize, Result<Batch, PipelineError>);
 
 /// Scores `batches` on `threads` threads and passes each batch's rows to `sink` in batch
 /// order. The model, the feature space and the history are read-only, so the threads take
@@ -330,7 +477,7 @@ fn stream_batches(
     scorer: &Scorer<'_>,
     batches: &[&[OpenRecord]],
     threads: usize,
-    sink: &mut impl FnMut(Vec<ScoreRow>) -> Result<(), PipelineError>,
+    sink: &mut impl FnMut(Batch) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
@@ -360,7 +507,7 @@ fn stream_batches(
             .collect();
         drop(sender);
 
-        let mut waiting: BTreeMap<usize, Vec<ScoreRow>> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, Batch> = BTreeMap::new();
         let mut next_out = 0;
         let mut failure = None;
         'receive: for (index, result) in &receiver {
@@ -420,19 +567,82 @@ struct Scorer<'a> {
     // most of the search's cost to build, and an activity candidate's row moves with the
     // scoring time, so a fingerprint of them would save little.
     previous: Option<&'a Store>,
+    /// Whether rows of `previous` that are still valid are kept.
+    keep: bool,
     fingerprint: ReasonsFingerprint,
+    inputs: InputsKey<'a>,
+    /// The model's split values, when it reads only the side of each split a value is on.
+    splits: Option<crate::model::SplitBins>,
     /// Records whose reasons came from `previous`.
     reasons_reused: std::sync::atomic::AtomicU64,
     /// Thread nanoseconds spent on feature rows, predict, contributions, reasons, hints
-    /// (predict and choice), fingerprints with their store reads, and hint candidate rows.
-    timings: [std::sync::atomic::AtomicU64; 7],
+    /// (predict and choice), fingerprints, hint candidate rows, inputs keys, and the store
+    /// reads of the live rows with the choice of the rows kept.
+    timings: [std::sync::atomic::AtomicU64; 9],
 }
 
 impl Scorer<'_> {
-    /// Scores one batch of at most [`BATCH_ROWS`] records, returning one row per record in
-    /// order.
-    fn score_batch(&self, records: &[OpenRecord]) -> Result<Vec<ScoreRow>, PipelineError> {
-        let mut scores = Vec::with_capacity(records.len());
+    /// Scores one batch of at most [`BATCH_ROWS`] records: keeps the live rows that still
+    /// hold (with `keep`) and computes a row for each other record, in order.
+    fn score_batch(&self, records: &[OpenRecord]) -> Result<Batch, PipelineError> {
+        let started = std::time::Instant::now();
+        let keys: Vec<String> = records
+            .iter()
+            .map(|record| self.inputs.key(self.history, record))
+            .collect();
+        self.timings[7].fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let started = std::time::Instant::now();
+        let previous = match self.previous {
+            Some(store) => {
+                let ids: Vec<&str> = records.iter().map(|record| record.id).collect();
+                store.previous_rows(&ids)?
+            }
+            None => records.iter().map(|_| None).collect(),
+        };
+        let mut kept = Vec::new();
+        let mut todo = Vec::with_capacity(records.len());
+        for ((record, key), previous) in records.iter().zip(keys).zip(previous) {
+            match previous {
+                Some(row) if self.keep && self.is_valid(&row, &key) => kept.push(KeptRow {
+                    id: record.id.to_string(),
+                    probability: row.probability,
+                    tier: row.tier,
+                    has_hint: row.hint.is_some(),
+                    sales_ready: row.sales_ready,
+                }),
+                previous => todo.push((*record, key, previous)),
+            }
+        }
+        self.timings[8].fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let rows = self.score_anew(&todo)?;
+        Ok(Batch { rows, kept })
+    }
+
+    /// Returns whether the live row `previous` is still valid for a record whose inputs key is
+    /// `key`: the same model, the same inputs, and a scoring time inside the row's validity
+    /// (a scoring time set back before the row's own counts as outside).
+    fn is_valid(&self, previous: &PreviousRow, key: &str) -> bool {
+        previous.model_version == self.stored.version
+            && previous.inputs_key.as_deref() == Some(key)
+            && previous.valid_from.is_some_and(|from| from <= self.at)
+            && previous.valid_until.is_none_or(|until| self.at < until)
+    }
+
+    /// Computes the row of each of `todo`: the record, its inputs key, and its live row.
+    fn score_anew(
+        &self,
+        todo: &[(OpenRecord, String, Option<PreviousRow>)],
+    ) -> Result<Vec<ScoreRow>, PipelineError> {
+        let mut scores = Vec::with_capacity(todo.len());
+        if todo.is_empty() {
+            return Ok(scores);
+        }
         let (space, model, history, config) = (self.space, self.model, self.history, self.config);
         let level = space.level;
         let mut clock = std::time::Instant::now();
@@ -441,6 +651,7 @@ impl Scorer<'_> {
             self.timings[slot].fetch_add(elapsed, std::sync::atomic::Ordering::Relaxed);
             clock = std::time::Instant::now();
         };
+        let records: Vec<OpenRecord> = todo.iter().map(|(record, _, _)| *record).collect();
         let rows: Vec<Vec<f64>> = records
             .iter()
             .map(|record| space.row(history, record.target(), self.at))
@@ -455,7 +666,7 @@ impl Scorer<'_> {
             .zip(&rows)
             .map(|(record, row)| self.fingerprint.key(space, history, record.target(), row))
             .collect();
-        let mut reused = self.previous_reasons(records, &keys)?;
+        let mut reused = self.previous_reasons(todo, &keys);
         lap(5);
         // Only the rows without reusable reasons go through the Shapley computation.
         let needed_count = reused.iter().filter(|reasons| reasons.is_none()).count();
@@ -503,7 +714,10 @@ impl Scorer<'_> {
         let mut searches = searches.into_iter();
         let mut offset = 0;
 
-        for (index, (record, key)) in records.iter().zip(keys).enumerate() {
+        let hints = !config.hints.actionable.is_empty();
+        for (index, ((record, key), (_, inputs_key, _))) in
+            records.iter().zip(keys).zip(todo).enumerate()
+        {
             let crm_record = record.record(level, history);
             let probability = probabilities[index];
             let score = score_of(probability);
@@ -556,39 +770,45 @@ impl Scorer<'_> {
                 model_version: self.stored.version.clone(),
                 scored_at: self.now,
                 reasons_key: Some(key),
+                inputs_key: Some(inputs_key.clone()),
+                valid_from: Some(self.at),
+                valid_until: score_validity::valid_until(
+                    space,
+                    history,
+                    record,
+                    self.at,
+                    &rows[index],
+                    self.splits.as_ref(),
+                    hints,
+                ),
             });
         }
         Ok(scores)
     }
 
-    /// Returns, for each record, the reasons stored by the previous run when its model version
-    /// and reasons fingerprint equal this run's `keys`, reading the batch's rows in one store
-    /// transaction.
+    /// Returns, for each record of `todo`, the reasons of its live row when that row's model
+    /// version and reasons fingerprint equal this run's `keys`.
     fn previous_reasons(
         &self,
-        records: &[OpenRecord],
+        todo: &[(OpenRecord, String, Option<PreviousRow>)],
         keys: &[String],
-    ) -> Result<Vec<Option<Vec<String>>>, PipelineError> {
-        let Some(store) = self.previous else {
-            return Ok(records.iter().map(|_| None).collect());
-        };
-        let ids: Vec<&str> = records.iter().map(|record| record.id).collect();
-        let stored = store.stored_reasons(&ids)?;
-        let mut reused = Vec::with_capacity(records.len());
-        for (row, key) in stored.into_iter().zip(keys) {
+    ) -> Vec<Option<Vec<String>>> {
+        let mut reused = Vec::with_capacity(todo.len());
+        for ((_, _, row), key) in todo.iter().zip(keys) {
             let reasons = row
+                .as_ref()
                 .filter(|row| {
                     row.model_version == self.stored.version
                         && row.reasons_key.as_deref() == Some(key.as_str())
                 })
-                .map(|row| row.reasons);
+                .map(|row| row.reasons.clone());
             if reasons.is_some() {
                 self.reasons_reused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             reused.push(reasons);
         }
-        Ok(reused)
+        reused
     }
 }
 

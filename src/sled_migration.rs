@@ -268,6 +268,9 @@ mod tests {
             model_version: "v1".into(),
             scored_at: time(9),
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         }
     }
 

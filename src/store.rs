@@ -110,6 +110,18 @@ pub struct ScoreRow {
     /// reuse them when it matches (see `score_reuse`). Rows stored before it existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasons_key: Option<String>,
+    /// Key of every input the row was computed from apart from the time (see
+    /// `score_validity`): a later run whose key for the record is equal keeps the row until
+    /// `valid_until`. Rows stored before it existed have none and are scored again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_key: Option<String>,
+    /// The time the row was computed as of (`[scoring] as_of`, or the time of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<DateTime<Utc>>,
+    /// The earliest time at which the passing of time alone may change the row; `None` when
+    /// it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 /// The values last written to one CRM record successfully.
@@ -1628,6 +1640,7 @@ pub use pending::PendingKind;
 // Rep flags on scores live in their own file but inside this module, like the journal.
 #[path = "feedback_store.rs"]
 mod feedback_store;
+pub use feedback_store::PreviousRow;
 
 // The daemon's job run history lives in its own file but inside this module, like the journal.
 #[path = "runlog.rs"]

@@ -1189,6 +1189,9 @@ mod tests {
             model_version: "gbm-1".into(),
             scored_at: DateTime::UNIX_EPOCH,
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         }
     }
 

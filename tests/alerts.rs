@@ -116,6 +116,9 @@ fn set_scores(store: &Store, config: &Config, scores: &[(&Record, f64)], now: Da
             model_version: "test-model".to_string(),
             scored_at: now,
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

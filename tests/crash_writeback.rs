@@ -57,6 +57,9 @@ fn prepare_scores(store: &Store) -> Vec<ScoreRow> {
             model_version: "crash-model-1".into(),
             scored_at: at,
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect();
     assert_eq!(rows.len(), RECORDS, "the demo org has too few accounts");

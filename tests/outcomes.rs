@@ -114,6 +114,9 @@ fn score_row(id: &str, probability: f64, tier: &str, at: DateTime<Utc>) -> Score
         model_version: "v-test".to_string(),
         scored_at: at,
         reasons_key: None,
+        inputs_key: None,
+        valid_from: None,
+        valid_until: None,
     }
 }
 

@@ -144,8 +144,8 @@ async fn reused_reasons_equal_full_rescore() {
             .expect("model read")
             .expect("a live model");
         let full = scoring::score_records(&stored, &history, &env.config, now).expect("rescore");
-        let full = by_id(full);
-        let reused = by_id(at_level.scores().expect("stored scores"));
+        let full = comparable(full);
+        let reused = comparable(at_level.scores().expect("stored scores"));
         assert_eq!(reused.len(), full.len(), "{level}: row count");
         for (id, row) in &full {
             assert_eq!(reused.get(id), Some(row), "{level} {id}");
@@ -207,4 +207,193 @@ async fn other_model_version_reuses_nothing() {
     assert_eq!(planted(&other), 0, "rows reused across model versions");
     let full = scoring::score_records(&renamed, &history, &env.config, now).expect("rescore");
     assert_eq!(other, full);
+}
+
+/// Returns `rows` by id with the scoring times set aside: a kept row keeps the times it was
+/// computed at and as of, and its `valid_until` may differ from a later computation's by the
+/// rounding of days-since values to whole seconds, which `score_and_compare` checks apart.
+fn comparable(rows: Vec<ScoreRow>) -> BTreeMap<String, ScoreRow> {
+    let epoch = chrono::DateTime::<Utc>::default();
+    rows.into_iter()
+        .map(|mut row| {
+            row.scored_at = epoch;
+            row.valid_from = None;
+            row.valid_until = None;
+            (row.id.clone(), row)
+        })
+        .collect()
+}
+
+/// Scores every level in place at `now`, as a scheduled run does, then checks that every
+/// stored row equals a full rescore of the same history at `now`. Returns the rows kept.
+fn score_and_compare(env: &Env, store: &Store, now: chrono::DateTime<Utc>) -> usize {
+    let mut shared = None;
+    let mut kept = 0;
+    for level in LEVELS {
+        let report = scoring::score_sharing(&store.at_level(level), &env.config, now, &mut shared)
+            .expect("score in place");
+        kept += report.scored - report.rescored;
+    }
+    let history = training::load_history(store, &env.config).expect("history");
+    for level in LEVELS {
+        let at_level = store.at_level(level);
+        let stored = at_level
+            .current_model()
+            .expect("model read")
+            .expect("a live model");
+        let full = scoring::score_records(&stored, &history, &env.config, now).expect("rescore");
+        let until: BTreeMap<String, Option<chrono::DateTime<Utc>>> = full
+            .iter()
+            .map(|row| (row.id.clone(), row.valid_until))
+            .collect();
+        let live = at_level.scores().expect("stored scores");
+        for row in &live {
+            assert!(
+                row.scored_at <= now,
+                "{level} {}: scored in the future",
+                row.id
+            );
+            assert!(
+                row.valid_from.is_some_and(|from| from <= now),
+                "{level} {}: valid from {:?}",
+                row.id,
+                row.valid_from
+            );
+            // A kept row's time is the one computed with it, which may be up to a few
+            // seconds earlier than a computation at `now` finds, never later.
+            let full_until = until.get(&row.id).copied().flatten();
+            match (row.valid_until, full_until) {
+                (Some(kept), Some(full)) => assert!(
+                    kept <= full + Duration::seconds(3) && full <= kept + Duration::seconds(3),
+                    "{level} {}: valid until {kept}, a rescore says {full}",
+                    row.id
+                ),
+                (kept, full) => assert_eq!(kept, full, "{level} {}: valid until", row.id),
+            }
+        }
+        let full = comparable(full);
+        let live = comparable(live);
+        assert_eq!(live.len(), full.len(), "{level} at {now}: row count");
+        for (id, row) in &full {
+            assert_eq!(live.get(id), Some(row), "{level} {id} at {now}");
+        }
+    }
+    kept
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_rows_equal_full_rescore_over_time() {
+    // Scores follow the clock here, as in production, so time moves the rows: the runs are
+    // at chosen instants after the demo org's history ends on 2026-12-01.
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        let text = all_levels(text);
+        assert!(
+            text.contains("\nas_of = "),
+            "the sandbox config has no as_of line"
+        );
+        text.replace("\nas_of = ", "\n# as_of = ")
+    })
+    .await;
+    assert_eq!(env.config.scoring.as_of, None);
+    let store = env.store();
+    let first = chrono::DateTime::parse_from_rfc3339("2026-12-01T16:47:31.250Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    run_once(&env.connector(), &store, &env.config, first)
+        .await
+        .expect("first pass over three levels");
+
+    // An hour later nothing changed: most rows hold, and those that time moved are scored
+    // again.
+    let kept = score_and_compare(&env, &store, first + Duration::hours(1));
+    assert!(kept > 0, "an hour later no row was kept");
+
+    // Change the data a row reads: account fields, a new activity, a contact moved to
+    // another account, a contact's buying role, and a deleted contact.
+    let handle = env.handle();
+    let accounts: Vec<String> = store
+        .scores()
+        .expect("account scores")
+        .into_iter()
+        .map(|row| row.id)
+        .step_by(9)
+        .take(8)
+        .collect();
+    let contacts = handle.records("Contact");
+    let contact_of = |account: &str| {
+        contacts
+            .iter()
+            .filter(|c| c["AccountId"] == json!(account) && c["IsDeleted"] != json!(true))
+            .filter_map(|c| c["Id"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let day = (first - Duration::days(1)).format("%Y-%m-%d").to_string();
+    for (index, account) in accounts.iter().enumerate() {
+        rest(
+            &env,
+            reqwest::Method::PATCH,
+            &format!("sobjects/Account/{account}"),
+            json!({ "Hip_Knee_Discharges__c": 3100 + index }),
+        )
+        .await;
+        let people = contact_of(account);
+        match (index % 4, people.first()) {
+            (0, Some(contact)) => {
+                rest(
+                    &env,
+                    reqwest::Method::POST,
+                    "sobjects/Task",
+                    json!({
+                        "WhoId": contact,
+                        "WhatId": account,
+                        "Subject": "Demo",
+                        "ActivityDate": day,
+                        "Status": "Completed",
+                        "Type": "Meeting",
+                    }),
+                )
+                .await;
+            }
+            (1, Some(contact)) => {
+                let other = &accounts[(index + 1) % accounts.len()];
+                rest(
+                    &env,
+                    reqwest::Method::PATCH,
+                    &format!("sobjects/Contact/{contact}"),
+                    json!({ "AccountId": other }),
+                )
+                .await;
+            }
+            (2, Some(contact)) => {
+                rest(
+                    &env,
+                    reqwest::Method::PATCH,
+                    &format!("sobjects/Contact/{contact}"),
+                    json!({ "Buying_Role__c": "Chief Financial Officer" }),
+                )
+                .await;
+            }
+            (3, Some(contact)) => handle
+                .delete_record("Contact", contact)
+                .expect("contact deleted"),
+            _ => {}
+        }
+    }
+    pipeline::pull(&env.connector(), &store, &env.config)
+        .await
+        .expect("pull after the edits");
+    // The same day, before the hints' action date moves at midnight: the rows the edits
+    // touch must be scored again while the others are kept.
+    let kept = score_and_compare(&env, &store, first + Duration::hours(3));
+    assert!(kept > 0, "after the edits no row was kept");
+    score_and_compare(&env, &store, first + Duration::hours(26));
+
+    // Weeks later activities have left their windows and days-since values have crossed
+    // splits and whole days.
+    score_and_compare(&env, &store, first + Duration::days(40));
+    score_and_compare(
+        &env,
+        &store,
+        first + Duration::days(40) + Duration::minutes(5),
+    );
 }

@@ -115,6 +115,9 @@ fn score_rows(g: u32, n: u32) -> Vec<ScoreRow> {
             model_version: scores_tag(g, n),
             scored_at: stamp(g, n, k),
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect()
 }

@@ -763,6 +763,9 @@ async fn sf_locked_row_sends_bounded() {
             model_version: "lock-test-1".into(),
             scored_at: chrono::Utc::now(),
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

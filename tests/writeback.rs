@@ -55,6 +55,9 @@ fn write_scores(store: &Store, count: usize, bump: f64) -> Vec<ScoreRow> {
             model_version: "test-model-1".into(),
             scored_at: scored_at(),
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect();
     store.replace_scores(&rows).expect("scores stored");

@@ -185,6 +185,9 @@ fn score_all_accounts(store: &Store) -> Result<u64, String> {
             model_version: "bench-requests".to_string(),
             scored_at: now,
             reasons_key: None,
+            inputs_key: None,
+            valid_from: None,
+            valid_until: None,
         })
         .collect();
     store

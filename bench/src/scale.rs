@@ -54,6 +54,15 @@ pub struct ScaleArgs {
     /// the previous cycle's cursor, the previous push's writes among them.
     #[arg(long, default_value_t = 1_800)]
     cycle_gap_secs: u64,
+    /// Also change one value a model reads in each stamped row (a custom number field up by
+    /// one, or an activity's date a day earlier), so the score step has inputs to score again.
+    #[arg(long)]
+    edit_values: bool,
+    /// Move the configuration's `[scoring] as_of` ahead with the sandbox's clock before each
+    /// incremental cycle, so rows the passing of time changes are scored again as in
+    /// production.
+    #[arg(long)]
+    move_as_of: bool,
     /// The leadscore binary, `leadscore` next to this benchmark's binary when absent.
     #[arg(long)]
     leadscore: Option<PathBuf>,
@@ -166,7 +175,16 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
         if args.cycle_gap_secs > 0 {
             advance_clock(&sandbox.url, args.cycle_gap_secs)?;
         }
-        touched_per_cycle = touch(&sandbox.url, args.change_every, cycle as u64)?;
+        if args.move_as_of {
+            let ahead = args.cycle_gap_secs * (cycle as u64 + 1);
+            move_as_of(&config, ahead)?;
+        }
+        touched_per_cycle = touch(
+            &sandbox.url,
+            args.change_every,
+            cycle as u64,
+            args.edit_values,
+        )?;
         eprintln!("incremental-{cycle}: {touched_per_cycle} rows stamped as edited");
         let mut runs = Vec::new();
         for stage in ["pull", "score", "push"] {
@@ -484,17 +502,53 @@ fn process_cpu(pid: u32) -> Duration {
 }
 
 /// Stamps one row in `every` of each copied object as edited, starting at row `offset`, and
-/// returns how many rows it stamped.
-fn touch(url: &str, every: u64, offset: u64) -> Result<u64, String> {
+/// returns how many rows it stamped. With `edit`, each also gets one changed value.
+fn touch(url: &str, every: u64, offset: u64, edit: bool) -> Result<u64, String> {
     let mut total = 0;
     for object in CHANGED_OBJECTS {
-        let body = serde_json::json!({"object": object, "every": every, "offset": offset % every});
+        let body = serde_json::json!({
+            "object": object,
+            "every": every,
+            "offset": offset % every,
+            "edit": edit,
+        });
         let response = post_json(url, "/__sandbox/records/touch", &body.to_string())?;
         let parsed: serde_json::Value = serde_json::from_str(&response)
             .map_err(|e| format!("invalid records/touch response {response:?}: {e}"))?;
         total += parsed["touched"].as_u64().unwrap_or(0);
     }
     Ok(total)
+}
+
+/// Sets the `as_of` line of the configuration at `path` to the time the sandbox
+/// configuration scores as of, plus `seconds`.
+fn move_as_of(path: &Path, seconds: u64) -> Result<(), String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+    let base = leadscore::demo::sandbox_config("http://127.0.0.1:1", "store");
+    let line = |text: &str| {
+        text.lines()
+            .find(|line| line.starts_with("as_of = "))
+            .map(str::to_string)
+    };
+    let (Some(base_line), Some(current)) = (line(&base), line(&text)) else {
+        return Err(format!(
+            "{} has no `as_of = ` line to move ahead",
+            path.display()
+        ));
+    };
+    let base_time = base_line["as_of = ".len()..].trim();
+    let base_time = chrono::DateTime::parse_from_rfc3339(base_time)
+        .map_err(|e| format!("the sandbox configuration's as_of {base_time:?}: {e}"))?;
+    let moved = base_time + chrono::Duration::seconds(seconds as i64);
+    let text = text.replace(
+        &current,
+        &format!(
+            "as_of = {}",
+            moved.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
 }
 
 /// Moves the sandbox's clock `seconds` ahead (`POST /__sandbox/clock`).
@@ -582,7 +636,7 @@ impl Report<'_> {
         let count = |object: &str| self.counts.get(object).copied().unwrap_or(0);
         let total: u64 = self.counts.values().sum();
         out += &format!(
-            "Command: `leadscore-bench scale --scale {}{} --cycle-gap-secs {}` ({} incremental \
+            "Command: `leadscore-bench scale --scale {}{} --cycle-gap-secs {}{}{}` ({} incremental \
              cycles, the sandbox's clock {} s ahead before each, 1 row in {} of every object \
              changed per cycle: {} rows)\n\n",
             self.args.scale,
@@ -591,6 +645,16 @@ impl Report<'_> {
                 .map(|n| format!(" --hospitals {n}"))
                 .unwrap_or_default(),
             self.args.cycle_gap_secs,
+            if self.args.edit_values {
+                " --edit-values"
+            } else {
+                ""
+            },
+            if self.args.move_as_of {
+                " --move-as-of"
+            } else {
+                ""
+            },
             self.args.incremental_cycles,
             self.args.cycle_gap_secs,
             self.args.change_every,

@@ -232,6 +232,7 @@ async fn pull_and_score(
             scored
         };
         tally.add("scored", scored.scored);
+        tally.add("rescored", scored.rescored);
         if tally.stopping() {
             return Ok(());
         }

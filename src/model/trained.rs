@@ -296,6 +296,11 @@ impl SplitBins {
             u32::try_from(below).unwrap_or(NAN_BIN - 1)
         })
     }
+
+    /// Returns the split values of `column`, sorted, without repeats.
+    pub fn splits(&self, column: usize) -> &[f64] {
+        self.values.get(column).map_or(&[][..], Vec::as_slice)
+    }
 }
 
 /// Blends the trees' log-odds (or contributions) `gbm` with the logistic regression's

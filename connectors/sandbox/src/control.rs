@@ -20,7 +20,7 @@
 //! | `POST /__sandbox/records/delete` | `{"object", "ids"}`: deletes (archives) the records. |
 //! | `POST /__sandbox/records/merge` | `{"object", "primary", "merged", "new_id"}`: merges `merged` into `primary` and returns `{"id"}` of the survivor; `new_id` (HubSpot only) gives the survivor a new id. |
 //! | `POST /__sandbox/fields/access` | `{"object", "field", "readable", "updateable"}`: sets the field-level security of a field (HubSpot: a property). |
-//! | `POST /__sandbox/records/touch` | `{"object", "every", "offset"}` (Salesforce only): stamps every `every`-th row of the object from row `offset` on as edited now, for load tests; returns `{"touched": N}`. |
+//! | `POST /__sandbox/records/touch` | `{"object", "every", "offset", "edit"}` (Salesforce only): stamps every `every`-th row of the object from row `offset` on as edited now, for load tests; with `"edit": true` also changes one value of each (see `SandboxHandle::touch_records`); returns `{"touched": N}`. |
 //! | `POST /__sandbox/clock` | `{"advance_secs": N}` (Salesforce only): moves the org's clock N seconds ahead for change stamps, creation times and the `Date` header, so a load test can model the hours between scheduled runs; returns `{"ahead_secs": total}`. |
 //! | `POST /__sandbox/limits` | `{"daily_max", "daily_used", "ten_second_max", "window_ms", "search_per_second"}`, each optional. |
 
@@ -342,6 +342,9 @@ pub(crate) struct TouchSpec {
     pub every: u64,
     #[serde(default)]
     pub offset: u64,
+    /// Also change one value of each row a model reads; see `SandboxHandle::touch_records`.
+    #[serde(default)]
+    pub edit: bool,
 }
 
 /// New limits; absent fields stay as they are.
@@ -597,8 +600,14 @@ impl Target for crate::SandboxHandle {
     }
 
     fn touch_records(&self, touch: &TouchSpec) -> Result<u64, String> {
-        crate::SandboxHandle::touch_records(self, &touch.object, touch.every, touch.offset)
-            .map_err(|error| error.to_string())
+        crate::SandboxHandle::touch_records(
+            self,
+            &touch.object,
+            touch.every,
+            touch.offset,
+            touch.edit,
+        )
+        .map_err(|error| error.to_string())
     }
 
     fn advance_clock(&self, clock: &ClockSpec) -> Result<i64, String> {

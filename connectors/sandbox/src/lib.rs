@@ -566,11 +566,17 @@ impl SandboxHandle {
     /// included) as edited now: LastModifiedDate and SystemModstamp become the current second,
     /// so the next incremental pull fetches them again. Returns how many rows it stamped.
     /// `every` 0 is treated as 1.
+    ///
+    /// With `edit`, each stamped row also gets one changed value that a scoring model reads:
+    /// its first custom number field (not one of leadscore's `LS_` fields) goes up by one
+    /// or, without one, its `StartDateTime` or `ActivityDate` moves a day earlier. Rows of an
+    /// object with none of these are only stamped.
     pub fn touch_records(
         &self,
         object: &str,
         every: u64,
         offset: u64,
+        edit: bool,
     ) -> Result<u64, SandboxError> {
         let mut state = self.shared.lock();
         let table = state
@@ -583,6 +589,9 @@ impl SandboxHandle {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let mut touched = 0;
         for row in (start..t.rows.len()).step_by(step) {
+            if edit {
+                t.edit_value(row);
+            }
             t.touch(row, now);
             touched += 1;
         }

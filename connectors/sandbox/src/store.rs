@@ -192,6 +192,41 @@ impl Table {
         self.rows[row][modstamp] = Value::DateTime(at);
     }
 
+    /// Changes one value of a row for load tests: the first custom number field other than
+    /// leadscore's own (`LS_`) goes up by one (a null becomes 1), or else `StartDateTime` or
+    /// `ActivityDate` moves a day earlier. Returns false when the object has none of these.
+    pub(crate) fn edit_value(&mut self, row: usize) -> bool {
+        let number = self.def.fields.iter().position(|field| {
+            field.name.ends_with("__c")
+                && !field.name.starts_with("LS_")
+                && matches!(
+                    field.field_type,
+                    FieldType::Double | FieldType::Int | FieldType::Currency
+                )
+        });
+        if let Some(column) = number {
+            let cell = &mut self.rows[row][column];
+            *cell = match cell {
+                Value::Number(value) => Value::Number(*value + 1.0),
+                _ => Value::Number(1.0),
+            };
+            return true;
+        }
+        for name in ["StartDateTime", "ActivityDate"] {
+            let Some(column) = self.column(name) else {
+                continue;
+            };
+            let cell = &mut self.rows[row][column];
+            match cell {
+                Value::Date(date) => *date -= chrono::Duration::days(1),
+                Value::DateTime(time) => *time -= chrono::Duration::days(1),
+                _ => continue,
+            }
+            return true;
+        }
+        false
+    }
+
     /// Returns whether the column is the `Name` that the sandbox builds from `FirstName` and
     /// `LastName`, so no write may set it directly.
     pub(crate) fn is_full_name(&self, column: usize) -> bool {
