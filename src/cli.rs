@@ -165,7 +165,14 @@ pub enum Command {
     /// Train a model on the closed deals in the store.
     Train(ConfigArgs),
     /// Score open accounts with the current model.
-    Score(ConfigArgs),
+    Score {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Score every open record again and replace the level's scores at once, even the rows
+        /// whose inputs have not changed since the last run.
+        #[arg(long)]
+        whole: bool,
+    },
     /// Write changed scores back to the CRM.
     Push {
         #[command(flatten)]
@@ -532,7 +539,9 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         }
         Command::Pull(args) => each_connector!(args, config => step_pull(&args, &config).await),
         Command::Train(args) => each_connector!(args, config => step_train(&args, &config)),
-        Command::Score(args) => each_connector!(args, config => step_score(&args, &config)),
+        Command::Score { args, whole } => {
+            each_connector!(args, config => step_score(&args, &config, whole))
+        }
         Command::Push { args, plan: false } => {
             each_connector!(args, config => step_push(&args, &config).await)
         }
@@ -1056,12 +1065,17 @@ fn step_train(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn step_score(args: &ConfigArgs, config: &Config) -> Result<u8, Failure> {
+fn step_score(args: &ConfigArgs, config: &Config, whole: bool) -> Result<u8, Failure> {
     let store = Store::open(&config.store_path)?;
     // The levels share one history, built from the store by the first level scored.
     let mut history = None;
     let (outcomes, code) = per_level(levels_for(args, config)?, |level| {
-        scoring::score_sharing(&store.at_level(level), config, Utc::now(), &mut history)
+        let at_level = store.at_level(level);
+        if whole {
+            scoring::score_whole(&at_level, config, Utc::now(), &mut history)
+        } else {
+            scoring::score_sharing(&at_level, config, Utc::now(), &mut history)
+        }
     });
     if args.json {
         print_json(&outcomes)?;

@@ -81,6 +81,27 @@ pub fn score_sharing(
     now: DateTime<Utc>,
     history: &mut Option<History>,
 ) -> Result<ScoreReport, PipelineError> {
+    score_run(store, config, now, history, false)
+}
+
+/// Does what [`score_sharing`] does, but scores every open record again and stages a whole
+/// run, even when the live run's rows are still valid (`leadscore score --whole`).
+pub fn score_whole(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    history: &mut Option<History>,
+) -> Result<ScoreReport, PipelineError> {
+    score_run(store, config, now, history, true)
+}
+
+fn score_run(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    history: &mut Option<History>,
+    whole: bool,
+) -> Result<ScoreReport, PipelineError> {
     let level = store.level();
     let Some(stored) = store.current_model()? else {
         return Err(PipelineError::Model(format!(
@@ -110,7 +131,11 @@ pub fn score_sharing(
     // Under the live run's model and settings, valid rows are kept and the others written
     // over them; otherwise a whole run is staged.
     let stamp = InputsKey::new(level, &stored.version, config).run_stamp();
-    let (mut writer, keep) = match store.score_writer_in_place(&stamp)? {
+    let in_place = match whole {
+        true => None,
+        false => store.score_writer_in_place(&stamp)?,
+    };
+    let (mut writer, keep) = match in_place {
         Some(writer) => (writer, true),
         None => {
             let mut writer = store.score_writer()?;

@@ -396,4 +396,19 @@ async fn kept_rows_equal_full_rescore_over_time() {
         &store,
         first + Duration::days(40) + Duration::minutes(5),
     );
+
+    // `leadscore score --whole` scores every record again though the rows are valid, and
+    // stores its stamp, so the next run keeps rows again.
+    let later = first + Duration::days(40) + Duration::minutes(10);
+    let mut shared = None;
+    for level in LEVELS {
+        let report = scoring::score_whole(&store.at_level(level), &env.config, later, &mut shared)
+            .expect("whole run");
+        assert_eq!(
+            report.rescored, report.scored,
+            "{level}: a whole run kept rows"
+        );
+    }
+    let kept = score_and_compare(&env, &store, later + Duration::minutes(1));
+    assert!(kept > 0, "no row kept after a whole run");
 }

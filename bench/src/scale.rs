@@ -63,6 +63,10 @@ pub struct ScaleArgs {
     /// production.
     #[arg(long)]
     move_as_of: bool,
+    /// Run the incremental cycles' score steps as `leadscore score --whole`, which scores
+    /// every open record again, for a comparison with the rows kept.
+    #[arg(long)]
+    score_whole: bool,
     /// The leadscore binary, `leadscore` next to this benchmark's binary when absent.
     #[arg(long)]
     leadscore: Option<PathBuf>,
@@ -160,6 +164,7 @@ pub fn run(args: &ScaleArgs) -> Result<(), String> {
         sandbox: &sandbox,
         sandbox_pid,
         logs: &workdir,
+        score_whole: args.score_whole,
     };
 
     let mut full = Vec::new();
@@ -290,6 +295,8 @@ struct StageRunner<'a> {
     sandbox: &'a SandboxProcess,
     sandbox_pid: u32,
     logs: &'a Path,
+    /// Whether score stages run with `--whole`.
+    score_whole: bool,
 }
 
 impl StageRunner<'_> {
@@ -316,6 +323,9 @@ impl StageRunner<'_> {
             .arg(self.config);
         if stage == "score" {
             command.arg("--json");
+            if self.score_whole {
+                command.arg("--whole");
+            }
         }
         command
             .env("LEADSCORE_SF_CLIENT_SECRET", &self.sandbox.client_secret)
@@ -636,7 +646,7 @@ impl Report<'_> {
         let count = |object: &str| self.counts.get(object).copied().unwrap_or(0);
         let total: u64 = self.counts.values().sum();
         out += &format!(
-            "Command: `leadscore-bench scale --scale {}{} --cycle-gap-secs {}{}{}` ({} incremental \
+            "Command: `leadscore-bench scale --scale {}{} --cycle-gap-secs {}{}{}{}` ({} incremental \
              cycles, the sandbox's clock {} s ahead before each, 1 row in {} of every object \
              changed per cycle: {} rows)\n\n",
             self.args.scale,
@@ -652,6 +662,11 @@ impl Report<'_> {
             },
             if self.args.move_as_of {
                 " --move-as-of"
+            } else {
+                ""
+            },
+            if self.args.score_whole {
+                " --score-whole"
             } else {
                 ""
             },
