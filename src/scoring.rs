@@ -149,15 +149,22 @@ fn score_run(
         previous: Some(store),
         keep,
     };
-    score_each(&stored, history, config, now, options, |batch| {
-        let Batch { rows, kept } = batch;
+    // Rows wait here until a store chunk is full: a run that keeps most rows passes a few new
+    // ones per batch, and a write transaction per batch would cost a sync each.
+    let mut unwritten: Vec<ScoreRow> = Vec::new();
+    let mut write = |rows: &mut Vec<ScoreRow>| -> Result<(), PipelineError> {
         let writing = std::time::Instant::now();
-        writer.push(&rows)?;
+        writer.push(rows)?;
         // NOTE: the history is appended before the run commits, so a run that stops part way
         // leaves entries for scores that never went live. Keeping the rows until the commit
         // would cost the memory that streaming saves.
-        store.append_score_history(&rows)?;
+        store.append_score_history(rows)?;
+        rows.clear();
         storing += writing.elapsed();
+        Ok(())
+    };
+    score_each(&stored, history, config, now, options, |batch| {
+        let Batch { rows, kept } = batch;
         for row in rows.iter().filter(|row| row.sales_ready == Some(true)) {
             let before = previous.get(&row.id);
             if before.and_then(|p| p.1) == Some(true) {
@@ -177,10 +184,15 @@ fn score_run(
             open_ids.extend(rows.iter().map(|row| row.id.clone()));
             open_ids.extend(kept.iter().map(|row| row.id.clone()));
         }
-        summary.add(rows);
+        summary.add(&rows);
         summary.add_kept(kept);
+        unwritten.extend(rows);
+        if unwritten.len() >= crate::store::SCORE_CHUNK_ROWS {
+            write(&mut unwritten)?;
+        }
         Ok(())
     })?;
+    write(&mut unwritten)?;
     drop(previous);
     tracing::debug!(%level, seconds = storing.as_secs_f64(), "score rows stored while scoring");
     phase(level, "score records", started);
@@ -260,18 +272,26 @@ impl RunSummary {
         }
     }
 
-    fn add(&mut self, rows: Vec<ScoreRow>) {
+    fn add(&mut self, rows: &[ScoreRow]) {
         self.scored += rows.len();
         self.rescored += rows.len();
-        for row in &rows {
+        for row in rows {
             *self.tiers.entry(row.tier.clone()).or_default() += 1;
             self.hints += usize::from(row.hint.is_some());
             self.sales_ready += usize::from(row.sales_ready == Some(true));
         }
-        self.offer_top(rows.into_iter().map(|row| TopEntry {
+        // Only rows that can enter the top are copied.
+        let floor = match self.top.len() {
+            TOP_ROWS => self.top.last().map(|entry| entry.probability),
+            _ => None,
+        };
+        let candidates = rows
+            .iter()
+            .filter(|row| floor.is_none_or(|floor| row.probability >= floor));
+        self.offer_top(candidates.map(|row| TopEntry {
             probability: row.probability,
             id: row.id.clone(),
-            row: Some(row),
+            row: Some(row.clone()),
         }));
     }
 
