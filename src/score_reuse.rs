@@ -83,18 +83,23 @@ impl ReasonsFingerprint {
         for phrase in space.phrases_of(history, target, row, &self.first_columns) {
             write_text(&mut hash, &phrase);
         }
-        let digest = hash.finalize();
-        let mut key = String::with_capacity(KEY_HEX_DIGITS);
-        for byte in &digest[..KEY_HEX_DIGITS / 2] {
-            key.push_str(&format!("{byte:02x}"));
-        }
-        key
+        hex_key(hash)
     }
 }
 
 /// Hashes `text` with its length first, so that two lists of strings hash alike only when
 /// they are equal.
-fn write_text(hash: &mut Sha256, text: &str) {
+pub(crate) fn write_text(hash: &mut Sha256, text: &str) {
     hash.update((text.len() as u64).to_le_bytes());
     hash.update(text.as_bytes());
+}
+
+/// Returns the first [`KEY_HEX_DIGITS`] hex digits of the digest of `hash`.
+pub(crate) fn hex_key(hash: Sha256) -> String {
+    let digest = hash.finalize();
+    let mut key = String::with_capacity(KEY_HEX_DIGITS);
+    for byte in &digest[..KEY_HEX_DIGITS / 2] {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
 }

@@ -10,11 +10,11 @@
 //! commits. A process killed before the pointer moved leaves a staging table that no pointer
 //! names; the level's next score writer drops it.
 //!
-//! A run that scores again only the records whose stored rows no longer hold (see
-//! `score_validity`) writes into the live table instead, chunk by chunk: each row is whole
-//! and every row is one the same model and settings computed, so a run stopped part way
-//! leaves rows that are each as valid as before. Such a run is allowed only while the level's
-//! run stamp (model version and settings, stored with each commit) equals the new run's.
+//! A run that scores again only the records whose stored rows are no longer valid (see
+//! `score_validity`) writes into the live table instead, chunk by chunk. Each row is whole and
+//! was computed by the same model and settings, so a run stopped part way leaves rows that
+//! are each as valid as before. Such a run is allowed only while the level's run stamp (model
+//! version and settings, stored with each commit) equals the new run's.
 //!
 //! This file is a child module of `store`, so redb stays inside the store module.
 
@@ -294,7 +294,7 @@ impl Store {
     }
 
     /// Starts a run of this level that updates the live scores in place, when the live run's
-    /// stamp equals `stamp`; returns `None` otherwise (or with no live run), and the caller
+    /// stamp equals `stamp`. Returns `None` otherwise or with no live run, so the caller
     /// stages a whole run with [`Store::score_writer`].
     pub fn score_writer_in_place(
         &self,

@@ -8,12 +8,12 @@
 //! all of them as loaded, after the enrichment joins and the currency conversion, together
 //! with the model version and the settings that shape a row. Equal keys mean equal inputs.
 //!
-//! Time moves a row in a few ways: an activity's date passes or it leaves an activity window,
-//! a contact's creation or a deal's close date passes, a days-since value crosses one of the
-//! model's split values or the next whole day its phrase shows, and the day a hint's action
-//! is dated moves at midnight UTC. [`valid_until`] returns the earliest of these. A model that
-//! reads exact values (one blended with logistic regression) moves with every second of a
-//! days-since value, so its rows hold only at the time they were scored.
+//! Time changes a row in a few ways. An activity's date passes, or the activity leaves a
+//! window. A contact's creation date or a deal's close date passes. A days-since value crosses
+//! one of the model's split values or the next whole day its phrase shows. The day a hint's
+//! action is dated moves at midnight UTC. [`valid_until`] returns the earliest of these. A
+//! model that reads exact values (one blended with logistic regression) changes with every
+//! second of a days-since value, so its rows are valid only at the time they were scored.
 
 use std::collections::HashMap;
 
@@ -27,13 +27,11 @@ use crate::level::Level;
 use crate::levels::OpenRecord;
 use crate::model::SplitBins;
 use crate::projection::ProjectedRecord;
+use crate::score_reuse::{hex_key, write_text};
 
 /// Name of the key layout. Change it whenever a row reads an input the key leaves out, so
 /// that rows stored by an earlier build are scored again instead of kept.
 const SCHEME: &str = "leadscore-score-inputs-1";
-
-/// Hex digits kept of the SHA-256 digest (128 bits).
-const KEY_HEX_DIGITS: usize = 32;
 
 /// The computation of each record's inputs key, built once per score run.
 pub(crate) struct InputsKey<'h> {
@@ -98,7 +96,7 @@ impl<'h> InputsKey<'h> {
     /// Returns a stamp of the run's shared inputs: two runs with equal stamps score with the
     /// same model and settings.
     pub(crate) fn run_stamp(&self) -> String {
-        hex(self.prefix.clone())
+        hex_key(self.prefix.clone())
     }
 
     /// Returns the key of `record`'s inputs in `history`.
@@ -123,7 +121,7 @@ impl<'h> InputsKey<'h> {
                 None => hash.update(account_digest(history, account)),
             }
         }
-        hex(hash)
+        hex_key(hash)
     }
 }
 
@@ -270,22 +268,6 @@ fn write_optional(hash: &mut Sha256, text: Option<&str>) {
     }
 }
 
-/// Hashes `text` with its length first, so that two lists of strings hash alike only when
-/// they are equal.
-fn write_text(hash: &mut Sha256, text: &str) {
-    hash.update((text.len() as u64).to_le_bytes());
-    hash.update(text.as_bytes());
-}
-
-fn hex(hash: Sha256) -> String {
-    let digest = hash.finalize();
-    let mut key = String::with_capacity(KEY_HEX_DIGITS);
-    for byte in &digest[..KEY_HEX_DIGITS / 2] {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
-}
-
 /// The earliest of the times offered to it that are not before the scoring time.
 struct Earliest {
     at: DateTime<Utc>,
@@ -311,11 +293,11 @@ impl Earliest {
     }
 }
 
-/// Returns the earliest time after `at` at which the row `row` of `record`, scored as of `at`,
-/// may change by the passing of time alone; `None` when time alone never changes it.
+/// Returns the earliest time after `at` at which the passing of time alone may change the row
+/// `row` of `record`, scored as of `at`, or `None` when time alone never changes it.
 /// `splits` are the split values of a model that reads only which side of each split a value
-/// falls on, and `None` for a model that reads exact values. `hints` tells whether the run
-/// searches hints, whose actions are dated the day before the scoring time.
+/// falls on, and `None` for a model that reads exact values. `hints` is true when the run
+/// searches hints, because their actions are dated the day before the scoring time.
 pub(crate) fn valid_until(
     space: &FeatureSpace,
     history: &History,
@@ -359,8 +341,8 @@ pub(crate) fn valid_until(
     valid_until_by_dates(space, history, record, at, hints, &mut earliest)
 }
 
-/// Adds the times at which an activity, contact, deal or conversion date passes, an activity
-/// leaves a window, or the action date of a hint moves; returns the earliest offered.
+/// Offers the times at which an activity, contact, deal or conversion date passes, an activity
+/// leaves a window, or the action date of a hint moves. Returns the earliest time offered.
 fn valid_until_by_dates(
     space: &FeatureSpace,
     history: &History,

@@ -27,8 +27,8 @@ pub struct ScoreReport {
     pub level: Level,
     pub model_version: String,
     pub scored: usize,
-    /// Records scored anew; the others kept their stored rows, whose inputs had not changed
-    /// and which time had not moved (see `score_validity`).
+    /// Records scored again. The others kept their stored rows, because their inputs had not
+    /// changed and time had not moved them (see `score_validity`).
     pub rescored: usize,
     /// Records per tier label, in tier order A to D.
     pub tiers: BTreeMap<String, usize>,
@@ -340,7 +340,7 @@ impl RunSummary {
     }
 }
 
-/// What a run counts of a row it keeps from the live run.
+/// The parts of a kept live row that the run summary counts.
 struct KeptRow {
     id: String,
     probability: f64,
@@ -417,7 +417,7 @@ pub fn score_records_each(
     })
 }
 
-/// How [`score_each`] uses the live run.
+/// The choices of [`score_each`] about the live run.
 #[derive(Clone, Copy)]
 struct Options<'s> {
     /// The store whose live rows may supply reasons, or whole rows with `keep`.
@@ -627,8 +627,8 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Scores one batch of at most [`BATCH_ROWS`] records: keeps the live rows that still
-    /// hold (with `keep`) and computes a row for each other record, in order.
+    /// Scores one batch of at most [`BATCH_ROWS`] records. With `keep` it keeps the live rows
+    /// that are still valid, and it computes a row for each other record, in order.
     fn score_batch(&self, records: &[OpenRecord]) -> Result<Batch, PipelineError> {
         let started = std::time::Instant::now();
         let keys: Vec<String> = records

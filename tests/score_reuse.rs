@@ -209,9 +209,9 @@ async fn other_model_version_reuses_nothing() {
     assert_eq!(other, full);
 }
 
-/// Returns `rows` by id with the scoring times set aside: a kept row keeps the times it was
-/// computed at and as of, and its `valid_until` may differ from a later computation's by the
-/// rounding of days-since values to whole seconds, which `score_and_compare` checks apart.
+/// Returns `rows` by id with the scoring times set aside. A kept row keeps the times it was
+/// computed at and as of. Its `valid_until` may differ from a later computation's by the
+/// rounding of days-since values to whole seconds, so `score_and_compare` checks it apart.
 fn comparable(rows: Vec<ScoreRow>) -> BTreeMap<String, ScoreRow> {
     let epoch = chrono::DateTime::<Utc>::default();
     rows.into_iter()

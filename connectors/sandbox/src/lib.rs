@@ -567,9 +567,9 @@ impl SandboxHandle {
     /// so the next incremental pull fetches them again. Returns how many rows it stamped.
     /// `every` 0 is treated as 1.
     ///
-    /// With `edit`, each stamped row also gets one changed value that a scoring model reads:
-    /// its first custom number field (not one of leadscore's `LS_` fields) goes up by one
-    /// or, without one, its `StartDateTime` or `ActivityDate` moves a day earlier. Rows of an
+    /// With `edit`, each stamped row also gets one changed value that a scoring model reads.
+    /// Its first custom number field (not one of leadscore's `LS_` fields) goes up by one.
+    /// Without one, its `StartDateTime` or `ActivityDate` moves a day earlier. Rows of an
     /// object with none of these are only stamped.
     pub fn touch_records(
         &self,
