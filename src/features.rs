@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AttributeFeature, AttributeKind, FeatureConfig};
 use crate::level::Level;
 use crate::projection::{ProjectedRecord, ReadFields, RecordsById};
+use crate::store::ActivityFacts;
 
 /// Salesforce object and field names the pipeline reads besides the configured features.
 pub mod fields {
@@ -178,24 +179,8 @@ pub struct History {
     system_size: HashMap<String, usize>,
 }
 
-/// The task and event fields [`History::add_activity`] reads. Loading decodes no others.
-pub const ACTIVITY_FIELDS: &[&str] = &[
-    "Subject",
-    "ActivityDate",
-    "StartDateTime",
-    "CreatedDate",
-    "WhoId",
-    "WhatId",
-];
-
 /// The `OpportunityContactRole` fields [`History::add_contact_role`] reads.
 pub const CONTACT_ROLE_FIELDS: &[&str] = &["OpportunityId", "ContactId"];
-
-/// Reads a field of an activity. Debug builds check that loading decodes it.
-fn activity_field<'r>(record: &'r Record, field: &str) -> &'r Value {
-    debug_assert!(ACTIVITY_FIELDS.contains(&field), "{field} is not decoded");
-    record.get(field)
-}
 
 /// Reads a field of a contact role. Debug builds check that loading decodes it.
 fn role_field<'r>(record: &'r Record, field: &str) -> &'r Value {
@@ -365,21 +350,19 @@ impl History {
     /// Call [`History::finish_loading`] after the last one. Contacts, leads and deals must
     /// already be in the history, because they decide which account an activity belongs to.
     pub(crate) fn add_activity(&mut self, record: &Record, meeting: bool) {
-        self.index_deals();
-        let time_field = if meeting {
-            "StartDateTime"
-        } else {
-            "ActivityDate"
-        };
-        // leadscore's own alert tasks report that a score rose, so counting them would raise it more.
-        if nonempty(activity_field(record, "Subject")).is_some_and(crate::alerts::is_own_task) {
-            return;
+        if let Some(facts) = ActivityFacts::of(record, meeting) {
+            self.add_activity_facts(facts, meeting);
         }
-        let at = activity_field(record, time_field)
-            .as_datetime()
-            .or_else(|| activity_field(record, "CreatedDate").as_datetime());
-        let Some(at) = at else { return };
-        let who = nonempty(activity_field(record, "WhoId"));
+    }
+
+    /// Adds one activity as [`History::add_activity`] does, from the facts the store keeps
+    /// of it.
+    pub(crate) fn add_activity_facts(&mut self, facts: ActivityFacts<'_>, meeting: bool) {
+        self.index_deals();
+        let Some(at) = DateTime::from_timestamp_millis(facts.millis) else {
+            return;
+        };
+        let who = facts.who;
         let who_position = who.and_then(|id| self.contacts.position(id));
         // Only contacts with an account are counted as the account's contacts.
         let contact_account = who_position.and_then(|p| self.contact_account_at(p));
@@ -394,7 +377,7 @@ impl History {
         };
         // The account is the `WhatId` when it names one, else the account of the deal it
         // names, else the contact's. An account the history lacks gets a new number below.
-        let what = nonempty(activity_field(record, "WhatId"));
+        let what = facts.what;
         let owner: Option<Result<u32, String>> = match what.and_then(|w| self.accounts.position(w))
         {
             Some(position) => Some(Ok(to_u32(position))),

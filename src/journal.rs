@@ -101,12 +101,10 @@ impl Store {
         confirmed: &[ConfirmedWrite],
         failures: &[WriteFailure],
     ) -> Result<(), StoreError> {
-        let name = records_tree(object);
         self.db.write(Commit::Durable, |transaction| {
-            let mut records = transaction.open_table(table(&name))?;
             patch_records(
-                &mut records,
-                &name,
+                transaction,
+                object,
                 confirmed.iter().map(|w| (&w.id, &w.fields)),
             )?;
             let mut written = transaction.open_table(table("written"))?;

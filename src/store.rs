@@ -3,9 +3,10 @@
 //! other module touches redb.
 //!
 //! The store is a folder that contains one redb file, [`DB_FILE`], and the format marker
-//! [`FORMAT_FILE`]. Values are JSON so a store can be inspected and migrated. The format
-//! version is kept under `meta/format` and in the marker; a store written by another format
-//! is refused rather than misread. A folder that still contains a sled store of format
+//! [`FORMAT_FILE`]. Values are JSON so a store can be inspected and migrated, apart from the
+//! activity tables (`activity_index` child module), a binary copy rebuilt from the records
+//! when missing. The format version is kept under `meta/format` and in the marker; a store
+//! written by another format is refused rather than misread. A folder that still contains a sled store of format
 //! `leadscore-store-1` is migrated to redb on open (see the `sled_migration` child module).
 
 use std::collections::BTreeMap;
@@ -692,6 +693,7 @@ impl Store {
             let mut tree = transaction.open_table(table(&name))?;
             put_records(&mut tree, &encoded)?;
             drop(tree);
+            activity_index::put_entries(transaction, object, live_records(records))?;
             pending::mark_pulled(transaction, object, records.iter().map(|r| r.id.as_str()))
         })
     }
@@ -711,6 +713,7 @@ impl Store {
             let mut tree = transaction.open_table(table(&name))?;
             put_records(&mut tree, &encoded)?;
             drop(tree);
+            activity_index::put_entries(transaction, object, live_records(records))?;
             let mut cursors = transaction.open_table(table("cursors"))?;
             cursors.insert(object.as_bytes(), cursor_bytes.as_slice())?;
             drop(cursors);
@@ -982,12 +985,10 @@ impl Store {
     /// copy of each record takes the written fields, so that the next plan compares against
     /// what the CRM now contains even before the next pull. Both land in one transaction.
     pub fn record_writes(&self, object: &str, writes: &[ConfirmedWrite]) -> Result<(), StoreError> {
-        let name = records_tree(object);
         self.db.write(Commit::Durable, |transaction| {
-            let mut records = transaction.open_table(table(&name))?;
             patch_records(
-                &mut records,
-                &name,
+                transaction,
+                object,
                 writes.iter().map(|w| (&w.id, &w.fields)),
             )?;
             let mut written = transaction.open_table(table("written"))?;
@@ -1076,6 +1077,13 @@ fn encode_records(records: &[Record]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         .collect()
 }
 
+/// Pairs the id of each record of a page with the record, or `None` for a deleted one.
+fn live_records(records: &[Record]) -> impl Iterator<Item = (&str, Option<&Record>)> {
+    records
+        .iter()
+        .map(|r| (r.id.as_str(), (!r.deleted).then_some(r)))
+}
+
 /// Inserts the encoded records and removes the deleted ones.
 fn put_records(
     tree: &mut store_db::Table<'_>,
@@ -1090,24 +1098,36 @@ fn put_records(
     Ok(())
 }
 
-/// Copies written fields onto the stored records they were written to. A record that is not
-/// stored is skipped.
+/// Copies written fields onto the stored records of `object` they were written to, and
+/// updates their activity entries. A record that is not stored is skipped.
 fn patch_records<'w>(
-    records: &mut store_db::Table<'_>,
-    name: &str,
+    transaction: &redb::WriteTransaction,
+    object: &str,
     writes: impl Iterator<Item = (&'w String, &'w BTreeMap<String, leadscore_connector::Value>)>,
 ) -> Result<(), StoreError> {
+    let name = records_tree(object);
+    let mut records = transaction.open_table(table(&name))?;
+    let indexed = activity_index::indexed(object).is_some();
+    let mut patched = Vec::new();
     for (id, fields) in writes {
         let Some(bytes) = records.get(id.as_bytes())?.map(|b| b.value().to_vec()) else {
             continue;
         };
-        let mut record: Record = decode(name, id.as_bytes(), &bytes)?;
+        let mut record: Record = decode(&name, id.as_bytes(), &bytes)?;
         for (field, value) in fields {
             record.fields.insert(field.clone(), value.clone());
         }
         records.insert(id.as_bytes(), encode(&record).as_slice())?;
+        if indexed {
+            patched.push(record);
+        }
     }
-    Ok(())
+    drop(records);
+    activity_index::put_entries(
+        transaction,
+        object,
+        patched.iter().map(|r| (r.id.as_str(), Some(r))),
+    )
 }
 
 /// Something that happened to a scored record, kept for the alerting work to act on.
@@ -1333,6 +1353,16 @@ impl Store {
             for (name, key, bytes) in &rewrites {
                 let mut tree = transaction.open_table(table(name))?;
                 tree.insert(key.as_slice(), bytes.as_slice())?;
+                drop(tree);
+                let object = name.strip_prefix("records/").unwrap_or(name);
+                if activity_index::indexed(object).is_some() {
+                    let record: Record = decode(name, key, bytes)?;
+                    activity_index::put_entries(
+                        transaction,
+                        object,
+                        std::iter::once((record.id.as_str(), Some(&record))),
+                    )?;
+                }
             }
             let mut meta = transaction.open_table(table("meta"))?;
             meta.remove(&b"merge_remap_pending"[..])?;
@@ -1597,6 +1627,10 @@ mod tests {
 // The redb database and its table helpers, a child module so that only the store touches redb.
 #[path = "store_db.rs"]
 mod store_db;
+
+#[path = "activity_index.rs"]
+mod activity_index;
+pub(crate) use activity_index::ActivityFacts;
 
 #[path = "record_fields.rs"]
 mod record_fields;

@@ -4,7 +4,7 @@
 //! on validation. The winner is calibrated there, judged on the holdout, and handed to the
 //! registry as it was judged, so the stored metrics describe the model that goes live.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -252,6 +252,12 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     // A mapped field that no stored record has was never pulled (a changed configuration, or
     // a misspelt field), so training without it would quietly drop the feature.
     let mut unpulled = Vec::new();
+    let amount_fields = config.currency.all_amount_fields();
+    let join_fields: Vec<Vec<String>> = config
+        .enrichment
+        .iter()
+        .map(|table| table.record_fields())
+        .collect();
     let mut objects: [Vec<ProjectedRecord>; 3] = Default::default();
     for (slot, (section, object, attributes, used)) in [
         (
@@ -279,10 +285,24 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         if object == fields::LEAD && !with_leads {
             continue;
         }
-        let mut projector = Projector::new(projection.layout(object));
+        let started = std::time::Instant::now();
+        let layout = projection.layout(object);
+        let mut projector = Projector::new(layout);
         let mut seen = vec![false; attributes.len()];
         let records = &mut objects[slot];
-        store.for_each_record(object, |mut record| {
+        // Only the fields the projection keeps and the conversion and joins read are decoded;
+        // the written scores and reasons are skipped.
+        let mut keep: BTreeSet<&str> = layout.names().iter().map(String::as_str).collect();
+        keep.insert(crate::sync::CURRENCY_FIELD);
+        keep.extend(amount_fields.iter().map(String::as_str));
+        keep.extend(attributes.iter().map(|a| a.field.as_str()));
+        for (table, fields) in config.enrichment.iter().zip(&join_fields) {
+            if table.object.crm_object().eq_ignore_ascii_case(object) {
+                keep.extend(fields.iter().map(String::as_str));
+            }
+        }
+        let keep: Vec<&str> = keep.into_iter().collect();
+        store.for_each_record_with(object, &keep, |mut record| {
             for (seen, attribute) in seen.iter_mut().zip(attributes.iter()) {
                 *seen = *seen || record.fields.contains_key(&attribute.field);
             }
@@ -293,6 +313,12 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
             records.push(projector.project(record));
         })?;
         projector.finish(records);
+        tracing::debug!(
+            object,
+            records = records.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded records"
+        );
         if !used || records.is_empty() {
             continue;
         }
@@ -347,6 +373,7 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     // run, about 600 MiB at 1M contacts, which leaves the train step about 100 MiB under
     // 1 GiB. Further room needs the records' ids in shared storage (about 56 bytes each
     // today), or features kept on disk and updated per changed record.
+    let started = std::time::Instant::now();
     let mut history = History::build(
         Pulled {
             accounts,
@@ -369,8 +396,17 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         crate::features::CONTACT_ROLE_FIELDS,
         |record| history.add_contact_role(&record),
     )?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "built the history of accounts, contacts, leads, deals and roles"
+    );
+    let started = std::time::Instant::now();
     add_activities(store, &mut history)?;
     history.finish_loading();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "loaded activities"
+    );
     Ok(Loaded {
         history,
         features,
@@ -381,15 +417,11 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
 
 /// Adds the stored tasks and then events to `history`.
 ///
-/// They are the largest objects, so each is decoded, reduced to its activity and dropped
-/// instead of being loaded as a whole. Decoding on a second thread, as this once did, was no
-/// faster at `--scale 3` and left about 70 MiB more resident: the records it decoded came
-/// from that thread's own malloc arena, which kept the freed memory.
+/// They are the largest objects, so the history reads the compact copy the store keeps of
+/// each (see [`crate::store::ActivityFacts`]) instead of decoding the JSON records.
 fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineError> {
     for (object, meeting) in [(fields::TASK, false), (fields::EVENT, true)] {
-        store.for_each_record_with(object, crate::features::ACTIVITY_FIELDS, |record| {
-            history.add_activity(&record, meeting)
-        })?;
+        store.for_each_activity(object, |facts| history.add_activity_facts(facts, meeting))?;
     }
     Ok(())
 }
