@@ -173,6 +173,15 @@ fn built_key(object: &str) -> String {
     format!("activity_facts:{object}")
 }
 
+/// Marks every activity table complete, in a store that has no records yet.
+pub(super) fn mark_built(transaction: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = transaction.open_table(table("meta"))?;
+    for (object, _) in INDEXED {
+        meta.insert(built_key(object).as_bytes(), &[1u8][..])?;
+    }
+    Ok(())
+}
+
 /// Returns whether `object`'s records are indexed, and if so whether they are meetings.
 pub(crate) fn indexed(object: &str) -> Option<bool> {
     INDEXED
@@ -473,6 +482,13 @@ mod tests {
     fn writes_keep_the_table_equal_to_the_records() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
+        for (object, _) in INDEXED {
+            let mark = store.db.get("meta", built_key(object).as_bytes());
+            assert!(
+                mark.expect("meta").is_some(),
+                "a new store marks {object} built"
+            );
+        }
         let mut tasks = sample_tasks();
         store.save_records("Task", &tasks).expect("save");
         let (table, records) = table_and_records(&store, "Task");
@@ -550,6 +566,9 @@ mod tests {
             .db
             .write(Commit::Durable, |transaction| {
                 transaction.delete_table(table(&facts_table("Event")))?;
+                transaction
+                    .open_table(table("meta"))?
+                    .remove(built_key("Event").as_bytes())?;
                 transaction
                     .open_table(table(&facts_table("Event")))?
                     .insert(&b"00Ugone"[..], &ActivityFacts::encode(None)[..])?;

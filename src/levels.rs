@@ -300,8 +300,12 @@ pub fn match_lead_accounts(
     config: &Config,
 ) -> (HashMap<String, String>, LeadMatchReport) {
     let settings = &config.lead;
-    let mut index: NameIndex<String> = NameIndex::new();
-    for account in accounts {
+    // The index names accounts by position, so the lookups below allocate no ids.
+    let mut index: NameIndex<u32> = NameIndex::new();
+    let mut known: HashMap<&str, u32> = HashMap::with_capacity(accounts.len());
+    for (position, account) in accounts.iter().enumerate() {
+        let position = u32::try_from(position).unwrap_or(u32::MAX);
+        known.entry(account.id.as_str()).or_insert(position);
         let name = account
             .get(&settings.account_name_field)
             .as_str()
@@ -312,19 +316,70 @@ pub fn match_lead_accounts(
             .unwrap_or_default();
         // Two accounts with one name in one state: the first keeps the name, and a lead
         // naming it goes to that account.
-        let _ = index.insert(name, state, None, account.id.clone());
+        let _ = index.insert(name, state, None, position);
     }
-    let known: std::collections::HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
-    let mut matched = HashMap::new();
+    // The leads are matched in one chunk per core. Each lookup only reads the index, and the
+    // chunks' results are joined in lead order, so the samples are those of one pass.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let chunk = leads.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<(u32, u32)>, LeadMatchReport)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = leads
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| match_leads(part, &index, &known, settings)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut matched = HashMap::with_capacity(leads.len());
     let mut report = LeadMatchReport {
         leads: leads.len(),
         ..LeadMatchReport::default()
     };
-    for lead in leads {
+    for (number, (pairs, part)) in parts.into_iter().enumerate() {
+        let offset = number * chunk;
+        for (lead, account) in pairs {
+            matched.insert(
+                leads[offset + lead as usize].id.clone(),
+                accounts[account as usize].id.clone(),
+            );
+        }
+        report.by_field += part.by_field;
+        report.exact += part.exact;
+        report.fuzzy += part.fuzzy;
+        report.unmatched += part.unmatched;
+        for (sample, more) in [
+            (&mut report.fuzzy_sample, part.fuzzy_sample),
+            (&mut report.unmatched_sample, part.unmatched_sample),
+        ] {
+            let room = 5usize.saturating_sub(sample.len());
+            sample.extend(more.into_iter().take(room));
+        }
+    }
+    (matched, report)
+}
+
+/// Matches one chunk of leads for [`match_lead_accounts`]. Returns (position in `leads`,
+/// position of the account) pairs and the chunk's counts, with `leads` left at zero.
+fn match_leads(
+    leads: &[ProjectedRecord],
+    index: &NameIndex<u32>,
+    known: &HashMap<&str, u32>,
+    settings: &crate::config::LeadConfig,
+) -> (Vec<(u32, u32)>, LeadMatchReport) {
+    let mut matched = Vec::with_capacity(leads.len());
+    let mut report = LeadMatchReport::default();
+    for (position, lead) in leads.iter().enumerate() {
+        let position = u32::try_from(position).unwrap_or(u32::MAX);
         if let Some(field) = &settings.account_field {
             if let Value::Text(account) = lead.get(field) {
-                if known.contains(account.as_str()) {
-                    matched.insert(lead.id.clone(), account.clone());
+                if let Some(&account) = known.get(account.as_str()) {
+                    matched.push((position, account));
                     report.by_field += 1;
                     continue;
                 }
@@ -341,11 +396,11 @@ pub fn match_lead_accounts(
                 if report.fuzzy_sample.len() < 5 {
                     report.fuzzy_sample.push(format!("{company} -> {name}"));
                 }
-                matched.insert(lead.id.clone(), id.clone());
+                matched.push((position, *id));
             }
             NameMatch::Exact(id) => {
                 report.exact += 1;
-                matched.insert(lead.id.clone(), id.clone());
+                matched.push((position, *id));
             }
             NameMatch::Ambiguous { .. } | NameMatch::NotFound => {
                 report.unmatched += 1;

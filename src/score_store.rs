@@ -340,16 +340,16 @@ impl Store {
     ) -> Result<Vec<Option<T>>, StoreError> {
         let name = self.scores_tree_name(self.level)?;
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
-        self.db
-            .get_many(&name, &keys)?
-            .into_iter()
-            .zip(keys)
-            .map(|(bytes, key)| {
+        let mut rows = Vec::with_capacity(keys.len());
+        self.db.visit_many(&name, &keys, |key, bytes| {
+            rows.push(
                 bytes
-                    .map(|bytes| super::decode(&name, key, &bytes))
-                    .transpose()
-            })
-            .collect()
+                    .map(|bytes| super::decode(&name, key, bytes))
+                    .transpose()?,
+            );
+            Ok(())
+        })?;
+        Ok(rows)
     }
 
     /// Returns the number of live score rows at this level.

@@ -611,7 +611,9 @@ impl Store {
                 db.write(Commit::Durable, |transaction| {
                     let mut meta = transaction.open_table(table("meta"))?;
                     meta.insert(&b"format"[..], FORMAT.as_bytes())?;
-                    Ok(())
+                    drop(meta);
+                    // A new store has no records, so its activity tables are complete.
+                    activity_index::mark_built(transaction)
                 })?;
             }
         }

@@ -23,6 +23,9 @@ pub(super) type Table<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 /// A key and its value, copied out of a read transaction.
 pub(super) type OwnedEntry = (Vec<u8>, Vec<u8>);
 
+/// Entries a scan of [`Db::visit_many`] passes over before it seeks the next key instead.
+const SCAN_SKIPS: usize = 8;
+
 /// The `meta` key of the id counter that replaces sled's `generate_id`.
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
@@ -109,6 +112,72 @@ impl Db {
             Ok(values)
         })?;
         Ok(values.unwrap_or_else(|| vec![None; keys.len()]))
+    }
+
+    /// Passes the value stored under each of `keys` in the table `name` to `visit` (`None`
+    /// for a key without one), in the order of `keys`, from one read transaction. Keys in
+    /// ascending order are read by scanning the table from one to the next, which costs less
+    /// than a tree walk per key when they lie close together. After [`SCAN_SKIPS`] entries
+    /// that were not asked for, the scan jumps ahead to the next key instead.
+    pub(super) fn visit_many(
+        &self,
+        name: &str,
+        keys: &[&[u8]],
+        mut visit: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let ascending = keys.windows(2).all(|pair| pair[0] < pair[1]);
+        let visited = self.with_table(name, |table| {
+            let Some(last) = keys.last().filter(|_| ascending) else {
+                for key in keys {
+                    let value = table.get(*key)?;
+                    visit(key, value.as_ref().map(|v| v.value()))?;
+                }
+                return Ok(());
+            };
+            let mut next = 0;
+            while next < keys.len() {
+                let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+                    (Bound::Included(keys[next]), Bound::Included(*last));
+                let mut skipped = 0;
+                let mut entries = table.range(bounds)?;
+                loop {
+                    let Some(entry) = entries.next() else {
+                        // The table has nothing more up to the last key.
+                        for key in &keys[next..] {
+                            visit(key, None)?;
+                        }
+                        next = keys.len();
+                        break;
+                    };
+                    let (key, value) = entry?;
+                    let key = key.value();
+                    while next < keys.len() && keys[next] < key {
+                        visit(keys[next], None)?;
+                        next += 1;
+                    }
+                    if next == keys.len() {
+                        break;
+                    }
+                    if keys[next] == key {
+                        visit(key, Some(value.value()))?;
+                        next += 1;
+                        skipped = 0;
+                    } else {
+                        skipped += 1;
+                        if skipped > SCAN_SKIPS {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if visited.is_none() {
+            for key in keys {
+                visit(key, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Returns the number of entries in the table `name`.
@@ -308,5 +377,59 @@ mod tests {
             prefix_range(b"\xff"),
             (Bound::Included(b"\xff".to_vec()), Bound::Unbounded)
         );
+    }
+
+    /// Reads `keys` with [`Db::visit_many`] as (key, value) pairs.
+    fn visited(db: &Db, keys: &[&[u8]]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        db.visit_many("t", keys, |key, value| {
+            out.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+            Ok(())
+        })
+        .expect("visit");
+        out
+    }
+
+    #[test]
+    fn visit_many_equals_single_gets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = redb::Database::create(dir.path().join("t.redb")).expect("create");
+        let db = Db::new(database);
+        let missing: Vec<&[u8]> = vec![b"k001", b"k002"];
+        let none: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            missing.iter().map(|k| (k.to_vec(), None)).collect();
+        assert_eq!(visited(&db, &missing), none, "a table never created");
+
+        // Every third key of 300 is stored.
+        db.write(Commit::Durable, |transaction| {
+            let mut t = transaction.open_table(table("t"))?;
+            for i in (0..300).step_by(3) {
+                let key = format!("k{i:03}");
+                t.insert(key.as_bytes(), format!("v{i}").as_bytes())?;
+            }
+            Ok(())
+        })
+        .expect("fill");
+        let names = |numbers: &[usize]| -> Vec<String> {
+            numbers.iter().map(|i| format!("k{i:03}")).collect()
+        };
+        let cases: Vec<Vec<String>> = vec![
+            names(&(0..300).collect::<Vec<_>>()),
+            names(&(0..300).step_by(3).collect::<Vec<_>>()),
+            // Far apart, so the scan seeks ahead between them.
+            names(&[0, 1, 150, 297, 299]),
+            // Not ascending, and a repeated key.
+            names(&[30, 3, 3, 299]),
+            vec!["a".into(), "z".into()],
+            Vec::new(),
+        ];
+        for case in cases {
+            let keys: Vec<&[u8]> = case.iter().map(|k| k.as_bytes()).collect();
+            let expected: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+                .iter()
+                .map(|key| (key.to_vec(), db.get("t", key).expect("get")))
+                .collect();
+            assert_eq!(visited(&db, &keys), expected, "keys {case:?}");
+        }
     }
 }

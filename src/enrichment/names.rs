@@ -96,23 +96,46 @@ pub fn token_similarity(a: &str, b: &str) -> f64 {
     stem_similarity(&word_stems(a), &b)
 }
 
-/// Returns [`token_similarity`] from the word stems of the two names: `a` as
-/// [`word_stems`] returns them and `b` sorted without repeats, so that an index computes the
-/// stems of each entry once instead of at every lookup.
-fn stem_similarity<S: AsRef<str>>(a: &BTreeSet<&str>, b: &[S]) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return 0.0;
-    }
+/// Returns [`token_similarity`] from the word stems of the two names, both as [`word_stems`]
+/// returns them.
+fn stem_similarity(a: &BTreeSet<&str>, b: &[&str]) -> f64 {
     // Both sides are sorted sets, so one merge pass counts the shared stems.
     let mut shared = 0;
-    let mut others = b.iter().map(AsRef::as_ref).peekable();
+    let mut others = b.iter().peekable();
     for stem in a {
-        while others.next_if(|other| other < stem).is_some() {}
-        if others.next_if_eq(stem).is_some() {
+        while others.next_if(|other| *other < stem).is_some() {}
+        if others.next_if_eq(&stem).is_some() {
             shared += 1;
         }
     }
-    2.0 * shared as f64 / (a.len() + b.len()) as f64
+    dice(shared, a.len(), b.len())
+}
+
+/// Returns the Dice coefficient of two stem sets of `a` and `b` stems that share `shared`.
+/// Every similarity goes through this one expression, so the index's figures equal
+/// [`token_similarity`]'s to the bit.
+fn dice(shared: usize, a: usize, b: usize) -> f64 {
+    if a == 0 || b == 0 {
+        return 0.0;
+    }
+    2.0 * shared as f64 / (a + b) as f64
+}
+
+/// Counts the values two ascending lists share.
+fn shared_count(a: &[u32], b: &[u32]) -> usize {
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared
 }
 
 fn word_stems(name: &str) -> BTreeSet<&str> {
@@ -151,8 +174,9 @@ pub enum NameMatch<'a, T> {
 struct Entry<T> {
     id: T,
     name: String,
-    /// The word stems of the normalised name, sorted and without repeats.
-    stems: Vec<String>,
+    /// The numbers of the word stems of the normalised name in its state's
+    /// [`StateEntries::stem_ids`], ascending and without repeats.
+    stems: Vec<u32>,
 }
 
 /// The lowest similarity that can still decide a lookup: a fuzzy match needs
@@ -160,31 +184,62 @@ struct Entry<T> {
 const CANDIDATE_FLOOR: f64 = FUZZY_THRESHOLD - AMBIGUITY_MARGIN;
 
 /// The entries of one state, with an inverted index from word stem to entries.
+///
+/// Stems are numbered per state, so a comparison of two names compares integers rather than
+/// strings.
 struct StateEntries<T> {
     entries: Vec<Entry<T>>,
-    /// For each word stem, the positions in `entries` of the entries that have it, ascending.
-    postings: HashMap<String, Vec<usize>>,
+    /// The number of each word stem of the state's entries.
+    stem_ids: HashMap<String, u32>,
+    /// For each stem number, the positions in `entries` of the entries that have it, ascending.
+    postings: Vec<Vec<usize>>,
 }
 
 impl<T> Default for StateEntries<T> {
     fn default() -> Self {
         StateEntries {
             entries: Vec::new(),
-            postings: HashMap::new(),
+            stem_ids: HashMap::new(),
+            postings: Vec::new(),
         }
     }
 }
 
 impl<T> StateEntries<T> {
-    fn push(&mut self, entry: Entry<T>) {
+    /// Adds an entry whose name has the word stems `stems`.
+    fn push(&mut self, id: T, name: String, stems: &BTreeSet<&str>) {
         let position = self.entries.len();
-        for stem in &entry.stems {
-            self.postings
-                .entry(stem.clone())
-                .or_default()
-                .push(position);
+        let mut numbers = Vec::with_capacity(stems.len());
+        for stem in stems {
+            let number = match self.stem_ids.get(*stem) {
+                Some(&number) => number,
+                None => {
+                    let number = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
+                    self.stem_ids.insert((*stem).to_string(), number);
+                    self.postings.push(Vec::new());
+                    number
+                }
+            };
+            self.postings[number as usize].push(position);
+            numbers.push(number);
         }
-        self.entries.push(entry);
+        numbers.sort_unstable();
+        self.entries.push(Entry {
+            id,
+            name,
+            stems: numbers,
+        });
+    }
+
+    /// Returns the numbers of the stems this state knows, ascending. A stem no entry has
+    /// cannot be shared, so it is left out.
+    fn known_stems(&self, stems: &BTreeSet<&str>) -> Vec<u32> {
+        let mut numbers: Vec<u32> = stems
+            .iter()
+            .filter_map(|stem| self.stem_ids.get(*stem).copied())
+            .collect();
+        numbers.sort_unstable();
+        numbers
     }
 
     /// Returns the positions, ascending, of a superset of the entries whose similarity to a
@@ -202,7 +257,11 @@ impl<T> StateEntries<T> {
         };
         let mut postings: Vec<&[usize]> = stems
             .iter()
-            .map(|stem| self.postings.get(*stem).map_or(&[][..], Vec::as_slice))
+            .map(|stem| {
+                self.stem_ids
+                    .get(*stem)
+                    .map_or(&[][..], |&number| self.postings[number as usize].as_slice())
+            })
             .collect();
         // NOTE: a name made only of common words (MEDICAL CENTER) still visits most entries of
         // its state, so generic names keep a cost that grows with the entries per state.
@@ -219,11 +278,11 @@ impl<T> StateEntries<T> {
 /// [`CANDIDATE_FLOOR`] against some entry, or `None` for a name without stems.
 ///
 /// The similarity of `shared` stems is largest when the entry has no other stems, and it is
-/// computed here with the same floating-point expression as in [`stem_similarity`]. Rounded
+/// computed here with the same floating-point expression as in [`dice`]. Rounded
 /// division never grows with the divisor, so no entry reaches the floor with fewer shared
 /// stems than this.
 fn min_shared_stems(stems: usize) -> Option<usize> {
-    (1..=stems).find(|&shared| 2.0 * shared as f64 / (stems + shared) as f64 >= CANDIDATE_FLOOR)
+    (1..=stems).find(|&shared| dice(shared, stems, shared) >= CANDIDATE_FLOOR)
 }
 
 /// An index from (organisation name, state) to an id, for example CMS rows or CRM accounts.
@@ -263,15 +322,7 @@ impl<T> NameIndex<T> {
             return Err(&in_state.entries[position].id);
         }
         self.exact.insert(key, in_state.entries.len());
-        let stems = word_stems(&normalised)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        in_state.push(Entry {
-            id,
-            name: name.trim().to_string(),
-            stems,
-        });
+        in_state.push(id, name.trim().to_string(), &word_stems(&normalised));
         Ok(())
     }
 
@@ -317,10 +368,14 @@ impl<T> NameIndex<T> {
         }
 
         let stems = word_stems(&normalised);
+        let known = in_state.known_stems(&stems);
         let mut scored: Vec<(f64, &Entry<T>)> = candidates(in_state, &stems)
             .into_iter()
             .map(|position| &in_state.entries[position])
-            .map(|entry| (stem_similarity(&stems, &entry.stems), entry))
+            .map(|entry| {
+                let shared = shared_count(&known, &entry.stems);
+                (dice(shared, stems.len(), entry.stems.len()), entry)
+            })
             .filter(|(similarity, _)| *similarity >= CANDIDATE_FLOOR)
             .collect();
         // A stable sort, so that entries of equal similarity stay in insertion order.
