@@ -179,6 +179,16 @@ pub struct History {
     system_size: HashMap<String, usize>,
 }
 
+/// The `Opportunity` fields [`History::add_opportunity`] reads.
+pub const OPPORTUNITY_FIELDS: &[&str] = &[
+    "AccountId",
+    "CreatedDate",
+    "CloseDate",
+    "IsClosed",
+    "IsWon",
+    "StageName",
+];
+
 /// The `OpportunityContactRole` fields [`History::add_contact_role`] reads.
 pub const CONTACT_ROLE_FIELDS: &[&str] = &["OpportunityId", "ContactId"];
 
@@ -292,20 +302,25 @@ impl History {
 
     /// Adds one opportunity as a deal; one without an account or a creation time is left out.
     pub(crate) fn add_opportunity(&mut self, opportunity: &Record) {
-        let Some(account_id) = text(opportunity, "AccountId") else {
+        // Loading decodes only these fields; debug builds check that each read is among them.
+        let field = |name: &str| {
+            debug_assert!(OPPORTUNITY_FIELDS.contains(&name), "{name} is not decoded");
+            opportunity.get(name)
+        };
+        let Some(account_id) = nonempty(field("AccountId")).map(str::to_string) else {
             return;
         };
-        let Some(created) = opportunity.get("CreatedDate").as_datetime() else {
+        let Some(created) = field("CreatedDate").as_datetime() else {
             return;
         };
         self.push_deal(Deal {
             id: opportunity.id.clone(),
             account_id,
             created,
-            close_date: opportunity.get("CloseDate").as_datetime(),
-            closed: opportunity.get("IsClosed").as_bool().unwrap_or(false),
-            won: opportunity.get("IsWon").as_bool().unwrap_or(false),
-            stage: text(opportunity, "StageName"),
+            close_date: field("CloseDate").as_datetime(),
+            closed: field("IsClosed").as_bool().unwrap_or(false),
+            won: field("IsWon").as_bool().unwrap_or(false),
+            stage: nonempty(field("StageName")).map(str::to_string),
         });
     }
 

@@ -386,7 +386,12 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
     );
     // Deals and their contacts stream in as well; activities need the deals to find the
     // account of an activity logged on a deal.
-    store.for_each_record(fields::OPPORTUNITY, |mut record| {
+    // The currency fields are decoded too, so the conversion still reports a deal currency
+    // without a rate.
+    let mut deal_fields: Vec<&str> = crate::features::OPPORTUNITY_FIELDS.to_vec();
+    deal_fields.push(crate::sync::CURRENCY_FIELD);
+    deal_fields.extend(amount_fields.iter().map(String::as_str));
+    store.for_each_record_with(fields::OPPORTUNITY, &deal_fields, |mut record| {
         converter.convert(&mut record);
         history.add_opportunity(&record);
     })?;
