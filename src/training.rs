@@ -290,8 +290,8 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
         let mut projector = Projector::new(layout);
         let mut seen = vec![false; attributes.len()];
         let records = &mut objects[slot];
-        // Only the fields the projection keeps and the conversion and joins read are decoded;
-        // the written scores and reasons are skipped.
+        // Only the fields the projection keeps and the conversion and joins read are decoded,
+        // so the written scores and reasons are skipped.
         let mut keep: BTreeSet<&str> = layout.names().iter().map(String::as_str).collect();
         keep.insert(crate::sync::CURRENCY_FIELD);
         keep.extend(amount_fields.iter().map(String::as_str));

@@ -231,7 +231,7 @@ impl<T> StateEntries<T> {
         });
     }
 
-    /// Returns the numbers of the stems this state knows, ascending. A stem no entry has
+    /// Returns the numbers of the stems this state has, ascending. A stem no entry has
     /// cannot be shared, so it is left out.
     fn known_stems(&self, stems: &BTreeSet<&str>) -> Vec<u32> {
         let mut numbers: Vec<u32> = stems
