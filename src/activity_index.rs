@@ -1,5 +1,5 @@
 //! A compact copy of what the history reads from each stored task and event, kept beside the
-//! records so that loading the history does not decode five million JSON records.
+//! records so that loading the history does not decode millions of JSON records.
 //!
 //! Each entry of the table `activity_facts/<object>` holds, under the record's id, the
 //! activity's time in milliseconds and its `WhoId` and `WhatId`, or a mark that the history
@@ -8,9 +8,11 @@
 //! crash. A store written before this table existed has no `activity_facts:<object>` mark in
 //! `meta`, so the first load builds the table from the records in chunks and then sets it.
 //!
-//! NOTE: a leadscore build older than this table would write records without their entries.
-//! Running one on a store and then this build again leaves stale entries; delete the mark
-//! (or the store) after such a downgrade.
+//! A load also rebuilds a table whose entry count differs from its records' count.
+//!
+//! NOTE: a leadscore build older than this table writes records without their entries. The
+//! count check catches the records it adds or removes, not those it only changes, so delete
+//! the `activity_facts:*` keys of `meta` after running such a build on a store.
 
 use std::ops::Bound;
 
@@ -24,7 +26,7 @@ use crate::features::fields;
 /// The objects whose records are indexed, with whether they are meetings (events).
 pub(crate) const INDEXED: [(&str, bool); 2] = [(fields::TASK, false), (fields::EVENT, true)];
 
-/// The first byte of every entry; a different one is refused.
+/// The first byte of every entry; an entry with another one is rejected.
 const VERSION: u8 = 1;
 
 /// Records copied per write transaction while the table is built for an existing store.
@@ -202,24 +204,25 @@ pub(super) fn put_entries<'r>(
     };
     let mut entries = transaction.open_table(table(&facts_table(object)))?;
     for (id, record) in records {
-        put_entry(&mut entries, id, record, meeting)?;
+        put_entry(&mut entries, id.as_bytes(), record, meeting)?;
     }
     Ok(())
 }
 
+/// Writes the entry of the record stored under `key`, or removes it for `None`.
 fn put_entry(
     entries: &mut Table<'_>,
-    id: &str,
+    key: &[u8],
     record: Option<&Record>,
     meeting: bool,
 ) -> Result<(), StoreError> {
     match record {
         Some(record) => {
             let bytes = ActivityFacts::encode(ActivityFacts::of(record, meeting).as_ref());
-            entries.insert(id.as_bytes(), bytes.as_slice())?;
+            entries.insert(key, bytes.as_slice())?;
         }
         None => {
-            entries.remove(id.as_bytes())?;
+            entries.remove(key)?;
         }
     }
     Ok(())
@@ -259,14 +262,46 @@ impl Store {
         })
     }
 
-    /// Builds `object`'s table from its records unless it is marked complete. Each chunk is
-    /// read and written in one write transaction, so a pull running meanwhile cannot have
-    /// its newer entry overwritten by one made from the record it replaced.
+    /// Returns whether `object`'s table is marked complete and has one entry per stored
+    /// record. A count that differs means records were written without their entries, as an
+    /// older leadscore build does, so the table is built again.
+    fn activity_facts_complete(&self, object: &str) -> Result<bool, StoreError> {
+        if self.db.get("meta", built_key(object).as_bytes())?.is_none() {
+            return Ok(false);
+        }
+        let counts = self
+            .db
+            .lens(&[records_tree(object).as_str(), facts_table(object).as_str()])?;
+        if counts[0] != counts[1] {
+            tracing::warn!(
+                object,
+                records = counts[0],
+                entries = counts[1],
+                "the activity table does not match the stored records, as after an older leadscore build wrote to this store; building it again"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Builds `object`'s table from its records unless it is complete. Each chunk is read
+    /// and written in one write transaction, so a pull running meanwhile cannot have its newer
+    /// entry overwritten by one made from the record it replaced. One build runs at a time in
+    /// this process (redb locks the file against other processes), because a second build's
+    /// first chunk empties the table.
     fn build_activity_facts(&self, object: &str) -> Result<(), StoreError> {
-        let mark = built_key(object);
-        if self.db.get("meta", mark.as_bytes())?.is_some() {
+        if self.activity_facts_complete(object)? {
             return Ok(());
         }
+        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _building = BUILDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another thread may have built it while this one waited.
+        if self.activity_facts_complete(object)? {
+            return Ok(());
+        }
+        let mark = built_key(object);
         let meeting = indexed(object).unwrap_or(false);
         let records_name = records_tree(object);
         let name = facts_table(object);
@@ -279,14 +314,18 @@ impl Store {
         loop {
             let done = self.db.write(Commit::Deferred, |transaction| {
                 if first {
-                    // Entries of an interrupted build may name records deleted since.
+                    // Entries of an interrupted build may name records deleted since, and the
+                    // mark stays off until the last chunk.
                     transaction.delete_table(table(&name))?;
+                    transaction
+                        .open_table(table("meta"))?
+                        .remove(mark.as_bytes())?;
                 }
                 let chunk = read_chunk(transaction, &records_name, after.as_deref())?;
                 let mut entries = transaction.open_table(table(&name))?;
                 for (key, bytes) in &chunk {
                     let record = decode_activity(&records_name, key, bytes)?;
-                    put_entry(&mut entries, &record.id, Some(&record), meeting)?;
+                    put_entry(&mut entries, key, Some(&record), meeting)?;
                 }
                 drop(entries);
                 let done = chunk.len() < BUILD_CHUNK;
@@ -613,5 +652,34 @@ mod tests {
             text.contains("00Tb") && text.contains("activity_facts:Task"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn records_without_entries_trigger_rebuild() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.save_records("Task", &sample_tasks()).expect("save");
+        store.for_each_activity("Task", |_| {}).expect("read");
+        // An older build stores a task without its entry.
+        let extra = task(
+            "00Tz",
+            &[
+                ("CreatedDate", Value::DateTime(chrono::Utc::now())),
+                ("WhoId", Value::Text("003q".into())),
+            ],
+        );
+        store
+            .db
+            .put(
+                &records_tree("Task"),
+                b"00Tz",
+                &serde_json::to_vec(&extra).expect("encode"),
+            )
+            .expect("write the record alone");
+
+        let (table, records) = table_and_records(&store, "Task");
+
+        assert!(table.iter().any(|t| t.contains("003q")), "{table:?}");
+        assert_eq!(table, records);
     }
 }

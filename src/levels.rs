@@ -321,7 +321,7 @@ pub fn match_lead_accounts(
     // The leads are matched in one chunk per core. Each lookup only reads the index, and the
     // chunks' results are joined in lead order, so the samples are those of one pass.
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let chunk = leads.len().div_ceil(threads).max(1);
+    let chunk = leads.len().div_ceil(threads).max(MIN_LEADS_PER_THREAD);
     let parts: Vec<(Vec<(u32, u32)>, LeadMatchReport)> = std::thread::scope(|scope| {
         let workers: Vec<_> = leads
             .chunks(chunk)
@@ -363,6 +363,9 @@ pub fn match_lead_accounts(
     }
     (matched, report)
 }
+
+/// The fewest leads worth a thread of their own in [`match_lead_accounts`].
+const MIN_LEADS_PER_THREAD: usize = 4096;
 
 /// Matches one chunk of leads for [`match_lead_accounts`]. Returns (position in `leads`,
 /// position of the account) pairs and the chunk's counts, with `leads` left at zero.

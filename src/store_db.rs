@@ -180,6 +180,22 @@ impl Db {
         Ok(())
     }
 
+    /// Returns the number of entries in each of the tables `names` (0 for one never created),
+    /// read in one transaction so the counts belong to one state of the store.
+    pub(super) fn lens(&self, names: &[&str]) -> Result<Vec<u64>, StoreError> {
+        let transaction = self.database.begin_read()?;
+        let mut counts = Vec::with_capacity(names.len());
+        for name in names {
+            let count = match transaction.open_table(table(name)) {
+                Ok(table) => table.len()?,
+                Err(TableError::TableDoesNotExist(_)) => 0,
+                Err(error) => return Err(error.into()),
+            };
+            counts.push(count);
+        }
+        Ok(counts)
+    }
+
     /// Returns the number of entries in the table `name`.
     pub(super) fn len(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self
