@@ -16,12 +16,12 @@
 
 use std::ops::Bound;
 
-use leadscore_connector::{Record, Value};
+use leadscore_connector::Record;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::store_db::{as_slice_bound, table, Commit, OwnedEntry, Table};
-use super::{corrupt, records_tree, Store, StoreError};
-use crate::features::fields;
+use super::{decode_with, records_tree, Store, StoreError};
+use crate::features::{fields, nonempty};
 
 /// The objects whose records are indexed, with whether they are meetings (events).
 pub(crate) const INDEXED: [(&str, bool); 2] = [(fields::TASK, false), (fields::EVENT, true)];
@@ -119,14 +119,6 @@ impl<'a> ActivityFacts<'a> {
         let what = reader.text()?;
         reader.end()?;
         Ok(Some(ActivityFacts { millis, who, what }))
-    }
-}
-
-/// Returns the text of a value unless it is empty or not text.
-fn nonempty(value: &Value) -> Option<&str> {
-    match value {
-        Value::Text(s) if !s.is_empty() => Some(s),
-        _ => None,
     }
 }
 
@@ -301,6 +293,7 @@ impl Store {
         if self.activity_facts_complete(object)? {
             return Ok(());
         }
+
         let mark = built_key(object);
         let meeting = indexed(object).unwrap_or(false);
         let records_name = records_tree(object);
@@ -309,6 +302,7 @@ impl Store {
             object,
             "building the activity table from the stored records; later loads read it instead"
         );
+
         let mut after: Option<Vec<u8>> = None;
         let mut first = true;
         loop {
@@ -321,13 +315,15 @@ impl Store {
                         .open_table(table("meta"))?
                         .remove(mark.as_bytes())?;
                 }
+
                 let chunk = read_chunk(transaction, &records_name, after.as_deref())?;
                 let mut entries = transaction.open_table(table(&name))?;
                 for (key, bytes) in &chunk {
-                    let record = decode_activity(&records_name, key, bytes)?;
+                    let record = decode_with(&records_name, key, bytes, ACTIVITY_FIELDS)?;
                     put_entry(&mut entries, key, Some(&record), meeting)?;
                 }
                 drop(entries);
+
                 let done = chunk.len() < BUILD_CHUNK;
                 if done {
                     let mut meta = transaction.open_table(table("meta"))?;
@@ -345,18 +341,6 @@ impl Store {
         }
         self.db.flush()
     }
-}
-
-/// Decodes a stored task or event with only the fields [`ActivityFacts::of`] reads.
-fn decode_activity(name: &str, key: &[u8], bytes: &[u8]) -> Result<Record, StoreError> {
-    use serde::de::DeserializeSeed;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    super::record_fields::WithFields {
-        keep: ACTIVITY_FIELDS,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|record| deserializer.end().map(|()| record))
-    .map_err(|err| corrupt(name, key, &err))
 }
 
 /// Copies up to [`BUILD_CHUNK`] records of `name` after the key `after` out of `transaction`.
@@ -383,6 +367,7 @@ fn read_chunk(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use leadscore_connector::Value;
     use std::collections::BTreeMap;
 
     fn task(id: &str, fields: &[(&str, Value)]) -> Record {
@@ -599,6 +584,7 @@ mod tests {
             })
             .collect();
         store.save_records("Event", &events).expect("save");
+
         // What a store written before the table existed looks like: records, no entries and
         // no mark, plus a stale entry an interrupted build could have left.
         store
@@ -614,24 +600,24 @@ mod tests {
                 Ok(())
             })
             .expect("drop the table");
-        assert!(store
-            .db
-            .get("meta", built_key("Event").as_bytes())
-            .expect("meta")
-            .is_none());
+        assert!(!is_marked(&store, "Event"));
+
         let (table, records) = table_and_records(&store, "Event");
+
         assert_eq!(table.len(), events.len());
         assert_eq!(table, records);
-        assert!(store
+        let stale = store
             .db
             .get(&facts_table("Event"), b"00Ugone")
-            .expect("get")
-            .is_none());
-        assert!(store
-            .db
-            .get("meta", built_key("Event").as_bytes())
-            .expect("meta")
-            .is_some());
+            .expect("get");
+        assert!(stale.is_none(), "the stale entry stays");
+        assert!(is_marked(&store, "Event"));
+    }
+
+    /// Returns whether `object`'s table carries its complete mark.
+    fn is_marked(store: &Store, object: &str) -> bool {
+        let mark = store.db.get("meta", built_key(object).as_bytes());
+        mark.expect("read meta").is_some()
     }
 
     #[test]

@@ -202,7 +202,7 @@ fn role_field<'r>(record: &'r Record, field: &str) -> &'r Value {
 }
 
 /// Returns a text value that is not empty.
-fn nonempty(value: &Value) -> Option<&str> {
+pub(crate) fn nonempty(value: &Value) -> Option<&str> {
     match value {
         Value::Text(s) if !s.is_empty() => Some(s),
         _ => None,

@@ -364,7 +364,7 @@ pub fn match_lead_accounts(
     (matched, report)
 }
 
-/// The fewest leads worth a thread of their own in [`match_lead_accounts`].
+/// The minimum number of leads that [`match_lead_accounts`] gives a thread of their own.
 const MIN_LEADS_PER_THREAD: usize = 4096;
 
 /// Matches one chunk of leads for [`match_lead_accounts`]. Returns (position in `leads`,

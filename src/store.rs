@@ -254,6 +254,16 @@ fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T
     serde_json::from_slice(bytes).map_err(|err| corrupt(tree, key, &err))
 }
 
+/// Decodes the record stored under `key` in `tree` with only the fields named in `keep`.
+fn decode_with(tree: &str, key: &[u8], bytes: &[u8], keep: &[&str]) -> Result<Record, StoreError> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    record_fields::WithFields { keep }
+        .deserialize(&mut deserializer)
+        .and_then(|record| deserializer.end().map(|()| record))
+        .map_err(|err| corrupt(tree, key, &err))
+}
+
 /// Builds the error for the stored value under `key` in `tree` that failed to decode.
 fn corrupt(tree: &str, key: &[u8], err: &serde_json::Error) -> StoreError {
     StoreError::Corrupt {
@@ -752,15 +762,9 @@ impl Store {
         keep: &[&str],
         mut visit: impl FnMut(Record),
     ) -> Result<(), StoreError> {
-        use serde::de::DeserializeSeed;
         let name = records_tree(object);
         self.db.for_each(&name, |key, value| {
-            let mut deserializer = serde_json::Deserializer::from_slice(value);
-            let record = record_fields::WithFields { keep }
-                .deserialize(&mut deserializer)
-                .and_then(|record| deserializer.end().map(|()| record))
-                .map_err(|err| corrupt(&name, key, &err))?;
-            visit(record);
+            visit(decode_with(&name, key, value, keep)?);
             Ok(())
         })
     }

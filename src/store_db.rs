@@ -23,7 +23,7 @@ pub(super) type Table<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 /// A key and its value, copied out of a read transaction.
 pub(super) type OwnedEntry = (Vec<u8>, Vec<u8>);
 
-/// Entries a scan of [`Db::visit_many`] passes over before it seeks the next key instead.
+/// The number of unwanted entries a scan of [`Db::visit_many`] passes before it seeks the next key.
 const SCAN_SKIPS: usize = 8;
 
 /// The `meta` key of the id counter that replaces sled's `generate_id`.
