@@ -221,13 +221,15 @@ fn put_entry(
 }
 
 impl Store {
-    /// Passes the facts of every stored task or event of `object` to `visit`, in id order,
-    /// skipping the records the history leaves out. Builds the table first when the store
-    /// has none yet (see the module notes).
-    pub(crate) fn for_each_activity(
+    /// Passes the facts of every stored task or event of `object` through `resolve` and the
+    /// result to `visit`, in id order, skipping the records the history leaves out. The
+    /// entries are decoded and resolved on every core, and `visit` runs on this thread.
+    /// Builds the table first when the store has none yet (see the module notes).
+    pub(crate) fn for_each_activity<T: Send>(
         &self,
         object: &str,
-        mut visit: impl FnMut(ActivityFacts<'_>),
+        resolve: impl Fn(ActivityFacts<'_>) -> T + Sync,
+        mut visit: impl FnMut(T),
     ) -> Result<(), StoreError> {
         if indexed(object).is_none() {
             return Err(StoreError::Corrupt {
@@ -238,20 +240,27 @@ impl Store {
         }
         self.build_activity_facts(object)?;
         let name = facts_table(object);
-        self.db.for_each(&name, |key, bytes| {
-            let facts = ActivityFacts::decode(bytes).map_err(|message| StoreError::Corrupt {
-                tree: name.clone(),
-                key: String::from_utf8_lossy(key).into_owned(),
-                message: format!(
-                    "{message}; delete the `{}` key of the meta table to rebuild the table",
-                    built_key(object)
-                ),
-            })?;
-            if let Some(facts) = facts {
-                visit(facts);
-            }
-            Ok(())
-        })
+        self.db.for_each_decoded(
+            &name,
+            |key, bytes| {
+                let facts =
+                    ActivityFacts::decode(bytes).map_err(|message| StoreError::Corrupt {
+                        tree: name.clone(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: format!(
+                            "{message}; delete the `{}` key of the meta table to rebuild the table",
+                            built_key(object)
+                        ),
+                    })?;
+                Ok(facts.map(&resolve))
+            },
+            |resolved| {
+                if let Some(resolved) = resolved {
+                    visit(resolved);
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Returns whether `object`'s table is marked complete and has one entry per stored
@@ -451,7 +460,11 @@ mod tests {
         let meeting = indexed(object).expect("indexed");
         let mut from_table = Vec::new();
         store
-            .for_each_activity(object, |facts| from_table.push(format!("{facts:?}")))
+            .for_each_activity(
+                object,
+                |facts| format!("{facts:?}"),
+                |text| from_table.push(text),
+            )
             .expect("read the table");
         let mut from_records = Vec::new();
         store
@@ -625,13 +638,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.save_records("Task", &sample_tasks()).expect("save");
-        store.for_each_activity("Task", |_| {}).expect("builds");
+        store
+            .for_each_activity("Task", |_| (), |()| {})
+            .expect("builds");
         store
             .db
             .put(&facts_table("Task"), b"00Tb", &[VERSION, 1, 2])
             .expect("damage");
         let error = store
-            .for_each_activity("Task", |_| {})
+            .for_each_activity("Task", |_| (), |()| {})
             .expect_err("a short entry fails");
         let text = error.to_string();
         assert!(
@@ -645,7 +660,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.save_records("Task", &sample_tasks()).expect("save");
-        store.for_each_activity("Task", |_| {}).expect("read");
+        store
+            .for_each_activity("Task", |_| (), |()| {})
+            .expect("read");
         // An older build stores a task without its entry.
         let extra = task(
             "00Tz",

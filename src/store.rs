@@ -755,7 +755,8 @@ impl Store {
     }
 
     /// Passes every stored record of `object` to `visit` like [`Store::for_each_record`], with
-    /// only the fields named in `keep`. The values of the others are skipped undecoded.
+    /// only the fields named in `keep`. The values of the others are skipped undecoded. The
+    /// records are decoded on every core and reach `visit` in id order on this thread.
     pub fn for_each_record_with(
         &self,
         object: &str,
@@ -763,10 +764,14 @@ impl Store {
         mut visit: impl FnMut(Record),
     ) -> Result<(), StoreError> {
         let name = records_tree(object);
-        self.db.for_each(&name, |key, value| {
-            visit(decode_with(&name, key, value, keep)?);
-            Ok(())
-        })
+        self.db.for_each_decoded(
+            &name,
+            |key, value| decode_with(&name, key, value, keep),
+            |record| {
+                visit(record);
+                Ok(())
+            },
+        )
     }
 
     /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),

@@ -26,6 +26,15 @@ pub(super) type OwnedEntry = (Vec<u8>, Vec<u8>);
 /// The number of unwanted entries a scan of [`Db::visit_many`] passes before it seeks the next key.
 const SCAN_SKIPS: usize = 8;
 
+/// Entries per chunk of [`Db::for_each_decoded`].
+const DECODE_CHUNK: usize = 512;
+
+/// Decoded chunks a worker of [`Db::for_each_decoded`] may hold ready before it waits.
+const DECODE_AHEAD: usize = 2;
+
+/// The most threads [`Db::for_each_decoded`] decodes on.
+const MAX_DECODE_WORKERS: usize = 4;
+
 /// The `meta` key of the id counter that replaces sled's `generate_id`.
 const NEXT_ID_KEY: &[u8] = b"next_id";
 
@@ -241,6 +250,102 @@ impl Db {
         Ok(())
     }
 
+    /// Passes every entry of the table `name`, turned into a `T` by `decode`, to `visit` in
+    /// key order, like [`Db::for_each`] with the decoding spread over the machine's cores.
+    ///
+    /// One thread reads the table in key order and copies it out in chunks of
+    /// [`DECODE_CHUNK`] entries, and worker `w` of `n` decodes chunks `w`, `w + n`, ...
+    /// `visit` runs on the calling thread and takes the chunks in turn, so it sees the
+    /// entries in key order and needs no lock. A worker runs at most [`DECODE_AHEAD`] chunks
+    /// ahead of `visit`, which bounds the memory the decoded values take. The first error,
+    /// from reading, `decode` or `visit`, stops every thread and is returned.
+    pub(super) fn for_each_decoded<T: Send>(
+        &self,
+        name: &str,
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError> + Sync,
+        visit: impl FnMut(T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_DECODE_WORKERS);
+        self.for_each_decoded_on(name, workers, decode, visit)
+    }
+
+    /// Runs [`Db::for_each_decoded`] on `workers` threads.
+    fn for_each_decoded_on<T: Send>(
+        &self,
+        name: &str,
+        workers: usize,
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError> + Sync,
+        mut visit: impl FnMut(T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with_table(name, |table| {
+            if workers < 2 || table.len()? < (2 * DECODE_CHUNK) as u64 {
+                for entry in table.range(..)? {
+                    let (key, value) = entry?;
+                    visit(decode(key.value(), value.value())?)?;
+                }
+                return Ok(());
+            }
+            let decode = &decode;
+            std::thread::scope(|scope| {
+                let mut raw_senders = Vec::with_capacity(workers);
+                let mut receivers = Vec::with_capacity(workers);
+                for _ in 0..workers {
+                    let (raw_sender, raw_receiver) =
+                        std::sync::mpsc::sync_channel::<Result<RawChunk, StoreError>>(1);
+                    let (sender, receiver) =
+                        std::sync::mpsc::sync_channel::<Result<Vec<T>, StoreError>>(DECODE_AHEAD);
+                    raw_senders.push(raw_sender);
+                    receivers.push(receiver);
+                    scope.spawn(move || {
+                        for raw in raw_receiver {
+                            let decoded = raw.and_then(|raw| {
+                                raw.entries()
+                                    .map(|(key, value)| decode(key, value))
+                                    .collect()
+                            });
+                            let failed = decoded.is_err();
+                            // The receiver is gone only when `visit` already failed.
+                            if sender.send(decoded).is_err() || failed {
+                                return;
+                            }
+                        }
+                    });
+                }
+                scope.spawn(move || read_chunks(table, &raw_senders));
+                let mut outcome = Ok(());
+                // Chunk `c` comes from worker `c % workers`. A worker that ends without sending
+                // chunk `c` found fewer entries than it starts at, so there is no later chunk.
+                'chunks: for chunk in 0.. {
+                    let Ok(values) = receivers[chunk % workers].recv() else {
+                        break;
+                    };
+                    match values {
+                        Ok(values) => {
+                            for value in values {
+                                if let Err(error) = visit(value) {
+                                    outcome = Err(error);
+                                    break 'chunks;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            outcome = Err(error);
+                            break;
+                        }
+                    }
+                }
+                // Dropping the receivers makes the workers' next send fail, which stops them. The
+                // scope joins them and passes on a worker's panic, as a panic in `decode` would
+                // pass when called here.
+                drop(receivers);
+                outcome
+            })
+        })
+        .map(|_| ())
+    }
+
     /// Returns up to `limit` entries of the table `name` in key order, starting after the key
     /// `after` (from the first key when `None`).
     pub(super) fn entries_after(
@@ -321,6 +426,71 @@ impl Db {
     /// Makes every deferred commit durable with an empty durable commit.
     pub(super) fn flush(&self) -> Result<(), StoreError> {
         self.write(Commit::Durable, |_| Ok(()))
+    }
+}
+
+/// Entries of a table copied out of a read transaction into one buffer, so a thread without
+/// the transaction can decode them.
+#[derive(Default)]
+struct RawChunk {
+    bytes: Vec<u8>,
+    /// The length of each entry's key and value, in order.
+    lengths: Vec<(usize, usize)>,
+}
+
+impl RawChunk {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+        self.lengths.push((key.len(), value.len()));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.bytes.as_slice();
+        self.lengths.iter().map(move |&(key, value)| {
+            let (entry, after) = rest.split_at(key + value);
+            rest = after;
+            entry.split_at(key)
+        })
+    }
+}
+
+/// Copies the entries of `table` in key order into chunks of [`DECODE_CHUNK`] and sends
+/// chunk `c` to `senders[c % senders.len()]` (see [`Db::for_each_decoded`]). A read error
+/// goes where the chunk it interrupts would have gone. Stops when a send fails.
+fn read_chunks(
+    table: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    senders: &[std::sync::mpsc::SyncSender<Result<RawChunk, StoreError>>],
+) {
+    let mut chunk = RawChunk::default();
+    let mut sent = 0;
+    let entries = match table.range(..) {
+        Ok(entries) => entries,
+        Err(error) => {
+            let _ = senders[0].send(Err(error.into()));
+            return;
+        }
+    };
+    for entry in entries {
+        match entry {
+            Ok((key, value)) => chunk.push(key.value(), value.value()),
+            Err(error) => {
+                let _ = senders[sent % senders.len()].send(Err(error.into()));
+                return;
+            }
+        }
+        if chunk.lengths.len() == DECODE_CHUNK {
+            if senders[sent % senders.len()]
+                .send(Ok(std::mem::take(&mut chunk)))
+                .is_err()
+            {
+                return;
+            }
+            sent += 1;
+        }
+    }
+    if !chunk.lengths.is_empty() {
+        let _ = senders[sent % senders.len()].send(Ok(chunk));
     }
 }
 
@@ -447,5 +617,120 @@ mod tests {
                 .collect();
             assert_eq!(visited(&db, &keys), expected, "keys {case:?}");
         }
+    }
+
+    /// Returns the decoded values `for_each_decoded_on` passes on, with `workers` threads.
+    fn decoded(db: &Db, workers: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        db.for_each_decoded_on(
+            "t",
+            workers,
+            |key, value| {
+                if value == b"bad" {
+                    return Err(StoreError::Corrupt {
+                        tree: "t".to_string(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: "bad value".to_string(),
+                    });
+                }
+                Ok(format!(
+                    "{}={}",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(value)
+                ))
+            },
+            |value| {
+                out.push(value);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn parallel_decode_keeps_key_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::new(redb::Database::create(dir.path().join("t.redb")).expect("create"));
+        assert_eq!(
+            decoded(&db, 2).expect("missing table"),
+            Vec::<String>::new()
+        );
+        // Five full chunks and part of a sixth, so the workers end on different chunks.
+        let count = 5 * DECODE_CHUNK + 37;
+        db.write(Commit::Durable, |transaction| {
+            let mut t = transaction.open_table(table("t"))?;
+            for i in 0..count {
+                t.insert(format!("k{i:05}").as_bytes(), format!("v{i}").as_bytes())?;
+            }
+            Ok(())
+        })
+        .expect("write");
+        let mut expected = Vec::new();
+        db.for_each("t", |key, value| {
+            expected.push(format!(
+                "{}={}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(value)
+            ));
+            Ok(())
+        })
+        .expect("scan");
+        assert_eq!(expected.len(), count);
+        for workers in [1, 2, 3, 4] {
+            assert_eq!(
+                decoded(&db, workers).expect("decode"),
+                expected,
+                "{workers} workers"
+            );
+        }
+    }
+
+    #[test]
+    fn parallel_decode_returns_first_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::new(redb::Database::create(dir.path().join("t.redb")).expect("create"));
+        let count = 6 * DECODE_CHUNK;
+        // One bad value in the second chunk (the second worker's) and one in the fifth.
+        let bad = [DECODE_CHUNK + 3, 4 * DECODE_CHUNK + 1];
+        db.write(Commit::Durable, |transaction| {
+            let mut t = transaction.open_table(table("t"))?;
+            for i in 0..count {
+                let value = if bad.contains(&i) {
+                    "bad".to_string()
+                } else {
+                    format!("v{i}")
+                };
+                t.insert(format!("k{i:05}").as_bytes(), value.as_bytes())?;
+            }
+            Ok(())
+        })
+        .expect("write");
+        for workers in [1, 2, 3] {
+            let error = decoded(&db, workers).expect_err("a bad value fails");
+            let first = format!("k{:05}", bad[0]);
+            assert!(error.to_string().contains(&first), "{workers}: {error}");
+        }
+        // An error from `visit` stops the decoding and is returned as it is.
+        let mut seen = 0;
+        let error = db
+            .for_each_decoded_on(
+                "t",
+                2,
+                |_, value| Ok(value.len()),
+                |_| {
+                    seen += 1;
+                    if seen == DECODE_CHUNK + 1 {
+                        return Err(StoreError::Corrupt {
+                            tree: "t".to_string(),
+                            key: String::new(),
+                            message: "visit stops".to_string(),
+                        });
+                    }
+                    Ok(())
+                },
+            )
+            .expect_err("visit fails");
+        assert!(error.to_string().contains("visit stops"), "{error}");
+        assert_eq!(seen, DECODE_CHUNK + 1);
     }
 }
