@@ -15,11 +15,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::features::History;
 use crate::pipeline::PipelineError;
 use crate::scoring;
-use crate::store::{
-    ModelEntry, Promotion, PromotionCause, ScoreRow, Store, StoreError, StoredModel,
-};
+use crate::store::{ModelEntry, Promotion, PromotionCause, Store, StoreError, StoredModel};
 use crate::training::load_history;
 
 /// A freshly trained model waiting for the promotion decision.
@@ -178,6 +177,7 @@ pub fn publish(
     store: &Store,
     candidate: &Candidate,
     margin: f64,
+    history: Option<&History>,
 ) -> Result<PublishOutcome, StoreError> {
     let version = candidate.stored.version.clone();
     let Some(live) = store.live_version()? else {
@@ -205,8 +205,8 @@ pub fn publish(
         return Ok(PublishOutcome::AlreadyLive { version });
     }
 
-    let history = store.promotions()?;
-    let demoted = replaced_by_hand(&history);
+    let promotions = store.promotions()?;
+    let demoted = replaced_by_hand(&promotions);
     let verdict = match demoted.get(&version) {
         Some(event) => Err(format!(
             "{version} was replaced by hand ({} to {} at {}); only `leadscore models promote {version}` makes it live again",
@@ -235,7 +235,7 @@ pub fn publish(
             })
         }
         Ok(note) => {
-            let shadow = publish_shadow(store, candidate, &live)?;
+            let shadow = publish_shadow(store, candidate, &live, history)?;
             store.save_registered_model(
                 &candidate.stored,
                 &entry_for(candidate, Some(&live), &format!("promoted: {note}")),
@@ -305,6 +305,7 @@ fn publish_shadow(
     store: &Store,
     candidate: &Candidate,
     live: &str,
+    history: Option<&History>,
 ) -> Result<Option<ShadowReport>, StoreError> {
     let Some(config) = &candidate.config else {
         return Ok(None);
@@ -322,6 +323,7 @@ fn publish_shadow(
         &candidate.stored,
         &live_model,
         candidate.stored.trained_at,
+        history,
     ) {
         Ok(report) => Ok(Some(report)),
         Err(PipelineError::Store(err)) => Err(err),
@@ -332,45 +334,55 @@ fn publish_shadow(
     }
 }
 
-/// Scores the open accounts with both models, without storing the scores, and counts the tier
-/// changes the candidate would cause.
+/// Scores the open records of the candidate's level with both models, without storing the
+/// scores, and counts the tier changes the candidate would cause. Only the probabilities are
+/// computed (see [`scoring::tiers`]). `history` is the loaded history when the caller has
+/// one, as training has; without it the history is loaded from the store.
 pub fn shadow(
     store: &Store,
     config: &Config,
     candidate: &StoredModel,
     live: &StoredModel,
     now: DateTime<Utc>,
+    history: Option<&History>,
 ) -> Result<ShadowReport, PipelineError> {
-    let history = load_history(store, config)?;
-    let live_rows = scoring::score_records(live, &history, config, now)?;
-    let candidate_rows = scoring::score_records(candidate, &history, config, now)?;
-    Ok(compare_tiers(
+    let loaded;
+    let history = match history {
+        Some(history) => history,
+        None => {
+            loaded = load_history(store, config)?;
+            &loaded
+        }
+    };
+    let live_tiers = scoring::tiers(live, history, config, now)?;
+    let candidate_tiers = scoring::tiers(candidate, history, config, now)?;
+    let object = candidate.level.object();
+    Ok(count_tier_changes(
+        object,
         &live.version,
         &candidate.version,
-        &live_rows,
-        &candidate_rows,
+        &live_tiers,
+        &candidate_tiers,
         &config.tiers.labels[0],
     ))
 }
 
-/// Counts tier changes between two scorings of the same accounts. Accounts scored by only one
-/// model are left out.
-pub fn compare_tiers(
+/// Counts tier changes between two scorings of `object`'s records, given as lists of
+/// `(record id, tier)`. Records scored by only one model are left out.
+fn count_tier_changes<I: AsRef<str>, T: AsRef<str>>(
+    object: &str,
     live_version: &str,
     candidate_version: &str,
-    live: &[ScoreRow],
-    candidate: &[ScoreRow],
+    live: &[(I, T)],
+    candidate: &[(I, T)],
     top_tier: &str,
 ) -> ShadowReport {
     let live_tiers: HashMap<&str, &str> = live
         .iter()
-        .map(|row| (row.id.as_str(), row.tier.as_str()))
+        .map(|(id, tier)| (id.as_ref(), tier.as_ref()))
         .collect();
     let mut report = ShadowReport {
-        object: live
-            .first()
-            .or(candidate.first())
-            .map_or_else(|| "Account".to_string(), |row| row.object.clone()),
+        object: object.to_string(),
         live_version: live_version.to_string(),
         candidate_version: candidate_version.to_string(),
         accounts: 0,
@@ -379,13 +391,13 @@ pub fn compare_tiers(
         left_top_tier: 0,
         moves: BTreeMap::new(),
     };
-    for row in candidate {
-        let Some(before) = live_tiers.get(row.id.as_str()) else {
+    for (id, after) in candidate {
+        let Some(&before) = live_tiers.get(id.as_ref()) else {
             continue;
         };
-        let after = row.tier.as_str();
+        let after = after.as_ref();
         report.accounts += 1;
-        if *before == after {
+        if before == after {
             continue;
         }
         report.tier_changes += 1;
@@ -396,7 +408,7 @@ pub fn compare_tiers(
         if after == top_tier {
             report.new_top_tier += 1;
         }
-        if *before == top_tier {
+        if before == top_tier {
             report.left_top_tier += 1;
         }
     }
@@ -498,9 +510,9 @@ fn change_live(
         None => None,
     };
     let shadow = match &live_model {
-        Some(live_model) => {
-            Some(shadow(store, config, &model, live_model, now).map_err(RegistryError::Shadow)?)
-        }
+        Some(live_model) => Some(
+            shadow(store, config, &model, live_model, now, None).map_err(RegistryError::Shadow)?,
+        ),
         None => None,
     };
     let note = match &shadow {
@@ -777,38 +789,12 @@ pub fn render_change(change: &LiveChange) -> String {
 mod tests {
     use super::*;
 
-    fn row(id: &str, tier: &str) -> ScoreRow {
-        ScoreRow {
-            object: "Account".into(),
-            id: id.into(),
-            name: id.into(),
-            owner_id: None,
-            probability: 0.5,
-            score: 50.0,
-            tier: tier.into(),
-            reasons: Vec::new(),
-            hint: None,
-            sales_ready: None,
-            model_version: String::new(),
-            scored_at: Utc::now(),
-            reasons_key: None,
-            inputs_key: None,
-            valid_from: None,
-            valid_until: None,
-        }
-    }
-
     #[test]
     fn tier_changes_counted() {
-        let live = [row("a", "A"), row("b", "B"), row("c", "C"), row("d", "D")];
-        let candidate = [
-            row("a", "B"),
-            row("b", "A"),
-            row("c", "A"),
-            row("d", "D"),
-            row("new", "A"),
-        ];
-        let report = compare_tiers("v1", "v2", &live, &candidate, "A");
+        let live = [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")];
+        let candidate = [("a", "B"), ("b", "A"), ("c", "A"), ("d", "D"), ("new", "A")];
+        let report = count_tier_changes("Contact", "v1", "v2", &live, &candidate, "A");
+        assert_eq!(report.object, "Contact");
         assert_eq!(report.accounts, 4);
         assert_eq!(report.tier_changes, 3);
         assert_eq!(report.new_top_tier, 2);

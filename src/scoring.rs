@@ -417,6 +417,75 @@ pub fn score_records_each(
     })
 }
 
+/// Returns the id and tier of every open record of the model's level as [`score_records`]
+/// would score it, without reasons, hints or stored rows: only the feature rows and the
+/// model's probabilities, computed on every core. Comparing two models' tiers needs no more.
+pub fn tiers<'h, 'c>(
+    stored: &StoredModel,
+    history: &'h History,
+    config: &'c Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<(&'h str, &'c str)>, PipelineError> {
+    let (space, model) = decode_model(stored)?;
+    let at = config.scoring.as_of.unwrap_or(now);
+    let open = levels::open_records(space.level, history, config, now);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let part = open.len().div_ceil(threads).max(1);
+    let (space, model) = (&space, &model);
+    let parts: Vec<Result<Vec<(&'h str, &'c str)>, PipelineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = open
+            .chunks(part)
+            .map(|records| {
+                scope.spawn(move || {
+                    let mut tiers = Vec::with_capacity(records.len());
+                    for batch in records.chunks(BATCH_ROWS) {
+                        let rows: Vec<Vec<f64>> = batch
+                            .iter()
+                            .map(|record| space.row(history, record.target(), at))
+                            .collect();
+                        let probabilities = model
+                            .predict(&rows)
+                            .map_err(|e| PipelineError::Model(e.to_string()))?;
+                        for (record, probability) in batch.iter().zip(probabilities) {
+                            tiers.push((record.id, config.tiers.tier_for(score_of(probability))));
+                        }
+                    }
+                    Ok(tiers)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(PipelineError::Model(
+                        "a scoring thread panicked, which is a bug: its message is on stderr"
+                            .to_string(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut tiers = Vec::with_capacity(open.len());
+    for part in parts {
+        tiers.extend(part?);
+    }
+    Ok(tiers)
+}
+
+/// Reads a stored model's feature encoding and model.
+fn decode_model(stored: &StoredModel) -> Result<(FeatureSpace, TrainedModel), PipelineError> {
+    let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
+        PipelineError::Model(format!(
+            "stored feature encoding of model {} is unreadable: {e}; retrain",
+            stored.version
+        ))
+    })?;
+    let model =
+        TrainedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
+    Ok((space, model))
+}
+
 /// The choices of [`score_each`] about the live run.
 #[derive(Clone, Copy)]
 struct Options<'s> {
@@ -443,14 +512,7 @@ fn score_each(
     options: Options<'_>,
     mut sink: impl FnMut(Batch) -> Result<(), PipelineError>,
 ) -> Result<(), PipelineError> {
-    let space: FeatureSpace = serde_json::from_value(stored.features.clone()).map_err(|e| {
-        PipelineError::Model(format!(
-            "stored feature encoding of model {} is unreadable: {e}; retrain",
-            stored.version
-        ))
-    })?;
-    let model =
-        TrainedModel::from_bytes(&stored.model).map_err(|e| PipelineError::Model(e.to_string()))?;
+    let (space, model) = decode_model(stored)?;
     let at = config.scoring.as_of.unwrap_or(now);
     let level = space.level;
 

@@ -262,6 +262,13 @@ async fn batched_hints_and_shared_history_change_nothing() {
         let rows = scoring::score_records(&stored, &history, config, now).expect("scores");
         let open = levels::open_records(level, &history, config, now);
         assert_eq!(open.len(), rows.len(), "{level}");
+        // The tiers alone, as the shadow comparison computes them, equal the scored rows'.
+        let tiers = scoring::tiers(&stored, &history, config, now).expect("tiers");
+        let scored: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|row| (row.id.as_str(), row.tier.as_str()))
+            .collect();
+        assert_eq!(tiers, scored, "{level}");
         for (record, row) in open.iter().zip(&rows) {
             assert_eq!(record.id, row.id);
             let alone = hints::best_hint(

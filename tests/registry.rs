@@ -94,7 +94,7 @@ async fn promotion_gate_keeps_worse_candidate() {
         Some(0.75),
         &env.config,
     );
-    let outcome = registry::publish(&store, &worse, 0.01).expect("publish");
+    let outcome = registry::publish(&store, &worse, 0.01, None).expect("publish");
     let PublishOutcome::KeptAsCandidate {
         version,
         live_version,
@@ -129,7 +129,7 @@ async fn promotion_gate_keeps_worse_candidate() {
         Some(0.75),
         &env.config,
     );
-    let outcome = registry::publish(&store, &one_class, 0.01).expect("publish");
+    let outcome = registry::publish(&store, &one_class, 0.01, None).expect("publish");
     assert!(
         matches!(&outcome, PublishOutcome::KeptAsCandidate { reason, .. } if reason.contains("only won or only lost")),
         "{outcome:?}"
@@ -144,7 +144,7 @@ async fn promotion_gate_keeps_worse_candidate() {
         Some(0.75),
         &env.config,
     );
-    let outcome = registry::publish(&store, &close, 0.01).expect("publish");
+    let outcome = registry::publish(&store, &close, 0.01, None).expect("publish");
     let PublishOutcome::Promoted {
         version,
         previous,
@@ -162,7 +162,7 @@ async fn promotion_gate_keeps_worse_candidate() {
     assert_eq!(shadow.new_top_tier, 0, "{shadow:?}");
 
     // Publishing the live version again changes nothing.
-    let outcome = registry::publish(&store, &close, 0.01).expect("publish");
+    let outcome = registry::publish(&store, &close, 0.01, None).expect("publish");
     assert_eq!(
         outcome,
         PublishOutcome::AlreadyLive {
@@ -321,7 +321,7 @@ async fn rollback_restores_previous_scores() {
         &env.config,
     );
     again.stored = weak_model;
-    let outcome = registry::publish(&store, &again, 0.01).expect("publish");
+    let outcome = registry::publish(&store, &again, 0.01, None).expect("publish");
     assert!(
         matches!(&outcome, PublishOutcome::KeptAsCandidate { reason, .. } if reason.contains("replaced by hand")),
         "{outcome:?}"
@@ -341,7 +341,7 @@ async fn models_commands_through_binary() {
         Some(0.8),
         &env.config,
     );
-    registry::publish(&store, &worse, 0.01).expect("publish");
+    registry::publish(&store, &worse, 0.01, None).expect("publish");
     drop(store);
 
     let output = leadscore(models_args(&env.config_path, &["list", "--json"])).await;
