@@ -221,15 +221,13 @@ fn put_entry(
 }
 
 impl Store {
-    /// Passes the facts of every stored task or event of `object` through `resolve` and the
-    /// result to `visit`, in id order, skipping the records the history leaves out. The
-    /// entries are decoded and resolved on every core, and `visit` runs on this thread.
-    /// Builds the table first when the store has none yet (see the module notes).
-    pub(crate) fn for_each_activity<T: Send>(
+    /// Passes the facts of every stored task or event of `object` to `visit`, in id order,
+    /// skipping the records the history leaves out. Builds the table first when the store
+    /// has none yet (see the module notes).
+    pub(crate) fn for_each_activity(
         &self,
         object: &str,
-        resolve: impl Fn(ActivityFacts<'_>) -> T + Sync,
-        mut visit: impl FnMut(T),
+        mut visit: impl FnMut(ActivityFacts<'_>),
     ) -> Result<(), StoreError> {
         if indexed(object).is_none() {
             return Err(StoreError::Corrupt {
@@ -240,27 +238,20 @@ impl Store {
         }
         self.build_activity_facts(object)?;
         let name = facts_table(object);
-        self.db.for_each_decoded(
-            &name,
-            |key, bytes| {
-                let facts =
-                    ActivityFacts::decode(bytes).map_err(|message| StoreError::Corrupt {
-                        tree: name.clone(),
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        message: format!(
-                            "{message}; delete the `{}` key of the meta table to rebuild the table",
-                            built_key(object)
-                        ),
-                    })?;
-                Ok(facts.map(&resolve))
-            },
-            |resolved| {
-                if let Some(resolved) = resolved {
-                    visit(resolved);
-                }
-                Ok(())
-            },
-        )
+        self.db.for_each(&name, |key, bytes| {
+            let facts = ActivityFacts::decode(bytes).map_err(|message| StoreError::Corrupt {
+                tree: name.clone(),
+                key: String::from_utf8_lossy(key).into_owned(),
+                message: format!(
+                    "{message}; delete the `{}` key of the meta table to rebuild the table",
+                    built_key(object)
+                ),
+            })?;
+            if let Some(facts) = facts {
+                visit(facts);
+            }
+            Ok(())
+        })
     }
 
     /// Returns whether `object`'s table is marked complete and has one entry per stored
@@ -460,11 +451,7 @@ mod tests {
         let meeting = indexed(object).expect("indexed");
         let mut from_table = Vec::new();
         store
-            .for_each_activity(
-                object,
-                |facts| format!("{facts:?}"),
-                |text| from_table.push(text),
-            )
+            .for_each_activity(object, |facts| from_table.push(format!("{facts:?}")))
             .expect("read the table");
         let mut from_records = Vec::new();
         store
@@ -638,15 +625,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.save_records("Task", &sample_tasks()).expect("save");
-        store
-            .for_each_activity("Task", |_| (), |()| {})
-            .expect("builds");
+        store.for_each_activity("Task", |_| {}).expect("builds");
         store
             .db
             .put(&facts_table("Task"), b"00Tb", &[VERSION, 1, 2])
             .expect("damage");
         let error = store
-            .for_each_activity("Task", |_| (), |()| {})
+            .for_each_activity("Task", |_| {})
             .expect_err("a short entry fails");
         let text = error.to_string();
         assert!(
@@ -660,9 +645,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open");
         store.save_records("Task", &sample_tasks()).expect("save");
-        store
-            .for_each_activity("Task", |_| (), |()| {})
-            .expect("read");
+        store.for_each_activity("Task", |_| {}).expect("read");
         // An older build stores a task without its entry.
         let extra = task(
             "00Tz",

@@ -112,49 +112,6 @@ impl Grouped {
     }
 }
 
-/// One activity with the lists it joins, found by [`History::place_activity`].
-#[derive(Debug)]
-pub(crate) struct PlacedActivity {
-    activity: Activity,
-    /// The key of the contact's or lead's list, if it joins one.
-    person_key: Option<u32>,
-    /// The position of its account, or the id of an account the history lacks.
-    owner: Option<Result<u32, String>>,
-}
-
-/// The activity lists of a [`History`] while activities are added; see
-/// [`History::take_activity_lists`].
-pub(crate) struct ActivityLists {
-    /// The number of accounts in the history, after which lacking accounts are numbered.
-    accounts: usize,
-    activities: Grouped,
-    other_accounts: HashMap<String, u32>,
-    person_activities: Grouped,
-}
-
-impl ActivityLists {
-    /// Adds a placed activity to its lists. Accounts the history lacks are numbered in the
-    /// order their first activity is added.
-    pub(crate) fn add(&mut self, placed: PlacedActivity) {
-        if let Some(key) = placed.person_key {
-            self.person_activities.push(key, placed.activity);
-        }
-        let owner = match placed.owner {
-            None => return,
-            Some(Ok(owner)) => owner,
-            Some(Err(account)) => match self.other_accounts.get(&account) {
-                Some(&owner) => owner,
-                None => {
-                    let owner = to_u32(self.accounts + self.other_accounts.len());
-                    self.other_accounts.insert(account, owner);
-                    owner
-                }
-            },
-        };
-        self.activities.push(owner, placed.activity);
-    }
-}
-
 /// One closed or open deal.
 #[derive(Clone, Debug)]
 pub struct Deal {
@@ -417,23 +374,9 @@ impl History {
     /// of it.
     pub(crate) fn add_activity_facts(&mut self, facts: ActivityFacts<'_>, meeting: bool) {
         self.index_deals();
-        if let Some(placed) = self.place_activity(facts, meeting) {
-            let mut lists = self.take_activity_lists();
-            lists.add(placed);
-            self.restore_activity_lists(lists);
-        }
-    }
-
-    /// Finds where one activity belongs: the account whose list it joins and the contact or
-    /// lead whose list it joins. Reads the history only, so threads can place activities
-    /// while [`ActivityLists::add`] adds the placed ones in order. Call
-    /// [`History::index_deals`] first.
-    pub(crate) fn place_activity(
-        &self,
-        facts: ActivityFacts<'_>,
-        meeting: bool,
-    ) -> Option<PlacedActivity> {
-        let at = DateTime::from_timestamp_millis(facts.millis)?;
+        let Some(at) = DateTime::from_timestamp_millis(facts.millis) else {
+            return;
+        };
         let who = facts.who;
         let who_position = who.and_then(|id| self.contacts.position(id));
         // Only contacts with an account are counted as the account's contacts.
@@ -448,43 +391,32 @@ impl History {
             _ => None,
         };
         // The account is the `WhatId` when it names one, else the account of the deal it
-        // names, else the contact's. An account the history lacks is named by its id, and
-        // [`ActivityLists::add`] numbers it.
+        // names, else the contact's. An account the history lacks gets a new number below.
         let what = facts.what;
-        let owner = match what.and_then(|w| self.accounts.position(w)) {
+        let owner: Option<Result<u32, String>> = match what.and_then(|w| self.accounts.position(w))
+        {
             Some(position) => Some(Ok(to_u32(position))),
             None => what
                 .and_then(|w| self.deal(w))
                 .map(|deal| deal.account_id.as_str())
                 .or(contact_account)
-                .map(|account| match self.accounts.position(account) {
-                    Some(position) => Ok(to_u32(position)),
-                    None => Err(account.to_string()),
-                }),
+                .map(|account| self.account_key(account).ok_or_else(|| account.to_string())),
         };
-        Some(PlacedActivity {
-            activity: Activity::new(at, position, meeting),
-            person_key,
-            owner,
-        })
-    }
-
-    /// Moves the activity lists out of the history, so they can grow while threads read the
-    /// rest of it in [`History::place_activity`]. Put them back with
-    /// [`History::restore_activity_lists`].
-    pub(crate) fn take_activity_lists(&mut self) -> ActivityLists {
-        ActivityLists {
-            accounts: self.accounts.len(),
-            activities: std::mem::take(&mut self.activities),
-            other_accounts: std::mem::take(&mut self.other_accounts),
-            person_activities: std::mem::take(&mut self.person_activities),
+        if let Some(key) = person_key {
+            self.person_activities
+                .push(key, Activity::new(at, position, meeting));
         }
-    }
-
-    pub(crate) fn restore_activity_lists(&mut self, lists: ActivityLists) {
-        self.activities = lists.activities;
-        self.other_accounts = lists.other_accounts;
-        self.person_activities = lists.person_activities;
+        let owner = match owner {
+            None => return,
+            Some(Ok(owner)) => owner,
+            Some(Err(account)) => {
+                let owner = to_u32(self.accounts.len() + self.other_accounts.len());
+                self.other_accounts.insert(account, owner);
+                owner
+            }
+        };
+        self.activities
+            .push(owner, Activity::new(at, position, meeting));
     }
 
     /// Returns the number under which an account's activities are kept, if it has any.
@@ -580,7 +512,7 @@ impl History {
 
     /// Sorts the deal indexes after [`History::push_deal`], because the deal lookups search
     /// them by bisection.
-    pub(crate) fn index_deals(&mut self) {
+    fn index_deals(&mut self) {
         if self.deals_indexed {
             return;
         }

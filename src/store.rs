@@ -755,8 +755,7 @@ impl Store {
     }
 
     /// Passes every stored record of `object` to `visit` like [`Store::for_each_record`], with
-    /// only the fields named in `keep`. The values of the others are skipped undecoded. The
-    /// records are decoded on every core and reach `visit` in id order on this thread.
+    /// only the fields named in `keep`. The values of the others are skipped undecoded.
     pub fn for_each_record_with(
         &self,
         object: &str,
@@ -764,14 +763,10 @@ impl Store {
         mut visit: impl FnMut(Record),
     ) -> Result<(), StoreError> {
         let name = records_tree(object);
-        self.db.for_each_decoded(
-            &name,
-            |key, value| decode_with(&name, key, value, keep),
-            |record| {
-                visit(record);
-                Ok(())
-            },
-        )
+        self.db.for_each(&name, |key, value| {
+            visit(decode_with(&name, key, value, keep)?);
+            Ok(())
+        })
     }
 
     /// Returns the change stamp of each stored record in `ids` (`None` for one not stored),

@@ -423,27 +423,12 @@ pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
 /// Adds the stored tasks and then events to `history`.
 ///
 /// They are the largest objects, so the history reads the compact copy the store keeps of
-/// each (see [`crate::store::ActivityFacts`]) instead of decoding the JSON records. Threads
-/// find the lists of each activity, and this thread adds them in id order, so the lists come
-/// out as a single thread would build them.
+/// each (see [`crate::store::ActivityFacts`]) instead of decoding the JSON records.
 fn add_activities(store: &Store, history: &mut History) -> Result<(), PipelineError> {
-    history.index_deals();
-    let mut lists = history.take_activity_lists();
-    let placed = [(fields::TASK, false), (fields::EVENT, true)]
-        .into_iter()
-        .try_for_each(|(object, meeting)| {
-            store.for_each_activity(
-                object,
-                |facts| history.place_activity(facts, meeting),
-                |placed| {
-                    if let Some(placed) = placed {
-                        lists.add(placed);
-                    }
-                },
-            )
-        });
-    history.restore_activity_lists(lists);
-    Ok(placed?)
+    for (object, meeting) in [(fields::TASK, false), (fields::EVENT, true)] {
+        store.for_each_activity(object, |facts| history.add_activity_facts(facts, meeting))?;
+    }
+    Ok(())
 }
 
 /// Loads the pulled records into a [`History`]; see [`load`].
