@@ -25,6 +25,14 @@ const STATE_TREE: &str = "alert_state";
 const ALERTS_TREE: &str = "alerts";
 /// Tree of alert counts by `YYYY-MM-DD/user id`.
 const DAILY_TREE: &str = "alert_daily";
+/// Tree of the alerts whose task was created but whose webhook post has not succeeded, by
+/// `<level>/<alert key>`, with empty values.
+const OUTBOX_TREE: &str = "alert_webhook_outbox";
+
+/// Returns the key of an alert in [`OUTBOX_TREE`].
+fn outbox_key(level: Level, key: &str) -> String {
+    format!("{}/{key}", level.name())
+}
 
 /// The alert state of one scored record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,6 +113,9 @@ pub struct AlertCommit {
     pub alerts: Vec<AlertEntry>,
     /// Changes of the daily counts: (UTC day, user id, change).
     pub counts: Vec<(NaiveDate, String, i64)>,
+    /// Whether an alert that becomes sent in this commit joins the webhook outbox, where it
+    /// waits until a post of it succeeds ([`Store::webhook_outbox`]).
+    pub queue_webhook: bool,
 }
 
 fn daily_key(day: NaiveDate, user: &str) -> String {
@@ -191,8 +202,58 @@ impl Store {
                 states.insert(id.as_bytes(), encode(state).as_slice())?;
             }
             let mut alerts = transaction.open_table(table(ALERTS_TREE))?;
+            let mut outbox = transaction.open_table(table(OUTBOX_TREE))?;
             for alert in &commit.alerts {
+                let sent = matches!(alert.status, AlertStatus::Sent { .. });
+                if commit.queue_webhook && sent {
+                    // Only the commit that marks an alert sent queues it, so a later write of
+                    // the same alert never posts it twice.
+                    let was_sent = match alerts.get(alert.key.as_bytes())? {
+                        Some(bytes) => matches!(
+                            decode::<AlertEntry>(ALERTS_TREE, alert.key.as_bytes(), bytes.value())?
+                                .status,
+                            AlertStatus::Sent { .. }
+                        ),
+                        None => false,
+                    };
+                    if !was_sent {
+                        outbox.insert(outbox_key(alert.level, &alert.key).as_bytes(), &[][..])?;
+                    }
+                }
                 alerts.insert(alert.key.as_bytes(), encode(alert).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Returns this level's alerts that wait for a successful webhook post, in key order.
+    /// An outbox key whose alert is gone is skipped.
+    pub fn webhook_outbox(&self) -> Result<Vec<AlertEntry>, StoreError> {
+        let prefix = outbox_key(self.level(), "");
+        let mut keys = Vec::new();
+        self.db
+            .for_each_prefix(OUTBOX_TREE, prefix.as_bytes(), |key, _| {
+                keys.push(key[prefix.len()..].to_vec());
+                Ok(())
+            })?;
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let mut queued = Vec::with_capacity(keys.len());
+        for (key, bytes) in keys.iter().zip(self.db.get_many(ALERTS_TREE, &keys)?) {
+            if let Some(bytes) = bytes {
+                queued.push(decode::<AlertEntry>(ALERTS_TREE, key, &bytes)?);
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Takes this level's alerts with keys `keys` out of the webhook outbox, in one durable
+    /// transaction, once a post of them succeeded.
+    pub fn clear_webhook_outbox(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let level = self.level();
+        self.db.write(Commit::Durable, |transaction| {
+            let mut outbox = transaction.open_table(table(OUTBOX_TREE))?;
+            for key in keys {
+                outbox.remove(outbox_key(level, key).as_bytes())?;
             }
             Ok(())
         })

@@ -2,7 +2,7 @@
 //! per crossing (also after a store reopen and a re-score), the hysteresis band, the quiet
 //! first run, the per-user daily cap, the fallback user, and a pending alert reconciled after
 //! a lost response. They also cover HubSpot tasks and the signed webhook against a loopback
-//! receiver.
+//! receiver, with a refused post queued in the store until the next pass.
 //!
 //! Scores are set by writing score rows into the store, so each test controls exactly which
 //! records cross; owners and users come from a real pull.
@@ -616,6 +616,64 @@ async fn hubspot_crossing_creates_associated_task() {
         .expect("alert pass");
     assert_eq!(again.sent, 0);
     assert_eq!(sandbox.handle().count(ObjectType::Tasks), tasks_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_webhook_post_goes_out_with_next_pass() {
+    std::env::set_var("LS_TEST_HOOK_SECRET_Q", "shared-secret-q");
+    // The receiver refuses the first post with 400, which is not retried, then accepts.
+    let receiver = receiver(vec![400]).await;
+    let mut env = start(ALERTS).await;
+    env.config.alerts.webhook = Some(leadscore::config::alerts::WebhookConfig {
+        url: url::Url::parse(&receiver.url).expect("url"),
+        secret_env: "LS_TEST_HOOK_SECRET_Q".to_string(),
+        timeout: std::time::Duration::from_secs(5),
+        max_attempts: 2,
+        allow_insecure_http: false,
+    });
+    let (store, groups) = pulled(&env).await;
+    let account = &groups[0].1[0];
+    set_scores(&store, &env.config, &[(account, 55.0)], at(1, 8));
+    let quiet = alert(&env, &store, at(1, 8)).await;
+    assert_eq!(quiet.quiet_first_run, 1);
+    assert!(quiet.webhook.is_none(), "{:?}", quiet.webhook);
+
+    set_scores(&store, &env.config, &[(account, 86.0)], at(1, 9));
+    let crossed = alert(&env, &store, at(1, 9)).await;
+    assert_eq!(crossed.sent, 1, "{crossed:?}");
+    let line = crossed.webhook.expect("a webhook line");
+    assert!(
+        line.starts_with("failed") && line.contains("1 alerts stay queued"),
+        "{line}"
+    );
+    let key = store.alerts().expect("alerts")[0].key.clone();
+
+    // The queued alert is on disk: the next pass runs on the store opened again, finds no new
+    // crossing and posts it.
+    drop(store);
+    let store = env.store();
+    let queued = store.webhook_outbox().expect("outbox");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].key, key);
+    set_scores(&store, &env.config, &[(account, 86.0)], at(1, 10));
+    let next = alert(&env, &store, at(1, 10)).await;
+    assert_eq!(next.sent, 0);
+    let line = next.webhook.expect("a webhook line");
+    assert!(line.starts_with("delivered 1 alerts in 1 events"), "{line}");
+    {
+        let seen = receiver.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        let body: Json = serde_json::from_slice(&seen[1].1).expect("JSON body");
+        assert_eq!(body["alerts"][0]["key"], key.as_str());
+        assert_eq!(body["alerts"][0]["record_id"], account.id.as_str());
+        assert_eq!(body["alerts"][0]["to_score"], 86.0);
+    }
+
+    // Nothing is left to post, and a later pass posts nothing.
+    assert!(store.webhook_outbox().expect("outbox").is_empty());
+    let later = alert(&env, &store, at(1, 11)).await;
+    assert!(later.webhook.is_none(), "{:?}", later.webhook);
+    assert_eq!(receiver.seen.lock().unwrap().len(), 2);
 }
 
 /// A loopback receiver that responds with the scripted statuses in turn (then 200) and keeps

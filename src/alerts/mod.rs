@@ -6,7 +6,10 @@
 //! ([`detect`]) and chooses the recipient: the owner, or `fallback_owner` when the owner is
 //! inactive, not a user or missing. The per-user daily cap holds back what is over it. The
 //! new alerts are stored as pending with the records' new state, their tasks are created, and
-//! each alert is marked sent or failed.
+//! each alert is marked sent or failed. With `[webhook]`, the commit that marks an alert sent
+//! also queues it in the store's webhook outbox. The pass ends by posting the outbox and taking
+//! out what the receiver accepted. An alert whose post failed, or was cut off by a crash, goes
+//! out on a later pass.
 
 pub mod detect;
 pub mod message;
@@ -49,7 +52,7 @@ pub struct AlertReport {
     pub held: Vec<String>,
     /// Alerts that could not be delivered, with the reason.
     pub failed: Vec<String>,
-    /// The webhook's outcome, when `[webhook]` is set and alerts were sent.
+    /// The webhook's outcome, when `[webhook]` is set and alerts were queued for it.
     pub webhook: Option<String>,
 }
 
@@ -76,11 +79,13 @@ pub async fn run_alerts<C: Connector>(
     }
     let rules = detect::rules(config);
 
+    // Sent alerts wait in the store's outbox until the webhook accepts them.
+    let queue_webhook = settings.webhook.is_some();
     let mut states = store.alert_states()?;
     let pending = store.pending_alerts()?;
     let mut to_send: Vec<AlertEntry> = Vec::new();
     if !pending.is_empty() {
-        match reconcile(connector, store, pending, now, &mut report).await? {
+        match reconcile(connector, store, pending, queue_webhook, now, &mut report).await? {
             Some(unsent) => to_send = unsent,
             None => return Ok(report),
         }
@@ -197,9 +202,21 @@ pub async fn run_alerts<C: Connector>(
         info!(level = %level, held = report.held_back, "alerts held back by the per-user daily cap");
     }
 
-    let sent = deliver(connector, store, &mut states, to_send, now, &mut report).await?;
-    if let (Some(webhook_config), false) = (&settings.webhook, sent.is_empty()) {
-        report.webhook = Some(post_webhook(webhook_config, level, &sent, now).await);
+    deliver(
+        connector,
+        store,
+        &mut states,
+        to_send,
+        queue_webhook,
+        now,
+        &mut report,
+    )
+    .await?;
+    if let Some(webhook_config) = &settings.webhook {
+        let queued = store.webhook_outbox()?;
+        if !queued.is_empty() {
+            report.webhook = Some(post_webhook(store, webhook_config, level, &queued, now).await?);
+        }
     }
     if report.sent > 0 || !report.failed.is_empty() {
         info!(
@@ -221,6 +238,7 @@ async fn reconcile<C: Connector>(
     connector: &C,
     store: &Store,
     pending: Vec<AlertEntry>,
+    queue_webhook: bool,
     now: DateTime<Utc>,
     report: &mut AlertReport,
 ) -> Result<Option<Vec<AlertEntry>>, PipelineError> {
@@ -253,7 +271,10 @@ async fn reconcile<C: Connector>(
             return Ok(None);
         }
     };
-    let mut commit = AlertCommit::default();
+    let mut commit = AlertCommit {
+        queue_webhook,
+        ..AlertCommit::default()
+    };
     let mut unsent = Vec::new();
     for (mut alert, task_id) in pending.into_iter().zip(found) {
         match task_id {
@@ -273,17 +294,18 @@ async fn reconcile<C: Connector>(
 
 /// Creates the tasks of `alerts` and records each one as sent or failed. A failed alert's
 /// rules are unlatched and its daily count returned, so the record can alert again later.
-/// Returns the alerts sent.
+/// With `queue_webhook` the alerts sent join the webhook outbox in the same commit.
 async fn deliver<C: Connector>(
     connector: &C,
     store: &Store,
     states: &mut BTreeMap<String, AlertState>,
     alerts: Vec<AlertEntry>,
+    queue_webhook: bool,
     now: DateTime<Utc>,
     report: &mut AlertReport,
-) -> Result<Vec<AlertEntry>, PipelineError> {
+) -> Result<(), PipelineError> {
     if alerts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let tasks: Vec<NewTask> = alerts.iter().map(|alert| alert.task.clone()).collect();
     let results = match connector.create_tasks(&tasks).await {
@@ -294,7 +316,7 @@ async fn deliver<C: Connector>(
                 alerts.len(),
                 results.len()
             ));
-            return Ok(Vec::new());
+            return Ok(());
         }
         Err(error) => {
             warn!(alerts = alerts.len(), %error, "creating alert tasks failed; the alerts stay pending");
@@ -302,11 +324,13 @@ async fn deliver<C: Connector>(
                 "creating {} alert tasks failed: {error}; the alerts stay pending and the next pass looks them up before sending again",
                 alerts.len()
             ));
-            return Ok(Vec::new());
+            return Ok(());
         }
     };
-    let mut commit = AlertCommit::default();
-    let mut sent = Vec::new();
+    let mut commit = AlertCommit {
+        queue_webhook,
+        ..AlertCommit::default()
+    };
     for (mut alert, result) in alerts.into_iter().zip(results) {
         alert.updated_at = now;
         match result {
@@ -320,7 +344,6 @@ async fn deliver<C: Connector>(
                 }
                 alert.status = AlertStatus::Sent { task_id };
                 report.sent += 1;
-                sent.push(alert.clone());
             }
             Err(error) => {
                 report.failed.push(failure_line(&alert, &error));
@@ -343,7 +366,7 @@ async fn deliver<C: Connector>(
         commit.alerts.push(alert);
     }
     store.commit_alerts(&commit)?;
-    Ok(sent)
+    Ok(())
 }
 
 fn failure_line(alert: &AlertEntry, error: &RecordError) -> String {
@@ -465,23 +488,66 @@ fn new_alert(
     }
 }
 
-/// Posts the sent alerts to the webhook and returns a line for the report.
-// NOTE: the event is posted once, after the tasks are marked sent, so a crash in between loses
-// it; receivers that must not miss or double-count alerts deduplicate by each alert's `key`.
+/// The limit on alerts per webhook event; a longer outbox is posted in several events.
+const WEBHOOK_ALERTS_PER_EVENT: usize = 500;
+
+/// Posts the alerts of the webhook outbox (`queued`, sent as tasks in this pass or an earlier
+/// one) and takes each event's alerts out of the outbox once the receiver accepted it. Returns
+/// a line for the report.
+///
+/// Delivery is at least once: a crash between a post and the outbox update posts the same
+/// alerts again on the next pass, so receivers deduplicate by each alert's `key`. A failed
+/// post leaves its alerts and the later ones queued for the next pass.
 async fn post_webhook(
+    store: &Store,
     config: &crate::config::alerts::WebhookConfig,
     level: Level,
-    sent: &[AlertEntry],
+    queued: &[AlertEntry],
     now: DateTime<Utc>,
-) -> String {
+) -> Result<String, PipelineError> {
     let webhook = match Webhook::from_config(config) {
         Ok(webhook) => webhook,
         Err(error) => {
-            warn!(%error, "alert webhook not sent");
-            return format!("not sent: {error}");
+            warn!(%error, queued = queued.len(), "alert webhook not sent; the alerts stay queued");
+            return Ok(format!(
+                "not sent: {error}; {} alerts stay queued for the next pass",
+                queued.len()
+            ));
         }
     };
-    let alerts: Vec<serde_json::Value> = sent
+    let mut posted = 0;
+    let mut events = 0;
+    let mut last_status = 0;
+    let mut attempts = 0;
+    for chunk in queued.chunks(WEBHOOK_ALERTS_PER_EVENT) {
+        let event = webhook_event(level, chunk, now);
+        match webhook::send(&webhook, &event).await {
+            Ok(delivery) => {
+                let keys: Vec<&str> = chunk.iter().map(|alert| alert.key.as_str()).collect();
+                store.clear_webhook_outbox(&keys)?;
+                posted += chunk.len();
+                events += 1;
+                last_status = delivery.status;
+                attempts += delivery.attempts;
+            }
+            Err(error) => {
+                let left = queued.len() - posted;
+                warn!(%error, posted, queued = left, "alert webhook failed; the alerts stay queued");
+                return Ok(format!(
+                    "failed: {error}; {left} alerts stay queued and are posted on the next pass ({posted} posted)"
+                ));
+            }
+        }
+    }
+    Ok(format!(
+        "delivered {posted} alerts in {events} events to {} (HTTP {last_status}, {attempts} attempts)",
+        leadscore_connector::http::redact_url(webhook.url()),
+    ))
+}
+
+/// Builds the webhook event of `alerts`.
+fn webhook_event(level: Level, alerts: &[AlertEntry], now: DateTime<Utc>) -> serde_json::Value {
+    let alerts: Vec<serde_json::Value> = alerts
         .iter()
         .map(|alert| {
             json!({
@@ -504,19 +570,10 @@ async fn post_webhook(
             })
         })
         .collect();
-    let event = json!({
+    json!({
         "event": "score_alerts",
         "level": level.name(),
         "sent_at": now.to_rfc3339(),
         "alerts": alerts,
-    });
-    match webhook::send(&webhook, &event).await {
-        Ok(delivery) => format!(
-            "delivered to {} (HTTP {}, {} attempts)",
-            leadscore_connector::http::redact_url(webhook.url()),
-            delivery.status,
-            delivery.attempts
-        ),
-        Err(error) => format!("failed: {error}"),
-    }
+    })
 }
