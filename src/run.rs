@@ -353,15 +353,19 @@ pub async fn run_once<C: Connector>(
     let pull = pipeline::pull(connector, store, config).await?;
     store.bind_source(&pipeline::source_name(config))?;
     let mut levels = Vec::new();
-    // The levels share one history, built from the store by the first level scored. A push
+    // The levels share one history, loaded from the store by the first level's training, and
+    // each level scores with the history it trained on, so only one is ever in memory. A push
     // between levels changes only the write-back fields of the stored records (score, tier,
     // reasons, model version, time scored).
     // NOTE: a feature mapped to a write-back field would see its value from before the push.
-    let mut history = None;
+    let mut loaded = None;
     for &level in &config.scoring.levels {
         let at_level = store.at_level(level);
-        let train = training::train(&at_level, config, now)?;
-        let score = scoring::score_sharing(&at_level, config, now, &mut history)?;
+        let train = training::train_sharing(&at_level, config, now, &mut loaded)?;
+        let score = match &loaded {
+            Some(loaded) => scoring::score_loaded(&at_level, config, now, &loaded.history)?,
+            None => scoring::score(&at_level, config, now)?,
+        };
         let push =
             writeback::push(connector, &at_level, config, &check.reasons_max_len, now).await?;
         let alerts = crate::alerts::run_alerts(connector, &at_level, config, now).await?;

@@ -95,6 +95,29 @@ pub fn score_whole(
     score_run(store, config, now, history, true)
 }
 
+/// Does what [`score_sharing`] does with a history the caller holds, such as the one training
+/// loaded earlier in the same run ([`crate::training::Loaded`]), so a run that trains and
+/// scores keeps one history in memory.
+pub fn score_loaded(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    history: &History,
+) -> Result<ScoreReport, PipelineError> {
+    let stored = live_model(store)?;
+    score_stored(store, config, now, history, false, stored)
+}
+
+/// Returns the live model of the store's level, or an error that says to train one.
+fn live_model(store: &Store) -> Result<StoredModel, PipelineError> {
+    let level = store.level();
+    store.current_model()?.ok_or_else(|| {
+        PipelineError::Model(format!(
+            "no trained {level} model in the store; run `leadscore train` first"
+        ))
+    })
+}
+
 fn score_run(
     store: &Store,
     config: &Config,
@@ -103,11 +126,7 @@ fn score_run(
     whole: bool,
 ) -> Result<ScoreReport, PipelineError> {
     let level = store.level();
-    let Some(stored) = store.current_model()? else {
-        return Err(PipelineError::Model(format!(
-            "no trained {level} model in the store; run `leadscore train` first"
-        )));
-    };
+    let stored = live_model(store)?;
     let started = std::time::Instant::now();
     phase(level, "start", started);
     let history = match history {
@@ -115,6 +134,20 @@ fn score_run(
         None => &*history.insert(load_history(store, config)?),
     };
     phase(level, "load history", started);
+    score_stored(store, config, now, history, whole, stored)
+}
+
+/// Scores the open records of the store's level with `stored`, its live model; see
+/// [`score_sharing`].
+fn score_stored(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    history: &History,
+    whole: bool,
+    stored: StoredModel,
+) -> Result<ScoreReport, PipelineError> {
+    let level = store.level();
     let started = std::time::Instant::now();
 
     // Only leads with a hand-off threshold can become sales-ready, and an event needs only

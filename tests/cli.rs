@@ -130,6 +130,25 @@ async fn unknown_field_fails_before_pulling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_loads_history_once_for_all_levels() {
+    let env = Env::start_with(SandboxOptions::default(), |text| {
+        text.replace(r#"levels = ["account"]"#, common::ALL_LEVELS)
+    })
+    .await;
+    let mut args = vec!["-vv".to_string(), "run".to_string(), "--once".to_string()];
+    args.extend(config_arg(&env.config_path));
+    let output = leadscore(args, secret_env(&env)).await;
+    let logged = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{logged}");
+    // Three levels train and score, and all six steps read the history loaded by the first.
+    let trained = logged.matches("trained version=").count();
+    assert_eq!(trained, 3, "{logged}");
+    for line in [r#"loaded records object="Contact""#, "loaded activities"] {
+        assert_eq!(logged.matches(line).count(), 1, "{line}: {logged}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_output() {
     let env = Env::start(SandboxOptions::default()).await;
     let mut args = vec!["-vv".to_string(), "run".to_string(), "--once".to_string()];

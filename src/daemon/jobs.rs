@@ -125,8 +125,9 @@ async fn run_body(
                 return Ok(());
             }
             let mut errors = Vec::new();
+            let mut loaded = None;
             for &level in &config.scoring.levels {
-                match train(store, config, level, now).await {
+                match train(store, config, level, now, &mut loaded).await {
                     Ok(report) => {
                         tracing::info!(%level, version = %report.version, auc = ?report.holdout_auc, "trained");
                         tally.add("trained_levels", 1);
@@ -209,26 +210,30 @@ async fn pull_and_score(
         return Ok(());
     }
     store.bind_source(&pipeline::source_name(config))?;
-    // The levels share one history, built from the store by the first level scored, as in
-    // `run::run_once`. It moves into each blocking task and back out.
-    let mut history = None;
+    // The levels share one history, loaded from the store by the first level that trains or
+    // scores, as in `run::run_once`. It moves into each blocking task and back out.
+    let mut loaded: Option<training::Loaded> = None;
     for &level in &config.scoring.levels {
         let at_level = store.at_level(level);
         if at_level.live_version()?.is_none() {
             tracing::info!(%level, "no live model yet; training one first");
-            train(store, config, level, now).await?;
+            train(store, config, level, now, &mut loaded).await?;
             tally.add("trained_levels", 1);
         }
         let scored = {
             let at_level = at_level.clone();
             let config = config.clone();
-            let mut shared = history.take();
+            let shared = loaded.take();
             let (scored, shared) = blocking(move || {
-                let report = scoring::score_sharing(&at_level, &config, now, &mut shared)?;
-                Ok((report, shared))
+                let records = match shared {
+                    Some(records) => records,
+                    None => training::load(&at_level, &config)?,
+                };
+                let report = scoring::score_loaded(&at_level, &config, now, &records.history)?;
+                Ok((report, records))
             })
             .await?;
-            history = shared;
+            loaded = Some(shared);
             scored
         };
         tally.add("scored", scored.scored);
@@ -251,15 +256,26 @@ async fn pull_and_score(
     Ok(())
 }
 
+/// Trains `level` with the records in `loaded`, loading them first when it is `None`, so the
+/// levels of one job read the store once (see [`training::train_sharing`]). The records move
+/// into the blocking task and back out.
 async fn train(
     store: &Store,
     config: &Config,
     level: Level,
     now: DateTime<Utc>,
+    loaded: &mut Option<training::Loaded>,
 ) -> Result<training::TrainReport, PipelineError> {
     let at_level = store.at_level(level);
     let config = config.clone();
-    blocking(move || training::train(&at_level, &config, now)).await
+    let mut shared = loaded.take();
+    let (report, shared) = blocking(move || {
+        let report = training::train_sharing(&at_level, &config, now, &mut shared);
+        Ok((report, shared))
+    })
+    .await?;
+    *loaded = shared;
+    report
 }
 
 /// Runs CPU-bound work off the async worker threads, so `/metrics` keeps responding.
