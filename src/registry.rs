@@ -369,18 +369,15 @@ pub fn shadow(
 
 /// Counts tier changes between two scorings of `object`'s records, given as lists of
 /// `(record id, tier)`. Records scored by only one model are left out.
-fn count_tier_changes<I: AsRef<str>, T: AsRef<str>>(
+fn count_tier_changes(
     object: &str,
     live_version: &str,
     candidate_version: &str,
-    live: &[(I, T)],
-    candidate: &[(I, T)],
+    live: &[(&str, &str)],
+    candidate: &[(&str, &str)],
     top_tier: &str,
 ) -> ShadowReport {
-    let live_tiers: HashMap<&str, &str> = live
-        .iter()
-        .map(|(id, tier)| (id.as_ref(), tier.as_ref()))
-        .collect();
+    let live_tiers: HashMap<&str, &str> = live.iter().copied().collect();
     let mut report = ShadowReport {
         object: object.to_string(),
         live_version: live_version.to_string(),
@@ -391,11 +388,10 @@ fn count_tier_changes<I: AsRef<str>, T: AsRef<str>>(
         left_top_tier: 0,
         moves: BTreeMap::new(),
     };
-    for (id, after) in candidate {
-        let Some(&before) = live_tiers.get(id.as_ref()) else {
+    for &(id, after) in candidate {
+        let Some(&before) = live_tiers.get(id) else {
             continue;
         };
-        let after = after.as_ref();
         report.accounts += 1;
         if before == after {
             continue;

@@ -108,7 +108,8 @@ pub fn score_loaded(
     score_stored(store, config, now, history, false, stored)
 }
 
-/// Returns the live model of the store's level, or an error that says to train one.
+/// Returns the live model of the store's level, or an error naming `leadscore train` when
+/// the level has none.
 fn live_model(store: &Store) -> Result<StoredModel, PipelineError> {
     let level = store.level();
     store.current_model()?.ok_or_else(|| {

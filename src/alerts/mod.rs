@@ -488,7 +488,7 @@ fn new_alert(
     }
 }
 
-/// The limit on alerts per webhook event; a longer outbox is posted in several events.
+/// The maximum number of alerts per webhook event. A longer outbox is posted in several events.
 const WEBHOOK_ALERTS_PER_EVENT: usize = 500;
 
 /// Posts the alerts of the webhook outbox (`queued`, sent as tasks in this pass or an earlier
