@@ -30,7 +30,7 @@ pub(crate) const INDEXED: [(&str, bool); 2] = [(fields::TASK, false), (fields::E
 const VERSION: u8 = 1;
 
 /// Records copied per write transaction while the table is built for an existing store.
-const BUILD_CHUNK: usize = 20_000;
+pub(super) const BUILD_CHUNK: usize = 20_000;
 
 /// The task and event fields [`ActivityFacts::of`] reads. Building the table decodes no others.
 pub(crate) const ACTIVITY_FIELDS: &[&str] = &[
@@ -344,7 +344,7 @@ impl Store {
 }
 
 /// Copies up to [`BUILD_CHUNK`] records of `name` after the key `after` out of `transaction`.
-fn read_chunk(
+pub(super) fn read_chunk(
     transaction: &WriteTransaction,
     name: &str,
     after: Option<&[u8]>,

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use super::store_db::{generate_id, table, Commit};
 use super::{
-    decode, encode, patch_records, records_tree, ConfirmedWrite, Store, StoreError, WrittenValues,
+    decode, decode_record, encode, patch_records, records_tree, ConfirmedWrite, Store, StoreError,
+    WrittenValues,
 };
 use crate::level::Level;
 use chrono::{DateTime, Utc};
@@ -133,7 +134,7 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for (id, bytes) in ids.iter().zip(self.db.get_many(&name, &keys)?) {
             out.push(match bytes {
-                Some(bytes) => Some(decode(&name, id.as_bytes(), &bytes)?),
+                Some(bytes) => Some(decode_record(&name, id.as_bytes(), &bytes)?),
                 None => None,
             });
         }

@@ -618,6 +618,8 @@ pub async fn pull<C: Connector>(
     // The store is tied to the CRM only once the CRM has responded, so a pull against a
     // mistyped or unreachable URL leaves a new store free for the corrected one.
     store.bind_source(&source_name(config))?;
+    // A store of the previous format keeps its records as JSON until they are rewritten here.
+    store.convert_json_records(crate::daemon::shutdown_requested)?;
     // The records of the scored objects are marked as they are stored, so the flag scan and
     // the push read only what changed.
     for level in crate::level::Level::ALL {

@@ -4,9 +4,12 @@
 //!
 //! The store is a folder that contains one redb file, [`DB_FILE`], and the format marker
 //! [`FORMAT_FILE`]. Values are JSON so a store can be inspected and migrated, apart from the
-//! activity tables (`activity_index` child module), a binary copy rebuilt from the records
-//! when missing. The format version is kept under `meta/format` and in the marker; a store
-//! written by another format is refused rather than misread. A folder that still contains a sled store of format
+//! records, which the history load decodes by the million and so are binary (`record_codec`
+//! child module), and the activity tables (`activity_index` child module), a binary copy
+//! rebuilt from the records when missing. The format version is kept under `meta/format` and
+//! in the marker; a store written by another format is refused rather than misread. A store of
+//! the previous format, whose records are JSON, is stamped with the current one on open and
+//! its records are rewritten later. A folder that still contains a sled store of format
 //! `leadscore-store-1` is migrated to redb on open (see the `sled_migration` child module).
 
 use std::collections::BTreeMap;
@@ -23,7 +26,10 @@ use tracing::warn;
 
 use store_db::{generate_id, table, Commit, Db};
 
-const FORMAT: &str = "leadscore-store-2";
+const FORMAT: &str = "leadscore-store-3";
+/// The format before records were stored in binary form. It differs only in that, so such a
+/// store is stamped with [`FORMAT`] on open and its JSON records are read as they are.
+const JSON_RECORDS_FORMAT: &str = "leadscore-store-2";
 /// The redb database file inside the store folder.
 pub const DB_FILE: &str = "leadscore.redb";
 /// The file whose presence marks a folder as a redb store, so that a store whose database
@@ -251,25 +257,25 @@ fn records_tree(object: &str) -> String {
 }
 
 fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|err| corrupt(tree, key, &err))
+    serde_json::from_slice(bytes).map_err(|err| corrupt(tree, key, err))
+}
+
+/// Decodes the record stored under `key` in `tree`, in either of its forms.
+fn decode_record(tree: &str, key: &[u8], bytes: &[u8]) -> Result<Record, StoreError> {
+    record_codec::decode(bytes).map_err(|message| corrupt(tree, key, message))
 }
 
 /// Decodes the record stored under `key` in `tree` with only the fields named in `keep`.
 fn decode_with(tree: &str, key: &[u8], bytes: &[u8], keep: &[&str]) -> Result<Record, StoreError> {
-    use serde::de::DeserializeSeed;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    record_fields::WithFields { keep }
-        .deserialize(&mut deserializer)
-        .and_then(|record| deserializer.end().map(|()| record))
-        .map_err(|err| corrupt(tree, key, &err))
+    record_codec::decode_with(bytes, keep).map_err(|message| corrupt(tree, key, message))
 }
 
 /// Builds the error for the stored value under `key` in `tree` that failed to decode.
-fn corrupt(tree: &str, key: &[u8], err: &serde_json::Error) -> StoreError {
+fn corrupt(tree: &str, key: &[u8], message: impl ToString) -> StoreError {
     StoreError::Corrupt {
         tree: tree.to_string(),
         key: String::from_utf8_lossy(key).into_owned(),
-        message: err.to_string(),
+        message: message.to_string(),
     }
 }
 
@@ -602,6 +608,20 @@ impl Store {
     /// without a format stamp lost its contents, because the stamp is the first key written.
     fn with_db(db: Db, path: &Path, existed: bool) -> Result<Store, StoreError> {
         match db.get("meta", b"format")? {
+            Some(found) if found == JSON_RECORDS_FORMAT.as_bytes() => {
+                db.write(Commit::Durable, |transaction| {
+                    let mut meta = transaction.open_table(table("meta"))?;
+                    meta.insert(&b"format"[..], FORMAT.as_bytes())?;
+                    Ok(())
+                })?;
+                write_format_marker(path).map_err(|source| folder_error(path, source))?;
+                tracing::info!(
+                    path = %path.display(),
+                    from = JSON_RECORDS_FORMAT,
+                    to = FORMAT,
+                    "store format upgraded; records pulled from now on are stored in binary form"
+                );
+            }
             Some(found) if found != FORMAT.as_bytes() => {
                 return Err(StoreError::Format {
                     path: path.to_path_buf(),
@@ -621,8 +641,10 @@ impl Store {
                 db.write(Commit::Durable, |transaction| {
                     let mut meta = transaction.open_table(table("meta"))?;
                     meta.insert(&b"format"[..], FORMAT.as_bytes())?;
+                    // A new store has no records, so none is in JSON form and its activity
+                    // tables are complete.
+                    meta.insert(record_codec::CONVERTED_KEY.as_bytes(), &[1u8][..])?;
                     drop(meta);
-                    // A new store has no records, so its activity tables are complete.
                     activity_index::mark_built(transaction)
                 })?;
             }
@@ -749,7 +771,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let name = records_tree(object);
         self.db.for_each(&name, |key, value| {
-            visit(decode(&name, key, value)?);
+            visit(decode_record(&name, key, value)?);
             Ok(())
         })
     }
@@ -776,16 +798,15 @@ impl Store {
         object: &str,
         ids: &[&str],
     ) -> Result<Vec<Option<DateTime<Utc>>>, StoreError> {
-        #[derive(Deserialize)]
-        struct Stamp {
-            modstamp: DateTime<Utc>,
-        }
         let name = records_tree(object);
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
         let mut stamps = Vec::with_capacity(ids.len());
         for (id, bytes) in ids.iter().zip(self.db.get_many(&name, &keys)?) {
             let stamp = match bytes {
-                Some(bytes) => Some(decode::<Stamp>(&name, id.as_bytes(), &bytes)?.modstamp),
+                Some(bytes) => Some(
+                    record_codec::modstamp(&bytes)
+                        .map_err(|message| corrupt(&name, id.as_bytes(), message))?,
+                ),
                 None => None,
             };
             stamps.push(stamp);
@@ -1079,7 +1100,10 @@ impl Store {
 fn encode_records(records: &[Record]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     records
         .iter()
-        .map(|r| (r.id.clone().into_bytes(), (!r.deleted).then(|| encode(r))))
+        .map(|r| {
+            let value = (!r.deleted).then(|| record_codec::encode(r));
+            (r.id.clone().into_bytes(), value)
+        })
         .collect()
 }
 
@@ -1119,11 +1143,11 @@ fn patch_records<'w>(
         let Some(bytes) = records.get(id.as_bytes())?.map(|b| b.value().to_vec()) else {
             continue;
         };
-        let mut record: Record = decode(&name, id.as_bytes(), &bytes)?;
+        let mut record = decode_record(&name, id.as_bytes(), &bytes)?;
         for (field, value) in fields {
             record.fields.insert(field.clone(), value.clone());
         }
-        records.insert(id.as_bytes(), encode(&record).as_slice())?;
+        records.insert(id.as_bytes(), record_codec::encode(&record).as_slice())?;
         if indexed {
             patched.push(record);
         }
@@ -1330,7 +1354,7 @@ impl Store {
                 continue;
             }
             self.db.for_each(&name, |key, bytes| {
-                let mut record: Record = decode(&name, key, bytes)?;
+                let mut record = decode_record(&name, key, bytes)?;
                 let mut changed = false;
                 for (field, targets) in REFERENCE_FIELDS {
                     let Some(leadscore_connector::Value::Text(id)) = record.fields.get(field)
@@ -1349,7 +1373,7 @@ impl Store {
                     }
                 }
                 if changed {
-                    rewrites.push((name.clone(), key.to_vec(), encode(&record)));
+                    rewrites.push((name.clone(), key.to_vec(), record_codec::encode(&record)));
                 }
                 Ok(())
             })?;
@@ -1362,7 +1386,7 @@ impl Store {
                 drop(tree);
                 let object = name.strip_prefix("records/").unwrap_or(name);
                 if activity_index::indexed(object).is_some() {
-                    let record: Record = decode(name, key, bytes)?;
+                    let record = decode_record(name, key, bytes)?;
                     activity_index::put_entries(
                         transaction,
                         object,
@@ -1628,6 +1652,101 @@ mod tests {
         let err = Store::open(dir.path()).err().expect("must be refused");
         assert!(err.to_string().contains("something-else"), "{err}");
     }
+
+    #[test]
+    fn json_records_store_upgrades_and_reads_both_forms() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(Store::open(dir.path()).expect("create"));
+        // A store of the previous format, whose records are JSON.
+        let old = [record("a", 1, false), record("b", 2, false)];
+        {
+            let database = redb::Database::open(dir.path().join(DB_FILE)).expect("open");
+            let transaction = database.begin_write().expect("write");
+            let mut meta = transaction.open_table(table("meta")).expect("meta");
+            meta.insert(&b"format"[..], JSON_RECORDS_FORMAT.as_bytes())
+                .expect("stamp");
+            meta.remove(record_codec::CONVERTED_KEY.as_bytes())
+                .expect("unmark");
+            drop(meta);
+            let mut records = transaction
+                .open_table(table(&records_tree("Account")))
+                .expect("records");
+            for record in &old {
+                let json = serde_json::to_vec(record).expect("json");
+                records
+                    .insert(record.id.as_bytes(), json.as_slice())
+                    .expect("insert");
+            }
+            drop(records);
+            transaction.commit().expect("commit");
+        }
+
+        let store = Store::open(dir.path()).expect("a JSON-records store opens");
+        assert_eq!(
+            store.db.get("meta", b"format").expect("read").as_deref(),
+            Some(FORMAT.as_bytes())
+        );
+        assert_eq!(store.records("Account").expect("read"), old.to_vec());
+        // A record pulled again is written in binary form beside the JSON one.
+        let mut changed = record("b", 3, false);
+        changed
+            .fields
+            .insert("Beds".to_string(), Value::Number(120.0));
+        store
+            .save_records("Account", &[changed.clone(), record("c", 4, false)])
+            .expect("save");
+        let stored = store.db.get(&records_tree("Account"), b"b").expect("read");
+        assert_eq!(
+            stored.and_then(|b| b.first().copied()),
+            Some(record_codec::BINARY_TAG)
+        );
+        assert_eq!(
+            store.records("Account").expect("read"),
+            vec![old[0].clone(), changed.clone(), record("c", 4, false)]
+        );
+        assert_eq!(
+            store
+                .stored_modstamps("Account", &["a", "b", "z"])
+                .expect("stamps"),
+            vec![Some(old[0].modstamp), Some(changed.modstamp), None]
+        );
+        let mut names = Vec::new();
+        store
+            .for_each_record_with("Account", &["Beds"], |record| {
+                names.push((record.id, record.fields.into_keys().collect::<Vec<_>>()))
+            })
+            .expect("partial read");
+        assert_eq!(
+            names,
+            vec![
+                ("a".to_string(), vec![]),
+                ("b".to_string(), vec!["Beds".to_string()]),
+                ("c".to_string(), vec![]),
+            ]
+        );
+        // A conversion stopped before its first chunk rewrites nothing and stays unfinished.
+        assert_eq!(store.convert_json_records(|| true).expect("stopped"), 0);
+        assert!(store
+            .db
+            .get("meta", record_codec::CONVERTED_KEY.as_bytes())
+            .expect("read")
+            .is_none());
+        let before = store.records("Account").expect("read");
+        // Only "a" is still JSON.
+        assert_eq!(store.convert_json_records(|| false).expect("convert"), 1);
+        assert_eq!(store.records("Account").expect("read"), before);
+        store
+            .db
+            .for_each(&records_tree("Account"), |key, bytes| {
+                assert_eq!(bytes.first(), Some(&record_codec::BINARY_TAG), "{key:?}");
+                Ok(())
+            })
+            .expect("scan");
+        assert_eq!(store.convert_json_records(|| false).expect("again"), 0);
+        drop(store);
+        // The upgrade happens once; the next open finds the new stamp.
+        Store::open(dir.path()).expect("reopens");
+    }
 }
 
 // The redb database and its table helpers, a child module so that only the store touches redb.
@@ -1640,6 +1759,9 @@ pub(crate) use activity_index::ActivityFacts;
 
 #[path = "record_fields.rs"]
 mod record_fields;
+
+#[path = "record_codec.rs"]
+mod record_codec;
 
 // The migration of a sled store of the previous format, a child module like the journal.
 #[path = "sled_migration.rs"]

@@ -234,6 +234,8 @@ pub struct Loaded {
 /// and scoring read (see [`Projection`]) before the next is decoded. The whole records of an
 /// object are therefore never in memory together.
 pub fn load(store: &Store, config: &Config) -> Result<Loaded, PipelineError> {
+    // Records still stored as JSON by the previous store format decode several times slower.
+    store.convert_json_records(crate::daemon::shutdown_requested)?;
     // Features whose fields the last pull dropped as missing from the org are left out.
     let config = &crate::sync::effective_config(store, config)?;
     let mut tables = Vec::new();
