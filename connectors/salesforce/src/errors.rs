@@ -91,7 +91,17 @@ impl ApiError {
     /// among them, because the write-back resends locked records itself and a second retry
     /// layer here would multiply the sends.
     pub fn is_transient(&self) -> bool {
-        self.status >= 500 || self.status == 429
+        self.status >= 500 || self.status == 429 || self.is_concurrent_limit()
+    }
+
+    /// True for a 403 `REQUEST_LIMIT_EXCEEDED` about requests open at the same time, such as
+    /// `ConcurrentPerOrgLongTxn Limit exceeded.` Salesforce sends the same code for the spent
+    /// daily allocation (`TotalRequests Limit exceeded.`), so only the message
+    /// distinguishes them. The concurrent limit clears as soon as the other requests finish.
+    pub fn is_concurrent_limit(&self) -> bool {
+        self.status == 403
+            && self.code == "REQUEST_LIMIT_EXCEEDED"
+            && self.message.to_ascii_lowercase().contains("concurrent")
     }
 
     /// True for the 401 `INVALID_SESSION_ID` that an expired or revoked access token causes.
@@ -107,6 +117,13 @@ impl ApiError {
                  connected app user has API access)",
                 self.code, self.message
             )),
+            (403, "REQUEST_LIMIT_EXCEEDED") if self.is_concurrent_limit() => {
+                ConnectorError::Transport(format!(
+                    "{}: {} (too many long-running requests were open in the org at once, and \
+                     retries did not clear it; run again when other integrations have finished)",
+                    self.code, self.message
+                ))
+            }
             (403, "REQUEST_LIMIT_EXCEEDED") => ConnectorError::LimitExceeded(format!(
                 "{}: {} (wait until the org's 24-hour API allocation has capacity again)",
                 self.code, self.message
@@ -193,9 +210,20 @@ mod tests {
     #[test]
     fn mapping_to_connector_errors() {
         let limit = parse_error_body(403, br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#);
+        assert!(!limit.is_transient());
         assert!(matches!(
             limit.into_connector_error(),
             ConnectorError::LimitExceeded(_)
+        ));
+
+        let concurrent = parse_error_body(
+            403,
+            br#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert!(concurrent.is_transient());
+        assert!(matches!(
+            concurrent.into_connector_error(),
+            ConnectorError::Transport(_)
         ));
 
         let locator = parse_error_body(

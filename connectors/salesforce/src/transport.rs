@@ -155,11 +155,12 @@ impl Api {
     /// Sends one API call and returns the body of its 2xx response.
     ///
     /// A 401 `INVALID_SESSION_ID` renews the session and repeats the call once. Connection
-    /// errors and 429 and 5xx responses are retried up to `max_retries` times, after
-    /// `Retry-After` when the response has one and with jittered exponential backoff otherwise.
-    /// Other failures, `REQUEST_LIMIT_EXCEEDED` and a whole-request `UNABLE_TO_LOCK_ROW` among
-    /// them, are mapped to `ConnectorError` at once. Every attempt counts against the run's API budget, and a spent
-    /// budget returns `BudgetSpent` before anything is sent.
+    /// errors, 429 and 5xx responses and the concurrent-request `REQUEST_LIMIT_EXCEEDED` are
+    /// retried up to `max_retries` times, after `Retry-After` when the response has one and
+    /// with jittered exponential backoff otherwise. Other failures, the daily
+    /// `REQUEST_LIMIT_EXCEEDED` and a whole-request `UNABLE_TO_LOCK_ROW` among them, are mapped
+    /// to `ConnectorError` at once. Every attempt counts against the run's API budget, and a
+    /// spent budget returns `BudgetSpent` before anything is sent.
     pub async fn request(
         &self,
         method: Method,

@@ -632,3 +632,85 @@ async fn trace_output_has_no_secrets() {
         );
     }
 }
+
+/// Builds the 403 that Salesforce returns for a request limit, with `message` naming the limit.
+fn request_limit_reply(message: &str) -> Reply {
+    json_reply(
+        403,
+        json!([{"message": message, "errorCode": "REQUEST_LIMIT_EXCEEDED"}]),
+    )
+}
+
+/// Salesforce uses REQUEST_LIMIT_EXCEEDED both for the spent daily allocation and for too many
+/// long-running requests open at once. Only the message distinguishes them, and the second
+/// clears within seconds.
+#[tokio::test]
+async fn concurrent_request_limit_retried() {
+    for message in [
+        "ConcurrentPerOrgLongTxn Limit exceeded.",
+        "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+    ] {
+        let server =
+            start_with_instance(move |base, request, earlier| match request.path.as_str() {
+                TOKEN_PATH => token_reply(base, earlier),
+                LIMITS_PATH if count_before(earlier, LIMITS_PATH) < 2 => {
+                    request_limit_reply(message)
+                }
+                _ => limits_reply(),
+            })
+            .await;
+        let connector = server.connector(3);
+
+        let usage = connector.check().await;
+
+        assert!(usage.is_ok(), "{message}: {usage:?}");
+        assert_eq!(server.requests(LIMITS_PATH).len(), 3, "{message}");
+    }
+}
+
+#[tokio::test]
+async fn persistent_concurrent_limit_is_transport() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => request_limit_reply("ConcurrentPerOrgLongTxn Limit exceeded."),
+    })
+    .await;
+    let connector = server.connector(2);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::Transport(message) => {
+            assert!(message.contains("ConcurrentPerOrgLongTxn"), "{message}");
+            assert!(message.contains("at once"), "{message}");
+            assert!(!message.contains("24-hour"), "{message}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(
+        server.requests(LIMITS_PATH).len(),
+        3,
+        "one try, two retries"
+    );
+}
+
+#[tokio::test]
+async fn daily_request_limit_not_retried() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => request_limit_reply("TotalRequests Limit exceeded."),
+    })
+    .await;
+    let connector = server.connector(3);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::LimitExceeded(message) => {
+            assert!(message.contains("TotalRequests"), "{message}");
+            assert!(message.contains("24-hour"), "{message}");
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    assert_eq!(server.requests(LIMITS_PATH).len(), 1);
+}
