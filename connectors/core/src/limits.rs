@@ -244,18 +244,27 @@ impl Drop for ApiBudget {
 /// Parses a `Retry-After` value, in seconds or as an HTTP date, capped at
 /// [`MAX_RETRY_AFTER`]. A date in the past gives zero.
 pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    parse_retry_after_uncapped(value, now).map(|wait| wait.min(MAX_RETRY_AFTER))
+}
+
+/// Parses a `Retry-After` value as [`parse_retry_after`] does, without the cap, for callers
+/// that report a wait too long to sit out. Waits beyond a year are cut to a year.
+pub fn parse_retry_after_uncapped(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    const YEAR_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
     let text = value.trim();
-    let wait = match text.parse::<f64>() {
+    match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-            Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64()))
+            Some(Duration::from_secs_f64(seconds.min(YEAR_SECONDS)))
         }
-        Ok(_) => return None,
+        Ok(_) => None,
         Err(_) => {
             let at = crate::http_date(text)?;
-            (at - now).to_std().unwrap_or(Duration::ZERO)
+            Some((at - now).to_std().unwrap_or(Duration::ZERO))
         }
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    }
 }
 
 /// Returns the delay before retry number `attempt` (counting from 0): `base * 2^attempt`,
@@ -453,6 +462,26 @@ mod tests {
         assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn uncapped_retry_after_keeps_long_waits() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T20:50:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after_uncapped("86400", now),
+            Some(Duration::from_secs(86400))
+        );
+        assert_eq!(
+            parse_retry_after_uncapped("Sat, 05 Dec 2026 20:50:00 GMT", now),
+            Some(Duration::from_secs(86400))
+        );
+        assert_eq!(
+            parse_retry_after_uncapped("1e300", now),
+            Some(Duration::from_secs(365 * 24 * 3600))
+        );
+        assert_eq!(parse_retry_after_uncapped("soon", now), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! `context` and, on 429 responses, `policyName` and `errorType` as optional extras. Proxies
 //! and outages respond with HTML or nothing, which is reported with the status and an excerpt.
 
+use std::time::Duration;
+
 use leadscore_connector::ConnectorError;
 use serde::Deserialize;
 
@@ -24,6 +26,9 @@ pub(crate) struct ApiError {
     /// `policyName` of a 429 (`DAILY`, `TEN_SECONDLY_ROLLING`, `SECONDLY`).
     pub policy: Option<String>,
     pub correlation_id: Option<String>,
+    /// The wait the response's `Retry-After` header asked for, uncapped. The transport sets
+    /// it; a parsed body alone leaves it `None`.
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +110,7 @@ pub(crate) fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
                 message,
                 policy: wire.policy_name,
                 correlation_id: wire.correlation_id,
+                retry_after: None,
             };
         }
     }
@@ -114,6 +120,7 @@ pub(crate) fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
         message: describe_unparsed_body(status, body),
         policy: None,
         correlation_id: None,
+        retry_after: None,
     }
 }
 
@@ -152,13 +159,26 @@ impl ApiError {
             message,
             policy: None,
             correlation_id: None,
+            retry_after: None,
         }
     }
 
-    /// True for server errors and connection failures, which a retry can fix. HubSpot answers
-    /// 502 and 504 when it hits internal processing limits.
+    /// True for server errors, connection failures, 423 and 477, which a retry can fix.
+    /// HubSpot returns 502 and 504 when it hits internal processing limits, 423 while it syncs
+    /// a large volume of writes, and 477 while it moves the portal between data-hosting
+    /// locations.
     pub fn is_transient(&self) -> bool {
-        self.status == 0 || self.status >= 500
+        self.status == 0 || self.status >= 500 || self.is_locked() || self.is_migrating()
+    }
+
+    /// True for 423 Locked. HubSpot documents that the lock lasts 2 seconds.
+    pub fn is_locked(&self) -> bool {
+        self.status == 423
+    }
+
+    /// True for 477 Migration in Progress, whose `Retry-After` can ask for up to a day.
+    pub fn is_migrating(&self) -> bool {
+        self.status == 477
     }
 
     /// True for a 401 that a new OAuth access token can fix.
@@ -205,10 +225,22 @@ impl ApiError {
                 self.category,
                 self.message
             )),
-            (status, _) if status == 0 || status >= 500 => ConnectorError::Transport(format!(
-                "{}: {}{correlation}",
-                self.category, self.message
+            (477, _) => ConnectorError::Transport(format!(
+                "HTTP 477 Migration in Progress: HubSpot is moving this portal between \
+                 data-hosting locations and {}; run leadscore again after that. {}: {}{correlation}",
+                match self.retry_after {
+                    Some(wait) => format!("asks to wait {} s", wait.as_secs()),
+                    None => "sent no Retry-After".to_string(),
+                },
+                self.category,
+                self.message
             )),
+            (status, _) if status == 0 || status >= 500 || status == 423 => {
+                ConnectorError::Transport(format!(
+                    "{}: {}{correlation}",
+                    self.category, self.message
+                ))
+            }
             _ => ConnectorError::Rejected {
                 code: self.category,
                 message: format!("{}{correlation}", self.message),

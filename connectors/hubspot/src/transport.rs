@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use leadscore_connector::limits::{backoff_with_jitter, ApiBudget};
+use leadscore_connector::limits::{backoff_with_jitter, ApiBudget, MAX_RETRY_AFTER};
 use leadscore_connector::{ApiUsage, ConnectorError};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
@@ -20,6 +20,9 @@ use leadscore_connector::http::BodyError;
 
 /// Upper bound of one backoff delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
+
+/// Shortest wait after a 423 Locked, which HubSpot documents as a 2-second lock.
+const LOCKED_WAIT: Duration = Duration::from_secs(2);
 
 /// Burst allowance assumed until a response reports `X-HubSpot-RateLimit-Max`: 100 calls per
 /// ten seconds, the smallest private-app tier.
@@ -232,7 +235,7 @@ impl Api {
                     .body(body.clone());
             }
             let mut lost_before_sending = false;
-            let (failure, retry_after) = match builder.send().await {
+            let (mut failure, retry_after) = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     self.record_headers(response.headers(), kind).await;
@@ -280,6 +283,8 @@ impl Api {
                     .await?;
                 continue;
             }
+            failure.retry_after = retry_after;
+            let retry_after = retry_after.map(|wait| wait.min(MAX_RETRY_AFTER));
             let delay = match failure.rate_limit() {
                 Some(RateLimitKind::Daily) => None,
                 Some(RateLimitKind::Secondly) => Some(
@@ -288,6 +293,17 @@ impl Api {
                 Some(RateLimitKind::Burst) => {
                     Some(retry_after.unwrap_or(self.rate.burst_backoff.saturating_mul(attempt + 1)))
                 }
+                // A migration can last a day, so a wait past the cap, or no wait given, ends the call.
+                None if failure.is_migrating() => retry_after.filter(|_| {
+                    failure
+                        .retry_after
+                        .is_some_and(|wait| wait <= MAX_RETRY_AFTER)
+                }),
+                None if failure.is_locked() => Some(
+                    retry_after
+                        .unwrap_or_else(|| backoff_delay(self.retries.base_delay, attempt))
+                        .max(LOCKED_WAIT),
+                ),
                 None if failure.is_transient() => Some(
                     retry_after.unwrap_or_else(|| backoff_delay(self.retries.base_delay, attempt)),
                 ),
@@ -439,8 +455,6 @@ fn scaled(max: u32, share: f64) -> u32 {
     ((max as f64 * share).floor() as u32).max(1)
 }
 
-/// Parses `Retry-After`, in seconds or as an HTTP date, capped at
-/// [`leadscore_connector::limits::MAX_RETRY_AFTER`].
 /// Returns true when sending `method` to `path` twice has the effect of sending it once:
 /// reads, searches and batch reads. Creates, updates, merges and archives are not.
 fn replay_safe(method: &Method, path: &str) -> bool {
@@ -452,9 +466,11 @@ fn replay_safe(method: &Method, path: &str) -> bool {
     }
 }
 
+/// Parses `Retry-After`, in seconds or as an HTTP date, uncapped. The caller caps the wait
+/// it sits out at [`MAX_RETRY_AFTER`].
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get("retry-after")?.to_str().ok()?;
-    leadscore_connector::limits::parse_retry_after(text, chrono::Utc::now())
+    leadscore_connector::limits::parse_retry_after_uncapped(text, chrono::Utc::now())
 }
 
 #[cfg(test)]

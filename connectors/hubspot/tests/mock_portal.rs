@@ -1285,3 +1285,113 @@ async fn malformed_association_page_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("associations"), "{text}");
 }
+
+/// HubSpot returns 423 Locked while it syncs a large volume of writes to the same records,
+/// and documents that the lock lasts 2 s, so the batch is sent again after that.
+#[tokio::test]
+async fn locked_423_retried_after_two_seconds() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.objects.insert("contacts".into(), vec![object(1, &[("lastmodifieddate", iso(stamp(1)))])]);
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v3/objects/contacts/batch/update".into(),
+            status: 423,
+            body: json!({"status": "error", "message": "The record is locked by another request", "category": "LOCKED"}),
+            retry_after: None,
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+    let updates = vec![RecordUpdate {
+        object: "Contact".into(),
+        id: "1".into(),
+        fields: BTreeMap::from([("leadscore_score".to_string(), Value::Number(42.0))]),
+    }];
+
+    let outcomes = connector.update(&updates).await.unwrap();
+
+    assert!(outcomes[0].result.is_ok(), "{:?}", outcomes[0].result);
+    let writes: Vec<_> = portal
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/batch/update"))
+        .collect();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].status, 423);
+    let gap = writes[1].at.duration_since(writes[0].at);
+    assert!(gap >= Duration::from_millis(1950), "resent after {gap:?}");
+    let stored = portal.with(|state| {
+        state.objects["contacts"][0]
+            .properties
+            .get("leadscore_score")
+            .cloned()
+    });
+    assert_eq!(stored.as_deref(), Some("42"));
+}
+
+/// HubSpot returns 477 while it moves a portal between data-hosting locations, with a
+/// `Retry-After` of up to a day. A short wait is sat out. A long one ends the call with an
+/// error that names the wait instead of a bare status.
+#[tokio::test]
+async fn migration_477_short_wait_retried() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.objects.insert(
+            "contacts".into(),
+            vec![object(1, &[("lastmodifieddate", iso(stamp(1)))])],
+        );
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v3/objects/contacts/search".into(),
+            status: 477,
+            body: json!({"status": "error", "message": "Migration in progress"}),
+            retry_after: Some("1".into()),
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+
+    let (records, _) = pull_all(&connector, &spec("Contact", &[], false), None)
+        .await
+        .unwrap();
+
+    assert_eq!(records.len(), 1);
+    let searches: Vec<_> = portal
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/search"))
+        .collect();
+    assert_eq!(searches.len(), 2);
+    assert!(searches[1].at.duration_since(searches[0].at) >= Duration::from_millis(950));
+}
+
+#[tokio::test]
+async fn migration_477_long_wait_named() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v3/objects/contacts/search".into(),
+            status: 477,
+            body: json!({"status": "error", "message": "Migration in progress"}),
+            retry_after: Some("7200".into()),
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+
+    let error = connector
+        .pull_first(&spec("Contact", &[], false), None)
+        .await
+        .unwrap_err();
+
+    match &error {
+        ConnectorError::Transport(message) => {
+            assert!(message.contains("477"), "{message}");
+            assert!(message.contains("data-hosting"), "{message}");
+            assert!(message.contains("7200 s"), "{message}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    let searches = portal
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/search"))
+        .count();
+    assert_eq!(searches, 1, "a wait past the cap is not sat out");
+}
