@@ -458,7 +458,8 @@ impl SalesforceConnector {
         }
     }
 
-    /// Reads one results page (the first when `locator` is `None`) and converts it.
+    /// Reads one results page (the first when `locator` is `None`), checks its row count
+    /// against the `Sforce-NumberOfRecords` header when the page has one, and converts it.
     async fn bulk_page(
         &self,
         spec: &PullSpec,
@@ -481,10 +482,28 @@ impl SalesforceConnector {
             .await?;
         let next_locator = header_text(&headers, "Sforce-Locator", job)?;
         let rows = decode_csv(&body, job)?;
+        let received = rows.len().saturating_sub(1) as u64;
+        let counted = headers
+            .get("Sforce-NumberOfRecords")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if counted.is_some_and(|counted| counted != received) {
+            return Err(ConnectorError::Payload(format!(
+                "results of Bulk API 2.0 job {job} for {}: the page contains {received} rows, but \
+                 its header says Sforce-NumberOfRecords {}, so the body was cut short or \
+                 altered on the way; nothing from the page was returned, so run the pull again",
+                spec.object,
+                counted.unwrap_or_default()
+            )));
+        }
 
         self.describe_cached(&spec.object).await?;
         let mut described = Vec::new();
         let records = loop {
+            // A job that matched no rows may send an empty body without a header row.
+            if rows.is_empty() && counted == Some(0) {
+                break Vec::new();
+            }
             match convert_rows(spec, cursor, &rows, &self.cached_schemas(), job) {
                 Ok(records) => break records,
                 Err(ConvertError::Failed(error)) => return Err(error),
