@@ -217,6 +217,20 @@ pub fn redact_url(url: &Url) -> String {
     redacted.to_string()
 }
 
+/// Returns true when a successful response carries an HTML page: a `text/html` content type,
+/// or a body whose first non-blank byte is `<`. The JSON and CSV endpoints leadscore calls
+/// return no HTML on success, so such a page comes from a proxy, firewall or sign-in page.
+pub fn is_html_page(content_type: Option<&str>, body: &[u8]) -> bool {
+    let html_type = content_type.is_some_and(|value| {
+        value
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/html")
+    });
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    html_type || first == Some(&b'<')
+}
+
 /// A response body that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -325,6 +339,17 @@ mod tests {
             assert!(!error.contains("secret-pw"), "{error}");
             assert!(!error.contains("user@"), "{error}");
         }
+    }
+
+    #[test]
+    fn html_pages_recognised() {
+        assert!(is_html_page(Some("text/html; charset=utf-8"), b"blocked"));
+        assert!(is_html_page(Some("TEXT/HTML"), b""));
+        assert!(is_html_page(None, b"\n  <!DOCTYPE html><html></html>"));
+        assert!(is_html_page(Some("application/json"), b"<html></html>"));
+        assert!(!is_html_page(Some("application/json"), b"{\"a\": 1}"));
+        assert!(!is_html_page(Some("text/csv"), b"\"Id\"\n\"001\"\n"));
+        assert!(!is_html_page(None, b""));
     }
 
     #[test]

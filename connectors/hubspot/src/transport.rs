@@ -15,7 +15,9 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::auth::{RetryPolicy, TokenSource};
-use crate::errors::{error_chain, parse_error_body, ApiError, RateLimitKind};
+use crate::errors::{
+    describe_unparsed_body, error_chain, parse_error_body, ApiError, RateLimitKind,
+};
 use leadscore_connector::http::BodyError;
 
 /// Upper bound of one backoff delay.
@@ -204,7 +206,8 @@ impl Api {
     /// backoff, and 429s (except the daily limit) after `Retry-After` or the policy's
     /// backoff, up to `max_retries` times. Every attempt counts against the run's API budget,
     /// and a spent budget returns `BudgetSpent` before anything is sent. Returns
-    /// `Ok(Err(..))` for a final non-2xx response, so callers can inspect it.
+    /// `Ok(Err(..))` for a final non-2xx response, so callers can inspect it. A 2xx response
+    /// that carries an HTML page is a `Payload` error, because a proxy sent it.
     pub async fn send_raw(
         &self,
         method: Method,
@@ -238,6 +241,11 @@ impl Api {
             let (mut failure, retry_after) = match builder.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    let content_type = response
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_string);
                     self.record_headers(response.headers(), kind).await;
                     let retry_after = parse_retry_after(response.headers());
                     let read = leadscore_connector::http::read_capped(
@@ -249,6 +257,19 @@ impl Api {
                     match read {
                         Ok(bytes) => {
                             debug!(%method, path = log_path, status, bytes = bytes.len(), "HubSpot response");
+                            let html = leadscore_connector::http::is_html_page(
+                                content_type.as_deref(),
+                                &bytes,
+                            );
+                            if (200..300).contains(&status) && html {
+                                return Err(ConnectorError::Payload(format!(
+                                    "{method} {log_path} returned {}; an HTML page came back in \
+                                     place of the API's response, which usually means a proxy, \
+                                     firewall or sign-in page answered in place of HubSpot. Check \
+                                     base_url and any proxy between leadscore and HubSpot",
+                                    describe_unparsed_body(status, &bytes)
+                                )));
+                            }
                             if (200..300).contains(&status) {
                                 return Ok(Ok((status, bytes)));
                             }

@@ -1395,3 +1395,36 @@ async fn migration_477_long_wait_named() {
         .count();
     assert_eq!(searches, 1, "a wait past the cap is not sat out");
 }
+
+/// A proxy or captive portal between leadscore and HubSpot can return its own HTML page with
+/// a 200 status. The error then shows the page instead of a JSON parser position.
+#[tokio::test]
+async fn html_page_with_200_named() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v3/objects/contacts/search".into(),
+            status: 200,
+            body: json!("<html><body><h1>Access blocked by the web filter</h1></body></html>"),
+            retry_after: None,
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+
+    let error = connector
+        .pull_first(&spec("Contact", &[], false), None)
+        .await
+        .unwrap_err();
+
+    match &error {
+        ConnectorError::Payload(message) => {
+            assert!(message.contains("HTTP 200"), "{message}");
+            assert!(
+                message.contains("Access blocked by the web filter"),
+                "{message}"
+            );
+            assert!(message.contains("proxy"), "{message}");
+        }
+        other => panic!("expected Payload, got {other:?}"),
+    }
+}

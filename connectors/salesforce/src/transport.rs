@@ -173,7 +173,8 @@ impl Api {
     }
 
     /// Sends one API call as [`Api::request`] does, with an optional `Accept` header, and
-    /// returns the headers and body of its 2xx response. Bulk API 2.0 results need both.
+    /// returns the headers and body of its 2xx response. Bulk API 2.0 results need both. A 2xx
+    /// response that carries an HTML page is a `Payload` error, because a proxy sent it.
     pub async fn exchange(
         &self,
         method: Method,
@@ -216,6 +217,10 @@ impl Api {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
+                    let content_type = headers
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_string);
                     self.record_usage(response.headers());
                     retry_after = response
                         .headers()
@@ -230,6 +235,20 @@ impl Api {
                     match leadscore_connector::http::read_capped(response, cap, "response").await {
                         Ok(bytes) => {
                             debug!(%method, path = log_path, status, bytes = bytes.len(), "Salesforce response");
+                            let html = leadscore_connector::http::is_html_page(
+                                content_type.as_deref(),
+                                &bytes,
+                            );
+                            if (200..300).contains(&status) && html {
+                                return Err(ConnectorError::Payload(format!(
+                                    "{method} {log_path} returned {}; an HTML page came back in \
+                                     place of the API's response, which usually means a proxy, \
+                                     firewall or sign-in page answered in place of Salesforce. \
+                                     Check login_url and any proxy between leadscore and \
+                                     Salesforce",
+                                    crate::errors::describe_unparsed_body(status, &bytes)
+                                )));
+                            }
                             if (200..300).contains(&status) {
                                 return Ok((headers, bytes));
                             }

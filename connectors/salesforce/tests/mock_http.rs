@@ -714,3 +714,34 @@ async fn daily_request_limit_not_retried() {
     }
     assert_eq!(server.requests(LIMITS_PATH).len(), 1);
 }
+
+/// A proxy or captive portal between leadscore and Salesforce can return its own HTML page
+/// with a 200 status. The error then shows the page instead of a JSON parser position.
+#[tokio::test]
+async fn html_page_with_200_named() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: "<html><body><h1>Access blocked by the web filter</h1></body></html>".to_string(),
+        },
+    })
+    .await;
+    let connector = server.connector(2);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::Payload(message) => {
+            assert!(message.contains("HTTP 200"), "{message}");
+            assert!(
+                message.contains("Access blocked by the web filter"),
+                "{message}"
+            );
+            assert!(message.contains("proxy"), "{message}");
+        }
+        other => panic!("expected Payload, got {other:?}"),
+    }
+    assert_eq!(server.requests(LIMITS_PATH).len(), 1, "not retried");
+}

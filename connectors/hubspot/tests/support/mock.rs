@@ -34,7 +34,8 @@ pub struct Link {
     pub types: Vec<(i64, Option<String>)>,
 }
 
-/// A scripted reply for the next request whose path starts with a prefix.
+/// A scripted reply for the next request whose path starts with a prefix. A `body` that is a
+/// JSON string is sent as that text with `Content-Type: text/html`, as a proxy page would be.
 #[derive(Clone, Debug)]
 pub struct Injected {
     pub path_prefix: String,
@@ -609,9 +610,13 @@ impl MockPortal {
                     status,
                     at: std::time::Instant::now(),
                 });
+                let (content_type, body) = match json {
+                    Json::String(page) => ("text/html; charset=utf-8", page),
+                    other => ("application/json;charset=utf-8", other.to_string()),
+                };
                 let mut response = Response::builder()
                     .status(StatusCode::from_u16(status).unwrap())
-                    .header(header::CONTENT_TYPE, "application/json;charset=utf-8");
+                    .header(header::CONTENT_TYPE, content_type);
                 if !path.ends_with("/search") {
                     response = response
                         .header("X-HubSpot-RateLimit-Daily", "250000")
@@ -626,7 +631,7 @@ impl MockPortal {
                 if let Some(retry_after) = retry_after {
                     response = response.header("Retry-After", retry_after);
                 }
-                response.body(Body::from(json.to_string())).unwrap()
+                response.body(Body::from(body)).unwrap()
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
