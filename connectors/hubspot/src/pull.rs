@@ -240,10 +240,7 @@ async fn take_step(
                     "propertyName": property, "operator": "GTE", "value": from.to_string()
                 })];
                 let page = search(connector, plan, source, filters, property).await?;
-                let full = page.results.len() as u32 >= plan.page_size
-                    && page
-                        .total
-                        .is_none_or(|total| total > page.results.len() as u64);
+                let full = has_more(&page, plan.page_size);
                 let mut last = i64::MIN;
                 for wire in page.results {
                     let stamp = wire.modstamp(source.object_type)?;
@@ -295,7 +292,7 @@ async fn take_step(
                 }));
             }
             let page = search(connector, plan, current, filters, "hs_object_id").await?;
-            let full = page.results.len() as u32 >= plan.page_size;
+            let full = has_more(&page, plan.page_size);
             let mut rows = Vec::with_capacity(page.results.len());
             let mut last_id = None;
             for wire in page.results {
@@ -338,6 +335,21 @@ async fn take_step(
             };
             Ok((rows, deleted, step))
         }
+    }
+}
+
+/// Returns true when more results match a search than `page` returned. HubSpot may return
+/// fewer results than the requested `limit`, so `total` and `paging.next` decide, and the page
+/// size only when the response has neither.
+fn has_more(page: &ObjectPageWire, page_size: u32) -> bool {
+    let returned = page.results.len() as u64;
+    if returned == 0 {
+        return false;
+    }
+    let next = PagingWire::after(&page.paging).is_some();
+    match page.total {
+        Some(total) => next || total > returned,
+        None => next || returned >= u64::from(page_size),
     }
 }
 

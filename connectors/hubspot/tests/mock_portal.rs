@@ -1428,3 +1428,29 @@ async fn html_page_with_200_named() {
         other => panic!("expected Payload, got {other:?}"),
     }
 }
+
+/// A search page can contain fewer results than the requested `limit` while `total` and
+/// `paging.next` show that more match. The pull must go on instead of ending there.
+#[tokio::test]
+async fn short_search_pages_followed() {
+    let portal = portal().await;
+    portal.with(|state| {
+        let mut contacts: Vec<Object> = (1..=250u64)
+            .map(|id| object(id, &[("lastmodifieddate", iso(stamp(id as i64)))]))
+            .collect();
+        // 150 more that share one stamp, so one stamp alone spans several short pages.
+        contacts
+            .extend((251..=400u64).map(|id| object(id, &[("lastmodifieddate", iso(stamp(1000)))])));
+        state.objects.insert("contacts".into(), contacts);
+        state.search_page_cap = Some(100);
+    });
+    let mut config = config(&portal);
+    config.page_size = 200;
+    let connector = HubSpotConnector::new(config).unwrap();
+
+    let (records, _) = pull_all(&connector, &spec("Contact", &[], false), None)
+        .await
+        .unwrap();
+
+    assert_ordered_once(&records, 400);
+}

@@ -80,6 +80,8 @@ pub struct State {
     pub calls_with_current_token: u64,
     pub seen: Vec<Seen>,
     pub daily_used: u64,
+    /// Maximum results per search page, whatever the request's `limit`, below the usual 200.
+    pub search_page_cap: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -197,6 +199,7 @@ impl State {
                 .then(b.id.cmp(&a.id))
         });
         let limit = body["limit"].as_u64().unwrap_or(10).min(200) as usize;
+        let limit = self.search_page_cap.map_or(limit, |cap| limit.min(cap));
         let offset: usize = body["after"]
             .as_str()
             .and_then(|a| a.parse().ok())
