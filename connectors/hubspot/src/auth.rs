@@ -234,7 +234,9 @@ fn store_token(
             state.refresh_token = rotated;
             if let Some(Err(message)) = saved {
                 return Err(ConnectorError::Auth(format!(
-                    "HubSpot issued a new refresh token, and saving it failed: {message}. Fix                      the refresh token file's folder permissions; if the old refresh token no                      longer works, install the app again"
+                    "HubSpot issued a new refresh token, and saving it failed: {message}. Fix \
+                     the refresh token file's folder permissions; if the old refresh token no \
+                     longer works, install the app again"
                 )));
             }
             debug!(
@@ -264,6 +266,36 @@ fn store_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_save_of_rotated_token_reads_cleanly() {
+        let client = OAuthClient {
+            token_url: Url::parse("https://api.hubapi.example/oauth/v1/token").unwrap(),
+            client_id: "client-1".to_string(),
+            client_secret: SecretString::from("client-secret-7"),
+            sink: Some(std::sync::Arc::new(|_: &SecretString| {
+                Err("permission denied".to_string())
+            })),
+        };
+        let mut state = OAuthState {
+            token: None,
+            refresh_token: SecretString::from("refresh-old"),
+            generation: 0,
+        };
+        let body = br#"{"access_token":"a1","refresh_token":"refresh-new","expires_in":1800}"#;
+
+        let Err(error) = store_token(&client, &mut state, body) else {
+            panic!("a failed save of the rotated token must fail the token request");
+        };
+
+        let message = error.to_string();
+        assert!(
+            message.contains("permission denied. Fix the refresh token"),
+            "{message}"
+        );
+        assert!(!message.contains("  "), "a run of spaces in {message:?}");
+        assert!(!message.contains("refresh-new"), "{message}");
+    }
 
     #[test]
     fn token_response_in_both_casings() {
