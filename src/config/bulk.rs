@@ -13,7 +13,7 @@ pub struct BulkSettings {
     /// Rows above which a pull switches to Bulk API 2.0, counted by the first REST page's
     /// `totalSize`. Defaults to `leadscore_salesforce::DEFAULT_BULK_THRESHOLD` (20,000).
     pub threshold: u64,
-    /// Objects always pulled with Bulk API 2.0, such as `Task`.
+    /// Objects pulled with Bulk API 2.0 whatever their size, such as `Task`.
     pub objects: Vec<String>,
     /// How long one Bulk query job may take before the pull fails.
     pub timeout: Duration,

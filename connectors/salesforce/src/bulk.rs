@@ -6,7 +6,9 @@
 //! value is typed by the describe of the object it belongs to and converted exactly as a REST
 //! value is, so a record pulled by Bulk equals the same record pulled by REST. Every request
 //! goes through the connector's one authenticated send path, so session renewal, retries and
-//! the API budget apply to the job, its polls and its result pages alike.
+//! the API budget apply to the job, its polls and its result pages alike. A job that
+//! Salesforce rejects for a Bulk-only limit is pulled over REST instead (see
+//! [`bulk_job_rejected`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -141,6 +143,18 @@ pub(crate) fn decode_token(next: &str) -> Option<Result<BulkToken, ConnectorErro
         ))),
     };
     Some(parsed)
+}
+
+/// Returns true when Salesforce rejected a new Bulk API 2.0 query job for a reason the REST
+/// API does not share. The org may have spent its 24-hour allowance of query jobs or of stored
+/// results (400 `LIMIT_EXCEEDED`), or the object may not support Bulk queries.
+pub(crate) fn bulk_job_rejected(error: &ConnectorError) -> bool {
+    match error {
+        ConnectorError::Rejected { code, message } => {
+            code == "LIMIT_EXCEEDED" || message.contains("not supported by the Bulk API")
+        }
+        _ => false,
+    }
 }
 
 /// Returns the header value as text, or an error naming the missing header.
@@ -558,6 +572,29 @@ mod tests {
         assert_eq!(decoded.locator, "0000000A");
         assert!(decode_token("/services/data/v59.0/query/01g-2000").is_none());
         assert!(decode_token("bulk2:bad job:1:x").unwrap().is_err());
+    }
+
+    #[test]
+    fn rejections_that_rest_avoids() {
+        let rejected = |code: &str, message: &str| ConnectorError::Rejected {
+            code: code.to_string(),
+            message: message.to_string(),
+        };
+        assert!(bulk_job_rejected(&rejected(
+            "LIMIT_EXCEEDED",
+            "Max bulk v2 query jobs (10000) per 24 hrs has been reached (10021)"
+        )));
+        assert!(bulk_job_rejected(&rejected(
+            "INVALIDENTITY",
+            "Lead is not supported by the Bulk API"
+        )));
+        assert!(!bulk_job_rejected(&rejected(
+            "INVALIDJOB",
+            "Unable to parse the query"
+        )));
+        assert!(!bulk_job_rejected(&ConnectorError::LimitExceeded(
+            "TotalRequests Limit exceeded.".to_string()
+        )));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use leadscore_connector::{
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tracing::debug;
+use tracing::{debug, warn};
 use url::Url;
 
 pub use crate::bulk::BULK_PAGE_SIZE;
@@ -108,9 +108,12 @@ pub struct SalesforceConfig {
     /// Rows above which a pull switches from REST to Bulk API 2.0 (see
     /// [`DEFAULT_BULK_THRESHOLD`]). The count is the `totalSize` of the first REST page, so
     /// learning it costs no extra request. A smaller pull goes on over REST from that page,
-    /// and a larger one discards the page and starts a Bulk job.
+    /// and a larger one discards the page and starts a Bulk job. When Salesforce rejects the
+    /// job because the org spent its daily Bulk allowance or the object does not support Bulk
+    /// queries, the pull goes on over REST.
     pub bulk_threshold: u64,
-    /// Objects always pulled with Bulk API 2.0, whatever their size (case-insensitive).
+    /// Objects pulled with Bulk API 2.0, whatever their size (case-insensitive), except when
+    /// Salesforce rejects the query job as described for `bulk_threshold`.
     pub bulk_objects: Vec<String>,
     /// How long a Bulk API 2.0 query job may take to complete before the pull fails.
     pub bulk_poll_timeout: Duration,
@@ -527,9 +530,16 @@ impl Connector for SalesforceConnector {
         cursor: Option<&Cursor>,
     ) -> Result<Page, ConnectorError> {
         let spec = &self.expanded_spec(spec).await?;
+        let mut bulk_allowed = true;
         if self.bulk_forced(&spec.object) {
             debug!(object = %spec.object, "starting pull with Bulk API 2.0, as configured");
-            return self.bulk_pull_first(spec, cursor).await;
+            match self.bulk_pull_first(spec, cursor).await {
+                Err(error) if bulk::bulk_job_rejected(&error) => {
+                    warn!(object = %spec.object, %error, "Bulk API 2.0 rejected the query job, pulling over REST");
+                    bulk_allowed = false;
+                }
+                result => return result,
+            }
         }
         let soql = soql::build_pull_query(spec, cursor)?;
         debug!(object = %spec.object, %soql, include_deleted = spec.include_deleted, "starting pull");
@@ -540,9 +550,14 @@ impl Connector for SalesforceConnector {
             .await?;
         let page = self.convert_body(spec, cursor, &body).await?;
         let total = page.total.unwrap_or(0);
-        if page.next.is_some() && total > self.bulk_threshold {
+        if bulk_allowed && page.next.is_some() && total > self.bulk_threshold {
             debug!(object = %spec.object, total, threshold = self.bulk_threshold, "switching pull to Bulk API 2.0");
-            return self.bulk_pull_first(spec, cursor).await;
+            match self.bulk_pull_first(spec, cursor).await {
+                Err(error) if bulk::bulk_job_rejected(&error) => {
+                    warn!(object = %spec.object, %error, "Bulk API 2.0 rejected the query job, going on over REST");
+                }
+                result => return result,
+            }
         }
         Ok(page)
     }
@@ -552,7 +567,12 @@ impl Connector for SalesforceConnector {
         if self.bulk_forced(&spec.object) {
             // Bulk results stay readable while the job exists, so a Bulk pull is never
             // restarted part way; starting at the stamp is enough.
-            return self.bulk_pull_first(spec, Some(after)).await;
+            match self.bulk_pull_first(spec, Some(after)).await {
+                Err(error) if bulk::bulk_job_rejected(&error) => {
+                    warn!(object = %spec.object, %error, "Bulk API 2.0 rejected the query job, pulling over REST");
+                }
+                result => return result,
+            }
         }
         let soql = soql::build_pull_query_after(spec, after)?;
         debug!(object = %spec.object, %soql, include_deleted = spec.include_deleted, "resuming pull");

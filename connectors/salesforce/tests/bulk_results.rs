@@ -1,6 +1,8 @@
-//! Bulk API 2.0 result pages that the sandbox never sends, served by a scripted server on
+//! Bulk API 2.0 responses that the sandbox never sends, served by a scripted server on
 //! loopback: a page whose body contains fewer rows than its `Sforce-NumberOfRecords` header
-//! counts, and a page of a job that matched no rows.
+//! counts, and a page of a job that matched no rows. It also rejects job creation as
+//! Salesforce does once the org spent its daily Bulk allowance, or for an object that does
+//! not support Bulk queries.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,9 +27,36 @@ struct ResultsPage {
     body: &'static str,
 }
 
-/// Starts a server on 127.0.0.1 that serves a token, a Lead describe, one query job and
-/// `page` as its only results page. Returns its URL and the paths it was asked for.
-async fn start(page: ResultsPage) -> (Url, Arc<Mutex<Vec<String>>>) {
+/// A results page of two rows, which matches its count.
+const TWO_ROWS: ResultsPage = ResultsPage {
+    number_of_records: "2",
+    body: "\"Id\",\"SystemModstamp\",\"Company\"\n\
+           \"00QA\",\"2024-05-01T10:00:00.000Z\",\"Line one\nline two\"\n\
+           \"00QB\",\"2024-05-01T10:05:00.000Z\",\"\"\n",
+};
+
+/// What the server does: the one results page of its job, and the error that job creation
+/// fails with instead, if any, as status and `[{errorCode, message}]` body.
+#[derive(Clone)]
+struct Script {
+    page: ResultsPage,
+    create_job_error: Option<(u16, &'static str, &'static str)>,
+}
+
+impl From<ResultsPage> for Script {
+    fn from(page: ResultsPage) -> Self {
+        Script {
+            page,
+            create_job_error: None,
+        }
+    }
+}
+
+/// Starts a server on 127.0.0.1 that serves a token, a Lead describe, a REST query page of
+/// three leads, and one query job with the script's results page. Returns its URL and the
+/// paths it received.
+async fn start(script: impl Into<Script>) -> (Url, Arc<Mutex<Vec<String>>>) {
+    let script = script.into();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let base: Arc<Mutex<String>> = Arc::default();
     let log = seen.clone();
@@ -35,11 +64,11 @@ async fn start(page: ResultsPage) -> (Url, Arc<Mutex<Vec<String>>>) {
     let app = Router::new().fallback(move |request: Request| {
         let log = log.clone();
         let instance = instance.lock().unwrap().clone();
-        let page = page.clone();
+        let script = script.clone();
         async move {
             let path = request.uri().path().to_string();
             log.lock().unwrap().push(path.clone());
-            reply(&instance, &path, &page)
+            reply(&instance, &path, &script)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,7 +80,8 @@ async fn start(page: ResultsPage) -> (Url, Arc<Mutex<Vec<String>>>) {
     (Url::parse(&format!("http://{address}")).unwrap(), seen)
 }
 
-fn reply(instance: &str, path: &str, page: &ResultsPage) -> Response {
+fn reply(instance: &str, path: &str, script: &Script) -> Response {
+    let page = &script.page;
     let json_response = |body: serde_json::Value| {
         (
             StatusCode::OK,
@@ -76,9 +106,34 @@ fn reply(instance: &str, path: &str, page: &ResultsPage) -> Response {
                 {"name": "Company", "type": "string", "length": 255}
             ]
         })),
-        p if p == format!("{DATA}/jobs/query") => {
-            json_response(json!({"id": JOB, "state": "UploadComplete"}))
-        }
+        p if p == format!("{DATA}/query") => json_response(json!({
+            "totalSize": 3,
+            "done": false,
+            "nextRecordsUrl": format!("{DATA}/query/01gA-2"),
+            "records": [
+                {"attributes": {"type": "Lead"}, "Id": "00QA",
+                 "SystemModstamp": "2024-05-01T10:00:00.000+0000", "Company": "Mercy"},
+                {"attributes": {"type": "Lead"}, "Id": "00QB",
+                 "SystemModstamp": "2024-05-01T10:05:00.000+0000", "Company": "St. Luke"}
+            ]
+        })),
+        p if p == format!("{DATA}/query/01gA-2") => json_response(json!({
+            "totalSize": 3,
+            "done": true,
+            "records": [
+                {"attributes": {"type": "Lead"}, "Id": "00QC",
+                 "SystemModstamp": "2024-05-01T10:09:00.000+0000", "Company": "Grace"}
+            ]
+        })),
+        p if p == format!("{DATA}/jobs/query") => match script.create_job_error {
+            Some((status, code, message)) => (
+                StatusCode::from_u16(status).unwrap(),
+                [("content-type", "application/json;charset=UTF-8")],
+                json!([{"errorCode": code, "message": message}]).to_string(),
+            )
+                .into_response(),
+            None => json_response(json!({"id": JOB, "state": "UploadComplete"})),
+        },
         p if p == format!("{DATA}/jobs/query/{JOB}") => {
             json_response(json!({"id": JOB, "state": "JobComplete", "numberRecordsProcessed": 3}))
         }
@@ -106,6 +161,10 @@ fn reply(instance: &str, path: &str, page: &ResultsPage) -> Response {
 }
 
 fn connector(url: &Url) -> SalesforceConnector {
+    connector_with(url, &["Lead"], leadscore_salesforce::DEFAULT_BULK_THRESHOLD)
+}
+
+fn connector_with(url: &Url, bulk_objects: &[&str], bulk_threshold: u64) -> SalesforceConnector {
     SalesforceConnector::new(SalesforceConfig {
         login_url: url.clone(),
         api_version: "59.0".to_string(),
@@ -118,8 +177,8 @@ fn connector(url: &Url) -> SalesforceConnector {
         retry_base_delay: Duration::from_millis(2),
         extra_ca_pem: None,
         allow_insecure_http: false,
-        bulk_threshold: leadscore_salesforce::DEFAULT_BULK_THRESHOLD,
-        bulk_objects: vec!["Lead".to_string()],
+        bulk_threshold,
+        bulk_objects: bulk_objects.iter().map(|o| o.to_string()).collect(),
         bulk_poll_timeout: Duration::from_secs(5),
     })
     .unwrap()
@@ -162,13 +221,7 @@ async fn page_shorter_than_its_count_rejected() {
 
 #[tokio::test]
 async fn page_matching_its_count_accepted() {
-    let (url, _) = start(ResultsPage {
-        number_of_records: "2",
-        body: "\"Id\",\"SystemModstamp\",\"Company\"\n\
-               \"00QA\",\"2024-05-01T10:00:00.000Z\",\"Line one\nline two\"\n\
-               \"00QB\",\"2024-05-01T10:05:00.000Z\",\"\"\n",
-    })
-    .await;
+    let (url, _) = start(TWO_ROWS).await;
 
     let page = connector(&url)
         .pull_first(&lead_spec(), None)
@@ -203,4 +256,91 @@ async fn empty_page_of_empty_job_accepted() {
         .filter(|p| **p == results)
         .count();
     assert_eq!(reads, 1);
+}
+
+/// Salesforce rejects job creation with these errors once the org has created 10,000 query
+/// jobs or stored 1 TB of results in 24 hours, and for objects that Bulk API 2.0 cannot query.
+/// The REST API still works in each case.
+const BULK_REJECTIONS: [(u16, &str, &str); 3] = [
+    (
+        400,
+        "LIMIT_EXCEEDED",
+        "Max bulk v2 query jobs (10000) per 24 hrs has been reached (10021)",
+    ),
+    (
+        400,
+        "LIMIT_EXCEEDED",
+        "Max bulk v2 query result size stored (1000000000) kb per 24 hrs has been exceeded",
+    ),
+    (
+        400,
+        "INVALIDENTITY",
+        "Lead is not supported by the Bulk API",
+    ),
+];
+
+fn paths_to(seen: &Arc<Mutex<Vec<String>>>, path: &str) -> usize {
+    seen.lock().unwrap().iter().filter(|p| *p == path).count()
+}
+
+#[tokio::test]
+async fn forced_bulk_rejected_pulls_over_rest() {
+    for rejection in BULK_REJECTIONS {
+        let (url, seen) = start(Script {
+            page: TWO_ROWS,
+            create_job_error: Some(rejection),
+        })
+        .await;
+        let connector = connector(&url);
+
+        let first = connector.pull_first(&lead_spec(), None).await;
+
+        let first = first.unwrap_or_else(|error| panic!("{}: {error}", rejection.2));
+        assert_eq!(first.records.len(), 2, "{}", rejection.2);
+        let next = first.next.expect("the REST pull has a second page");
+        let second = connector
+            .pull_next(&lead_spec(), None, &next)
+            .await
+            .unwrap();
+        assert_eq!(second.records.len(), 1);
+        assert!(second.next.is_none());
+        assert_eq!(paths_to(&seen, &format!("{DATA}/jobs/query")), 1);
+        assert_eq!(paths_to(&seen, &format!("{DATA}/query")), 1);
+    }
+}
+
+#[tokio::test]
+async fn bulk_switch_rejected_keeps_rest_page() {
+    let (url, seen) = start(Script {
+        page: TWO_ROWS,
+        create_job_error: Some(BULK_REJECTIONS[0]),
+    })
+    .await;
+    let connector = connector_with(&url, &[], 1);
+
+    let first = connector.pull_first(&lead_spec(), None).await.unwrap();
+
+    assert_eq!(first.records.len(), 2);
+    assert!(first.next.is_some());
+    assert_eq!(paths_to(&seen, &format!("{DATA}/jobs/query")), 1);
+    assert_eq!(paths_to(&seen, &format!("{DATA}/query")), 1);
+}
+
+#[tokio::test]
+async fn other_job_errors_still_fail() {
+    let (url, _) = start(Script {
+        page: TWO_ROWS,
+        create_job_error: Some((400, "INVALIDJOB", "Unable to parse the query")),
+    })
+    .await;
+
+    let error = connector(&url)
+        .pull_first(&lead_spec(), None)
+        .await
+        .unwrap_err();
+
+    match error {
+        ConnectorError::Rejected { code, .. } => assert_eq!(code, "INVALIDJOB"),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
 }
