@@ -217,18 +217,21 @@ pub fn redact_url(url: &Url) -> String {
     redacted.to_string()
 }
 
-/// Returns true when a successful response carries an HTML page: a `text/html` content type,
-/// or a body whose first non-blank byte is `<`. The JSON and CSV endpoints leadscore calls
-/// return no HTML on success, so such a page comes from a proxy, firewall or sign-in page.
+/// Returns true when a successful response carries an HTML page: a non-blank body with a
+/// `text/html` content type, or whose first non-blank byte is `<`. The JSON and CSV endpoints
+/// leadscore calls return no HTML on success, so such a page comes from a proxy, firewall or
+/// sign-in page. An empty body, such as that of a 204, is never a page.
 pub fn is_html_page(content_type: Option<&str>, body: &[u8]) -> bool {
+    let Some(first) = body.iter().find(|byte| !byte.is_ascii_whitespace()) else {
+        return false;
+    };
     let html_type = content_type.is_some_and(|value| {
         value
             .trim_start()
             .to_ascii_lowercase()
             .starts_with("text/html")
     });
-    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
-    html_type || first == Some(&b'<')
+    html_type || *first == b'<'
 }
 
 /// A response body that could not be read.
@@ -344,7 +347,9 @@ mod tests {
     #[test]
     fn html_pages_recognised() {
         assert!(is_html_page(Some("text/html; charset=utf-8"), b"blocked"));
-        assert!(is_html_page(Some("TEXT/HTML"), b""));
+        assert!(is_html_page(Some("TEXT/HTML"), b"blocked"));
+        assert!(!is_html_page(Some("text/html"), b""));
+        assert!(!is_html_page(Some("text/html"), b"  \n"));
         assert!(is_html_page(None, b"\n  <!DOCTYPE html><html></html>"));
         assert!(is_html_page(Some("application/json"), b"<html></html>"));
         assert!(!is_html_page(Some("application/json"), b"{\"a\": 1}"));
