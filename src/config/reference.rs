@@ -132,7 +132,7 @@ fn connector_keys(out: &mut Vec<KeyDoc>) {
         key(c, "name", "string", "the kind", "lower-case letters, digits, `_`, `-`", "Name of the connector and of its store subdirectory; required with several `[[connector]]` tables."),
         key(c, "fields", "table of strings", "none", "", "Renames fields for this CRM: the name used in this file to the CRM's name."),
         key(c, "login_url", "string", "required (Salesforce)", "http or https URL", "Salesforce only: where the OAuth token endpoint lives (`https://login.salesforce.com`, `https://test.salesforce.com`, a My Domain URL or a sandbox)."),
-        key(c, "api_version", "string", quoted("59.0"), "`MAJOR.MINOR`, with or without a leading `v`", "Salesforce only: REST API version used for every call."),
+        key(c, "api_version", "string", quoted("59.0"), "`MAJOR.MINOR`, with or without a leading `v`; 31.0 or later", "Salesforce only: REST API version used for every call. Versions before 31.0 are retired, and Bulk API 2.0 pulls need 47.0 or later."),
         key(c, "client_id", "string", "required (Salesforce, HubSpot OAuth)", "", "Consumer key of the Salesforce connected app, or client id of the HubSpot OAuth app. Not a secret."),
         key(c, "client_secret_env", "string", "required (Salesforce, HubSpot OAuth)", "environment variable name", "Environment variable that holds the client secret."),
         key(c, "refresh_token_env", "string", "required (Salesforce, HubSpot OAuth)", "environment variable name", "Environment variable that holds the OAuth refresh token. On HubSpot it selects OAuth in place of a private app."),

@@ -81,7 +81,8 @@ pub struct SalesforceConfig {
     /// Login host, for example `https://login.salesforce.com`, `https://test.salesforce.com`,
     /// the org's My Domain, or a local sandbox URL.
     pub login_url: Url,
-    /// REST API version without the `v`, for example `59.0`.
+    /// REST API version without the `v`, for example `59.0`: 31.0 or later, because older
+    /// versions are retired, and 47.0 or later for Bulk API 2.0 pulls.
     pub api_version: String,
     /// Consumer key of the connected app.
     pub client_id: String,
@@ -117,6 +118,21 @@ pub struct SalesforceConfig {
     pub bulk_objects: Vec<String>,
     /// How long a Bulk API 2.0 query job may take to complete before the pull fails.
     pub bulk_poll_timeout: Duration,
+}
+
+/// Oldest REST API version Salesforce still serves. Versions 7.0 to 30.0 are retired, and
+/// every REST call to them returns 410 Gone (versions 21.0 to 30.0 since Summer '25).
+const OLDEST_API_VERSION: u32 = 31;
+
+/// First REST API version with Bulk API 2.0 query jobs.
+const FIRST_BULK_QUERY_VERSION: u32 = 47;
+
+/// Returns the major number of an API version such as `59.0`, once it is validated.
+fn major_version(api_version: &str) -> u32 {
+    api_version
+        .split_once('.')
+        .and_then(|(major, _)| major.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Default of [`SalesforceConfig::bulk_threshold`]: 20,000 rows, an estimate. A REST pull
@@ -180,6 +196,23 @@ impl SalesforceConfig {
         if !version_ok {
             return Err(invalid(format!(
                 "api_version {:?} is not a REST API version; use the form 59.0 (without a v)",
+                self.api_version
+            )));
+        }
+        let major = major_version(&self.api_version);
+        if major < OLDEST_API_VERSION {
+            return Err(invalid(format!(
+                "api_version {} is retired, and Salesforce returns 410 Gone to every REST call \
+                 to versions before {OLDEST_API_VERSION}.0; set api_version to a supported \
+                 version such as 59.0",
+                self.api_version
+            )));
+        }
+        if major < FIRST_BULK_QUERY_VERSION && !self.bulk_objects.is_empty() {
+            return Err(invalid(format!(
+                "bulk_objects needs api_version {FIRST_BULK_QUERY_VERSION}.0 or later, the first \
+                 with Bulk API 2.0 query jobs, but api_version is {}; raise api_version or \
+                 remove bulk_objects",
                 self.api_version
             )));
         }
@@ -550,6 +583,9 @@ impl Connector for SalesforceConnector {
             .await?;
         let page = self.convert_body(spec, cursor, &body).await?;
         let total = page.total.unwrap_or(0);
+        // Before API 47.0 there are no Bulk query jobs, so a large pull stays on REST.
+        let bulk_allowed =
+            bulk_allowed && major_version(&self.api_version) >= FIRST_BULK_QUERY_VERSION;
         if bulk_allowed && page.next.is_some() && total > self.bulk_threshold {
             debug!(object = %spec.object, total, threshold = self.bulk_threshold, "switching pull to Bulk API 2.0");
             match self.bulk_pull_first(spec, cursor).await {
@@ -728,6 +764,23 @@ mod tests {
         let mut no_client = config();
         no_client.client_id = " ".to_string();
         assert!(SalesforceConnector::new(no_client).is_err());
+
+        let mut retired = config();
+        retired.api_version = "30.0".to_string();
+        let error = SalesforceConnector::new(retired).unwrap_err();
+        assert!(error.to_string().contains("30.0"), "{error}");
+        assert!(error.to_string().contains("retired"), "{error}");
+
+        let mut oldest = config();
+        oldest.api_version = "31.0".to_string();
+        assert!(SalesforceConnector::new(oldest).is_ok());
+
+        let mut bulk_too_old = config();
+        bulk_too_old.api_version = "46.0".to_string();
+        bulk_too_old.bulk_objects = vec!["Task".to_string()];
+        let error = SalesforceConnector::new(bulk_too_old).unwrap_err();
+        assert!(error.to_string().contains("47.0"), "{error}");
+        assert!(error.to_string().contains("bulk_objects"), "{error}");
     }
 
     #[test]

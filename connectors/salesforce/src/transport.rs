@@ -310,6 +310,17 @@ impl Api {
                 )));
             }
             debug!(%method, path = log_path, status = failure.status, code = %failure.code, "Salesforce request failed");
+            if failure.status == 410 {
+                return Err(ConnectorError::Rejected {
+                    code: "INVALID_CONFIG".to_string(),
+                    message: format!(
+                        "{method} {log_path} returned HTTP 410 Gone, which Salesforce returns for \
+                         a retired API version; set api_version to a supported version such as \
+                         59.0 ({}: {})",
+                        failure.code, failure.message
+                    ),
+                });
+            }
             return Err(failure.into_connector_error());
         }
     }

@@ -66,7 +66,11 @@ async fn start(script: impl Into<Script>) -> (Url, Arc<Mutex<Vec<String>>>) {
         let instance = instance.lock().unwrap().clone();
         let script = script.clone();
         async move {
-            let path = request.uri().path().to_string();
+            // Every API version is served alike, and logged as 59.0.
+            let path = request
+                .uri()
+                .path()
+                .replacen("/services/data/v46.0", DATA, 1);
             log.lock().unwrap().push(path.clone());
             reply(&instance, &path, &script)
         }
@@ -165,9 +169,18 @@ fn connector(url: &Url) -> SalesforceConnector {
 }
 
 fn connector_with(url: &Url, bulk_objects: &[&str], bulk_threshold: u64) -> SalesforceConnector {
+    connector_at_version(url, "59.0", bulk_objects, bulk_threshold)
+}
+
+fn connector_at_version(
+    url: &Url,
+    api_version: &str,
+    bulk_objects: &[&str],
+    bulk_threshold: u64,
+) -> SalesforceConnector {
     SalesforceConnector::new(SalesforceConfig {
         login_url: url.clone(),
-        api_version: "59.0".to_string(),
+        api_version: api_version.to_string(),
         client_id: "mock-client".to_string(),
         client_secret: SecretString::from("mock-secret"),
         refresh_token: SecretString::from("mock-refresh"),
@@ -343,4 +356,18 @@ async fn other_job_errors_still_fail() {
         ConnectorError::Rejected { code, .. } => assert_eq!(code, "INVALIDJOB"),
         other => panic!("expected Rejected, got {other:?}"),
     }
+}
+
+/// Bulk API 2.0 query jobs exist from API 47.0, so an older configured version keeps a large
+/// pull on REST instead of asking for a job that does not exist.
+#[tokio::test]
+async fn bulk_switch_skipped_before_version_47() {
+    let (url, seen) = start(TWO_ROWS).await;
+    let connector = connector_at_version(&url, "46.0", &[], 1);
+
+    let first = connector.pull_first(&lead_spec(), None).await.unwrap();
+
+    assert_eq!(first.records.len(), 2);
+    assert!(first.next.is_some());
+    assert_eq!(paths_to(&seen, &format!("{DATA}/jobs/query")), 0);
 }

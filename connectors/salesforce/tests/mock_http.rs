@@ -745,3 +745,32 @@ async fn html_page_with_200_named() {
     }
     assert_eq!(server.requests(LIMITS_PATH).len(), 1, "not retried");
 }
+
+/// Salesforce returns 410 Gone to every REST call to a retired API version. The error
+/// names the setting to change instead of a bare status.
+#[tokio::test]
+async fn retired_api_version_named() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => Reply {
+            status: 410,
+            content_type: "text/html",
+            body: String::new(),
+        },
+    })
+    .await;
+    let connector = server.connector(2);
+
+    let error = connector.check().await.unwrap_err();
+
+    match error {
+        ConnectorError::Rejected { code, message } => {
+            assert_eq!(code, "INVALID_CONFIG");
+            assert!(message.contains("410"), "{message}");
+            assert!(message.contains("api_version"), "{message}");
+            assert!(message.contains("59.0"), "{message}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert_eq!(server.requests(LIMITS_PATH).len(), 1, "not retried");
+}
