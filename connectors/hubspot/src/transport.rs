@@ -204,7 +204,8 @@ impl Api {
     /// Sends one call. A 401 renews an OAuth token and repeats the call once. Connection
     /// errors and 5xx responses are retried after `Retry-After` or with jittered exponential
     /// backoff, and 429s (except the daily limit) after `Retry-After` or the policy's
-    /// backoff, up to `max_retries` times. Every attempt counts against the run's API budget,
+    /// backoff, up to `max_retries` times. A 500, 502 or 504 to a create, which may have been
+    /// applied, is a `Transport` error at once. Every attempt counts against the run's API budget,
     /// and a spent budget returns `BudgetSpent` before anything is sent. Returns
     /// `Ok(Err(..))` for a final non-2xx response, so callers can inspect it. A 2xx response
     /// that carries an HTML page is a `Payload` error, because a proxy sent it.
@@ -303,6 +304,15 @@ impl Api {
                     .renew(token.generation, &self.http, &self.retries)
                     .await?;
                 continue;
+            }
+            // HubSpot returns 502 and 504 when a call hits its processing time limit, and the
+            // call may still complete, so a create is not sent again after them or a 500.
+            if creates_records(&method, path) && matches!(failure.status, 500 | 502 | 504) {
+                return Err(ConnectorError::Transport(format!(
+                    "{method} {log_path}: HTTP {} {}: {}; HubSpot may have applied it, so it is \
+                     not sent again",
+                    failure.status, failure.category, failure.message
+                )));
             }
             failure.retry_after = retry_after;
             let retry_after = retry_after.map(|wait| wait.min(MAX_RETRY_AFTER));
@@ -476,6 +486,20 @@ fn scaled(max: u32, share: f64) -> u32 {
     ((max as f64 * share).floor() as u32).max(1)
 }
 
+/// Returns true when `method` to `path` creates records: a batch create, or `POST` to
+/// `/crm/v3/objects/{objectType}`. Sending a create twice makes two records.
+fn creates_records(method: &Method, path: &str) -> bool {
+    if *method != Method::POST {
+        return false;
+    }
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if path.ends_with("/batch/create") {
+        return true;
+    }
+    path.strip_prefix("/crm/v3/objects/")
+        .is_some_and(|object_type| !object_type.is_empty() && !object_type.contains('/'))
+}
+
 /// Returns true when sending `method` to `path` twice has the effect of sending it once:
 /// reads, searches and batch reads. Creates, updates, merges and archives are not.
 fn replay_safe(method: &Method, path: &str) -> bool {
@@ -537,6 +561,28 @@ mod tests {
         ));
         assert!(!replay_safe(&Method::POST, "/crm/v3/objects/tasks"));
         assert!(!replay_safe(&Method::PATCH, "/crm/v3/objects/companies/42"));
+    }
+
+    #[test]
+    fn creates_recognised() {
+        assert!(creates_records(
+            &Method::POST,
+            "/crm/v3/objects/tasks/batch/create"
+        ));
+        assert!(creates_records(&Method::POST, "/crm/v3/objects/tasks"));
+        assert!(!creates_records(
+            &Method::POST,
+            "/crm/v3/objects/tasks/search"
+        ));
+        assert!(!creates_records(
+            &Method::POST,
+            "/crm/v3/objects/companies/batch/update"
+        ));
+        assert!(!creates_records(
+            &Method::PATCH,
+            "/crm/v3/objects/companies/42"
+        ));
+        assert!(!creates_records(&Method::GET, "/crm/v3/objects/tasks"));
     }
 
     #[test]

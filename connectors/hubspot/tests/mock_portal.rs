@@ -1454,3 +1454,45 @@ async fn short_search_pages_followed() {
 
     assert_ordered_once(&records, 400);
 }
+
+/// HubSpot returns 502 and 504 when a call hits its processing time limit, and the call may
+/// still complete. Sending a task create again could give the owner the task twice, so the
+/// error goes back to the caller, which looks the tasks up before it creates them again.
+#[tokio::test]
+async fn task_create_not_resent_after_504() {
+    let portal = portal().await;
+    portal.with(|state| {
+        state.injected.push_back(Injected {
+            path_prefix: "/crm/v3/objects/tasks/batch/create".into(),
+            status: 504,
+            body: json!({"status": "error", "message": "The request timed out", "category": "TIMEOUT"}),
+            retry_after: None,
+        });
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+    let task = leadscore_connector::NewTask {
+        object: "Contact".into(),
+        record_id: "1".into(),
+        owner_id: "501".into(),
+        subject: "Call back".into(),
+        body: "Score rose to 91. marker7".into(),
+        due: NaiveDate::from_ymd_opt(2024, 5, 3).unwrap(),
+        priority: leadscore_connector::TaskPriority::High,
+    };
+
+    let error = connector.create_tasks(&[task]).await.unwrap_err();
+
+    match &error {
+        ConnectorError::Transport(message) => {
+            assert!(message.contains("504"), "{message}");
+            assert!(message.contains("not sent again"), "{message}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    let creates = portal
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/batch/create"))
+        .count();
+    assert_eq!(creates, 1);
+}

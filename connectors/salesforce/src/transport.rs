@@ -94,6 +94,24 @@ fn replay_safe(method: &Method, path: &str) -> bool {
     }
 }
 
+/// Returns true when `method` to `path` creates records: `POST` to `composite/sobjects`
+/// (Collections create) or to `sobjects/{Object}`. Sending a create twice makes two records.
+fn creates_records(method: &Method, path: &str) -> bool {
+    if *method != Method::POST {
+        return false;
+    }
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if path.ends_with("/composite/sobjects") {
+        return true;
+    }
+    // `composite/sobjects/{Object}` with ids in the body is a retrieve.
+    if path.contains("/composite/sobjects/") {
+        return false;
+    }
+    path.rsplit_once("/sobjects/")
+        .is_some_and(|(_, object)| !object.is_empty() && !object.contains('/'))
+}
+
 /// A REST client for one org: shared session, retry policy and the last reported API usage.
 pub(crate) struct Api {
     http: reqwest::Client,
@@ -159,8 +177,9 @@ impl Api {
     /// retried up to `max_retries` times, after `Retry-After` when the response has one and
     /// with jittered exponential backoff otherwise. Other failures, the daily
     /// `REQUEST_LIMIT_EXCEEDED` and a whole-request `UNABLE_TO_LOCK_ROW` among them, are mapped
-    /// to `ConnectorError` at once. Every attempt counts against the run's API budget, and a
-    /// spent budget returns `BudgetSpent` before anything is sent.
+    /// to `ConnectorError` at once, and so are a 500, 502 and 504 to a create, which may have
+    /// been applied. Every attempt counts against the run's API budget, and a spent budget
+    /// returns `BudgetSpent` before anything is sent.
     pub async fn request(
         &self,
         method: Method,
@@ -290,6 +309,15 @@ impl Api {
                     failure.message
                 )));
             }
+            // After a 500, 502 or 504 a create may have been applied, so it is not sent again
+            // and the caller looks the records up before creating them again.
+            if creates_records(&method, path) && matches!(failure.status, 500 | 502 | 504) {
+                return Err(ConnectorError::Transport(format!(
+                    "{method} {log_path}: {}: {}; Salesforce may have applied it, so it is not \
+                     sent again",
+                    failure.code, failure.message
+                )));
+            }
             let transient = failure.status == 0 || failure.is_transient();
             if transient && attempt < self.max_retries {
                 let delay =
@@ -406,6 +434,35 @@ mod tests {
         assert!(!replay_safe(
             &Method::PATCH,
             &format!("{data}/jobs/query/750x")
+        ));
+    }
+
+    #[test]
+    fn creates_recognised() {
+        let data = "/services/data/v59.0";
+        assert!(creates_records(
+            &Method::POST,
+            &format!("{data}/composite/sobjects")
+        ));
+        assert!(creates_records(
+            &Method::POST,
+            &format!("{data}/sobjects/Task")
+        ));
+        assert!(!creates_records(
+            &Method::PATCH,
+            &format!("{data}/composite/sobjects")
+        ));
+        assert!(!creates_records(
+            &Method::POST,
+            &format!("{data}/composite/sobjects/Account")
+        ));
+        assert!(!creates_records(
+            &Method::POST,
+            &format!("{data}/jobs/query")
+        ));
+        assert!(!creates_records(
+            &Method::GET,
+            &format!("{data}/sobjects/Task")
         ));
     }
 

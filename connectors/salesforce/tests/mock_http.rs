@@ -774,3 +774,40 @@ async fn retired_api_version_named() {
     }
     assert_eq!(server.requests(LIMITS_PATH).len(), 1, "not retried");
 }
+
+/// A 502 or 504 from a gateway in front of Salesforce, or a 500, can follow a create that was
+/// applied. Sending it again could give the owner the task twice, so the error goes back to
+/// the caller, which looks the tasks up before it creates them again.
+#[tokio::test]
+async fn task_create_not_resent_after_502() {
+    let server = start_with_instance(|base, request, earlier| match request.path.as_str() {
+        TOKEN_PATH => token_reply(base, earlier),
+        _ => Reply {
+            status: 502,
+            content_type: "text/html",
+            body: "<html><body>Bad gateway</body></html>".to_string(),
+        },
+    })
+    .await;
+    let connector = server.connector(3);
+    let task = leadscore_connector::NewTask {
+        object: "Lead".to_string(),
+        record_id: "00Q000000000001AAA".to_string(),
+        owner_id: "005000000000001AAA".to_string(),
+        subject: "Call back".to_string(),
+        body: "Score rose to 91. marker7".to_string(),
+        due: chrono::NaiveDate::from_ymd_opt(2024, 5, 3).unwrap(),
+        priority: leadscore_connector::TaskPriority::High,
+    };
+
+    let error = connector.create_tasks(&[task]).await.unwrap_err();
+
+    match error {
+        ConnectorError::Transport(message) => {
+            assert!(message.contains("502"), "{message}");
+            assert!(message.contains("not sent again"), "{message}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(server.requests(COLLECTION_PATH).len(), 1);
+}
