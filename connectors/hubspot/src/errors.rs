@@ -227,9 +227,10 @@ impl ApiError {
             )),
             (477, _) => ConnectorError::Transport(format!(
                 "HTTP 477 Migration in Progress: HubSpot is moving this portal between \
-                 data-hosting locations and {}; run leadscore again after that. {}: {}{correlation}",
+                 data-hosting locations and {}; run leadscore again once it has finished. \
+                 {}: {}{correlation}",
                 match self.retry_after {
-                    Some(wait) => format!("asks to wait {} s", wait.as_secs()),
+                    Some(wait) => format!("requests a wait of {} s", wait.as_secs()),
                     None => "sent no Retry-After".to_string(),
                 },
                 self.category,

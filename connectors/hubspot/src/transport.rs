@@ -205,8 +205,8 @@ impl Api {
     /// errors and 5xx responses are retried after `Retry-After` or with jittered exponential
     /// backoff, and 429s (except the daily limit) after `Retry-After` or the policy's
     /// backoff, up to `max_retries` times. A 500, 502 or 504 to a create, which may have been
-    /// applied, is a `Transport` error at once. Every attempt counts against the run's API budget,
-    /// and a spent budget returns `BudgetSpent` before anything is sent. Returns
+    /// applied, is a `Transport` error at once. Every attempt counts against the run's API
+    /// budget, and a spent budget returns `BudgetSpent` before anything is sent. Returns
     /// `Ok(Err(..))` for a final non-2xx response, so callers can inspect it. A 2xx response
     /// that carries an HTML page is a `Payload` error, because a proxy sent it.
     pub async fn send_raw(
@@ -324,7 +324,8 @@ impl Api {
                 Some(RateLimitKind::Burst) => {
                     Some(retry_after.unwrap_or(self.rate.burst_backoff.saturating_mul(attempt + 1)))
                 }
-                // A migration can last a day, so a wait past the cap, or no wait given, ends the call.
+                // A migration can last a day, so a wait past the cap, or no wait given, ends
+                // the call.
                 None if failure.is_migrating() => retry_after.filter(|_| {
                     failure
                         .retry_after
