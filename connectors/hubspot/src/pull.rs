@@ -35,6 +35,9 @@ const TOKEN_VERSION: u32 = 1;
 /// before it returns an empty page with a token.
 const MAX_EMPTY_STEPS: usize = 8;
 
+/// Empty search pages with a next page that one search follows before it fails.
+const MAX_EMPTY_SEARCH_PAGES: usize = 10;
+
 /// Association type ids that mark the primary company: contact to company and deal to
 /// company.
 const PRIMARY_COMPANY_TYPES: [i64; 2] = [1, 5];
@@ -388,21 +391,34 @@ async fn search(
             properties.push(always.to_string());
         }
     }
-    let body = json!({
+    let mut body = json!({
         "filterGroups": [{"filters": filters}],
         "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
         "properties": properties,
         "limit": plan.page_size,
     });
-    connector
-        .api
-        .call(
-            Method::POST,
-            &format!("/crm/v3/objects/{}/search", source.object_type),
-            Some(&body),
-            CallKind::Search,
-        )
-        .await
+    let path = format!("/crm/v3/objects/{}/search", source.object_type);
+    // HubSpot can return an empty page whose `paging.next.after` leads to more results, so
+    // empty pages are followed until one has results or no next page.
+    for _ in 0..MAX_EMPTY_SEARCH_PAGES {
+        let page: ObjectPageWire = connector
+            .api
+            .call(Method::POST, &path, Some(&body), CallKind::Search)
+            .await?;
+        let after = PagingWire::after(&page.paging);
+        match after {
+            Some(after) if page.results.is_empty() => {
+                debug!(object_type = source.object_type, %after, "empty search page with a next page, following it");
+                body["after"] = json!(after);
+            }
+            _ => return Ok(page),
+        }
+    }
+    Err(ConnectorError::Payload(format!(
+        "search of HubSpot {} returned {MAX_EMPTY_SEARCH_PAGES} empty pages in a row, each \
+         with a next page, so the pull stopped instead of skipping records; run the pull again",
+        source.object_type
+    )))
 }
 
 /// Returns true when the pull selects `MasterRecordId`, which is what makes it follow merges.

@@ -1496,3 +1496,24 @@ async fn task_create_not_resent_after_504() {
         .count();
     assert_eq!(creates, 1);
 }
+
+/// HubSpot can also return an empty search page whose `paging.next.after` leads to more
+/// results. The pull follows it instead of taking the empty page as the end.
+#[tokio::test]
+async fn empty_search_page_with_next_followed() {
+    let portal = portal().await;
+    portal.with(|state| {
+        let contacts = (1..=3u64)
+            .map(|id| object(id, &[("lastmodifieddate", iso(stamp(id as i64)))]))
+            .collect();
+        state.objects.insert("contacts".into(), contacts);
+        state.empty_first_pages = 1;
+    });
+    let connector = HubSpotConnector::new(config(&portal)).unwrap();
+
+    let (records, _) = pull_all(&connector, &spec("Contact", &[], false), None)
+        .await
+        .unwrap();
+
+    assert_ordered_once(&records, 3);
+}
