@@ -20,7 +20,7 @@ use leadscore_connector::{
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::csv_stream::{CsvDecoder, CsvRow};
 use crate::records::{self, ConvertError, SchemaSet};
@@ -461,15 +461,38 @@ impl SalesforceConnector {
                 _ => {}
             }
             if started.elapsed() + delay > self.bulk_poll_timeout {
+                // A job left running keeps counting against the org's concurrent and daily
+                // Bulk query limits, and the next pull creates a new one anyway.
+                let aborted = match self.abort_job(job).await {
+                    Ok(()) => "it was aborted".to_string(),
+                    Err(err) => {
+                        warn!(object, job, error = %err, "aborting a timed-out Bulk API 2.0 query job failed");
+                        format!("aborting it failed ({err}), so it may still run")
+                    }
+                };
                 return Err(ConnectorError::Transport(format!(
                     "Bulk API 2.0 query job {job} for {object} is still {} after {:?} and \
-                     {polls} polls; raise bulk_timeout_secs or pull {object} over REST",
+                     {polls} polls, and {aborted}; raise bulk_timeout_secs or pull {object} over REST",
                     status.state, self.bulk_poll_timeout
                 )));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_POLL_DELAY);
         }
+    }
+
+    /// Asks Salesforce to abort the query job `job`.
+    async fn abort_job(&self, job: &str) -> Result<(), ConnectorError> {
+        let path = self.data_path(&format!("jobs/query/{job}"));
+        self.api
+            .request(
+                Method::PATCH,
+                &path,
+                Some(&json!({"state": "Aborted"})),
+                Paging::None,
+            )
+            .await
+            .map(drop)
     }
 
     /// Reads one results page (the first when `locator` is `None`), checks its row count

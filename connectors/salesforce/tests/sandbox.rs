@@ -1,6 +1,7 @@
 //! The connector against the Salesforce sandbox over real HTTP on loopback: authentication,
 //! paged and incremental pulls, token expiry while paging, writes with per-record failures,
-//! the daily request limit, and secrets kept out of logs and `Debug` output.
+//! the daily request limit, the abort of a timed-out Bulk job, and secrets kept out of logs and
+//! `Debug` output.
 
 #[path = "support/capture.rs"]
 mod capture;
@@ -621,4 +622,40 @@ async fn secrets_absent_from_logs_and_debug() {
             "Debug contains {secret}"
         );
     }
+}
+
+#[tokio::test]
+async fn timed_out_bulk_job_aborted() {
+    let sandbox = start(SandboxOptions::default()).await;
+    // The sandbox moves a job one state per poll, so the job is unfinished at the first poll,
+    // by which time the one-millisecond limit has passed.
+    let connector = SalesforceConnector::new(SalesforceConfig {
+        bulk_objects: vec!["Lead".to_string()],
+        bulk_poll_timeout: Duration::from_millis(1),
+        ..config(&sandbox)
+    })
+    .unwrap();
+
+    let error = connector
+        .pull_first(&lead_spec(), None)
+        .await
+        .expect_err("the job cannot finish within a millisecond");
+
+    let message = error.to_string();
+    assert!(message.contains("it was aborted"), "{message}");
+    assert!(message.contains("bulk_timeout_secs"), "{message}");
+    let log = sandbox.handle().request_log();
+    let created = log
+        .iter()
+        .find(|request| request.method == "POST" && request.path.ends_with("/jobs/query"))
+        .expect("a query job was created");
+    assert_eq!(created.status, 200);
+    let aborts: Vec<_> = log
+        .iter()
+        .filter(|request| request.method == "PATCH" && request.path.contains("/jobs/query/"))
+        .collect();
+    assert_eq!(aborts.len(), 1, "{aborts:?}");
+    assert_eq!(aborts[0].status, 200, "{aborts:?}");
+    assert!(aborts[0].body.contains("Aborted"), "{aborts:?}");
+    sandbox.shutdown().await;
 }
