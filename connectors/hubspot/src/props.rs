@@ -179,6 +179,53 @@ pub(crate) fn midnight_millis(date: NaiveDate) -> i64 {
         .unwrap_or_default()
 }
 
+/// Invalid values seen so far in this process, per property.
+static INVALID_VALUES: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// Logs that `property` of `record` contained an invalid value, read as null, and returns
+/// how many invalid values of `property` this process has seen. Only the first and every
+/// power of ten of them (10, 100, ...) are warnings, so a property malformed on many records
+/// does not log a line per record on every pull. The others go to the debug log.
+pub(crate) fn report_invalid(record: &str, property: &str, error: &str) -> u64 {
+    let count = {
+        let mut counts = INVALID_VALUES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts
+            .get_or_insert_with(Default::default)
+            .entry(property.to_string())
+            .or_insert(0);
+        *count += 1;
+        *count
+    };
+    if is_power_of_ten(count) {
+        tracing::warn!(
+            record,
+            property,
+            count,
+            error,
+            "invalid property value, read as null; count is the number of invalid values of this property so far, and only every power of ten of them is logged as a warning"
+        );
+    } else {
+        tracing::debug!(
+            record,
+            property,
+            count,
+            error,
+            "invalid property value, read as null"
+        );
+    }
+    count
+}
+
+fn is_power_of_ten(mut number: u64) -> bool {
+    while number >= 10 && number.is_multiple_of(10) {
+        number /= 10;
+    }
+    number == 1
+}
+
 /// Converts a wire value to a typed value. Datetimes and dates come as ISO 8601 or as epoch
 /// milliseconds; booleans as `true`/`false`.
 pub(crate) fn parse_value(kind: FieldKind, text: &str) -> Result<Value, String> {
@@ -231,6 +278,25 @@ pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn powers_of_ten_recognised() {
+        let powers: Vec<u64> = (1..=1000).filter(|&n| is_power_of_ten(n)).collect();
+        assert_eq!(powers, vec![1, 10, 100, 1000]);
+        assert!(!is_power_of_ten(0));
+    }
+
+    #[test]
+    fn invalid_values_counted_per_property() {
+        let counts: Vec<u64> = (0..3)
+            .map(|n| report_invalid(&format!("r{n}"), "counted_property_a", "not a number"))
+            .collect();
+        assert_eq!(counts, vec![1, 2, 3]);
+        assert_eq!(
+            report_invalid("r9", "counted_property_b", "not a number"),
+            1
+        );
+    }
 
     fn property(property_type: &str, field_type: &str) -> Property {
         Property {

@@ -16,7 +16,7 @@ use leadscore_connector::{ConnectorError, Cursor, FieldKind, Page, PullSpec, Rec
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::assoc::{self, Associations, Target};
 use crate::describe::unknown_object;
@@ -715,7 +715,7 @@ fn typed(row: &Row, property: &str, kind: FieldKind) -> Value {
     match parse_value(kind, text) {
         Ok(value) => value,
         Err(error) => {
-            warn!(record = %row.wire.id, property, %error, "invalid property value, read as null");
+            crate::props::report_invalid(&row.wire.id, property, &error);
             Value::Null
         }
     }

@@ -413,7 +413,7 @@ pub(crate) async fn fetch(
                 let value = match (wire.property(name), kind) {
                     (Some(text), Some(kind)) => crate::props::parse_value(*kind, text)
                         .unwrap_or_else(|error| {
-                            warn!(record = %wire.id, property = %name, %error, "invalid property value, read as null");
+                            crate::props::report_invalid(&wire.id, name, &error);
                             leadscore_connector::Value::Null
                         }),
                     (Some(text), None) => leadscore_connector::Value::Text(text.to_string()),
