@@ -15,7 +15,7 @@ pub struct BulkSettings {
     pub threshold: u64,
     /// Objects pulled with Bulk API 2.0 whatever their size, such as `Task`.
     pub objects: Vec<String>,
-    /// How long one Bulk query job may take before the pull fails.
+    /// How long one Bulk query job may take before the pull aborts it and fails.
     pub timeout: Duration,
 }
 

@@ -151,7 +151,7 @@ fn connector_keys(out: &mut Vec<KeyDoc>) {
         key(c, "daily_api_allowance", "integer", DEFAULT_HUBSPOT_DAILY_ALLOWANCE, "1 to 999999999", "HubSpot only: daily calls assumed when responses carry no daily limit headers."),
         key(c, "bulk_threshold", "integer", bulk.threshold, "0 to 1000000000000", "Salesforce only: a pull whose first page reports more rows than this runs as a Bulk API 2.0 query job."),
         key(c, "bulk_objects", "array of strings", "[]", "Salesforce object names", "Salesforce only: objects pulled through Bulk API 2.0 whatever their size, or over REST when Salesforce rejects the Bulk job for a spent daily Bulk allowance or an object Bulk cannot query."),
-        key(c, "bulk_timeout_secs", "integer", bulk.timeout.as_secs(), "1 to 86400", "Salesforce only: how long one Bulk query job may run before the pull fails."),
+        key(c, "bulk_timeout_secs", "integer", bulk.timeout.as_secs(), "1 to 86400", "Salesforce only: how long one Bulk query job may run before the pull aborts it and fails."),
     ]);
 }
 

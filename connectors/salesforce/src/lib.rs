@@ -116,7 +116,7 @@ pub struct SalesforceConfig {
     /// Objects pulled with Bulk API 2.0, whatever their size (case-insensitive), except when
     /// Salesforce rejects the query job as described for `bulk_threshold`.
     pub bulk_objects: Vec<String>,
-    /// How long a Bulk API 2.0 query job may take to complete before the pull fails.
+    /// How long a Bulk API 2.0 query job may take to complete before the pull aborts it and fails.
     pub bulk_poll_timeout: Duration,
 }
 
