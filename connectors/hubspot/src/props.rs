@@ -234,10 +234,13 @@ pub(crate) fn parse_value(kind: FieldKind, text: &str) -> Result<Value, String> 
         return Ok(Value::Null);
     }
     match kind {
+        // Rust parses "NaN", "inf" and "1e400" as numbers, but no CRM number is one of them.
         FieldKind::Number => text
             .parse::<f64>()
+            .ok()
+            .filter(|number| number.is_finite())
             .map(Value::Number)
-            .map_err(|_| format!("{text:?} is not a number")),
+            .ok_or_else(|| format!("{text:?} is not a finite number")),
         FieldKind::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
@@ -278,6 +281,18 @@ pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_numbers_rejected() {
+        for text in ["NaN", "nan", "inf", "-Infinity", "1e400"] {
+            let error = parse_value(FieldKind::Number, text).expect_err(text);
+            assert!(error.contains("not a finite number"), "{error}");
+        }
+        assert_eq!(
+            parse_value(FieldKind::Number, " 1e3 "),
+            Ok(Value::Number(1000.0))
+        );
+    }
 
     #[test]
     fn powers_of_ten_recognised() {
