@@ -540,3 +540,120 @@ fn mostly_numeric_column_with_text_warns() {
     assert!(warning.contains("16 of 20 rows"), "{warning}");
     assert!(warning.contains(r#"kind = "number""#), "{warning}");
 }
+
+#[test]
+fn grouped_numbers_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A European export: dots group thousands and a comma marks the decimals, so "1.234"
+    // is one thousand two hundred and thirty-four.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID;Beds;Teaching;Region\n010001;1.234;Yes;South\n010005;12,5;No;North\n010006;3.456,7;No;North\n",
+    );
+    let table = EnrichmentTable::load(&config(
+        dir.path(),
+        &format!("{KEY_TABLE}\ndelimiter = \";\""),
+    ))
+    .expect("load");
+    let mut records = [
+        record("Account", "A1", &[("CCN__c", text("010001"))]),
+        record("Account", "A2", &[("CCN__c", text("010005"))]),
+        record("Account", "A3", &[("CCN__c", text("010006"))]),
+    ];
+    table.apply(records.iter_mut());
+    let beds = |records: &[Record], i: usize| records[i].get("enrichment.vendor.beds").clone();
+    assert_eq!(beds(&records, 0), Value::Number(1234.0));
+    assert_eq!(beds(&records, 1), Value::Number(12.5));
+    assert_eq!(beds(&records, 2), Value::Number(3456.7));
+
+    // A US export: commas group thousands inside quoted cells.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region\n010001,\"1,234\",Yes,South\n010005,\"12,345.5\",No,North\n010006,80,No,North\n",
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let report = table.apply(records.iter_mut());
+    assert_eq!(beds(&records, 0), Value::Number(1234.0));
+    assert_eq!(beds(&records, 1), Value::Number(12345.5));
+    assert_eq!(beds(&records, 2), Value::Number(80.0));
+    let column = report.columns.iter().find(|c| c.column == "Beds").unwrap();
+    assert_eq!(column.kind, AttributeKind::Number);
+    assert_eq!(column.not_fitting.count, 0);
+}
+
+#[test]
+fn ambiguous_dot_grouping_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every value has three digits after the dot: a decimal point or a thousands separator.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID;Beds;Teaching;Region\n010001;1.234;Yes;South\n010005;5.620;No;North\n",
+    );
+    let table = EnrichmentTable::load(&config(
+        dir.path(),
+        &format!("{KEY_TABLE}\ndelimiter = \";\""),
+    ))
+    .expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    let report = table.apply(records.iter_mut());
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(1.234)
+    );
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("\"Beds\""))
+        .unwrap_or_else(|| panic!("no warning about Beds: {:?}", report.warnings));
+    assert!(warning.contains("\"1.234\""), "{warning}");
+    assert!(warning.contains("thousands"), "{warning}");
+}
+
+#[test]
+fn ambiguous_comma_keeps_decimal_comma() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID;Beds;Teaching;Region\n010001;1,234;Yes;South\n010005;7;No;North\n",
+    );
+    let table = EnrichmentTable::load(&config(
+        dir.path(),
+        &format!("{KEY_TABLE}\ndelimiter = \";\""),
+    ))
+    .expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    let report = table.apply(records.iter_mut());
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(1.234)
+    );
+    let warned = report.warnings.iter().any(|w| w.contains("\"1,234\""));
+    assert!(warned, "{:?}", report.warnings);
+}
+
+#[test]
+fn decimal_point_in_semicolon_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID;Beds;Teaching;Region\n010001;1.234;Yes;South\n010005;12.5;No;North\n",
+    );
+    let table = EnrichmentTable::load(&config(
+        dir.path(),
+        &format!("{KEY_TABLE}\ndelimiter = \";\""),
+    ))
+    .expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    let report = table.apply(records.iter_mut());
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(1.234)
+    );
+    let warned = report.warnings.iter().any(|w| w.contains("\"Beds\""));
+    assert!(!warned, "{:?}", report.warnings);
+}

@@ -629,23 +629,122 @@ fn column_index(
     })
 }
 
-/// Parses a number; with `decimal_comma`, also `1,0597` and `1.234,5` as the semicolon-
-/// separated files of many European locales write them.
-fn parse_decimal(cell: &str, decimal_comma: bool) -> Option<f64> {
-    if let Some(value) = parse_number(cell) {
-        return Some(value);
-    }
-    if !decimal_comma || cell.matches(',').count() != 1 {
-        return None;
-    }
-    let (whole, fraction) = cell.split_once(',')?;
+/// The character that marks the decimals of a column's numbers. The other of `.` and `,`
+/// groups thousands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DecimalMark {
+    Point,
+    Comma,
+}
+
+/// Returns whether `s` is one to three digits followed by groups of a separator and three
+/// digits, as in `1,234,567` or `1.234`.
+fn is_grouped(s: &str, separator: char) -> bool {
+    let mut groups = s.split(separator);
+    let first = groups.next().unwrap_or_default();
+    let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
+    (1..=3).contains(&first.len())
+        && digits(first)
+        && s.contains(separator)
+        && groups.all(|g| g.len() == 3 && digits(g))
+}
+
+/// Parses a number with the column's decimal mark, also with the other mark grouping
+/// thousands: `1,234.5` with [`DecimalMark::Point`], `1.234,5` and `1,0597` with
+/// [`DecimalMark::Comma`]. A plain `12.5` parses with either mark, because it is unambiguous.
+fn parse_decimal(cell: &str, mark: DecimalMark) -> Option<f64> {
+    let unsigned = cell.strip_prefix(['-', '+']).unwrap_or(cell);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let whole = whole.strip_prefix('-').map_or(whole, |w| w);
-    let grouped = whole.split('.').all(digits);
-    if !grouped || !digits(fraction) {
-        return None;
+    match mark {
+        DecimalMark::Point => {
+            if let Some(value) = parse_number(cell) {
+                return Some(value);
+            }
+            let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+            if !is_grouped(whole, ',') || !digits(fraction) {
+                return None;
+            }
+            parse_number(&cell.replace(',', ""))
+        }
+        DecimalMark::Comma => {
+            let (whole, fraction) = match unsigned.split_once(',') {
+                Some((whole, fraction)) => (whole, fraction),
+                None if is_grouped(unsigned, '.') => (unsigned, "0"),
+                None => return parse_number(cell),
+            };
+            let whole_fits = digits(whole) || is_grouped(whole, '.');
+            if !whole_fits || !digits(fraction) {
+                return None;
+            }
+            parse_number(&cell.replace('.', "").replace(',', "."))
+        }
     }
-    parse_number(&cell.replace('.', "").replace(',', "."))
+}
+
+/// The decimal mark of one column and, when the values do not show it, a cell that reads
+/// differently with each mark.
+struct ColumnNumbers {
+    mark: DecimalMark,
+    ambiguous: Option<String>,
+}
+
+/// Chooses the decimal mark of a column from its values. A comma marks decimals only in files
+/// not separated by commas. A value like `12,5` or `1.234,5` shows a decimal comma and one
+/// like `12.5` or `1,234.5` a decimal point. When the values show neither, `1.234` keeps
+/// the point and `1,234` the comma, and one such value is returned as ambiguous.
+fn column_numbers(table: &Table, index: usize, delimiter: u8) -> ColumnNumbers {
+    let point = ColumnNumbers {
+        mark: DecimalMark::Point,
+        ambiguous: None,
+    };
+    if delimiter == b',' {
+        return point;
+    }
+    let (mut comma_seen, mut point_seen) = (false, false);
+    let (mut grouped_dot, mut grouped_comma) = (None, None);
+    for cell in table.cells(index).filter(|c| !is_missing(c)) {
+        let as_comma = parse_decimal(cell, DecimalMark::Comma);
+        let as_point = parse_decimal(cell, DecimalMark::Point);
+        match (as_comma, as_point) {
+            (Some(_), None) => comma_seen = true,
+            (None, Some(_)) => point_seen = true,
+            // Only a single group such as "1.234" or "1,234" parses both ways.
+            (Some(a), Some(b)) if a != b => {
+                let seen = if cell.contains('.') {
+                    &mut grouped_dot
+                } else {
+                    &mut grouped_comma
+                };
+                seen.get_or_insert_with(|| cell.to_string());
+            }
+            // A number such as "12.5", which the comma mark reads as written.
+            (Some(_), Some(_)) if cell.contains('.') => point_seen = true,
+            _ => {}
+        }
+    }
+    let comma = ColumnNumbers {
+        mark: DecimalMark::Comma,
+        ambiguous: None,
+    };
+    match (comma_seen, point_seen) {
+        (true, false) => comma,
+        (false, true) => point,
+        // Mixed marks keep the decimal comma of semicolon files, and every value that reads
+        // the same with either mark still parses.
+        (true, true) if delimiter == b';' => comma,
+        (true, true) => point,
+        (false, false) => match (grouped_dot, grouped_comma) {
+            (Some(dot), None) => ColumnNumbers {
+                mark: DecimalMark::Point,
+                ambiguous: Some(dot),
+            },
+            (None, Some(cell)) | (Some(_), Some(cell)) => ColumnNumbers {
+                mark: DecimalMark::Comma,
+                ambiguous: Some(cell),
+            },
+            (None, None) => point,
+        },
+    }
 }
 
 /// Chooses the kind of one column and converts its cells to values. Warnings about values
@@ -657,11 +756,12 @@ fn convert_column(
     index: usize,
     warnings: &mut Vec<String>,
 ) -> (ColumnReport, Vec<Value>) {
-    let decimal_comma = config.delimiter == Some(b';');
+    let numbers_format = column_numbers(table, index, config.delimiter.unwrap_or(b','));
+    let mark = numbers_format.mark;
     let summary = table.infer(index);
     let kind = column
         .kind
-        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type, decimal_comma));
+        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type, mark));
     let mut not_fitting = Samples::default();
     let mut missing = 0usize;
     let mut numbers = 0usize;
@@ -672,11 +772,11 @@ fn convert_column(
             None
         } else {
             present += 1;
-            if parse_decimal(cell, decimal_comma).is_some() {
+            if parse_decimal(cell, mark).is_some() {
                 numbers += 1;
             }
             let parsed = match kind {
-                AttributeKind::Number => parse_decimal(cell, decimal_comma).map(Value::Number),
+                AttributeKind::Number => parse_decimal(cell, mark).map(Value::Number),
                 AttributeKind::Flag => parse_yes_no(cell).map(Value::Bool),
                 AttributeKind::Category | AttributeKind::Present => {
                     Some(Value::Text(cell.to_string()))
@@ -699,6 +799,16 @@ fn convert_column(
             column.column, table.path
         ));
     }
+    if let (AttributeKind::Number, Some(cell)) = (kind, &numbers_format.ambiguous) {
+        let (mark_name, separator) = match mark {
+            DecimalMark::Point => ("decimal point", "dot"),
+            DecimalMark::Comma => ("decimal comma", "comma"),
+        };
+        warnings.push(format!(
+            "column {:?} of {}: values such as {cell:?} are read with a {mark_name}, because no value shows whether the {separator} marks decimals or groups thousands; if it groups thousands, export the column without thousands separators",
+            column.column, table.path
+        ));
+    }
     if not_fitting.count > 0 {
         let (count, what) = (
             not_fitting.count,
@@ -717,8 +827,11 @@ fn convert_column(
     }
     let inferred = match (column.kind, kind, summary.column_type) {
         // The kind the values mostly fit, not the type every single value fits.
-        (None, AttributeKind::Number, ColumnType::Category) if decimal_comma => {
+        (None, AttributeKind::Number, ColumnType::Category) if mark == DecimalMark::Comma => {
             "number (decimal comma)".to_string()
+        }
+        (None, AttributeKind::Number, ColumnType::Category) if numbers == present => {
+            "number (thousands separators)".to_string()
         }
         (None, AttributeKind::Number, ColumnType::Category | ColumnType::Date) => {
             "number (some values are not)".to_string()
@@ -748,7 +861,7 @@ fn tolerant_kind(
     table: &Table,
     index: usize,
     inferred: ColumnType,
-    decimal_comma: bool,
+    mark: DecimalMark,
 ) -> AttributeKind {
     match inferred {
         ColumnType::YesNo => AttributeKind::Flag,
@@ -760,7 +873,7 @@ fn tolerant_kind(
             let yes_no = present.iter().filter(|c| parse_yes_no(c).is_some()).count() as f64;
             let numbers = present
                 .iter()
-                .filter(|c| parse_decimal(c, decimal_comma).is_some())
+                .filter(|c| parse_decimal(c, mark).is_some())
                 .count() as f64;
             if yes_no / count >= MIN_FIT_SHARE {
                 AttributeKind::Flag
@@ -936,16 +1049,19 @@ mod tests {
         let t = table(&cells);
         let inferred = t.infer(0).column_type;
         assert_eq!(inferred, ColumnType::Category);
-        assert_eq!(tolerant_kind(&t, 0, inferred, false), AttributeKind::Number);
+        assert_eq!(
+            tolerant_kind(&t, 0, inferred, DecimalMark::Point),
+            AttributeKind::Number
+        );
 
         let t = table(&["12", "abc", "7"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type, false),
+            tolerant_kind(&t, 0, t.infer(0).column_type, DecimalMark::Point),
             AttributeKind::Category
         );
         let t = table(&["Yes", "No", "N/A"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type, false),
+            tolerant_kind(&t, 0, t.infer(0).column_type, DecimalMark::Point),
             AttributeKind::Flag
         );
     }
