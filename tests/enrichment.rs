@@ -657,3 +657,22 @@ fn decimal_point_in_semicolon_file() {
     let warned = report.warnings.iter().any(|w| w.contains("\"Beds\""));
     assert!(!warned, "{:?}", report.warnings);
 }
+
+#[test]
+fn invisible_spaces_in_header_match() {
+    let dir = tempfile::tempdir().unwrap();
+    // Spreadsheets keep a non-breaking space pasted from a web page, and a zero-width space
+    // is invisible in every error message.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility\u{a0}ID,Beds\u{200b},Teaching,Region\n010001,350,Yes,South\n",
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    table.apply(records.iter_mut());
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(350.0)
+    );
+}

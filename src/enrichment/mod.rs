@@ -605,7 +605,7 @@ fn column_index(
     column: &str,
     key: &'static str,
 ) -> Result<usize, EnrichmentError> {
-    if let Some(index) = table.headers.iter().position(|h| h == column) {
+    if let Some(index) = table.position(column) {
         return Ok(index);
     }
     let hint = if table.headers.len() == 1 {

@@ -116,7 +116,7 @@ impl Encoder {
         let mut positions = Vec::with_capacity(self.columns.len());
         let mut absent = Vec::new();
         for column in &self.columns {
-            match table.headers.iter().position(|h| *h == column.header) {
+            match table.position(&column.header) {
                 Some(position) => positions.push(position),
                 None => absent.push(column.header.as_str()),
             }

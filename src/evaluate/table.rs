@@ -176,9 +176,28 @@ impl Table {
         })
     }
 
+    /// Returns the index of the column named `name`. When no header equals `name`, the one
+    /// header that differs from it only in invisible characters matches. Spreadsheets keep
+    /// non-breaking and zero-width spaces pasted from web pages, and messages cannot show them.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        if let Some(index) = self.headers.iter().position(|h| h == name) {
+            return Some(index);
+        }
+        let visible = visible_text(name);
+        let mut matches = self
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| visible_text(h) == visible);
+        match (matches.next(), matches.next()) {
+            (Some((index, _)), None) => Some(index),
+            _ => None,
+        }
+    }
+
     /// Returns the index of a column named on the command line.
     pub fn column(&self, name: &str, option: &str) -> Result<usize, EvaluateError> {
-        self.headers.iter().position(|h| h == name).ok_or_else(|| {
+        self.position(name).ok_or_else(|| {
             EvaluateError::Input(format!(
                 "{option} {name:?}: {} has no such column; its columns are: {}",
                 self.path,
@@ -253,6 +272,17 @@ impl<'b> LineCounter<'b> {
         self.scanned = start;
         1 + self.newlines
     }
+}
+
+/// Returns `text` with zero-width characters removed, each run of whitespace (non-breaking
+/// spaces included) as one space, and no whitespace at either end.
+fn visible_text(text: &str) -> String {
+    let not_zero_width = |c: &char| !matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}');
+    let without_zero_width: String = text.chars().filter(not_zero_width).collect();
+    without_zero_width
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check_headers(path: &str, record: &csv::StringRecord) -> Result<Vec<String>, EvaluateError> {
@@ -366,5 +396,14 @@ mod tests {
         assert_eq!(parse_number("2.5"), Some(2.5));
         assert_eq!(parse_number("inf"), None);
         assert_eq!(parse_number("1,000"), None);
+    }
+
+    #[test]
+    fn header_with_invisible_spaces() {
+        let bytes = "Close\u{a0}Date,\u{feff}Won\u{200b}\n2024-01-01,1\n".as_bytes();
+        let table = Table::parse("t.csv", bytes, b',').expect("parse");
+        assert_eq!(table.column("Close Date", "--time").ok(), Some(0));
+        assert_eq!(table.column("Won", "--label").ok(), Some(1));
+        assert!(table.column("Lost", "--label").is_err());
     }
 }
