@@ -676,3 +676,66 @@ fn invisible_spaces_in_header_match() {
         &Value::Number(350.0)
     );
 }
+
+#[test]
+fn percent_and_currency_are_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region\n010001,85%,Yes,\"$1,200\"\n010005,7.5 %,No,-$15\n010006,N/A,No,$0.50\n",
+    );
+    let body = KEY_TABLE.replace(
+        r#"{ column = "Region", name = "area", label = "sales area" }"#,
+        r#""Region""#,
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), &body)).expect("load");
+    let mut records = [
+        record("Account", "A1", &[("CCN__c", text("010001"))]),
+        record("Account", "A2", &[("CCN__c", text("010005"))]),
+    ];
+    let report = table.apply(records.iter_mut());
+    let get = |records: &[Record], i: usize, field: &str| records[i].get(field).clone();
+    assert_eq!(
+        get(&records, 0, "enrichment.vendor.beds"),
+        Value::Number(0.85)
+    );
+    assert_eq!(
+        get(&records, 1, "enrichment.vendor.beds"),
+        Value::Number(0.075)
+    );
+    assert_eq!(
+        get(&records, 0, "enrichment.vendor.region"),
+        Value::Number(1200.0)
+    );
+    assert_eq!(
+        get(&records, 1, "enrichment.vendor.region"),
+        Value::Number(-15.0)
+    );
+    for column in &report.columns {
+        if column.column != "Teaching" {
+            assert_eq!(column.kind, AttributeKind::Number, "{}", column.column);
+        }
+    }
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
+fn mixed_currencies_stay_text_and_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region\n010001,$5,Yes,South\n010005,5 €,No,North\n",
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let report = table.apply(std::iter::empty());
+    let beds = report.columns.iter().find(|c| c.column == "Beds").unwrap();
+    assert_eq!(beds.kind, AttributeKind::Category);
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("\"Beds\""))
+        .unwrap_or_else(|| panic!("no warning about Beds: {:?}", report.warnings));
+    assert!(warning.contains("$, €"), "{warning}");
+}

@@ -681,30 +681,89 @@ fn parse_decimal(cell: &str, mark: DecimalMark) -> Option<f64> {
     }
 }
 
-/// The decimal mark of one column and, when the values do not show it, a cell that reads
-/// differently with each mark.
-struct ColumnNumbers {
-    mark: DecimalMark,
-    ambiguous: Option<String>,
+/// Currency signs read as a unit of a number column, before or after the digits.
+const CURRENCY_SIGNS: [char; 5] = ['$', '€', '£', '¥', '₹'];
+
+/// Returns the currency sign that starts or ends a cell, after an optional minus sign.
+fn currency_sign(cell: &str) -> Option<char> {
+    let unsigned = cell.strip_prefix('-').unwrap_or(cell);
+    let first = unsigned.chars().next();
+    let last = unsigned.chars().next_back();
+    [first, last]
+        .into_iter()
+        .flatten()
+        .find(|c| CURRENCY_SIGNS.contains(c))
 }
 
-/// Chooses the decimal mark of a column from its values. A comma marks decimals only in files
-/// not separated by commas. A value like `12,5` or `1.234,5` shows a decimal comma and one
-/// like `12.5` or `1,234.5` a decimal point. When the values show neither, `1.234` keeps
-/// the point and `1,234` the comma, and one such value is returned as ambiguous.
-fn column_numbers(table: &Table, index: usize, delimiter: u8) -> ColumnNumbers {
-    let point = ColumnNumbers {
-        mark: DecimalMark::Point,
-        ambiguous: None,
+/// The number format of one column: its decimal mark, an ambiguous cell, and the one
+/// currency sign its values carry.
+struct NumberFormat {
+    mark: DecimalMark,
+    /// A cell that reads differently with each mark, when no value shows the mark.
+    ambiguous: Option<String>,
+    /// The currency sign of every value that has one. `None` when the column has none or
+    /// several, because amounts in different currencies cannot be compared.
+    currency: Option<char>,
+    /// The different currency signs, when there are several.
+    mixed_currencies: Vec<char>,
+}
+
+impl NumberFormat {
+    /// Parses a cell as a number: `12,5` or `1.234,5` by the decimal mark, `85%` as 0.85 and
+    /// `$1,200` or `-5 €` with the column's currency sign.
+    fn parse(&self, cell: &str) -> Option<f64> {
+        let (body, scale) = match cell.strip_suffix('%') {
+            Some(body) => (body.trim_end(), 0.01),
+            None => (cell, 1.0),
+        };
+        let Some(sign) = self.currency else {
+            return parse_decimal(body, self.mark).map(|v| v * scale);
+        };
+        let (negative, unsigned) = match body.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, body),
+        };
+        let amount = unsigned
+            .strip_prefix(sign)
+            .or_else(|| unsigned.strip_suffix(sign))
+            .map_or(unsigned, str::trim);
+        let value = parse_decimal(amount, self.mark)?;
+        Some(if negative { -value } else { value } * scale)
+    }
+}
+
+/// Chooses the number format of a column from its values. A comma marks decimals only in files not
+/// separated by commas. A value like `12,5` or `1.234,5` shows a decimal comma and one like
+/// `12.5` or `1,234.5` a decimal point. When the values show neither, `1.234` keeps the point
+/// and `1,234` the comma, and one such value is returned as ambiguous.
+fn column_numbers(table: &Table, index: usize, delimiter: u8) -> NumberFormat {
+    let present = || table.cells(index).filter(|c| !is_missing(c));
+    let mut signs: Vec<char> = present().filter_map(currency_sign).collect();
+    signs.sort_unstable();
+    signs.dedup();
+    let currency = match signs.as_slice() {
+        [sign] => Some(*sign),
+        _ => None,
     };
+    let mixed_currencies = if signs.len() > 1 { signs } else { Vec::new() };
+
+    let with_mark = |mark: DecimalMark| NumberFormat {
+        mark,
+        ambiguous: None,
+        currency,
+        mixed_currencies: mixed_currencies.clone(),
+    };
+    let point = with_mark(DecimalMark::Point);
     if delimiter == b',' {
         return point;
     }
+    let comma = with_mark(DecimalMark::Comma);
+
     let (mut comma_seen, mut point_seen) = (false, false);
     let (mut grouped_dot, mut grouped_comma) = (None, None);
-    for cell in table.cells(index).filter(|c| !is_missing(c)) {
-        let as_comma = parse_decimal(cell, DecimalMark::Comma);
-        let as_point = parse_decimal(cell, DecimalMark::Point);
+    for cell in present() {
+        let as_comma = comma.parse(cell);
+        let as_point = point.parse(cell);
         match (as_comma, as_point) {
             (Some(_), None) => comma_seen = true,
             (None, Some(_)) => point_seen = true,
@@ -722,10 +781,7 @@ fn column_numbers(table: &Table, index: usize, delimiter: u8) -> ColumnNumbers {
             _ => {}
         }
     }
-    let comma = ColumnNumbers {
-        mark: DecimalMark::Comma,
-        ambiguous: None,
-    };
+
     match (comma_seen, point_seen) {
         (true, false) => comma,
         (false, true) => point,
@@ -734,13 +790,13 @@ fn column_numbers(table: &Table, index: usize, delimiter: u8) -> ColumnNumbers {
         (true, true) if delimiter == b';' => comma,
         (true, true) => point,
         (false, false) => match (grouped_dot, grouped_comma) {
-            (Some(dot), None) => ColumnNumbers {
-                mark: DecimalMark::Point,
+            (Some(dot), None) => NumberFormat {
                 ambiguous: Some(dot),
+                ..point
             },
-            (None, Some(cell)) | (Some(_), Some(cell)) => ColumnNumbers {
-                mark: DecimalMark::Comma,
+            (None, Some(cell)) | (Some(_), Some(cell)) => NumberFormat {
                 ambiguous: Some(cell),
+                ..comma
             },
             (None, None) => point,
         },
@@ -761,7 +817,7 @@ fn convert_column(
     let summary = table.infer(index);
     let kind = column
         .kind
-        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type, mark));
+        .unwrap_or_else(|| tolerant_kind(table, index, summary.column_type, &numbers_format));
     let mut not_fitting = Samples::default();
     let mut missing = 0usize;
     let mut numbers = 0usize;
@@ -772,11 +828,11 @@ fn convert_column(
             None
         } else {
             present += 1;
-            if parse_decimal(cell, mark).is_some() {
+            if numbers_format.parse(cell).is_some() {
                 numbers += 1;
             }
             let parsed = match kind {
-                AttributeKind::Number => parse_decimal(cell, mark).map(Value::Number),
+                AttributeKind::Number => numbers_format.parse(cell).map(Value::Number),
                 AttributeKind::Flag => parse_yes_no(cell).map(Value::Bool),
                 AttributeKind::Category | AttributeKind::Present => {
                     Some(Value::Text(cell.to_string()))
@@ -809,6 +865,19 @@ fn convert_column(
             column.column, table.path
         ));
     }
+    if !numbers_format.mixed_currencies.is_empty() && column.kind != Some(AttributeKind::Category) {
+        let signs: Vec<String> = numbers_format
+            .mixed_currencies
+            .iter()
+            .map(char::to_string)
+            .collect();
+        warnings.push(format!(
+            "column {:?} of {} has amounts in different currencies ({}), so they are not read as numbers; convert them to one currency in the file",
+            column.column,
+            table.path,
+            signs.join(", ")
+        ));
+    }
     if not_fitting.count > 0 {
         let (count, what) = (
             not_fitting.count,
@@ -831,7 +900,7 @@ fn convert_column(
             "number (decimal comma)".to_string()
         }
         (None, AttributeKind::Number, ColumnType::Category) if numbers == present => {
-            "number (thousands separators)".to_string()
+            "number (with separators, signs or units)".to_string()
         }
         (None, AttributeKind::Number, ColumnType::Category | ColumnType::Date) => {
             "number (some values are not)".to_string()
@@ -861,7 +930,7 @@ fn tolerant_kind(
     table: &Table,
     index: usize,
     inferred: ColumnType,
-    mark: DecimalMark,
+    numbers_format: &NumberFormat,
 ) -> AttributeKind {
     match inferred {
         ColumnType::YesNo => AttributeKind::Flag,
@@ -873,7 +942,7 @@ fn tolerant_kind(
             let yes_no = present.iter().filter(|c| parse_yes_no(c).is_some()).count() as f64;
             let numbers = present
                 .iter()
-                .filter(|c| parse_decimal(c, mark).is_some())
+                .filter(|c| numbers_format.parse(c).is_some())
                 .count() as f64;
             if yes_no / count >= MIN_FIT_SHARE {
                 AttributeKind::Flag
@@ -1050,18 +1119,18 @@ mod tests {
         let inferred = t.infer(0).column_type;
         assert_eq!(inferred, ColumnType::Category);
         assert_eq!(
-            tolerant_kind(&t, 0, inferred, DecimalMark::Point),
+            tolerant_kind(&t, 0, inferred, &column_numbers(&t, 0, b',')),
             AttributeKind::Number
         );
 
         let t = table(&["12", "abc", "7"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type, DecimalMark::Point),
+            tolerant_kind(&t, 0, t.infer(0).column_type, &column_numbers(&t, 0, b',')),
             AttributeKind::Category
         );
         let t = table(&["Yes", "No", "N/A"]);
         assert_eq!(
-            tolerant_kind(&t, 0, t.infer(0).column_type, DecimalMark::Point),
+            tolerant_kind(&t, 0, t.infer(0).column_type, &column_numbers(&t, 0, b',')),
             AttributeKind::Flag
         );
     }
