@@ -321,7 +321,7 @@ fn read_source(
     let source_example = r#"source = "cms-hospitals""#;
     let file_example = r#"file = "vendor/hospitals.csv""#;
     let source = s.string(issues, "source", source_example);
-    let file = s.string(issues, "file", file_example);
+    let file = s.path(issues, "file", file_example);
     let delimiter = read_delimiter(s, issues);
     let delimiter_span = s.raw("delimiter").map(|v| v.span());
 

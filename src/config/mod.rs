@@ -702,7 +702,7 @@ fn read_config(top: &mut Section<'_, '_>, issues: &mut Issues<'_>, base: &Path) 
 
     let mut store = top.table(issues, "store");
     let store_path = store
-        .required_string(issues, "path", r#"path = "leadscore-data""#)
+        .required_path(issues, "path", r#"path = "leadscore-data""#)
         .map(|p| base.join(p.into_inner()));
     store.finish(issues);
 
@@ -1187,7 +1187,7 @@ fn read_lookback(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Duration {
 /// Reads `ca_file`, a path kept as written; the connector resolves it against the config
 /// file's directory and reads it.
 fn read_ca_file(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<PathBuf> {
-    s.string(
+    s.path(
         issues,
         "ca_file",
         r#"ca_file = "/etc/ssl/certs/corporate-proxy.pem""#,

@@ -49,7 +49,7 @@ pub(super) fn read_reports(
     let mut section = top.table(issues, "outcomes");
     let defaults = ReportsConfig::default();
     let folder = section
-        .string(issues, "folder", r#"folder = "reports""#)
+        .path(issues, "folder", r#"folder = "reports""#)
         .map_or(defaults.folder, |value| PathBuf::from(value.into_inner()));
     let min_auc = section
         .float(issues, "min_auc", 0.0, 1.0, "min_auc = 0.65")

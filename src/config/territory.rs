@@ -48,7 +48,7 @@ pub(super) fn read_territory(
     let defaults = TerritoryConfig::default();
 
     let folder = section
-        .string(issues, "folder", r#"folder = "lists""#)
+        .path(issues, "folder", r#"folder = "lists""#)
         .map_or(defaults.folder, |value| PathBuf::from(value.into_inner()));
 
     let count = section

@@ -627,6 +627,12 @@ fn base_currency_rate_other_than_one_rejected() {
     let text =
         format!("{EXAMPLE}\n[currency]\nbase = \"USD\"\nrates = {{ USD = 1.0, EUR = 1.08 }}\n");
     assert!(parse(&text).is_ok());
+    let text = EXAMPLE.replacen(
+        r#"path = "leadscore-data""#,
+        r#"path = "/srv/my%20scores%20data""#,
+        1,
+    );
+    assert!(parse(&text).is_ok());
 }
 
 #[test]
@@ -659,4 +665,50 @@ fn empty_connector_array_reported() {
         "{messages:?}"
     );
     assert!(error.issues.iter().all(|i| !i.message.trim().is_empty()));
+}
+
+#[test]
+fn shell_syntax_in_paths_rejected() {
+    let cases = [
+        (
+            r#"path = "leadscore-data""#,
+            r#"path = "~/leadscore-data""#,
+            "store.path",
+        ),
+        (
+            r#"path = "leadscore-data""#,
+            r#"path = "$HOME/leadscore-data""#,
+            "store.path",
+        ),
+        (
+            r#"# ca_file = "/etc/ssl/certs/corporate-proxy.pem""#,
+            r#"ca_file = "${CERT_DIR}/proxy.pem""#,
+            "connector.ca_file",
+        ),
+        (
+            r#"folder = "reports""#,
+            r#"folder = "%USERPROFILE%\\reports""#,
+            "outcomes.folder",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(EXAMPLE.contains(from), "{from}");
+        let text = EXAMPLE.replacen(from, to, 1);
+        let found = problems(&text);
+        assert!(found.contains(key), "{to}: {found}");
+        assert!(found.contains("expand"), "{to}: {found}");
+    }
+    // A dollar sign that starts no variable name is part of the path.
+    let text = EXAMPLE.replacen(
+        r#"path = "leadscore-data""#,
+        r#"path = "/srv/leadscore$1/data""#,
+        1,
+    );
+    assert!(parse(&text).is_ok());
+    let text = EXAMPLE.replacen(
+        r#"path = "leadscore-data""#,
+        r#"path = "/srv/my%20scores%20data""#,
+        1,
+    );
+    assert!(parse(&text).is_ok());
 }

@@ -56,6 +56,40 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Names the TOML type of a value for error messages.
+/// Describes the shell syntax in a path (`~`, `$NAME`, `${NAME}` or `%NAME%`), or returns
+/// `None` for a path without any.
+fn shell_syntax(path: &str) -> Option<String> {
+    if path.starts_with('~') {
+        return Some("starts with ~".to_string());
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    for (start, _) in path.match_indices('$') {
+        let rest = &path[start + 1..];
+        let braced = rest.starts_with('{');
+        let name_start = rest.trim_start_matches('{');
+        if braced || name_start.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            let length = name_start
+                .find(|c: char| !is_name(c))
+                .unwrap_or(name_start.len());
+            let name = &name_start[..length];
+            return Some(format!("contains the environment variable {name}"));
+        }
+    }
+    let mut parts = path.split('%');
+    parts.next();
+    let mut inner: Vec<&str> = parts.collect();
+    // The text after the last % is not enclosed.
+    inner.pop();
+    inner
+        .iter()
+        .step_by(2)
+        .find(|name| {
+            name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(is_name)
+        })
+        .map(|name| format!("contains the environment variable {name}"))
+}
+
 pub fn type_name(value: &DeValue<'_>) -> &'static str {
     match value {
         DeValue::String(_) => "a string",
@@ -187,6 +221,31 @@ impl<'t, 'i> Section<'t, 'i> {
         }
     }
 
+    /// Reads a file or folder path like [`Section::string`] and rejects one that a shell would
+    /// have expanded. leadscore reads `~` and `$HOME` literally, so such a path would name a
+    /// folder called `~` or `$HOME` next to the configuration file.
+    pub fn path(
+        &mut self,
+        issues: &mut Issues<'_>,
+        key: &'static str,
+        example: &str,
+    ) -> Option<Spanned<String>> {
+        let value = self.string(issues, key, example)?;
+        let Some(problem) = shell_syntax(value.get_ref()) else {
+            return Some(value);
+        };
+        issues.push(
+            value.span(),
+            &self.key_path(key),
+            format!(
+                "{:?} {problem}, which leadscore does not expand; write the full path it stands for",
+                value.get_ref()
+            ),
+            Some(example),
+        );
+        None
+    }
+
     /// Returns a table of string values (`key = { a = "x", b = "y" }`) as (key, value) pairs
     /// in file order; a value that is not a non-empty string is reported and left out.
     pub fn string_map(
@@ -219,6 +278,20 @@ impl<'t, 'i> Section<'t, 'i> {
             }
         }
         out
+    }
+
+    /// Reads a path that must be present: see [`Section::path`].
+    pub fn required_path(
+        &mut self,
+        issues: &mut Issues<'_>,
+        key: &'static str,
+        example: &str,
+    ) -> Option<Spanned<String>> {
+        if self.raw(key).is_none() {
+            self.missing(issues, key, example);
+            return None;
+        }
+        self.path(issues, key, example)
     }
 
     pub fn required_string(

@@ -53,7 +53,7 @@ pub(super) fn read_transport(
 ) -> TransportSettings {
     let file_example = r#"refresh_token_file = "/var/lib/leadscore/refresh-token""#;
     let refresh_token_file = s
-        .string(issues, "refresh_token_file", file_example)
+        .path(issues, "refresh_token_file", file_example)
         .and_then(|value| {
             if value.get_ref().trim().is_empty() {
                 issues.push(
