@@ -1511,7 +1511,10 @@ fn category_text(value: &Value) -> std::borrow::Cow<'_, str> {
 
 fn attribute_value(value: &Value, kind: AttributeKind, category: Option<&str>) -> f64 {
     match kind {
-        AttributeKind::Number => value.as_f64().unwrap_or(f64::NAN),
+        // An infinite value would stop training, so it counts as missing.
+        // NOTE: nothing reports it here. The HubSpot connector rejects such values when it
+        // pulls them, but a Salesforce text field read as a number can still hold one.
+        AttributeKind::Number => value.as_f64().filter(|v| v.is_finite()).unwrap_or(f64::NAN),
         AttributeKind::Flag => match value {
             Value::Bool(b) => f64::from(u8::from(*b)),
             Value::Text(s) if s.eq_ignore_ascii_case("yes") || s.eq_ignore_ascii_case("true") => {
@@ -1902,6 +1905,41 @@ mod tests {
         );
         assert_eq!(column(&space, &row, "hip_knee_volume"), 412.0);
         assert!(column(&space, &row, "cabg_volume").is_nan());
+    }
+
+    #[test]
+    fn infinite_number_is_missing() {
+        // JSON has no infinity, but a number field sent as text can read "Infinity" or
+        // overflow, as "1e999" does, and one such record would stop training.
+        let cases = [
+            Value::Number(f64::INFINITY),
+            Value::Text("Infinity".into()),
+            Value::Text("-1e999".into()),
+            Value::Text("NaN".into()),
+        ];
+        for value in cases {
+            let account = record(
+                "Account",
+                "001A",
+                &[("Hip_Knee_Discharges__c", value.clone())],
+            );
+            let history = History::build(
+                Pulled {
+                    accounts: vec![ProjectedRecord::whole(account)],
+                    ..Pulled::default()
+                },
+                "Buying_Role__c",
+                HashMap::new(),
+            );
+            let space = space();
+            let row = space.row(
+                &history,
+                Target::account("001A"),
+                time("2025-07-01T00:00:00Z"),
+            );
+            let cell = column(&space, &row, "hip_knee_volume");
+            assert!(cell.is_nan(), "{value:?} became {cell}");
+        }
     }
 
     #[test]

@@ -421,5 +421,8 @@ mod tests {
         );
         assert_eq!(parse_value(FieldKind::Number, "").unwrap(), Value::Null);
         assert!(parse_value(FieldKind::Number, "lots").is_err());
+        for text in ["Infinity", "-inf", "NaN", "1e999"] {
+            assert!(parse_value(FieldKind::Number, text).is_err(), "{text}");
+        }
     }
 }
