@@ -20,7 +20,9 @@ pub use crate::config::enrichment::{
     EnrichmentColumn, EnrichmentConfig, EnrichmentObject, EnrichmentSource, JoinRule,
 };
 use crate::config::{AttributeFeature, AttributeKind};
-use crate::evaluate::table::{is_missing, parse_number, parse_yes_no, ColumnType, Table};
+use crate::evaluate::table::{
+    is_digit_groups, is_missing, parse_number, parse_yes_no, ColumnType, Table,
+};
 pub use names::{
     normalise_name, normalise_state, token_similarity, NameIndex, NameMatch, AMBIGUITY_MARGIN,
     FUZZY_THRESHOLD,
@@ -637,18 +639,6 @@ enum DecimalMark {
     Comma,
 }
 
-/// Returns whether `s` is one to three digits followed by groups of a separator and three
-/// digits, as in `1,234,567` or `1.234`.
-fn is_grouped(s: &str, separator: char) -> bool {
-    let mut groups = s.split(separator);
-    let first = groups.next().unwrap_or_default();
-    let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
-    (1..=3).contains(&first.len())
-        && digits(first)
-        && s.contains(separator)
-        && groups.all(|g| g.len() == 3 && digits(g))
-}
-
 /// Parses a number with the column's decimal mark, also with the other mark grouping
 /// thousands: `1,234.5` with [`DecimalMark::Point`], `1.234,5` and `1,0597` with
 /// [`DecimalMark::Comma`]. A plain `12.5` parses with either mark, because it is unambiguous.
@@ -656,23 +646,15 @@ fn parse_decimal(cell: &str, mark: DecimalMark) -> Option<f64> {
     let unsigned = cell.strip_prefix(['-', '+']).unwrap_or(cell);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match mark {
-        DecimalMark::Point => {
-            if let Some(value) = parse_number(cell) {
-                return Some(value);
-            }
-            let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
-            if !is_grouped(whole, ',') || !digits(fraction) {
-                return None;
-            }
-            parse_number(&cell.replace(',', ""))
-        }
+        // `parse_number` reads commas that group thousands.
+        DecimalMark::Point => parse_number(cell),
         DecimalMark::Comma => {
             let (whole, fraction) = match unsigned.split_once(',') {
                 Some((whole, fraction)) => (whole, fraction),
-                None if is_grouped(unsigned, '.') => (unsigned, "0"),
+                None if is_digit_groups(unsigned, '.') => (unsigned, "0"),
                 None => return parse_number(cell),
             };
-            let whole_fits = digits(whole) || is_grouped(whole, '.');
+            let whole_fits = digits(whole) || is_digit_groups(whole, '.');
             if !whole_fits || !digits(fraction) {
                 return None;
             }

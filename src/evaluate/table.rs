@@ -67,11 +67,43 @@ pub fn parse_yes_no(cell: &str) -> Option<bool> {
     }
 }
 
-/// Parses a finite number; `inf` and `NaN` spelled out are not numbers here.
-// NOTE: thousands separators and currency signs ("1,200", "$5") are not parsed, so a column
-// written that way is read as a category.
+/// Parses a finite number, also with commas grouping thousands (`1,234.5`) and with a
+/// trailing percent sign (`85%` is 0.85). `inf` and `NaN` spelled out are not numbers here.
+// NOTE: currency signs ("$5") are not parsed, so a column written that way is read as a
+// category. Enrichment tables read them (see `crate::enrichment`).
 pub fn parse_number(cell: &str) -> Option<f64> {
-    cell.parse::<f64>().ok().filter(|v| v.is_finite())
+    if let Some(body) = cell.strip_suffix('%') {
+        let body = body.trim_end();
+        if body.contains('%') {
+            return None;
+        }
+        return parse_number(body).map(|v| v / 100.0);
+    }
+    if let Some(value) = cell.parse::<f64>().ok().filter(|v| v.is_finite()) {
+        return Some(value);
+    }
+    let unsigned = cell.strip_prefix(['-', '+']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !is_digit_groups(whole, ',') || !digits {
+        return None;
+    }
+    cell.replace(',', "")
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+/// Returns whether `text` is one to three digits followed by one or more groups of
+/// `separator` and three digits, as in `1,234,567` or `1.234`.
+pub fn is_digit_groups(text: &str, separator: char) -> bool {
+    let mut groups = text.split(separator);
+    let first = groups.next().unwrap_or_default();
+    let digits = |group: &str| group.bytes().all(|b| b.is_ascii_digit());
+    (1..=3).contains(&first.len())
+        && digits(first)
+        && text.contains(separator)
+        && groups.all(|group| group.len() == 3 && digits(group))
 }
 
 /// Parses a date or date-time into Unix seconds (UTC when the cell has no offset).
@@ -395,7 +427,23 @@ mod tests {
     fn numbers_reject_infinity() {
         assert_eq!(parse_number("2.5"), Some(2.5));
         assert_eq!(parse_number("inf"), None);
-        assert_eq!(parse_number("1,000"), None);
+        assert_eq!(parse_number("1e999"), None);
+    }
+
+    #[test]
+    fn grouped_and_percent_numbers() {
+        assert_eq!(parse_number("1,000"), Some(1000.0));
+        assert_eq!(parse_number("-12,345.5"), Some(-12345.5));
+        assert_eq!(parse_number("85%"), Some(0.85));
+        assert_eq!(parse_number("7.5 %"), Some(0.075));
+        // Not digit groups of three: a list or a decimal comma, so not a number here.
+        assert_eq!(parse_number("1,2"), None);
+        assert_eq!(parse_number("12,34,567"), None);
+        assert_eq!(parse_number("%"), None);
+
+        let bytes = b"Visits,Won\n\"1,234\",1\n80,0\n";
+        let table = Table::parse("t.csv", bytes, b',').expect("parse");
+        assert_eq!(table.infer(0).column_type, ColumnType::Number);
     }
 
     #[test]
