@@ -739,3 +739,32 @@ fn mixed_currencies_stay_text_and_warn() {
         .unwrap_or_else(|| panic!("no warning about Beds: {:?}", report.warnings));
     assert!(warning.contains("$, €"), "{warning}");
 }
+
+#[test]
+fn trailing_unnamed_empty_columns_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    // Spreadsheets export columns that were once formatted as empty, unnamed columns.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region,,\r\n010001,350,Yes,South,,\r\n010005,120,No,North,,\r\n",
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let mut records = [record("Account", "A1", &[("CCN__c", text("010001"))])];
+    let report = table.apply(records.iter_mut());
+    assert_eq!(report.rows, 2);
+    assert_eq!(
+        records[0].get("enrichment.vendor.beds"),
+        &Value::Number(350.0)
+    );
+
+    // A value under an unnamed column is still rejected, at its line.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region,\n010001,350,Yes,South,\n010005,120,No,North,note\n",
+    );
+    let message = load_error(&config(dir.path(), KEY_TABLE)).to_string();
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("column 5"), "{message}");
+}

@@ -171,7 +171,11 @@ impl Table {
             .headers()
             .map_err(|err| csv_error(&display_path, &err))?
             .clone();
-        let headers = check_headers(&display_path, &headers)?;
+        let mut headers = check_headers(&display_path, &headers)?;
+        // Spreadsheets export formatted but unused columns as unnamed columns at the end.
+        let unnamed = headers.iter().rev().take_while(|h| h.is_empty()).count();
+        let width = headers.len();
+        headers.truncate(width - unnamed);
         if delimiter == b',' {
             reject_other_delimiters(&display_path, &headers)?;
         }
@@ -184,15 +188,28 @@ impl Table {
             let line = record
                 .position()
                 .map_or(0, |p| line_counter.line_at(p.byte()));
-            if record.len() != headers.len() {
+            if record.len() != width {
                 return Err(EvaluateError::Input(format!(
-                    "{display_path}, line {line}: the row has {} fields but the header has {}; \
+                    "{display_path}, line {line}: the row has {} fields but the header has {width}; \
                      quote values that contain commas and give every row one field per column",
                     record.len(),
-                    headers.len()
                 )));
             }
-            rows.push(record.iter().map(str::to_string).collect());
+            if let Some(extra) = (headers.len()..width).find(|&i| !record[i].is_empty()) {
+                return Err(EvaluateError::Input(format!(
+                    "{display_path}, line {line}: column {} has the value {:?} but no header; \
+                     name the column in the header row or delete it",
+                    extra + 1,
+                    &record[extra]
+                )));
+            }
+            rows.push(
+                record
+                    .iter()
+                    .take(headers.len())
+                    .map(str::to_string)
+                    .collect(),
+            );
             lines.push(line);
         }
         if rows.is_empty() {
@@ -331,7 +348,8 @@ fn check_headers(path: &str, record: &csv::StringRecord) -> Result<Vec<String>, 
         )));
     }
     let mut seen = HashSet::new();
-    for (index, header) in headers.iter().enumerate() {
+    let named = headers.len() - headers.iter().rev().take_while(|h| h.is_empty()).count();
+    for (index, header) in headers[..named].iter().enumerate() {
         if header.is_empty() {
             return Err(EvaluateError::Input(format!(
                 "{path}: column {} has an empty header; give every column a name",
