@@ -768,3 +768,23 @@ fn trailing_unnamed_empty_columns_ignored() {
     assert!(message.contains("line 3"), "{message}");
     assert!(message.contains("column 5"), "{message}");
 }
+
+#[test]
+fn scientific_notation_keys_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    // Excel shows a long number such as an NPI in scientific notation and exports it so.
+    write(
+        dir.path(),
+        "hospitals.csv",
+        "Facility ID,Beds,Teaching,Region\n1.23457E+09,350,Yes,South\n010005,120,No,North\n",
+    );
+    let table = EnrichmentTable::load(&config(dir.path(), KEY_TABLE)).expect("load");
+    let report = table.apply(std::iter::empty());
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("1.23457E+09"))
+        .unwrap_or_else(|| panic!("no warning about the key: {:?}", report.warnings));
+    assert!(warning.contains("line 2"), "{warning}");
+    assert!(warning.contains("as text"), "{warning}");
+}

@@ -312,6 +312,11 @@ impl EnrichmentTable {
                 )
             }
         };
+        if let JoinRule::Key { column, .. } = &config.join {
+            if let Some(warning) = scientific_keys_warning(&table, column) {
+                warnings.push(warning);
+            }
+        }
         if duplicate_keys.count > 0 {
             warnings.push(format!(
                 "{} rows of {} repeat an earlier row's key; {DUPLICATE_RULE}",
@@ -936,6 +941,36 @@ fn tolerant_kind(
             }
         }
     }
+}
+
+/// Returns a warning about keys written in scientific notation (`1.23457E+09`), as
+/// spreadsheets export long numbers. Such a key has lost its last digits, so no record can
+/// match it.
+fn scientific_keys_warning(table: &Table, column: &str) -> Option<String> {
+    let index = table.position(column)?;
+    let mut keys = Samples::default();
+    for (cell, line) in table.cells(index).zip(&table.lines) {
+        let (mantissa, exponent) = match cell.split_once(['E', 'e']) {
+            Some(parts) => parts,
+            None => continue,
+        };
+        let exponent = exponent.strip_prefix('+').unwrap_or(exponent);
+        let scientific = mantissa.contains('.')
+            && parse_number(mantissa).is_some()
+            && exponent.parse::<i32>().is_ok();
+        if scientific {
+            keys.add(|| format!("line {line}: {cell}"));
+        }
+    }
+    (keys.count > 0).then(|| {
+        let noun = if keys.count == 1 { "key" } else { "keys" };
+        format!(
+            "{} {noun} in column {column:?} of {} in scientific notation ({}) lost digits in a spreadsheet and match no record; format the column as text in the spreadsheet and export the file again",
+            keys.count,
+            table.path,
+            keys.samples.join(", ")
+        )
+    })
 }
 
 /// Indexes rows by key. Returns the index and each row's display key (empty for rows without
