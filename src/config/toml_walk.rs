@@ -55,7 +55,6 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Names the TOML type of a value for error messages.
 /// Describes the shell syntax in a path (`~`, `$NAME`, `${NAME}` or `%NAME%`), or returns
 /// `None` for a path without any.
 fn shell_syntax(path: &str) -> Option<String> {
@@ -90,6 +89,7 @@ fn shell_syntax(path: &str) -> Option<String> {
         .map(|name| format!("contains the environment variable {name}"))
 }
 
+/// Names the TOML type of a value for error messages.
 pub fn type_name(value: &DeValue<'_>) -> &'static str {
     match value {
         DeValue::String(_) => "a string",
