@@ -1261,6 +1261,16 @@ fn read_features(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<Fea
             "activity_windows_days = [90, 365]",
         )
         .unwrap_or_else(|| vec![90, 365]);
+    if let Some(repeated) = first_repeat(&activity_windows_days) {
+        issues.push(
+            s.span(),
+            &s.key_path("activity_windows_days"),
+            format!(
+                "{repeated} is listed twice; each window gives its own features, so list it once"
+            ),
+            Some("activity_windows_days = [90, 365]"),
+        );
+    }
 
     let mut lists: [Vec<AttributeFeature>; 3] = Default::default();
     let mut complete = true;
@@ -1360,10 +1370,18 @@ fn read_model(
     let label = read_label(s, issues);
     let segment = read_segment(s, issues, features);
     let (post_outcome_train_share, post_outcome_scoring_share) = read_post_outcome(s, issues);
-    let keep_features = s
+    let keep_features: Vec<String> = s
         .string_array(issues, "keep_features", r#"keep_features = ["bed_count"]"#)
         .map(|values| values.into_iter().map(|v| v.into_inner()).collect())
         .unwrap_or_default();
+    if let Some(repeated) = first_repeat(&keep_features) {
+        issues.push(
+            s.span(),
+            &s.key_path("keep_features"),
+            format!("{repeated:?} is listed twice; list each feature once"),
+            Some(r#"keep_features = ["bed_count"]"#),
+        );
+    }
     let config = ModelConfig {
         trees: s
             .integer(issues, "trees", 1..5001, "trees = 100")
@@ -1639,6 +1657,17 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
     let labels = match s.string_array(issues, "labels", labels_example) {
         Some(values) if values.len() == 4 => {
             for (index, value) in values.iter().enumerate() {
+                if value.get_ref().trim().is_empty() {
+                    issues.push(
+                        value.span(),
+                        &s.key_path("labels"),
+                        format!(
+                            "the label of tier {} is empty, which would clear the tier field; give each tier a name",
+                            ["A", "B", "C", "D"][index]
+                        ),
+                        Some(labels_example),
+                    );
+                }
                 if values[..index]
                     .iter()
                     .any(|v| v.get_ref() == value.get_ref())
@@ -1674,6 +1703,15 @@ fn read_tiers(s: &mut Section<'_, '_>, issues: &mut Issues<'_>) -> Option<TierCo
         None => ["A", "B", "C", "D"].map(str::to_string),
     };
     Some(TierConfig { a, b, c, labels })
+}
+
+/// Returns the first value of `values` that an earlier one repeats.
+fn first_repeat<T: PartialEq>(values: &[T]) -> Option<&T> {
+    values
+        .iter()
+        .enumerate()
+        .find(|(index, value)| values[..*index].contains(value))
+        .map(|(_, value)| value)
 }
 
 fn read_writeback(

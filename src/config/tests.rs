@@ -170,6 +170,32 @@ fn credentials_in_login_url_rejected() {
 }
 
 #[test]
+fn empty_tier_label_rejected() {
+    let text = EXAMPLE.replace(
+        "labels = [\"A\", \"B\", \"C\", \"D\"]",
+        "labels = [\"A\", \" \", \"C\", \"D\"]",
+    );
+    let err = parse(&text).unwrap_err();
+    assert!(
+        err.to_string().contains("label of tier B is empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn repeated_windows_and_kept_features_rejected() {
+    let text = EXAMPLE
+        .replace(
+            "activity_windows_days = [90, 365]",
+            "activity_windows_days = [90, 365, 90]",
+        )
+        .replace("keep_features = []", "keep_features = [\"beds\", \"beds\"]");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("90 is listed twice"), "{err}");
+    assert!(err.contains("\"beds\" is listed twice"), "{err}");
+}
+
+#[test]
 fn duplicate_tier_labels_rejected() {
     let text = EXAMPLE.replace(
         "labels = [\"A\", \"B\", \"C\", \"D\"]",
