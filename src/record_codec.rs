@@ -17,7 +17,7 @@
 //! text     = len bytes (UTF-8)
 //! ```
 //!
-//! Fields are written in name order, as [`Record::fields`] holds them.
+//! Fields are written in name order, the order of [`Record::fields`].
 
 use std::collections::BTreeMap;
 
@@ -85,7 +85,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
     }
 }
 
-/// Decodes a record stored in either form, keeping only the fields named in `keep`; the
+/// Decodes a record stored in either form, keeping only the fields named in `keep`. The
 /// values of the others are skipped without being built.
 pub(crate) fn decode_with(bytes: &[u8], keep: &[&str]) -> Result<Record, String> {
     match bytes.first() {
@@ -122,8 +122,8 @@ pub(crate) fn modstamp(bytes: &[u8]) -> Result<DateTime<Utc>, String> {
 }
 
 impl Store {
-    /// Rewrites in binary form the records still stored as JSON, which a store of the
-    /// previous format holds, and returns how many it rewrote. It does nothing once the store
+    /// Rewrites in binary form the records still stored as JSON, as in a store of the
+    /// previous format, and returns how many it rewrote. It does nothing once the store
     /// is marked converted. Each chunk is read and rewritten in one durable write
     /// transaction, so a record a concurrent pull replaced is never overwritten by its older
     /// copy. Both forms
@@ -516,7 +516,7 @@ mod tests {
         };
         unordered.fields.insert("B".into(), Value::Null);
         let mut bytes = encode(&unordered);
-        // The record ends with the count 1 and the field "B"; a second field "A" is appended.
+        // The record ends with the count 1 and the field "B". A second field "A" is appended.
         let count_at = bytes.len() - 4;
         assert_eq!(bytes[count_at], 1);
         bytes[count_at] = 2;

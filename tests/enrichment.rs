@@ -694,7 +694,9 @@ fn percent_and_currency_are_numbers() {
         record("Account", "A1", &[("CCN__c", text("010001"))]),
         record("Account", "A2", &[("CCN__c", text("010005"))]),
     ];
+
     let report = table.apply(records.iter_mut());
+
     let get = |records: &[Record], i: usize, field: &str| records[i].get(field).clone();
     assert_eq!(
         get(&records, 0, "enrichment.vendor.beds"),
